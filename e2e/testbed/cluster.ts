@@ -1,0 +1,186 @@
+// One simulated member cluster: its own etcd and kube-apiserver (no kubelet, no controllers),
+// with an admin kubeconfig that authenticates by client certificate.
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ApiextensionsV1Api, KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { IsthmusError } from '../../common/errors.ts';
+import type { Binaries } from './binaries.ts';
+import { TestCa, writeServiceAccountKeys, type PemFiles } from './certs.ts';
+import { freePort } from './ports.ts';
+import { httpOk } from './probe.ts';
+import type { ManagedProcess, ProcessSupervisor } from './processes.ts';
+import { waitFor } from './wait.ts';
+
+const crdDir = fileURLToPath(new URL('../../crds/', import.meta.url));
+
+export interface LocalClusterOptions {
+  readonly name: string;
+  readonly installCrds: boolean;
+  readonly startTimeoutMs: number;
+}
+
+export class LocalCluster {
+  readonly name: string;
+  readonly server: string;
+  readonly kubeconfigPath: string;
+  readonly kubeconfigYaml: string;
+  readonly etcd: ManagedProcess;
+  readonly apiserver: ManagedProcess;
+
+  private constructor(init: { name: string; server: string; kubeconfigPath: string; kubeconfigYaml: string; etcd: ManagedProcess; apiserver: ManagedProcess }) {
+    this.name = init.name;
+    this.server = init.server;
+    this.kubeconfigPath = init.kubeconfigPath;
+    this.kubeconfigYaml = init.kubeconfigYaml;
+    this.etcd = init.etcd;
+    this.apiserver = init.apiserver;
+  }
+
+  /** A fresh client configuration with admin rights on this cluster. */
+  kubeConfig(): KubeConfig {
+    const kc = new KubeConfig();
+    kc.loadFromString(this.kubeconfigYaml);
+    return kc;
+  }
+
+  static async start(supervisor: ProcessSupervisor, binaries: Binaries, options: LocalClusterOptions): Promise<LocalCluster> {
+    const dir = join(supervisor.dir, options.name);
+    await mkdir(dir, { recursive: true });
+    const etcd = await startEtcd(supervisor, binaries, dir, options);
+    const ca = await TestCa.create(dir, `${options.name}-apiserver`);
+    const [serving, admin, sa] = await Promise.all([
+      ca.issue('apiserver', 'CN=kube-apiserver', { dns: ['localhost', 'kubernetes', 'kubernetes.default.svc'], ip: ['127.0.0.1'], server: true }),
+      ca.issue('admin', 'CN=isthmus-admin,O=system:masters', { client: true }),
+      writeServiceAccountKeys(dir),
+    ]);
+    const { process: apiserver, port } = await startApiserver(supervisor, binaries, dir, options, { etcd: etcd.url, ca, serving, sa });
+    const server = `https://127.0.0.1:${port}`;
+    const kubeconfigYaml = renderKubeconfig(options.name, server, ca.caPem, admin);
+    const kubeconfigPath = join(dir, 'kubeconfig');
+    await writeFile(kubeconfigPath, kubeconfigYaml, { mode: 0o600 });
+    const tls = { ca: ca.caPem, cert: admin.certPem, key: admin.keyPem };
+    await waitFor(`${options.name}: kube-apiserver /readyz`, () => failFast(apiserver, () => httpOk(`${server}/readyz`, tls)), options.startTimeoutMs, 200);
+    const cluster = new LocalCluster({ name: options.name, server, kubeconfigPath, kubeconfigYaml, etcd: etcd.process, apiserver });
+    if (options.installCrds) await cluster.installCrds(options.startTimeoutMs);
+    return cluster;
+  }
+
+  /** Creates every CRD in crds/ and waits until each is Established. */
+  async installCrds(timeoutMs: number): Promise<void> {
+    const api = this.kubeConfig().makeApiClient(ApiextensionsV1Api);
+    const files = (await readdir(crdDir)).filter((f) => f.endsWith('.yaml')).sort();
+    const crds = await Promise.all(files.map(async (f) => parseYaml(await readFile(join(crdDir, f), 'utf8')) as V1CustomResourceDefinition));
+    await Promise.all(crds.map((body) => api.createCustomResourceDefinition({ body })));
+    await waitFor(
+      `${this.name}: CRDs Established`,
+      async () => {
+        const states = await Promise.all(crds.map((c) => api.readCustomResourceDefinition({ name: c.metadata?.name ?? '' })));
+        return states.every((s) => s.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True'));
+      },
+      timeoutMs,
+      100,
+    );
+  }
+
+  memory(): { rss: number; peak: number } {
+    const [a, b] = [this.etcd.memory(), this.apiserver.memory()];
+    return { rss: a.rss + b.rss, peak: a.peak + b.peak };
+  }
+}
+
+/** Turns a dead process into an immediate error carrying its log, instead of a slow timeout. */
+async function failFast(process: ManagedProcess, probe: () => Promise<boolean>): Promise<boolean> {
+  if (!process.running) {
+    throw new IsthmusError('ISTHMUS_PROCESS_FAILED', `${process.name} exited early:\n${process.logTail()}`);
+  }
+  return probe();
+}
+
+async function startEtcd(supervisor: ProcessSupervisor, binaries: Binaries, dir: string, options: LocalClusterOptions): Promise<{ process: ManagedProcess; url: string }> {
+  for (let attempt = 1; ; attempt++) {
+    const [clientPort, peerPort] = [await freePort(), await freePort()];
+    const url = `http://127.0.0.1:${clientPort}`;
+    const peer = `http://127.0.0.1:${peerPort}`;
+    const process = await supervisor.start({
+      name: `${options.name}-etcd`,
+      command: binaries.etcd,
+      args: [
+        `--name=${options.name}`,
+        `--data-dir=${join(dir, `etcd-${attempt}`)}`,
+        `--listen-client-urls=${url}`,
+        `--advertise-client-urls=${url}`,
+        `--listen-peer-urls=${peer}`,
+        `--initial-advertise-peer-urls=${peer}`,
+        `--initial-cluster=${options.name}=${peer}`,
+        // Test data is disposable: skipping fsync makes a cold start and every write much faster.
+        '--unsafe-no-fsync',
+        '--quota-backend-bytes=1073741824',
+        '--log-level=warn',
+      ],
+    });
+    try {
+      await waitFor(`${options.name}: etcd /health`, () => failFast(process, () => httpOk(`${url}/health`)), options.startTimeoutMs, 50);
+      return { process, url };
+    } catch (err) {
+      await process.stop();
+      if (attempt >= 3) throw err;
+    }
+  }
+}
+
+async function startApiserver(
+  supervisor: ProcessSupervisor,
+  binaries: Binaries,
+  dir: string,
+  options: LocalClusterOptions,
+  inputs: { etcd: string; ca: TestCa; serving: PemFiles; sa: { publicFile: string; privateFile: string } },
+): Promise<{ process: ManagedProcess; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const process = await supervisor.start({
+      name: `${options.name}-kube-apiserver`,
+      command: binaries.kubeApiserver,
+      args: [
+        `--etcd-servers=${inputs.etcd}`,
+        '--bind-address=127.0.0.1',
+        '--advertise-address=127.0.0.1',
+        `--secure-port=${port}`,
+        `--cert-dir=${join(dir, 'apiserver-certs')}`,
+        `--tls-cert-file=${inputs.serving.certFile}`,
+        `--tls-private-key-file=${inputs.serving.keyFile}`,
+        `--client-ca-file=${inputs.ca.caFile}`,
+        `--service-account-key-file=${inputs.sa.publicFile}`,
+        `--service-account-signing-key-file=${inputs.sa.privateFile}`,
+        '--service-account-issuer=https://kubernetes.default.svc',
+        // Only used to allocate ClusterIPs for Service objects; nothing routes to this range.
+        '--service-cluster-ip-range=10.96.0.0/16',
+        '--authorization-mode=RBAC',
+        '--endpoint-reconciler-type=none',
+        '--enable-priority-and-fairness=false',
+        '--profiling=false',
+        '--v=0',
+      ],
+    });
+    // A lost port race shows up as an early exit with "address already in use": try another port.
+    const lostRace = await Promise.race([
+      process.exited().then(() => /address already in use/.test(process.logTail())),
+      new Promise<false>((resolve) => setTimeout(() => resolve(false), 1_500)),
+    ]);
+    if (!lostRace) return { process, port };
+    if (attempt >= 3) throw new IsthmusError('ISTHMUS_PROCESS_FAILED', `kube-apiserver could not bind a port:\n${process.logTail()}`);
+  }
+}
+
+function renderKubeconfig(name: string, server: string, caPem: string, admin: PemFiles): string {
+  const b64 = (s: string): string => Buffer.from(s).toString('base64');
+  return stringifyYaml({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name, cluster: { server, 'certificate-authority-data': b64(caPem) } }],
+    users: [{ name: `${name}-admin`, user: { 'client-certificate-data': b64(admin.certPem), 'client-key-data': b64(admin.keyPem) } }],
+    contexts: [{ name, context: { cluster: name, user: `${name}-admin` } }],
+    'current-context': name,
+  });
+}

@@ -1,0 +1,9 @@
+// Runs once per `vitest run`: builds or finds the pinned binaries (so test files don't race the
+// script) and clears anything an earlier, killed run left behind.
+import { reapAbandonedTestbeds, resolveBinaries } from './index.ts';
+
+export default async function setup(): Promise<void> {
+  reapAbandonedTestbeds();
+  const b = await resolveBinaries();
+  process.env.ISTHMUS_BINARIES = `kube-apiserver=${b.kubeApiserver}\netcd=${b.etcd}\nnats-server=${b.natsServer}`;
+}

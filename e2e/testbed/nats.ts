@@ -1,0 +1,76 @@
+// A real nats-server with JetStream, TLS and client-certificate authentication, on loopback.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { Binaries } from './binaries.ts';
+import { TestCa, type PemFiles } from './certs.ts';
+import { freePort } from './ports.ts';
+import { httpOk } from './probe.ts';
+import type { ManagedProcess, ProcessSupervisor } from './processes.ts';
+import { waitFor } from './wait.ts';
+
+export interface NatsClientCredentials {
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+export class LocalNats {
+  readonly url: string;
+  readonly monitorUrl: string;
+  readonly process: ManagedProcess;
+  readonly ca: TestCa;
+
+  private constructor(url: string, monitorUrl: string, process: ManagedProcess, ca: TestCa) {
+    this.url = url;
+    this.monitorUrl = monitorUrl;
+    this.process = process;
+    this.ca = ca;
+  }
+
+  static async start(supervisor: ProcessSupervisor, binaries: Binaries, timeoutMs: number): Promise<LocalNats> {
+    const dir = join(supervisor.dir, 'nats');
+    await mkdir(dir, { recursive: true });
+    const ca = await TestCa.create(dir, 'nats');
+    const serving = await ca.issue('nats-server', 'CN=nats-server', { dns: ['localhost'], ip: ['127.0.0.1'], server: true });
+    for (let attempt = 1; ; attempt++) {
+      const [port, monitorPort] = [await freePort(), await freePort()];
+      const configFile = join(dir, 'nats.conf');
+      await writeFile(configFile, renderConfig({ port, monitorPort, dir, ca, serving }));
+      const process = await supervisor.start({ name: 'nats-server', command: binaries.natsServer, args: ['-c', configFile] });
+      const monitorUrl = `http://127.0.0.1:${monitorPort}`;
+      try {
+        await waitFor('nats-server /healthz', async () => {
+          if (!process.running) throw new Error(`nats-server exited:\n${process.logTail()}`);
+          return httpOk(`${monitorUrl}/healthz?js-enabled-only=true`);
+        }, timeoutMs, 50);
+        return new LocalNats(`tls://127.0.0.1:${port}`, monitorUrl, process, ca);
+      } catch (err) {
+        await process.stop();
+        if (attempt >= 3) throw err;
+      }
+    }
+  }
+
+  /** A client certificate the server accepts (it requires one: verify is on). */
+  async clientCredentials(name: string): Promise<NatsClientCredentials> {
+    const files = await this.ca.issue(`nats-client-${name}`, `CN=${name}`, { client: true });
+    return { ca: this.ca.caPem, cert: files.certPem, key: files.keyPem };
+  }
+
+  async connect(name: string): Promise<NatsConnection> {
+    const creds = await this.clientCredentials(name);
+    return connect({ servers: this.url, name, tls: { ca: creds.ca, cert: creds.cert, key: creds.key }, maxReconnectAttempts: -1 });
+  }
+}
+
+function renderConfig(c: { port: number; monitorPort: number; dir: string; ca: TestCa; serving: PemFiles }): string {
+  return [
+    `listen: "127.0.0.1:${c.port}"`,
+    `http: "127.0.0.1:${c.monitorPort}"`,
+    'server_name: isthmus-testbed',
+    `jetstream { store_dir: "${join(c.dir, 'jetstream')}", max_memory_store: 268435456, max_file_store: 1073741824 }`,
+    `tls { cert_file: "${c.serving.certFile}", key_file: "${c.serving.keyFile}", ca_file: "${c.ca.caFile}", verify: true, timeout: 2 }`,
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,61 @@
+import { existsSync } from 'node:fs';
+import { KubernetesObjectApi, type KubernetesObject } from '@kubernetes/client-node';
+import { Kvm } from '@nats-io/kv';
+import { connect } from '@nats-io/transport-node';
+import { describe, expect, it } from 'vitest';
+import { validObjects } from '../crds.fixtures.ts';
+import { startTestbed } from './index.ts';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('local test bed', () => {
+  it('runs 3 clusters + NATS, serves every CRD kind and KV over TLS, and leaves nothing behind', async () => {
+    let pids: number[];
+    let dir: string;
+    {
+      await using bed = await startTestbed({ clusters: 3 });
+      pids = bed.pids();
+      dir = bed.dir;
+      expect(pids).toHaveLength(7); // 3 × (etcd + kube-apiserver) + nats-server
+      console.info(`3 clusters + NATS ready in ${bed.startupMs} ms, RSS ${Math.round(bed.memory().rss / 2 ** 20)} MiB`);
+
+      for (const cluster of bed.clusters) {
+        const client = KubernetesObjectApi.makeApiClient(cluster.kubeConfig());
+        for (const object of validObjects) {
+          const created = await client.create(object as KubernetesObject);
+          expect(created.metadata?.uid, `${cluster.name}: ${object.kind} created`).toBeTruthy();
+          const read = (await client.read({
+            apiVersion: object.apiVersion,
+            kind: object.kind,
+            metadata: { name: object.metadata.name, namespace: object.metadata.namespace },
+          } as KubernetesObject & { metadata: { name: string } })) as KubernetesObject & { spec?: unknown };
+          expect(read.metadata?.uid).toBe(created.metadata?.uid);
+          expect(read.spec, `${cluster.name}: ${object.kind}/${object.metadata.name} read back`).toMatchObject(object.spec as object);
+        }
+      }
+
+      const nats = bed.nats!;
+      const nc = await nats.connect('testbed-test');
+      try {
+        const kv = await new Kvm(nc).create('isthmus_testbed');
+        const revision = await kv.put('default.echo', JSON.stringify({ ports: [80] }));
+        const entry = await kv.get('default.echo');
+        expect(entry?.revision).toBe(revision);
+        expect(entry?.json()).toEqual({ ports: [80] });
+      } finally {
+        await nc.close();
+      }
+      // The server requires a client certificate: TLS alone is not enough.
+      await expect(connect({ servers: nats.url, tls: { ca: nats.ca.caPem }, reconnect: false, timeout: 3_000 })).rejects.toThrow();
+    }
+    expect(pids.filter(alive)).toEqual([]);
+    expect(existsSync(dir)).toBe(false);
+  });
+});

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The README's test command (npm test): pinned binaries, typecheck, lint, then every vitest
+# suite against real apiservers, etcd and nats-server. Ends with a plain "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+results=.vitest-results.json
+rm -f "$results"
+failed_steps=0
+
+step() {
+  local name="$1"; shift
+  echo "== $name"
+  if ! "$@"; then echo "== $name FAILED"; failed_steps=$((failed_steps + 1)); fi
+}
+
+step "pinned binaries" bash scripts/ensure-binaries.sh
+step "typecheck" tsc -p tsconfig.json
+step "lint" eslint .
+echo "== tests"
+vitest run --reporter=default --reporter=json --outputFile.json="$results" "$@"
+vitest_rc=$?
+
+node -e '
+  const fs = require("node:fs");
+  const [file, steps, rc] = process.argv.slice(1);
+  let passed = 0, failed = 0, skipped = 0;
+  if (fs.existsSync(file)) {
+    const r = JSON.parse(fs.readFileSync(file, "utf8"));
+    passed = r.numPassedTests; failed = r.numFailedTests;
+    skipped = r.numPendingTests + r.numTodoTests;
+    // A suite that failed to load has no tests in the counts: count it as a failure.
+    failed += r.testResults.filter((f) => f.status === "failed" && f.assertionResults.length === 0).length;
+  } else if (Number(rc) !== 0) {
+    failed += 1;
+  }
+  failed += Number(steps);
+  console.log(`${passed} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ""));
+  process.exit(failed > 0 || passed === 0 ? 1 : 0);
+' "$results" "$failed_steps" "$vitest_rc"
