@@ -1,6 +1,7 @@
 // One simulated member cluster: its own etcd and kube-apiserver (no kubelet, no controllers),
 // with an admin kubeconfig that authenticates by client certificate.
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiextensionsV1Api, KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
@@ -28,14 +29,16 @@ export class LocalCluster {
   readonly kubeconfigYaml: string;
   readonly etcd: ManagedProcess;
   readonly apiserver: ManagedProcess;
+  readonly #tls: { ca: string; cert: string; key: string };
 
-  private constructor(init: { name: string; server: string; kubeconfigPath: string; kubeconfigYaml: string; etcd: ManagedProcess; apiserver: ManagedProcess }) {
+  private constructor(init: { name: string; server: string; kubeconfigPath: string; kubeconfigYaml: string; etcd: ManagedProcess; apiserver: ManagedProcess; tls: { ca: string; cert: string; key: string } }) {
     this.name = init.name;
     this.server = init.server;
     this.kubeconfigPath = init.kubeconfigPath;
     this.kubeconfigYaml = init.kubeconfigYaml;
     this.etcd = init.etcd;
     this.apiserver = init.apiserver;
+    this.#tls = init.tls;
   }
 
   /** A fresh client configuration with admin rights on this cluster. */
@@ -62,17 +65,21 @@ export class LocalCluster {
     await writeFile(kubeconfigPath, kubeconfigYaml, { mode: 0o600 });
     const tls = { ca: ca.caPem, cert: admin.certPem, key: admin.keyPem };
     await waitFor(`${options.name}: kube-apiserver /readyz`, () => failFast(apiserver, () => httpOk(`${server}/readyz`, tls)), options.startTimeoutMs, 200);
-    const cluster = new LocalCluster({ name: options.name, server, kubeconfigPath, kubeconfigYaml, etcd: etcd.process, apiserver });
+    const cluster = new LocalCluster({ name: options.name, server, kubeconfigPath, kubeconfigYaml, etcd: etcd.process, apiserver, tls });
     if (options.installCrds) await cluster.installCrds(options.startTimeoutMs);
     return cluster;
   }
 
-  /** Creates every CRD in crds/ and waits until each is Established. */
+  /**
+   * Creates every CRD in crds/ and waits until each is Established. The YAML goes to the API
+   * server as it is: client-node's typed serializer would drop `default`, `enum` and
+   * `x-kubernetes-*` keys inside `properties`.
+   */
   async installCrds(timeoutMs: number): Promise<void> {
-    const api = this.kubeConfig().makeApiClient(ApiextensionsV1Api);
     const files = (await readdir(crdDir)).filter((f) => f.endsWith('.yaml')).sort();
     const crds = await Promise.all(files.map(async (f) => parseYaml(await readFile(join(crdDir, f), 'utf8')) as V1CustomResourceDefinition));
-    await Promise.all(crds.map((body) => api.createCustomResourceDefinition({ body })));
+    await Promise.all(crds.map((body) => this.rawRequest('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', body)));
+    const api = this.kubeConfig().makeApiClient(ApiextensionsV1Api);
     await waitFor(
       `${this.name}: CRDs Established`,
       async () => {
@@ -82,6 +89,24 @@ export class LocalCluster {
       timeoutMs,
       100,
     );
+  }
+
+  /** An admin request with a JSON body, bypassing client-node's typed (de)serialisation. */
+  rawRequest(method: string, path: string, body?: unknown): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const req = httpsRequest(`${this.server}${path}`, { method, ...this.#tls, headers: { 'content-type': 'application/json' } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          const parsed = text ? (JSON.parse(text) as { message?: string }) : undefined;
+          if ((res.statusCode ?? 500) < 300) resolve(parsed);
+          else reject(new IsthmusError('ISTHMUS_KUBE_REQUEST_FAILED', `${method} ${path}: ${res.statusCode} ${parsed?.message ?? text}`));
+        });
+      });
+      req.once('error', reject);
+      req.end(body === undefined ? undefined : JSON.stringify(body));
+    });
   }
 
   memory(): { rss: number; peak: number } {
