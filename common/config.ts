@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { IsthmusError, describeError } from './errors.ts';
 
 /** Turns zod issues into one line per field, e.g. `trustDomain: must be a lower-case DNS name`. */

@@ -84,7 +84,7 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
     ]);
     const startupMs = Math.round(performance.now() - started);
     log.info({ clusters: names, nats: nats?.url, startupMs, dir: supervisor.dir }, 'test bed ready');
-    return new Testbed({ supervisor, clusters: clusters as LocalCluster[], nats, startupMs });
+    return new Testbed({ supervisor, clusters: clusters, nats, startupMs });
   } catch (err) {
     await supervisor.stopAll();
     rmSync(supervisor.dir, { recursive: true, force: true });

@@ -29,13 +29,13 @@ describe('local test bed', () => {
       for (const cluster of bed.clusters) {
         const client = KubernetesObjectApi.makeApiClient(cluster.kubeConfig());
         for (const object of validObjects) {
-          const created = await client.create(object as KubernetesObject);
+          const created: KubernetesObject = await client.create(object);
           expect(created.metadata?.uid, `${cluster.name}: ${object.kind} created`).toBeTruthy();
-          const read = (await client.read({
+          const read = await client.read<KubernetesObject & { spec?: unknown }>({
             apiVersion: object.apiVersion,
             kind: object.kind,
             metadata: { name: object.metadata.name, namespace: object.metadata.namespace },
-          } as KubernetesObject & { metadata: { name: string } })) as KubernetesObject & { spec?: unknown };
+          });
           expect(read.metadata?.uid).toBe(created.metadata?.uid);
           expect(read.spec, `${cluster.name}: ${object.kind}/${object.metadata.name} read back`).toMatchObject(object.spec as object);
         }

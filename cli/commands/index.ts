@@ -1,0 +1,7 @@
+import type { Command } from '../command.ts';
+import { check } from './check.ts';
+import { clusterAccept, clusterList, clusterRemove } from './cluster.ts';
+import { join } from './join.ts';
+import { tokenCreate, tokenList, tokenRevoke } from './token.ts';
+
+export const commands: readonly Command[] = [tokenCreate, tokenList, tokenRevoke, join, clusterList, clusterAccept, clusterRemove, check];

@@ -1,0 +1,67 @@
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { durationSchema } from '../common/duration.ts';
+import { trustDomainSchema } from '../common/pki/spiffe.ts';
+
+const listenSchema = (port: number) =>
+  z
+    .object({ host: z.string().default('0.0.0.0'), port: z.number().int().min(0).max(65535).default(port) })
+    .strict()
+    .prefault({});
+
+export const hubConfigSchema = z
+  .object({
+    trustDomain: trustDomainSchema.default('isthmus.local'),
+    /** Namespace on the hub cluster for the root CA, tokens, leases and hub info. */
+    namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).default('isthmus-system'),
+    /** Path to the hub cluster's kubeconfig; empty means in-cluster or $KUBECONFIG. */
+    kubeconfig: z.string().default(''),
+    /** Name of this replica in leader election; defaults to host name and pid. */
+    replicaId: z.string().min(1).default(`${hostname()}-${process.pid}`),
+    grpc: listenSchema(9443),
+    /** Addresses agents use to reach the hub replicas ("host:port"); defaults to the gRPC listener. */
+    advertiseEndpoints: z.array(z.string().regex(/^[^\s:]+:\d+$/, 'must be host:port')).default([]),
+    status: listenSchema(9090),
+    /** Accept joining clusters without `isthmus cluster accept`. */
+    autoAccept: z.boolean().default(false),
+    heartbeat: z
+      .object({
+        interval: durationSchema.default(10_000),
+        /** Available turns Unknown after this many intervals without a heartbeat. */
+        missedBeforeUnknown: z.number().int().min(1).max(100).default(3),
+      })
+      .strict()
+      .prefault({}),
+    certificates: z
+      .object({
+        agentTtl: durationSchema.default(24 * 3_600_000),
+        intermediateTtl: durationSchema.default(30 * 24 * 3_600_000),
+        rootTtl: durationSchema.default(10 * 365 * 24 * 3_600_000),
+        /** A user-supplied root CA (PEM certificate and PKCS#8 key, RSA or ECDSA) instead of a generated one. */
+        rootCertFile: z.string().optional(),
+        rootKeyFile: z.string().optional(),
+      })
+      .strict()
+      .prefault({})
+      .refine((c) => (c.rootCertFile === undefined) === (c.rootKeyFile === undefined), 'rootCertFile and rootKeyFile go together'),
+    nats: z
+      .object({
+        /** NATS URLs handed to agents and used by the hub to publish (tls://host:port). */
+        urls: z.array(z.string().regex(/^(nats|tls):\/\/[^\s]+$/, 'must be nats:// or tls:// URL')).min(1),
+        caFile: z.string().min(1),
+        certFile: z.string().min(1),
+        keyFile: z.string().min(1),
+      })
+      .strict(),
+    leaderElection: z
+      .object({
+        leaseDuration: durationSchema.default(10_000),
+        renewDeadline: durationSchema.default(7_000),
+        retryPeriod: durationSchema.default(2_000),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type HubConfig = z.output<typeof hubConfigSchema>;

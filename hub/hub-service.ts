@@ -1,0 +1,188 @@
+// The hub's gRPC handlers (DESIGN §4): Join authenticates with a bootstrap token; every other
+// call authenticates with the agent certificate, and the cluster id comes from that certificate.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { findCondition } from '../common/api/conditions.ts';
+import type { MemberCluster } from '../common/api/isthmus.ts';
+import { IsthmusError } from '../common/errors.ts';
+import type { CallContext, Credentials, HubHandlers, JoinRequest, ReportExportsRequest, ReportExportsResponse } from '../common/hub-api/index.ts';
+import type { Logger } from '../common/logger.ts';
+import { RefusalReason, bundleToPem, bundleToSpiffeJson, verifyPeer } from '../common/pki/index.ts';
+import { TOKEN_ID_ANNOTATION, type MemberClusterStore } from './members.ts';
+import { currentMemberIds, isCurrentMember, type MemberCache } from './membership.ts';
+import type { TokenStore } from './tokens.ts';
+import type { TrustStore } from './trust-store.ts';
+
+/** Where ReportExports goes (the federated catalog). */
+export interface ExportsSink {
+  report(clusterId: string, request: ReportExportsRequest): Promise<ReportExportsResponse>;
+}
+
+export interface HubServiceDeps {
+  readonly trust: TrustStore;
+  readonly tokens: TokenStore;
+  readonly members: MemberClusterStore;
+  readonly memberCache: MemberCache;
+  readonly exports: ExportsSink;
+  readonly isLeader: () => boolean;
+  readonly leader: () => string | undefined;
+  readonly log: Logger;
+  readonly settings: {
+    readonly autoAccept: boolean;
+    readonly agentTtlMs: number;
+    readonly intermediateTtlMs: number;
+    readonly heartbeatIntervalMs: number;
+    /** How long Join waits for `isthmus cluster accept` before asking the agent to retry. */
+    readonly acceptanceWaitMs: number;
+    readonly hubEndpoints: readonly string[];
+    readonly natsUrls: readonly string[];
+  };
+}
+
+export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
+  const { trust, tokens, members, memberCache, settings, log } = deps;
+  const heartbeatSeconds = Math.max(1, Math.round(settings.heartbeatIntervalMs / 1000));
+
+  function requireLeader(): void {
+    if (!deps.isLeader()) {
+      const leader = deps.leader();
+      throw new IsthmusError('ISTHMUS_NOT_LEADER', leader ? `the leader is ${leader}; try another hub endpoint` : 'no leader elected yet; retry shortly');
+    }
+  }
+
+  function cached(clusterId: string): MemberCluster | undefined {
+    return memberCache.get(clusterId);
+  }
+
+  /** The calling agent's cluster id, from its verified certificate; refuses non-members. */
+  function authenticateAgent(context: CallContext): string {
+    if (!context.peerCertificate) {
+      throw new IsthmusError('ISTHMUS_PEER_REFUSED', 'no verified client certificate: this call needs the agent certificate from Join');
+    }
+    const verdict = verifyPeer([context.peerCertificate], {
+      bundle: trust.bundle,
+      members: currentMemberIds(memberCache.list()),
+      authorize: (id) => id.kind === 'agent',
+    });
+    if (verdict.ok) return verdict.peer.clusterId as string;
+    if (verdict.reason === RefusalReason.NOT_A_MEMBER) throw new IsthmusError('ISTHMUS_CLUSTER_NOT_MEMBER', `${verdict.detail}; it was removed from the federation`);
+    throw new IsthmusError('ISTHMUS_PEER_REFUSED', `${verdict.reason}: ${verdict.detail}`);
+  }
+
+  function credentials(agentCertificate: string, intermediateCertificate: string): Credentials {
+    const bundle = trust.bundle;
+    return { agentCertificate, intermediateCertificate, trustBundlePem: bundleToPem(bundle), trustBundleJson: bundleToSpiffeJson(bundle), trustBundleSequence: bundle.sequence };
+  }
+
+  /** Creates the MemberCluster, or finds the pending one this token created on an earlier try. */
+  async function admit(request: JoinRequest, tokenId: string): Promise<void> {
+    const id = request.facts.clusterId;
+    const existing = (await members.get(id)) ?? undefined;
+    if (existing) {
+      const joined = findCondition(existing.status?.conditions, 'Joined')?.status === 'True';
+      const sameJoin = existing.metadata.annotations?.[TOKEN_ID_ANNOTATION] === tokenId;
+      if (joined || !sameJoin) {
+        throw new IsthmusError('ISTHMUS_CLUSTER_ID_TAKEN', `cluster id "${id}" belongs to a ${joined ? 'member' : 'pending join'}; pick another id, or run \`isthmus cluster remove ${id}\` first if that cluster is gone`);
+      }
+      return;
+    }
+    await tokens.consume(tokenId);
+    const created = await members.create(request.facts, { accepted: settings.autoAccept, tokenId });
+    await members.patchStatus(created, { agentVersion: request.facts.agentVersion || undefined }, [
+      { type: 'Accepted', status: settings.autoAccept ? 'True' : 'False', reason: settings.autoAccept ? 'Accepted' : 'PendingAcceptance', message: settings.autoAccept ? 'accepted automatically (hub autoAccept)' : `waiting for \`isthmus cluster accept ${id}\`` },
+      { type: 'Joined', status: 'False', reason: 'PendingAcceptance', message: 'the cluster asked to join' },
+      { type: 'Available', status: 'Unknown', reason: 'NeverConnected', message: 'no heartbeat yet' },
+    ]);
+    log.info({ clusterId: id, tokenId, accepted: settings.autoAccept }, 'cluster asked to join');
+  }
+
+  async function awaitAcceptance(clusterId: string): Promise<MemberCluster> {
+    const deadline = Date.now() + settings.acceptanceWaitMs;
+    for (;;) {
+      const member = (await members.get(clusterId)) ?? undefined;
+      if (!member) throw new IsthmusError('ISTHMUS_CLUSTER_NOT_FOUND', `${clusterId} was removed while waiting for acceptance`);
+      if (member.spec.accepted) return member;
+      if (Date.now() >= deadline) throw new IsthmusError('ISTHMUS_CLUSTER_NOT_ACCEPTED', `${clusterId}: run \`isthmus cluster accept ${clusterId}\` on the hub; the agent keeps asking`);
+      await sleep(250);
+    }
+  }
+
+  return {
+    async Join(request) {
+      requireLeader();
+      const token = await tokens.authenticate(request.token);
+      await admit(request, token.id);
+      const member = await awaitAcceptance(request.facts.clusterId);
+      const signer = trust.signingAuthority();
+      const [intermediate, agent] = await Promise.all([
+        signer.signIntermediate(request.facts.clusterId, request.intermediateCsr, { lifetimeMs: settings.intermediateTtlMs }),
+        signer.signAgentCertificate(request.facts.clusterId, request.agentCsr, { lifetimeMs: settings.agentTtlMs }),
+      ]);
+      await members.patchStatus(member, { certificateExpiry: agent.notAfter.toISOString(), lastHeartbeatTime: new Date().toISOString() }, [
+        { type: 'Accepted', status: 'True', reason: 'Accepted', message: 'accepted into the federation' },
+        { type: 'Joined', status: 'True', reason: 'Joined', message: `joined with token ${token.id}` },
+        { type: 'Available', status: 'True', reason: 'HeartbeatReceived', message: 'the agent joined just now' },
+      ]);
+      log.info({ clusterId: request.facts.clusterId, tokenId: token.id }, 'cluster joined');
+      return {
+        credentials: credentials(agent.certificatePem, intermediate.certificatePem),
+        trustDomain: trust.bundle.trustDomain,
+        natsUrls: [...settings.natsUrls],
+        hubEndpoints: [...settings.hubEndpoints],
+        heartbeatIntervalSeconds: heartbeatSeconds,
+      };
+    },
+
+    async Renew(request, context) {
+      const clusterId = authenticateAgent(context);
+      requireLeader();
+      const signer = trust.signingAuthority();
+      const agent = request.agentCsr ? await signer.signAgentCertificate(clusterId, request.agentCsr, { lifetimeMs: settings.agentTtlMs }) : undefined;
+      const intermediate = request.intermediateCsr ? await signer.signIntermediate(clusterId, request.intermediateCsr, { lifetimeMs: settings.intermediateTtlMs }) : undefined;
+      const member = cached(clusterId);
+      if (member && agent) await members.patchStatus(member, { certificateExpiry: agent.notAfter.toISOString() });
+      log.info({ clusterId, agent: agent !== undefined, intermediate: intermediate !== undefined }, 'certificates renewed');
+      return { credentials: credentials(agent?.certificatePem ?? '', intermediate?.certificatePem ?? '') };
+    },
+
+    async Heartbeat(request, context) {
+      const clusterId = authenticateAgent(context);
+      requireLeader();
+      const member = cached(clusterId);
+      if (!isCurrentMember(member)) throw new IsthmusError('ISTHMUS_CLUSTER_NOT_MEMBER', clusterId);
+      await members.patchStatus(
+        member,
+        {
+          lastHeartbeatTime: new Date().toISOString(),
+          trustBundleSequence: request.trustBundleSequence,
+          exportCount: request.exportCount,
+          ...(request.agentVersion ? { agentVersion: request.agentVersion } : {}),
+        },
+        [{ type: 'Available', status: 'True', reason: 'HeartbeatReceived', message: 'heartbeats arrive on time' }],
+      );
+      const bundle = trust.bundle;
+      const behind = request.trustBundleSequence < bundle.sequence;
+      const rotation = trust.state.rotation;
+      return {
+        trustBundleSequence: bundle.sequence,
+        heartbeatIntervalSeconds: heartbeatSeconds,
+        trustBundlePem: behind ? bundleToPem(bundle) : '',
+        trustBundleJson: behind ? bundleToSpiffeJson(bundle) : '',
+        reissueIntermediate: rotation.stage === 'reissuing' && request.rootInUse !== rotation.newRoot,
+      };
+    },
+
+    async ReportExports(request, context) {
+      const clusterId = authenticateAgent(context);
+      requireLeader();
+      return deps.exports.report(clusterId, request);
+    },
+
+    async Leave(request, context) {
+      const clusterId = authenticateAgent(context);
+      requireLeader();
+      await members.delete(clusterId);
+      log.info({ clusterId, reason: request.reason }, 'cluster left the federation');
+      return {};
+    },
+  };
+}

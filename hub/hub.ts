@@ -1,0 +1,168 @@
+// The hub process: trust store, MemberCluster cache, the gRPC API (on every replica; standbys
+// answer UNAVAILABLE with a pointer to the leader), and leader-only loops (hub info, health,
+// membership publishing). Exactly one replica writes, elected through a coordination Lease.
+import { X509Certificate } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import { ISTHMUS_GROUP, ISTHMUS_VERSION, MEMBER_CLUSTER_KIND, MEMBER_CLUSTER_PLURAL, type MemberCluster } from '../common/api/isthmus.ts';
+import { IsthmusError } from '../common/errors.ts';
+import { OptionalClientCertCredentials, addHubService, keepaliveServerOptions, type ServerIdentity } from '../common/hub-api/index.ts';
+import { Informer, LeaderElector, customResource, ensureNamespace } from '../common/kube/index.ts';
+import { loadKubeConfig } from '../common/kubeconfig.ts';
+import type { Logger } from '../common/logger.ts';
+import type { Running } from '../common/main.ts';
+import { connectNats, tlsFromFiles } from '../common/nats.ts';
+import { bundleToPem, rootPin } from '../common/pki/index.ts';
+import { createMetricsRegistry, startStatusServer, type StatusServer } from '../common/status-server.ts';
+import type { HubConfig } from './config.ts';
+import { startHealthMonitor } from './health-monitor.ts';
+import { writeHubInfo } from './hub-info.ts';
+import { createHubHandlers, type ExportsSink } from './hub-service.ts';
+import { MemberClusterStore } from './members.ts';
+import { MEMBERS_BUCKET, MembershipPublisher } from './membership-publisher.ts';
+import type { MemberCache } from './membership.ts';
+import { TokenStore } from './tokens.ts';
+import { TrustStore } from './trust-store.ts';
+
+const memberClusters = customResource({ group: ISTHMUS_GROUP, version: ISTHMUS_VERSION, kind: MEMBER_CLUSTER_KIND, plural: MEMBER_CLUSTER_PLURAL, namespaced: false });
+
+/** How long Join waits for `isthmus cluster accept` before telling the agent to ask again. */
+const ACCEPTANCE_WAIT_MS = 20_000;
+
+export interface RunningHub extends Running {
+  readonly grpcPort: number;
+  readonly statusPort: number;
+  readonly endpoints: readonly string[];
+  isLeader(): boolean;
+}
+
+async function serverIdentity(trust: TrustStore): Promise<ServerIdentity> {
+  const signer = trust.signingAuthority();
+  const svid = await signer.issueHubSvid();
+  // The root rides along in the chain so a joining agent can check it against its CA pin.
+  return { certChain: svid.certificateChainPem + signer.certificatePem, key: svid.privateKeyPem, trustedRoots: bundleToPem(trust.bundle) };
+}
+
+function bindServer(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port))));
+}
+
+export async function startHub(config: HubConfig, log: Logger, exportsSink?: ExportsSink): Promise<RunningHub> {
+  const kc = loadKubeConfig(config.kubeconfig || undefined);
+  await ensureNamespace(kc, config.namespace);
+  const trust = await TrustStore.open(kc, config.namespace, {
+    trustDomain: config.trustDomain,
+    rootTtlMs: config.certificates.rootTtl,
+    rootCertFile: config.certificates.rootCertFile,
+    rootKeyFile: config.certificates.rootKeyFile,
+  });
+
+  const informer = new Informer<KubernetesObject>({ kubeConfig: kc, resource: memberClusters, logger: log.child({ informer: 'memberclusters' }) });
+  const memberCache: MemberCache = {
+    get: (id) => informer.get(undefined, id) as unknown as MemberCluster | undefined,
+    list: () => informer.list() as unknown as MemberCluster[],
+  };
+  informer.start();
+  await informer.synced();
+
+  const members = new MemberClusterStore(kc);
+  const tokens = new TokenStore(kc, config.namespace);
+  const nc: NatsConnection = await connectNats({ urls: config.nats.urls, name: `isthmus-hub-${config.replicaId}`, tls: await tlsFromFiles(config.nats), log });
+
+  const credentials = new OptionalClientCertCredentials(await serverIdentity(trust));
+  const server = new grpc.Server(keepaliveServerOptions);
+  const grpcPort = await bindServer(server, `${config.grpc.host}:${config.grpc.port}`, credentials);
+  const endpoints = config.advertiseEndpoints.length > 0 ? config.advertiseEndpoints : [`${config.grpc.host === '0.0.0.0' ? '127.0.0.1' : config.grpc.host}:${grpcPort}`];
+
+  let leadership: { publisher: MembershipPublisher; stopInformerHook: () => void } | undefined;
+  const elector = new LeaderElector({
+    kubeConfig: kc,
+    leaseName: 'isthmus-hub',
+    namespace: config.namespace,
+    identity: config.replicaId,
+    leaseDurationMs: config.leaderElection.leaseDuration,
+    renewDeadlineMs: config.leaderElection.renewDeadline,
+    retryPeriodMs: config.leaderElection.retryPeriod,
+    logger: log.child({ part: 'leader-election' }),
+    onStartedLeading: async (signal) => {
+      log.info({ replica: config.replicaId }, 'leading');
+      await trust.refresh();
+      await writeHubInfo(kc, config.namespace, { endpoints, caPin: rootPin(new X509Certificate(trust.signingAuthority().certificatePem)), trustDomain: trust.bundle.trustDomain });
+      startHealthMonitor(memberCache, members, { intervalMs: config.heartbeat.interval, missedBeforeUnknown: config.heartbeat.missedBeforeUnknown }, log.child({ part: 'health' }), signal);
+      const kv = await new Kvm(nc).create(MEMBERS_BUCKET, { history: 1 });
+      const publisher = new MembershipPublisher(kv, memberCache, log.child({ part: 'membership' }));
+      const stopInformerHook = informer.addEventHandler(() => publisher.trigger());
+      leadership = { publisher, stopInformerHook };
+    },
+    onStoppedLeading: () => {
+      log.info({ replica: config.replicaId }, 'no longer leading');
+      const current = leadership;
+      leadership = undefined;
+      current?.stopInformerHook();
+      void current?.publisher.stop();
+    },
+  });
+
+  const exportsFallback: ExportsSink = {
+    report: () => Promise.reject(new IsthmusError('ISTHMUS_HUB_UNAVAILABLE', 'this hub runs without the service catalog')),
+  };
+  addHubService(
+    server,
+    createHubHandlers({
+      trust,
+      tokens,
+      members,
+      memberCache,
+      exports: exportsSink ?? exportsFallback,
+      isLeader: () => elector.isLeader(),
+      leader: () => elector.leader(),
+      log: log.child({ part: 'api' }),
+      settings: {
+        autoAccept: config.autoAccept,
+        agentTtlMs: config.certificates.agentTtl,
+        intermediateTtlMs: config.certificates.intermediateTtl,
+        heartbeatIntervalMs: config.heartbeat.interval,
+        acceptanceWaitMs: ACCEPTANCE_WAIT_MS,
+        hubEndpoints: endpoints,
+        natsUrls: config.nats.urls,
+      },
+    }),
+    log.child({ part: 'api' }),
+  );
+  elector.start();
+
+  const registry = createMetricsRegistry('hub');
+  const status: StatusServer = await startStatusServer({
+    host: config.status.host,
+    port: config.status.port,
+    registry,
+    notReadyReason: () => (!informer.hasSynced ? 'member cache not synced' : nc.isClosed() ? 'NATS connection closed' : undefined),
+  });
+  log.info({ grpcPort, statusPort: status.port, endpoints, trustDomain: config.trustDomain }, 'hub serving');
+
+  return {
+    grpcPort,
+    statusPort: status.port,
+    endpoints,
+    isLeader: () => elector.isLeader(),
+    stop: async () => {
+      // Release the lease first so a standby takes over while this replica drains.
+      await elector.stop({ release: true });
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 5_000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      await informer.stop();
+      await nc.drain();
+      await status.close();
+    },
+  };
+}

@@ -1,0 +1,158 @@
+// The hub's trust state, persisted in one Secret on the hub cluster: the root CAs whose keys the
+// hub holds (one, or two during a rotation), the trust bundle and the rotation stage. Only the
+// leader writes (optimistic concurrency on resourceVersion); standbys re-read it.
+import { readFile } from 'node:fs/promises';
+import { CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import { z } from 'zod';
+import { IsthmusError, describeError } from '../common/errors.ts';
+import { isAlreadyExists, isConflict, isNotFound } from '../common/kube/index.ts';
+import {
+  RootAuthority,
+  bundleToSpiffeJson,
+  createTrustBundle,
+  parseSpiffeBundle,
+  signingRoot,
+  type RotationState,
+  type TrustBundle,
+} from '../common/pki/index.ts';
+
+export const TRUST_SECRET = 'isthmus-trust';
+
+const rotationStateSchema = z.union([
+  z.object({ stage: z.literal('stable'), root: z.string(), bundleSequence: z.number().int().nonnegative() }),
+  z.object({
+    stage: z.enum(['distributing', 'reissuing', 'retiring']),
+    oldRoot: z.string(),
+    newRoot: z.string(),
+    bundleSequence: z.number().int().nonnegative(),
+  }),
+]);
+const rootsSchema = z.array(z.object({ certificatePem: z.string(), privateKeyPem: z.string() })).min(1);
+
+export interface TrustState {
+  readonly roots: ReadonlyMap<string, RootAuthority>;
+  readonly bundle: TrustBundle;
+  readonly rotation: RotationState;
+}
+
+export interface TrustStoreOptions {
+  readonly trustDomain: string;
+  readonly rootTtlMs: number;
+  /** A user-supplied root (PEM files) used instead of generating one on first start. */
+  readonly rootCertFile?: string;
+  readonly rootKeyFile?: string;
+}
+
+export class TrustStore {
+  readonly #api: CoreV1Api;
+  readonly #namespace: string;
+  readonly #options: TrustStoreOptions;
+  #state!: TrustState;
+  #resourceVersion: string | undefined;
+
+  private constructor(kc: KubeConfig, namespace: string, options: TrustStoreOptions) {
+    this.#api = kc.makeApiClient(CoreV1Api);
+    this.#namespace = namespace;
+    this.#options = options;
+  }
+
+  /** Reads the trust Secret, creating it (with a plugged-in or fresh root) on first start. */
+  static async open(kc: KubeConfig, namespace: string, options: TrustStoreOptions): Promise<TrustStore> {
+    const store = new TrustStore(kc, namespace, options);
+    if (await store.refresh()) return store;
+    const root = await store.#initialRoot();
+    const bundle = createTrustBundle({ trustDomain: options.trustDomain, sequence: 1, roots: [root.certificatePem] });
+    const state: TrustState = { roots: new Map([[root.fingerprint, root]]), bundle, rotation: { stage: 'stable', root: root.fingerprint, bundleSequence: 1 } };
+    try {
+      await store.#api.createNamespacedSecret({ namespace, body: { metadata: { name: TRUST_SECRET, namespace }, type: 'Opaque', data: await encode(state) } });
+    } catch (err) {
+      // Another replica created it first: use theirs.
+      if (!isConflict(err) && !isAlreadyExists(err)) throw err;
+    }
+    if (!(await store.refresh())) throw new IsthmusError('ISTHMUS_KUBE_REQUEST_FAILED', `Secret ${namespace}/${TRUST_SECRET} vanished after creation`);
+    return store;
+  }
+
+  get state(): TrustState {
+    return this.#state;
+  }
+
+  get bundle(): TrustBundle {
+    return this.#state.bundle;
+  }
+
+  /** The root that signs intermediates and agent certificates right now. */
+  signingAuthority(): RootAuthority {
+    const fingerprint = signingRoot(this.#state.rotation);
+    const root = this.#state.roots.get(fingerprint);
+    if (!root) throw new IsthmusError('ISTHMUS_PKI_INVALID', `the hub holds no key for signing root ${fingerprint}`);
+    return root;
+  }
+
+  /** Re-reads the Secret; false when it does not exist. */
+  async refresh(): Promise<boolean> {
+    let secret: V1Secret;
+    try {
+      secret = await this.#api.readNamespacedSecret({ name: TRUST_SECRET, namespace: this.#namespace });
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+    if (secret.metadata?.resourceVersion === this.#resourceVersion) return true;
+    this.#state = await decode(secret, this.#options.trustDomain);
+    this.#resourceVersion = secret.metadata?.resourceVersion;
+    return true;
+  }
+
+  /** Writes `next` if nobody else wrote since we read; returns false on a conflict (re-read done). */
+  async save(next: TrustState): Promise<boolean> {
+    try {
+      const written = await this.#api.replaceNamespacedSecret({
+        name: TRUST_SECRET,
+        namespace: this.#namespace,
+        body: { metadata: { name: TRUST_SECRET, namespace: this.#namespace, resourceVersion: this.#resourceVersion }, type: 'Opaque', data: await encode(next) },
+      });
+      this.#state = next;
+      this.#resourceVersion = written.metadata?.resourceVersion;
+      return true;
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+      await this.refresh();
+      return false;
+    }
+  }
+
+  async #initialRoot(): Promise<RootAuthority> {
+    const { rootCertFile, rootKeyFile, trustDomain, rootTtlMs } = this.#options;
+    if (rootCertFile === undefined || rootKeyFile === undefined) return RootAuthority.generate({ trustDomain, lifetimeMs: rootTtlMs });
+    let certificatePem: string;
+    let privateKeyPem: string;
+    try {
+      [certificatePem, privateKeyPem] = await Promise.all([readFile(rootCertFile, 'utf8'), readFile(rootKeyFile, 'utf8')]);
+    } catch (err) {
+      throw new IsthmusError('ISTHMUS_CONFIG_INVALID', `certificates.rootCertFile/rootKeyFile: ${describeError(err)}`);
+    }
+    return RootAuthority.load({ trustDomain, certificatePem, privateKeyPem });
+  }
+}
+
+async function encode(state: TrustState): Promise<Record<string, string>> {
+  const roots = await Promise.all([...state.roots.values()].map(async (r) => ({ certificatePem: r.certificatePem, privateKeyPem: await r.exportPrivateKeyPem() })));
+  const b64 = (s: string): string => Buffer.from(s).toString('base64');
+  return { 'roots.json': b64(JSON.stringify(roots)), 'bundle.json': b64(bundleToSpiffeJson(state.bundle)), 'rotation.json': b64(JSON.stringify(state.rotation)) };
+}
+
+async function decode(secret: V1Secret, trustDomain: string): Promise<TrustState> {
+  const text = (key: string): string => Buffer.from(secret.data?.[key] ?? '', 'base64').toString('utf8');
+  try {
+    const roots = rootsSchema.parse(JSON.parse(text('roots.json')));
+    const authorities = await Promise.all(roots.map((r) => RootAuthority.load({ trustDomain, ...r })));
+    return {
+      roots: new Map(authorities.map((a) => [a.fingerprint, a])),
+      bundle: parseSpiffeBundle(text('bundle.json'), trustDomain),
+      rotation: rotationStateSchema.parse(JSON.parse(text('rotation.json'))),
+    };
+  } catch (err) {
+    throw new IsthmusError('ISTHMUS_PKI_INVALID', `Secret ${TRUST_SECRET} is damaged: ${describeError(err)}`, { cause: err });
+  }
+}

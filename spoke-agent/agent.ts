@@ -1,0 +1,226 @@
+// The spoke agent's life: wait for a join request, join (or resume from the credentials Secret),
+// then keep membership alive: heartbeats with failover across hub replicas, certificate renewal,
+// trust bundle updates, root-rotation re-issue. Nothing here deletes state when the hub is away.
+import { X509Certificate } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { describeError, isIsthmusError } from '../common/errors.ts';
+import { isHubCallError, type ClusterFacts } from '../common/hub-api/index.ts';
+import { ensureNamespace } from '../common/kube/index.ts';
+import { loadKubeConfig } from '../common/kubeconfig.ts';
+import type { Logger } from '../common/logger.ts';
+import type { Running } from '../common/main.ts';
+import { ClusterAuthority, generateKeyPair, parseBundlePem, privateKeyToPem, rootFingerprint, startRenewal, type RenewalHandle } from '../common/pki/index.ts';
+import { createCertificateRequest } from '../common/pki/x509.ts';
+import { createMetricsRegistry, startStatusServer } from '../common/status-server.ts';
+import { writeClusterProperties } from './about.ts';
+import { writeAgentStatus, type AgentStatus } from './agent-status.ts';
+import { AGENT_VERSION, type AgentConfig } from './config.ts';
+import { AgentSecrets, type AgentCredentials, type Bootstrap } from './credentials.ts';
+import { HubSession } from './hub-session.ts';
+import { isTerminalJoinError, join } from './join.ts';
+
+export interface RunningAgent extends Running {
+  readonly statusPort: number;
+  /** Resolves once the agent holds member credentials. */
+  joined(): Promise<AgentCredentials>;
+  credentials(): AgentCredentials | undefined;
+}
+
+/** Hooks for what runs on top of membership (the service catalog). */
+export interface MemberExtension {
+  start(context: { kc: KubeConfig; credentials: AgentCredentials; session: HubSession; signal: AbortSignal }): Promise<void>;
+  exportCount(): number;
+}
+
+function factsOf(config: AgentConfig): ClusterFacts {
+  return {
+    clusterId: config.clusterId,
+    region: config.region ?? '',
+    zone: config.zone ?? '',
+    network: config.network ?? '',
+    gatewayAddresses: config.gatewayAddresses,
+    labels: config.labels,
+    agentVersion: AGENT_VERSION,
+  };
+}
+
+/** Fingerprint of the bundle root that signed the cluster's intermediate. */
+function rootInUse(credentials: AgentCredentials): string {
+  const intermediate = new X509Certificate(credentials.intermediateCertificate);
+  const bundle = parseBundlePem(credentials.trustBundlePem, credentials.trustDomain, credentials.trustBundleSequence);
+  const root = bundle.roots.find((r) => intermediate.checkIssued(r) && intermediate.verify(r.publicKey));
+  return root ? rootFingerprint(root) : '';
+}
+
+function validityOf(pem: string): { notBefore: Date; notAfter: Date } {
+  const cert = new X509Certificate(pem);
+  return { notBefore: new Date(cert.validFrom), notAfter: new Date(cert.validTo) };
+}
+
+export async function startAgent(config: AgentConfig, log: Logger, extension?: MemberExtension): Promise<RunningAgent> {
+  const kc = loadKubeConfig(config.kubeconfig || undefined);
+  await ensureNamespace(kc, config.namespace);
+  const secrets = new AgentSecrets(kc, config.namespace);
+  const abort = new AbortController();
+  const { signal } = abort;
+  let credentials: AgentCredentials | undefined;
+  let session: HubSession | undefined;
+  const renewals: RenewalHandle[] = [];
+  let status: AgentStatus = { phase: 'WaitingForJoin', clusterId: config.clusterId, lastHeartbeatTime: '', heartbeatIntervalSeconds: 10, lastError: '', lastErrorCode: '', trustBundleSequence: 0, hubEndpoint: '' };
+  let resolveJoined!: (c: AgentCredentials) => void;
+  const joinedPromise = new Promise<AgentCredentials>((resolve) => (resolveJoined = resolve));
+
+  const publishStatus = async (next: Partial<AgentStatus>): Promise<void> => {
+    status = { ...status, ...next };
+    await writeAgentStatus(kc, config.namespace, status).catch((err: unknown) => log.warn({ err: describeError(err) }, 'cannot write agent status'));
+  };
+
+  /** Waits for a join request and joins; a refused request is reported and not retried until it changes. */
+  async function obtainCredentials(): Promise<AgentCredentials> {
+    let refused: string | undefined;
+    let announced = false;
+    let attempt = 0;
+    while (!signal.aborted) {
+      const bootstrap: Bootstrap | undefined = await secrets.loadBootstrap().catch((err: unknown) => {
+        log.warn({ err: describeError(err) }, 'join request unreadable');
+        return undefined;
+      });
+      const fingerprint = bootstrap && JSON.stringify(bootstrap);
+      if (!bootstrap || fingerprint === refused) {
+        if (!announced) log.info('waiting for a join request (`isthmus join`)');
+        announced = true;
+        await sleep(config.joinPollInterval, undefined, { signal }).catch(() => undefined);
+        continue;
+      }
+      await publishStatus({ phase: 'Joining' });
+      try {
+        const joined = await join(bootstrap, factsOf(config));
+        await secrets.saveCredentials(joined);
+        await secrets.reportJoin('Joined', `cluster ${config.clusterId} joined the federation (trust domain ${joined.trustDomain})`);
+        log.info({ clusterId: config.clusterId, hubEndpoints: joined.hubEndpoints }, 'joined the federation');
+        return joined;
+      } catch (err) {
+        const message = describeError(err);
+        const code = isHubCallError(err) || isIsthmusError(err) ? err.code : undefined;
+        if (isTerminalJoinError(err)) {
+          refused = fingerprint;
+          log.error({ code, err: message }, 'join refused');
+          await secrets.reportJoin('Failed', `${message}${code ? ` [${code}]` : ''}`);
+          await publishStatus({ phase: 'WaitingForJoin', lastError: message, lastErrorCode: code ?? '' });
+        } else {
+          attempt++;
+          log.warn({ code, err: message, attempt }, 'join not done yet; retrying');
+          await secrets.reportJoin('Pending', message).catch(() => undefined);
+          await sleep(Math.min(10_000, 250 * 2 ** Math.min(attempt, 6)), undefined, { signal }).catch(() => undefined);
+        }
+      }
+    }
+    throw new Error('stopped');
+  }
+
+  async function adopt(next: AgentCredentials): Promise<void> {
+    // Refuse unusable credentials early: the intermediate must match the key kept here.
+    await ClusterAuthority.create({ trustDomain: next.trustDomain, clusterId: next.clusterId, privateKey: next.intermediateKey, intermediatePem: next.intermediateCertificate });
+    credentials = next;
+    const identity = { trustDomain: next.trustDomain, trustBundlePem: next.trustBundlePem, agentCertificate: next.agentCertificate, agentKey: next.agentKey };
+    if (session) session.updateIdentity(identity, next.hubEndpoints);
+    else session = new HubSession(next.hubEndpoints, identity);
+  }
+
+  async function saveAndAdopt(next: AgentCredentials): Promise<void> {
+    await adopt(next);
+    await secrets.saveCredentials(next);
+  }
+
+  async function renewAgentCertificate(): Promise<{ notBefore: Date; notAfter: Date }> {
+    const current = credentials as AgentCredentials;
+    const keys = await generateKeyPair();
+    const response = await (session as HubSession).call('Renew', { agentCsr: await createCertificateRequest(keys, `CN=isthmus agent ${current.clusterId}`), intermediateCsr: '' });
+    await saveAndAdopt({ ...current, agentCertificate: response.credentials.agentCertificate, agentKey: await privateKeyToPem(keys.privateKey), ...bundleFields(response.credentials) });
+    log.info('agent certificate renewed');
+    return validityOf(response.credentials.agentCertificate);
+  }
+
+  async function renewIntermediate(): Promise<{ notBefore: Date; notAfter: Date }> {
+    const current = credentials as AgentCredentials;
+    const authority = await ClusterAuthority.create({ trustDomain: current.trustDomain, clusterId: current.clusterId, privateKey: current.intermediateKey, intermediatePem: current.intermediateCertificate });
+    const response = await (session as HubSession).call('Renew', { agentCsr: '', intermediateCsr: await authority.createRequest() });
+    await saveAndAdopt({ ...current, intermediateCertificate: response.credentials.intermediateCertificate, ...bundleFields(response.credentials) });
+    log.info('cluster intermediate renewed');
+    return validityOf(response.credentials.intermediateCertificate);
+  }
+
+  function bundleFields(c: { trustBundlePem: string; trustBundleJson: string; trustBundleSequence: number }): Partial<AgentCredentials> {
+    return c.trustBundlePem ? { trustBundlePem: c.trustBundlePem, trustBundleJson: c.trustBundleJson, trustBundleSequence: c.trustBundleSequence } : {};
+  }
+
+  async function heartbeatLoop(): Promise<void> {
+    let intervalMs = (credentials?.heartbeatIntervalSeconds ?? config.heartbeatInterval / 1000) * 1000;
+    while (!signal.aborted) {
+      const current = credentials as AgentCredentials;
+      try {
+        const response = await (session as HubSession).call('Heartbeat', {
+          agentVersion: AGENT_VERSION,
+          trustBundleSequence: current.trustBundleSequence,
+          exportCount: extension?.exportCount() ?? 0,
+          intermediateExpiry: validityOf(current.intermediateCertificate).notAfter.toISOString(),
+          rootInUse: rootInUse(current),
+        });
+        intervalMs = response.heartbeatIntervalSeconds * 1000;
+        if (response.trustBundlePem) {
+          await saveAndAdopt({ ...current, trustBundlePem: response.trustBundlePem, trustBundleJson: response.trustBundleJson, trustBundleSequence: response.trustBundleSequence });
+          log.info({ sequence: response.trustBundleSequence }, 'trust bundle updated');
+        }
+        if (response.reissueIntermediate) await renewIntermediate();
+        await publishStatus({ phase: 'Member', lastHeartbeatTime: new Date().toISOString(), heartbeatIntervalSeconds: response.heartbeatIntervalSeconds, lastError: '', lastErrorCode: '', trustBundleSequence: (credentials as AgentCredentials).trustBundleSequence });
+      } catch (err) {
+        const code = isHubCallError(err) ? err.code : undefined;
+        const removed = code === 'ISTHMUS_CLUSTER_NOT_MEMBER';
+        log[removed ? 'error' : 'warn']({ code, err: describeError(err) }, removed ? 'the hub says this cluster is no longer a member' : 'heartbeat failed');
+        await publishStatus({ phase: removed ? 'Removed' : status.phase, lastError: describeError(err), lastErrorCode: code ?? '' });
+      }
+      await sleep(intervalMs, undefined, { signal }).catch(() => undefined);
+    }
+  }
+
+  const run = async (): Promise<void> => {
+    const stored = await secrets.loadCredentials();
+    if (stored) log.info({ clusterId: stored.clusterId }, 'resuming membership from stored credentials');
+    await adopt(stored ?? (await obtainCredentials()));
+    const current = credentials as AgentCredentials;
+    await writeClusterProperties(kc, current.clusterId, config.clustersetName);
+    await publishStatus({ phase: 'Member', heartbeatIntervalSeconds: current.heartbeatIntervalSeconds, trustBundleSequence: current.trustBundleSequence });
+    resolveJoined(current);
+    const onError = (what: string) => (err: unknown, retryInMs: number) => log.warn({ err: describeError(err), retryInMs }, `${what} renewal failed`);
+    renewals.push(startRenewal({ kind: 'leaf', validity: validityOf(current.agentCertificate), renew: renewAgentCertificate, onError: onError('agent certificate') }));
+    renewals.push(startRenewal({ kind: 'authority', validity: validityOf(current.intermediateCertificate), renew: renewIntermediate, onError: onError('intermediate') }));
+    await extension?.start({ kc, credentials: current, session: session as HubSession, signal });
+    await heartbeatLoop();
+  };
+
+  const loop = run().catch((err: unknown) => {
+    if (!signal.aborted) log.fatal({ err }, 'agent stopped working');
+  });
+
+  const registry = createMetricsRegistry('spoke-agent');
+  const statusServer = await startStatusServer({
+    host: config.status.host,
+    port: config.status.port,
+    registry,
+    notReadyReason: () => (status.phase === 'Member' ? undefined : `phase ${status.phase}${status.lastError ? `: ${status.lastError}` : ''}`),
+  });
+
+  return {
+    statusPort: statusServer.port,
+    joined: () => joinedPromise,
+    credentials: () => credentials,
+    stop: async () => {
+      abort.abort();
+      for (const renewal of renewals) renewal.stop();
+      await loop;
+      session?.close();
+      await statusServer.close();
+    },
+  };
+}

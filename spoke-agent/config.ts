@@ -1,0 +1,33 @@
+import { z } from 'zod';
+import { dns1123LabelSchema, gatewayAddressSchema, labelValueSchema, qualifiedNameSchema } from '../common/api/index.ts';
+import { durationSchema } from '../common/duration.ts';
+
+export const AGENT_VERSION = '0.1.0';
+
+export const agentConfigSchema = z
+  .object({
+    /** This cluster's id in the federation (a DNS-1123 label, unique across members). */
+    clusterId: dns1123LabelSchema,
+    region: labelValueSchema.optional(),
+    zone: labelValueSchema.optional(),
+    network: dns1123LabelSchema.optional(),
+    /** Where other clusters reach this cluster's east-west gateway. */
+    gatewayAddresses: z.array(gatewayAddressSchema).max(16).default([]),
+    labels: z.record(qualifiedNameSchema, labelValueSchema).default({}),
+    /** Name of the clusterset, written to the About API. */
+    clustersetName: dns1123LabelSchema.default('isthmus'),
+    /** Path to this member cluster's kubeconfig; empty means in-cluster or $KUBECONFIG. */
+    kubeconfig: z.string().default(''),
+    namespace: dns1123LabelSchema.default('isthmus-system'),
+    status: z
+      .object({ host: z.string().default('0.0.0.0'), port: z.number().int().min(0).max(65535).default(9091) })
+      .strict()
+      .prefault({}),
+    /** Heartbeat interval until the hub says otherwise. */
+    heartbeatInterval: durationSchema.default(10_000),
+    /** How often to look for a join request (`isthmus join`) while not a member. */
+    joinPollInterval: durationSchema.default(1_000),
+  })
+  .strict();
+
+export type AgentConfig = z.output<typeof agentConfigSchema>;

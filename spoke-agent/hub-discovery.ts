@@ -1,0 +1,52 @@
+// Before it trusts anything, a joining agent learns the hub's root CA from the TLS handshake and
+// accepts it only if its public key hashes to the pin from `isthmus token create` (kubeadm's
+// discovery-token-ca-cert-hash). The hub sends its root along in its certificate chain.
+import { X509Certificate } from 'node:crypto';
+import { connect, type DetailedPeerCertificate } from 'node:tls';
+import { IsthmusError, describeError } from '../common/errors.ts';
+import { rootPin, safeParseSpiffeId } from '../common/pki/index.ts';
+
+function chainOf(leaf: DetailedPeerCertificate): X509Certificate[] {
+  const chain: X509Certificate[] = [];
+  const seen = new Set<string>();
+  for (let cert: DetailedPeerCertificate | undefined = leaf; cert?.raw && !seen.has(cert.fingerprint256); cert = cert.issuerCertificate) {
+    seen.add(cert.fingerprint256);
+    chain.push(new X509Certificate(cert.raw));
+  }
+  return chain;
+}
+
+export interface DiscoveredHub {
+  readonly caPem: string;
+  /** From the hub's SPIFFE ID, spiffe://<trust domain>/hub. */
+  readonly trustDomain: string;
+}
+
+/** Learns the hub's root CA and trust domain when `endpoint` presents a chain to a root matching `pin`. */
+export async function discoverHubCa(endpoint: string, pin: string, timeoutMs = 5_000): Promise<DiscoveredHub> {
+  const [host, port] = [endpoint.slice(0, endpoint.lastIndexOf(':')), Number(endpoint.slice(endpoint.lastIndexOf(':') + 1))];
+  const chain = await new Promise<X509Certificate[]>((resolve, reject) => {
+    // No verification here on purpose: the pin check below is the verification.
+    const socket = connect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['h2'], timeout: timeoutMs }, () => {
+      const peer = socket.getPeerCertificate(true);
+      socket.end();
+      resolve(chainOf(peer));
+    });
+    socket.once('timeout', () => socket.destroy(new Error(`no TLS handshake within ${timeoutMs} ms`)));
+    socket.once('error', (err) => reject(new IsthmusError('ISTHMUS_HUB_UNAVAILABLE', `${endpoint}: ${describeError(err)}`)));
+  });
+  const leaf = chain[0];
+  const root = chain.find((cert) => cert.ca && rootPin(cert) === pin);
+  if (!leaf || !root) {
+    const offered = chain.filter((c) => c.ca).map((c) => rootPin(c));
+    throw new IsthmusError('ISTHMUS_CA_PIN_MISMATCH', `${endpoint} presents CA ${offered.join(', ') || '(none)'}, expected ${pin}; check the --ca-pin from \`isthmus token create\``);
+  }
+  if (!leaf.checkIssued(root) || !leaf.verify(root.publicKey)) {
+    throw new IsthmusError('ISTHMUS_CA_PIN_MISMATCH', `${endpoint}: the server certificate is not signed by the pinned CA`);
+  }
+  const id = safeParseSpiffeId(/URI:([^,\s]+)/.exec(leaf.subjectAltName ?? '')?.[1] ?? '');
+  if (!id.ok || id.id.kind !== 'hub') {
+    throw new IsthmusError('ISTHMUS_PEER_REFUSED', `${endpoint} is not an Isthmus hub (its certificate names ${leaf.subjectAltName ?? 'no SPIFFE ID'})`);
+  }
+  return { caPem: root.toString(), trustDomain: id.id.trustDomain };
+}

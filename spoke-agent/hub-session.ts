@@ -1,0 +1,75 @@
+// The agent's line to the hub: one typed client per hub endpoint, mTLS with the agent
+// certificate, the hub verified as spiffe://<td>/hub. A call that finds a replica unavailable
+// (down, or a standby) moves on to the next endpoint; the last good one is tried first.
+import type { PeerCertificate } from 'node:tls';
+import { HubClient, hubChannelCredentials, type HubMethod, type HubMethods } from '../common/hub-api/index.ts';
+import { HubCallError, isHubCallError } from '../common/hub-api/status.ts';
+import { PeerRefusedError, parseBundlePem, verifyPeer } from '../common/pki/index.ts';
+
+export interface SessionIdentity {
+  readonly trustDomain: string;
+  readonly trustBundlePem: string;
+  readonly agentCertificate: string;
+  readonly agentKey: string;
+}
+
+/** grpc-js calls this instead of a host-name check: the hub has a SPIFFE identity, not a DNS name. */
+export function hubIdentityCheck(trustDomain: string, bundlePem: string): (hostname: string, cert: PeerCertificate) => Error | undefined {
+  const bundle = parseBundlePem(bundlePem, trustDomain, 0);
+  return (_hostname, cert) => {
+    const verdict = verifyPeer([cert.raw], { bundle, members: new Set(), authorize: (id) => id.kind === 'hub' });
+    return verdict.ok ? undefined : new PeerRefusedError(verdict.reason, verdict.detail);
+  };
+}
+
+export class HubSession {
+  #endpoints: string[];
+  #clients = new Map<string, HubClient>();
+  #identity: SessionIdentity;
+  #preferred = 0;
+
+  constructor(endpoints: readonly string[], identity: SessionIdentity) {
+    this.#endpoints = [...endpoints];
+    this.#identity = identity;
+  }
+
+  /** New certificate or bundle: later calls use fresh channels. */
+  updateIdentity(identity: SessionIdentity, endpoints?: readonly string[]): void {
+    this.#identity = identity;
+    if (endpoints && endpoints.length > 0) this.#endpoints = [...endpoints];
+    this.close();
+  }
+
+  async call<M extends HubMethod>(method: M, request: HubMethods[M]['request'], deadlineMs = 10_000): Promise<HubMethods[M]['response']> {
+    let lastError: unknown;
+    for (let i = 0; i < this.#endpoints.length; i++) {
+      const index = (this.#preferred + i) % this.#endpoints.length;
+      const endpoint = this.#endpoints[index] as string;
+      try {
+        const response = await this.#client(endpoint).call(method, request, deadlineMs);
+        this.#preferred = index;
+        return response;
+      } catch (err) {
+        lastError = err;
+        if (!(isHubCallError(err) && err.retryable)) throw err;
+      }
+    }
+    throw lastError instanceof HubCallError ? lastError : new Error(`no hub endpoint answered ${method}`);
+  }
+
+  close(): void {
+    for (const client of this.#clients.values()) client.close();
+    this.#clients.clear();
+  }
+
+  #client(endpoint: string): HubClient {
+    let client = this.#clients.get(endpoint);
+    if (!client) {
+      const { trustDomain, trustBundlePem, agentCertificate, agentKey } = this.#identity;
+      const credentials = hubChannelCredentials(trustBundlePem, { certChain: agentCertificate, key: agentKey }, { checkServerIdentity: hubIdentityCheck(trustDomain, trustBundlePem) });
+      client = new HubClient(endpoint, credentials);
+      this.#clients.set(endpoint, client);
+    }
+    return client;
+  }
+}
