@@ -78,8 +78,9 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(context);
   } catch (err) {
-    const code = isIsthmusError(err) || isHubCallError(err) ? ` [${err.code}]` : '';
-    process.stderr.write(`isthmus ${command.path.join(' ')}: ${describeError(err)}${code}\n`);
+    const message = describeError(err);
+    const code = (isIsthmusError(err) || isHubCallError(err)) && !message.includes('[ISTHMUS_') ? ` [${err.code}]` : '';
+    process.stderr.write(`isthmus ${command.path.join(' ')}: ${message}${code}\n`);
     return isIsthmusError(err, 'ISTHMUS_CONFIG_INVALID') || isIsthmusError(err, 'ISTHMUS_INPUT_INVALID') ? 2 : 1;
   }
 }

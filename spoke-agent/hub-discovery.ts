@@ -2,8 +2,9 @@
 // accepts it only if its public key hashes to the pin from `isthmus token create` (kubeadm's
 // discovery-token-ca-cert-hash). The hub sends its root along in its certificate chain.
 import { X509Certificate } from 'node:crypto';
-import { connect, type DetailedPeerCertificate } from 'node:tls';
-import { IsthmusError, describeError } from '../common/errors.ts';
+import type { DetailedPeerCertificate } from 'node:tls';
+import { IsthmusError } from '../common/errors.ts';
+import { tlsHandshake } from '../common/tls-handshake.ts';
 import { rootPin, safeParseSpiffeId } from '../common/pki/index.ts';
 
 function chainOf(leaf: DetailedPeerCertificate): X509Certificate[] {
@@ -24,17 +25,8 @@ export interface DiscoveredHub {
 
 /** Learns the hub's root CA and trust domain when `endpoint` presents a chain to a root matching `pin`. */
 export async function discoverHubCa(endpoint: string, pin: string, timeoutMs = 5_000): Promise<DiscoveredHub> {
-  const [host, port] = [endpoint.slice(0, endpoint.lastIndexOf(':')), Number(endpoint.slice(endpoint.lastIndexOf(':') + 1))];
-  const chain = await new Promise<X509Certificate[]>((resolve, reject) => {
-    // No verification here on purpose: the pin check below is the verification.
-    const socket = connect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['h2'], timeout: timeoutMs }, () => {
-      const peer = socket.getPeerCertificate(true);
-      socket.end();
-      resolve(chainOf(peer));
-    });
-    socket.once('timeout', () => socket.destroy(new Error(`no TLS handshake within ${timeoutMs} ms`)));
-    socket.once('error', (err) => reject(new IsthmusError('ISTHMUS_HUB_UNAVAILABLE', `${endpoint}: ${describeError(err)}`)));
-  });
+  // No verification here on purpose: the pin check below is the verification.
+  const chain = chainOf(await tlsHandshake(endpoint, { rejectUnauthorized: false }, timeoutMs));
   const leaf = chain[0];
   const root = chain.find((cert) => cert.ca && rootPin(cert) === pin);
   if (!leaf || !root) {

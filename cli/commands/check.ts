@@ -1,10 +1,10 @@
 // `isthmus check`, like `linkerd multicluster check`: named checks from the member cluster's
 // side, each saying what is wrong and how to fix it.
 import { X509Certificate } from 'node:crypto';
-import { connect as tlsConnect } from 'node:tls';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { describeError } from '../../common/errors.ts';
 import { loadKubeConfig } from '../../common/kubeconfig.ts';
+import { tlsHandshake } from '../../common/tls-handshake.ts';
 import { parseBundlePem, rootPin } from '../../common/pki/index.ts';
 import { readAgentStatus } from '../../spoke-agent/agent-status.ts';
 import { AgentSecrets, type AgentCredentials } from '../../spoke-agent/credentials.ts';
@@ -22,16 +22,9 @@ export interface CheckResult {
 
 type Check = (state: { creds: AgentCredentials | undefined }) => Promise<Omit<CheckResult, 'name'>>;
 
-function tlsReachable(endpoint: string, creds: AgentCredentials): Promise<void> {
-  const [host, port] = [endpoint.slice(0, endpoint.lastIndexOf(':')), Number(endpoint.slice(endpoint.lastIndexOf(':') + 1))];
-  return new Promise((resolve, reject) => {
-    const socket = tlsConnect({ host, port, ca: creds.trustBundlePem, cert: creds.agentCertificate, key: creds.agentKey, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined, timeout: 3_000 }, () => {
-      socket.end();
-      resolve();
-    });
-    socket.once('timeout', () => socket.destroy(new Error('timed out')));
-    socket.once('error', reject);
-  });
+function tlsReachable(endpoint: string, creds: AgentCredentials): Promise<unknown> {
+  // Chain and client certificate are checked; the hub's SPIFFE identity is the agent's business.
+  return tlsHandshake(endpoint, { ca: creds.trustBundlePem, cert: creds.agentCertificate, key: creds.agentKey, checkServerIdentity: () => undefined }, 3_000);
 }
 
 const needsCredentials = { ok: false, detail: 'no agent credentials', hint: 'join first: `isthmus token create` on the hub, then `isthmus join`' } as const;

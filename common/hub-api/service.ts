@@ -42,6 +42,9 @@ export const keepaliveClientOptions: grpc.ClientOptions = {
   'grpc.keepalive_timeout_ms': 10_000,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.max_send_message_length': 64 * 1024 * 1024,
+  // Hub endpoints are often IP addresses, which must not go into SNI; the hub is verified by its
+  // SPIFFE ID (checkServerIdentity), not by a host name.
+  'grpc.ssl_target_name_override': 'hub.isthmus.internal',
 };
 
 export function addHubService(server: grpc.Server, handlers: HubHandlers, log: Logger): void {

@@ -2,13 +2,13 @@
 // everywhere (DESIGN §3); RSA exists so users can plug in an RSA root.
 // @peculiar/x509 resolves its ASN.1 services through tsyringe, which needs this polyfill first.
 import 'reflect-metadata';
-import { webcrypto } from 'node:crypto';
+import { createHash, createPublicKey, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+import { IsthmusError } from '../errors.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 type CryptoKey = webcrypto.CryptoKey;
-type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
 export type KeyAlgorithm = 'P-256' | 'RSA-2048';
 
@@ -30,8 +30,13 @@ export const EKU = { serverAuth: '1.3.6.1.5.5.7.3.1', clientAuth: '1.3.6.1.5.5.7
 
 export async function generateKeyPair(algorithm: KeyAlgorithm = 'P-256'): Promise<KeyPair> {
   const params = algorithm === 'P-256' ? ecdsa : rsa;
-  const keys = (await webcrypto.subtle.generateKey(params, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const keys = await webcrypto.subtle.generateKey(params, true, ['sign', 'verify']);
   return { algorithm, privateKey: keys.privateKey, publicKey: keys.publicKey };
+}
+
+/** WebCrypto import parameters for a public or private key of `algorithm`. */
+function importParamsFor(algorithm: KeyAlgorithm): webcrypto.EcKeyImportParams | webcrypto.RsaHashedImportParams {
+  return algorithm === 'P-256' ? ecdsa : { name: rsa.name, hash: 'SHA-256' };
 }
 
 export function signingAlgorithmFor(algorithm: KeyAlgorithm): { name: string; hash: string } {
@@ -42,6 +47,14 @@ export interface SubjectAltNames {
   readonly dns?: readonly string[];
   readonly ip?: readonly string[];
   readonly uri?: readonly string[];
+}
+
+/** Back-dating absorbs clock skew between the issuing and the verifying side. */
+const CLOCK_SKEW_MS = 60_000;
+
+/** notBefore/notAfter for a certificate issued at `now` to live `lifetimeMs`. */
+export function validityWindow(now: Date, lifetimeMs: number): { notBefore: Date; notAfter: Date } {
+  return { notBefore: new Date(now.getTime() - CLOCK_SKEW_MS), notAfter: new Date(now.getTime() + lifetimeMs) };
 }
 
 export interface CertificateTemplate {
@@ -62,20 +75,54 @@ export interface Issuer {
   readonly keys: KeyPair;
 }
 
+/**
+ * RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits (the EC point, or the PKCS#1
+ * RSAPublicKey). Computed with node:crypto: the WebCrypto route (export, digest) cost ~0.5 ms.
+ */
+function keyIdentifierOf(spki: ArrayBuffer): string {
+  const key = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+  let subjectPublicKey: Buffer;
+  if (key.asymmetricKeyType === 'ec') {
+    const { x = '', y = '' } = key.export({ format: 'jwk' });
+    subjectPublicKey = Buffer.concat([Buffer.of(0x04), Buffer.from(x, 'base64url'), Buffer.from(y, 'base64url')]);
+  } else {
+    subjectPublicKey = key.export({ type: 'pkcs1', format: 'der' });
+  }
+  return createHash('sha1').update(subjectPublicKey).digest('hex');
+}
+
+const authorityKeyIdentifiers = new WeakMap<x509.X509Certificate, x509.AuthorityKeyIdentifierExtension>();
+
+/**
+ * Copies the issuer's own subjectKeyIdentifier, whatever method produced it (a plugged-in root's
+ * may differ from ours): chain builders match AKI against SKI byte for byte.
+ */
+function authorityKeyIdentifierFor(issuer: x509.X509Certificate): x509.AuthorityKeyIdentifierExtension {
+  let extension = authorityKeyIdentifiers.get(issuer);
+  if (extension === undefined) {
+    const keyId = issuer.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ?? keyIdentifierOf(issuer.publicKey.rawData);
+    extension = new x509.AuthorityKeyIdentifierExtension(keyId);
+    authorityKeyIdentifiers.set(issuer, extension);
+  }
+  return extension;
+}
+
 /** Signs `template` with `issuer`, or self-signs it when `issuer` is the subject's own key pair. */
 export async function issueCertificate(template: CertificateTemplate, issuer: Issuer | KeyPair): Promise<x509.X509Certificate> {
   const issuerKeys = 'certificate' in issuer ? issuer.keys : issuer;
+  const spki = await webcrypto.subtle.exportKey('spki', template.publicKey);
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(template.isCa, template.isCa ? template.pathLength : undefined, true),
     new x509.KeyUsagesExtension(
       template.isCa
         ? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature
-        : x509.KeyUsageFlags.digitalSignature | (issuerKeys.algorithm === 'RSA-2048' && !template.isCa ? x509.KeyUsageFlags.keyEncipherment : 0),
+        : // keyEncipherment concerns the subject's own key: only an RSA key can do key transport.
+          x509.KeyUsageFlags.digitalSignature | (template.publicKey.algorithm.name === rsa.name ? x509.KeyUsageFlags.keyEncipherment : 0),
       true,
     ),
-    await x509.SubjectKeyIdentifierExtension.create(template.publicKey),
+    new x509.SubjectKeyIdentifierExtension(keyIdentifierOf(spki)),
   ];
-  if ('certificate' in issuer) extensions.push(await x509.AuthorityKeyIdentifierExtension.create(issuer.certificate));
+  if ('certificate' in issuer) extensions.push(authorityKeyIdentifierFor(issuer.certificate));
   if (template.extendedKeyUsages && template.extendedKeyUsages.length > 0) {
     extensions.push(new x509.ExtendedKeyUsageExtension([...template.extendedKeyUsages]));
   }
@@ -87,15 +134,18 @@ export async function issueCertificate(template: CertificateTemplate, issuer: Is
   // A subject with only SANs (SPIFFE leaves) must mark the SAN extension critical (RFC 5280 4.2.1.6).
   if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, template.subject === ''));
 
-  const notBefore = template.notBefore ?? new Date(Date.now() - 60_000);
+  const notBefore = template.notBefore ?? validityWindow(new Date(), 0).notBefore;
+  // A certificate never outlives its issuer: past that point its chain would fail anyway.
+  const notAfter = 'certificate' in issuer && issuer.certificate.notAfter < template.notAfter ? issuer.certificate.notAfter : template.notAfter;
   return x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
     subject: template.subject,
-    issuer: 'certificate' in issuer ? issuer.certificate.subject : template.subject,
+    // The issuer's DN exactly as it encodes it (a re-parsed string could change string types).
+    issuer: 'certificate' in issuer ? issuer.certificate.subjectName : template.subject,
     notBefore,
-    notAfter: template.notAfter,
+    notAfter,
     signingAlgorithm: signingAlgorithmFor(issuerKeys.algorithm),
-    publicKey: template.publicKey,
+    publicKey: spki,
     signingKey: issuerKeys.privateKey,
     extensions,
   });
@@ -118,14 +168,57 @@ export async function publicKeyToPem(key: CryptoKey): Promise<string> {
   return x509.PemConverter.encode(der, 'PUBLIC KEY');
 }
 
+/**
+ * Which supported algorithm a SubjectPublicKeyInfo uses: ECDSA P-256, or RSA of at least 2048
+ * bits (labelled 'RSA-2048': the label selects the signature scheme, not the modulus size).
+ */
+export function keyAlgorithmOf(spki: ArrayBuffer | Uint8Array): KeyAlgorithm {
+  const key = createPublicKey({ key: Buffer.from(spki instanceof Uint8Array ? spki : new Uint8Array(spki)), format: 'der', type: 'spki' });
+  const details = key.asymmetricKeyDetails ?? {};
+  if (key.asymmetricKeyType === 'ec' && details.namedCurve === 'prime256v1') return 'P-256';
+  if (key.asymmetricKeyType === 'rsa' && (details.modulusLength ?? 0) >= 2048) return 'RSA-2048';
+  const described = key.asymmetricKeyType === 'ec' ? `EC ${details.namedCurve}` : `${key.asymmetricKeyType} ${details.modulusLength ?? ''} bits`;
+  throw new IsthmusError('ISTHMUS_PKI_INVALID', `unsupported key ${described} (ECDSA P-256 or RSA of 2048 bits or more)`);
+}
+
+export async function importPublicKey(spki: ArrayBuffer | Uint8Array): Promise<CryptoKey> {
+  return webcrypto.subtle.importKey('spki', spki, importParamsFor(keyAlgorithmOf(spki)), true, ['verify']);
+}
+
 /** Imports a PKCS#8 PEM key (ECDSA P-256 or RSA) together with its public half. */
 export async function importKeyPair(privatePem: string, certificate: x509.X509Certificate): Promise<KeyPair> {
   const der = x509.PemConverter.decodeFirst(privatePem);
-  const algorithm: KeyAlgorithm = certificate.publicKey.algorithm.name === 'ECDSA' ? 'P-256' : 'RSA-2048';
-  const params = algorithm === 'P-256' ? ecdsa : { name: rsa.name, hash: 'SHA-256' };
-  const privateKey = await webcrypto.subtle.importKey('pkcs8', der, params, true, ['sign']);
-  const publicKey = await certificate.publicKey.export(params, ['verify']);
-  return { algorithm, privateKey, publicKey };
+  const algorithm = keyAlgorithmOf(certificate.publicKey.rawData);
+  const params = importParamsFor(algorithm);
+  let privateKey: CryptoKey;
+  try {
+    privateKey = await webcrypto.subtle.importKey('pkcs8', der, params, true, ['sign']);
+  } catch (err) {
+    throw new IsthmusError('ISTHMUS_PKI_INVALID', `private key is not a PKCS#8 ${algorithm} key`, { cause: err });
+  }
+  return { algorithm, privateKey, publicKey: await importPublicKey(certificate.publicKey.rawData) };
+}
+
+/** True when `privateKey` and `publicKey` are two halves of one key: signs a nonce and verifies it. */
+export async function keyPairMatches(keys: KeyPair): Promise<boolean> {
+  const nonce = webcrypto.getRandomValues(new Uint8Array(32));
+  const algorithm = signingAlgorithmFor(keys.algorithm);
+  try {
+    const signature = await webcrypto.subtle.sign(algorithm, keys.privateKey, nonce);
+    return await webcrypto.subtle.verify(algorithm, keys.publicKey, signature, nonce);
+  } catch {
+    return false;
+  }
+}
+
+/** A PKCS#10 request proving possession of `keys`; the CA decides the subject, so it is informative only. */
+export async function createCertificateRequest(keys: KeyPair, subject: string): Promise<string> {
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: subject,
+    keys: { privateKey: keys.privateKey, publicKey: keys.publicKey },
+    signingAlgorithm: signingAlgorithmFor(keys.algorithm),
+  });
+  return csr.toString('pem') + '\n';
 }
 
 export function certificateToPem(cert: x509.X509Certificate): string {

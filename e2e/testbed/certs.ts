@@ -60,13 +60,15 @@ export class TestCa {
       },
       this.#issuer,
     );
-    const certPem = certificateToPem(certificate);
-    const keyPem = await privateKeyToPem(keys.privateKey);
-    const certFile = join(this.#dir, `${fileStem}.crt`);
-    const keyFile = join(this.#dir, `${fileStem}.key`);
-    await Promise.all([writeFile(certFile, certPem), writeFile(keyFile, keyPem, { mode: 0o600 })]);
-    return { certFile, keyFile, certPem, keyPem };
+    return writePem(this.#dir, fileStem, { certPem: certificateToPem(certificate), keyPem: await privateKeyToPem(keys.privateKey) });
   }
+}
+
+export async function writePem(dir: string, fileStem: string, pem: { certPem: string; keyPem: string }): Promise<PemFiles> {
+  const certFile = join(dir, `${fileStem}.crt`);
+  const keyFile = join(dir, `${fileStem}.key`);
+  await Promise.all([writeFile(certFile, pem.certPem), writeFile(keyFile, pem.keyPem, { mode: 0o600 })]);
+  return { certFile, keyFile, ...pem };
 }
 
 /** An ECDSA key pair for kube-apiserver's service-account token signing. */

@@ -6,12 +6,12 @@ import { createLogger } from '../../common/logger.ts';
 import { resolveBinaries } from './binaries.ts';
 import { LocalCluster } from './cluster.ts';
 import { LocalNats } from './nats.ts';
-import { ProcessSupervisor } from './processes.ts';
+import { ProcessSupervisor, type ManagedProcess, type StartOptions } from './processes.ts';
 import { testbedRoot } from './reaper.ts';
 
 export { LocalCluster } from './cluster.ts';
 export { LocalNats, type NatsClientCredentials } from './nats.ts';
-export type { ManagedProcess } from './processes.ts';
+export type { ManagedProcess, StartOptions } from './processes.ts';
 export { reapAbandonedTestbeds, testbedRoot } from './reaper.ts';
 export { resolveBinaries, type Binaries } from './binaries.ts';
 export { waitFor } from './wait.ts';
@@ -23,6 +23,10 @@ export interface TestbedOptions {
   readonly nats?: boolean;
   readonly installCrds?: boolean;
   readonly startTimeoutMs?: number;
+  /** Further CAs (PEM) whose client certificates NATS accepts, e.g. the federation root. */
+  readonly natsTrustedCas?: readonly string[];
+  /** NATS's serving certificate (PEM, with 127.0.0.1 as an IP SAN, and its CA) instead of one from its test CA. */
+  readonly natsServerCertificate?: { readonly certPem: string; readonly keyPem: string; readonly caPem: string };
 }
 
 export class Testbed implements AsyncDisposable {
@@ -45,6 +49,11 @@ export class Testbed implements AsyncDisposable {
     const found = this.clusters.find((c) => c.name === name);
     if (!found) throw new Error(`no cluster named ${name} in this test bed (${this.clusters.map((c) => c.name).join(', ')})`);
     return found;
+  }
+
+  /** Starts a further process (a hub, an agent) under the same supervision and teardown. */
+  startProcess(options: StartOptions): Promise<ManagedProcess> {
+    return this.#supervisor.start(options);
   }
 
   /** Every pid the test bed started, for tests that check nothing survives disposal. */
@@ -79,7 +88,7 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
   const timeoutMs = options.startTimeoutMs ?? 90_000;
   try {
     const [nats, ...clusters] = await Promise.all([
-      options.nats === false ? Promise.resolve(undefined) : LocalNats.start(supervisor, binaries, timeoutMs),
+      options.nats === false ? Promise.resolve(undefined) : LocalNats.start(supervisor, binaries, timeoutMs, { trustedCas: options.natsTrustedCas ?? [], serverCertificate: options.natsServerCertificate }),
       ...names.map((name) => LocalCluster.start(supervisor, binaries, { name, installCrds: options.installCrds ?? true, startTimeoutMs: timeoutMs })),
     ]);
     const startupMs = Math.round(performance.now() - started);

@@ -3,7 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { Binaries } from './binaries.ts';
-import { TestCa, type PemFiles } from './certs.ts';
+import { TestCa, writePem, type PemFiles } from './certs.ts';
 import { freePort } from './ports.ts';
 import { httpOk } from './probe.ts';
 import type { ManagedProcess, ProcessSupervisor } from './processes.ts';
@@ -19,24 +19,37 @@ export class LocalNats {
   readonly url: string;
   readonly monitorUrl: string;
   readonly process: ManagedProcess;
+  /** Issues the test bed's client certificates. */
   readonly ca: TestCa;
+  /** The CA that signed the server's certificate (what clients must trust). */
+  readonly serverCaPem: string;
 
-  private constructor(url: string, monitorUrl: string, process: ManagedProcess, ca: TestCa) {
+  private constructor(url: string, monitorUrl: string, process: ManagedProcess, ca: TestCa, serverCaPem: string) {
     this.url = url;
     this.monitorUrl = monitorUrl;
     this.process = process;
     this.ca = ca;
+    this.serverCaPem = serverCaPem;
   }
 
-  static async start(supervisor: ProcessSupervisor, binaries: Binaries, timeoutMs: number): Promise<LocalNats> {
+  static async start(
+    supervisor: ProcessSupervisor,
+    binaries: Binaries,
+    timeoutMs: number,
+    tls: { trustedCas: readonly string[]; serverCertificate?: { certPem: string; keyPem: string; caPem: string } | undefined },
+  ): Promise<LocalNats> {
     const dir = join(supervisor.dir, 'nats');
     await mkdir(dir, { recursive: true });
     const ca = await TestCa.create(dir, 'nats');
-    const serving = await ca.issue('nats-server', 'CN=nats-server', { dns: ['localhost'], ip: ['127.0.0.1'], server: true });
+    const serving = tls.serverCertificate
+      ? await writePem(dir, 'nats-server', tls.serverCertificate)
+      : await ca.issue('nats-server', 'CN=nats-server', { dns: ['localhost'], ip: ['127.0.0.1'], server: true });
+    const clientCaFile = join(dir, 'client-cas.pem');
+    await writeFile(clientCaFile, [ca.caPem, ...tls.trustedCas].join('\n'));
     for (let attempt = 1; ; attempt++) {
       const [port, monitorPort] = [await freePort(), await freePort()];
       const configFile = join(dir, 'nats.conf');
-      await writeFile(configFile, renderConfig({ port, monitorPort, dir, ca, serving }));
+      await writeFile(configFile, renderConfig({ port, monitorPort, dir, clientCaFile, serving }));
       const process = await supervisor.start({ name: 'nats-server', command: binaries.natsServer, args: ['-c', configFile] });
       const monitorUrl = `http://127.0.0.1:${monitorPort}`;
       try {
@@ -44,7 +57,7 @@ export class LocalNats {
           if (!process.running) throw new Error(`nats-server exited:\n${process.logTail()}`);
           return httpOk(`${monitorUrl}/healthz?js-enabled-only=true`);
         }, timeoutMs, 50);
-        return new LocalNats(`tls://127.0.0.1:${port}`, monitorUrl, process, ca);
+        return new LocalNats(`tls://127.0.0.1:${port}`, monitorUrl, process, ca, tls.serverCertificate?.caPem ?? ca.caPem);
       } catch (err) {
         await process.stop();
         if (attempt >= 3) throw err;
@@ -55,7 +68,7 @@ export class LocalNats {
   /** A client certificate the server accepts (it requires one: verify is on). */
   async clientCredentials(name: string): Promise<NatsClientCredentials> {
     const files = await this.ca.issue(`nats-client-${name}`, `CN=${name}`, { client: true });
-    return { ca: this.ca.caPem, cert: files.certPem, key: files.keyPem };
+    return { ca: this.serverCaPem, cert: files.certPem, key: files.keyPem };
   }
 
   async connect(name: string): Promise<NatsConnection> {
@@ -64,13 +77,13 @@ export class LocalNats {
   }
 }
 
-function renderConfig(c: { port: number; monitorPort: number; dir: string; ca: TestCa; serving: PemFiles }): string {
+function renderConfig(c: { port: number; monitorPort: number; dir: string; clientCaFile: string; serving: PemFiles }): string {
   return [
     `listen: "127.0.0.1:${c.port}"`,
     `http: "127.0.0.1:${c.monitorPort}"`,
     'server_name: isthmus-testbed',
     `jetstream { store_dir: "${join(c.dir, 'jetstream')}", max_memory_store: 268435456, max_file_store: 1073741824 }`,
-    `tls { cert_file: "${c.serving.certFile}", key_file: "${c.serving.keyFile}", ca_file: "${c.ca.caFile}", verify: true, timeout: 2 }`,
+    `tls { cert_file: "${c.serving.certFile}", key_file: "${c.serving.keyFile}", ca_file: "${c.clientCaFile}", verify: true, timeout: 2 }`,
     '',
   ].join('\n');
 }

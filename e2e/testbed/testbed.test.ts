@@ -53,7 +53,7 @@ describe('local test bed', () => {
         await nc.close();
       }
       // The server requires a client certificate: TLS alone is not enough.
-      await expect(connect({ servers: nats.url, tls: { ca: nats.ca.caPem }, reconnect: false, timeout: 3_000 })).rejects.toThrow();
+      await expect(connect({ servers: nats.url, tls: { ca: nats.serverCaPem }, reconnect: false, timeout: 3_000 })).rejects.toThrow();
     }
     expect(pids.filter(alive)).toEqual([]);
     expect(existsSync(dir)).toBe(false);

@@ -1,0 +1,144 @@
+// A full root rotation, driven by the state machine, while cluster B keeps opening mTLS
+// connections to cluster A every couple of milliseconds: not one handshake may fail.
+import { X509Certificate } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { createTrustBundle, type TrustBundle } from './bundle.ts';
+import type { ClusterAuthority } from './cluster-authority.ts';
+import type { MtlsCredentials } from './credentials.ts';
+import { RootAuthority } from './root-authority.ts';
+import { advanceRotation, beginRotation, type RotationAction, type RotationObservation, type RotationState } from './rotation.ts';
+import { formatSpiffeId } from './spiffe.ts';
+import { TRUST_DOMAIN, credentialsFor, exchange, joinCluster, presentTo, startServer, type TestServer } from './test-support.ts';
+import { RefusalReason } from './verify.ts';
+
+interface Cluster {
+  readonly id: string;
+  authority: ClusterAuthority;
+  readonly credentials: MtlsCredentials;
+}
+
+const gatewayOf = (clusterId: string): string => formatSpiffeId({ kind: 'gateway', trustDomain: TRUST_DOMAIN, clusterId, name: 'main' });
+
+/** Opens a connection every `intervalMs` (at most `maxInFlight` at once) until stopped. */
+function startTraffic(client: MtlsCredentials, server: TestServer, intervalMs: number, maxInFlight: number) {
+  const outcomes = { succeeded: 0, failed: 0, errors: [] as string[] };
+  const inFlight = new Set<Promise<void>>();
+  const timer = setInterval(() => {
+    if (inFlight.size >= maxInFlight) return;
+    const attempt = exchange(client, server).then(
+      (accepted) => {
+        if (accepted) outcomes.succeeded += 1;
+        else outcomes.failed += 1;
+      },
+      (err: unknown) => {
+        outcomes.failed += 1;
+        outcomes.errors.push(String(err));
+      },
+    );
+    inFlight.add(attempt);
+    void attempt.finally(() => inFlight.delete(attempt));
+  }, intervalMs);
+  return {
+    outcomes,
+    async stop() {
+      clearInterval(timer);
+      await Promise.all(inFlight);
+      return outcomes;
+    },
+  };
+}
+
+describe('root rotation under traffic', () => {
+  it('moves every cluster from the old root to the new one with zero failed handshakes', async () => {
+    const oldRoot = await RootAuthority.generate({ trustDomain: TRUST_DOMAIN });
+    const roots = new Map([[oldRoot.fingerprint, oldRoot]]);
+    const initialBundle = createTrustBundle({ trustDomain: TRUST_DOMAIN, sequence: 1, roots: [oldRoot.certificatePem] });
+    const clusters: Cluster[] = await Promise.all(
+      ['a', 'b'].map(async (id) => {
+        const authority = await joinCluster(oldRoot, id);
+        return { id, authority, credentials: credentialsFor(await authority.issueLeaf(gatewayOf(id)), initialBundle, ['a', 'b']) };
+      }),
+    );
+    const [a, b] = clusters as [Cluster, Cluster];
+    const server = await startServer(a.credentials);
+    const traffic = startTraffic(b.credentials, server, 2, 8);
+    let hubRootInUse = oldRoot.fingerprint;
+    let retired = false;
+
+    const rootSigning = (pem: string): string => {
+      const cert = new X509Certificate(pem);
+      const issuer = [...roots.values()].find((root) => cert.verify(new X509Certificate(root.certificatePem).publicKey));
+      return issuer?.fingerprint ?? 'unknown';
+    };
+    const observe = (): RotationObservation => ({
+      hubRootInUse,
+      members: new Map(clusters.map((c) => [c.id, { bundleSequence: c.credentials.bundle.sequence, rootInUse: rootSigning(c.authority.intermediatePem) }])),
+    });
+    const rootOf = (fingerprint: string): RootAuthority => {
+      const root = roots.get(fingerprint);
+      if (root === undefined) throw new Error(`no root ${fingerprint}`);
+      return root;
+    };
+    // What the hub and the agents do for each action; bundles reach the clusters one after the other.
+    const perform = async (action: RotationAction): Promise<void> => {
+      switch (action.kind) {
+        case 'publish-bundle': {
+          const bundle: TrustBundle = createTrustBundle({
+            trustDomain: TRUST_DOMAIN,
+            sequence: action.sequence,
+            roots: action.roots.map((fingerprint) => rootOf(fingerprint).certificatePem),
+          });
+          for (const cluster of clusters) {
+            await sleep(20);
+            cluster.credentials.updateBundle(bundle);
+          }
+          return;
+        }
+        case 'reissue-intermediate': {
+          const cluster = clusters.find((c) => c.id === action.clusterId) as Cluster;
+          const { certificatePem } = await rootOf(action.root).signIntermediate(cluster.id, await cluster.authority.createRequest());
+          cluster.authority = await cluster.authority.withIntermediate(certificatePem);
+          cluster.credentials.updateSvid(await cluster.authority.issueLeaf(gatewayOf(cluster.id)));
+          return;
+        }
+        case 'reissue-hub-svid':
+          hubRootInUse = action.root;
+          return;
+        case 'retire-root':
+          retired = true;
+          return;
+      }
+    };
+
+    // Each stage dwells a while, as propagation to real clusters would, with traffic flowing.
+    const dwellMs = 200;
+    await sleep(dwellMs);
+    const newRoot = await RootAuthority.generate({ trustDomain: TRUST_DOMAIN });
+    roots.set(newRoot.fingerprint, newRoot);
+    let state: RotationState = { stage: 'stable', root: oldRoot.fingerprint, bundleSequence: 1 };
+    let step = beginRotation(state, newRoot.fingerprint, observe());
+    const stages: string[] = [step.state.stage];
+    while (!retired) {
+      for (const action of step.actions) await perform(action);
+      await sleep(dwellMs);
+      state = step.state;
+      step = advanceRotation(state, observe());
+      if (stages.at(-1) !== step.state.stage) stages.push(step.state.stage);
+    }
+    await sleep(dwellMs);
+    const outcomes = await traffic.stop();
+
+    expect(stages).toEqual(['distributing', 'reissuing', 'retiring', 'stable']);
+    expect(outcomes.errors).toEqual([]);
+    expect(outcomes.failed).toBe(0);
+    expect(outcomes.succeeded).toBeGreaterThan(100);
+    expect(server.accepted.at(-1)?.root).toBe(newRoot.fingerprint);
+    expect(a.credentials.bundle.roots.map((root) => root.fingerprint256)).toEqual([newRoot.fingerprint]);
+
+    // The old root is really gone: a leaf still chained to it is refused now.
+    const straggler = await (await joinCluster(oldRoot, 'b')).issueLeaf(gatewayOf('b'));
+    expect(await presentTo(server, straggler)).toBe(RefusalReason.UNKNOWN_ROOT);
+    await server.close();
+  });
+});

@@ -1,0 +1,105 @@
+// node:tls glue for Isthmus mTLS endpoints. OpenSSL performs the handshake (which proves the peer
+// holds its leaf key) and nothing else: `rejectUnauthorized: false` turns its chain check off and
+// verifyPeer decides, so every refusal carries an Isthmus reason. Identity and trust are read
+// from MtlsCredentials per connection, so renewal and rotation never touch open connections.
+import { connect, createServer, type ConnectionOptions, type DetailedPeerCertificate, type PeerCertificate, type Server, type TLSSocket } from 'node:tls';
+import type { Logger } from '../logger.ts';
+import { secureContextOptionsFor, type MtlsCredentials } from './credentials.ts';
+import type { SpiffeId } from './spiffe.ts';
+import { PeerRefusedError, verifyPeer, type PeerVerdict, type VerifiedPeer } from './verify.ts';
+
+export interface MtlsEndpointOptions {
+  /** Endpoint policy on top of identity, e.g. only gateways on :15443. */
+  readonly authorize?: (id: SpiffeId) => boolean;
+  /** Refusals are logged here at warn level. */
+  readonly logger?: Logger;
+}
+
+/**
+ * The peer's chain as sent (leaf first). Node links each certificate to its issuer; a
+ * self-signed root links to itself, hence the repeat check.
+ */
+function peerChainOf(certificate: PeerCertificate | DetailedPeerCertificate): Buffer[] {
+  const chain: Buffer[] = [];
+  // Without a certificate Node returns {}, hence Partial.
+  let current: Partial<DetailedPeerCertificate> | undefined = certificate;
+  for (; current?.raw !== undefined; current = current.issuerCertificate) {
+    const raw = current.raw;
+    if (chain.some((seen) => seen.equals(raw))) break;
+    chain.push(raw);
+  }
+  return chain;
+}
+
+/** Verifies the peer of a connected socket; on refusal logs, destroys the socket and says why. */
+export function verifyTlsPeer(socket: TLSSocket, credentials: MtlsCredentials, options: MtlsEndpointOptions = {}): PeerVerdict {
+  const verdict = verifyPeer(peerChainOf(socket.getPeerCertificate(true)), credentials.verificationContext(options.authorize));
+  if (!verdict.ok) {
+    options.logger?.warn({ reason: verdict.reason, detail: verdict.detail, remote: `${socket.remoteAddress}:${socket.remotePort}` }, 'mTLS peer refused');
+    socket.destroy();
+  }
+  return verdict;
+}
+
+/**
+ * A TLS server that asks every client for its certificate and hands `onPeer` only verified
+ * peers. A new SVID applies to the next handshake (server.setSecureContext).
+ */
+export function createMtlsServer(
+  credentials: MtlsCredentials,
+  onPeer: (socket: TLSSocket, peer: VerifiedPeer) => void,
+  options: MtlsEndpointOptions = {},
+): Server {
+  const server = createServer({ ...secureContextOptionsFor(credentials.svid), requestCert: true, rejectUnauthorized: false });
+  const unsubscribe = credentials.onSvidChange((svid) => server.setSecureContext(secureContextOptionsFor(svid)));
+  server.once('close', unsubscribe);
+  server.on('secureConnection', (socket) => {
+    const verdict = verifyTlsPeer(socket, credentials, options);
+    if (verdict.ok) onPeer(socket, verdict.peer);
+  });
+  return server;
+}
+
+/**
+ * Options for a client that drives tls.connect itself (session resumption, custom sockets):
+ * it must call verifyTlsPeer on 'secureConnect' before sending anything.
+ */
+export function mtlsClientOptions(credentials: MtlsCredentials): ConnectionOptions {
+  return { secureContext: credentials.secureContext, rejectUnauthorized: false };
+}
+
+export interface MtlsConnectOptions extends MtlsEndpointOptions {
+  readonly host: string;
+  readonly port: number;
+  /** SNI, e.g. `<port>.<service>.<namespace>.svc.clusterset.local` towards a gateway. */
+  readonly servername?: string;
+}
+
+/** Connects and resolves once the server is verified; rejects with PeerRefusedError otherwise. */
+export function connectMtls(credentials: MtlsCredentials, options: MtlsConnectOptions): Promise<{ socket: TLSSocket; peer: VerifiedPeer }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ ...mtlsClientOptions(credentials), host: options.host, port: options.port, servername: options.servername });
+    socket.once('error', reject);
+    socket.once('secureConnect', () => {
+      socket.off('error', reject);
+      const verdict = verifyTlsPeer(socket, credentials, options);
+      if (verdict.ok) resolve({ socket, peer: verdict.peer });
+      else reject(new PeerRefusedError(verdict.reason, verdict.detail));
+    });
+  });
+}
+
+/**
+ * For clients whose TLS stack does verify the chain against `ca` (grpc-js
+ * `ChannelCredentials.createSsl(bundlePem, key, chain, { checkServerIdentity })`): replaces the
+ * host-name check, which means nothing for SPIFFE identities, with the SPIFFE verifier.
+ */
+export function spiffeServerIdentityCheck(
+  credentials: MtlsCredentials,
+  authorize?: (id: SpiffeId) => boolean,
+): (hostname: string, certificate: PeerCertificate) => Error | undefined {
+  return (_hostname, certificate) => {
+    const verdict = verifyPeer(peerChainOf(certificate), credentials.verificationContext(authorize));
+    return verdict.ok ? undefined : new PeerRefusedError(verdict.reason, verdict.detail);
+  };
+}
