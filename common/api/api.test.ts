@@ -219,6 +219,7 @@ const crds = new Map<string, Crd>(
 describe('CRD files', () => {
   it('are named <group>_<plural>.yaml with one storage version', () => {
     expect([...crds.keys()].sort()).toEqual([
+      'about.k8s.io_clusterproperties.yaml',
       'isthmus.dev_failoverpolicies.yaml',
       'isthmus.dev_memberclusters.yaml',
       'multicluster.x-k8s.io_serviceexports.yaml',
