@@ -4,5 +4,4 @@ export { startHub, type RunningHub } from './hub.ts';
 export { readHubInfo, type HubInfo } from './hub-info.ts';
 export { MemberClusterStore } from './members.ts';
 export { TokenStore, type TokenRecord } from './tokens.ts';
-export { MEMBERS_BUCKET } from './membership-publisher.ts';
 export type { ExportsSink } from './hub-service.ts';

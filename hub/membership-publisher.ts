@@ -7,7 +7,6 @@ import { WorkQueue } from '../common/kube/index.ts';
 import type { MemberCluster } from '../common/api/isthmus.ts';
 import { isCurrentMember, type MemberCache } from './membership.ts';
 
-export const MEMBERS_BUCKET = 'isthmus_members';
 
 export function memberRecord(member: MemberCluster): string {
   const { clusterId, region, zone, network, gatewayAddresses, labels } = member.spec;

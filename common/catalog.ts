@@ -1,0 +1,73 @@
+// The federated service catalog as the hub publishes it in NATS JetStream KV (DESIGN §5): one
+// entry per exported service, key "<namespace>.<name>", written only by the hub, read by every
+// agent. Each entry keeps every exporting cluster's own export as reported (so a restarted hub
+// can rebuild its state from the bucket) next to the resolved, conflict-free service view.
+import { z } from 'zod';
+import { gatewayAddressSchema } from './api/isthmus.ts';
+import { servicePortSchema as reportedPortSchema } from './hub-api/messages.ts';
+
+export const CATALOG_BUCKET = 'isthmus_catalog';
+export const MEMBERS_BUCKET = 'isthmus_members';
+/** Annotation on a ServiceExport naming the only clusters allowed to import it ("b,c"). */
+export const ALLOWED_CLUSTERS_ANNOTATION = 'isthmus.dev/allowed-clusters';
+
+export function catalogKey(namespace: string, name: string): string {
+  return `${namespace}.${name}`;
+}
+
+/** Namespaces and names are DNS labels, so the first "." separates them. */
+export function parseCatalogKey(key: string): { namespace: string; name: string } {
+  const dot = key.indexOf('.');
+  return { namespace: key.slice(0, dot), name: key.slice(dot + 1) };
+}
+
+export const catalogPortSchema = reportedPortSchema;
+export type CatalogPort = z.infer<typeof catalogPortSchema>;
+
+export const catalogClusterSchema = z.object({
+  clusterId: z.string(),
+  region: z.string().default(''),
+  zone: z.string().default(''),
+  network: z.string().default(''),
+  labels: z.record(z.string(), z.string()).default({}),
+  gatewayAddresses: z.array(gatewayAddressSchema).default([]),
+  /** The cluster's export as it reported it. */
+  exportCreatedAt: z.string(),
+  type: z.enum(['ClusterSetIP', 'Headless']),
+  ports: z.array(catalogPortSchema),
+  sessionAffinity: z.enum(['None', 'ClientIP']).default('None'),
+  sessionAffinityTimeoutSeconds: z.number().int().min(0).default(0),
+  /** Ready endpoints per zone in that cluster. */
+  endpoints: z.array(z.object({ zone: z.string(), ready: z.number().int().min(0) })).default([]),
+  /** Empty: every member may import. */
+  allowedClusters: z.array(z.string()).default([]),
+});
+export type CatalogCluster = z.infer<typeof catalogClusterSchema>;
+
+export const catalogConflictSchema = z.object({
+  /** PortConflict, TypeConflict, SessionAffinityConflict, SessionAffinityConfigConflict. */
+  type: z.string(),
+  message: z.string(),
+  /** Every cluster whose export is involved (the winner included). */
+  clusters: z.array(z.string()),
+});
+export type CatalogConflict = z.infer<typeof catalogConflictSchema>;
+
+export const catalogEntrySchema = z.object({
+  namespace: z.string(),
+  name: z.string(),
+  /** Resolved the MCS way: the oldest export wins type and session affinity; ports are the union. */
+  type: z.enum(['ClusterSetIP', 'Headless']),
+  ports: z.array(catalogPortSchema),
+  sessionAffinity: z.enum(['None', 'ClientIP']).default('None'),
+  sessionAffinityTimeoutSeconds: z.number().int().min(0).default(0),
+  /** Sorted by exportCreatedAt, oldest first. */
+  clusters: z.array(catalogClusterSchema).min(1),
+  conflicts: z.array(catalogConflictSchema).default([]),
+});
+export type CatalogEntry = z.infer<typeof catalogEntrySchema>;
+
+/** Whether `clusterId` may import from the export of `cluster`. */
+export function mayImport(cluster: CatalogCluster, clusterId: string): boolean {
+  return cluster.allowedClusters.length === 0 || cluster.allowedClusters.includes(clusterId);
+}
