@@ -2,6 +2,7 @@
 // number of heartbeats (the heartbeat handler turns it back to True). Level-based: every tick
 // compares each member's last heartbeat with now, so a new leader picks up where the old left.
 import type { Logger } from '../common/logger.ts';
+import { runPeriodically } from '../common/periodic.ts';
 import { findCondition } from '../common/api/conditions.ts';
 import type { MemberClusterStore } from './members.ts';
 import { isCurrentMember, type MemberCache } from './membership.ts';
@@ -28,8 +29,5 @@ export function startHealthMonitor(cache: MemberCache, store: MemberClusterStore
       ]);
     }
   };
-  const timer = setInterval(() => {
-    tick().catch((err: unknown) => log.error({ err }, 'health check failed; retrying next tick'));
-  }, tickMs);
-  signal.addEventListener('abort', () => clearInterval(timer), { once: true });
+  void runPeriodically(tick, tickMs, signal, (err) => log.error({ err }, 'health check failed; retrying next tick'));
 }

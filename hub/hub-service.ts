@@ -155,6 +155,7 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
           lastHeartbeatTime: new Date().toISOString(),
           trustBundleSequence: request.trustBundleSequence,
           exportCount: request.exportCount,
+          ...(request.rootInUse ? { trustRoot: request.rootInUse } : {}),
           ...(request.agentVersion ? { agentVersion: request.agentVersion } : {}),
         },
         [{ type: 'Available', status: 'True', reason: 'HeartbeatReceived', message: 'heartbeats arrive on time' }],

@@ -26,6 +26,8 @@ import { MEMBERS_BUCKET } from '../common/catalog.ts';
 import type { MemberCache } from './membership.ts';
 import { TokenStore } from './tokens.ts';
 import { TrustStore } from './trust-store.ts';
+import { startTrustRotation } from './trust-rotation.ts';
+import { runPeriodically } from '../common/periodic.ts';
 
 const memberClusters = customResource({ group: ISTHMUS_GROUP, version: ISTHMUS_VERSION, kind: MEMBER_CLUSTER_KIND, plural: MEMBER_CLUSTER_PLURAL, namespaced: false });
 
@@ -72,7 +74,22 @@ export async function startHub(config: HubConfig, log: Logger, exportsSink?: Exp
   const tokens = new TokenStore(kc, config.namespace);
   const nc: NatsConnection = await connectNats({ urls: config.nats.urls, name: `isthmus-hub-${config.replicaId}`, tls: await tlsFromFiles(config.nats), log });
 
+  const lifetime = new AbortController();
   const credentials = new OptionalClientCertCredentials(await serverIdentity(trust));
+  // What this replica presents: re-issued when the signing root or the bundle changes (rotation).
+  let svidRoot = trust.signingAuthority().fingerprint;
+  let identitySequence = trust.bundle.sequence;
+  const publishHubInfo = (): Promise<void> =>
+    writeHubInfo(kc, config.namespace, { endpoints, caPin: rootPin(new X509Certificate(trust.signingAuthority().certificatePem)), trustDomain: trust.bundle.trustDomain });
+  const refreshIdentity = async (): Promise<void> => {
+    await trust.refresh();
+    const signer = trust.signingAuthority();
+    if (signer.fingerprint === svidRoot && trust.bundle.sequence === identitySequence) return;
+    credentials.updateIdentity(await serverIdentity(trust));
+    [svidRoot, identitySequence] = [signer.fingerprint, trust.bundle.sequence];
+    log.info({ root: svidRoot, bundleSequence: identitySequence }, 'hub identity and trusted roots reloaded');
+    if (elector.isLeader()) await publishHubInfo();
+  };
   const server = new grpc.Server(keepaliveServerOptions);
   const grpcPort = await bindServer(server, `${config.grpc.host}:${config.grpc.port}`, credentials);
   const endpoints = config.advertiseEndpoints.length > 0 ? config.advertiseEndpoints : [`${config.grpc.host === '0.0.0.0' ? '127.0.0.1' : config.grpc.host}:${grpcPort}`];
@@ -90,7 +107,11 @@ export async function startHub(config: HubConfig, log: Logger, exportsSink?: Exp
     onStartedLeading: async (signal) => {
       log.info({ replica: config.replicaId }, 'leading');
       await trust.refresh();
-      await writeHubInfo(kc, config.namespace, { endpoints, caPin: rootPin(new X509Certificate(trust.signingAuthority().certificatePem)), trustDomain: trust.bundle.trustDomain });
+      await publishHubInfo();
+      startTrustRotation(
+        { trust, memberCache, hubRootInUse: () => svidRoot, rootTtlMs: config.certificates.rootTtl, onTrustChanged: refreshIdentity, log: log.child({ part: 'trust-rotation' }) },
+        signal,
+      );
       startHealthMonitor(memberCache, members, { intervalMs: config.heartbeat.interval, missedBeforeUnknown: config.heartbeat.missedBeforeUnknown }, log.child({ part: 'health' }), signal);
       const kv = await new Kvm(nc).create(MEMBERS_BUCKET, { history: 1 });
       const publisher = new MembershipPublisher(kv, memberCache, log.child({ part: 'membership' }));
@@ -133,6 +154,7 @@ export async function startHub(config: HubConfig, log: Logger, exportsSink?: Exp
     log.child({ part: 'api' }),
   );
   elector.start();
+  void runPeriodically(refreshIdentity, 1_000, lifetime.signal, (err) => log.warn({ err }, 'cannot refresh trust state'));
 
   const registry = createMetricsRegistry('hub');
   const status: StatusServer = await startStatusServer({
@@ -149,6 +171,7 @@ export async function startHub(config: HubConfig, log: Logger, exportsSink?: Exp
     endpoints,
     isLeader: () => elector.isLeader(),
     stop: async () => {
+      lifetime.abort();
       // Release the lease first so a standby takes over while this replica drains.
       await elector.stop({ release: true });
       await new Promise<void>((resolve) => {

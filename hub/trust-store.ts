@@ -2,7 +2,7 @@
 // hub holds (one, or two during a rotation), the trust bundle and the rotation stage. Only the
 // leader writes (optimistic concurrency on resourceVersion); standbys re-read it.
 import { readFile } from 'node:fs/promises';
-import { CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
 import { z } from 'zod';
 import { IsthmusError, describeError } from '../common/errors.ts';
 import { isAlreadyExists, isConflict, isNotFound } from '../common/kube/index.ts';
@@ -11,28 +11,24 @@ import {
   bundleToSpiffeJson,
   createTrustBundle,
   parseSpiffeBundle,
+  rotationStateSchema,
   signingRoot,
   type RotationState,
   type TrustBundle,
 } from '../common/pki/index.ts';
 
 export const TRUST_SECRET = 'isthmus-trust';
+/** Set by `isthmus trust rotate`; the leader starts a root rotation when it sees a new value. */
+export const ROTATION_REQUEST_ANNOTATION = 'isthmus.dev/rotate-root-requested-at';
 
-const rotationStateSchema = z.union([
-  z.object({ stage: z.literal('stable'), root: z.string(), bundleSequence: z.number().int().nonnegative() }),
-  z.object({
-    stage: z.enum(['distributing', 'reissuing', 'retiring']),
-    oldRoot: z.string(),
-    newRoot: z.string(),
-    bundleSequence: z.number().int().nonnegative(),
-  }),
-]);
 const rootsSchema = z.array(z.object({ certificatePem: z.string(), privateKeyPem: z.string() })).min(1);
 
 export interface TrustState {
   readonly roots: ReadonlyMap<string, RootAuthority>;
   readonly bundle: TrustBundle;
   readonly rotation: RotationState;
+  /** The last rotation request the hub acted on (annotation value). */
+  readonly handledRequest: string;
 }
 
 export interface TrustStoreOptions {
@@ -49,6 +45,8 @@ export class TrustStore {
   readonly #options: TrustStoreOptions;
   #state!: TrustState;
   #resourceVersion: string | undefined;
+  #requested: string | undefined;
+  #annotations: Record<string, string> = {};
 
   private constructor(kc: KubeConfig, namespace: string, options: TrustStoreOptions) {
     this.#api = kc.makeApiClient(CoreV1Api);
@@ -62,7 +60,7 @@ export class TrustStore {
     if (await store.refresh()) return store;
     const root = await store.#initialRoot();
     const bundle = createTrustBundle({ trustDomain: options.trustDomain, sequence: 1, roots: [root.certificatePem] });
-    const state: TrustState = { roots: new Map([[root.fingerprint, root]]), bundle, rotation: { stage: 'stable', root: root.fingerprint, bundleSequence: 1 } };
+    const state: TrustState = { roots: new Map([[root.fingerprint, root]]), bundle, rotation: { stage: 'stable', root: root.fingerprint, bundleSequence: 1 }, handledRequest: '' };
     try {
       await store.#api.createNamespacedSecret({ namespace, body: { metadata: { name: TRUST_SECRET, namespace }, type: 'Opaque', data: await encode(state) } });
     } catch (err) {
@@ -73,12 +71,32 @@ export class TrustStore {
     return store;
   }
 
+  /** Asks the leader for a root rotation (what `isthmus trust rotate` does). */
+  static async requestRotation(kc: KubeConfig, namespace: string, now = new Date()): Promise<void> {
+    await kc.makeApiClient(CoreV1Api).patchNamespacedSecret(
+      { name: TRUST_SECRET, namespace, body: { metadata: { annotations: { [ROTATION_REQUEST_ANNOTATION]: now.toISOString() } } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
+
+  /** Reads the trust state without creating anything (for the CLI). */
+  static async read(kc: KubeConfig, namespace: string, trustDomain: string): Promise<TrustStore> {
+    const store = new TrustStore(kc, namespace, { trustDomain, rootTtlMs: 0 });
+    if (!(await store.refresh())) throw new IsthmusError('ISTHMUS_HUB_UNAVAILABLE', `no Secret ${namespace}/${TRUST_SECRET}: has the hub started?`);
+    return store;
+  }
+
   get state(): TrustState {
     return this.#state;
   }
 
   get bundle(): TrustBundle {
     return this.#state.bundle;
+  }
+
+  /** The pending `isthmus trust rotate` request, if one has not been acted on yet. */
+  get pendingRotationRequest(): string | undefined {
+    return this.#requested && this.#requested !== this.#state.handledRequest ? this.#requested : undefined;
   }
 
   /** The root that signs intermediates and agent certificates right now. */
@@ -101,6 +119,8 @@ export class TrustStore {
     if (secret.metadata?.resourceVersion === this.#resourceVersion) return true;
     this.#state = await decode(secret, this.#options.trustDomain);
     this.#resourceVersion = secret.metadata?.resourceVersion;
+    this.#annotations = secret.metadata?.annotations ?? {};
+    this.#requested = this.#annotations[ROTATION_REQUEST_ANNOTATION];
     return true;
   }
 
@@ -110,7 +130,7 @@ export class TrustStore {
       const written = await this.#api.replaceNamespacedSecret({
         name: TRUST_SECRET,
         namespace: this.#namespace,
-        body: { metadata: { name: TRUST_SECRET, namespace: this.#namespace, resourceVersion: this.#resourceVersion }, type: 'Opaque', data: await encode(next) },
+        body: { metadata: { name: TRUST_SECRET, namespace: this.#namespace, resourceVersion: this.#resourceVersion, annotations: this.#annotations }, type: 'Opaque', data: await encode(next) },
       });
       this.#state = next;
       this.#resourceVersion = written.metadata?.resourceVersion;
@@ -139,7 +159,12 @@ export class TrustStore {
 async function encode(state: TrustState): Promise<Record<string, string>> {
   const roots = await Promise.all([...state.roots.values()].map(async (r) => ({ certificatePem: r.certificatePem, privateKeyPem: await r.exportPrivateKeyPem() })));
   const b64 = (s: string): string => Buffer.from(s).toString('base64');
-  return { 'roots.json': b64(JSON.stringify(roots)), 'bundle.json': b64(bundleToSpiffeJson(state.bundle)), 'rotation.json': b64(JSON.stringify(state.rotation)) };
+  return {
+    'roots.json': b64(JSON.stringify(roots)),
+    'bundle.json': b64(bundleToSpiffeJson(state.bundle)),
+    'rotation.json': b64(JSON.stringify(state.rotation)),
+    'handled-request': b64(state.handledRequest),
+  };
 }
 
 async function decode(secret: V1Secret, trustDomain: string): Promise<TrustState> {
@@ -151,6 +176,7 @@ async function decode(secret: V1Secret, trustDomain: string): Promise<TrustState
       roots: new Map(authorities.map((a) => [a.fingerprint, a])),
       bundle: parseSpiffeBundle(text('bundle.json'), trustDomain),
       rotation: rotationStateSchema.parse(JSON.parse(text('rotation.json'))),
+      handledRequest: text('handled-request'),
     };
   } catch (err) {
     throw new IsthmusError('ISTHMUS_PKI_INVALID', `Secret ${TRUST_SECRET} is damaged: ${describeError(err)}`, { cause: err });

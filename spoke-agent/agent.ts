@@ -45,12 +45,19 @@ function factsOf(config: AgentConfig): ClusterFacts {
   };
 }
 
-/** Fingerprint of the bundle root that signed the cluster's intermediate. */
+/**
+ * Fingerprint of the bundle root that both the intermediate and the agent certificate chain to;
+ * empty while they chain to different roots (mid-rotation), which the hub reads as "not yet".
+ */
 function rootInUse(credentials: AgentCredentials): string {
-  const intermediate = new X509Certificate(credentials.intermediateCertificate);
   const bundle = parseBundlePem(credentials.trustBundlePem, credentials.trustDomain, credentials.trustBundleSequence);
-  const root = bundle.roots.find((r) => intermediate.checkIssued(r) && intermediate.verify(r.publicKey));
-  return root ? rootFingerprint(root) : '';
+  const rootOf = (pem: string): string => {
+    const cert = new X509Certificate(pem);
+    const root = bundle.roots.find((r) => cert.checkIssued(r) && cert.verify(r.publicKey));
+    return root ? rootFingerprint(root) : '';
+  };
+  const intermediateRoot = rootOf(credentials.intermediateCertificate);
+  return intermediateRoot === rootOf(credentials.agentCertificate) ? intermediateRoot : '';
 }
 
 function validityOf(pem: string): { notBefore: Date; notAfter: Date } {
@@ -172,7 +179,11 @@ export async function startAgent(config: AgentConfig, log: Logger, extension?: M
           await saveAndAdopt({ ...current, trustBundlePem: response.trustBundlePem, trustBundleJson: response.trustBundleJson, trustBundleSequence: response.trustBundleSequence });
           log.info({ sequence: response.trustBundleSequence }, 'trust bundle updated');
         }
-        if (response.reissueIntermediate) await renewIntermediate();
+        if (response.reissueIntermediate) {
+          // Root rotation: both the intermediate and the agent certificate move to the new root.
+          await renewIntermediate();
+          await renewAgentCertificate();
+        }
         await publishStatus({ phase: 'Member', lastHeartbeatTime: new Date().toISOString(), heartbeatIntervalSeconds: response.heartbeatIntervalSeconds, lastError: '', lastErrorCode: '', trustBundleSequence: (credentials as AgentCredentials).trustBundleSequence });
       } catch (err) {
         const code = isHubCallError(err) ? err.code : undefined;

@@ -123,6 +123,7 @@ export const memberClusterStatusSchema = z.object({
   certificateExpiry: timestampSchema.optional(),
   exportCount: z.int().nonnegative().optional(),
   trustBundleSequence: z.int().nonnegative().optional(),
+  trustRoot: z.string().max(128).optional(),
   lastHeartbeatTime: timestampSchema.optional(),
 });
 

@@ -1,0 +1,88 @@
+// Leader-only driver of root rotation (DESIGN §3): `isthmus trust rotate` leaves a request on the
+// trust Secret; this loop starts the rotation and then advances the PKI state machine with what
+// the members last reported in their heartbeats (bundle sequence, root in use), applying each
+// step's actions to the persisted trust state. Re-issuing intermediates happens agent-side when
+// heartbeat responses ask for it; the hub's own SVID follows the signing root (see hub.ts).
+import type { Logger } from '../common/logger.ts';
+import { runPeriodically } from '../common/periodic.ts';
+import {
+  RootAuthority,
+  advanceRotation,
+  beginRotation,
+  createTrustBundle,
+  rootFingerprint,
+  type RotationObservation,
+  type RotationStep,
+  type ClusterTrustReport,
+} from '../common/pki/index.ts';
+import { isCurrentMember, type MemberCache } from './membership.ts';
+import type { TrustState, TrustStore } from './trust-store.ts';
+
+export interface TrustRotationDeps {
+  readonly trust: TrustStore;
+  readonly memberCache: MemberCache;
+  /** Root of the SVID this hub presents now. */
+  readonly hubRootInUse: () => string;
+  readonly rootTtlMs: number;
+  /** Called after a new trust state was saved. */
+  readonly onTrustChanged: () => Promise<void>;
+  readonly log: Logger;
+}
+
+export function observeMembers(cache: MemberCache, hubRootInUse: string): RotationObservation {
+  const members = new Map<string, ClusterTrustReport | undefined>();
+  for (const member of cache.list()) {
+    if (!isCurrentMember(member)) continue;
+    const { trustBundleSequence, trustRoot } = member.status ?? {};
+    members.set(member.spec.clusterId, trustBundleSequence !== undefined && trustRoot ? { bundleSequence: trustBundleSequence, rootInUse: trustRoot } : undefined);
+  }
+  return { members, hubRootInUse };
+}
+
+/** The trust state after `step`: its bundle publications and root retirements applied. */
+export function applyRotationStep(state: TrustState, step: RotationStep): TrustState {
+  const roots = new Map(state.roots);
+  let bundle = state.bundle;
+  for (const action of step.actions) {
+    if (action.kind === 'publish-bundle') {
+      const pem = (fingerprint: string): string => {
+        const held = roots.get(fingerprint)?.certificatePem ?? bundle.roots.find((r) => rootFingerprint(r) === fingerprint)?.toString();
+        if (!held) throw new Error(`rotation names root ${fingerprint}, which the hub does not know`);
+        return held;
+      };
+      bundle = createTrustBundle({ trustDomain: bundle.trustDomain, sequence: action.sequence, roots: action.roots.map(pem) });
+    } else if (action.kind === 'retire-root') {
+      roots.delete(action.root);
+    }
+  }
+  return { ...state, roots, bundle, rotation: step.state };
+}
+
+function sameStep(state: TrustState, step: RotationStep): boolean {
+  return JSON.stringify(state.rotation) === JSON.stringify(step.state) && !step.actions.some((a) => a.kind === 'publish-bundle' || a.kind === 'retire-root');
+}
+
+export function startTrustRotation(deps: TrustRotationDeps, signal: AbortSignal, intervalMs = 1_000): void {
+  const { trust, log } = deps;
+  const tick = async (): Promise<void> => {
+    await trust.refresh();
+    const state = trust.state;
+    const observation = observeMembers(deps.memberCache, deps.hubRootInUse());
+    let next: TrustState | undefined;
+    const request = trust.pendingRotationRequest;
+    if (state.rotation.stage === 'stable' && request) {
+      const newRoot = await RootAuthority.generate({ trustDomain: state.bundle.trustDomain, lifetimeMs: deps.rootTtlMs });
+      const step = beginRotation(state.rotation, newRoot.fingerprint, observation);
+      next = applyRotationStep({ ...state, roots: new Map([...state.roots, [newRoot.fingerprint, newRoot]]), handledRequest: request }, step);
+      log.info({ oldRoot: state.rotation.root, newRoot: newRoot.fingerprint, bundleSequence: next.bundle.sequence }, 'root rotation started');
+    } else if (state.rotation.stage !== 'stable') {
+      const step = advanceRotation(state.rotation, observation);
+      if (!sameStep(state, step)) {
+        next = applyRotationStep(state, step);
+        log.info({ stage: step.state.stage, bundleSequence: next.bundle.sequence, waitingFor: step.status.filter((c) => !c.hasCurrentBundle || !c.onTargetRoot).map((c) => c.clusterId) }, 'root rotation advanced');
+      }
+    }
+    if (next && (await trust.save(next))) await deps.onTrustChanged();
+  };
+  void runPeriodically(tick, intervalMs, signal, (err) => log.error({ err }, 'root rotation step failed; retrying'));
+}
