@@ -14,6 +14,7 @@ import { ClusterAuthority, generateKeyPair, parseBundlePem, privateKeyToPem, roo
 import { createCertificateRequest } from '../common/pki/x509.ts';
 import { createMetricsRegistry, startStatusServer } from '../common/status-server.ts';
 import { writeClusterProperties } from './about.ts';
+import { writeIstioCacerts } from './istio-cacerts.ts';
 import { writeAgentStatus, type AgentStatus } from './agent-status.ts';
 import { AGENT_VERSION, type AgentConfig } from './config.ts';
 import { AgentSecrets, type AgentCredentials, type Bootstrap } from './credentials.ts';
@@ -138,6 +139,13 @@ export async function startAgent(config: AgentConfig, log: Logger, extension?: M
   async function saveAndAdopt(next: AgentCredentials): Promise<void> {
     await adopt(next);
     await secrets.saveCredentials(next);
+    await publishIstioCacerts();
+  }
+
+  async function publishIstioCacerts(): Promise<void> {
+    if (!config.istioCacerts.enabled || !credentials) return;
+    const written = await writeIstioCacerts(kc, config.istioCacerts.namespace, credentials);
+    if (!written) log.warn({ namespace: config.istioCacerts.namespace }, 'istioCacerts is on but the namespace does not exist; nothing written');
   }
 
   async function renewAgentCertificate(): Promise<{ notBefore: Date; notAfter: Date }> {
@@ -201,6 +209,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extension?: M
     await adopt(stored ?? (await obtainCredentials()));
     const current = credentials as AgentCredentials;
     await writeClusterProperties(kc, current.clusterId, config.clustersetName);
+    await publishIstioCacerts();
     await publishStatus({ phase: 'Member', heartbeatIntervalSeconds: current.heartbeatIntervalSeconds, trustBundleSequence: current.trustBundleSequence });
     resolveJoined(current);
     const onError = (what: string) => (err: unknown, retryInMs: number) => log.warn({ err: describeError(err), retryInMs }, `${what} renewal failed`);

@@ -25,6 +25,11 @@ export const agentConfigSchema = z
       .prefault({}),
     /** Heartbeat interval until the hub says otherwise. */
     heartbeatInterval: durationSchema.default(10_000),
+    /** Write an Istio-compatible `cacerts` Secret (the cluster intermediate as Istio's CA). */
+    istioCacerts: z
+      .object({ enabled: z.boolean().default(false), namespace: dns1123LabelSchema.default('istio-system') })
+      .strict()
+      .prefault({}),
     /** How often to look for a join request (`isthmus join`) while not a member. */
     joinPollInterval: durationSchema.default(1_000),
   })
