@@ -49,11 +49,11 @@ describe('loadConfig', () => {
 describe('a component started with bad configuration', () => {
   it('exits 2 with one line naming the field and no stack trace', async () => {
     const demo = fileURLToPath(new URL('../scripts/demo.ts', import.meta.url));
-    const result = await promisify(execFile)(process.execPath, [demo, '--set', 'clusters=0']).then(
+    const result = await promisify(execFile)(process.execPath, [demo, '--set', 'members=0']).then(
       () => ({ code: 0, stderr: '' }),
       (err: { code: number; stderr: string }) => err,
     );
     expect(result.code).toBe(2);
-    expect(result.stderr.trim().split('\n')).toEqual(['isthmus-demo: invalid configuration: clusters: Too small: expected number to be >=1']);
+    expect(result.stderr.trim().split('\n')).toEqual(['isthmus-demo: invalid configuration: members: Too small: expected number to be >=1']);
   });
 });

@@ -1,12 +1,14 @@
-// The README's main command (npm run demo): a local federation on embedded defaults.
-// Today it brings up the test bed (clusters + NATS) and prints how to reach each part.
+// The README's main command (npm run demo): a local federation on embedded defaults — a hub
+// cluster running the hub, member clusters each with an agent, NATS — with every member joined
+// through a bootstrap token, then kept running until Ctrl-C.
 import { z } from 'zod';
 import { runComponent } from '../common/main.ts';
-import { startTestbed } from '../e2e/testbed/index.ts';
+import { Federation } from '../e2e/federation/index.ts';
 
 const demoConfig = z
   .object({
-    clusters: z.number().int().min(1).max(8).default(3),
+    members: z.number().int().min(1).max(4).default(3),
+    hubReplicas: z.number().int().min(1).max(2).default(1),
     /** Tear down after this many seconds (0 = run until Ctrl-C). */
     exitAfterSeconds: z.number().int().min(0).default(0),
   })
@@ -17,24 +19,47 @@ await runComponent({
   configSchema: demoConfig,
   stopTimeoutMs: 30_000,
   start: async (config, log) => {
-    const bed = await startTestbed({ clusters: config.clusters });
-    const lines = [
-      '',
-      `Isthmus local federation: ${bed.clusters.length} clusters + NATS, ready in ${bed.startupMs} ms`,
-      ...bed.clusters.map((c) => `  ${c.name.padEnd(10)} ${c.server}   kubectl --kubeconfig ${c.kubeconfigPath} get memberclusters,serviceexports -A`),
-      `  nats       ${bed.nats?.url ?? '(off)'}   (JetStream, TLS; client certificates from ${bed.dir}/nats)`,
-      '',
-      config.exitAfterSeconds > 0 ? `Tearing down in ${config.exitAfterSeconds} s.` : 'Press Ctrl-C to tear everything down.',
-      '',
-    ];
-    process.stdout.write(lines.join('\n'));
+    const fed = await Federation.start({ members: config.members, hubReplicas: config.hubReplicas, heartbeatInterval: '2s' });
+    try {
+      const token = await fed.createToken(['--usages', String(config.members), '--ttl', '10m']);
+      for (const member of fed.members) {
+        const joined = await fed.join(member.name, token);
+        if (joined.code !== 0) throw new Error(`${member.name} did not join: ${joined.stderr}`);
+        log.info({ cluster: member.name }, 'joined');
+      }
+      await new Promise((r) => setTimeout(r, 2_500));
+      const list = await fed.cli(['cluster', 'list'], 'hub');
+      const cli = 'npx isthmus';
+      process.stdout.write(
+        [
+          '',
+          `Isthmus local federation: hub + ${fed.members.length} member clusters + NATS (test bed ready in ${fed.bed.startupMs} ms)`,
+          '',
+          `  hub       ${fed.hubEndpoints.join(', ')}   (gRPC, mTLS)   kubeconfig ${fed.hubCluster.kubeconfigPath}`,
+          ...fed.members.map((c) => `  ${c.name.padEnd(9)} ${c.server}   kubeconfig ${c.kubeconfigPath}`),
+          `  nats      ${fed.bed.nats?.url ?? ''}`,
+          '',
+          list.stdout,
+          'Try:',
+          `  ${cli} cluster list --kubeconfig ${fed.hubCluster.kubeconfigPath}`,
+          `  ${cli} check --kubeconfig ${fed.members[0]?.kubeconfigPath ?? ''}`,
+          `  ${cli} trust rotate --kubeconfig ${fed.hubCluster.kubeconfigPath}   (then: trust status)`,
+          '',
+          config.exitAfterSeconds > 0 ? `Tearing down in ${config.exitAfterSeconds} s.` : 'Press Ctrl-C to tear everything down.',
+          '',
+        ].join('\n'),
+      );
+    } catch (err) {
+      await fed[Symbol.asyncDispose]();
+      throw err;
+    }
     let timer: NodeJS.Timeout | undefined;
     if (config.exitAfterSeconds > 0) timer = setTimeout(() => process.kill(process.pid, 'SIGTERM'), config.exitAfterSeconds * 1000);
     return {
       stop: async () => {
         clearTimeout(timer);
-        await bed[Symbol.asyncDispose]();
-        log.info('test bed removed');
+        await fed[Symbol.asyncDispose]();
+        log.info('federation removed');
       },
     };
   },
