@@ -12,7 +12,7 @@ import { testbedRoot } from './reaper.ts';
 export { LocalCluster } from './cluster.ts';
 export { LocalNats, type NatsClientCredentials } from './nats.ts';
 export type { ManagedProcess, StartOptions } from './processes.ts';
-export { reapAbandonedTestbeds, testbedRoot } from './reaper.ts';
+export { alive, reapAbandonedTestbeds, testbedRoot } from './reaper.ts';
 export { resolveBinaries, type Binaries } from './binaries.ts';
 export { waitFor } from './wait.ts';
 

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 
 export const testbedRoot = join(tmpdir(), 'isthmus-testbed');
 
-function alive(pid: number): boolean {
+/** Whether a process with this pid exists. */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

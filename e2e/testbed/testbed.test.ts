@@ -4,16 +4,7 @@ import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
 import { validObjects } from '../crds.fixtures.ts';
-import { startTestbed } from './index.ts';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { alive, startTestbed } from './index.ts';
 
 describe('local test bed', () => {
   it('runs 3 clusters + NATS, serves every CRD kind and KV over TLS, and leaves nothing behind', async () => {
