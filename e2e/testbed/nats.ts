@@ -18,18 +18,26 @@ export interface NatsClientCredentials {
 export class LocalNats {
   readonly url: string;
   readonly monitorUrl: string;
-  readonly process: ManagedProcess;
   /** Issues the test bed's client certificates. */
   readonly ca: TestCa;
   /** The CA that signed the server's certificate (what clients must trust). */
   readonly serverCaPem: string;
+  readonly #launch: () => Promise<ManagedProcess>;
+  readonly #timeoutMs: number;
+  #process: ManagedProcess;
 
-  private constructor(url: string, monitorUrl: string, process: ManagedProcess, ca: TestCa, serverCaPem: string) {
-    this.url = url;
-    this.monitorUrl = monitorUrl;
-    this.process = process;
-    this.ca = ca;
-    this.serverCaPem = serverCaPem;
+  private constructor(init: { url: string; monitorUrl: string; process: ManagedProcess; ca: TestCa; serverCaPem: string; launch: () => Promise<ManagedProcess>; timeoutMs: number }) {
+    this.url = init.url;
+    this.monitorUrl = init.monitorUrl;
+    this.#process = init.process;
+    this.ca = init.ca;
+    this.serverCaPem = init.serverCaPem;
+    this.#launch = init.launch;
+    this.#timeoutMs = init.timeoutMs;
+  }
+
+  get process(): ManagedProcess {
+    return this.#process;
   }
 
   static async start(
@@ -50,19 +58,29 @@ export class LocalNats {
       const [port, monitorPort] = [await freePort(), await freePort()];
       const configFile = join(dir, 'nats.conf');
       await writeFile(configFile, renderConfig({ port, monitorPort, dir, clientCaFile, serving }));
-      const process = await supervisor.start({ name: 'nats-server', command: binaries.natsServer, args: ['-c', configFile] });
       const monitorUrl = `http://127.0.0.1:${monitorPort}`;
+      const launch = (): Promise<ManagedProcess> => supervisor.start({ name: 'nats-server', command: binaries.natsServer, args: ['-c', configFile] });
+      const process = await launch();
       try {
-        await waitFor('nats-server /healthz', async () => {
-          if (!process.running) throw new Error(`nats-server exited:\n${process.logTail()}`);
-          return httpOk(`${monitorUrl}/healthz?js-enabled-only=true`);
-        }, timeoutMs, 50);
-        return new LocalNats(`tls://127.0.0.1:${port}`, monitorUrl, process, ca, tls.serverCertificate?.caPem ?? ca.caPem);
+        await waitUntilHealthy(process, monitorUrl, timeoutMs);
+        return new LocalNats({ url: `tls://127.0.0.1:${port}`, monitorUrl, process, ca, serverCaPem: tls.serverCertificate?.caPem ?? ca.caPem, launch, timeoutMs });
       } catch (err) {
         await process.stop();
         if (attempt >= 3) throw err;
       }
     }
+  }
+
+  /** Stops the server (an outage, for static-stability tests); its JetStream data stays. */
+  async stop(): Promise<void> {
+    await this.#process.stop();
+  }
+
+  /** Starts it again on the same port with the same JetStream store. */
+  async restart(): Promise<void> {
+    if (this.#process.running) await this.#process.stop();
+    this.#process = await this.#launch();
+    await waitUntilHealthy(this.#process, this.monitorUrl, this.#timeoutMs);
   }
 
   /** A client certificate the server accepts (it requires one: verify is on). */
@@ -75,6 +93,13 @@ export class LocalNats {
     const creds = await this.clientCredentials(name);
     return connect({ servers: this.url, name, tls: { ca: creds.ca, cert: creds.cert, key: creds.key }, maxReconnectAttempts: -1 });
   }
+}
+
+async function waitUntilHealthy(process: ManagedProcess, monitorUrl: string, timeoutMs: number): Promise<void> {
+  await waitFor('nats-server /healthz', async () => {
+    if (!process.running) throw new Error(`nats-server exited:\n${process.logTail()}`);
+    return httpOk(`${monitorUrl}/healthz?js-enabled-only=true`);
+  }, timeoutMs, 50);
 }
 
 function renderConfig(c: { port: number; monitorPort: number; dir: string; clientCaFile: string; serving: PemFiles }): string {

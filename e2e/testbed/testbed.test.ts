@@ -43,6 +43,15 @@ describe('local test bed', () => {
       } finally {
         await nc.close();
       }
+      // An outage and a restart on the same port keep JetStream's data.
+      await nats.restart();
+      const again = await nats.connect('testbed-test-after-restart');
+      try {
+        expect((await (await new Kvm(again).open('isthmus_testbed')).get('default.echo'))?.json()).toEqual({ ports: [80] });
+      } finally {
+        await again.close();
+      }
+      pids = [...new Set([...pids, ...bed.pids()])];
       // The server requires a client certificate: TLS alone is not enough.
       await expect(connect({ servers: nats.url, tls: { ca: nats.serverCaPem }, reconnect: false, timeout: 3_000 })).rejects.toThrow();
     }
