@@ -1,12 +1,12 @@
 // Cluster registration end to end: a hub with two replicas on its own cluster, three member
 // clusters with an agent each, everything a real process; the isthmus CLI drives it.
-import { CoordinationV1Api } from '@kubernetes/client-node';
+import { CoordinationV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { Kvm } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findCondition } from '../common/api/conditions.ts';
 import type { MemberCluster } from '../common/api/isthmus.ts';
 import { join as joinHub } from '../spoke-agent/join.ts';
-import { Federation } from './federation/index.ts';
+import { Federation, type CliResult } from './federation/index.ts';
 import { waitFor } from './testbed/index.ts';
 
 const HEARTBEAT_MS = 1_000;
@@ -21,11 +21,22 @@ describe('cluster registration', () => {
   let token: Awaited<ReturnType<Federation['createToken']>>;
 
   beforeAll(async () => {
-    fed = await Federation.start({ members: 3, hubReplicas: 2, heartbeatInterval: `${HEARTBEAT_MS / 1000}s`, missedBeforeUnknown: MISSED });
+    fed = await Federation.start({ members: 3, hubReplicas: 2, autoAccept: false, heartbeatInterval: `${HEARTBEAT_MS / 1000}s`, missedBeforeUnknown: MISSED });
   });
   afterAll(async () => {
     await fed?.[Symbol.asyncDispose]();
   });
+
+  /** The hub does not auto-accept here: join, wait until the cluster is pending, accept it. */
+  async function joinAccepted(cluster: string, with_: Awaited<ReturnType<Federation['createToken']>>): Promise<CliResult> {
+    const joining = fed.join(cluster, with_);
+    await waitFor(`${cluster} pending acceptance`, async () => (await fed.memberCluster(cluster).catch(() => undefined))?.spec.accepted === false, 30_000, 100);
+    const pending = findCondition((await fed.memberCluster(cluster)).status?.conditions, 'Accepted');
+    expect(pending).toMatchObject({ status: 'False', reason: 'PendingAcceptance' });
+    const accepted = await fed.cli(['cluster', 'accept', cluster], 'hub');
+    expect(accepted.stdout).toContain(`cluster ${cluster} accepted`);
+    return joining;
+  }
 
   it('refuses an expired token, a wrong CA pin and a reused single-use token, each with a clear message', async () => {
     const expired = await fed.createToken(['--ttl', '1s']);
@@ -40,19 +51,23 @@ describe('cluster registration', () => {
     expect(wrongPin.stderr).toMatch(/hub CA does not match the pin: .* expected sha256:0{64}; check the --ca-pin/);
 
     const single = await fed.createToken(['--usages', '1']);
-    expect((await fed.join('cluster-a', single)).code).toBe(0);
+    expect((await joinAccepted('cluster-a', single)).code).toBe(0);
     const reused = await fed.join('cluster-c', single);
     expect(reused.code).toBe(1);
     expect(reused.stderr).toMatch(/bootstrap token has no uses left: token \w+ was already used 1 time\(s\); create a new one \[ISTHMUS_TOKEN_EXHAUSTED\]/);
 
     const unknown = await fed.join('cluster-c', { ...good, token: 'abcdef.0123456789abcdef' });
     expect(unknown.stderr).toMatch(/\[ISTHMUS_TOKEN_UNKNOWN\]/);
+
+    const revoked = await fed.createToken();
+    expect((await fed.cli(['token', 'revoke', revoked.token.split('.')[0] as string], 'hub')).code).toBe(0);
+    expect((await fed.join('cluster-c', revoked)).stderr).toMatch(/bootstrap token was revoked: token \w+ \[ISTHMUS_TOKEN_REVOKED\]/);
   });
 
   it('joins all clusters with tokens and lists them Available', async () => {
     token = await fed.createToken(['--usages', '5']);
     for (const cluster of ['cluster-b', 'cluster-c']) {
-      const joined = await fed.join(cluster, token);
+      const joined = await joinAccepted(cluster, token);
       expect(joined.code, joined.stderr).toBe(0);
       expect(joined.stdout).toContain(`cluster ${cluster} joined the federation`);
     }
@@ -67,6 +82,12 @@ describe('cluster registration', () => {
     const check = await fed.cli(['check'], 'cluster-b');
     console.info(`isthmus check (healthy):\n${check.stdout}`);
     expect(check.code).toBe(0);
+    // The About API tells in-cluster tools who they are.
+    const properties = fed.bed.cluster('cluster-b').kubeConfig().makeApiClient(CustomObjectsApi);
+    const property = (name: string): Promise<{ spec: { value: string } }> =>
+      properties.getClusterCustomObject({ group: 'about.k8s.io', version: 'v1alpha1', plural: 'clusterproperties', name }) as Promise<{ spec: { value: string } }>;
+    expect((await property('cluster.clusterset.k8s.io')).spec.value).toBe('cluster-b');
+    expect((await property('clusterset.k8s.io')).spec.value).toBe('isthmus');
   });
 
   it('a cluster id that is taken is refused', async () => {
