@@ -7,7 +7,6 @@ import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { ISTHMUS_GROUP, ISTHMUS_VERSION, MEMBER_CLUSTER_KIND, MEMBER_CLUSTER_PLURAL, type MemberCluster } from '../common/api/isthmus.ts';
-import { IsthmusError } from '../common/errors.ts';
 import { OptionalClientCertCredentials, addHubService, keepaliveServerOptions, type ServerIdentity } from '../common/hub-api/index.ts';
 import { Informer, LeaderElector, customResource, ensureNamespace } from '../common/kube/index.ts';
 import { loadKubeConfig } from '../common/kubeconfig.ts';
@@ -19,7 +18,8 @@ import { createMetricsRegistry, startStatusServer, type StatusServer } from '../
 import type { HubConfig } from './config.ts';
 import { startHealthMonitor } from './health-monitor.ts';
 import { writeHubInfo } from './hub-info.ts';
-import { createHubHandlers, type ExportsSink } from './hub-service.ts';
+import { createCatalog } from './catalog/index.ts';
+import { createHubHandlers } from './hub-service.ts';
 import { MemberClusterStore } from './members.ts';
 import { MembershipPublisher } from './membership-publisher.ts';
 import { MEMBERS_BUCKET } from '../common/catalog.ts';
@@ -52,7 +52,7 @@ function bindServer(server: grpc.Server, address: string, credentials: grpc.Serv
   return new Promise((resolve, reject) => server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port))));
 }
 
-export async function startHub(config: HubConfig, log: Logger, exportsSink?: ExportsSink): Promise<RunningHub> {
+export async function startHub(config: HubConfig, log: Logger): Promise<RunningHub> {
   const kc = loadKubeConfig(config.kubeconfig || undefined);
   await ensureNamespace(kc, config.namespace);
   const trust = await TrustStore.open(kc, config.namespace, {
@@ -73,6 +73,8 @@ export async function startHub(config: HubConfig, log: Logger, exportsSink?: Exp
   const members = new MemberClusterStore(kc);
   const tokens = new TokenStore(kc, config.namespace);
   const nc: NatsConnection = await connectNats({ urls: config.nats.urls, name: `isthmus-hub-${config.replicaId}`, tls: await tlsFromFiles(config.nats), log });
+  const catalog = createCatalog({ nc, memberCache, log: log.child({ part: 'catalog' }) });
+  informer.addEventHandler(() => catalog.onMembersChanged());
 
   const lifetime = new AbortController();
   const credentials = new OptionalClientCertCredentials(await serverIdentity(trust));
@@ -117,9 +119,12 @@ export async function startHub(config: HubConfig, log: Logger, exportsSink?: Exp
       const publisher = new MembershipPublisher(kv, memberCache, log.child({ part: 'membership' }));
       const stopInformerHook = informer.addEventHandler(() => publisher.trigger());
       leadership = { publisher, stopInformerHook };
+      // Resolves when the term ends, so a graceful stop flushes the catalog before releasing the lease.
+      await catalog.onStartedLeading(signal);
     },
     onStoppedLeading: () => {
       log.info({ replica: config.replicaId }, 'no longer leading');
+      catalog.onStoppedLeading();
       const current = leadership;
       leadership = undefined;
       current?.stopInformerHook();
@@ -127,9 +132,6 @@ export async function startHub(config: HubConfig, log: Logger, exportsSink?: Exp
     },
   });
 
-  const exportsFallback: ExportsSink = {
-    report: () => Promise.reject(new IsthmusError('ISTHMUS_HUB_UNAVAILABLE', 'this hub runs without the service catalog')),
-  };
   addHubService(
     server,
     createHubHandlers({
@@ -137,7 +139,7 @@ export async function startHub(config: HubConfig, log: Logger, exportsSink?: Exp
       tokens,
       members,
       memberCache,
-      exports: exportsSink ?? exportsFallback,
+      exports: catalog.sink,
       isLeader: () => elector.isLeader(),
       leader: () => elector.leader(),
       log: log.child({ part: 'api' }),

@@ -32,6 +32,8 @@ export interface RunningAgent extends Running {
 export interface MemberExtension {
   start(context: { kc: KubeConfig; credentials: AgentCredentials; session: HubSession; signal: AbortSignal }): Promise<void>;
   exportCount(): number;
+  /** Resolves once everything it started has stopped (after the agent's signal aborted). */
+  stopped?(): Promise<void>;
 }
 
 function factsOf(config: AgentConfig): ClusterFacts {
@@ -215,7 +217,10 @@ export async function startAgent(config: AgentConfig, log: Logger, extension?: M
     const onError = (what: string) => (err: unknown, retryInMs: number) => log.warn({ err: describeError(err), retryInMs }, `${what} renewal failed`);
     renewals.push(startRenewal({ kind: 'leaf', validity: validityOf(current.agentCertificate), renew: renewAgentCertificate, onError: onError('agent certificate') }));
     renewals.push(startRenewal({ kind: 'authority', validity: validityOf(current.intermediateCertificate), renew: renewIntermediate, onError: onError('intermediate') }));
-    await extension?.start({ kc, credentials: current, session: session as HubSession, signal });
+    // The catalog may wait for NATS; membership (heartbeats, renewal) must not wait for it.
+    extension?.start({ kc, credentials: current, session: session as HubSession, signal }).catch((err: unknown) => {
+      if (!signal.aborted) log.error({ err }, 'service catalog failed to start');
+    });
     await heartbeatLoop();
   };
 
@@ -239,6 +244,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extension?: M
       abort.abort();
       for (const renewal of renewals) renewal.stop();
       await loop;
+      await extension?.stopped?.();
       session?.close();
       await statusServer.close();
     },

@@ -1,6 +1,7 @@
 // isthmus-agent: `node spoke-agent/main.ts --config agent.yaml [--set key=value ...]`.
 import { runComponent } from '../common/main.ts';
 import { startAgent } from './agent.ts';
+import { catalogExtension } from './catalog-extension.ts';
 import { agentConfigSchema } from './config.ts';
 
-await runComponent({ name: 'agent', configSchema: agentConfigSchema, start: (config, log) => startAgent(config, log) });
+await runComponent({ name: 'agent', configSchema: agentConfigSchema, start: (config, log) => startAgent(config, log, catalogExtension(log)) });

@@ -143,7 +143,9 @@ export class Federation implements AsyncDisposable {
             clusterId: member.name,
             ...locality,
             network: 'loopback',
-            gatewayAddresses: [{ address: '127.0.0.1', port: 15443 + i }],
+            // RFC 5737 documentation addresses: they only travel through the catalog into
+            // EndpointSlices (which refuse loopback); nothing in these tests dials them.
+            gatewayAddresses: [{ address: `192.0.2.${10 + i}`, port: 15443 }],
             kubeconfig: member.kubeconfigPath,
             status: { host: '127.0.0.1', port: 0 },
             joinPollInterval: '200ms',

@@ -1,0 +1,108 @@
+// The service catalog end to end on three local clusters: MCS ServiceExport in one cluster →
+// hub → NATS KV → ServiceImport and EndpointSlices in every cluster, with conflicts, invalid
+// exports, unexport, and a 30 s outage of the hub and NATS that must delete nothing.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findCondition } from '../common/api/conditions.ts';
+import { ensureNamespace } from '../common/kube/index.ts';
+import { exportService, importedSlices, readServiceExport, readServiceImport, unexportService } from './catalog/exports.ts';
+import { Federation } from './federation/index.ts';
+import { waitFor, type LocalCluster } from './testbed/index.ts';
+
+const NS = 'shop';
+
+describe('service catalog', () => {
+  let fed: Federation;
+  let a: LocalCluster;
+  let b: LocalCluster;
+  let c: LocalCluster;
+
+  beforeAll(async () => {
+    fed = await Federation.start({ members: 3, heartbeatInterval: '1s' });
+    [a, b, c] = fed.members as [LocalCluster, LocalCluster, LocalCluster];
+    const token = await fed.createToken(['--usages', '3']);
+    for (const m of fed.members) {
+      await ensureNamespace(m.kubeConfig(), NS);
+      expect((await fed.join(m.name, token)).code).toBe(0);
+    }
+  });
+  afterAll(async () => {
+    await fed?.[Symbol.asyncDispose]();
+  });
+
+  async function conditionOf(cluster: LocalCluster, name: string, type: string): Promise<{ status: string; reason: string; message: string } | undefined> {
+    return findCondition((await readServiceExport(cluster.kubeConfig(), NS, name)).status?.conditions, type);
+  }
+
+  it('imports an export of cluster A into A, B and C with the right fields', async () => {
+    await exportService(a.kubeConfig(), { namespace: NS, name: 'cart', ports: [{ name: 'http', port: 8080 }], endpoints: [{ ip: '198.51.100.10', zone: 'eu-west-1a' }] });
+    for (const cluster of [a, b, c]) {
+      await waitFor(`${cluster.name}: cart imported`, async () => (await readServiceImport(cluster.kubeConfig(), NS, 'cart')) !== undefined && (await importedSlices(cluster.kubeConfig(), NS, 'cart')).has('cluster-a'), 20_000);
+      const imported = await readServiceImport(cluster.kubeConfig(), NS, 'cart');
+      expect(imported?.spec).toMatchObject({ type: 'ClusterSetIP', ports: [expect.objectContaining({ name: 'http', port: 8080, protocol: 'TCP' })] });
+      expect(imported?.status?.clusters).toEqual([{ cluster: 'cluster-a' }]);
+    }
+    const slice = (await importedSlices(b.kubeConfig(), NS, 'cart')).get('cluster-a');
+    expect(slice?.metadata?.labels).toMatchObject({ 'multicluster.kubernetes.io/service-name': 'cart', 'multicluster.kubernetes.io/source-cluster': 'cluster-a', 'endpointslice.kubernetes.io/managed-by': 'agent.isthmus.dev' });
+    // Remote clusters reach cluster A through its east-west gateway, in A's zone.
+    expect(slice?.endpoints?.[0]).toMatchObject({ addresses: ['192.0.2.10'], zone: 'eu-west-1a' });
+    await waitFor('cart export Ready', async () => (await conditionOf(a, 'cart', 'Ready'))?.status === 'True', 10_000);
+    expect(await conditionOf(a, 'cart', 'Valid')).toMatchObject({ status: 'True', reason: 'Valid' });
+    expect(await conditionOf(a, 'cart', 'Ready')).toMatchObject({ status: 'True', reason: 'Exported' });
+    expect(await conditionOf(a, 'cart', 'Conflict')).toMatchObject({ status: 'False', reason: 'NoConflicts' });
+  });
+
+  it('reports a port conflict on both exports, and the older export\'s port wins', async () => {
+    await exportService(b.kubeConfig(), { namespace: NS, name: 'cart', ports: [{ name: 'http', port: 9090 }], endpoints: [{ ip: '198.51.100.11', zone: 'eu-west-1b' }] });
+    for (const cluster of [a, b]) {
+      await waitFor(`${cluster.name}: Conflict=True`, async () => (await conditionOf(cluster, 'cart', 'Conflict'))?.status === 'True', 20_000);
+      expect(await conditionOf(cluster, 'cart', 'Conflict')).toMatchObject({ status: 'True', reason: expect.stringContaining('PortConflict') as string });
+    }
+    await waitFor('C imports from both', async () => (await readServiceImport(c.kubeConfig(), NS, 'cart'))?.status?.clusters?.length === 2, 20_000);
+    const imported = await readServiceImport(c.kubeConfig(), NS, 'cart');
+    expect(imported?.spec?.ports.map((p) => p.port)).toEqual([8080]);
+    expect((await importedSlices(c.kubeConfig(), NS, 'cart')).has('cluster-b')).toBe(true);
+  });
+
+  it('refuses an ExternalName export and imports nothing for it', async () => {
+    await exportService(a.kubeConfig(), { namespace: NS, name: 'legacy', ports: [], type: 'ExternalName' });
+    await waitFor('legacy Valid=False', async () => (await conditionOf(a, 'legacy', 'Valid'))?.status === 'False', 20_000);
+    expect(await conditionOf(a, 'legacy', 'Valid')).toMatchObject({ status: 'False', reason: 'InvalidServiceType' });
+    await new Promise((r) => setTimeout(r, 1_500));
+    for (const cluster of [a, b, c]) expect(await readServiceImport(cluster.kubeConfig(), NS, 'legacy')).toBeUndefined();
+  });
+
+  it('removes the imports everywhere once the service is unexported', async () => {
+    await unexportService(a.kubeConfig(), NS, 'cart');
+    await unexportService(b.kubeConfig(), NS, 'cart');
+    for (const cluster of [a, b, c]) {
+      await waitFor(`${cluster.name}: cart gone`, async () => (await readServiceImport(cluster.kubeConfig(), NS, 'cart')) === undefined && (await importedSlices(cluster.kubeConfig(), NS, 'cart')).size === 0, 20_000);
+    }
+  });
+
+  it('deletes nothing while the hub and NATS are down for 30 s, and converges after', async () => {
+    await exportService(a.kubeConfig(), { namespace: NS, name: 'orders', ports: [{ name: 'grpc', port: 7000 }] });
+    const uids = new Map<string, string | undefined>();
+    for (const cluster of [b, c]) {
+      await waitFor(`${cluster.name}: orders imported`, async () => (await readServiceImport(cluster.kubeConfig(), NS, 'orders')) !== undefined, 20_000);
+      uids.set(cluster.name, (await readServiceImport(cluster.kubeConfig(), NS, 'orders'))?.metadata.uid);
+    }
+    for (const hub of fed.hubs) await fed.stopHub(hub.name);
+    await fed.bed.nats!.stop();
+    const outageStart = Date.now();
+    // Changed during the outage: a new export, which must arrive once the control plane is back.
+    await exportService(a.kubeConfig(), { namespace: NS, name: 'payments', ports: [{ name: 'https', port: 8443 }] });
+    while (Date.now() - outageStart < 30_000) {
+      for (const cluster of [b, c]) {
+        expect((await readServiceImport(cluster.kubeConfig(), NS, 'orders'))?.metadata.uid, `${cluster.name} keeps orders`).toBe(uids.get(cluster.name));
+        expect((await importedSlices(cluster.kubeConfig(), NS, 'orders')).has('cluster-a')).toBe(true);
+      }
+      await new Promise((r) => setTimeout(r, 2_000));
+    }
+    await fed.bed.nats!.restart();
+    for (const hub of fed.hubs) await fed.startHub(hub.name);
+    for (const cluster of [b, c]) {
+      await waitFor(`${cluster.name}: payments imported after the outage`, async () => (await readServiceImport(cluster.kubeConfig(), NS, 'payments')) !== undefined, 30_000);
+      expect((await readServiceImport(cluster.kubeConfig(), NS, 'orders'))?.metadata.uid, `${cluster.name}: orders not recreated`).toBe(uids.get(cluster.name));
+    }
+  });
+});

@@ -1,0 +1,221 @@
+// The leader's in-memory catalog: every member cluster's latest export set and the entries
+// resolved from them. A report marks only the services whose inputs changed (so does a change of
+// a cluster's locality or its removal from the federation); a marked entry is resolved again when
+// it is next read, so a burst of reports touching one service resolves it once, not per report.
+//
+// Generations: an agent numbers its reports from 1 again after every restart, and the proto has
+// no session id. A report is applied when its generation is newer than the last applied one, or
+// when it is 1 (a restarted agent's first report; a repeated 1 is harmless, since every report
+// is the full export set and an unchanged set changes nothing). A report at or below the last
+// applied generation is otherwise stale (a retry, or a late delivery) and ignored. What this
+// cannot tell apart: a late report of an agent's previous life arriving after the restarted
+// agent's first one; the agent's next report corrects it.
+import { catalogKey, type CatalogConflict, type CatalogEntry } from '../../common/catalog.ts';
+import { IsthmusError } from '../../common/errors.ts';
+import type { ExportConflict, ExportedService, ReportExportsRequest } from '../../common/hub-api/index.ts';
+import { resolveEntry, type ClusterExport, type ClusterLocality } from './resolution.ts';
+
+/** A current member's locality; undefined for a cluster that is not (or no longer) a member. */
+export type MemberLocality = (clusterId: string) => ClusterLocality | undefined;
+
+/** A restarted agent counts its reports from here again. */
+export const SESSION_START_GENERATION = 1;
+
+interface ClusterState {
+  /** Of the last applied report; undefined for state recovered from the bucket. */
+  generation: number | undefined;
+  services: Map<string, ExportedService>;
+  /** The locality (JSON) the cluster's entries were last resolved with. */
+  locality: string;
+}
+
+interface ResolvedEntry {
+  readonly json: string;
+  readonly conflicts: readonly CatalogConflict[];
+}
+
+export interface ApplyResult {
+  readonly applied: boolean;
+  readonly appliedGeneration: number;
+  /** Keys whose inputs changed: their entries are due for publishing. */
+  readonly dirty: readonly string[];
+}
+
+/** Sorted lists, so the same export reported in another order is the same export. */
+function normalizeExport(service: ExportedService): ExportedService {
+  return {
+    namespace: service.namespace,
+    name: service.name,
+    type: service.type,
+    ports: service.ports.map((p) => ({ name: p.name, protocol: p.protocol, port: p.port, appProtocol: p.appProtocol })),
+    sessionAffinity: service.sessionAffinity,
+    sessionAffinityTimeoutSeconds: service.sessionAffinityTimeoutSeconds,
+    exportCreatedAt: service.exportCreatedAt,
+    endpoints: service.endpoints.map((e) => ({ zone: e.zone, ready: e.ready })).sort((a, b) => (a.zone < b.zone ? -1 : a.zone > b.zone ? 1 : 0)),
+    allowedClusters: [...new Set(service.allowedClusters)].sort(),
+  };
+}
+
+function sameExport(a: ExportedService, b: ExportedService): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function isApplicable(generation: number, lastApplied: number | undefined): boolean {
+  return lastApplied === undefined || generation <= SESSION_START_GENERATION || generation > lastApplied;
+}
+
+export class CatalogState {
+  readonly #memberLocality: MemberLocality;
+  readonly #clusters = new Map<string, ClusterState>();
+  /** Catalog key → the clusters exporting it. */
+  readonly #exporters = new Map<string, Set<string>>();
+  readonly #entries = new Map<string, ResolvedEntry>();
+  /** Keys whose entry must be resolved again before it is read. */
+  readonly #dirty = new Set<string>();
+
+  constructor(memberLocality: MemberLocality) {
+    this.#memberLocality = memberLocality;
+  }
+
+  /** Applies a cluster's full export set (see the generation rules above). */
+  apply(clusterId: string, request: ReportExportsRequest): ApplyResult {
+    const locality = this.#memberLocality(clusterId);
+    if (!locality) throw new IsthmusError('ISTHMUS_CLUSTER_NOT_MEMBER', `${clusterId} reported exports`);
+    const cluster = this.#clusters.get(clusterId);
+    if (cluster && !isApplicable(request.generation, cluster.generation)) {
+      return { applied: false, appliedGeneration: cluster.generation ?? 0, dirty: [] };
+    }
+    const next = new Map<string, ExportedService>();
+    for (const service of request.services) {
+      const key = catalogKey(service.namespace, service.name);
+      if (next.has(key)) throw new IsthmusError('ISTHMUS_INPUT_INVALID', `ReportExports lists ${service.namespace}/${service.name} twice`);
+      next.set(key, normalizeExport(service));
+    }
+    const state: ClusterState = cluster ?? { generation: undefined, services: new Map(), locality: JSON.stringify(locality) };
+    this.#clusters.set(clusterId, state);
+    const touched = this.#relocate(state, locality);
+    for (const [key, service] of next) {
+      const previous = state.services.get(key);
+      if (previous && sameExport(previous, service)) continue;
+      touched.push(key);
+      if (!previous) this.#addExporter(key, clusterId);
+    }
+    for (const key of state.services.keys()) {
+      if (next.has(key)) continue;
+      touched.push(key);
+      this.#removeExporter(key, clusterId);
+    }
+    state.services = next;
+    state.generation = request.generation;
+    return { applied: true, appliedGeneration: request.generation, dirty: this.#markDirty(touched) };
+  }
+
+  /**
+   * Takes the per-cluster exports kept in published entries (a new leader's starting point),
+   * then drops clusters that are no longer members. Returns every key it touched.
+   */
+  restore(entries: Iterable<CatalogEntry>): string[] {
+    const touched: string[] = [];
+    for (const entry of entries) {
+      const key = catalogKey(entry.namespace, entry.name);
+      touched.push(key);
+      for (const cluster of entry.clusters) {
+        let state = this.#clusters.get(cluster.clusterId);
+        if (!state) {
+          state = { generation: undefined, services: new Map(), locality: '' };
+          this.#clusters.set(cluster.clusterId, state);
+        }
+        state.services.set(key, normalizeExport({ ...cluster, namespace: entry.namespace, name: entry.name }));
+        this.#addExporter(key, cluster.clusterId);
+      }
+    }
+    this.syncMembers();
+    return this.#markDirty(touched);
+  }
+
+  /** Drops the exports of clusters that left and marks the entries of those that moved. */
+  syncMembers(): string[] {
+    const touched: string[] = [];
+    for (const [clusterId, state] of this.#clusters) {
+      const locality = this.#memberLocality(clusterId);
+      if (locality) {
+        touched.push(...this.#relocate(state, locality));
+        continue;
+      }
+      for (const key of state.services.keys()) {
+        touched.push(key);
+        this.#removeExporter(key, clusterId);
+      }
+      this.#clusters.delete(clusterId);
+    }
+    return this.#markDirty(touched);
+  }
+
+  /** The entry's canonical JSON, undefined when no cluster exports the service. */
+  entryJson(key: string): string | undefined {
+    return this.#entry(key)?.json;
+  }
+
+  /** Conflicts on the cluster's exports that involve the cluster. */
+  conflictsOf(clusterId: string): ExportConflict[] {
+    const services = this.#clusters.get(clusterId)?.services;
+    if (!services) return [];
+    const found: ExportConflict[] = [];
+    for (const [key, service] of services) {
+      for (const c of this.#entry(key)?.conflicts ?? []) {
+        if (c.clusters.includes(clusterId)) found.push({ namespace: service.namespace, name: service.name, type: c.type, message: c.message });
+      }
+    }
+    return found;
+  }
+
+  /** Keys of the cluster's current exports. */
+  exportsOf(clusterId: string): string[] {
+    return [...(this.#clusters.get(clusterId)?.services.keys() ?? [])];
+  }
+
+  #relocate(state: ClusterState, locality: ClusterLocality): string[] {
+    const json = JSON.stringify(locality);
+    if (json === state.locality) return [];
+    state.locality = json;
+    return [...state.services.keys()];
+  }
+
+  #addExporter(key: string, clusterId: string): void {
+    let exporters = this.#exporters.get(key);
+    if (!exporters) {
+      exporters = new Set();
+      this.#exporters.set(key, exporters);
+    }
+    exporters.add(clusterId);
+  }
+
+  #removeExporter(key: string, clusterId: string): void {
+    const exporters = this.#exporters.get(key);
+    exporters?.delete(clusterId);
+    if (exporters?.size === 0) this.#exporters.delete(key);
+  }
+
+  #markDirty(keys: readonly string[]): string[] {
+    const unique = [...new Set(keys)];
+    for (const key of unique) this.#dirty.add(key);
+    return unique;
+  }
+
+  #entry(key: string): ResolvedEntry | undefined {
+    if (this.#dirty.delete(key)) this.#resolve(key);
+    return this.#entries.get(key);
+  }
+
+  #resolve(key: string): void {
+    const exports: ClusterExport[] = [];
+    for (const clusterId of this.#exporters.get(key) ?? []) {
+      const service = this.#clusters.get(clusterId)?.services.get(key);
+      if (service) exports.push({ clusterId, service });
+    }
+    const first = exports[0]?.service;
+    const entry = first && resolveEntry(first.namespace, first.name, exports, this.#memberLocality);
+    if (entry) this.#entries.set(key, { json: JSON.stringify(entry), conflicts: entry.conflicts });
+    else this.#entries.delete(key);
+  }
+}

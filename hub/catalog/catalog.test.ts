@@ -1,0 +1,168 @@
+// The catalog against a real nats-server with JetStream: reports from three clusters become KV
+// entries, conflicts and withdrawals show up there, and a new leader recovers without writing.
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CATALOG_BUCKET, catalogEntrySchema, type CatalogEntry } from '../../common/catalog.ts';
+import { isIsthmusError } from '../../common/errors.ts';
+import type { ExportedService } from '../../common/hub-api/index.ts';
+import { createLogger } from '../../common/logger.ts';
+import { startTestbed, waitFor, type Testbed } from '../../e2e/testbed/index.ts';
+import { createCatalog, type Catalog } from './catalog.ts';
+import { FakeMemberCache, exported, locality, memberCluster } from './catalog.testkit.ts';
+
+const log = createLogger({ component: 'catalog-test', level: 'error' });
+
+interface Leadership {
+  readonly catalog: Catalog;
+  readonly controller: AbortController;
+  readonly term: Promise<void>;
+}
+
+function lead(nc: NatsConnection, members: FakeMemberCache): Leadership {
+  const catalog = createCatalog({ nc, memberCache: members, log });
+  const controller = new AbortController();
+  return { catalog, controller, term: catalog.onStartedLeading(controller.signal) };
+}
+
+/** A graceful hand-over: abort, let the term flush, then leadership is gone. */
+async function stepDown(leadership: Leadership): Promise<void> {
+  leadership.controller.abort();
+  await leadership.term;
+  leadership.catalog.onStoppedLeading();
+}
+
+async function settled(catalog: Catalog): Promise<void> {
+  await waitFor('catalog settled', () => Promise.resolve(catalog.stats()?.pending === 0), 10_000, 10);
+}
+
+async function read(kv: KV, key: string): Promise<CatalogEntry | undefined> {
+  const entry = await kv.get(key);
+  return entry?.operation === 'PUT' ? catalogEntrySchema.parse(entry.json()) : undefined;
+}
+
+async function lastSequence(kv: KV): Promise<number> {
+  return (await kv.status()).streamInfo.state.last_seq;
+}
+
+const cart = (overrides: Partial<ExportedService> = {}): ExportedService => exported({ name: 'cart', ...overrides });
+const shelf = (overrides: Partial<ExportedService> = {}): ExportedService => exported({ name: 'shelf', ...overrides });
+
+describe('service catalog on NATS JetStream KV', () => {
+  let bed: Testbed;
+  let nc: NatsConnection;
+  let kv: KV;
+  const members = new FakeMemberCache(['a', 'b', 'c']);
+  let leader: Leadership;
+
+  beforeAll(async () => {
+    bed = await startTestbed({ clusters: 0 });
+    nc = await (bed.nats as NonNullable<Testbed['nats']>).connect('isthmus-hub');
+  });
+  afterAll(async () => {
+    await nc?.drain();
+    await bed?.[Symbol.asyncDispose]();
+  });
+
+  it('refuses reports while not leading', async () => {
+    const standby = createCatalog({ nc, memberCache: members, log });
+    await expect(standby.sink.report('a', { generation: 1, services: [cart()] })).rejects.toSatisfy((err) => isIsthmusError(err, 'ISTHMUS_NOT_LEADER'));
+  });
+
+  it('publishes the entries of three clusters with their localities, creating the bucket', async () => {
+    leader = lead(nc, members);
+    const reports = await Promise.all([
+      leader.catalog.sink.report('a', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z', allowedClusters: ['b'] }), shelf()] }),
+      leader.catalog.sink.report('b', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z', endpoints: [{ zone: 'z9', ready: 7 }] })] }),
+      leader.catalog.sink.report('c', { generation: 1, services: [shelf({ exportCreatedAt: '2024-12-01T00:00:00Z' })] }),
+    ]);
+    expect(reports).toEqual([1, 1, 1].map((appliedGeneration) => ({ appliedGeneration, conflicts: [] })));
+    kv = await new Kvm(nc).open(CATALOG_BUCKET);
+    expect((await kv.status()).history).toBe(1);
+    // Acknowledged means published: no waiting needed.
+    const entry = await read(kv, 'shop.cart');
+    expect(entry?.clusters.map((c) => c.clusterId)).toEqual(['a', 'b']);
+    expect(entry?.clusters[0]).toMatchObject({ ...locality('a'), allowedClusters: ['b'] });
+    expect(entry?.clusters[1]).toMatchObject({ zone: 'zone-of-b', endpoints: [{ zone: 'z9', ready: 7 }] });
+    expect((await read(kv, 'shop.shelf'))?.clusters.map((c) => c.clusterId)).toEqual(['c', 'a']);
+  });
+
+  it('records a conflict in the entry and answers the clusters involved with it', async () => {
+    const response = await leader.catalog.sink.report('b', { generation: 2, services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z', ports: [{ name: 'http', protocol: 'TCP', port: 8080, appProtocol: '' }] })] });
+    const conflict = { type: 'PortConflict', message: 'port http: a (oldest export) has http 80/TCP, which applies; b has http 8080/TCP' };
+    expect(response).toEqual({ appliedGeneration: 2, conflicts: [{ namespace: 'shop', name: 'cart', ...conflict }] });
+    expect((await read(kv, 'shop.cart'))?.conflicts).toEqual([{ ...conflict, clusters: ['a', 'b'] }]);
+    expect((await leader.catalog.sink.report('a', { generation: 2, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z', allowedClusters: ['b'] }), shelf()] })).conflicts).toHaveLength(1);
+    expect((await leader.catalog.sink.report('c', { generation: 2, services: [shelf({ exportCreatedAt: '2024-12-01T00:00:00Z' })] })).conflicts).toEqual([]);
+  });
+
+  it('ignores a stale report (a retry or a late delivery of an applied generation)', async () => {
+    const before = await lastSequence(kv);
+    expect(await leader.catalog.sink.report('b', { generation: 2, services: [] })).toMatchObject({ appliedGeneration: 2 });
+    expect((await read(kv, 'shop.cart'))?.clusters).toHaveLength(2);
+    expect(await lastSequence(kv)).toBe(before);
+  });
+
+  it('updates an entry when an exporter withdraws and deletes it when the last one does', async () => {
+    await leader.catalog.sink.report('a', { generation: 3, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z', allowedClusters: ['b'] })] });
+    expect((await read(kv, 'shop.shelf'))?.clusters.map((c) => c.clusterId)).toEqual(['c']);
+    await leader.catalog.sink.report('c', { generation: 3, services: [] });
+    expect(await read(kv, 'shop.shelf')).toBeUndefined();
+    expect((await kv.get('shop.shelf'))?.operation).toBe('DEL');
+  });
+
+  it('drops the exports of a cluster removed from the federation', async () => {
+    members.members.delete('b');
+    leader.catalog.onMembersChanged();
+    await waitFor('b gone from the cart entry', async () => (await read(kv, 'shop.cart'))?.clusters.length === 1, 10_000, 20);
+    const entry = await read(kv, 'shop.cart');
+    expect(entry?.clusters.map((c) => c.clusterId)).toEqual(['a']);
+    expect(entry?.conflicts).toEqual([]);
+    members.members.set('b', memberCluster('b'));
+    await leader.catalog.sink.report('b', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z' }), shelf({ namespace: 'garden' })] });
+  });
+
+  it('lets a new leader recover from the bucket without a single write, then carry on', async () => {
+    const entriesBefore = new Map<string, string | undefined>();
+    for (const key of ['shop.cart', 'garden.shelf']) entriesBefore.set(key, (await kv.get(key))?.string());
+    await stepDown(leader);
+    const sequence = await lastSequence(kv);
+
+    leader = lead(nc, members);
+    await waitFor('recovered', () => Promise.resolve(leader.catalog.stats() !== undefined), 10_000, 10);
+    await settled(leader.catalog);
+    expect(leader.catalog.stats()).toMatchObject({ recovered: 2, puts: 0, deletes: 0 });
+    // Restarted agents report their unchanged sets from generation 1: still nothing to write.
+    await leader.catalog.sink.report('a', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z', allowedClusters: ['b'] })] });
+    await leader.catalog.sink.report('b', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z' }), shelf({ namespace: 'garden' })] });
+    await leader.catalog.sink.report('c', { generation: 1, services: [] });
+    expect(await lastSequence(kv)).toBe(sequence);
+    for (const [key, value] of entriesBefore) expect((await kv.get(key))?.string()).toBe(value);
+
+    await leader.catalog.sink.report('c', { generation: 2, services: [shelf({ namespace: 'garden', exportCreatedAt: '2020-01-01T00:00:00Z' })] });
+    expect((await read(kv, 'garden.shelf'))?.clusters.map((c) => c.clusterId)).toEqual(['c', 'b']);
+    expect(leader.catalog.stats()).toMatchObject({ puts: 1, deletes: 0 });
+  });
+
+  it('repairs the bucket on recovery: members removed meanwhile, foreign and invalid entries', async () => {
+    await stepDown(leader);
+    await kv.put('shop.ghost', JSON.stringify({ namespace: 'shop', name: 'ghost', note: 'not an entry' }));
+    members.members.delete('c');
+
+    leader = lead(nc, members);
+    await waitFor('recovered', () => Promise.resolve(leader.catalog.stats() !== undefined), 10_000, 10);
+    await settled(leader.catalog);
+    expect(await read(kv, 'shop.ghost')).toBeUndefined();
+    expect((await read(kv, 'garden.shelf'))?.clusters.map((c) => c.clusterId)).toEqual(['b']);
+    expect(leader.catalog.stats()).toMatchObject({ puts: 1, deletes: 1 });
+  });
+
+  it('writes nothing once leadership is lost', async () => {
+    const sequence = await lastSequence(kv);
+    leader.controller.abort();
+    leader.catalog.onStoppedLeading();
+    await leader.term;
+    await expect(leader.catalog.sink.report('a', { generation: 9, services: [] })).rejects.toSatisfy((err) => isIsthmusError(err, 'ISTHMUS_NOT_LEADER'));
+    expect(await lastSequence(kv)).toBe(sequence);
+  });
+});

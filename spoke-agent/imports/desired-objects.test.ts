@@ -1,0 +1,89 @@
+import { describe, expect, it } from 'vitest';
+import { catalogEntrySchema, type CatalogEntry } from '../../common/catalog.ts';
+import { planImport } from './desired-objects.ts';
+import { ANNOTATION_INTENT_HASH, derivedServiceName, sourceSliceName } from './naming.ts';
+import { satisfies } from './object-writer.ts';
+
+function entry(overrides: Record<string, unknown> = {}): CatalogEntry {
+  return catalogEntrySchema.parse({
+    namespace: 'shop',
+    name: 'web',
+    type: 'ClusterSetIP',
+    ports: [{ name: 'http', port: 80 }],
+    clusters: [
+      { clusterId: 'west', zone: 'w-1', gatewayAddresses: [{ address: '10.1.0.1', port: 15443 }], exportCreatedAt: '2024-01-01T00:00:00Z', type: 'ClusterSetIP', ports: [{ name: 'http', port: 80 }], endpoints: [{ zone: 'w-1', ready: 1 }] },
+    ],
+    ...overrides,
+  });
+}
+
+describe('naming', () => {
+  it('keeps every name within 63 characters and apart where dashes would join them', () => {
+    const long = 'a'.repeat(63);
+    expect(sourceSliceName(long, long).length).toBeLessThanOrEqual(63);
+    expect(sourceSliceName('a-b', 'c')).not.toBe(sourceSliceName('a', 'b-c'));
+    expect(sourceSliceName('web', 'west')).toMatch(/^web-west-[0-9a-f]{8}$/);
+    expect(derivedServiceName('shop', 'web')).toMatch(/^derived-[0-9a-f]{10}$/);
+    expect(derivedServiceName('shop', 'web')).not.toBe(derivedServiceName('shop2', 'web'));
+  });
+});
+
+describe('planImport', () => {
+  it('imports nothing when no exporter allows this cluster', () => {
+    const onlyOther = entry({ clusters: [{ ...entry().clusters[0], allowedClusters: ['north'] }] });
+    expect(planImport(onlyOther, 'east')).toBeUndefined();
+    expect(planImport(onlyOther, 'north')).toBeDefined();
+  });
+
+  it('names unnamed ports of a multi-port service and keeps the ServiceImport ports as exported', () => {
+    const plan = planImport(entry({ ports: [{ port: 80 }, { port: 53, protocol: 'UDP' }] }), 'east');
+    expect((plan?.service['spec'] as { ports: { name?: string }[] }).ports.map((p) => p.name)).toEqual(['tcp-80', 'udp-53']);
+    const spec = plan?.serviceImport([])['spec'] as { ports: { name?: string }[] };
+    expect(spec.ports.map((p) => p.name)).toEqual([undefined, undefined]);
+  });
+
+  it('makes a headless clusterset Service and no IPs for a Headless import', () => {
+    const plan = planImport(entry({ type: 'Headless' }), 'east');
+    expect(plan?.service['spec']).toMatchObject({ clusterIP: 'None' });
+    expect(plan?.serviceImport(['10.96.0.9'])['spec']).toMatchObject({ type: 'Headless', ips: null, sessionAffinityConfig: null });
+  });
+
+  it('prefers IPv4 gateway addresses and lists every gateway address in the annotation', () => {
+    const cluster = { ...entry().clusters[0], gatewayAddresses: [{ address: 'gw.example.org', port: 15443 }, { address: '10.1.0.2', port: 15443 }, { address: 'fd00::1', port: 15443 }] };
+    const [slice] = planImport(entry({ clusters: [cluster] }), 'east')?.slices ?? [];
+    expect(slice).toMatchObject({ addressType: 'IPv4', endpoints: [{ addresses: ['10.1.0.2'], zone: 'w-1', conditions: { ready: true } }] });
+    expect(JSON.parse(slice?.metadata.annotations['isthmus.dev/gateway-addresses'] ?? '')).toHaveLength(3);
+  });
+
+  it('leaves out addresses an EndpointSlice may not name, and says which', () => {
+    const cluster = { ...entry().clusters[0], gatewayAddresses: [{ address: '127.0.0.1', port: 15443 }, { address: '10.1.0.3', port: 15443 }] };
+    const plan = planImport(entry({ clusters: [cluster] }), 'east', () => ({ address: '169.254.1.1', port: 1 }));
+    expect(plan?.slices.map((s) => s['endpoints'])).toEqual([[{ addresses: ['10.1.0.3'], conditions: { ready: true, serving: true }, zone: 'w-1' }]]);
+    expect(plan?.refusedAddresses).toEqual(['127.0.0.1', '169.254.1.1']);
+  });
+
+  it('groups outbound listeners by address, one slice each', () => {
+    const plan = planImport(entry({ ports: [{ name: 'http', port: 80 }, { name: 'grpc', port: 9090 }] }), 'east', (_ns, _name, port) => ({ address: port.port === 80 ? '10.0.0.10' : '10.0.0.11', port: 20_000 + port.port }));
+    const outbound = plan?.slices.filter((s) => s.metadata.labels['kubernetes.io/service-name']) ?? [];
+    expect(outbound.map((s) => s['ports'])).toEqual([[{ name: 'http', protocol: 'TCP', port: 20_080, appProtocol: undefined }], [{ name: 'grpc', protocol: 'TCP', port: 29_090, appProtocol: undefined }]]);
+  });
+
+  it('changes the intent hash with the intent only', () => {
+    const a = planImport(entry(), 'east')?.serviceImport(['10.96.0.1']);
+    const b = planImport(entry(), 'east')?.serviceImport(['10.96.0.1']);
+    const c = planImport(entry({ sessionAffinity: 'ClientIP' }), 'east')?.serviceImport(['10.96.0.1']);
+    expect(a?.metadata.annotations[ANNOTATION_INTENT_HASH]).toBe(b?.metadata.annotations[ANNOTATION_INTENT_HASH]);
+    expect(a?.metadata.annotations[ANNOTATION_INTENT_HASH]).not.toBe(c?.metadata.annotations[ANNOTATION_INTENT_HASH]);
+  });
+});
+
+describe('satisfies', () => {
+  it('accepts server defaults, refuses changed and leftover fields', () => {
+    expect(satisfies({ a: 1, b: { c: 2, d: 3 } }, { b: { c: 2 } })).toBe(true);
+    expect(satisfies({ ports: [{ port: 80, targetPort: 80 }] }, { ports: [{ port: 80 }] })).toBe(true);
+    expect(satisfies({ ports: [{ port: 80 }, { port: 81 }] }, { ports: [{ port: 80 }] })).toBe(false);
+    expect(satisfies({ ips: ['10.0.0.1'] }, { ips: null })).toBe(false);
+    expect(satisfies({}, { ips: null, endpoints: [], labels: {} })).toBe(true);
+    expect(satisfies({ a: 'x' }, { a: 'y' })).toBe(false);
+  });
+});

@@ -1,0 +1,163 @@
+// The importing side of the agent: the catalog watcher feeds catalog keys into a rate-limited work
+// queue, and the reconciler writes ServiceImports, EndpointSlices and clusterset Services into
+// this cluster. Changes to the importer's own objects and new namespaces queue their keys too.
+import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Registry } from 'prom-client';
+import { LABEL_SERVICE_NAME, MCS_GROUP, MCS_VERSION, SERVICE_IMPORT_KIND, SERVICE_IMPORT_PLURAL } from '../../common/api/mcs.ts';
+import { catalogKey, parseCatalogKey, type CatalogEntry } from '../../common/catalog.ts';
+import { Informer, WorkQueue, customResource, kinds } from '../../common/kube/index.ts';
+import type { Logger } from '../../common/logger.ts';
+import { CatalogWatcher, type CatalogListener, type CatalogWatcherOptions } from './catalog-watcher.ts';
+import type { OutboundListener } from './desired-objects.ts';
+import { registerImporterMetrics, type ImporterStatus } from './metrics.ts';
+import { OWNED_SELECTOR, OWNED_SLICE_SELECTOR } from './naming.ts';
+import { ObjectWriter } from './object-writer.ts';
+import { ImportReconciler } from './reconciler.ts';
+
+export interface ImporterOptions {
+  /** The agent's own cluster. */
+  readonly kc: KubeConfig;
+  /** This cluster's id: decides which exports it may import (`mayImport`). */
+  readonly clusterId: string;
+  /** A connection to the hub's NATS that reconnects forever (`connectNats`). */
+  readonly nc: NatsConnection;
+  readonly log: Logger;
+  /**
+   * The local gateway's outbound listener per imported port. Absent or undefined for a port: the
+   * clusterset Service has no endpoints for it yet; call `resync()` when listeners change.
+   */
+  readonly outboundListener?: OutboundListener;
+  /** Where to register the importer's metrics (the agent's /metrics registry). */
+  readonly registry?: Registry;
+  /** Keys reconciled in parallel. Default 4. */
+  readonly workers?: number;
+  /** How soon a key whose object name is taken by a foreign object is looked at again. Default 30 s. */
+  readonly conflictRetryMs?: number;
+  readonly watchRetry?: CatalogWatcherOptions['retry'];
+}
+
+export interface Importer {
+  /** Starts watching and, once the catalog and caches are synced, reconciling; returns at once. Aborting `signal` stops. */
+  start(signal?: AbortSignal): Promise<void>;
+  /** Resolves once the catalog's first snapshot is applied and the caches are filled. */
+  synced(): Promise<void>;
+  /** Stops watching and writing; what it wrote stays. */
+  stop(): Promise<void>;
+  /** Tells `listener` of every change of a catalog entry (conflicts included), from the first snapshot on; returns its removal. */
+  onEntry(listener: CatalogListener): () => void;
+  /** The current catalog entry of a service, if any. */
+  entry(namespace: string, name: string): CatalogEntry | undefined;
+  /** Reconciles every known key again, e.g. after the gateway's listeners changed. */
+  resync(): void;
+  status(): ImporterStatus;
+}
+
+export const IMPORTER_DEFAULTS = { workers: 4, conflictRetryMs: 30_000 } as const;
+
+const serviceImportResource = customResource<KubernetesObject>({
+  group: MCS_GROUP,
+  version: MCS_VERSION,
+  kind: SERVICE_IMPORT_KIND,
+  plural: SERVICE_IMPORT_PLURAL,
+  namespaced: true,
+});
+
+export function createImporter(options: ImporterOptions): Importer {
+  const { kc, clusterId } = options;
+  const log = options.log.child({ part: 'importer' });
+  const watcher = new CatalogWatcher({ nc: options.nc, log, retry: options.watchRetry });
+  const queue = new WorkQueue<string>({ name: 'imports', logger: log, maxDelayMs: 30_000 });
+  const namespaces = new Informer({ kubeConfig: kc, resource: kinds.namespaces, logger: log });
+  const serviceImports = new Informer({ kubeConfig: kc, resource: serviceImportResource, labelSelector: OWNED_SELECTOR, logger: log });
+  const services = new Informer({ kubeConfig: kc, resource: kinds.services, labelSelector: OWNED_SELECTOR, logger: log });
+  const slices = new Informer({ kubeConfig: kc, resource: kinds.endpointSlices, labelSelector: OWNED_SLICE_SELECTOR, logger: log });
+  const owned = [serviceImports, services, slices] as const;
+  let writes = 0;
+  const reconciler = new ImportReconciler({
+    clusterId,
+    catalog: watcher,
+    namespaces,
+    serviceImports,
+    services,
+    slices,
+    writer: new ObjectWriter(kc, () => writes++),
+    outboundListener: options.outboundListener,
+    log,
+    conflictRetryMs: options.conflictRetryMs ?? IMPORTER_DEFAULTS.conflictRetryMs,
+  });
+
+  const enqueueOwner = (object: KubernetesObject): void => {
+    const name = object.metadata?.labels?.[LABEL_SERVICE_NAME];
+    const namespace = object.metadata?.namespace;
+    if (name && namespace) queue.add(catalogKey(namespace, name));
+  };
+  for (const informer of owned) informer.addEventHandler((_type, object) => enqueueOwner(object));
+  namespaces.addEventHandler((type, namespace) => {
+    if (type !== 'add') return;
+    for (const key of watcher.keys()) {
+      if (parseCatalogKey(key).namespace === namespace.metadata?.name) queue.add(key);
+    }
+  });
+  watcher.onChange((key) => queue.add(key));
+
+  // Catalog keys and the keys of owned objects: an object whose key left the catalog while the
+  // agent was away is found this way.
+  const resync = (): void => {
+    for (const key of watcher.keys()) queue.add(key);
+    for (const informer of owned) for (const object of informer.list()) enqueueOwner(object);
+  };
+
+  const syncedPromise = Promise.all([watcher.synced(), namespaces.synced(), ...owned.map((informer) => informer.synced())]).then(() => undefined);
+  syncedPromise.catch(() => undefined); // callers that never ask must not see an unhandled rejection
+  let started = false;
+  let stopped = false;
+  let synced = false;
+
+  const status = (): ImporterStatus => ({
+    synced,
+    entries: watcher.size,
+    revision: watcher.revision,
+    watchRestarts: watcher.restarts,
+    malformedEntries: watcher.malformed,
+    writes,
+    pending: queue.length + queue.processing,
+    conflicts: reconciler.conflicts(),
+  });
+  if (options.registry) registerImporterMetrics(options.registry, status);
+
+  const stop = async (): Promise<void> => {
+    stopped = true;
+    await watcher.stop();
+    await queue.shutDown();
+    await Promise.all([namespaces, ...owned].map((informer) => informer.stop()));
+  };
+
+  return {
+    start: (signal) => {
+      if (started || stopped) return Promise.resolve();
+      started = true;
+      if (signal?.aborted) return stop();
+      signal?.addEventListener('abort', () => void stop(), { once: true });
+      for (const informer of [namespaces, ...owned]) informer.start();
+      watcher.start();
+      syncedPromise.then(
+        () => {
+          if (stopped) return;
+          synced = true;
+          resync();
+          void queue.run(options.workers ?? IMPORTER_DEFAULTS.workers, (key) => reconciler.reconcile(key));
+          log.info({ entries: watcher.size }, 'importer synced; reconciling');
+        },
+        () => undefined,
+      );
+      return Promise.resolve();
+    },
+    synced: () => syncedPromise,
+    stop,
+    onEntry: (listener) => watcher.onChange(listener),
+    entry: (namespace, name) => watcher.get(catalogKey(namespace, name)),
+    resync,
+    status,
+  };
+}
