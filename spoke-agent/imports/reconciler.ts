@@ -85,7 +85,7 @@ export class ImportReconciler {
   }
 
   /**
-   * Service first (the ServiceImport carries its IP), then slices, the ServiceImport last. A write
+   * Service and slices first (the ServiceImport carries the Service's IP), the ServiceImport last. A write
    * that fails does not hold up the others; the key is retried after all were tried.
    */
   async #apply(key: string, plan: ImportPlan, owned: OwnedObjects, conflicts: ImportConflict[]): Promise<void> {
@@ -100,15 +100,16 @@ export class ImportReconciler {
         return undefined;
       }
     };
-    const service = await attempt(() => this.#ensure(key, plan.service, owned.service, conflicts, (current) => isHeadless(current) !== isHeadless(plan.service)));
-    for (const slice of plan.slices) {
-      const current = owned.slices.find((s) => s.metadata?.name === slice.metadata.name);
-      await attempt(() => this.#ensure(key, slice, current, conflicts, (stored) => (stored as V1EndpointSlice).addressType !== slice['addressType']));
-    }
+    // The Service and the slices are independent writes: in parallel, one round trip.
     const wanted = new Set(plan.slices.map((slice) => slice.metadata.name));
-    for (const slice of owned.slices) {
-      if (!wanted.has(slice.metadata?.name ?? '')) await attempt(() => writer.remove(slice));
-    }
+    const [service] = await Promise.all([
+      attempt(() => this.#ensure(key, plan.service, owned.service, conflicts, (current) => isHeadless(current) !== isHeadless(plan.service))),
+      ...plan.slices.map((slice) => {
+        const current = owned.slices.find((s) => s.metadata?.name === slice.metadata.name);
+        return attempt(() => this.#ensure(key, slice, current, conflicts, (stored) => (stored as V1EndpointSlice).addressType !== slice['addressType']));
+      }),
+      ...owned.slices.filter((slice) => !wanted.has(slice.metadata?.name ?? '')).map((slice) => attempt(() => writer.remove(slice))),
+    ]);
     const serviceImport = await attempt(() => this.#ensure(key, plan.serviceImport(service ? clusterIpsOf(service) : []), owned.serviceImport, conflicts));
     if (serviceImport) await attempt(() => writer.ensureServiceImportStatus(serviceImport, plan.status));
     if (failures.length > 0) {
