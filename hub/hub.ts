@@ -108,6 +108,8 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     logger: log.child({ part: 'leader-election' }),
     onStartedLeading: async (signal) => {
       log.info({ replica: config.replicaId }, 'leading');
+      // Started first so that a failure below cannot leave a leader without a catalog.
+      const catalogTerm = catalog.onStartedLeading(signal);
       await trust.refresh();
       await publishHubInfo();
       startTrustRotation(
@@ -120,7 +122,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
       const stopInformerHook = informer.addEventHandler(() => publisher.trigger());
       leadership = { publisher, stopInformerHook };
       // Resolves when the term ends, so a graceful stop flushes the catalog before releasing the lease.
-      await catalog.onStartedLeading(signal);
+      await catalogTerm;
     },
     onStoppedLeading: () => {
       log.info({ replica: config.replicaId }, 'no longer leading');

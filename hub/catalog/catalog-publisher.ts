@@ -4,6 +4,7 @@
 // several keys in flight at once. Callers can wait until given keys are published, so an
 // acknowledged report is in the bucket before a successor hub recovers from it.
 import type { KV } from '@nats-io/kv';
+import { describeError } from '../../common/errors.ts';
 import { WorkQueue } from '../../common/kube/index.ts';
 import type { Logger } from '../../common/logger.ts';
 
@@ -36,7 +37,10 @@ export class CatalogPublisher {
   readonly #enqueued = new Map<string, number>();
   readonly #waiters = new Map<string, Map<Waiter, number>>();
   readonly #workers: Promise<void>;
+  readonly #log: Logger;
   #sequence = 0;
+  /** Set while writes fail (NATS down), so an outage is logged once rather than per key and retry. */
+  #failing = false;
   #writable = true;
   #puts = 0;
   #deletes = 0;
@@ -46,7 +50,8 @@ export class CatalogPublisher {
     this.#kv = kv;
     this.#desired = desired;
     this.#published = published;
-    this.#queue = new WorkQueue<string>({ name: 'catalog-publisher', logger: log, maxDelayMs: 10_000 });
+    this.#log = log;
+    this.#queue = new WorkQueue<string>({ name: 'catalog-publisher', maxDelayMs: 10_000 });
     this.#workers = this.#queue.run(options.concurrency, (key) => this.#publish(key));
   }
 
@@ -115,9 +120,23 @@ export class CatalogPublisher {
     return this.#queue.shutDown();
   }
 
+  /** One key; a failure is retried with backoff by the queue. */
   async #publish(key: string): Promise<void> {
     if (!this.#writable) return;
     const sequence = this.#enqueued.get(key) ?? 0;
+    try {
+      await this.#write(key);
+    } catch (err) {
+      if (!this.#failing) this.#log.warn({ key, err: describeError(err) }, 'catalog writes to NATS are failing; retrying with backoff');
+      this.#failing = true;
+      throw err;
+    }
+    if (this.#failing) this.#log.info('catalog writes to NATS succeed again');
+    this.#failing = false;
+    this.#markHandled(key, sequence);
+  }
+
+  async #write(key: string): Promise<void> {
     const desired = this.#desired(key);
     const current = this.#published.get(key);
     if (desired === current) {
@@ -131,7 +150,6 @@ export class CatalogPublisher {
       this.#published.set(key, desired);
       this.#puts++;
     }
-    this.#markHandled(key, sequence);
   }
 
   #markHandled(key: string, sequence: number): void {
