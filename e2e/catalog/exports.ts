@@ -16,6 +16,12 @@ export interface BackendSpec {
 
 /** Service + EndpointSlice (as the EndpointSlice controller would write it) + ServiceExport. */
 export async function exportService(kc: KubeConfig, spec: BackendSpec): Promise<void> {
+  await createBackend(kc, spec);
+  await createServiceExport(kc, spec.namespace, spec.name, spec.annotations);
+}
+
+/** The Service and its EndpointSlice, not yet exported. */
+export async function createBackend(kc: KubeConfig, spec: BackendSpec): Promise<void> {
   await ensureNamespace(kc, spec.namespace);
   const core = kc.makeApiClient(CoreV1Api);
   await core.createNamespacedService({
@@ -39,12 +45,15 @@ export async function exportService(kc: KubeConfig, spec: BackendSpec): Promise<
       },
     });
   }
+}
+
+export async function createServiceExport(kc: KubeConfig, namespace: string, name: string, annotations?: Record<string, string>): Promise<void> {
   await kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
     group: MCS_GROUP,
     version: MCS_VERSION,
-    namespace: spec.namespace,
+    namespace,
     plural: SERVICE_EXPORT_PLURAL,
-    body: { apiVersion: `${MCS_GROUP}/${MCS_VERSION}`, kind: 'ServiceExport', metadata: { name: spec.name, ...(spec.annotations ? { annotations: spec.annotations } : {}) } },
+    body: { apiVersion: `${MCS_GROUP}/${MCS_VERSION}`, kind: 'ServiceExport', metadata: { name, ...(annotations ? { annotations } : {}) } },
   });
 }
 

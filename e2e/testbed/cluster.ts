@@ -4,7 +4,8 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ApiextensionsV1Api, KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import { ApiextensionsV1Api, type KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import { kubeConfigFromYaml } from '../../common/kubeconfig.ts';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { IsthmusError } from '../../common/errors.ts';
 import type { Binaries } from './binaries.ts';
@@ -43,9 +44,7 @@ export class LocalCluster {
 
   /** A fresh client configuration with admin rights on this cluster. */
   kubeConfig(): KubeConfig {
-    const kc = new KubeConfig();
-    kc.loadFromString(this.kubeconfigYaml);
-    return kc;
+    return kubeConfigFromYaml(this.kubeconfigYaml);
   }
 
   static async start(supervisor: ProcessSupervisor, binaries: Binaries, options: LocalClusterOptions): Promise<LocalCluster> {
