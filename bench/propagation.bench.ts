@@ -41,7 +41,7 @@ for (const cluster of others) {
   };
   watchers.push(
     new Informer<KubernetesObject>({ kubeConfig: kc, resource: serviceImports, namespace: NS, onEvent: record('import') }),
-    new Informer<KubernetesObject>({ kubeConfig: kc, resource: kinds.endpointSlices as never, namespace: NS, labelSelector: `${LABEL_SOURCE_CLUSTER}=${a.name}`, onEvent: record('slice') }),
+    new Informer<KubernetesObject>({ kubeConfig: kc, resource: kinds.endpointSlices, namespace: NS, labelSelector: `${LABEL_SOURCE_CLUSTER}=${a.name}`, onEvent: record('slice') }),
   );
 }
 for (const w of watchers) w.start();
