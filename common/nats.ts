@@ -1,7 +1,7 @@
 // One way to connect to NATS for every component: TLS with a client certificate, reconnecting
 // forever (nats.js gives up after 10 attempts by default), status changes logged.
 import { readFile } from 'node:fs/promises';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from './logger.ts';
 
 export interface NatsTls {
@@ -15,11 +15,12 @@ export async function tlsFromFiles(files: { caFile: string; certFile: string; ke
   return { ca, cert, key };
 }
 
-export async function connectNats(options: { urls: readonly string[]; name: string; tls: NatsTls; log: Logger }): Promise<NatsConnection> {
+export async function connectNats(options: { urls: readonly string[]; name: string; tls: NatsTls; log: Logger; nkeySeed?: string }): Promise<NatsConnection> {
   const nc = await connect({
     servers: [...options.urls],
     name: options.name,
     tls: { ca: options.tls.ca, cert: options.tls.cert, key: options.tls.key },
+    ...(options.nkeySeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(options.nkeySeed.trim())) } : {}),
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     reconnectJitter: 250,

@@ -1,7 +1,11 @@
 // The service catalog end to end on three local clusters: MCS ServiceExport in one cluster →
 // hub → NATS KV → ServiceImport and EndpointSlices in every cluster, with conflicts, invalid
 // exports, unexport, and a 30 s outage of the hub and NATS that must delete nothing.
+import { Kvm } from '@nats-io/kv';
+import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CATALOG_BUCKET } from '../common/catalog.ts';
+import { AgentSecrets } from '../spoke-agent/credentials.ts';
 import { findCondition } from '../common/api/conditions.ts';
 import { ensureNamespace } from '../common/kube/index.ts';
 import { exportService, importedSlices, readServiceExport, readServiceImport, unexportService } from './catalog/exports.ts';
@@ -61,6 +65,19 @@ describe('service catalog', () => {
     const imported = await readServiceImport(c.kubeConfig(), NS, 'cart');
     expect(imported?.spec?.ports.map((p) => p.port)).toEqual([8080]);
     expect((await importedSlices(c.kubeConfig(), NS, 'cart')).has('cluster-b')).toBe(true);
+  });
+
+  it('lets agents read the catalog from NATS but never write it', async () => {
+    const credentials = await new AgentSecrets(a.kubeConfig(), 'isthmus-system').loadCredentials();
+    const nc = await connect({ servers: credentials!.natsUrls, tls: { ca: credentials!.trustBundlePem, cert: credentials!.agentCertificate, key: credentials!.agentKey }, reconnect: false });
+    try {
+      const kv = await new Kvm(nc).open(CATALOG_BUCKET);
+      expect((await kv.get(`${NS}.cart`))?.json()).toMatchObject({ namespace: NS, name: 'cart' });
+      await expect(kv.put(`${NS}.forged`, '{}')).rejects.toThrow(/permissions violation|Permission/i);
+      await expect(new Kvm(nc).create('isthmus_forged')).rejects.toThrow();
+    } finally {
+      await nc.close().catch(() => undefined);
+    }
   });
 
   it('refuses an ExternalName export and imports nothing for it', async () => {

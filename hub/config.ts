@@ -51,6 +51,8 @@ export const hubConfigSchema = z
         caFile: z.string().min(1),
         certFile: z.string().min(1),
         keyFile: z.string().min(1),
+        /** The hub's NATS nkey seed: the hub alone may write (agents are mapped read-only by certificate). */
+        nkeySeedFile: z.string().optional(),
       })
       .strict(),
     leaderElection: z

@@ -2,6 +2,7 @@
 // answer UNAVAILABLE with a pointer to the leader), and leader-only loops (hub info, health,
 // membership publishing). Exactly one replica writes, elected through a coordination Lease.
 import { X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -72,7 +73,8 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
 
   const members = new MemberClusterStore(kc);
   const tokens = new TokenStore(kc, config.namespace);
-  const nc: NatsConnection = await connectNats({ urls: config.nats.urls, name: `isthmus-hub-${config.replicaId}`, tls: await tlsFromFiles(config.nats), log });
+  const nkeySeed = config.nats.nkeySeedFile ? await readFile(config.nats.nkeySeedFile, 'utf8') : undefined;
+  const nc: NatsConnection = await connectNats({ urls: config.nats.urls, name: `isthmus-hub-${config.replicaId}`, tls: await tlsFromFiles(config.nats), log, ...(nkeySeed ? { nkeySeed } : {}) });
   const catalog = createCatalog({ nc, memberCache, log: log.child({ part: 'catalog' }) });
   informer.addEventHandler(() => catalog.onMembersChanged());
 

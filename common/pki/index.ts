@@ -36,6 +36,7 @@ export {
   DEFAULT_HUB_SVID_LIFETIME_MS,
   DEFAULT_INTERMEDIATE_LIFETIME_MS,
   DEFAULT_ROOT_LIFETIME_MS,
+  AGENT_CERTIFICATE_SUBJECT,
   RootAuthority,
   intermediateSubject,
   type IssuedCertificate,

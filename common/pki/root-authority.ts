@@ -47,6 +47,9 @@ export interface SignOptions {
   readonly now?: Date;
 }
 
+/** Subject of every agent certificate (the identity itself is the URI SAN). */
+export const AGENT_CERTIFICATE_SUBJECT = 'OU=isthmus-agent,O=isthmus';
+
 /** `CN=isthmus cluster <id>,O=isthmus,OU=<id>`; the URI SAN carries the same id for the verifier. */
 export function intermediateSubject(clusterId: string): string {
   return `CN=isthmus cluster ${clusterId},O=isthmus,OU=${clusterId}`;
@@ -151,12 +154,15 @@ export class RootAuthority {
     return issued(certificate);
   }
 
-  /** Signs `spiffe://<td>/cluster/<id>/agent` for the key in `csr`. */
+  /**
+   * Signs `spiffe://<td>/cluster/<id>/agent` for the key in `csr`. Every agent certificate has the
+   * same subject, AGENT_CERTIFICATE_SUBJECT, so NATS can map all agents to one read-only user.
+   */
   async signAgentCertificate(clusterId: string, csr: string | Uint8Array, options: SignOptions = {}): Promise<IssuedCertificate> {
     const spiffeId = formatSpiffeId({ kind: 'agent', trustDomain: this.trustDomain, clusterId: parseClusterId(clusterId) });
     const publicKey = await readCertificateRequest(csr);
     const validity = validityWindow(options.now ?? new Date(), options.lifetimeMs ?? DEFAULT_AGENT_CERTIFICATE_LIFETIME_MS);
-    return issued(await issueCertificate(svidTemplate(spiffeId, publicKey, validity), this.#issuer));
+    return issued(await issueCertificate({ ...svidTemplate(spiffeId, publicKey, validity), subject: AGENT_CERTIFICATE_SUBJECT }, this.#issuer));
   }
 
   /** The hub's own serving and client identity, `spiffe://<td>/hub`, with a key generated here. */

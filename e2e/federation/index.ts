@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { CustomObjectsApi } from '@kubernetes/client-node';
+import { nkeys } from '@nats-io/transport-node';
 import { stringify as stringifyYaml } from 'yaml';
+import { federationNatsUsers } from '../../common/nats-authorization.ts';
 import { ISTHMUS_GROUP, ISTHMUS_VERSION, MEMBER_CLUSTER_PLURAL, type MemberCluster } from '../../common/api/isthmus.ts';
 import { EKU, certificateToPem, generateKeyPair, issueCertificate, privateKeyToPem } from '../../common/pki/x509.ts';
 import { freePort } from '../testbed/ports.ts';
@@ -86,11 +88,14 @@ export class Federation implements AsyncDisposable {
       { subject: 'CN=nats', publicKey: natsKeys.publicKey, notAfter: new Date(Date.now() + 30 * day), isCa: false, san: { ip: ['127.0.0.1'], dns: ['localhost'] }, extendedKeyUsages: [EKU.serverAuth] },
       { certificate: root, keys: rootKeys },
     );
+    // The hub writes to NATS with an nkey; agents are mapped read-only by their certificate.
+    const hubNkey = nkeys.createUser();
     const names = ['hub', ...Array.from({ length: memberCount }, (_, i) => `cluster-${String.fromCharCode(97 + i)}`)];
     const bed = await startTestbed({
       names,
       natsTrustedCas: [rootPem],
       natsServerCertificate: { certPem: certificateToPem(natsCert), keyPem: await privateKeyToPem(natsKeys.privateKey), caPem: rootPem },
+      natsUsers: federationNatsUsers(hubNkey.getPublicKey()),
     });
     try {
       const dir = join(bed.dir, 'federation');
@@ -103,7 +108,9 @@ export class Federation implements AsyncDisposable {
         natsCa: join(dir, 'nats-ca.crt'),
         natsCert: join(dir, 'hub-nats.crt'),
         natsKey: join(dir, 'hub-nats.key'),
+        natsSeed: join(dir, 'hub-nats.nk'),
       };
+      writeFileSync(files.natsSeed, new TextDecoder().decode(hubNkey.getSeed()), { mode: 0o600 });
       writeFileSync(files.rootCert, rootPem);
       writeFileSync(files.rootKey, await privateKeyToPem(rootKeys.privateKey), { mode: 0o600 });
       writeFileSync(files.natsCa, rootPem);
@@ -127,7 +134,7 @@ export class Federation implements AsyncDisposable {
             autoAccept: options.autoAccept ?? true,
             heartbeat: { interval: options.heartbeatInterval ?? '1s', missedBeforeUnknown: options.missedBeforeUnknown ?? 3 },
             certificates: { rootCertFile: files.rootCert, rootKeyFile: files.rootKey },
-            nats: { urls: [nats.url], caFile: files.natsCa, certFile: files.natsCert, keyFile: files.natsKey },
+            nats: { urls: [nats.url], caFile: files.natsCa, certFile: files.natsCert, keyFile: files.natsKey, nkeySeedFile: files.natsSeed },
             ...(options.leaderElection ? { leaderElection: options.leaderElection } : {}),
           }),
         );

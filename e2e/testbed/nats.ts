@@ -1,7 +1,7 @@
 // A real nats-server with JetStream, TLS and client-certificate authentication, on loopback.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, nkeyAuthenticator, nkeys, type NatsConnection } from '@nats-io/transport-node';
 import type { Binaries } from './binaries.ts';
 import { TestCa, writePem, type PemFiles } from './certs.ts';
 import { freePort } from './ports.ts';
@@ -22,11 +22,13 @@ export class LocalNats {
   readonly ca: TestCa;
   /** The CA that signed the server's certificate (what clients must trust). */
   readonly serverCaPem: string;
+  /** With authorization on: the nkey seed of a user with full permissions (the test bed's own clients). */
+  readonly adminSeed: string | undefined;
   readonly #launch: () => Promise<ManagedProcess>;
   readonly #timeoutMs: number;
   #process: ManagedProcess;
 
-  private constructor(init: { url: string; monitorUrl: string; process: ManagedProcess; ca: TestCa; serverCaPem: string; launch: () => Promise<ManagedProcess>; timeoutMs: number }) {
+  private constructor(init: { url: string; monitorUrl: string; process: ManagedProcess; ca: TestCa; serverCaPem: string; launch: () => Promise<ManagedProcess>; timeoutMs: number; adminSeed: string | undefined }) {
     this.url = init.url;
     this.monitorUrl = init.monitorUrl;
     this.#process = init.process;
@@ -34,6 +36,7 @@ export class LocalNats {
     this.serverCaPem = init.serverCaPem;
     this.#launch = init.launch;
     this.#timeoutMs = init.timeoutMs;
+    this.adminSeed = init.adminSeed;
   }
 
   get process(): ManagedProcess {
@@ -44,7 +47,12 @@ export class LocalNats {
     supervisor: ProcessSupervisor,
     binaries: Binaries,
     timeoutMs: number,
-    tls: { trustedCas: readonly string[]; serverCertificate?: { certPem: string; keyPem: string; caPem: string } | undefined },
+    tls: {
+      trustedCas: readonly string[];
+      serverCertificate?: { certPem: string; keyPem: string; caPem: string } | undefined;
+      /** nats-server `users` entries; when given, certificates map to users and the test bed's clients use an admin nkey. */
+      users?: readonly string[] | undefined;
+    },
   ): Promise<LocalNats> {
     const dir = join(supervisor.dir, 'nats');
     await mkdir(dir, { recursive: true });
@@ -52,18 +60,19 @@ export class LocalNats {
     const serving = tls.serverCertificate
       ? await writePem(dir, 'nats-server', tls.serverCertificate)
       : await ca.issue('nats-server', 'CN=nats-server', { dns: ['localhost'], ip: ['127.0.0.1'], server: true });
+    const admin = tls.users ? nkeys.createUser() : undefined;
     const clientCaFile = join(dir, 'client-cas.pem');
     await writeFile(clientCaFile, [ca.caPem, ...tls.trustedCas].join('\n'));
     for (let attempt = 1; ; attempt++) {
       const [port, monitorPort] = [await freePort(), await freePort()];
       const configFile = join(dir, 'nats.conf');
-      await writeFile(configFile, renderConfig({ port, monitorPort, dir, clientCaFile, serving }));
+      await writeFile(configFile, renderConfig({ port, monitorPort, dir, clientCaFile, serving, users: admin && tls.users ? [`{ nkey: "${admin.getPublicKey()}" }`, ...tls.users] : undefined }));
       const monitorUrl = `http://127.0.0.1:${monitorPort}`;
       const launch = (): Promise<ManagedProcess> => supervisor.start({ name: 'nats-server', command: binaries.natsServer, args: ['-c', configFile] });
       const process = await launch();
       try {
         await waitUntilHealthy(process, monitorUrl, timeoutMs);
-        return new LocalNats({ url: `tls://127.0.0.1:${port}`, monitorUrl, process, ca, serverCaPem: tls.serverCertificate?.caPem ?? ca.caPem, launch, timeoutMs });
+        return new LocalNats({ url: `tls://127.0.0.1:${port}`, monitorUrl, process, ca, serverCaPem: tls.serverCertificate?.caPem ?? ca.caPem, launch, timeoutMs, adminSeed: admin && new TextDecoder().decode(admin.getSeed()) });
       } catch (err) {
         await process.stop();
         if (attempt >= 3) throw err;
@@ -91,7 +100,13 @@ export class LocalNats {
 
   async connect(name: string): Promise<NatsConnection> {
     const creds = await this.clientCredentials(name);
-    return connect({ servers: this.url, name, tls: { ca: creds.ca, cert: creds.cert, key: creds.key }, maxReconnectAttempts: -1 });
+    return connect({
+      servers: this.url,
+      name,
+      tls: { ca: creds.ca, cert: creds.cert, key: creds.key },
+      ...(this.adminSeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(this.adminSeed)) } : {}),
+      maxReconnectAttempts: -1,
+    });
   }
 }
 
@@ -102,13 +117,14 @@ async function waitUntilHealthy(process: ManagedProcess, monitorUrl: string, tim
   }, timeoutMs, 50);
 }
 
-function renderConfig(c: { port: number; monitorPort: number; dir: string; clientCaFile: string; serving: PemFiles }): string {
+function renderConfig(c: { port: number; monitorPort: number; dir: string; clientCaFile: string; serving: PemFiles; users: readonly string[] | undefined }): string {
   return [
     `listen: "127.0.0.1:${c.port}"`,
     `http: "127.0.0.1:${c.monitorPort}"`,
     'server_name: isthmus-testbed',
     `jetstream { store_dir: "${join(c.dir, 'jetstream')}", max_memory_store: 268435456, max_file_store: 1073741824 }`,
-    `tls { cert_file: "${c.serving.certFile}", key_file: "${c.serving.keyFile}", ca_file: "${c.clientCaFile}", verify: true, timeout: 2 }`,
+    `tls { cert_file: "${c.serving.certFile}", key_file: "${c.serving.keyFile}", ca_file: "${c.clientCaFile}", ${c.users ? 'verify_and_map' : 'verify'}: true, timeout: 2 }`,
+    ...(c.users ? [`authorization { users: [\n  ${c.users.join(',\n  ')}\n] }`] : []),
     '',
   ].join('\n');
 }
