@@ -2,7 +2,7 @@
 // (Prometheus) on one small HTTP listener.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { collectDefaultMetrics, register, type Registry } from 'prom-client';
 
 export interface StatusServerOptions {
   readonly host: string;
@@ -17,11 +17,17 @@ export interface StatusServer {
   close(): Promise<void>;
 }
 
-export function createMetricsRegistry(component: string): Registry {
-  const registry = new Registry();
-  registry.setDefaultLabels({ component });
-  collectDefaultMetrics({ register: registry });
-  return registry;
+let defaultMetricsCollected = false;
+
+/**
+ * The process's registry: prom-client's global one, so metrics that library code declares at
+ * module level (e.g. peer verification failures) are served too. One component per process.
+ */
+export function processMetricsRegistry(component: string): Registry {
+  register.setDefaultLabels({ component });
+  if (!defaultMetricsCollected) collectDefaultMetrics({ register });
+  defaultMetricsCollected = true;
+  return register;
 }
 
 export async function startStatusServer(options: StatusServerOptions): Promise<StatusServer> {

@@ -137,6 +137,14 @@ describe('cluster registration', () => {
       await nc.close();
     }
     await waitFor('cluster-c agent refused', () => Promise.resolve(/no longer a member/.test(fed.agent('cluster-c')?.logTail(50) ?? '')), 10_000);
+    // The refusal reason reaches the hubs' metrics.
+    const refusals = await Promise.all(
+      fed.hubs.map(async (hub) => {
+        const text = await (await fetch(`http://127.0.0.1:${hub.statusPort}/metrics`)).text();
+        return Number(/isthmus_peer_verification_failures_total\{[^}]*reason="NOT_A_MEMBER"[^}]*\} (\d+)/.exec(text)?.[1] ?? 0);
+      }),
+    );
+    expect(refusals.reduce((x, y) => x + y, 0)).toBeGreaterThan(0);
     const check = await fed.cli(['check'], 'cluster-c');
     console.info(`isthmus check (removed cluster):\n${check.stdout}`);
     expect(check.stdout).toMatch(/× membership: the hub refuses this cluster: cluster is not a member/);

@@ -15,7 +15,7 @@ import type { Logger } from '../common/logger.ts';
 import type { Running } from '../common/main.ts';
 import { connectNats, tlsFromFiles } from '../common/nats.ts';
 import { bundleToPem, rootPin } from '../common/pki/index.ts';
-import { createMetricsRegistry, startStatusServer, type StatusServer } from '../common/status-server.ts';
+import { processMetricsRegistry, startStatusServer, type StatusServer } from '../common/status-server.ts';
 import type { HubConfig } from './config.ts';
 import { startHealthMonitor } from './health-monitor.ts';
 import { writeHubInfo } from './hub-info.ts';
@@ -162,7 +162,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   elector.start();
   void runPeriodically(refreshIdentity, 1_000, lifetime.signal, (err) => log.warn({ err }, 'cannot refresh trust state'));
 
-  const registry = createMetricsRegistry('hub');
+  const registry = processMetricsRegistry('hub');
   const status: StatusServer = await startStatusServer({
     host: config.status.host,
     port: config.status.port,

@@ -12,7 +12,7 @@ import type { Logger } from '../common/logger.ts';
 import type { Running } from '../common/main.ts';
 import { ClusterAuthority, generateKeyPair, parseBundlePem, privateKeyToPem, rootFingerprint, startRenewal, type RenewalHandle } from '../common/pki/index.ts';
 import { createCertificateRequest } from '../common/pki/x509.ts';
-import { createMetricsRegistry, startStatusServer } from '../common/status-server.ts';
+import { processMetricsRegistry, startStatusServer } from '../common/status-server.ts';
 import { writeClusterProperties } from './about.ts';
 import { writeIstioCacerts } from './istio-cacerts.ts';
 import { writeAgentStatus, type AgentStatus } from './agent-status.ts';
@@ -228,7 +228,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extension?: M
     if (!signal.aborted) log.fatal({ err }, 'agent stopped working');
   });
 
-  const registry = createMetricsRegistry('spoke-agent');
+  const registry = processMetricsRegistry('spoke-agent');
   const statusServer = await startStatusServer({
     host: config.status.host,
     port: config.status.port,

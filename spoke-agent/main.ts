@@ -1,7 +1,8 @@
 // isthmus-agent: `node spoke-agent/main.ts --config agent.yaml [--set key=value ...]`.
 import { runComponent } from '../common/main.ts';
+import { processMetricsRegistry } from '../common/status-server.ts';
 import { startAgent } from './agent.ts';
 import { catalogExtension } from './catalog-extension.ts';
 import { agentConfigSchema } from './config.ts';
 
-await runComponent({ name: 'agent', configSchema: agentConfigSchema, start: (config, log) => startAgent(config, log, catalogExtension(log)) });
+await runComponent({ name: 'agent', configSchema: agentConfigSchema, start: (config, log) => startAgent(config, log, catalogExtension(log, processMetricsRegistry('spoke-agent'))) });
