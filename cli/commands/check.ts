@@ -108,7 +108,7 @@ export function memberChecks(kcPath: string | undefined, namespace: string): [st
         if (last === 0) return { ok: false, detail: 'no heartbeat has succeeded', hint: 'is the agent running? see its log' };
         return ageMs <= limitMs
           ? { ok: true, detail: `last heartbeat ${Math.round(ageMs / 1000)} s ago` }
-          : { ok: false, detail: `last heartbeat ${Math.round(ageMs / 1000)} s ago (limit ${limitMs / 1000} s): ${status?.lastError ?? ''}`, hint: 'the hub may be down or unreachable, or the agent stopped' };
+          : { ok: false, detail: `last heartbeat ${Math.round(ageMs / 1000)} s ago (limit ${limitMs / 1000} s)${status?.lastError ? `: ${status.lastError}` : ''}`, hint: 'the hub may be down or unreachable, or the agent stopped' };
       },
     ],
     [
