@@ -146,7 +146,12 @@ export function createImporter(options: ImporterOptions): Importer {
           if (stopped) return;
           synced = true;
           resync();
-          void queue.run(options.workers ?? IMPORTER_DEFAULTS.workers, (key) => reconciler.reconcile(key));
+          void queue.run(options.workers ?? IMPORTER_DEFAULTS.workers, async (key) => {
+            const started = performance.now();
+            const result = await reconciler.reconcile(key);
+            log.debug({ key, ms: Math.round((performance.now() - started) * 10) / 10 }, 'import reconciled');
+            return result;
+          });
           log.info({ entries: watcher.size }, 'importer synced; reconciling');
         },
         () => undefined,
