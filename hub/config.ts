@@ -57,9 +57,10 @@ export const hubConfigSchema = z
       .strict(),
     leaderElection: z
       .object({
-        leaseDuration: durationSchema.default(10_000),
-        renewDeadline: durationSchema.default(7_000),
-        retryPeriod: durationSchema.default(2_000),
+        // Takeover after a leader dies: lease expiry plus up to one retry period, ~9.5 s.
+        leaseDuration: durationSchema.default(8_000),
+        renewDeadline: durationSchema.default(6_000),
+        retryPeriod: durationSchema.default(1_500),
       })
       .strict()
       .prefault({}),
