@@ -34,6 +34,8 @@ export interface MemberExtension {
   exportCount(): number;
   /** Resolves once everything it started has stopped (after the agent's signal aborted). */
   stopped?(): Promise<void>;
+  /** New credentials (renewal, rotation): connections that authenticate with them must follow. */
+  credentialsChanged?(credentials: AgentCredentials): void;
 }
 
 function factsOf(config: AgentConfig): ClusterFacts {
@@ -132,10 +134,12 @@ export async function startAgent(config: AgentConfig, log: Logger, extension?: M
   async function adopt(next: AgentCredentials): Promise<void> {
     // Refuse unusable credentials early: the intermediate must match the key kept here.
     await ClusterAuthority.create({ trustDomain: next.trustDomain, clusterId: next.clusterId, privateKey: next.intermediateKey, intermediatePem: next.intermediateCertificate });
+    const previous = credentials;
     credentials = next;
     const identity = { trustDomain: next.trustDomain, trustBundlePem: next.trustBundlePem, agentCertificate: next.agentCertificate, agentKey: next.agentKey };
     if (session) session.updateIdentity(identity, next.hubEndpoints);
     else session = new HubSession(next.hubEndpoints, identity);
+    if (previous) extension?.credentialsChanged?.(next);
   }
 
   async function saveAndAdopt(next: AgentCredentials): Promise<void> {

@@ -1,45 +1,81 @@
 // The service catalog on top of membership: the exporter reports this cluster's ServiceExports
 // to the hub; the importer turns the hub's KV catalog into ServiceImports and EndpointSlices, and
 // tells the exporter about conflicts the hub found later (another cluster's export).
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import { parseCatalogKey } from '../common/catalog.ts';
 import type { Logger } from '../common/logger.ts';
 import { connectNats } from '../common/nats.ts';
 import type { MemberExtension } from './agent.ts';
+import type { AgentCredentials } from './credentials.ts';
 import { createExporter, hubReportSink, type Exporter } from './exports/index.ts';
 import { createImporter, type Importer } from './imports/index.ts';
 
+interface ImportSide {
+  readonly importer: Importer;
+  readonly close: () => Promise<void>;
+}
+
 export function catalogExtension(log: Logger, registry?: Registry): MemberExtension {
   let exporter: Exporter | undefined;
-  let importer: Importer | undefined;
   let exporterStopped: Promise<void> | undefined;
-  let closeNats: (() => Promise<void>) | undefined;
+  let imports: Promise<ImportSide> | undefined;
+  let context: { kc: KubeConfig; signal: AbortSignal } | undefined;
+  let natsCertificate = '';
+
+  /** NATS reads its TLS certificate once per connection: new credentials mean a new connection. */
+  async function startImports(credentials: AgentCredentials): Promise<ImportSide> {
+    const { kc, signal } = context as { kc: KubeConfig; signal: AbortSignal };
+    natsCertificate = credentials.agentCertificate;
+    // While NATS is unreachable this keeps retrying, and nothing imported is touched.
+    const nc = await connectNats({
+      urls: credentials.natsUrls,
+      name: `isthmus-agent-${credentials.clusterId}`,
+      tls: { ca: credentials.trustBundlePem, cert: credentials.agentCertificate, key: credentials.agentKey },
+      log,
+    });
+    const importer = createImporter({ kc, clusterId: credentials.clusterId, nc, log: log.child({ part: 'imports' }), ...(registry && !imports ? { registry } : {}) });
+    const target = exporter as Exporter;
+    importer.onEntry((key, entry) => {
+      const { namespace, name } = entry ?? parseCatalogKey(key);
+      target.applyCatalogConflicts(namespace, name, entry?.conflicts ?? []);
+    });
+    await importer.start(signal);
+    return {
+      importer,
+      close: async () => {
+        await importer.stop();
+        await nc.drain();
+      },
+    };
+  }
+
   return {
     async start({ kc, credentials, session, signal }) {
+      context = { kc, signal };
       exporter = createExporter({ kc, clusterId: credentials.clusterId, hub: hubReportSink(session), log: log.child({ part: 'exports' }) });
       exporterStopped = exporter.start(signal).catch((err: unknown) => log.error({ err }, 'exporter stopped with an error'));
-      // NATS is optional for membership but needed for imports: while it is unreachable the
-      // connection keeps retrying and nothing imported is touched.
-      const nc = await connectNats({
-        urls: credentials.natsUrls,
-        name: `isthmus-agent-${credentials.clusterId}`,
-        tls: { ca: credentials.trustBundlePem, cert: credentials.agentCertificate, key: credentials.agentKey },
-        log,
-      });
-      closeNats = () => nc.drain();
-      importer = createImporter({ kc, clusterId: credentials.clusterId, nc, log: log.child({ part: 'imports' }), ...(registry ? { registry } : {}) });
-      const target = exporter;
-      importer.onEntry((key, entry) => {
-        const { namespace, name } = entry ?? parseCatalogKey(key);
-        target.applyCatalogConflicts(namespace, name, entry?.conflicts ?? []);
-      });
-      await importer.start(signal);
+      imports = startImports(credentials);
+      await imports;
     },
     exportCount: () => exporter?.exportCount() ?? 0,
+    credentialsChanged: (credentials) => {
+      if (!imports || credentials.agentCertificate === natsCertificate) return;
+      const previous = imports;
+      // The new importer takes over from the cached state of the old one's objects: unchanged
+      // imports cause no writes.
+      imports = previous.then(async (side) => {
+        await side.close();
+        return startImports(credentials);
+      });
+      imports.catch((err: unknown) => log.error({ err }, 'cannot reconnect the catalog with the new certificate'));
+    },
     stopped: async () => {
       await exporterStopped;
-      await importer?.stop();
-      await closeNats?.();
+      // A connection still waiting for an unreachable NATS has nothing to close; don't wait for it.
+      const side = await Promise.race([imports?.catch(() => undefined), sleep(2_000)]);
+      await side?.close();
     },
   };
 }
