@@ -81,7 +81,9 @@ ensure() {
   echo "$name=$target"
 }
 
-command -v go >/dev/null || { log "Go is required to build the pinned binaries (apt-get install golang or see go.dev)"; exit 1; }
+# A Go new enough for k8s.io/kubernetes: the one on PATH, or one from the Go module proxy.
+PATH="$(bash "$here/ensure-go.sh"):$PATH"
+export GOTOOLCHAIN=local
 
 ensure nats-server "$NATS_SERVER_VERSION" "v$(minor_of "$NATS_SERVER_VERSION")\." \
   github.com/nats-io/nats-server/v2 github.com/nats-io/nats-server/v2
