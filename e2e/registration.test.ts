@@ -30,9 +30,12 @@ describe('cluster registration', () => {
   /** The hub does not auto-accept here: join, wait until the cluster is pending, accept it. */
   async function joinAccepted(cluster: string, with_: Awaited<ReturnType<Federation['createToken']>>): Promise<CliResult> {
     const joining = fed.join(cluster, with_);
-    await waitFor(`${cluster} pending acceptance`, async () => (await fed.memberCluster(cluster).catch(() => undefined))?.spec.accepted === false, 30_000, 100);
-    const pending = findCondition((await fed.memberCluster(cluster)).status?.conditions, 'Accepted');
-    expect(pending).toMatchObject({ status: 'False', reason: 'PendingAcceptance' });
+    // The hub creates the MemberCluster, then sets its conditions: wait for both.
+    await waitFor(`${cluster} pending acceptance`, async () => {
+      const member = await fed.memberCluster(cluster).catch(() => undefined);
+      return member?.spec.accepted === false && findCondition(member.status?.conditions, 'Accepted')?.reason === 'PendingAcceptance';
+    }, 30_000, 100);
+    expect(findCondition((await fed.memberCluster(cluster)).status?.conditions, 'Joined')).toMatchObject({ status: 'False', reason: 'PendingAcceptance' });
     const accepted = await fed.cli(['cluster', 'accept', cluster], 'hub');
     expect(accepted.stdout).toContain(`cluster ${cluster} accepted`);
     return joining;

@@ -4,7 +4,7 @@ import { CoreV1Api, type KubeConfig, type V1ConfigMap } from '@kubernetes/client
 import { z } from 'zod';
 import { IsthmusError } from '../common/errors.ts';
 import { parseInput } from '../common/config.ts';
-import { isNotFound } from '../common/kube/index.ts';
+import { isNotFound, putConfigMap } from '../common/kube/index.ts';
 
 export const HUB_INFO_CONFIGMAP = 'isthmus-hub-info';
 
@@ -16,17 +16,10 @@ export const hubInfoSchema = z.object({
 export type HubInfo = z.infer<typeof hubInfoSchema>;
 
 export async function writeHubInfo(kc: KubeConfig, namespace: string, info: HubInfo): Promise<void> {
-  const api = kc.makeApiClient(CoreV1Api);
-  const body: V1ConfigMap = {
+  await putConfigMap(kc, {
     metadata: { name: HUB_INFO_CONFIGMAP, namespace },
     data: { endpoints: info.endpoints.join(','), 'ca-pin': info.caPin, 'trust-domain': info.trustDomain },
-  };
-  try {
-    await api.replaceNamespacedConfigMap({ name: HUB_INFO_CONFIGMAP, namespace, body });
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-    await api.createNamespacedConfigMap({ namespace, body });
-  }
+  });
 }
 
 export async function readHubInfo(kc: KubeConfig, namespace: string): Promise<HubInfo> {

@@ -2,7 +2,7 @@
 // and for people: when the last heartbeat succeeded, and what the last failure said.
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { z } from 'zod';
-import { isNotFound } from '../common/kube/index.ts';
+import { isNotFound, putConfigMap } from '../common/kube/index.ts';
 
 export const AGENT_STATUS_CONFIGMAP = 'isthmus-agent-status';
 
@@ -19,15 +19,8 @@ export const agentStatusSchema = z.object({
 export type AgentStatus = z.infer<typeof agentStatusSchema>;
 
 export async function writeAgentStatus(kc: KubeConfig, namespace: string, status: AgentStatus): Promise<void> {
-  const api = kc.makeApiClient(CoreV1Api);
   const data = Object.fromEntries(Object.entries(status).map(([k, v]) => [k, String(v)]));
-  const body = { metadata: { name: AGENT_STATUS_CONFIGMAP, namespace }, data };
-  try {
-    await api.replaceNamespacedConfigMap({ name: AGENT_STATUS_CONFIGMAP, namespace, body });
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-    await api.createNamespacedConfigMap({ namespace, body });
-  }
+  await putConfigMap(kc, { metadata: { name: AGENT_STATUS_CONFIGMAP, namespace }, data });
 }
 
 export async function readAgentStatus(kc: KubeConfig, namespace: string): Promise<AgentStatus | undefined> {

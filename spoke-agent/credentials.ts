@@ -3,7 +3,7 @@
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
 import { z } from 'zod';
 import { parseInput } from '../common/config.ts';
-import { isNotFound } from '../common/kube/index.ts';
+import { isNotFound, putSecret } from '../common/kube/index.ts';
 
 export const CREDENTIALS_SECRET = 'isthmus-agent-credentials';
 export const BOOTSTRAP_SECRET = 'isthmus-join';
@@ -53,9 +53,11 @@ function field(secret: V1Secret, key: string): string | undefined {
 
 export class AgentSecrets {
   readonly #api: CoreV1Api;
+  readonly #kc: KubeConfig;
   readonly #namespace: string;
 
   constructor(kc: KubeConfig, namespace: string) {
+    this.#kc = kc;
     this.#api = kc.makeApiClient(CoreV1Api);
     this.#namespace = namespace;
   }
@@ -73,12 +75,7 @@ export class AgentSecrets {
       type: 'Opaque',
       data: { [JSON_KEY]: Buffer.from(JSON.stringify(credentials)).toString('base64') },
     };
-    const existing = await readSecret(this.#api, this.#namespace, CREDENTIALS_SECRET);
-    if (existing) {
-      await this.#api.replaceNamespacedSecret({ name: CREDENTIALS_SECRET, namespace: this.#namespace, body: { ...body, metadata: { ...body.metadata, resourceVersion: existing.metadata?.resourceVersion } } });
-    } else {
-      await this.#api.createNamespacedSecret({ namespace: this.#namespace, body });
-    }
+    await putSecret(this.#kc, body);
   }
 
   async deleteCredentials(): Promise<void> {
@@ -108,9 +105,7 @@ export class AgentSecrets {
       type: 'Opaque',
       data: { 'hub-endpoints': b64(bootstrap.hubEndpoints.join(',')), token: b64(bootstrap.token), 'ca-pin': b64(bootstrap.caPin) },
     };
-    const existing = await readSecret(this.#api, this.#namespace, BOOTSTRAP_SECRET);
-    if (existing) await this.#api.replaceNamespacedSecret({ name: BOOTSTRAP_SECRET, namespace: this.#namespace, body });
-    else await this.#api.createNamespacedSecret({ namespace: this.#namespace, body });
+    await putSecret(this.#kc, body);
   }
 
   /** The agent reports the outcome of a join on the bootstrap Secret for `isthmus join` to read. */

@@ -1,7 +1,7 @@
 // Optional: an Istio-compatible `cacerts` Secret so an in-cluster mesh issues workload
 // certificates under the federation root (the cluster intermediate becomes Istio's CA).
 import { CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
-import { isNotFound } from '../common/kube/index.ts';
+import { isNotFound, putSecret } from '../common/kube/index.ts';
 import { istioCacertsData, parseBundlePem } from '../common/pki/index.ts';
 import type { AgentCredentials } from './credentials.ts';
 
@@ -23,11 +23,6 @@ export async function writeIstioCacerts(kc: KubeConfig, namespace: string, crede
     type: 'Opaque',
     data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
   };
-  try {
-    await api.replaceNamespacedSecret({ name: ISTIO_CACERTS_SECRET, namespace, body });
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-    await api.createNamespacedSecret({ namespace, body });
-  }
+  await putSecret(kc, body);
   return true;
 }

@@ -48,3 +48,4 @@ export {
   type CustomObjectRef,
   type MergePatchOptions,
 } from './objects.ts';
+export { putConfigMap, putSecret } from './put.ts';
