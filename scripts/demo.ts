@@ -1,9 +1,13 @@
 // The README's main command (npm run demo): a local federation on embedded defaults — a hub
 // cluster running the hub, member clusters each with an agent, NATS — with every member joined
-// through a bootstrap token, then kept running until Ctrl-C.
+// through a bootstrap token and a sample service exported from the first member and imported
+// into all, then kept running until Ctrl-C.
 import { z } from 'zod';
 import { runComponent } from '../common/main.ts';
+import { ensureNamespace } from '../common/kube/index.ts';
+import { exportService, readServiceImport } from '../e2e/catalog/exports.ts';
 import { Federation } from '../e2e/federation/index.ts';
+import { waitFor } from '../e2e/testbed/index.ts';
 
 const demoConfig = z
   .object({
@@ -27,6 +31,17 @@ await runComponent({
         if (joined.code !== 0) throw new Error(`${member.name} did not join: ${joined.stderr}`);
         log.info({ cluster: member.name }, 'joined');
       }
+      // A sample export: shop/cart in the first member, imported everywhere through the hub.
+      const [first] = fed.members;
+      for (const member of fed.members) await ensureNamespace(member.kubeConfig(), 'shop');
+      if (first) await exportService(first.kubeConfig(), { namespace: 'shop', name: 'cart', ports: [{ name: 'http', port: 8080 }], endpoints: [{ ip: '198.51.100.10', zone: 'eu-west-1a' }] });
+      await waitFor('shop/cart imported in every member', async () => (await Promise.all(fed.members.map((m) => readServiceImport(m.kubeConfig(), 'shop', 'cart')))).every(Boolean), 30_000);
+      const imports = await Promise.all(
+        fed.members.map(async (m) => {
+          const imported = await readServiceImport(m.kubeConfig(), 'shop', 'cart');
+          return `  ${m.name.padEnd(9)} ServiceImport shop/cart   ips ${(imported?.spec?.ips ?? []).join(',') || '-'}   from ${(imported?.status?.clusters ?? []).map((c) => c.cluster).join(', ')}`;
+        }),
+      );
       await new Promise((r) => setTimeout(r, 2_500));
       const list = await fed.cli(['cluster', 'list'], 'hub');
       const cli = 'npx isthmus';
@@ -40,9 +55,13 @@ await runComponent({
           `  nats      ${fed.bed.nats?.url ?? ''}`,
           '',
           list.stdout,
+          `ServiceExport shop/cart in ${first?.name ?? ''}, imported through the hub:`,
+          ...imports,
+          '',
           'Try:',
           `  ${cli} cluster list --kubeconfig ${fed.hubCluster.kubeconfigPath}`,
           `  ${cli} check --kubeconfig ${fed.members[0]?.kubeconfigPath ?? ''}`,
+          `  kubectl --kubeconfig ${fed.members[1]?.kubeconfigPath ?? ''} get serviceimports,endpointslices -n shop`,
           `  ${cli} trust rotate --kubeconfig ${fed.hubCluster.kubeconfigPath}   (then: trust status)`,
           '',
           config.exitAfterSeconds > 0 ? `Tearing down in ${config.exitAfterSeconds} s.` : 'Press Ctrl-C to tear everything down.',
