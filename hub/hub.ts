@@ -27,7 +27,7 @@ import { MEMBERS_BUCKET } from '../common/catalog.ts';
 import type { MemberCache } from './membership.ts';
 import { TokenStore } from './tokens.ts';
 import { TrustStore } from './trust-store.ts';
-import { startTrustRotation } from './trust-rotation.ts';
+import { stepTrustRotation } from './trust-rotation.ts';
 import { runPeriodically } from '../common/periodic.ts';
 
 const memberClusters = customResource({ group: ISTHMUS_GROUP, version: ISTHMUS_VERSION, kind: MEMBER_CLUSTER_KIND, plural: MEMBER_CLUSTER_PLURAL, namespaced: false });
@@ -85,8 +85,11 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   let identitySequence = trust.bundle.sequence;
   const publishHubInfo = (): Promise<void> =>
     writeHubInfo(kc, config.namespace, { endpoints, caPin: rootPin(new X509Certificate(trust.signingAuthority().certificatePem)), trustDomain: trust.bundle.trustDomain });
-  const refreshIdentity = async (): Promise<void> => {
+  const rotation = { trust, memberCache, hubRootInUse: () => svidRoot, rootTtlMs: config.certificates.rootTtl, log: log.child({ part: 'trust-rotation' }) };
+  /** Every replica: re-read the trust state; the leader advances a rotation; then follow it. */
+  const trustTick = async (): Promise<void> => {
     await trust.refresh();
+    if (elector.isLeader()) await stepTrustRotation(rotation);
     const signer = trust.signingAuthority();
     if (signer.fingerprint === svidRoot && trust.bundle.sequence === identitySequence) return;
     credentials.updateIdentity(await serverIdentity(trust));
@@ -114,10 +117,6 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
       const catalogTerm = catalog.onStartedLeading(signal);
       await trust.refresh();
       await publishHubInfo();
-      startTrustRotation(
-        { trust, memberCache, hubRootInUse: () => svidRoot, rootTtlMs: config.certificates.rootTtl, onTrustChanged: refreshIdentity, log: log.child({ part: 'trust-rotation' }) },
-        signal,
-      );
       startHealthMonitor(memberCache, members, { intervalMs: config.heartbeat.interval, missedBeforeUnknown: config.heartbeat.missedBeforeUnknown }, log.child({ part: 'health' }), signal);
       const kv = await new Kvm(nc).create(MEMBERS_BUCKET, { history: 1 });
       const publisher = new MembershipPublisher(kv, memberCache, log.child({ part: 'membership' }));
@@ -160,7 +159,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     log.child({ part: 'api' }),
   );
   elector.start();
-  void runPeriodically(refreshIdentity, 1_000, lifetime.signal, (err) => log.warn({ err }, 'cannot refresh trust state'));
+  void runPeriodically(trustTick, 1_000, lifetime.signal, (err) => log.warn({ err }, 'trust state refresh or rotation step failed; retrying'));
 
   const registry = processMetricsRegistry('hub');
   const status: StatusServer = await startStatusServer({

@@ -19,13 +19,17 @@ export class MembershipPublisher {
   readonly #cache: MemberCache;
   readonly #log: Logger;
   readonly #resync: NodeJS.Timeout;
+  #published: Map<string, string> | undefined;
 
   constructor(kv: KV, cache: MemberCache, log: Logger, resyncMs = 30_000) {
     this.#kv = kv;
     this.#cache = cache;
     this.#log = log;
     void this.#queue.run(1, () => this.#reconcile());
-    this.#resync = setInterval(() => this.trigger(), resyncMs);
+    this.#resync = setInterval(() => {
+      this.#published = undefined;
+      this.trigger();
+    }, resyncMs);
     this.trigger();
   }
 
@@ -34,19 +38,30 @@ export class MembershipPublisher {
   }
 
   async #reconcile(): Promise<void> {
+    // Compared with what the bucket holds as last read or written: a heartbeat (a MemberCluster
+    // status change) costs no KV reads. The periodic resync re-reads the bucket.
+    const published = (this.#published ??= await this.#readBucket());
     const desired = new Map(this.#cache.list().filter(isCurrentMember).map((m) => [m.spec.clusterId, memberRecord(m)]));
-    const present = new Set<string>();
-    for await (const key of await this.#kv.keys()) present.add(key);
     for (const [id, record] of desired) {
-      const current = present.has(id) ? await this.#kv.get(id) : null;
-      if (current?.string() !== record) await this.#kv.put(id, record);
+      if (published.get(id) === record) continue;
+      await this.#kv.put(id, record);
+      published.set(id, record);
     }
-    for (const id of present) {
-      if (!desired.has(id)) {
-        await this.#kv.delete(id);
-        this.#log.info({ clusterId: id }, 'removed from published membership');
-      }
+    for (const id of [...published.keys()]) {
+      if (desired.has(id)) continue;
+      await this.#kv.delete(id);
+      published.delete(id);
+      this.#log.info({ clusterId: id }, 'removed from published membership');
     }
+  }
+
+  async #readBucket(): Promise<Map<string, string>> {
+    const published = new Map<string, string>();
+    for await (const key of await this.#kv.keys()) {
+      const entry = await this.#kv.get(key);
+      if (entry?.operation === 'PUT') published.set(key, entry.string());
+    }
+    return published;
   }
 
   async stop(): Promise<void> {

@@ -1,10 +1,9 @@
 // Leader-only driver of root rotation (DESIGN §3): `isthmus trust rotate` leaves a request on the
-// trust Secret; this loop starts the rotation and then advances the PKI state machine with what
+// trust Secret; each step starts the rotation and then advances the PKI state machine with what
 // the members last reported in their heartbeats (bundle sequence, root in use), applying each
 // step's actions to the persisted trust state. Re-issuing intermediates happens agent-side when
 // heartbeat responses ask for it; the hub's own SVID follows the signing root (see hub.ts).
 import type { Logger } from '../common/logger.ts';
-import { runPeriodically } from '../common/periodic.ts';
 import {
   RootAuthority,
   advanceRotation,
@@ -24,8 +23,6 @@ export interface TrustRotationDeps {
   /** Root of the SVID this hub presents now. */
   readonly hubRootInUse: () => string;
   readonly rootTtlMs: number;
-  /** Called after a new trust state was saved. */
-  readonly onTrustChanged: () => Promise<void>;
   readonly log: Logger;
 }
 
@@ -62,27 +59,28 @@ function sameStep(state: TrustState, step: RotationStep): boolean {
   return JSON.stringify(state.rotation) === JSON.stringify(step.state) && !step.actions.some((a) => a.kind === 'publish-bundle' || a.kind === 'retire-root');
 }
 
-export function startTrustRotation(deps: TrustRotationDeps, signal: AbortSignal, intervalMs = 1_000): void {
+/**
+ * One step of the rotation on the trust state as last refreshed (the hub's trust loop refreshes
+ * it and reloads its own identity after each step). A save that loses to another writer is
+ * simply retried on the next step.
+ */
+export async function stepTrustRotation(deps: TrustRotationDeps): Promise<void> {
   const { trust, log } = deps;
-  const tick = async (): Promise<void> => {
-    await trust.refresh();
-    const state = trust.state;
-    const observation = observeMembers(deps.memberCache, deps.hubRootInUse());
-    let next: TrustState | undefined;
-    const request = trust.pendingRotationRequest;
-    if (state.rotation.stage === 'stable' && request) {
-      const newRoot = await RootAuthority.generate({ trustDomain: state.bundle.trustDomain, lifetimeMs: deps.rootTtlMs });
-      const step = beginRotation(state.rotation, newRoot.fingerprint, observation);
-      next = applyRotationStep({ ...state, roots: new Map([...state.roots, [newRoot.fingerprint, newRoot]]), handledRequest: request }, step);
-      log.info({ oldRoot: state.rotation.root, newRoot: newRoot.fingerprint, bundleSequence: next.bundle.sequence }, 'root rotation started');
-    } else if (state.rotation.stage !== 'stable') {
-      const step = advanceRotation(state.rotation, observation);
-      if (!sameStep(state, step)) {
-        next = applyRotationStep(state, step);
-        log.info({ stage: step.state.stage, bundleSequence: next.bundle.sequence, waitingFor: step.status.filter((c) => !c.hasCurrentBundle || !c.onTargetRoot).map((c) => c.clusterId) }, 'root rotation advanced');
-      }
+  const state = trust.state;
+  const observation = observeMembers(deps.memberCache, deps.hubRootInUse());
+  let next: TrustState | undefined;
+  const request = trust.pendingRotationRequest;
+  if (state.rotation.stage === 'stable' && request) {
+    const newRoot = await RootAuthority.generate({ trustDomain: state.bundle.trustDomain, lifetimeMs: deps.rootTtlMs });
+    const step = beginRotation(state.rotation, newRoot.fingerprint, observation);
+    next = applyRotationStep({ ...state, roots: new Map([...state.roots, [newRoot.fingerprint, newRoot]]), handledRequest: request }, step);
+    log.info({ oldRoot: state.rotation.root, newRoot: newRoot.fingerprint, bundleSequence: next.bundle.sequence }, 'root rotation started');
+  } else if (state.rotation.stage !== 'stable') {
+    const step = advanceRotation(state.rotation, observation);
+    if (!sameStep(state, step)) {
+      next = applyRotationStep(state, step);
+      log.info({ stage: step.state.stage, bundleSequence: next.bundle.sequence, waitingFor: step.status.filter((c) => !c.hasCurrentBundle || !c.onTargetRoot).map((c) => c.clusterId) }, 'root rotation advanced');
     }
-    if (next && (await trust.save(next))) await deps.onTrustChanged();
-  };
-  void runPeriodically(tick, intervalMs, signal, (err) => log.error({ err }, 'root rotation step failed; retrying'));
+  }
+  if (next) await trust.save(next);
 }

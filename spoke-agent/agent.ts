@@ -10,8 +10,7 @@ import { ensureNamespace } from '../common/kube/index.ts';
 import { loadKubeConfig } from '../common/kubeconfig.ts';
 import type { Logger } from '../common/logger.ts';
 import type { Running } from '../common/main.ts';
-import { ClusterAuthority, generateKeyPair, parseBundlePem, privateKeyToPem, rootFingerprint, startRenewal, type RenewalHandle } from '../common/pki/index.ts';
-import { createCertificateRequest } from '../common/pki/x509.ts';
+import { ClusterAuthority, createCertificateRequest, generateKeyPair, parseBundlePem, privateKeyToPem, rootFingerprint, startRenewal, type RenewalHandle } from '../common/pki/index.ts';
 import { processMetricsRegistry, startStatusServer } from '../common/status-server.ts';
 import { writeClusterProperties } from './about.ts';
 import { writeIstioCacerts } from './istio-cacerts.ts';
@@ -154,22 +153,27 @@ export async function startAgent(config: AgentConfig, log: Logger, extension?: M
     if (!written) log.warn({ namespace: config.istioCacerts.namespace }, 'istioCacerts is on but the namespace does not exist; nothing written');
   }
 
-  async function renewAgentCertificate(): Promise<{ notBefore: Date; notAfter: Date }> {
+  /** One Renew call for the agent certificate, the intermediate (same key), or both (root rotation). */
+  async function renew(what: { agent: boolean; intermediate: boolean }): Promise<AgentCredentials> {
     const current = credentials as AgentCredentials;
-    const keys = await generateKeyPair();
-    const response = await (session as HubSession).call('Renew', { agentCsr: await createCertificateRequest(keys, `CN=isthmus agent ${current.clusterId}`), intermediateCsr: '' });
-    await saveAndAdopt({ ...current, agentCertificate: response.credentials.agentCertificate, agentKey: await privateKeyToPem(keys.privateKey), ...bundleFields(response.credentials) });
-    log.info('agent certificate renewed');
-    return validityOf(response.credentials.agentCertificate);
-  }
-
-  async function renewIntermediate(): Promise<{ notBefore: Date; notAfter: Date }> {
-    const current = credentials as AgentCredentials;
-    const authority = await ClusterAuthority.create({ trustDomain: current.trustDomain, clusterId: current.clusterId, privateKey: current.intermediateKey, intermediatePem: current.intermediateCertificate });
-    const response = await (session as HubSession).call('Renew', { agentCsr: '', intermediateCsr: await authority.createRequest() });
-    await saveAndAdopt({ ...current, intermediateCertificate: response.credentials.intermediateCertificate, ...bundleFields(response.credentials) });
-    log.info('cluster intermediate renewed');
-    return validityOf(response.credentials.intermediateCertificate);
+    const agentKeys = what.agent ? await generateKeyPair() : undefined;
+    const authority = what.intermediate
+      ? await ClusterAuthority.create({ trustDomain: current.trustDomain, clusterId: current.clusterId, privateKey: current.intermediateKey, intermediatePem: current.intermediateCertificate })
+      : undefined;
+    const response = await (session as HubSession).call('Renew', {
+      agentCsr: agentKeys ? await createCertificateRequest(agentKeys, `CN=isthmus agent ${current.clusterId}`) : '',
+      intermediateCsr: authority ? await authority.createRequest() : '',
+    });
+    const renewed: AgentCredentials = {
+      ...current,
+      ...bundleFields(response.credentials),
+      ...(agentKeys ? { agentCertificate: response.credentials.agentCertificate, agentKey: await privateKeyToPem(agentKeys.privateKey) } : {}),
+      ...(authority ? { intermediateCertificate: response.credentials.intermediateCertificate } : {}),
+    };
+    await saveAndAdopt(renewed);
+    if (agentKeys) log.info('agent certificate renewed');
+    if (authority) log.info('cluster intermediate renewed');
+    return renewed;
   }
 
   function bundleFields(c: { trustBundlePem: string; trustBundleJson: string; trustBundleSequence: number }): Partial<AgentCredentials> {
@@ -193,11 +197,8 @@ export async function startAgent(config: AgentConfig, log: Logger, extension?: M
           await saveAndAdopt({ ...current, trustBundlePem: response.trustBundlePem, trustBundleJson: response.trustBundleJson, trustBundleSequence: response.trustBundleSequence });
           log.info({ sequence: response.trustBundleSequence }, 'trust bundle updated');
         }
-        if (response.reissueIntermediate) {
-          // Root rotation: both the intermediate and the agent certificate move to the new root.
-          await renewIntermediate();
-          await renewAgentCertificate();
-        }
+        // Root rotation: both the intermediate and the agent certificate move to the new root.
+        if (response.reissueIntermediate) await renew({ agent: true, intermediate: true });
         await publishStatus({ phase: 'Member', lastHeartbeatTime: new Date().toISOString(), heartbeatIntervalSeconds: response.heartbeatIntervalSeconds, lastError: '', lastErrorCode: '', trustBundleSequence: (credentials as AgentCredentials).trustBundleSequence });
       } catch (err) {
         const code = isHubCallError(err) ? err.code : undefined;
@@ -219,8 +220,8 @@ export async function startAgent(config: AgentConfig, log: Logger, extension?: M
     await publishStatus({ phase: 'Member', heartbeatIntervalSeconds: current.heartbeatIntervalSeconds, trustBundleSequence: current.trustBundleSequence });
     resolveJoined(current);
     const onError = (what: string) => (err: unknown, retryInMs: number) => log.warn({ err: describeError(err), retryInMs }, `${what} renewal failed`);
-    renewals.push(startRenewal({ kind: 'leaf', validity: validityOf(current.agentCertificate), renew: renewAgentCertificate, onError: onError('agent certificate') }));
-    renewals.push(startRenewal({ kind: 'authority', validity: validityOf(current.intermediateCertificate), renew: renewIntermediate, onError: onError('intermediate') }));
+    renewals.push(startRenewal({ kind: 'leaf', validity: validityOf(current.agentCertificate), renew: async () => validityOf((await renew({ agent: true, intermediate: false })).agentCertificate), onError: onError('agent certificate') }));
+    renewals.push(startRenewal({ kind: 'authority', validity: validityOf(current.intermediateCertificate), renew: async () => validityOf((await renew({ agent: false, intermediate: true })).intermediateCertificate), onError: onError('intermediate') }));
     // The catalog may wait for NATS; membership (heartbeats, renewal) must not wait for it.
     extension?.start({ kc, credentials: current, session: session as HubSession, signal }).catch((err: unknown) => {
       if (!signal.aborted) log.error({ err }, 'service catalog failed to start');

@@ -2,20 +2,9 @@
 // accepts it only if its public key hashes to the pin from `isthmus token create` (kubeadm's
 // discovery-token-ca-cert-hash). The hub sends its root along in its certificate chain.
 import { X509Certificate } from 'node:crypto';
-import type { DetailedPeerCertificate } from 'node:tls';
 import { IsthmusError } from '../common/errors.ts';
 import { tlsHandshake } from '../common/tls-handshake.ts';
-import { rootPin, safeParseSpiffeId } from '../common/pki/index.ts';
-
-function chainOf(leaf: DetailedPeerCertificate): X509Certificate[] {
-  const chain: X509Certificate[] = [];
-  const seen = new Set<string>();
-  for (let cert: DetailedPeerCertificate | undefined = leaf; cert?.raw && !seen.has(cert.fingerprint256); cert = cert.issuerCertificate) {
-    seen.add(cert.fingerprint256);
-    chain.push(new X509Certificate(cert.raw));
-  }
-  return chain;
-}
+import { peerChainOf, rootPin, safeParseSpiffeId } from '../common/pki/index.ts';
 
 export interface DiscoveredHub {
   readonly caPem: string;
@@ -26,7 +15,7 @@ export interface DiscoveredHub {
 /** Learns the hub's root CA and trust domain when `endpoint` presents a chain to a root matching `pin`. */
 export async function discoverHubCa(endpoint: string, pin: string, timeoutMs = 5_000): Promise<DiscoveredHub> {
   // No verification here on purpose: the pin check below is the verification.
-  const chain = chainOf(await tlsHandshake(endpoint, { rejectUnauthorized: false }, timeoutMs));
+  const chain = peerChainOf(await tlsHandshake(endpoint, { rejectUnauthorized: false }, timeoutMs)).map((der) => new X509Certificate(der));
   const leaf = chain[0];
   const root = chain.find((cert) => cert.ca && rootPin(cert) === pin);
   if (!leaf || !root) {

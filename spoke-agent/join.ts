@@ -2,8 +2,7 @@
 // found by CA pin, the Join call answered with certificates, the result kept in a Secret.
 import { HubClient, hubChannelCredentials, isHubCallError, type ClusterFacts } from '../common/hub-api/index.ts';
 import { IsthmusError, isIsthmusError, type ErrorCode } from '../common/errors.ts';
-import { createIntermediateRequest, generateKeyPair, privateKeyToPem } from '../common/pki/index.ts';
-import { createCertificateRequest } from '../common/pki/x509.ts';
+import { createCertificateRequest, createIntermediateRequest, generateKeyPair, privateKeyToPem } from '../common/pki/index.ts';
 import type { AgentCredentials, Bootstrap } from './credentials.ts';
 import { discoverHubCa } from './hub-discovery.ts';
 import { hubIdentityCheck } from './hub-session.ts';

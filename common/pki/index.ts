@@ -56,6 +56,7 @@ export {
 export { MtlsCredentials } from './credentials.ts';
 export {
   connectMtls,
+  peerChainOf,
   createMtlsServer,
   mtlsClientOptions,
   spiffeServerIdentityCheck,

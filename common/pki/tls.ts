@@ -19,7 +19,7 @@ export interface MtlsEndpointOptions {
  * The peer's chain as sent (leaf first). Node links each certificate to its issuer; a
  * self-signed root links to itself, hence the repeat check.
  */
-function peerChainOf(certificate: PeerCertificate | DetailedPeerCertificate): Buffer[] {
+export function peerChainOf(certificate: PeerCertificate | DetailedPeerCertificate): Buffer[] {
   const chain: Buffer[] = [];
   // Without a certificate Node returns {}, hence Partial.
   let current: Partial<DetailedPeerCertificate> | undefined = certificate;

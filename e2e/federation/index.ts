@@ -15,7 +15,7 @@ import { ISTHMUS_GROUP, ISTHMUS_VERSION, MEMBER_CLUSTER_PLURAL, type MemberClust
 import { EKU, certificateToPem, generateKeyPair, issueCertificate, privateKeyToPem } from '../../common/pki/x509.ts';
 import { freePort } from '../testbed/ports.ts';
 import { httpOk } from '../testbed/probe.ts';
-import { startTestbed, waitFor, type LocalCluster, type ManagedProcess, type Testbed } from '../testbed/index.ts';
+import { startTestbed, waitForProcess, type LocalCluster, type ManagedProcess, type Testbed } from '../testbed/index.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const day = 24 * 3600_000;
@@ -178,10 +178,7 @@ export class Federation implements AsyncDisposable {
     if (!hub) throw new Error(`no hub replica ${name}`);
     hub.process = await this.bed.startProcess({ name, command: process.execPath, args: [join(repo, 'hub/main.ts'), '--config', hub.configFile] });
     const started = hub.process;
-    await waitFor(`${name} /readyz`, async () => {
-      if (!started.running) throw new Error(`${name} exited:\n${started.logTail()}`);
-      return httpOk(`http://127.0.0.1:${hub.statusPort}/readyz`);
-    }, 60_000, 100);
+    await waitForProcess(started, `${name} /readyz`, () => httpOk(`http://127.0.0.1:${hub.statusPort}/readyz`), 60_000, 100);
   }
 
   async stopHub(name: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {

@@ -13,7 +13,7 @@ import { TestCa, writeServiceAccountKeys, type PemFiles } from './certs.ts';
 import { freePort } from './ports.ts';
 import { httpOk } from './probe.ts';
 import type { ManagedProcess, ProcessSupervisor } from './processes.ts';
-import { waitFor } from './wait.ts';
+import { waitFor, waitForProcess } from './wait.ts';
 
 const crdDir = fileURLToPath(new URL('../../crds/', import.meta.url));
 
@@ -63,7 +63,7 @@ export class LocalCluster {
     const kubeconfigPath = join(dir, 'kubeconfig');
     await writeFile(kubeconfigPath, kubeconfigYaml, { mode: 0o600 });
     const tls = { ca: ca.caPem, cert: admin.certPem, key: admin.keyPem };
-    await waitFor(`${options.name}: kube-apiserver /readyz`, () => failFast(apiserver, () => httpOk(`${server}/readyz`, tls)), options.startTimeoutMs, 200);
+    await waitForProcess(apiserver, `${options.name}: kube-apiserver /readyz`, () => httpOk(`${server}/readyz`, tls), options.startTimeoutMs, 200);
     const cluster = new LocalCluster({ name: options.name, server, kubeconfigPath, kubeconfigYaml, etcd: etcd.process, apiserver, tls });
     if (options.installCrds) await cluster.installCrds(options.startTimeoutMs);
     return cluster;
@@ -114,14 +114,6 @@ export class LocalCluster {
   }
 }
 
-/** Turns a dead process into an immediate error carrying its log, instead of a slow timeout. */
-async function failFast(process: ManagedProcess, probe: () => Promise<boolean>): Promise<boolean> {
-  if (!process.running) {
-    throw new IsthmusError('ISTHMUS_PROCESS_FAILED', `${process.name} exited early:\n${process.logTail()}`);
-  }
-  return probe();
-}
-
 async function startEtcd(supervisor: ProcessSupervisor, binaries: Binaries, dir: string, options: LocalClusterOptions): Promise<{ process: ManagedProcess; url: string }> {
   for (let attempt = 1; ; attempt++) {
     const [clientPort, peerPort] = [await freePort(), await freePort()];
@@ -145,7 +137,7 @@ async function startEtcd(supervisor: ProcessSupervisor, binaries: Binaries, dir:
       ],
     });
     try {
-      await waitFor(`${options.name}: etcd /health`, () => failFast(process, () => httpOk(`${url}/health`)), options.startTimeoutMs, 50);
+      await waitForProcess(process, `${options.name}: etcd /health`, () => httpOk(`${url}/health`), options.startTimeoutMs, 50);
       return { process, url };
     } catch (err) {
       await process.stop();

@@ -14,7 +14,7 @@ export { LocalNats, type NatsClientCredentials } from './nats.ts';
 export type { ManagedProcess, StartOptions } from './processes.ts';
 export { alive, reapAbandonedTestbeds, testbedRoot } from './reaper.ts';
 export { resolveBinaries, type Binaries } from './binaries.ts';
-export { waitFor } from './wait.ts';
+export { waitFor, waitForProcess } from './wait.ts';
 
 export interface TestbedOptions {
   /** Number of clusters, named cluster-a, cluster-b, ... unless `names` is given. */

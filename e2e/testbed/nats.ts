@@ -7,7 +7,7 @@ import { TestCa, writePem, type PemFiles } from './certs.ts';
 import { freePort } from './ports.ts';
 import { httpOk } from './probe.ts';
 import type { ManagedProcess, ProcessSupervisor } from './processes.ts';
-import { waitFor } from './wait.ts';
+import { waitForProcess } from './wait.ts';
 
 export interface NatsClientCredentials {
   readonly ca: string;
@@ -111,10 +111,7 @@ export class LocalNats {
 }
 
 async function waitUntilHealthy(process: ManagedProcess, monitorUrl: string, timeoutMs: number): Promise<void> {
-  await waitFor('nats-server /healthz', async () => {
-    if (!process.running) throw new Error(`nats-server exited:\n${process.logTail()}`);
-    return httpOk(`${monitorUrl}/healthz?js-enabled-only=true`);
-  }, timeoutMs, 50);
+  await waitForProcess(process, 'nats-server /healthz', () => httpOk(`${monitorUrl}/healthz?js-enabled-only=true`), timeoutMs, 50);
 }
 
 function renderConfig(c: { port: number; monitorPort: number; dir: string; clientCaFile: string; serving: PemFiles; users: readonly string[] | undefined }): string {
