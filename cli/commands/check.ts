@@ -6,7 +6,7 @@ import { describeError } from '../../common/errors.ts';
 import { loadKubeConfig } from '../../common/kubeconfig.ts';
 import { tlsHandshake } from '../../common/tls-handshake.ts';
 import { parseBundlePem, rootPin } from '../../common/pki/index.ts';
-import { readAgentStatus } from '../../spoke-agent/agent-status.ts';
+import { readAgentStatus, type AgentStatus } from '../../spoke-agent/agent-status.ts';
 import { AgentSecrets, type AgentCredentials } from '../../spoke-agent/credentials.ts';
 import { discoverHubCa } from '../../spoke-agent/hub-discovery.ts';
 import { kubeconfigOption, stringValue, type Command } from '../command.ts';
@@ -20,7 +20,13 @@ export interface CheckResult {
   readonly hint?: string;
 }
 
-type Check = (state: { creds: AgentCredentials | undefined }) => Promise<Omit<CheckResult, 'name'>>;
+/** What the first check reads once for all the others. */
+interface CheckState {
+  creds: AgentCredentials | undefined;
+  status: AgentStatus | undefined;
+}
+
+type Check = (state: CheckState) => Omit<CheckResult, 'name'> | Promise<Omit<CheckResult, 'name'>>;
 
 function tlsReachable(endpoint: string, creds: AgentCredentials): Promise<unknown> {
   // Chain and client certificate are checked; the hub's SPIFFE identity is the agent's business.
@@ -35,7 +41,7 @@ export function memberChecks(kcPath: string | undefined, namespace: string): [st
     [
       'agent credentials',
       async (state) => {
-        state.creds = await new AgentSecrets(kc, namespace).loadCredentials();
+        [state.creds, state.status] = await Promise.all([new AgentSecrets(kc, namespace).loadCredentials(), readAgentStatus(kc, namespace)]);
         return state.creds
           ? { ok: true, detail: `cluster ${state.creds.clusterId}, trust domain ${state.creds.trustDomain}` }
           : { ok: false, detail: `no Secret ${namespace}/isthmus-agent-credentials`, hint: 'is the agent running, and did `isthmus join` succeed?' };
@@ -70,9 +76,8 @@ export function memberChecks(kcPath: string | undefined, namespace: string): [st
     ],
     [
       'membership',
-      async ({ creds }) => {
+      ({ creds, status }) => {
         if (!creds) return needsCredentials;
-        const status = await readAgentStatus(kc, namespace);
         if (!status) return { ok: false, detail: 'the agent has not reported yet', hint: 'is the agent running?' };
         if (status.phase === 'Removed') return { ok: false, detail: `the hub refuses this cluster: ${status.lastError}`, hint: 'the cluster was removed; create a token and join again under a new or freed cluster id' };
         return status.phase === 'Member' ? { ok: true, detail: `member ${status.clusterId}` } : { ok: false, detail: `agent phase ${status.phase}: ${status.lastError}`, hint: 'see the agent log' };
@@ -81,7 +86,7 @@ export function memberChecks(kcPath: string | undefined, namespace: string): [st
     [
       'certificate expiry',
       ({ creds }) => {
-        if (!creds) return Promise.resolve(needsCredentials);
+        if (!creds) return needsCredentials;
         const problems: string[] = [];
         const details: string[] = [];
         for (const [name, pem] of [['agent certificate', creds.agentCertificate], ['intermediate', creds.intermediateCertificate]] as const) {
@@ -92,16 +97,13 @@ export function memberChecks(kcPath: string | undefined, namespace: string): [st
           if (left <= 0) problems.push(`${name} expired`);
           else if (left < (to - from) * 0.1) problems.push(`${name} has under 10% of its lifetime left (renewal is failing?)`);
         }
-        return Promise.resolve(
-          problems.length === 0 ? { ok: true, detail: details.join('; ') } : { ok: false, detail: problems.join('; '), hint: 'the agent renews at half-life: check its log and hub reachability' },
-        );
+        return problems.length === 0 ? { ok: true, detail: details.join('; ') } : { ok: false, detail: problems.join('; '), hint: 'the agent renews at half-life: check its log and hub reachability' };
       },
     ],
     [
       'heartbeat freshness',
-      async ({ creds }) => {
+      ({ creds, status }) => {
         if (!creds) return needsCredentials;
-        const status = await readAgentStatus(kc, namespace);
         const last = status?.lastHeartbeatTime ? Date.parse(status.lastHeartbeatTime) : 0;
         const limitMs = 3 * (status?.heartbeatIntervalSeconds ?? 10) * 1000;
         const ageMs = Date.now() - last;
@@ -140,10 +142,13 @@ export const check: Command = {
   usage: 'isthmus check --kubeconfig <member kubeconfig>',
   options: { ...kubeconfigOption },
   run: async (ctx) => {
-    const state: { creds: AgentCredentials | undefined } = { creds: undefined };
+    const state: CheckState = { creds: undefined, status: undefined };
     const results: CheckResult[] = [];
     for (const [name, run] of memberChecks(stringValue(ctx, 'kubeconfig'), stringValue(ctx, 'namespace') ?? 'isthmus-system')) {
-      const result = await run(state).catch((err: unknown) => ({ ok: false, detail: describeError(err), hint: 'see the error' }));
+      // A check that throws (synchronously or not) becomes a failed check.
+      const result = await Promise.resolve()
+        .then(() => run(state))
+        .catch((err: unknown) => ({ ok: false, detail: describeError(err), hint: 'see the error' }));
       results.push({ name, ...result });
     }
     if (ctx.output === 'table') {
