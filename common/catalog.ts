@@ -67,6 +67,17 @@ export const catalogEntrySchema = z.object({
 });
 export type CatalogEntry = z.infer<typeof catalogEntrySchema>;
 
+/** One member as the hub publishes it in MEMBERS_BUCKET (key: the cluster id). */
+export const memberRecordSchema = z.object({
+  clusterId: z.string(),
+  region: z.string().default(''),
+  zone: z.string().default(''),
+  network: z.string().default(''),
+  gatewayAddresses: z.array(gatewayAddressSchema).default([]),
+  labels: z.record(z.string(), z.string()).default({}),
+});
+export type MemberRecord = z.infer<typeof memberRecordSchema>;
+
 /** Whether `clusterId` may import from the export of `cluster`. */
 export function mayImport(cluster: CatalogCluster, clusterId: string): boolean {
   return cluster.allowedClusters.length === 0 || cluster.allowedClusters.includes(clusterId);

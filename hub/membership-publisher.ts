@@ -5,12 +5,13 @@ import type { KV } from '@nats-io/kv';
 import type { Logger } from '../common/logger.ts';
 import { WorkQueue } from '../common/kube/index.ts';
 import type { MemberCluster } from '../common/api/isthmus.ts';
+import type { MemberRecord } from '../common/catalog.ts';
 import { isCurrentMember, type MemberCache } from './membership.ts';
-
 
 export function memberRecord(member: MemberCluster): string {
   const { clusterId, region, zone, network, gatewayAddresses, labels } = member.spec;
-  return JSON.stringify({ clusterId, region: region ?? '', zone: zone ?? '', network: network ?? '', gatewayAddresses: gatewayAddresses ?? [], labels: labels ?? {} });
+  const record: MemberRecord = { clusterId, region: region ?? '', zone: zone ?? '', network: network ?? '', gatewayAddresses: gatewayAddresses ?? [], labels: labels ?? {} };
+  return JSON.stringify(record);
 }
 
 export class MembershipPublisher {

@@ -69,7 +69,7 @@ function validityOf(pem: string): { notBefore: Date; notAfter: Date } {
   return { notBefore: new Date(cert.validFrom), notAfter: new Date(cert.validTo) };
 }
 
-export async function startAgent(config: AgentConfig, log: Logger, extension?: MemberExtension): Promise<RunningAgent> {
+export async function startAgent(config: AgentConfig, log: Logger, extensions: readonly MemberExtension[] = []): Promise<RunningAgent> {
   const kc = loadKubeConfig(config.kubeconfig || undefined);
   await ensureNamespace(kc, config.namespace);
   const secrets = new AgentSecrets(kc, config.namespace);
@@ -138,7 +138,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extension?: M
     const identity = { trustDomain: next.trustDomain, trustBundlePem: next.trustBundlePem, agentCertificate: next.agentCertificate, agentKey: next.agentKey };
     if (session) session.updateIdentity(identity, next.hubEndpoints);
     else session = new HubSession(next.hubEndpoints, identity);
-    if (previous) extension?.credentialsChanged?.(next);
+    if (previous) for (const extension of extensions) extension.credentialsChanged?.(next);
   }
 
   async function saveAndAdopt(next: AgentCredentials): Promise<void> {
@@ -188,7 +188,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extension?: M
         const response = await (session as HubSession).call('Heartbeat', {
           agentVersion: AGENT_VERSION,
           trustBundleSequence: current.trustBundleSequence,
-          exportCount: extension?.exportCount() ?? 0,
+          exportCount: extensions.reduce((sum, extension) => sum + extension.exportCount(), 0),
           intermediateExpiry: validityOf(current.intermediateCertificate).notAfter.toISOString(),
           rootInUse: rootInUse(current),
         });
@@ -223,9 +223,11 @@ export async function startAgent(config: AgentConfig, log: Logger, extension?: M
     renewals.push(startRenewal({ kind: 'leaf', validity: validityOf(current.agentCertificate), renew: async () => validityOf((await renew({ agent: true, intermediate: false })).agentCertificate), onError: onError('agent certificate') }));
     renewals.push(startRenewal({ kind: 'authority', validity: validityOf(current.intermediateCertificate), renew: async () => validityOf((await renew({ agent: false, intermediate: true })).intermediateCertificate), onError: onError('intermediate') }));
     // The catalog may wait for NATS; membership (heartbeats, renewal) must not wait for it.
-    extension?.start({ kc, credentials: current, session: session as HubSession, signal }).catch((err: unknown) => {
-      if (!signal.aborted) log.error({ err }, 'service catalog failed to start');
-    });
+    for (const extension of extensions) {
+      extension.start({ kc, credentials: current, session: session as HubSession, signal }).catch((err: unknown) => {
+        if (!signal.aborted) log.error({ err }, 'member extension failed to start');
+      });
+    }
     await heartbeatLoop();
   };
 
@@ -249,7 +251,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extension?: M
       abort.abort();
       for (const renewal of renewals) renewal.stop();
       await loop;
-      await extension?.stopped?.();
+      await Promise.all(extensions.map((extension) => extension.stopped?.()));
       session?.close();
       await statusServer.close();
     },

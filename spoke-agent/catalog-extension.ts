@@ -1,6 +1,7 @@
 // The service catalog on top of membership: the exporter reports this cluster's ServiceExports
-// to the hub; the importer turns the hub's KV catalog into ServiceImports and EndpointSlices, and
-// tells the exporter about conflicts the hub found later (another cluster's export).
+// to the hub; the importer turns the hub's KV catalog into ServiceImports and EndpointSlices that
+// lead to the local gateway's outbound listeners, and tells the exporter about conflicts the hub
+// found later (another cluster's export); the membership is mirrored for the gateway.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
@@ -10,14 +11,26 @@ import { connectNats } from '../common/nats.ts';
 import type { MemberExtension } from './agent.ts';
 import type { AgentCredentials } from './credentials.ts';
 import { createExporter, hubReportSink, type Exporter } from './exports/index.ts';
+import { gatewayListeners, type GatewayListeners } from './gateway-listeners.ts';
 import { createImporter, type Importer } from './imports/index.ts';
+import { membersMirror } from './members-mirror.ts';
 
 interface ImportSide {
   readonly importer: Importer;
   readonly close: () => Promise<void>;
 }
 
-export function catalogExtension(log: Logger, registry?: Registry): MemberExtension {
+export interface CatalogExtensionOptions {
+  readonly log: Logger;
+  readonly registry?: Registry;
+  /** The agent's namespace, where the gateway's listener table and the membership mirror live. */
+  readonly namespace: string;
+  readonly gatewayName: string;
+}
+
+export function catalogExtension(options: CatalogExtensionOptions): MemberExtension {
+  const { log, registry } = options;
+  let listeners: GatewayListeners | undefined;
   let exporter: Exporter | undefined;
   let exporterStopped: Promise<void> | undefined;
   let imports: Promise<ImportSide> | undefined;
@@ -35,7 +48,11 @@ export function catalogExtension(log: Logger, registry?: Registry): MemberExtens
       tls: { ca: credentials.trustBundlePem, cert: credentials.agentCertificate, key: credentials.agentKey },
       log,
     });
-    const importer = createImporter({ kc, clusterId: credentials.clusterId, nc, log: log.child({ part: 'imports' }), ...(registry && !imports ? { registry } : {}) });
+    const outbound = listeners as GatewayListeners;
+    const importer = createImporter({ kc, clusterId: credentials.clusterId, nc, log: log.child({ part: 'imports' }), outboundListener: outbound.lookup, ...(registry && !imports ? { registry } : {}) });
+    outbound.onChange(() => importer.resync());
+    const mirrorAbort = new AbortController();
+    const mirror = membersMirror({ kc, nc, namespace: options.namespace, log }).run(mirrorAbort.signal);
     const target = exporter as Exporter;
     importer.onEntry((key, entry) => {
       const { namespace, name } = entry ?? parseCatalogKey(key);
@@ -45,7 +62,8 @@ export function catalogExtension(log: Logger, registry?: Registry): MemberExtens
     return {
       importer,
       close: async () => {
-        await importer.stop();
+        mirrorAbort.abort();
+        await Promise.all([importer.stop(), mirror]);
         await nc.drain();
       },
     };
@@ -54,6 +72,8 @@ export function catalogExtension(log: Logger, registry?: Registry): MemberExtens
   return {
     async start({ kc, credentials, session, signal }) {
       context = { kc, signal };
+      listeners = gatewayListeners({ kc, namespace: options.namespace, gatewayName: options.gatewayName, log });
+      listeners.start();
       exporter = createExporter({ kc, clusterId: credentials.clusterId, hub: hubReportSink(session), log: log.child({ part: 'exports' }) });
       exporterStopped = exporter.start(signal).catch((err: unknown) => log.error({ err }, 'exporter stopped with an error'));
       imports = startImports(credentials);
@@ -76,6 +96,7 @@ export function catalogExtension(log: Logger, registry?: Registry): MemberExtens
       // A connection still waiting for an unreachable NATS has nothing to close; don't wait for it.
       const side = await Promise.race([imports?.catch(() => undefined), sleep(2_000)]);
       await side?.close();
+      await listeners?.stop();
     },
   };
 }

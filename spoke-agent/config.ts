@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { dns1123LabelSchema, gatewayAddressSchema, labelValueSchema, qualifiedNameSchema } from '../common/api/index.ts';
 import { durationSchema } from '../common/duration.ts';
+import { DEFAULT_GATEWAY_NAME } from '../common/gateway-contract.ts';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -19,6 +20,8 @@ export const agentConfigSchema = z
     /** Path to this member cluster's kubeconfig; empty means in-cluster or $KUBECONFIG. */
     kubeconfig: z.string().default(''),
     namespace: dns1123LabelSchema.default('isthmus-system'),
+    /** The east-west gateway the agent issues a certificate for (its SPIFFE ID ends in /gateway/<name>). */
+    gatewayName: dns1123LabelSchema.default(DEFAULT_GATEWAY_NAME),
     status: z
       .object({ host: z.string().default('0.0.0.0'), port: z.number().int().min(0).max(65535).default(9091) })
       .strict()

@@ -4,5 +4,14 @@ import { processMetricsRegistry } from '../common/status-server.ts';
 import { startAgent } from './agent.ts';
 import { catalogExtension } from './catalog-extension.ts';
 import { agentConfigSchema } from './config.ts';
+import { gatewayProvisioner } from './gateway-provisioner.ts';
 
-await runComponent({ name: 'agent', configSchema: agentConfigSchema, start: (config, log) => startAgent(config, log, catalogExtension(log, processMetricsRegistry('spoke-agent'))) });
+await runComponent({
+  name: 'agent',
+  configSchema: agentConfigSchema,
+  start: (config, log) =>
+    startAgent(config, log, [
+      catalogExtension({ log, registry: processMetricsRegistry('spoke-agent'), namespace: config.namespace, gatewayName: config.gatewayName }),
+      gatewayProvisioner({ log, namespace: config.namespace, gatewayName: config.gatewayName }),
+    ]),
+});

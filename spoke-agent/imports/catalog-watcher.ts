@@ -1,4 +1,4 @@
-// Watches the whole catalog bucket (DESIGN §5) and keeps the last valid entry of every key in
+// Watches a whole KV bucket (the catalog by default, DESIGN §5; also the membership) and keeps the last valid entry of every key in
 // memory. After any interruption (the watch ending, an error, a reconnect) it watches again from
 // the last revision it processed; a watch that stalls without ending makes it read the bucket
 // again in full. An outage of the hub or NATS only freezes what it knows: keys go away because
@@ -7,15 +7,34 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kvm, KvWatchInclude, type KV, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
+import { ZodError } from 'zod';
 import { CATALOG_BUCKET, catalogEntrySchema, catalogKey, type CatalogEntry } from '../../common/catalog.ts';
 import { IsthmusError, describeError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 
 /** Called after a key's entry changed; `entry` is undefined once the key is gone. Must not block. */
-export type CatalogListener = (key: string, entry: CatalogEntry | undefined) => void;
+export type CatalogListener<T = CatalogEntry> = (key: string, entry: T | undefined) => void;
 
-export interface CatalogWatcherOptions {
+/** Which bucket to mirror and how its values are read; a value `parse` throws on is skipped. */
+export interface KvSource<T> {
+  readonly bucket: string;
+  readonly parse: (key: string, value: unknown) => T;
+}
+
+/** The federated catalog (the default source). */
+export const catalogSource: KvSource<CatalogEntry> = {
+  bucket: CATALOG_BUCKET,
+  parse: (key, value) => {
+    const entry = catalogEntrySchema.parse(value);
+    if (catalogKey(entry.namespace, entry.name) !== key) throw new Error(`entry names ${entry.namespace}/${entry.name}`);
+    return entry;
+  },
+};
+
+export interface CatalogWatcherOptions<T = CatalogEntry> {
   readonly nc: NatsConnection;
+  /** Default: the catalog bucket. */
+  readonly source?: KvSource<T>;
   readonly log: Logger;
   /** Delay before watching again after a short-lived watch: doubles from initialMs up to maxMs. */
   readonly retry?: { readonly initialMs?: number; readonly maxMs?: number };
@@ -30,14 +49,15 @@ export const CATALOG_WATCHER_DEFAULTS = {
   progressCheckMs: 10_000,
 } as const;
 
-export class CatalogWatcher {
+export class CatalogWatcher<T = CatalogEntry> {
   readonly #nc: NatsConnection;
+  readonly #source: KvSource<T>;
   readonly #log: Logger;
   readonly #retry: { readonly initialMs: number; readonly maxMs: number };
   readonly #progressCheckMs: number;
   /** Valid entries by key, with their JSON to tell a real change from a re-put. */
-  readonly #entries = new Map<string, { readonly entry: CatalogEntry; readonly json: string }>();
-  readonly #listeners = new Set<CatalogListener>();
+  readonly #entries = new Map<string, { readonly entry: T; readonly json: string }>();
+  readonly #listeners = new Set<CatalogListener<T>>();
   readonly #syncedPromise: Promise<void>;
   #resolveSynced!: () => void;
   #rejectSynced!: (err: Error) => void;
@@ -57,8 +77,9 @@ export class CatalogWatcher {
   #restarts = 0;
   #malformed = 0;
 
-  constructor(options: CatalogWatcherOptions) {
+  constructor(options: CatalogWatcherOptions<T>) {
     this.#nc = options.nc;
+    this.#source = options.source ?? (catalogSource as unknown as KvSource<T>);
     this.#log = options.log;
     this.#retry = { ...CATALOG_WATCHER_DEFAULTS.retry, ...options.retry };
     this.#progressCheckMs = options.progressCheckMs ?? CATALOG_WATCHER_DEFAULTS.progressCheckMs;
@@ -85,7 +106,7 @@ export class CatalogWatcher {
     return this.#synced;
   }
 
-  get(key: string): CatalogEntry | undefined {
+  get(key: string): T | undefined {
     return this.#entries.get(key)?.entry;
   }
 
@@ -113,7 +134,7 @@ export class CatalogWatcher {
   }
 
   /** Registers a listener; returns its removal. */
-  onChange(listener: CatalogListener): () => void {
+  onChange(listener: CatalogListener<T>): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
@@ -147,7 +168,7 @@ export class CatalogWatcher {
 
   /** One watch, until it ends: a full snapshot first (and after a stall), else a resume. */
   async #watchOnce(): Promise<void> {
-    this.#kv ??= await new Kvm(this.#nc).open(CATALOG_BUCKET);
+    this.#kv ??= await new Kvm(this.#nc).open(this.#source.bucket);
     const status = await this.#kv.status();
     const lastSeq = status.streamInfo.state.last_seq;
     if (lastSeq < this.#revision) {
@@ -243,23 +264,20 @@ export class CatalogWatcher {
     this.#notify(key, undefined);
   }
 
-  #parse(kvEntry: KvWatchEntry): CatalogEntry | undefined {
+  #parse(kvEntry: KvWatchEntry): T | undefined {
     const { key, revision } = kvEntry;
     let problem: string;
     try {
-      const parsed = catalogEntrySchema.safeParse(kvEntry.json());
-      if (!parsed.success) problem = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
-      else if (catalogKey(parsed.data.namespace, parsed.data.name) !== key) problem = `entry names ${parsed.data.namespace}/${parsed.data.name}`;
-      else return parsed.data;
+      return this.#source.parse(key, kvEntry.json());
     } catch (err) {
-      problem = describeError(err);
+      problem = err instanceof ZodError ? err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : describeError(err);
     }
     this.#malformed++;
-    this.#log.error({ key, revision, problem }, 'malformed catalog entry skipped');
+    this.#log.error({ bucket: this.#source.bucket, key, revision, problem }, 'malformed entry skipped');
     return undefined;
   }
 
-  #notify(key: string, entry: CatalogEntry | undefined): void {
+  #notify(key: string, entry: T | undefined): void {
     for (const listener of this.#listeners) {
       try {
         listener(key, entry);

@@ -48,24 +48,36 @@ describe('planImport', () => {
     expect(plan?.serviceImport(['10.96.0.9'])['spec']).toMatchObject({ type: 'Headless', ips: null, sessionAffinityConfig: null });
   });
 
-  it('prefers IPv4 gateway addresses and lists every gateway address in the annotation', () => {
+  it('names the local outbound listener in every source slice and keeps the remote gateways in an annotation', () => {
     const cluster = { ...entry().clusters[0], gatewayAddresses: [{ address: 'gw.example.org', port: 15443 }, { address: '10.1.0.2', port: 15443 }, { address: 'fd00::1', port: 15443 }] };
-    const [slice] = planImport(entry({ clusters: [cluster] }), 'east')?.slices ?? [];
-    expect(slice).toMatchObject({ addressType: 'IPv4', endpoints: [{ addresses: ['10.1.0.2'], zone: 'w-1', conditions: { ready: true } }] });
+    const plan = planImport(entry({ clusters: [cluster] }), 'east', () => ({ address: '10.0.0.10', port: 20_080 }));
+    const [slice] = plan?.slices ?? [];
+    expect(slice).toMatchObject({ addressType: 'IPv4', endpoints: [{ addresses: ['10.0.0.10'], zone: 'w-1', conditions: { ready: true } }], ports: [{ name: 'http', port: 20_080 }] });
+    expect(slice?.metadata.labels).toMatchObject({ 'kubernetes.io/service-name': derivedServiceName('shop', 'web'), 'multicluster.kubernetes.io/source-cluster': 'west' });
     expect(JSON.parse(slice?.metadata.annotations['isthmus.dev/gateway-addresses'] ?? '')).toHaveLength(3);
   });
 
-  it('leaves out addresses an EndpointSlice may not name, and says which', () => {
-    const cluster = { ...entry().clusters[0], gatewayAddresses: [{ address: '127.0.0.1', port: 15443 }, { address: '10.1.0.3', port: 15443 }] };
-    const plan = planImport(entry({ clusters: [cluster] }), 'east', () => ({ address: '169.254.1.1', port: 1 }));
-    expect(plan?.slices.map((s) => s['endpoints'])).toEqual([[{ addresses: ['10.1.0.3'], conditions: { ready: true, serving: true }, zone: 'w-1' }]]);
-    expect(plan?.refusedAddresses).toEqual(['127.0.0.1', '169.254.1.1']);
+  it('has no endpoints and a Ready=False condition until the gateway listens', () => {
+    const plan = planImport(entry(), 'east', () => undefined);
+    expect(plan?.slices.map((s) => s['endpoints'])).toEqual([[]]);
+    expect(plan?.ready).toMatchObject({ status: 'False', reason: 'ListenerPending' });
+    const unhealthy = planImport(entry(), 'east', () => ({ address: '10.0.0.10', port: 1, healthy: false, reason: 'every candidate ejected' }));
+    expect(unhealthy?.ready).toMatchObject({ status: 'False', reason: 'NoHealthyCandidate', message: 'every candidate ejected' });
+    expect(planImport(entry(), 'east', () => ({ address: '10.0.0.10', port: 1 }))?.ready).toMatchObject({ status: 'True' });
   });
 
-  it('groups outbound listeners by address, one slice each', () => {
-    const plan = planImport(entry({ ports: [{ name: 'http', port: 80 }, { name: 'grpc', port: 9090 }] }), 'east', (_ns, _name, port) => ({ address: port.port === 80 ? '10.0.0.10' : '10.0.0.11', port: 20_000 + port.port }));
-    const outbound = plan?.slices.filter((s) => s.metadata.labels['kubernetes.io/service-name']) ?? [];
-    expect(outbound.map((s) => s['ports'])).toEqual([[{ name: 'http', protocol: 'TCP', port: 20_080, appProtocol: undefined }], [{ name: 'grpc', protocol: 'TCP', port: 29_090, appProtocol: undefined }]]);
+  it('leaves out listener addresses an EndpointSlice may not name, and says which', () => {
+    const plan = planImport(entry(), 'east', () => ({ address: '127.0.0.1', port: 1 }));
+    expect(plan?.slices.map((s) => s['endpoints'])).toEqual([[]]);
+    expect(plan?.refusedAddresses).toEqual(['127.0.0.1']);
+  });
+
+  it('lists each exported port with its listener port', () => {
+    const plan = planImport(entry({ ports: [{ name: 'http', port: 80 }, { name: 'grpc', port: 9090 }] }), 'east', (_ns, _name, port) => ({ address: '10.0.0.10', port: 20_000 + port.port }));
+    const west = { ...entry().clusters[0], ports: [{ name: 'http', port: 80 }, { name: 'grpc', port: 9090 }] };
+    const both = planImport(entry({ ports: west.ports, clusters: [west] }), 'east', (_ns, _name, port) => ({ address: '10.0.0.10', port: 20_000 + port.port }));
+    expect(plan?.slices.map((s) => s['ports'])).toEqual([[{ name: 'http', protocol: 'TCP', port: 20_080, appProtocol: undefined }]]);
+    expect(both?.slices.map((s) => s['ports'])).toEqual([[{ name: 'http', protocol: 'TCP', port: 20_080, appProtocol: undefined }, { name: 'grpc', protocol: 'TCP', port: 29_090, appProtocol: undefined }]]);
   });
 
   it('changes the intent hash with the intent only', () => {

@@ -1,6 +1,9 @@
-// What one catalog entry should look like in this cluster: the ServiceImport, one EndpointSlice per
-// source cluster, and the clusterset Service with the EndpointSlice(s) that point at the local
-// gateway's outbound listener. Pure functions; the reconciler compares and writes.
+// What one catalog entry should look like in this cluster: the ServiceImport, the clusterset
+// Service, and one EndpointSlice per source cluster. Every slice names the local east-west
+// gateway's outbound listener (plain TCP inside the cluster; the gateway carries it over mTLS to
+// the source cluster or fails over), never a remote gateway, so kube-proxy, DNS and Gateway API
+// consumers can dial what they read; the remote gateways, locality and readiness travel as
+// annotations for the gateway. Pure functions; the reconciler compares and writes.
 import { createHash } from 'node:crypto';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import {
@@ -22,16 +25,18 @@ import {
   addressTypeOf,
   derivedServiceName,
   isEndpointAddress,
-  outboundSliceName,
   ownedLabels,
   sourceSliceName,
-  type AddressType,
 } from './naming.ts';
+import type { ConditionUpdate } from '../../common/api/conditions.ts';
 
-/** Where the local gateway listens for one port of an imported service. */
+/** Where the local gateway listens for one port of an imported service, and whether it can serve it. */
 export interface OutboundAddress {
   readonly address: string;
   readonly port: number;
+  /** False while no candidate (local endpoint or remote cluster) is healthy. Default true. */
+  readonly healthy?: boolean;
+  readonly reason?: string;
 }
 
 /** The gateway's outbound listener for a port of an imported service; undefined while it has none. */
@@ -53,10 +58,12 @@ export interface DesiredObject extends KubernetesObject {
 export interface ImportPlan {
   /** The clusterset Service (ClusterIP, or headless for a Headless import). */
   readonly service: DesiredObject;
-  /** Source clusters' slices, then the clusterset Service's outbound slices. */
+  /** One per source cluster. */
   readonly slices: readonly DesiredObject[];
   /** ServiceImport status: every exporting cluster this cluster may import from, oldest export first. */
   readonly status: { readonly clusters: readonly { readonly cluster: string }[] };
+  /** The ServiceImport's Ready condition: true once the gateway listens on every port and can serve it. */
+  readonly ready: ConditionUpdate;
   /** Addresses an EndpointSlice may not name (loopback, link-local, unspecified), left out of the slices. */
   readonly refusedAddresses: readonly string[];
   /** The ServiceImport, given the clusterset Service's cluster IPs. */
@@ -74,8 +81,8 @@ export function planImport(entry: CatalogEntry, clusterId: string, outboundListe
   const { namespace, name } = entry;
   const derivedName = derivedServiceName(namespace, name);
   const ports = slicePorts(entry.ports);
-  const listeners = outboundListeners(entry, ports, outboundListener);
-  const refusedAddresses = [...sources.flatMap((c) => c.gatewayAddresses.map((a) => a.address)), ...listeners.keys()].filter((a) => !isEndpointAddress(a));
+  const listeners = entry.ports.map((port) => outboundListener?.(namespace, name, port));
+  const refusedAddresses = listeners.flatMap((l) => (l && !isEndpointAddress(l.address) ? [l.address] : []));
   return {
     service: withIntentHash({
       apiVersion: 'v1',
@@ -83,11 +90,9 @@ export function planImport(entry: CatalogEntry, clusterId: string, outboundListe
       metadata: { name: derivedName, namespace, labels: ownedLabels(name), annotations: {} },
       spec: { type: 'ClusterIP', ...(entry.type === ServiceImportType.Headless ? { clusterIP: 'None' } : {}), ports },
     }),
-    slices: [
-      ...sources.map((cluster) => sourceSlice(entry, cluster, ports)),
-      ...outboundSlices(entry, derivedName, listeners),
-    ],
+    slices: sources.map((cluster) => sourceSlice(entry, derivedName, cluster, ports, listeners)),
     status: { clusters: sources.map((cluster) => ({ cluster: cluster.clusterId })) },
+    ready: readiness(entry, listeners),
     refusedAddresses: [...new Set(refusedAddresses)],
     serviceImport: (clusterIps) =>
       withIntentHash({
@@ -127,16 +132,20 @@ function slicePorts(ports: readonly CatalogPort[]): SlicePort[] {
 }
 
 /**
- * A source cluster's slice: its gateway addresses, ready when it reports a ready endpoint, in its
- * zone, with the resolved ports it exports itself. One address type per slice: IPv4 before IPv6
- * before hostnames; the annotation lists every gateway address with its port.
+ * A source cluster's slice: the local gateway's listener for each port that cluster exports,
+ * ready when it reports a ready endpoint, in its zone. Annotations carry what the gateway needs to
+ * reach it: its gateway addresses, locality and ready endpoints per zone.
  */
-function sourceSlice(entry: CatalogEntry, cluster: CatalogCluster, ports: readonly SlicePort[]): DesiredObject {
-  const usable = cluster.gatewayAddresses.map((a) => a.address).filter(isEndpointAddress);
-  const addressType = preferredAddressType(usable);
-  const addresses = [...new Set(usable.filter((a) => addressTypeOf(a) === addressType))];
-  const ready = cluster.endpoints.some((e) => e.ready > 0);
+function sourceSlice(entry: CatalogEntry, derivedName: string, cluster: CatalogCluster, ports: readonly SlicePort[], listeners: readonly (OutboundAddress | undefined)[]): DesiredObject {
   const exported = new Set(cluster.ports.map((p) => `${p.protocol}/${p.port}`));
+  const listening = ports.flatMap((port, index) => {
+    const listener = listeners[index];
+    return listener && isEndpointAddress(listener.address) && exported.has(`${port.protocol}/${port.port}`) ? [{ port: { ...port, port: listener.port }, address: listener.address }] : [];
+  });
+  // The gateway has one outbound address; should listeners differ, the first one's address is named.
+  const address = listening[0]?.address;
+  const sameAddress = listening.filter((l) => l.address === address);
+  const ready = cluster.endpoints.some((e) => e.ready > 0);
   const { region, zone, network, labels } = cluster;
   return withIntentHash({
     apiVersion: ENDPOINT_SLICE_API_VERSION,
@@ -148,6 +157,7 @@ function sourceSlice(entry: CatalogEntry, cluster: CatalogCluster, ports: readon
         ...ownedLabels(entry.name),
         [LABEL_ENDPOINTSLICE_MANAGED_BY]: ENDPOINTSLICE_MANAGED_BY_AGENT,
         [LABEL_SOURCE_CLUSTER]: cluster.clusterId,
+        [LABEL_KUBERNETES_SERVICE_NAME]: derivedName,
       },
       annotations: {
         [ANNOTATION_GATEWAY_ADDRESSES]: JSON.stringify(cluster.gatewayAddresses),
@@ -155,52 +165,20 @@ function sourceSlice(entry: CatalogEntry, cluster: CatalogCluster, ports: readon
         [ANNOTATION_READY_ENDPOINTS]: JSON.stringify(cluster.endpoints),
       },
     },
-    addressType,
-    endpoints: addresses.map((address) => ({ addresses: [address], conditions: { ready, serving: ready }, zone: zone || undefined })),
-    ports: ports.filter((p) => exported.has(`${p.protocol}/${p.port}`)),
+    addressType: address ? addressTypeOf(address) : 'IPv4',
+    endpoints: address ? [{ addresses: [address], conditions: { ready, serving: ready }, zone: zone || undefined }] : [],
+    ports: sameAddress.map((l) => l.port),
   });
 }
 
-function preferredAddressType(addresses: readonly string[]): AddressType {
-  const types = new Set(addresses.map(addressTypeOf));
-  return (['IPv4', 'IPv6', 'FQDN'] as const).find((type) => types.has(type)) ?? 'IPv4';
-}
-
-/** The gateway's outbound listeners by address, each with the service ports listening there. */
-function outboundListeners(entry: CatalogEntry, ports: readonly SlicePort[], outboundListener: OutboundListener | undefined): Map<string, SlicePort[]> {
-  const byAddress = new Map<string, SlicePort[]>();
-  entry.ports.forEach((port, index) => {
-    const listener = outboundListener?.(entry.namespace, entry.name, port);
-    const servicePort = ports[index];
-    if (!listener || !servicePort) return;
-    const listed = byAddress.get(listener.address) ?? [];
-    listed.push({ ...servicePort, port: listener.port });
-    byAddress.set(listener.address, listed);
-  });
-  return byAddress;
-}
-
-/** The clusterset Service's slices: one per listener address an EndpointSlice may name. */
-function outboundSlices(entry: CatalogEntry, derivedName: string, listeners: ReadonlyMap<string, SlicePort[]>): DesiredObject[] {
-  return [...listeners].filter(([address]) => isEndpointAddress(address)).map(([address, listening]) =>
-    withIntentHash({
-      apiVersion: ENDPOINT_SLICE_API_VERSION,
-      kind: 'EndpointSlice',
-      metadata: {
-        name: outboundSliceName(derivedName, address),
-        namespace: entry.namespace,
-        labels: {
-          ...ownedLabels(entry.name),
-          [LABEL_ENDPOINTSLICE_MANAGED_BY]: ENDPOINTSLICE_MANAGED_BY_AGENT,
-          [LABEL_KUBERNETES_SERVICE_NAME]: derivedName,
-        },
-        annotations: {},
-      },
-      addressType: addressTypeOf(address),
-      endpoints: [{ addresses: [address], conditions: { ready: true, serving: true } }],
-      ports: listening,
-    }),
-  );
+function readiness(entry: CatalogEntry, listeners: readonly (OutboundAddress | undefined)[]): ConditionUpdate {
+  const missing = entry.ports.filter((_, index) => !listeners[index]).map((p) => `${p.protocol}/${p.port}`);
+  if (missing.length > 0) {
+    return { type: 'Ready', status: 'False', reason: 'ListenerPending', message: `the east-west gateway has no outbound listener for ${missing.join(', ')} yet` };
+  }
+  const unhealthy = listeners.find((l) => l?.healthy === false);
+  if (unhealthy) return { type: 'Ready', status: 'False', reason: 'NoHealthyCandidate', message: unhealthy.reason || 'no local endpoint or remote cluster can serve it' };
+  return { type: 'Ready', status: 'True', reason: 'Ready', message: 'the east-west gateway listens on every port and can reach a ready endpoint' };
 }
 
 /** Stamps the hash of the whole intent, so a changed intent is told from server-side defaults. */

@@ -37,7 +37,7 @@ let outboundListener: OutboundListener = () => undefined;
 interface ServiceImportObject {
   metadata: { name: string; uid: string; resourceVersion: string; labels?: Record<string, string>; annotations?: Record<string, string> };
   spec: Record<string, unknown>;
-  status?: { clusters?: { cluster: string }[] };
+  status?: { clusters?: { cluster: string }[]; conditions?: { type: string; status: string; reason: string }[] };
 }
 
 function cluster(clusterId: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {
@@ -183,37 +183,35 @@ describe('importer', () => {
     expect(si.status?.clusters).toEqual([{ cluster: 'west' }, { cluster: CLUSTER_ID }]);
 
     const all = await slices('shop', 'web');
-    expect(all).toHaveLength(2); // no outbound listener yet: the clusterset Service has no endpoints
+    expect(all).toHaveLength(2); // one per source cluster, empty while the gateway has no outbound listener
     const west = sourceSlice(all, 'west');
     expect(west?.metadata?.labels).toMatchObject({
       'multicluster.kubernetes.io/service-name': 'web',
       'multicluster.kubernetes.io/source-cluster': 'west',
       'endpointslice.kubernetes.io/managed-by': 'agent.isthmus.dev',
       'app.kubernetes.io/managed-by': 'isthmus-agent',
+      'kubernetes.io/service-name': derivedServiceName('shop', 'web'),
     });
-    expect(west?.metadata?.labels?.['kubernetes.io/service-name']).toBeUndefined();
-    expect(west?.addressType).toBe('IPv4');
-    expect(west?.endpoints?.map((e) => [e.addresses[0], e.zone, e.conditions?.ready])).toEqual([['10.1.0.1', 'west-1a', true], ['10.1.0.2', 'west-1a', true]]);
-    expect(west?.ports?.map((p) => [p.name, p.port])).toEqual([['http', 80], ['grpc', 9090]]);
+    expect(west?.endpoints ?? []).toEqual([]);
+    expect(JSON.parse(west?.metadata?.annotations?.['isthmus.dev/gateway-addresses'] ?? '[]')).toEqual([{ address: '10.1.0.1', port: 15443 }, { address: '10.1.0.2', port: 15443 }]);
     expect(JSON.parse(west?.metadata?.annotations?.['isthmus.dev/locality'] ?? '{}')).toMatchObject({ region: 'region-west', zone: 'west-1a' });
-    const local = sourceSlice(all, CLUSTER_ID);
-    expect(local?.endpoints?.map((e) => [e.addresses[0], e.conditions?.ready])).toEqual([['10.2.0.1', false]]);
-    expect(local?.ports?.map((p) => p.port)).toEqual([80]); // the local export serves http only
+    expect(si.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'ListenerPending' });
   });
 
-  it('points the clusterset Service at the outbound listener once the gateway has one', async () => {
+  it('points every source slice at the outbound listener once the gateway has one, and turns Ready', async () => {
     outboundListener = (_namespace, name, port) => (name === 'web' ? { address: OUTBOUND_ADDRESS, port: 20_000 + port.port } : undefined);
     importer.resync();
-    const derived = derivedServiceName('shop', 'web');
-    let outbound: V1EndpointSlice | undefined;
-    await waitFor('outbound slice', async () => {
-      outbound = (await slices('shop', 'web')).find((s) => s.metadata?.labels?.['kubernetes.io/service-name'] === derived);
-      return outbound !== undefined;
+    let west: V1EndpointSlice | undefined;
+    await waitFor('source slice names the listener', async () => {
+      west = sourceSlice(await slices('shop', 'web'), 'west');
+      return (west?.endpoints?.length ?? 0) > 0;
     }, 10_000, 50);
-    expect(outbound?.metadata?.labels).toMatchObject({ 'endpointslice.kubernetes.io/managed-by': 'agent.isthmus.dev', 'app.kubernetes.io/managed-by': 'isthmus-agent' });
-    expect(outbound?.metadata?.labels?.['multicluster.kubernetes.io/source-cluster']).toBeUndefined();
-    expect(outbound?.endpoints?.map((e) => e.addresses)).toEqual([[OUTBOUND_ADDRESS]]);
-    expect(outbound?.ports?.map((p) => [p.name, p.port])).toEqual([['http', 20_080], ['grpc', 29_090]]);
+    expect(west?.endpoints?.map((e) => [e.addresses[0], e.zone, e.conditions?.ready])).toEqual([[OUTBOUND_ADDRESS, 'west-1a', true]]);
+    expect(west?.ports?.map((p) => [p.name, p.port])).toEqual([['http', 20_080], ['grpc', 29_090]]);
+    const local = sourceSlice(await slices('shop', 'web'), CLUSTER_ID);
+    expect(local?.endpoints?.map((e) => [e.addresses[0], e.conditions?.ready])).toEqual([[OUTBOUND_ADDRESS, false]]);
+    expect(local?.ports?.map((p) => p.port)).toEqual([20_080]); // the local export serves http only
+    await waitFor('Ready=True', async () => (await serviceImport('shop', 'web'))?.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True', 10_000, 50);
   });
 
   it('writes nothing for an unchanged entry, re-put or resynced', async () => {

@@ -42,11 +42,6 @@ export function sourceSliceName(name: string, clusterId: string): string {
   return `${`${name}-${clusterId}`.slice(0, MAX_NAME - suffix.length)}${suffix}`;
 }
 
-/** EndpointSlice of the clusterset Service for one outbound listener address. */
-export function outboundSliceName(derivedName: string, address: string): string {
-  return `${derivedName}-${shortHash(address, 8)}`;
-}
-
 export type AddressType = 'IPv4' | 'IPv6' | 'FQDN';
 
 export function addressTypeOf(address: string): AddressType {

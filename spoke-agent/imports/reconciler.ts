@@ -3,6 +3,7 @@
 // they match. Runs only after the catalog's first full snapshot, so an empty map never means
 // "delete everything"; objects the importer does not own are reported, never touched.
 import type { KubernetesObject, V1EndpointSlice, V1Namespace, V1Service } from '@kubernetes/client-node';
+import { setCondition, type Condition } from '../../common/api/conditions.ts';
 import { LABEL_SERVICE_NAME } from '../../common/api/mcs.ts';
 import { parseCatalogKey, type CatalogEntry } from '../../common/catalog.ts';
 import { IsthmusError } from '../../common/errors.ts';
@@ -111,7 +112,11 @@ export class ImportReconciler {
       ...owned.slices.filter((slice) => !wanted.has(slice.metadata?.name ?? '')).map((slice) => attempt(() => writer.remove(slice))),
     ]);
     const serviceImport = await attempt(() => this.#ensure(key, plan.serviceImport(service ? clusterIpsOf(service) : []), owned.serviceImport, conflicts));
-    if (serviceImport) await attempt(() => writer.ensureServiceImportStatus(serviceImport, plan.status));
+    if (serviceImport) {
+      const current = (serviceImport as { status?: { conditions?: Condition[] } }).status?.conditions;
+      const { conditions } = setCondition(current, plan.ready, new Date());
+      await attempt(() => writer.ensureServiceImportStatus(serviceImport, { ...plan.status, conditions }));
+    }
     if (failures.length > 0) {
       throw new IsthmusError('ISTHMUS_KUBE_REQUEST_FAILED', `import of ${key}: ${failures.map(describeKubeError).join('; ')}`, { cause: failures[0] });
     }
