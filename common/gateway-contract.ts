@@ -51,8 +51,21 @@ export function listenerKey(namespace: string, name: string, protocol: string, p
   return `${namespace}/${name}/${protocol}/${port}`;
 }
 
+// What the agent annotates on each source cluster's EndpointSlice for the gateway.
+/** On a source cluster's EndpointSlice: that cluster's gateway addresses with their ports (JSON). */
+export const ANNOTATION_GATEWAY_ADDRESSES = 'isthmus.dev/gateway-addresses';
+/** On a source cluster's EndpointSlice: region, zone, network and labels of that cluster (JSON). */
+export const ANNOTATION_LOCALITY = 'isthmus.dev/locality';
+/** On a source cluster's EndpointSlice: the service ports that cluster exports, as "<protocol>/<port>" (JSON). */
+export const ANNOTATION_EXPORTED_PORTS = 'isthmus.dev/exported-ports';
+/** On a source cluster's EndpointSlice: its ready endpoints per zone as the catalog reports them (JSON). */
+export const ANNOTATION_READY_ENDPOINTS = 'isthmus.dev/ready-endpoints';
+
 /** The remote gateways of one source cluster, as the agent annotates its EndpointSlice. */
 export const gatewayAddressListSchema = z.array(gatewayAddressSchema);
+export const sliceLocalitySchema = z.object({ region: z.string(), zone: z.string(), network: z.string(), labels: z.record(z.string(), z.string()) });
+export const readyEndpointsSchema = z.array(z.object({ zone: z.string(), ready: z.int().min(0), total: z.int().min(0).optional() }));
+export const exportedPortsSchema = z.array(z.string());
 
 const CLUSTERSET_SUFFIX = '.svc.clusterset.local';
 /** Answered by the inbound side itself: a health probe, never routed to a backend. */

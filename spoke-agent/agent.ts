@@ -251,7 +251,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
       abort.abort();
       for (const renewal of renewals) renewal.stop();
       await loop;
-      await Promise.all(extensions.map((extension) => extension.stopped?.()));
+      await Promise.all(extensions.map(async (extension) => extension.stopped?.()));
       session?.close();
       await statusServer.close();
     },

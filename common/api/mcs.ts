@@ -65,6 +65,10 @@ export type ServiceImportConditionType = (typeof ServiceImportConditionType)[key
 export const ServiceImportReason = {
   Ready: 'Ready',
   Pending: 'Pending',
+  /** The local east-west gateway does not listen for a port of it yet. */
+  ListenerPending: 'ListenerPending',
+  /** The gateway listens, but no local endpoint or remote cluster can serve it now. */
+  NoHealthyCandidate: 'NoHealthyCandidate',
   IPFamilyNotSupported: 'IPFamilyNotSupported',
 } as const;
 export type ServiceImportReason = (typeof ServiceImportReason)[keyof typeof ServiceImportReason];

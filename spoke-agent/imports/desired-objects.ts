@@ -12,11 +12,14 @@ import {
   LABEL_SOURCE_CLUSTER,
   MCS_API_VERSION,
   SERVICE_IMPORT_KIND,
+  ServiceImportConditionType,
+  ServiceImportReason,
   ServiceImportType,
 } from '../../common/api/mcs.ts';
 import { mayImport, type CatalogCluster, type CatalogEntry, type CatalogPort } from '../../common/catalog.ts';
 import {
   ANNOTATION_DERIVED_SERVICE,
+  ANNOTATION_EXPORTED_PORTS,
   ANNOTATION_GATEWAY_ADDRESSES,
   ANNOTATION_INTENT_HASH,
   ANNOTATION_LOCALITY,
@@ -163,6 +166,7 @@ function sourceSlice(entry: CatalogEntry, derivedName: string, cluster: CatalogC
         [ANNOTATION_GATEWAY_ADDRESSES]: JSON.stringify(cluster.gatewayAddresses),
         [ANNOTATION_LOCALITY]: JSON.stringify({ region, zone, network, labels }),
         [ANNOTATION_READY_ENDPOINTS]: JSON.stringify(cluster.endpoints),
+        [ANNOTATION_EXPORTED_PORTS]: JSON.stringify([...exported]),
       },
     },
     addressType: address ? addressTypeOf(address) : 'IPv4',
@@ -174,11 +178,11 @@ function sourceSlice(entry: CatalogEntry, derivedName: string, cluster: CatalogC
 function readiness(entry: CatalogEntry, listeners: readonly (OutboundAddress | undefined)[]): ConditionUpdate {
   const missing = entry.ports.filter((_, index) => !listeners[index]).map((p) => `${p.protocol}/${p.port}`);
   if (missing.length > 0) {
-    return { type: 'Ready', status: 'False', reason: 'ListenerPending', message: `the east-west gateway has no outbound listener for ${missing.join(', ')} yet` };
+    return { type: ServiceImportConditionType.Ready, status: 'False', reason: ServiceImportReason.ListenerPending, message: `the east-west gateway has no outbound listener for ${missing.join(', ')} yet` };
   }
   const unhealthy = listeners.find((l) => l?.healthy === false);
-  if (unhealthy) return { type: 'Ready', status: 'False', reason: 'NoHealthyCandidate', message: unhealthy.reason || 'no local endpoint or remote cluster can serve it' };
-  return { type: 'Ready', status: 'True', reason: 'Ready', message: 'the east-west gateway listens on every port and can reach a ready endpoint' };
+  if (unhealthy) return { type: ServiceImportConditionType.Ready, status: 'False', reason: ServiceImportReason.NoHealthyCandidate, message: unhealthy.reason || 'no local endpoint or remote cluster can serve it' };
+  return { type: ServiceImportConditionType.Ready, status: 'True', reason: ServiceImportReason.Ready, message: 'the east-west gateway listens on every port and can reach a ready endpoint' };
 }
 
 /** Stamps the hash of the whole intent, so a changed intent is told from server-side defaults. */

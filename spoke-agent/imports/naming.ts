@@ -14,12 +14,12 @@ export const LABEL_KUBERNETES_SERVICE_NAME = 'kubernetes.io/service-name';
 export const ANNOTATION_DERIVED_SERVICE = 'multicluster.kubernetes.io/derived-service';
 /** Hash of what the importer last wrote; a changed intent is seen even where the server adds defaults. */
 export const ANNOTATION_INTENT_HASH = 'isthmus.dev/intent-hash';
-/** On a source cluster's EndpointSlice: that cluster's gateway addresses with their ports (JSON). */
-export const ANNOTATION_GATEWAY_ADDRESSES = 'isthmus.dev/gateway-addresses';
-/** On a source cluster's EndpointSlice: region, zone, network and labels of that cluster (JSON). */
-export const ANNOTATION_LOCALITY = 'isthmus.dev/locality';
-/** On a source cluster's EndpointSlice: its ready endpoints per zone as the catalog reports them (JSON). */
-export const ANNOTATION_READY_ENDPOINTS = 'isthmus.dev/ready-endpoints';
+export {
+  ANNOTATION_EXPORTED_PORTS,
+  ANNOTATION_GATEWAY_ADDRESSES,
+  ANNOTATION_LOCALITY,
+  ANNOTATION_READY_ENDPOINTS,
+} from '../../common/gateway-contract.ts';
 
 const MAX_NAME = 63;
 

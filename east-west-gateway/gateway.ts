@@ -1,0 +1,178 @@
+// The east-west gateway of one cluster, assembled: its cluster's state (the only input) → the
+// inbound :15443 listener and one outbound listener per imported service port → the router and
+// its picker → connections spliced and tracked. The certificate and trust bundle apply to new
+// handshakes as soon as the agent rewrites them (open connections keep theirs); a cluster that
+// leaves the federation loses its open connections; SIGTERM drains.
+import type { VerifiedPeer } from '../common/pki/index.ts';
+import { MtlsCredentials } from '../common/pki/index.ts';
+import type { Logger } from '../common/logger.ts';
+import type { Running } from '../common/main.ts';
+import { loadKubeConfig } from '../common/kubeconfig.ts';
+import { WorkQueue } from '../common/kube/index.ts';
+import { processMetricsRegistry, startStatusServer } from '../common/status-server.ts';
+import { ClusterState } from './cluster-state.ts';
+import type { GatewayConfig } from './config.ts';
+import { ConnectionTracker } from './connections.ts';
+import { TargetHealthTable } from './health.ts';
+import { InboundServer } from './inbound.ts';
+import { ListenerManager } from './listeners.ts';
+import { gatewayMetrics } from './metrics.ts';
+import { RemoteProber } from './prober.ts';
+import { OutboundRouter } from './router.ts';
+import { SessionCache } from './tls-sessions.ts';
+
+export interface RunningGateway extends Running {
+  readonly statusPort: number;
+  /** The inbound port actually bound (config port 0 picks one). */
+  inboundPort(): number | undefined;
+}
+
+/** How often listener health is republished even without a change event (ejections expire silently). */
+const HEALTH_REFRESH_MS = 2_000;
+
+export async function startGateway(config: GatewayConfig, log: Logger): Promise<RunningGateway> {
+  const kc = loadKubeConfig(config.kubeconfig || undefined);
+  const state = new ClusterState({ kc, namespace: config.namespace, gatewayName: config.name, log: log.child({ part: 'state' }) });
+  const health = new TargetHealthTable({
+    settings: config.outlierDetection,
+    maxConnections: config.maxConnectionsPerCandidate,
+    onEject: (target, forMs) => {
+      gatewayMetrics.ejections.inc({ target, cause: 'outlier' });
+      log.warn({ target, forMs }, 'connect target ejected after consecutive failures');
+      listeners.republish();
+    },
+  });
+  const connections = new ConnectionTracker(log.child({ part: 'access' }));
+  const sessions = new SessionCache<VerifiedPeer>();
+  let credentials: MtlsCredentials | undefined;
+  let inbound: InboundServer | undefined;
+  let inboundPort: number | undefined;
+  let draining = false;
+
+  const prober = new RemoteProber({ settings: config.probe, credentials: () => credentials, sessions, log, onChange: () => listeners.republish() });
+  const router = new OutboundRouter({
+    clusterId: config.clusterId,
+    state,
+    credentials: () => credentials,
+    health,
+    prober,
+    sessions,
+    connections,
+    connectTimeoutMs: config.connectTimeout,
+    idleTimeoutMs: config.idleTimeout,
+    log,
+  });
+  const listeners = new ListenerManager({
+    kc,
+    namespace: config.namespace,
+    gatewayName: config.name,
+    address: config.outbound.address,
+    portRange: config.outbound.portRange,
+    log,
+    onConnection: (port, socket) => void router.route(port, socket),
+    health: (port) => {
+      const { plan } = router.plan(port);
+      return [...plan.clusters.values()].some((share) => share > 0)
+        ? { healthy: true, reason: '' }
+        : { healthy: false, reason: 'no cluster has a ready endpoint the gateway can reach' };
+    },
+  });
+
+  // Route changes are coalesced: one reconcile of listeners and probe targets at a time.
+  const routesQueue = new WorkQueue<string>({ name: 'gateway-routes', logger: log, maxDelayMs: 10_000 });
+  const reconcileRoutes = async (): Promise<void> => {
+    const ports = state.importedPorts();
+    const remotes = new Map<string, readonly { address: string; port: number }[]>();
+    for (const port of ports) {
+      for (const source of state.sourceClusters(port.namespace, port.name)) {
+        if (source.locality.clusterId !== config.clusterId) remotes.set(source.locality.clusterId, source.gatewayAddresses);
+      }
+    }
+    prober.setTargets(remotes);
+    await listeners.reconcile(ports);
+  };
+
+  const applyIdentity = async (): Promise<void> => {
+    const identity = state.identity;
+    if (!identity) return;
+    if (!credentials) {
+      credentials = new MtlsCredentials({ svid: identity.svid, bundle: identity.bundle, members: state.members?.keys() ?? [] });
+      inbound = new InboundServer({ clusterId: config.clusterId, credentials, state, health, connections, connectTimeoutMs: config.connectTimeout, idleTimeoutMs: config.idleTimeout, log: log.child({ part: 'inbound' }) });
+      inboundPort = await inbound.listen(config.inbound.host, config.inbound.port);
+      log.info({ host: config.inbound.host, port: inboundPort, spiffeId: identity.svid.spiffeId }, 'inbound listener open');
+      prober.start();
+      return;
+    }
+    if (credentials.svid.certificateChainPem !== identity.svid.certificateChainPem) {
+      credentials.updateSvid(identity.svid);
+      log.info({ notAfter: identity.svid.notAfter.toISOString() }, 'gateway certificate reloaded; applies to new handshakes');
+    }
+    if (credentials.updateBundle(identity.bundle)) {
+      inbound?.forgetSessions();
+      sessions.clear();
+      log.info({ sequence: identity.bundle.sequence, roots: identity.bundle.roots.length }, 'trust bundle reloaded');
+    }
+  };
+
+  const applyMembers = (): void => {
+    const members = state.members;
+    if (!members || !credentials) return;
+    const removed = [...credentials.members].filter((id) => !members.has(id));
+    credentials.updateMembers(members.keys());
+    for (const clusterId of removed) {
+      const closed = connections.closeCluster(clusterId, 'cluster left the federation');
+      log.warn({ cluster: clusterId, closed }, 'cluster left the federation; its connections are closed');
+    }
+  };
+
+  // Identity changes apply one at a time: the first opens the inbound listener.
+  let identityChain: Promise<void> = Promise.resolve();
+  state.onChange((what) => {
+    if (what === 'identity') {
+      identityChain = identityChain
+        .then(applyIdentity)
+        .then(applyMembers)
+        .catch((err: unknown) => log.error({ err }, 'cannot apply the gateway identity'));
+    } else if (what === 'members') {
+      applyMembers();
+      listeners.republish();
+    } else {
+      routesQueue.add('routes');
+    }
+  });
+
+  state.start();
+  await listeners.loadPrevious();
+  void routesQueue.run(1, reconcileRoutes);
+  void state.synced().then(() => routesQueue.add('routes'));
+  const healthRefresh = setInterval(() => listeners.republish(), HEALTH_REFRESH_MS);
+
+  const statusServer = await startStatusServer({
+    host: config.status.host,
+    port: config.status.port,
+    registry: processMetricsRegistry('east-west-gateway'),
+    notReadyReason: () => {
+      if (draining) return 'draining';
+      if (!credentials) return 'waiting for the gateway certificate and trust bundle from the agent';
+      if (!state.members) return 'waiting for the membership from the agent';
+      if (inboundPort === undefined) return 'inbound listener not open';
+      return undefined;
+    },
+  });
+
+  return {
+    statusPort: statusServer.port,
+    inboundPort: () => inboundPort,
+    stop: async () => {
+      draining = true;
+      clearInterval(healthRefresh);
+      prober.stop();
+      inbound?.close();
+      await Promise.all([listeners.close(), routesQueue.shutDown()]);
+      const { closedAtDeadline } = await connections.drain(config.drainTimeout);
+      log.info({ closedAtDeadline }, 'drained');
+      await state.stop();
+      await statusServer.close();
+    },
+  };
+}

@@ -1,0 +1,113 @@
+// Active probes of remote gateways: every interval, a TLS handshake with each remote cluster's
+// gateway and its answer to the probe SNI. One failed or late probe takes the cluster out of new
+// connections at once (a blackholed gateway must lose its traffic within a second); it takes
+// traffic again after `healthyThreshold` consecutive successes. A cluster never probed yet counts
+// as up: the catalog says it has ready endpoints, and real connects fail over anyway.
+import type { GatewayAddress } from '../common/api/isthmus.ts';
+import { PROBE_SNI } from '../common/gateway-contract.ts';
+import type { Logger } from '../common/logger.ts';
+import type { MtlsCredentials, VerifiedPeer } from '../common/pki/index.ts';
+import { gatewayMetrics } from './metrics.ts';
+import type { SessionCache } from './tls-sessions.ts';
+import { openTunnel } from './tunnel.ts';
+
+export interface ProbeSettings {
+  readonly interval: number;
+  readonly timeout: number;
+  readonly healthyThreshold: number;
+}
+
+interface ProbeState {
+  up: boolean;
+  successes: number;
+  inFlight: boolean;
+  lastError: string;
+}
+
+export class RemoteProber {
+  readonly #settings: ProbeSettings;
+  readonly #credentials: () => MtlsCredentials | undefined;
+  readonly #sessions: SessionCache<VerifiedPeer>;
+  readonly #log: Logger;
+  readonly #onChange: (clusterId: string, up: boolean) => void;
+  readonly #states = new Map<string, ProbeState>();
+  #targets = new Map<string, readonly GatewayAddress[]>();
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(options: {
+    settings: ProbeSettings;
+    credentials: () => MtlsCredentials | undefined;
+    sessions: SessionCache<VerifiedPeer>;
+    log: Logger;
+    onChange: (clusterId: string, up: boolean) => void;
+  }) {
+    this.#settings = options.settings;
+    this.#credentials = options.credentials;
+    this.#sessions = options.sessions;
+    this.#log = options.log;
+    this.#onChange = options.onChange;
+  }
+
+  /** The remote clusters to probe and their gateway addresses. */
+  setTargets(targets: ReadonlyMap<string, readonly GatewayAddress[]>): void {
+    this.#targets = new Map(targets);
+    for (const clusterId of this.#states.keys()) if (!targets.has(clusterId)) this.#states.delete(clusterId);
+  }
+
+  isUp(clusterId: string): boolean {
+    return this.#states.get(clusterId)?.up ?? true;
+  }
+
+  /** Why a cluster is down, for status and logs. */
+  lastError(clusterId: string): string {
+    return this.#states.get(clusterId)?.lastError ?? '';
+  }
+
+  start(): void {
+    this.#timer ??= setInterval(() => this.#round(), this.#settings.interval);
+    this.#round();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #round(): void {
+    const credentials = this.#credentials();
+    if (!credentials) return;
+    for (const [clusterId, addresses] of this.#targets) {
+      const state = this.#states.get(clusterId) ?? { up: true, successes: 0, inFlight: false, lastError: '' };
+      this.#states.set(clusterId, state);
+      const [address] = addresses;
+      if (state.inFlight || address === undefined) continue;
+      state.inFlight = true;
+      void openTunnel({ address, sni: PROBE_SNI, expectCluster: clusterId, credentials, sessions: this.#sessions, timeoutMs: this.#settings.timeout }).then((result) => {
+        state.inFlight = false;
+        if (result.ok) result.socket.destroy();
+        if (this.#states.get(clusterId) !== state) return;
+        this.#record(clusterId, state, result.ok ? undefined : result.reason);
+      });
+    }
+  }
+
+  #record(clusterId: string, state: ProbeState, error: string | undefined): void {
+    if (error === undefined) {
+      state.successes++;
+      if (!state.up && state.successes >= this.#settings.healthyThreshold) {
+        state.up = true;
+        state.lastError = '';
+        this.#log.info({ cluster: clusterId }, 'remote gateway answers probes again; taking traffic');
+        this.#onChange(clusterId, true);
+      }
+      return;
+    }
+    state.successes = 0;
+    state.lastError = error;
+    if (!state.up) return;
+    state.up = false;
+    gatewayMetrics.ejections.inc({ target: clusterId, cause: 'probe' });
+    this.#log.warn({ cluster: clusterId, err: error }, 'remote gateway failed its probe; no new connections go there');
+    this.#onChange(clusterId, false);
+  }
+}
