@@ -2,7 +2,9 @@
 // listens on one endpoint and, for every connection it accepts, opens one to the other endpoint
 // and pipes both ways. Guarantees: backpressure (a slow reader slows the writer, nothing piles up
 // in memory), half-close (an end in one direction reaches the far side while the other direction
-// keeps flowing), a failed or reset far side resets the near one, and one line
+// keeps flowing), a far side that fails to connect or errors aborts the near one (with an RST
+// where the near side is TCP; a unix socket can only close, so across the lab's two hops a
+// refused target reaches the client as a close), and one line
 // `portal listening <listen>` on stdout once connections are accepted.
 // Plain node, no dependencies:  node portal.ts <listen> <connect>
 // where each endpoint is `tcp:<host>:<port>` or `unix:<path>` (a unix socket path crosses network
