@@ -25,6 +25,7 @@ const specs = {
   ISTHMUS_BINARY_MISSING: { message: 'required binary not available: %s', grpc: 'INTERNAL' },
   ISTHMUS_PROCESS_FAILED: { message: 'process failed: %s', grpc: 'INTERNAL' },
   ISTHMUS_TIMEOUT: { message: 'timed out: %s', grpc: 'DEADLINE_EXCEEDED' },
+  ISTHMUS_NETNS_UNAVAILABLE: { message: 'network namespaces unavailable: %s', grpc: 'FAILED_PRECONDITION' },
   ISTHMUS_KUBE_REQUEST_FAILED: { message: 'Kubernetes API request failed: %s', grpc: 'UNAVAILABLE' },
   ISTHMUS_STOPPED: { message: 'stopped before completion: %s', grpc: 'UNAVAILABLE' },
   ISTHMUS_PKI_INVALID: { message: 'certificate or key is not usable: %s', grpc: 'INVALID_ARGUMENT' },

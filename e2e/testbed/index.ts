@@ -11,8 +11,9 @@ import { testbedRoot } from './reaper.ts';
 
 export { LocalCluster } from './cluster.ts';
 export { LocalNats, type NatsClientCredentials } from './nats.ts';
-export type { ManagedProcess, StartOptions } from './processes.ts';
-export { alive, reapAbandonedTestbeds, testbedRoot } from './reaper.ts';
+export { ProcessSupervisor, type ManagedProcess, type StartOptions } from './processes.ts';
+export { alive, reapAbandonedNetns, reapAbandonedTestbeds, testbedRoot } from './reaper.ts';
+export { LabCluster, NetworkLab, labNetwork, netnsAvailable, type ConnectOutcome, type Fault, type NetworkLabOptions, type Portal } from './netns.ts';
 export { resolveBinaries, type Binaries } from './binaries.ts';
 export { waitFor, waitForProcess } from './wait.ts';
 

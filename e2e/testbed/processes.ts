@@ -1,5 +1,6 @@
 // Every process the test bed starts is recorded in its directory and watched by a detached
 // watchdog, so that even a test runner killed with SIGKILL leaves no kube-apiserver behind.
+// Network namespaces recorded with recordNetns are deleted by the same watchdog.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -83,14 +84,15 @@ export class ProcessSupervisor {
     this.dir = dir;
     this.#pidFile = join(dir, 'pids');
     appendFileSync(this.#pidFile, '');
-    // The watchdog outlives us only until it notices we are gone; then it kills what we started
-    // and removes the directory.
+    // The watchdog outlives us only until it notices we are gone; then it kills what we started,
+    // deletes the network namespaces we made and removes the directory.
     this.#watchdog = spawn(
       'bash',
       [
         '-c',
         'while kill -0 "$1" 2>/dev/null; do sleep 0.5; done; ' +
-          'for p in $(cat "$2/pids" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done; rm -rf "$2"',
+          'for p in $(cat "$2/pids" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done; ' +
+          'for n in $(cat "$2/netns" 2>/dev/null); do ip netns del "$n" 2>/dev/null; done; rm -rf "$2"',
         'isthmus-testbed-watchdog',
         String(process.pid),
         dir,
@@ -119,6 +121,11 @@ export class ProcessSupervisor {
     this.#processes.add(managed);
     void managed.exited().then(() => this.#processes.delete(managed));
     return managed;
+  }
+
+  /** Records a network namespace (before it is made) for the watchdog to delete if we die. */
+  recordNetns(name: string): void {
+    appendFileSync(join(this.dir, 'netns'), `${name}\n`);
   }
 
   get processes(): readonly ManagedProcess[] {

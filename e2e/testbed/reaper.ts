@@ -1,5 +1,7 @@
 // Clears what an earlier, killed test bed left: its watchdog normally does this within a second,
-// but a machine reboot or a SIGKILLed watchdog can still leave a directory (and in theory a process).
+// but a machine reboot or a SIGKILLed watchdog can still leave a directory, a network namespace
+// (`isth-<owner pid>-…`) or in theory a process.
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,10 +18,33 @@ export function alive(pid: number): boolean {
   }
 }
 
-/** Kills processes of test beds whose owner is dead and removes their directories. */
-export function reapAbandonedTestbeds(): number {
-  if (!existsSync(testbedRoot)) return 0;
+/** Deletes network namespaces named `isth-<pid>-…` whose owner pid is dead; returns how many. */
+export function reapAbandonedNetns(): number {
+  let listing = '';
+  try {
+    listing = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  } catch {
+    return 0; // no `ip` (or no permission): nothing of ours can exist
+  }
   let reaped = 0;
+  for (const line of listing.split('\n')) {
+    const name = line.split(' ')[0] ?? '';
+    const owner = Number(/^isth-(\d+)-/.exec(name)?.[1] ?? NaN);
+    if (!Number.isFinite(owner) || alive(owner)) continue;
+    try {
+      execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+      reaped++;
+    } catch {
+      // already gone
+    }
+  }
+  return reaped;
+}
+
+/** Kills processes of test beds whose owner is dead, removes their directories and network namespaces. */
+export function reapAbandonedTestbeds(): number {
+  let reaped = 0;
+  if (!existsSync(testbedRoot)) return reapAbandonedNetns();
   for (const entry of readdirSync(testbedRoot)) {
     const dir = join(testbedRoot, entry);
     const owner = Number(/^tb-(\d+)-/.exec(entry)?.[1] ?? NaN);
@@ -43,5 +68,6 @@ export function reapAbandonedTestbeds(): number {
     rmSync(dir, { recursive: true, force: true });
     reaped++;
   }
-  return reaped;
+  // After the processes: a namespace lives on (unnamed) while a process is still inside it.
+  return reaped + reapAbandonedNetns();
 }
