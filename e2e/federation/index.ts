@@ -15,7 +15,8 @@ import { ISTHMUS_GROUP, ISTHMUS_VERSION, MEMBER_CLUSTER_PLURAL, type MemberClust
 import { EKU, certificateToPem, generateKeyPair, issueCertificate, privateKeyToPem } from '../../common/pki/x509.ts';
 import { freePort } from '../testbed/ports.ts';
 import { httpOk } from '../testbed/probe.ts';
-import { startTestbed, waitForProcess, type LocalCluster, type ManagedProcess, type Testbed } from '../testbed/index.ts';
+import { GATEWAY_INBOUND_PORT } from '../../common/gateway-contract.ts';
+import { NetworkLab, startTestbed, waitForProcess, type LocalCluster, type ManagedProcess, type Testbed } from '../testbed/index.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const day = 24 * 3600_000;
@@ -29,6 +30,13 @@ export interface FederationOptions {
   readonly trustDomain?: string;
   /** Lease timings for hub leader election (defaults: the hub's own). */
   readonly leaderElection?: { leaseDuration: string; renewDeadline: string; retryPeriod: string };
+  /**
+   * Give each member a network namespace with a real address (NetworkLab) and run an east-west
+   * gateway there; catalog entries then carry dialable gateway addresses.
+   */
+  readonly gateways?: boolean;
+  /** Extra settings for every gateway's configuration (e.g. probe timings). */
+  readonly gatewaySettings?: Record<string, unknown>;
 }
 
 export interface CliResult {
@@ -57,17 +65,25 @@ export interface HubReplica {
   process: ManagedProcess | undefined;
 }
 
+/** Where a member's gateway serves its status (/readyz, /metrics), inside the member's namespace. */
+export const GATEWAY_STATUS_PORT = 9093;
+
 export class Federation implements AsyncDisposable {
   readonly bed: Testbed;
+  /** The members' network namespaces, when started with `gateways`. */
+  readonly lab: NetworkLab | undefined;
   readonly hubCluster: LocalCluster;
   readonly members: readonly LocalCluster[];
   readonly hubs: readonly HubReplica[];
   readonly dir: string;
   readonly #agentConfigs = new Map<string, string>();
   readonly #agents = new Map<string, ManagedProcess>();
+  readonly #gatewayConfigs = new Map<string, string>();
+  readonly #gateways = new Map<string, ManagedProcess>();
 
-  private constructor(bed: Testbed, hubs: HubReplica[], dir: string) {
+  private constructor(bed: Testbed, hubs: HubReplica[], dir: string, lab: NetworkLab | undefined) {
     this.bed = bed;
+    this.lab = lab;
     this.hubCluster = bed.cluster('hub');
     this.members = bed.clusters.filter((c) => c.name !== 'hub');
     this.hubs = hubs;
@@ -97,7 +113,9 @@ export class Federation implements AsyncDisposable {
       natsServerCertificate: { certPem: certificateToPem(natsCert), keyPem: await privateKeyToPem(natsKeys.privateKey), caPem: rootPem },
       natsUsers: federationNatsUsers(hubNkey.getPublicKey()),
     });
+    let lab: NetworkLab | undefined;
     try {
+      if (options.gateways) lab = await NetworkLab.create({ clusters: names.slice(1) });
       const dir = join(bed.dir, 'federation');
       mkdirSync(dir, { recursive: true });
       const nats = bed.nats as NonNullable<Testbed['nats']>;
@@ -140,19 +158,36 @@ export class Federation implements AsyncDisposable {
         );
         return { name: `hub-${i}`, configFile, endpoint: endpoints[i] as string, statusPort: p.status, process: undefined };
       });
-      const federation = new Federation(bed, hubs, dir);
+      const federation = new Federation(bed, hubs, dir, lab);
       for (const [i, member] of federation.members.entries()) {
         const configFile = join(dir, `agent-${member.name}.yaml`);
         const locality = localities[i % localities.length] as Locality;
+        const gatewayAddress = lab?.cluster(member.name).gatewayAddress;
+        if (gatewayAddress) {
+          const gatewayConfig = join(dir, `gateway-${member.name}.yaml`);
+          writeFileSync(
+            gatewayConfig,
+            stringifyYaml({
+              clusterId: member.name,
+              kubeconfig: member.kubeconfigPath,
+              inbound: { host: gatewayAddress, port: GATEWAY_INBOUND_PORT },
+              outbound: { address: gatewayAddress },
+              status: { host: '127.0.0.1', port: GATEWAY_STATUS_PORT },
+              drainTimeout: '5s',
+              ...options.gatewaySettings,
+            }),
+          );
+          federation.#gatewayConfigs.set(member.name, gatewayConfig);
+        }
         writeFileSync(
           configFile,
           stringifyYaml({
             clusterId: member.name,
             ...locality,
             network: 'loopback',
-            // RFC 5737 documentation addresses: they only travel through the catalog into
-            // EndpointSlices (which refuse loopback); nothing in these tests dials them.
-            gatewayAddresses: [{ address: `192.0.2.${10 + i}`, port: 15443 }],
+            // Without gateways, RFC 5737 documentation addresses: they only travel through the
+            // catalog (nothing dials them); with gateways, the member's real namespace address.
+            gatewayAddresses: [{ address: gatewayAddress ?? `192.0.2.${10 + i}`, port: GATEWAY_INBOUND_PORT }],
             kubeconfig: member.kubeconfigPath,
             status: { host: '127.0.0.1', port: 0 },
             joinPollInterval: '200ms',
@@ -162,8 +197,10 @@ export class Federation implements AsyncDisposable {
       }
       await Promise.all(hubs.map((h) => federation.startHub(h.name)));
       await Promise.all(federation.members.map((m) => federation.startAgent(m.name)));
+      if (lab) await Promise.all(federation.members.map((m) => federation.startGateway(m.name)));
       return federation;
     } catch (err) {
+      await lab?.[Symbol.asyncDispose]();
       await bed[Symbol.asyncDispose]();
       throw err;
     }
@@ -209,6 +246,62 @@ export class Federation implements AsyncDisposable {
     this.#agents.delete(cluster);
   }
 
+  /**
+   * Starts a member's gateway inside its namespace, with a portal to its apiserver; it turns ready
+   * once the member has joined (its agent writes the certificate). Does not wait for that.
+   */
+  async startGateway(cluster: string): Promise<ManagedProcess> {
+    const configFile = this.#gatewayConfigs.get(cluster);
+    const lab = this.lab;
+    if (!configFile || !lab) throw new Error(`no gateway configured for ${cluster} (start the federation with gateways: true)`);
+    const member = this.bed.cluster(cluster);
+    await lab.cluster(cluster).portal(Number(new URL(member.server).port));
+    const gateway = await lab.cluster(cluster).startProcess({ name: `gateway-${cluster}`, command: process.execPath, args: [join(repo, 'east-west-gateway/main.ts'), '--config', configFile] });
+    this.#gateways.set(cluster, gateway);
+    return gateway;
+  }
+
+  gateway(cluster: string): ManagedProcess | undefined {
+    return this.#gateways.get(cluster);
+  }
+
+  async stopGateway(cluster: string, signal: NodeJS.Signals = 'SIGTERM', graceMs = 30_000): Promise<void> {
+    const gateway = this.#gateways.get(cluster);
+    if (!gateway) return;
+    if (signal === 'SIGKILL') gateway.child.kill('SIGKILL');
+    await gateway.stop(graceMs);
+    this.#gateways.delete(cluster);
+  }
+
+  /** Runs e2e/gateway/netns-tool.ts inside a member's namespace and returns its stdout. */
+  async inCluster(cluster: string, args: readonly string[], timeoutMs = 120_000): Promise<string> {
+    const lab = this.lab;
+    if (!lab) throw new Error('no network namespaces (start the federation with gateways: true)');
+    return (await lab.cluster(cluster).run(process.execPath, [join(repo, 'e2e/gateway/netns-tool.ts'), ...args], { timeoutMs })).stdout;
+  }
+
+  /** A member gateway's /metrics text, fetched from inside its namespace. */
+  gatewayMetrics(cluster: string): Promise<string> {
+    return this.inCluster(cluster, ['get', `http://127.0.0.1:${GATEWAY_STATUS_PORT}/metrics`]);
+  }
+
+  /** Waits until a member's gateway says it is ready (joined, certificate and membership in hand). */
+  async gatewayReady(cluster: string, timeoutMs = 60_000): Promise<void> {
+    const gateway = this.#gateways.get(cluster);
+    if (!gateway) throw new Error(`no gateway running in ${cluster}`);
+    await waitForProcess(gateway, `gateway ${cluster} ready`, async () => (await this.inCluster(cluster, ['get', `http://127.0.0.1:${GATEWAY_STATUS_PORT}/readyz`])).trim() === 'ready', timeoutMs, 250);
+  }
+
+  /** Starts a test backend (e2e/gateway/backend.ts) on a new address in a member's namespace. */
+  async startBackend(cluster: string, id: string, port = 8080): Promise<{ address: string; port: number; process: ManagedProcess }> {
+    const lab = this.lab;
+    if (!lab) throw new Error('no network namespaces (start the federation with gateways: true)');
+    const address = await lab.cluster(cluster).allocateAddress();
+    const backend = await lab.cluster(cluster).startProcess({ name: `backend-${id}`, command: process.execPath, args: [join(repo, 'e2e/gateway/backend.ts'), address, String(port), id] });
+    await waitForProcess(backend, `backend ${id} listening`, async () => (await lab.cluster(cluster).tcpProbe(address, port, 2_000)) === 'connected', 30_000, 100);
+    return { address, port, process: backend };
+  }
+
   /** Runs `isthmus <args>` as a process; `kubeconfig` is 'hub' or a member's name. */
   async cli(args: readonly string[], kubeconfig: string): Promise<CliResult> {
     const cluster = this.bed.cluster(kubeconfig);
@@ -235,6 +328,7 @@ export class Federation implements AsyncDisposable {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
+    await this.lab?.[Symbol.asyncDispose]();
     await this.bed[Symbol.asyncDispose]();
   }
 }
