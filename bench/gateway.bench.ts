@@ -18,6 +18,7 @@ import { haproxyTopology, haproxyVersion } from './gateway/haproxy.ts';
 // The Isthmus side: bench/gateway/isthmus.ts is a placeholder until the east-west gateway's
 // factory replaces it; until then its column shows n/a.
 import { isthmusTopology } from './gateway/isthmus.ts';
+import { BENCH_ADDRESS, benchHost, reexecInBenchNamespace } from './gateway/bench-netns.ts';
 import {
   PingConnection,
   STALL_MS,
@@ -222,7 +223,7 @@ export async function runGatewayBench(factories: readonly TopologyFactory[]): Pr
   const watchdog = new ProcessSupervisor(dir);
   stack.defer(() => watchdog.stopAll());
   const certs = await createBenchCertificates(dir);
-  const backend = stack.use(await startBackend());
+  const backend = stack.use(await startBackend(benchHost()));
   const targets: Target[] = [{ entry: backend.endpoint, result: { name: 'direct' } }];
   const skipped: { name: string; reason: string; expected: boolean }[] = [];
   for (const [index, factory] of factories.entries()) {
@@ -339,10 +340,13 @@ export function printTable(result: GatewayBenchResult): void {
   for (const note of result.notes) console.log(`note: ${note}`);
 }
 
-if (import.meta.main) {
+const exitCode = import.meta.main ? await reexecInBenchNamespace() : undefined;
+if (exitCode !== undefined) {
+  process.exitCode = exitCode;
+} else if (import.meta.main) {
   const started = performance.now();
   console.log(`Isthmus gateway benchmark — Node ${process.version}, ${availableParallelism()} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${haproxyVersion()}`);
-  console.log(`load client and backend in this process, every hop a separate process, 127.0.0.1; load average at start ${loadavg()[0]?.toFixed(2)}\n`);
+  console.log(`load client and backend in this process, every hop a separate process, ${benchHost()}${benchHost() === BENCH_ADDRESS ? ' (a network namespace of its own)' : ''}; load average at start ${loadavg()[0]?.toFixed(2)}\n`);
   const result = await runGatewayBench([haproxyTopology, isthmusTopology]);
   console.log('');
   printTable(result);

@@ -37,8 +37,11 @@ export const gatewayConfigSchema = z
       .object({ host: z.string().default('0.0.0.0'), port: portSchema.default(9093) })
       .strict()
       .prefault({}),
-    /** A connect (TCP to a backend, or TLS + backend answer through a remote gateway) slower than this fails over. */
-    connectTimeout: durationSchema.default(1_000),
+    /**
+     * A connect (TCP to a backend, or TLS + backend answer through a remote gateway) slower than
+     * this fails over. Generous: a burst of handshakes queues; a dead gateway is caught by probes.
+     */
+    connectTimeout: durationSchema.default(3_000),
     /** A connection with no byte either way for this long is closed. */
     idleTimeout: durationSchema.default(3_600_000),
     /** On SIGTERM, open connections get this long to finish. */

@@ -134,6 +134,7 @@ export class InboundServer {
   async #accept(socket: TLSSocket): Promise<void> {
     const { credentials, state, log } = this.#options;
     socket.on('error', () => undefined);
+    socket.setNoDelay(true);
     const verdict = verifyPeer(this.#chains.chainOf(socket), credentials.verificationContext((id) => id.kind === 'gateway'));
     if (!verdict.ok) return this.#refused(socket, verdict.reason, verdict.detail);
     this.#chains.remember(socket);

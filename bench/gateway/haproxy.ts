@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../../e2e/testbed/ports.ts';
+import { benchHost } from './bench-netns.ts';
 import { ProcessSupervisor, type ManagedProcess } from '../../e2e/testbed/processes.ts';
 import { connectionsWithin, openFileLimit, waitForListening, type BenchCertificates, type Endpoint, type TopologyFactory, type TwoHopTopology } from './topology.ts';
 
@@ -85,7 +86,7 @@ export const haproxyTopology: TopologyFactory = async (backend, certs) => {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const host = '127.0.0.1';
+    const host = benchHost();
     const entry: Endpoint = { host, port: await freePort(host) };
     const inboundListen: Endpoint = { host, port: await freePort(host) };
     const start = async (hop: 'outbound' | 'inbound', config: string): Promise<ManagedProcess> => {
