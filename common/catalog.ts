@@ -75,6 +75,11 @@ export const memberRecordSchema = z.object({
   network: z.string().default(''),
   gatewayAddresses: z.array(gatewayAddressSchema).default([]),
   labels: z.record(z.string(), z.string()).default({}),
+  /**
+   * The member has been unavailable (no heartbeat) for longer than the hub's staleness bound:
+   * importers mark its endpoints not ready (never delete them) until it is back.
+   */
+  endpointsStale: z.boolean().default(false),
 });
 export type MemberRecord = z.infer<typeof memberRecordSchema>;
 

@@ -41,6 +41,12 @@ export const outboundListenerRecordSchema = z.object({
   healthy: z.boolean(),
   /** Why not, when not healthy. */
   reason: z.string().default(''),
+  /** How new connections split now, and why (for `isthmus routes`). */
+  routes: z
+    .array(z.object({ cluster: z.string(), level: z.int(), share: z.number(), healthy: z.int(), total: z.int(), reason: z.string() }))
+    .default([]),
+  /** The FailoverPolicy in force (namespace/name and generation), empty for the defaults. */
+  policy: z.string().default(''),
 });
 export type OutboundListenerRecord = z.infer<typeof outboundListenerRecordSchema>;
 

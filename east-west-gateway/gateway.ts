@@ -17,6 +17,7 @@ import { TargetHealthTable } from './health.ts';
 import { InboundServer } from './inbound.ts';
 import { ListenerManager } from './listeners.ts';
 import { gatewayMetrics } from './metrics.ts';
+import { PolicyTable } from './policies.ts';
 import { RemoteProber } from './prober.ts';
 import { OutboundRouter } from './router.ts';
 import { SessionCache } from './tls-sessions.ts';
@@ -49,6 +50,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   let inboundPort: number | undefined;
   let draining = false;
 
+  const policies = new PolicyTable({ kc, log: log.child({ part: 'policies' }) });
   const prober = new RemoteProber({ settings: config.probe, credentials: () => credentials, sessions, log, onChange: () => listeners.republish() });
   const router = new OutboundRouter({
     clusterId: config.clusterId,
@@ -61,6 +63,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     connectTimeoutMs: config.connectTimeout,
     idleTimeoutMs: config.idleTimeout,
     log,
+    policyFor: (namespace, name) => policies.policyFor(namespace, name),
   });
   const listeners = new ListenerManager({
     kc,
@@ -71,10 +74,11 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     log,
     onConnection: (port, socket) => void router.route(port, socket),
     health: (port) => {
-      const { plan } = router.plan(port);
-      return [...plan.clusters.values()].some((share) => share > 0)
-        ? { healthy: true, reason: '' }
-        : { healthy: false, reason: 'no cluster has a ready endpoint the gateway can reach' };
+      const { candidates, policy } = router.plan(port);
+      const healthy = candidates.some((c) => c.share > 0);
+      const routes = candidates.map((c) => ({ ...c, share: Math.round(c.share * 1000) / 1000 }));
+      const policyName = policy.source ? `${policy.source} (generation ${policy.generation})` : '';
+      return { healthy, reason: healthy ? '' : 'no cluster has a ready endpoint the gateway can reach', routes, policy: policyName };
     },
   });
 
@@ -141,7 +145,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     }
   });
 
+  policies.onChange(() => listeners.republish());
   state.start();
+  policies.start();
   await listeners.loadPrevious();
   void routesQueue.run(1, reconcileRoutes);
   void state.synced().then(() => routesQueue.add('routes'));
@@ -171,7 +177,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       await Promise.all([listeners.close(), routesQueue.shutDown()]);
       const { closedAtDeadline } = await connections.drain(config.drainTimeout);
       log.info({ closedAtDeadline }, 'drained');
-      await state.stop();
+      await Promise.all([state.stop(), policies.stop()]);
       await statusServer.close();
     },
   };

@@ -56,13 +56,16 @@ export class TargetHealthTable {
     if (health.ejectedUntil <= this.#now()) health.ejections = 0;
   }
 
-  /** A failed connect or a reset before the far side answered; returns whether it ejected the target. */
-  recordFailure(target: string): boolean {
+  /**
+   * A failed connect or a reset before the far side answered; returns whether it ejected the
+   * target. `settings` overrides the table's own (a service's FailoverPolicy).
+   */
+  recordFailure(target: string, settings: OutlierSettings = this.#settings): boolean {
     const health = this.#get(target);
     health.failures++;
-    if (health.failures < this.#settings.consecutiveFailures || health.ejectedUntil > this.#now()) return false;
+    if (health.failures < settings.consecutiveFailures || health.ejectedUntil > this.#now()) return false;
     health.ejections++;
-    const forMs = backoffDelay(health.ejections, { initialMs: this.#settings.baseEjectionTime, maxMs: this.#settings.maxEjectionTime });
+    const forMs = backoffDelay(health.ejections, { initialMs: settings.baseEjectionTime, maxMs: settings.maxEjectionTime });
     health.ejectedUntil = this.#now() + forMs;
     health.failures = 0;
     this.#onEject(target, forMs);

@@ -26,8 +26,8 @@ export interface ListenerManagerOptions {
   readonly portRange: { readonly from: number; readonly to: number };
   readonly log: Logger;
   readonly onConnection: (port: ImportedPort, socket: Socket) => void;
-  /** Whether a candidate can serve the port now, and why not. */
-  readonly health: (port: ImportedPort) => { healthy: boolean; reason: string };
+  /** Whether a candidate can serve the port now, why not, and how traffic splits. */
+  readonly health: (port: ImportedPort) => Pick<OutboundListenerRecord, 'healthy' | 'reason' | 'routes' | 'policy'>;
 }
 
 export class ListenerManager {

@@ -29,5 +29,10 @@ export const gatewayMetrics = {
     help: 'Connects that failed and moved on to the next candidate, by service and the cluster that failed.',
     labelNames: ['namespace', 'service', 'failed_cluster'] as const,
   }),
+  trafficShare: new Gauge({
+    name: 'isthmus_gateway_traffic_share',
+    help: 'Fraction of new connections of a service port each cluster takes now, with its locality level (0 = the client\'s own).',
+    labelNames: ['namespace', 'service', 'port', 'cluster', 'level'] as const,
+  }),
   listeners: new Gauge({ name: 'isthmus_gateway_outbound_listeners', help: 'Outbound listeners open (one per imported service port).' }),
 };

@@ -12,7 +12,8 @@ import type { ConnectionTracker } from './connections.ts';
 import type { TargetHealthTable } from './health.ts';
 import { connectFirst, targetOf } from './inbound.ts';
 import { gatewayMetrics } from './metrics.ts';
-import { DEFAULT_PICKER_POLICY, candidateOrder, planTraffic, type Candidate, type Locality, type PickerPolicy, type TrafficPlan } from './picker.ts';
+import { candidateOrder, planTraffic, type Candidate, type Locality, type TrafficPlan } from './picker.ts';
+import { DEFAULT_SERVICE_POLICY, type ServicePolicy } from './policies.ts';
 import type { RemoteProber } from './prober.ts';
 import type { SessionCache } from './tls-sessions.ts';
 import { openTunnel } from './tunnel.ts';
@@ -28,14 +29,28 @@ export interface RouterOptions {
   readonly connectTimeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly log: Logger;
-  /** The policy for a service (FailoverPolicy); the defaults of DESIGN §6 when none. */
-  readonly policyFor?: (namespace: string, name: string) => PickerPolicy;
+  /** The policy of a service (its FailoverPolicy); the defaults of DESIGN §6 when none. */
+  readonly policyFor?: (namespace: string, name: string) => ServicePolicy;
+  readonly now?: () => number;
+}
+
+/** One cluster as the picker saw it, and why. */
+export interface RouteCandidate {
+  readonly cluster: string;
+  readonly level: number;
+  readonly share: number;
+  readonly healthy: number;
+  readonly total: number;
+  /** Why it takes less than its endpoints suggest (empty when nothing holds it back). */
+  readonly reason: string;
 }
 
 export interface RoutePlan {
   readonly client: Locality;
   readonly sources: ReadonlyMap<string, SourceCluster>;
   readonly plan: TrafficPlan;
+  readonly policy: ServicePolicy;
+  readonly candidates: readonly RouteCandidate[];
 }
 
 /** Health of a remote cluster's path as the picker sees it. */
@@ -44,33 +59,126 @@ export function remoteCandidate(source: SourceCluster, reachable: boolean): Cand
   return { locality: source.locality, healthy: reachable ? source.readyEndpoints : 0, total };
 }
 
+interface FailbackState {
+  /** The cluster had no healthy endpoint (or no healthy path) since it last served. */
+  down: boolean;
+  /** When it became healthy again, while held back. */
+  healthySince: number | undefined;
+}
+
 export class OutboundRouter {
   readonly #options: RouterOptions;
+  readonly #now: () => number;
+  /** Per service port and cluster: failback hysteresis. */
+  readonly #failback = new Map<string, FailbackState>();
+  /** Per service port: the clusters taking traffic, to log each change once. */
+  readonly #serving = new Map<string, string>();
 
   constructor(options: RouterOptions) {
     this.#options = options;
+    this.#now = options.now ?? Date.now;
   }
 
-  /** The traffic plan for a service port now: who would take how much of new connections. */
+  policyOf(port: ImportedPort): ServicePolicy {
+    return this.#options.policyFor?.(port.namespace, port.name) ?? DEFAULT_SERVICE_POLICY;
+  }
+
+  /** The traffic plan for a service port now: who takes how much of new connections, and why. */
   plan(port: ImportedPort): RoutePlan {
     const { state, clusterId, health, prober } = this.#options;
+    const policy = this.policyOf(port);
     const key = `TCP/${port.port}`;
     const sources = new Map(state.sourceClusters(port.namespace, port.name).filter((s) => s.ports.size === 0 || s.ports.has(key)).map((s) => [s.locality.clusterId, s]));
     const self = state.members?.get(clusterId);
     const client: Locality = sources.get(clusterId)?.locality ?? { clusterId, region: self?.region ?? '', zone: self?.zone ?? '', network: self?.network ?? '', labels: self?.labels ?? {} };
+    const remotes = [...sources.keys()].filter((id) => id !== clusterId);
+    // maxEjectionPercent: beyond it, ejected clusters count as healthy again (as Envoy does).
+    const maxEjected = Math.floor((remotes.length * (policy.outlier?.maxEjectionPercent ?? 100)) / 100);
+    let ejectedSoFar = 0;
     const candidates: Candidate[] = [];
+    const reasons = new Map<string, string>();
     for (const source of sources.values()) {
-      if (source.locality.clusterId === clusterId) {
+      const id = source.locality.clusterId;
+      let candidate: Candidate;
+      let reason = '';
+      if (id === clusterId) {
         const endpoints = state.localEndpoints(port.namespace, port.name, port.port);
-        const healthy = endpoints.filter((e) => e.ready && !health.isEjected(targetOf(e))).length;
-        candidates.push({ locality: source.locality, healthy, total: endpoints.length });
+        const ready = endpoints.filter((e) => e.ready);
+        const healthy = ready.filter((e) => !health.isEjected(targetOf(e))).length;
+        candidate = { locality: source.locality, healthy, total: endpoints.length };
+        if (endpoints.length === 0) reason = 'no local endpoints';
+        else if (healthy < endpoints.length) reason = `${healthy} of ${endpoints.length} local endpoints ready and not ejected`;
       } else {
-        const reachable = prober.isUp(source.locality.clusterId) && !health.isEjected(source.locality.clusterId) && source.gatewayAddresses.length > 0;
-        candidates.push(remoteCandidate(source, reachable));
+        const member = state.members?.get(id);
+        const ejected = health.isEjected(id) && ejectedSoFar++ < maxEjected;
+        if (member?.endpointsStale) reason = 'member unavailable too long: endpoints marked not ready';
+        else if (!prober.isUp(id)) reason = `gateway fails its probe: ${prober.lastError(id)}`;
+        else if (ejected) reason = 'ejected after consecutive connect failures';
+        else if (source.gatewayAddresses.length === 0) reason = 'no gateway address';
+        else if (source.readyEndpoints === 0) reason = 'no ready endpoints';
+        candidate = remoteCandidate(source, reason === '');
       }
+      const held = this.#holdForFailback(`${port.namespace}/${port.name}/${port.port}|${id}`, candidate.healthy > 0, policy.failbackDelayMs);
+      if (held) {
+        candidate = { ...candidate, healthy: 0 };
+        reason = held;
+      }
+      reasons.set(id, reason);
+      candidates.push(candidate);
     }
-    const policy = this.#options.policyFor?.(port.namespace, port.name) ?? DEFAULT_PICKER_POLICY;
-    return { client, sources, plan: planTraffic(client, candidates, policy) };
+    const plan = planTraffic(client, candidates, policy.picker);
+    const levelOfCluster = new Map(plan.levels.flatMap((level) => level.clusters.map((c) => [c, level.level] as const)));
+    const explained: RouteCandidate[] = candidates.map((c) => ({
+      cluster: c.locality.clusterId,
+      level: levelOfCluster.get(c.locality.clusterId) ?? -1,
+      share: plan.clusters.get(c.locality.clusterId) ?? 0,
+      healthy: c.healthy,
+      total: c.total,
+      reason: reasons.get(c.locality.clusterId) ?? '',
+    }));
+    explained.sort((a, b) => a.level - b.level || b.share - a.share || a.cluster.localeCompare(b.cluster));
+    this.#noteServing(port, explained);
+    return { client, sources, plan, policy, candidates: explained };
+  }
+
+  /** Failback: a cluster that was down takes traffic again only once healthy for `delayMs`; returns why it is held. */
+  #holdForFailback(key: string, healthy: boolean, delayMs: number): string | undefined {
+    const state = this.#failback.get(key) ?? { down: false, healthySince: undefined };
+    this.#failback.set(key, state);
+    if (!healthy) {
+      state.down = true;
+      state.healthySince = undefined;
+      return undefined;
+    }
+    if (!state.down) return undefined;
+    const now = this.#now();
+    state.healthySince ??= now;
+    if (now - state.healthySince >= delayMs) {
+      state.down = false;
+      state.healthySince = undefined;
+      return undefined;
+    }
+    return Number.isFinite(delayMs) ? `recovered; takes traffic back after ${Math.round(delayMs / 1000)} s healthy (failback)` : 'recovered; failback is off';
+  }
+
+  /** One log line, and the share gauges, whenever the clusters taking a service's traffic change. */
+  #noteServing(port: ImportedPort, candidates: readonly RouteCandidate[]): void {
+    const key = `${port.namespace}/${port.name}/${port.port}`;
+    const serving = candidates.filter((c) => c.share > 0);
+    const signature = serving.map((c) => `${c.cluster}@${c.level}:${c.share.toFixed(2)}`).join(',');
+    const previous = this.#serving.get(key);
+    if (previous === signature) return;
+    this.#serving.set(key, signature);
+    for (const c of candidates) gatewayMetrics.trafficShare.set({ namespace: port.namespace, service: port.name, port: String(port.port), cluster: c.cluster, level: String(c.level) }, c.share);
+    if (previous === undefined && serving.length > 0 && serving[0]?.level === 0) return; // the normal start: nothing to explain
+    this.#options.log.info(
+      {
+        service: key,
+        serving: serving.map((c) => ({ cluster: c.cluster, level: c.level, share: Math.round(c.share * 1000) / 1000 })),
+        held: candidates.filter((c) => c.reason !== '').map((c) => ({ cluster: c.cluster, level: c.level, why: c.reason })),
+      },
+      serving.length === 0 ? 'no cluster can take this service\'s traffic' : 'traffic moved',
+    );
   }
 
   /** Carries one accepted client connection (paused) to the first candidate that connects. */
@@ -129,7 +237,7 @@ export class OutboundRouter {
         return { socket: result.socket, target: `${address.address}:${address.port}`, release: () => health.closed(clusterId) };
       }
       log.info({ cluster: clusterId, gateway: `${address.address}:${address.port}`, service: `${port.namespace}/${port.name}:${port.port}`, err: result.reason }, 'remote connect failed; trying the next candidate');
-      health.recordFailure(clusterId);
+      health.recordFailure(clusterId, this.policyOf(port).outlier);
     }
     return undefined;
   }

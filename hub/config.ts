@@ -29,6 +29,11 @@ export const hubConfigSchema = z
         interval: durationSchema.default(10_000),
         /** Available turns Unknown after this many intervals without a heartbeat. */
         missedBeforeUnknown: z.number().int().min(1).max(100).default(3),
+        /**
+         * Staleness bound: once Available has been Unknown this long (while the hub is up), the
+         * member's endpoints are marked not ready in every importing cluster; never deleted.
+         */
+        staleAfter: durationSchema.default(60_000),
       })
       .strict()
       .prefault({}),

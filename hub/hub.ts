@@ -119,7 +119,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
       await publishHubInfo();
       startHealthMonitor(memberCache, members, { intervalMs: config.heartbeat.interval, missedBeforeUnknown: config.heartbeat.missedBeforeUnknown }, log.child({ part: 'health' }), signal);
       const kv = await new Kvm(nc).create(MEMBERS_BUCKET, { history: 1 });
-      const publisher = new MembershipPublisher(kv, memberCache, log.child({ part: 'membership' }));
+      const publisher = new MembershipPublisher(kv, memberCache, log.child({ part: 'membership' }), { staleAfterMs: config.heartbeat.staleAfter });
       const stopInformerHook = informer.addEventHandler(() => publisher.trigger());
       leadership = { publisher, stopInformerHook };
       // Resolves when the term ends, so a graceful stop flushes the catalog before releasing the lease.

@@ -1,16 +1,35 @@
 // Leader-only: publishes the current members to the NATS KV bucket isthmus_members (one key per
-// cluster, its locality and gateways), so gateways can refuse peers of removed clusters.
-// Level-based: each pass compares the bucket with the member cache and converges.
+// cluster, its locality and gateways), so gateways can refuse peers of removed clusters, and
+// flags a member whose Available condition has been Unknown longer than the staleness bound, so
+// importers mark its endpoints not ready. Level-based: each pass compares the bucket with the
+// member cache and converges; a pass is due again when the next member would turn stale.
 import type { KV } from '@nats-io/kv';
 import type { Logger } from '../common/logger.ts';
 import { WorkQueue } from '../common/kube/index.ts';
 import type { MemberCluster } from '../common/api/isthmus.ts';
 import type { MemberRecord } from '../common/catalog.ts';
+import { findCondition } from '../common/api/conditions.ts';
 import { isCurrentMember, type MemberCache } from './membership.ts';
 
-export function memberRecord(member: MemberCluster): string {
+/** When the member's endpoints turn stale (Available Unknown since + the bound); undefined while it is Available. */
+export function staleAt(member: MemberCluster, staleAfterMs: number): number | undefined {
+  const available = findCondition(member.status?.conditions, 'Available');
+  if (available?.status !== 'Unknown') return undefined;
+  return Date.parse(available.lastTransitionTime) + staleAfterMs;
+}
+
+export function memberRecord(member: MemberCluster, staleAfterMs: number, now = Date.now()): string {
   const { clusterId, region, zone, network, gatewayAddresses, labels } = member.spec;
-  const record: MemberRecord = { clusterId, region: region ?? '', zone: zone ?? '', network: network ?? '', gatewayAddresses: gatewayAddresses ?? [], labels: labels ?? {} };
+  const stale = staleAt(member, staleAfterMs);
+  const record: MemberRecord = {
+    clusterId,
+    region: region ?? '',
+    zone: zone ?? '',
+    network: network ?? '',
+    gatewayAddresses: gatewayAddresses ?? [],
+    labels: labels ?? {},
+    endpointsStale: stale !== undefined && stale <= now,
+  };
   return JSON.stringify(record);
 }
 
@@ -20,12 +39,16 @@ export class MembershipPublisher {
   readonly #cache: MemberCache;
   readonly #log: Logger;
   readonly #resync: NodeJS.Timeout;
+  readonly #staleAfterMs: number;
+  #staleTimer: NodeJS.Timeout | undefined;
   #published: Map<string, string> | undefined;
 
-  constructor(kv: KV, cache: MemberCache, log: Logger, resyncMs = 30_000) {
+  constructor(kv: KV, cache: MemberCache, log: Logger, options: { staleAfterMs: number; resyncMs?: number }) {
     this.#kv = kv;
     this.#cache = cache;
     this.#log = log;
+    this.#staleAfterMs = options.staleAfterMs;
+    const resyncMs = options.resyncMs ?? 30_000;
     void this.#queue.run(1, () => this.#reconcile());
     this.#resync = setInterval(() => {
       this.#published = undefined;
@@ -42,7 +65,10 @@ export class MembershipPublisher {
     // Compared with what the bucket holds as last read or written: a heartbeat (a MemberCluster
     // status change) costs no KV reads. The periodic resync re-reads the bucket.
     const published = (this.#published ??= await this.#readBucket());
-    const desired = new Map(this.#cache.list().filter(isCurrentMember).map((m) => [m.spec.clusterId, memberRecord(m)]));
+    const now = Date.now();
+    const members = this.#cache.list().filter(isCurrentMember);
+    const desired = new Map(members.map((m) => [m.spec.clusterId, memberRecord(m, this.#staleAfterMs, now)]));
+    this.#scheduleStaleness(members, now);
     for (const [id, record] of desired) {
       if (published.get(id) === record) continue;
       await this.#kv.put(id, record);
@@ -56,6 +82,13 @@ export class MembershipPublisher {
     }
   }
 
+  /** A member turns stale by the clock alone: look again when the next one does. */
+  #scheduleStaleness(members: readonly MemberCluster[], now: number): void {
+    clearTimeout(this.#staleTimer);
+    const next = Math.min(...members.map((m) => staleAt(m, this.#staleAfterMs) ?? Infinity).filter((at) => at > now));
+    if (Number.isFinite(next)) this.#staleTimer = setTimeout(() => this.trigger(), next - now + 10);
+  }
+
   async #readBucket(): Promise<Map<string, string>> {
     const published = new Map<string, string>();
     for await (const key of await this.#kv.keys()) {
@@ -67,6 +100,7 @@ export class MembershipPublisher {
 
   async stop(): Promise<void> {
     clearInterval(this.#resync);
+    clearTimeout(this.#staleTimer);
     await this.#queue.shutDown({ drain: true });
   }
 }
