@@ -9,6 +9,16 @@ const listenSchema = (port: number) =>
     .strict()
     .prefault({});
 
+const limitPolicySchema = (defaults: { burst: number; perSecond: number; maxInFlight: number }) =>
+  z
+    .object({
+      burst: z.number().int().min(1).max(100_000).default(defaults.burst),
+      perSecond: z.number().positive().max(100_000).default(defaults.perSecond),
+      maxInFlight: z.number().int().min(1).max(10_000).default(defaults.maxInFlight),
+    })
+    .strict()
+    .prefault({});
+
 export const hubConfigSchema = z
   .object({
     trustDomain: trustDomainSchema.default('isthmus.local'),
@@ -55,6 +65,26 @@ export const hubConfigSchema = z
         nkeySeedFile: z.string().optional(),
       })
       .strict(),
+    /** Bounds on what any caller can make the hub do (issue 8, hole 3 and 8). */
+    limits: z
+      .object({
+        /** Largest Join request (two CSRs and the cluster facts are a few KiB). */
+        joinMaxBytes: z.number().int().min(4096).max(1024 * 1024).default(64 * 1024),
+        /** Largest Renew, Heartbeat or Leave request. */
+        smallCallMaxBytes: z.number().int().min(4096).max(1024 * 1024).default(64 * 1024),
+        /** Largest ReportExports request, also the gRPC server's receive limit. */
+        reportMaxBytes: z.number().int().min(64 * 1024).max(64 * 1024 * 1024).default(16 * 1024 * 1024),
+        /** Join calls per remote address. */
+        join: limitPolicySchema({ burst: 50, perSecond: 5, maxInFlight: 16 }),
+        /** Calls per member cluster (heartbeats, reports, renewals). */
+        agent: limitPolicySchema({ burst: 100, perSecond: 20, maxInFlight: 8 }),
+        /** Services one cluster may export; a report over it is refused as a whole. */
+        exportsPerCluster: z.number().int().min(1).max(50_000).default(5_000),
+        /** Largest catalog entry (JSON), kept below NATS's max_payload (1 MiB by default). */
+        catalogEntryMaxBytes: z.number().int().min(4096).max(8 * 1024 * 1024).default(512 * 1024),
+      })
+      .strict()
+      .prefault({}),
     leaderElection: z
       .object({
         // Takeover after a leader dies: lease expiry plus up to one retry period, ~9.5 s.

@@ -20,7 +20,7 @@ import type { HubConfig } from './config.ts';
 import { startHealthMonitor } from './health-monitor.ts';
 import { writeHubInfo } from './hub-info.ts';
 import { createCatalog } from './catalog/index.ts';
-import { createHubHandlers } from './hub-service.ts';
+import { createAgentAuthenticator, createHubHandlers } from './hub-service.ts';
 import { MemberClusterStore } from './members.ts';
 import { MembershipPublisher } from './membership-publisher.ts';
 import { MEMBERS_BUCKET } from '../common/catalog.ts';
@@ -75,7 +75,12 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   const tokens = new TokenStore(kc, config.namespace);
   const nkeySeed = config.nats.nkeySeedFile ? await readFile(config.nats.nkeySeedFile, 'utf8') : undefined;
   const nc: NatsConnection = await connectNats({ urls: config.nats.urls, name: `isthmus-hub-${config.replicaId}`, tls: await tlsFromFiles(config.nats), log, ...(nkeySeed ? { nkeySeed } : {}) });
-  const catalog = createCatalog({ nc, memberCache, log: log.child({ part: 'catalog' }) });
+  const catalog = createCatalog({
+    nc,
+    memberCache,
+    log: log.child({ part: 'catalog' }),
+    limits: { exportsPerCluster: config.limits.exportsPerCluster, entryMaxBytes: config.limits.catalogEntryMaxBytes },
+  });
   informer.addEventHandler(() => catalog.onMembersChanged());
 
   const lifetime = new AbortController();
@@ -97,7 +102,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     log.info({ root: svidRoot, bundleSequence: identitySequence }, 'hub identity and trusted roots reloaded');
     if (elector.isLeader()) await publishHubInfo();
   };
-  const server = new grpc.Server(keepaliveServerOptions);
+  const server = new grpc.Server({ ...keepaliveServerOptions, 'grpc.max_receive_message_length': config.limits.reportMaxBytes });
   const grpcPort = await bindServer(server, `${config.grpc.host}:${config.grpc.port}`, credentials);
   const endpoints = config.advertiseEndpoints.length > 0 ? config.advertiseEndpoints : [`${config.grpc.host === '0.0.0.0' ? '127.0.0.1' : config.grpc.host}:${grpcPort}`];
 
@@ -157,6 +162,18 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
       },
     }),
     log.child({ part: 'api' }),
+    {
+      authenticate: createAgentAuthenticator({ trust, memberCache }),
+      maxMessageBytes: {
+        Join: config.limits.joinMaxBytes,
+        Renew: config.limits.smallCallMaxBytes,
+        Heartbeat: config.limits.smallCallMaxBytes,
+        Leave: config.limits.smallCallMaxBytes,
+        ReportExports: config.limits.reportMaxBytes,
+      },
+      joinLimit: config.limits.join,
+      agentLimit: config.limits.agent,
+    },
   );
   elector.start();
   void runPeriodically(trustTick, 1_000, lifetime.signal, (err) => log.warn({ err }, 'trust state refresh or rotation step failed; retrying'));
