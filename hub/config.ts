@@ -22,8 +22,13 @@ const limitPolicySchema = (defaults: { burst: number; perSecond: number; maxInFl
 export const hubConfigSchema = z
   .object({
     trustDomain: trustDomainSchema.default('isthmus.local'),
-    /** Namespace on the hub cluster for the root CA, tokens, leases and hub info. */
+    /** Namespace on the hub cluster for tokens, leases and hub info (the root CA is in trustNamespace). */
     namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).default('isthmus-system'),
+    /**
+     * Namespace of the Secret with the root CA keys (isthmus-trust), apart from the token Secrets in
+     * `namespace`: grant token operators Secrets in `namespace` only; nobody but the hub needs this one.
+     */
+    trustNamespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).default('isthmus-trust'),
     /** Path to the hub cluster's kubeconfig; empty means in-cluster or $KUBECONFIG. */
     kubeconfig: z.string().default(''),
     /** Name of this replica in leader election; defaults to host name and pid. */
@@ -54,6 +59,7 @@ export const hubConfigSchema = z
       .strict()
       .prefault({})
       .refine((c) => (c.rootCertFile === undefined) === (c.rootKeyFile === undefined), 'rootCertFile and rootKeyFile go together'),
+    // With rootCertFile/rootKeyFile, the root's key is read from the files by every replica and never written to a Secret.
     nats: z
       .object({
         /** NATS URLs handed to agents and used by the hub to publish (tls://host:port). */

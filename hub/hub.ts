@@ -56,7 +56,9 @@ function bindServer(server: grpc.Server, address: string, credentials: grpc.Serv
 export async function startHub(config: HubConfig, log: Logger): Promise<RunningHub> {
   const kc = loadKubeConfig(config.kubeconfig || undefined);
   await ensureNamespace(kc, config.namespace);
-  const trust = await TrustStore.open(kc, config.namespace, {
+  await ensureNamespace(kc, config.trustNamespace);
+  await TrustStore.relocate(kc, config.namespace, config.trustNamespace);
+  const trust = await TrustStore.open(kc, config.trustNamespace, {
     trustDomain: config.trustDomain,
     rootTtlMs: config.certificates.rootTtl,
     rootCertFile: config.certificates.rootCertFile,
@@ -89,7 +91,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   let svidRoot = trust.signingAuthority().fingerprint;
   let identitySequence = trust.bundle.sequence;
   const publishHubInfo = (): Promise<void> =>
-    writeHubInfo(kc, config.namespace, { endpoints, caPin: rootPin(new X509Certificate(trust.signingAuthority().certificatePem)), trustDomain: trust.bundle.trustDomain });
+    writeHubInfo(kc, config.namespace, { endpoints, caPin: rootPin(new X509Certificate(trust.signingAuthority().certificatePem)), trustDomain: trust.bundle.trustDomain, trustNamespace: config.trustNamespace });
   const rotation = { trust, memberCache, hubRootInUse: () => svidRoot, rootTtlMs: config.certificates.rootTtl, log: log.child({ part: 'trust-rotation' }) };
   /** Every replica: re-read the trust state; the leader advances a rotation; then follow it. */
   const trustTick = async (): Promise<void> => {
