@@ -19,7 +19,7 @@ interface Bucket {
   tokens: number;
   updatedAt: number;
   inFlight: number;
-  readonly policy: LimitPolicy;
+  policy: LimitPolicy;
 }
 
 /** Above this many keys, idle ones (full bucket, nothing in flight) are dropped. */
@@ -37,12 +37,15 @@ export class PeerLimiter {
   acquire(key: string, policy: LimitPolicy): Admission {
     const now = this.#now();
     let bucket = this.#buckets.get(key);
-    if (!bucket || bucket.policy !== policy) {
-      bucket = { tokens: policy.burst, updatedAt: now, inFlight: bucket?.inFlight ?? 0, policy };
+    if (!bucket) {
+      bucket = { tokens: policy.burst, updatedAt: now, inFlight: 0, policy };
       if (this.#buckets.size >= SWEEP_ABOVE) this.#sweep(now);
       this.#buckets.set(key, bucket);
     }
     this.#refill(bucket, now);
+    // A changed policy applies from now on; what the bucket holds is never more than its burst.
+    bucket.policy = policy;
+    bucket.tokens = Math.min(bucket.tokens, policy.burst);
     if (bucket.inFlight >= policy.maxInFlight) return { ok: false, reason: 'concurrency' };
     if (bucket.tokens < 1) return { ok: false, reason: 'rate' };
     bucket.tokens -= 1;
