@@ -52,6 +52,12 @@ const specs = {
   ISTHMUS_HUB_UNAVAILABLE: { message: 'hub unavailable: %s', grpc: 'UNAVAILABLE' },
   ISTHMUS_JOIN_REFUSED: { message: 'join refused: %s', grpc: 'PERMISSION_DENIED' },
   ISTHMUS_STALE_REPORT: { message: 'stale export report: %s', grpc: 'FAILED_PRECONDITION' },
+  // Hub hardening: a pending join is bound to the keys of its first request; load is bounded per peer.
+  ISTHMUS_JOIN_KEYS_MISMATCH: { message: 'join refused: the pending join of this cluster id was made with other keys: %s', grpc: 'PERMISSION_DENIED' },
+  ISTHMUS_RATE_LIMITED: { message: 'too many requests: %s', grpc: 'RESOURCE_EXHAUSTED' },
+  ISTHMUS_MESSAGE_TOO_LARGE: { message: 'message too large: %s', grpc: 'RESOURCE_EXHAUSTED' },
+  ISTHMUS_EXPORT_QUOTA_EXCEEDED: { message: 'export quota exceeded: %s', grpc: 'RESOURCE_EXHAUSTED' },
+  ISTHMUS_CATALOG_ENTRY_TOO_LARGE: { message: 'catalog entry would be too large: %s', grpc: 'RESOURCE_EXHAUSTED' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof specs;

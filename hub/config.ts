@@ -9,11 +9,26 @@ const listenSchema = (port: number) =>
     .strict()
     .prefault({});
 
+const limitPolicySchema = (defaults: { burst: number; perSecond: number; maxInFlight: number }) =>
+  z
+    .object({
+      burst: z.number().int().min(1).max(100_000).default(defaults.burst),
+      perSecond: z.number().positive().max(100_000).default(defaults.perSecond),
+      maxInFlight: z.number().int().min(1).max(10_000).default(defaults.maxInFlight),
+    })
+    .strict()
+    .prefault({});
+
 export const hubConfigSchema = z
   .object({
     trustDomain: trustDomainSchema.default('isthmus.local'),
-    /** Namespace on the hub cluster for the root CA, tokens, leases and hub info. */
+    /** Namespace on the hub cluster for tokens, leases and hub info (the root CA is in trustNamespace). */
     namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).default('isthmus-system'),
+    /**
+     * Namespace of the Secret with the root CA keys (isthmus-trust), apart from the token Secrets in
+     * `namespace`: grant token operators Secrets in `namespace` only; nobody but the hub needs this one.
+     */
+    trustNamespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).default('isthmus-trust'),
     /** Path to the hub cluster's kubeconfig; empty means in-cluster or $KUBECONFIG. */
     kubeconfig: z.string().default(''),
     /** Name of this replica in leader election; defaults to host name and pid. */
@@ -49,6 +64,7 @@ export const hubConfigSchema = z
       .strict()
       .prefault({})
       .refine((c) => (c.rootCertFile === undefined) === (c.rootKeyFile === undefined), 'rootCertFile and rootKeyFile go together'),
+    // With rootCertFile/rootKeyFile, the root's key is read from the files by every replica and never written to a Secret.
     nats: z
       .object({
         /** NATS URLs handed to agents and used by the hub to publish (tls://host:port). */
@@ -60,6 +76,26 @@ export const hubConfigSchema = z
         nkeySeedFile: z.string().optional(),
       })
       .strict(),
+    /** Bounds on what any caller can make the hub do (issue 8, hole 3 and 8). */
+    limits: z
+      .object({
+        /** Largest Join request (two CSRs and the cluster facts are a few KiB). */
+        joinMaxBytes: z.number().int().min(4096).max(1024 * 1024).default(64 * 1024),
+        /** Largest Renew, Heartbeat or Leave request. */
+        smallCallMaxBytes: z.number().int().min(4096).max(1024 * 1024).default(64 * 1024),
+        /** Largest ReportExports request, also the gRPC server's receive limit. */
+        reportMaxBytes: z.number().int().min(64 * 1024).max(64 * 1024 * 1024).default(16 * 1024 * 1024),
+        /** Join calls per remote address. */
+        join: limitPolicySchema({ burst: 50, perSecond: 5, maxInFlight: 16 }),
+        /** Calls per member cluster (heartbeats, reports, renewals). */
+        agent: limitPolicySchema({ burst: 100, perSecond: 20, maxInFlight: 8 }),
+        /** Services one cluster may export; a report over it is refused as a whole. */
+        exportsPerCluster: z.number().int().min(1).max(50_000).default(5_000),
+        /** Largest catalog entry (JSON), kept below NATS's max_payload (1 MiB by default). */
+        catalogEntryMaxBytes: z.number().int().min(4096).max(8 * 1024 * 1024).default(512 * 1024),
+      })
+      .strict()
+      .prefault({}),
     leaderElection: z
       .object({
         // Takeover after a leader dies: lease expiry plus up to one retry period, ~9.5 s.

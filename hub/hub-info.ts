@@ -12,13 +12,15 @@ export const hubInfoSchema = z.object({
   endpoints: z.array(z.string().min(1)).min(1),
   caPin: z.string().regex(/^sha256:[0-9a-f]{64}$/),
   trustDomain: z.string().min(1),
+  /** Where the trust Secret is (its rotation annotation is what `isthmus trust rotate` sets). */
+  trustNamespace: z.string().min(1),
 });
 export type HubInfo = z.infer<typeof hubInfoSchema>;
 
 export async function writeHubInfo(kc: KubeConfig, namespace: string, info: HubInfo): Promise<void> {
   await putConfigMap(kc, {
     metadata: { name: HUB_INFO_CONFIGMAP, namespace },
-    data: { endpoints: info.endpoints.join(','), 'ca-pin': info.caPin, 'trust-domain': info.trustDomain },
+    data: { endpoints: info.endpoints.join(','), 'ca-pin': info.caPin, 'trust-domain': info.trustDomain, 'trust-namespace': info.trustNamespace },
   });
 }
 
@@ -36,7 +38,8 @@ export async function readHubInfo(kc: KubeConfig, namespace: string): Promise<Hu
   const data = cm.data ?? {};
   return parseInput(
     hubInfoSchema,
-    { endpoints: (data.endpoints ?? '').split(',').filter(Boolean), caPin: data['ca-pin'], trustDomain: data['trust-domain'] },
+    // Hubs before the trust namespace kept the trust Secret in their own namespace.
+    { endpoints: (data.endpoints ?? '').split(',').filter(Boolean), caPin: data['ca-pin'], trustDomain: data['trust-domain'], trustNamespace: data['trust-namespace'] ?? namespace },
     `ConfigMap ${namespace}/${HUB_INFO_CONFIGMAP}`,
   );
 }

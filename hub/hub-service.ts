@@ -1,5 +1,9 @@
 // The hub's gRPC handlers (DESIGN §4): Join authenticates with a bootstrap token; every other
 // call authenticates with the agent certificate, and the cluster id comes from that certificate.
+// Join guarantees: a token use is spent only once a MemberCluster was created for it (and given
+// back by deleting that MemberCluster when the token had none left), so a refused Join never
+// costs a use; a pending join is pinned to the keys of its first request (join-keys.ts), so only
+// the holder of those keys can complete it once an operator accepts.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findCondition } from '../common/api/conditions.ts';
 import type { MemberCluster } from '../common/api/isthmus.ts';
@@ -7,6 +11,7 @@ import { IsthmusError } from '../common/errors.ts';
 import type { CallContext, Credentials, HubHandlers, JoinRequest, ReportExportsRequest, ReportExportsResponse } from '../common/hub-api/index.ts';
 import type { Logger } from '../common/logger.ts';
 import { RefusalReason, bundleToPem, bundleToSpiffeJson, verifyPeer } from '../common/pki/index.ts';
+import { describeJoinKeys, joinKeysOf, pinnedJoinKeys, sameJoinKeys, type JoinKeys } from './join-keys.ts';
 import { TOKEN_ID_ANNOTATION, type MemberClusterStore } from './members.ts';
 import { currentMemberIds, isCurrentMember, type MemberCache } from './membership.ts';
 import type { TokenStore } from './tokens.ts';
@@ -38,7 +43,28 @@ export interface HubServiceDeps {
   };
 }
 
+/**
+ * The calling agent's cluster id, from its verified certificate; refuses non-members. The server
+ * runs this before it decodes a request (HubServerGuards.authenticate).
+ */
+export function createAgentAuthenticator(deps: Pick<HubServiceDeps, 'trust' | 'memberCache'>): (context: CallContext) => string {
+  return (context) => {
+    if (!context.peerCertificate) {
+      throw new IsthmusError('ISTHMUS_PEER_REFUSED', 'no verified client certificate: this call needs the agent certificate from Join');
+    }
+    const verdict = verifyPeer([context.peerCertificate], {
+      bundle: deps.trust.bundle,
+      members: currentMemberIds(deps.memberCache.list()),
+      authorize: (id) => id.kind === 'agent',
+    });
+    if (verdict.ok) return verdict.peer.clusterId as string;
+    if (verdict.reason === RefusalReason.NOT_A_MEMBER) throw new IsthmusError('ISTHMUS_CLUSTER_NOT_MEMBER', `${verdict.detail}; it was removed from the federation`);
+    throw new IsthmusError('ISTHMUS_PEER_REFUSED', `${verdict.reason}: ${verdict.detail}`);
+  };
+}
+
 export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
+  const authenticate = createAgentAuthenticator(deps);
   const { trust, tokens, members, memberCache, settings, log } = deps;
   const heartbeatSeconds = Math.max(1, Math.round(settings.heartbeatIntervalMs / 1000));
 
@@ -53,19 +79,9 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
     return memberCache.get(clusterId);
   }
 
-  /** The calling agent's cluster id, from its verified certificate; refuses non-members. */
+  /** The calling agent's cluster id: set by the server's authenticate hook, else verified here. */
   function authenticateAgent(context: CallContext): string {
-    if (!context.peerCertificate) {
-      throw new IsthmusError('ISTHMUS_PEER_REFUSED', 'no verified client certificate: this call needs the agent certificate from Join');
-    }
-    const verdict = verifyPeer([context.peerCertificate], {
-      bundle: trust.bundle,
-      members: currentMemberIds(memberCache.list()),
-      authorize: (id) => id.kind === 'agent',
-    });
-    if (verdict.ok) return verdict.peer.clusterId as string;
-    if (verdict.reason === RefusalReason.NOT_A_MEMBER) throw new IsthmusError('ISTHMUS_CLUSTER_NOT_MEMBER', `${verdict.detail}; it was removed from the federation`);
-    throw new IsthmusError('ISTHMUS_PEER_REFUSED', `${verdict.reason}: ${verdict.detail}`);
+    return context.clusterId ?? authenticate(context);
   }
 
   function credentials(agentCertificate: string, intermediateCertificate: string): Credentials {
@@ -73,35 +89,64 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
     return { agentCertificate, intermediateCertificate, trustBundlePem: bundleToPem(bundle), trustBundleJson: bundleToSpiffeJson(bundle), trustBundleSequence: bundle.sequence };
   }
 
-  /** Creates the MemberCluster, or finds the pending one this token created on an earlier try. */
-  async function admit(request: JoinRequest, tokenId: string): Promise<void> {
-    const id = request.facts.clusterId;
-    const existing = (await members.get(id)) ?? undefined;
-    if (existing) {
-      const joined = findCondition(existing.status?.conditions, 'Joined')?.status === 'True';
-      const sameJoin = existing.metadata.annotations?.[TOKEN_ID_ANNOTATION] === tokenId;
-      if (joined || !sameJoin) {
-        throw new IsthmusError('ISTHMUS_CLUSTER_ID_TAKEN', `cluster id "${id}" belongs to a ${joined ? 'member' : 'pending join'}; pick another id, or run \`isthmus cluster remove ${id}\` first if that cluster is gone`);
-      }
-      return;
+  /** Marks a freshly created MemberCluster pending, after spending its token use. */
+  async function spendAndMarkPending(member: MemberCluster, request: JoinRequest, tokenId: string): Promise<void> {
+    const id = member.spec.clusterId;
+    try {
+      await tokens.consume(tokenId);
+    } catch (err) {
+      // No use left (a concurrent join took the last one): this join never happened.
+      await members.delete(id).catch((cleanup: unknown) => log.warn({ clusterId: id, err: cleanup }, 'could not delete the MemberCluster of a refused join'));
+      throw err;
     }
-    await tokens.consume(tokenId);
-    const created = await members.create(request.facts, { accepted: settings.autoAccept, tokenId });
-    await members.patchStatus(created, { agentVersion: request.facts.agentVersion || undefined }, [
+    await members.patchStatus(member, { agentVersion: request.facts.agentVersion || undefined }, [
       { type: 'Accepted', status: settings.autoAccept ? 'True' : 'False', reason: settings.autoAccept ? 'Accepted' : 'PendingAcceptance', message: settings.autoAccept ? 'accepted automatically (hub autoAccept)' : `waiting for \`isthmus cluster accept ${id}\`` },
       { type: 'Joined', status: 'False', reason: 'PendingAcceptance', message: 'the cluster asked to join' },
       { type: 'Available', status: 'Unknown', reason: 'NeverConnected', message: 'no heartbeat yet' },
     ]);
-    log.info({ clusterId: id, tokenId, accepted: settings.autoAccept }, 'cluster asked to join');
   }
 
-  async function awaitAcceptance(clusterId: string): Promise<MemberCluster> {
+  /**
+   * Creates the MemberCluster (pinning the CSR keys) and spends one token use, or finds the
+   * pending one this token created on an earlier try with the same keys.
+   */
+  async function admit(request: JoinRequest, tokenId: string, keys: JoinKeys): Promise<void> {
+    const id = request.facts.clusterId;
+    let existing = (await members.get(id)) ?? undefined;
+    if (!existing) {
+      const created = await members.create(request.facts, { accepted: settings.autoAccept, tokenId, keys });
+      if (created) {
+        await spendAndMarkPending(created, request, tokenId);
+        log.info({ clusterId: id, tokenId, accepted: settings.autoAccept, agentKey: keys.agent, intermediateKey: keys.intermediate }, 'cluster asked to join');
+        return;
+      }
+      existing = (await members.get(id)) ?? undefined;
+      if (!existing) throw new IsthmusError('ISTHMUS_HUB_UNAVAILABLE', `${id} was created and removed concurrently; ask again`);
+    }
+    const joined = findCondition(existing.status?.conditions, 'Joined')?.status === 'True';
+    const sameJoin = existing.metadata.annotations?.[TOKEN_ID_ANNOTATION] === tokenId;
+    if (joined || !sameJoin) {
+      throw new IsthmusError('ISTHMUS_CLUSTER_ID_TAKEN', `cluster id "${id}" belongs to a ${joined ? 'member' : 'pending join'}; pick another id, or run \`isthmus cluster remove ${id}\` first if that cluster is gone`);
+    }
+    const pinned = pinnedJoinKeys(existing);
+    if (!sameJoinKeys(pinned, keys)) {
+      log.warn({ clusterId: id, tokenId, pinned, offered: keys }, 'join retry with other keys refused');
+      throw new IsthmusError(
+        'ISTHMUS_JOIN_KEYS_MISMATCH',
+        `cluster id "${id}" is pinned to ${describeJoinKeys(pinned)}; this request offers ${describeJoinKeys(keys)}. If the pending join is not yours or its agent lost its keys, run \`isthmus cluster remove ${id}\` on the hub and join again`,
+      );
+    }
+    // An earlier try created it but stopped before spending the use.
+    if (!findCondition(existing.status?.conditions, 'Accepted')) await spendAndMarkPending(existing, request, tokenId);
+  }
+
+  async function awaitAcceptance(clusterId: string, keys: JoinKeys): Promise<MemberCluster> {
     const deadline = Date.now() + settings.acceptanceWaitMs;
     for (;;) {
       const member = (await members.get(clusterId)) ?? undefined;
       if (!member) throw new IsthmusError('ISTHMUS_CLUSTER_NOT_FOUND', `${clusterId} was removed while waiting for acceptance`);
       if (member.spec.accepted) return member;
-      if (Date.now() >= deadline) throw new IsthmusError('ISTHMUS_CLUSTER_NOT_ACCEPTED', `${clusterId}: run \`isthmus cluster accept ${clusterId}\` on the hub; the agent keeps asking`);
+      if (Date.now() >= deadline) throw new IsthmusError('ISTHMUS_CLUSTER_NOT_ACCEPTED', `${clusterId}: run \`isthmus cluster accept ${clusterId}\` on the hub after checking the keys it pinned (${describeJoinKeys(keys)}); the agent keeps asking`);
       await sleep(250);
     }
   }
@@ -110,8 +155,11 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
     async Join(request) {
       requireLeader();
       const token = await tokens.authenticate(request.token);
-      await admit(request, token.id);
-      const member = await awaitAcceptance(request.facts.clusterId);
+      const keys = await joinKeysOf(request);
+      await admit(request, token.id, keys);
+      const member = await awaitAcceptance(request.facts.clusterId, keys);
+      // Removed and re-created by another join while this one waited: not this join's any more.
+      if (!sameJoinKeys(pinnedJoinKeys(member), keys)) throw new IsthmusError('ISTHMUS_JOIN_KEYS_MISMATCH', `cluster id "${request.facts.clusterId}" was re-pinned to ${describeJoinKeys(pinnedJoinKeys(member))} while this join waited`);
       const signer = trust.signingAuthority();
       const [intermediate, agent] = await Promise.all([
         signer.signIntermediate(request.facts.clusterId, request.intermediateCsr, { lifetimeMs: settings.intermediateTtlMs }),

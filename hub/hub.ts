@@ -20,7 +20,7 @@ import type { HubConfig } from './config.ts';
 import { startHealthMonitor } from './health-monitor.ts';
 import { writeHubInfo } from './hub-info.ts';
 import { createCatalog } from './catalog/index.ts';
-import { createHubHandlers } from './hub-service.ts';
+import { createAgentAuthenticator, createHubHandlers } from './hub-service.ts';
 import { MemberClusterStore } from './members.ts';
 import { MembershipPublisher } from './membership-publisher.ts';
 import { MEMBERS_BUCKET } from '../common/catalog.ts';
@@ -56,7 +56,9 @@ function bindServer(server: grpc.Server, address: string, credentials: grpc.Serv
 export async function startHub(config: HubConfig, log: Logger): Promise<RunningHub> {
   const kc = loadKubeConfig(config.kubeconfig || undefined);
   await ensureNamespace(kc, config.namespace);
-  const trust = await TrustStore.open(kc, config.namespace, {
+  await ensureNamespace(kc, config.trustNamespace);
+  await TrustStore.relocate(kc, config.namespace, config.trustNamespace);
+  const trust = await TrustStore.open(kc, config.trustNamespace, {
     trustDomain: config.trustDomain,
     rootTtlMs: config.certificates.rootTtl,
     rootCertFile: config.certificates.rootCertFile,
@@ -75,7 +77,12 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   const tokens = new TokenStore(kc, config.namespace);
   const nkeySeed = config.nats.nkeySeedFile ? await readFile(config.nats.nkeySeedFile, 'utf8') : undefined;
   const nc: NatsConnection = await connectNats({ urls: config.nats.urls, name: `isthmus-hub-${config.replicaId}`, tls: await tlsFromFiles(config.nats), log, ...(nkeySeed ? { nkeySeed } : {}) });
-  const catalog = createCatalog({ nc, memberCache, log: log.child({ part: 'catalog' }) });
+  const catalog = createCatalog({
+    nc,
+    memberCache,
+    log: log.child({ part: 'catalog' }),
+    limits: { exportsPerCluster: config.limits.exportsPerCluster, entryMaxBytes: config.limits.catalogEntryMaxBytes },
+  });
   informer.addEventHandler(() => catalog.onMembersChanged());
 
   const lifetime = new AbortController();
@@ -84,7 +91,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   let svidRoot = trust.signingAuthority().fingerprint;
   let identitySequence = trust.bundle.sequence;
   const publishHubInfo = (): Promise<void> =>
-    writeHubInfo(kc, config.namespace, { endpoints, caPin: rootPin(new X509Certificate(trust.signingAuthority().certificatePem)), trustDomain: trust.bundle.trustDomain });
+    writeHubInfo(kc, config.namespace, { endpoints, caPin: rootPin(new X509Certificate(trust.signingAuthority().certificatePem)), trustDomain: trust.bundle.trustDomain, trustNamespace: config.trustNamespace });
   const rotation = { trust, memberCache, hubRootInUse: () => svidRoot, rootTtlMs: config.certificates.rootTtl, log: log.child({ part: 'trust-rotation' }) };
   /** Every replica: re-read the trust state; the leader advances a rotation; then follow it. */
   const trustTick = async (): Promise<void> => {
@@ -97,7 +104,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     log.info({ root: svidRoot, bundleSequence: identitySequence }, 'hub identity and trusted roots reloaded');
     if (elector.isLeader()) await publishHubInfo();
   };
-  const server = new grpc.Server(keepaliveServerOptions);
+  const server = new grpc.Server({ ...keepaliveServerOptions, 'grpc.max_receive_message_length': config.limits.reportMaxBytes });
   const grpcPort = await bindServer(server, `${config.grpc.host}:${config.grpc.port}`, credentials);
   const endpoints = config.advertiseEndpoints.length > 0 ? config.advertiseEndpoints : [`${config.grpc.host === '0.0.0.0' ? '127.0.0.1' : config.grpc.host}:${grpcPort}`];
 
@@ -157,6 +164,18 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
       },
     }),
     log.child({ part: 'api' }),
+    {
+      authenticate: createAgentAuthenticator({ trust, memberCache }),
+      maxMessageBytes: {
+        Join: config.limits.joinMaxBytes,
+        Renew: config.limits.smallCallMaxBytes,
+        Heartbeat: config.limits.smallCallMaxBytes,
+        Leave: config.limits.smallCallMaxBytes,
+        ReportExports: config.limits.reportMaxBytes,
+      },
+      joinLimit: config.limits.join,
+      agentLimit: config.limits.agent,
+    },
   );
   elector.start();
   void runPeriodically(trustTick, 1_000, lifetime.signal, (err) => log.warn({ err }, 'trust state refresh or rotation step failed; retrying'));

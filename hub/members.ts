@@ -11,8 +11,9 @@ import {
   type MemberCluster,
   type MemberClusterStatus,
 } from '../common/api/isthmus.ts';
-import type { ClusterFacts } from '../common/hub-api/messages.ts';
-import { isNotFound } from '../common/kube/index.ts';
+import { memberSpecOf, type ClusterFacts } from '../common/hub-api/messages.ts';
+import { isAlreadyExists, isConflict, isNotFound } from '../common/kube/index.ts';
+import { joinKeyAnnotations, type JoinKeys } from './join-keys.ts';
 
 export const TOKEN_ID_ANNOTATION = 'isthmus.dev/joined-with-token';
 
@@ -40,26 +41,26 @@ export class MemberClusterStore {
     return list.items;
   }
 
-  async create(facts: ClusterFacts, options: { accepted: boolean; tokenId: string }): Promise<MemberCluster> {
+  /** Creates the MemberCluster with the join's token and key pins; undefined when one exists already. */
+  async create(facts: ClusterFacts, options: { accepted: boolean; tokenId: string; keys: JoinKeys }): Promise<MemberCluster | undefined> {
     const body = {
       apiVersion: ISTHMUS_API_VERSION,
       kind: MEMBER_CLUSTER_KIND,
-      metadata: { name: facts.clusterId, annotations: { [TOKEN_ID_ANNOTATION]: options.tokenId } },
-      spec: {
-        clusterId: facts.clusterId,
-        ...(facts.region ? { region: facts.region } : {}),
-        ...(facts.zone ? { zone: facts.zone } : {}),
-        ...(facts.network ? { network: facts.network } : {}),
-        ...(facts.gatewayAddresses.length > 0 ? { gatewayAddresses: facts.gatewayAddresses } : {}),
-        ...(Object.keys(facts.labels).length > 0 ? { labels: facts.labels } : {}),
-        accepted: options.accepted,
-      },
+      metadata: { name: facts.clusterId, annotations: { [TOKEN_ID_ANNOTATION]: options.tokenId, ...joinKeyAnnotations(options.keys) } },
+      spec: memberSpecOf(facts, options.accepted),
     };
-    return (await this.#api.createClusterCustomObject({ ...ref, body })) as MemberCluster;
+    try {
+      return (await this.#api.createClusterCustomObject({ ...ref, body })) as MemberCluster;
+    } catch (err) {
+      if (isAlreadyExists(err) || isConflict(err)) return undefined;
+      throw err;
+    }
   }
 
-  async setAccepted(clusterId: string, accepted: boolean): Promise<MemberCluster> {
-    return (await this.#api.patchClusterCustomObject({ ...ref, name: clusterId, body: { spec: { accepted } } }, mergePatch)) as MemberCluster;
+  /** With `uid`, only if the object is still the one the caller looked at (not removed and re-created since). */
+  async setAccepted(clusterId: string, accepted: boolean, uid?: string): Promise<MemberCluster> {
+    const body = { ...(uid ? { metadata: { uid } } : {}), spec: { accepted } };
+    return (await this.#api.patchClusterCustomObject({ ...ref, name: clusterId, body }, mergePatch)) as MemberCluster;
   }
 
   async delete(clusterId: string): Promise<boolean> {

@@ -131,9 +131,11 @@ export class TokenStore {
     return record;
   }
 
-  /** Spends one use of an authenticated token. */
-  async consume(id: string): Promise<TokenRecord> {
+  /** Spends one use of an authenticated token (still unrevoked and unexpired as of this write). */
+  async consume(id: string, now = new Date()): Promise<TokenRecord> {
     return this.#update(id, (record) => {
+      if (record.revoked) throw new IsthmusError('ISTHMUS_TOKEN_REVOKED', `token ${id}`);
+      if (record.expiresAt.getTime() <= now.getTime()) throw new IsthmusError('ISTHMUS_TOKEN_EXPIRED', `token ${id} expired at ${record.expiresAt.toISOString()}; create a new one`);
       if (record.usesLeft <= 0) {
         throw new IsthmusError('ISTHMUS_TOKEN_EXHAUSTED', `token ${id} was already used ${record.maxUses} time(s); create a new one`);
       }

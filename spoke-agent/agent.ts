@@ -18,7 +18,7 @@ import { writeAgentStatus, type AgentStatus } from './agent-status.ts';
 import { AGENT_VERSION, type AgentConfig } from './config.ts';
 import { AgentSecrets, type AgentCredentials, type Bootstrap } from './credentials.ts';
 import { HubSession } from './hub-session.ts';
-import { isTerminalJoinError, join } from './join.ts';
+import { isTerminalJoinError, join, loadJoinKeys } from './join.ts';
 
 export interface RunningAgent extends Running {
   readonly statusPort: number;
@@ -106,9 +106,10 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
       }
       await publishStatus({ phase: 'Joining' });
       try {
-        const joined = await join(bootstrap, factsOf(config));
+        const joined = await join(bootstrap, factsOf(config), await loadJoinKeys(secrets));
         await secrets.saveCredentials(joined);
         await secrets.reportJoin('Joined', `cluster ${config.clusterId} joined the federation (trust domain ${joined.trustDomain})`);
+        await secrets.finishJoin();
         log.info({ clusterId: config.clusterId, hubEndpoints: joined.hubEndpoints }, 'joined the federation');
         return joined;
       } catch (err) {

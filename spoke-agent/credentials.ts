@@ -7,6 +7,8 @@ import { isNotFound, putSecret } from '../common/kube/index.ts';
 
 export const CREDENTIALS_SECRET = 'isthmus-agent-credentials';
 export const BOOTSTRAP_SECRET = 'isthmus-join';
+/** The keys of a join in progress: every retry must offer the same keys (the hub pins them). */
+export const JOIN_KEYS_SECRET = 'isthmus-join-keys';
 export const JOIN_STATUS_ANNOTATION = 'isthmus.dev/join-status';
 export const JOIN_MESSAGE_ANNOTATION = 'isthmus.dev/join-message';
 
@@ -120,6 +122,10 @@ export class AgentSecrets {
     );
   }
 
+  async hasBootstrap(): Promise<boolean> {
+    return (await readSecret(this.#api, this.#namespace, BOOTSTRAP_SECRET)) !== undefined;
+  }
+
   async joinOutcome(): Promise<{ status: string; message: string } | undefined> {
     const secret = await readSecret(this.#api, this.#namespace, BOOTSTRAP_SECRET);
     const annotations = secret?.metadata?.annotations ?? {};
@@ -128,8 +134,38 @@ export class AgentSecrets {
   }
 
   async deleteBootstrap(): Promise<void> {
+    await this.#deleteSecret(BOOTSTRAP_SECRET);
+  }
+
+  /** The private keys (PKCS#8 PEM) of the join in progress, created on first use and kept until it completes. */
+  async joinKeys(generate: () => Promise<{ intermediateKey: string; agentKey: string }>): Promise<{ intermediateKey: string; agentKey: string }> {
+    const secret = await readSecret(this.#api, this.#namespace, JOIN_KEYS_SECRET);
+    const intermediateKey = secret && field(secret, 'intermediate.key');
+    const agentKey = secret && field(secret, 'agent.key');
+    if (intermediateKey && agentKey) return { intermediateKey, agentKey };
+    const keys = await generate();
+    const b64 = (s: string): string => Buffer.from(s).toString('base64');
+    await putSecret(this.#kc, {
+      metadata: { name: JOIN_KEYS_SECRET, namespace: this.#namespace, labels: { 'app.kubernetes.io/managed-by': 'isthmus-agent' } },
+      type: 'Opaque',
+      data: { 'intermediate.key': b64(keys.intermediateKey), 'agent.key': b64(keys.agentKey) },
+    });
+    return keys;
+  }
+
+  /**
+   * Once joined: the credentials Secret holds the keys, and the bootstrap token (spent or not)
+   * must not stay readable in the cluster. `isthmus join` reads the outcome from the agent
+   * status when the bootstrap Secret is gone.
+   */
+  async finishJoin(): Promise<void> {
+    await this.#deleteSecret(JOIN_KEYS_SECRET);
+    await this.#deleteSecret(BOOTSTRAP_SECRET);
+  }
+
+  async #deleteSecret(name: string): Promise<void> {
     try {
-      await this.#api.deleteNamespacedSecret({ name: BOOTSTRAP_SECRET, namespace: this.#namespace });
+      await this.#api.deleteNamespacedSecret({ name, namespace: this.#namespace });
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }

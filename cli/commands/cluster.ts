@@ -1,6 +1,7 @@
 import { findCondition } from '../../common/api/conditions.ts';
 import type { MemberCluster } from '../../common/api/isthmus.ts';
 import { IsthmusError } from '../../common/errors.ts';
+import { describeJoinKeys, pinnedJoinKeys } from '../../hub/join-keys.ts';
 import { MemberClusterStore } from '../../hub/members.ts';
 import { kubeconfigOption, stringValue, type Command, type CommandContext } from '../command.ts';
 import { loadKubeConfig } from '../../common/kubeconfig.ts';
@@ -16,7 +17,15 @@ const columns: Column<MemberCluster>[] = [
   { header: 'LAST HEARTBEAT', value: (m) => (m.status?.lastHeartbeatTime ? `${age(m.status.lastHeartbeatTime)} ago` : 'never') },
   { header: 'EXPORTS', value: (m) => String(m.status?.exportCount ?? 0) },
   { header: 'AGE', value: (m) => age(m.metadata.creationTimestamp) },
+  // The keys the first Join pinned: compare with what `isthmus join` printed on the member before accepting.
+  { header: 'AGENT KEY', value: (m) => shortKey(pinnedJoinKeys(m)?.agent) },
+  { header: 'INTERMEDIATE KEY', value: (m) => shortKey(pinnedJoinKeys(m)?.intermediate) },
 ];
+
+/** "sha256:0123456789abcdef…": enough to compare by eye; -o json/yaml shows the whole hash. */
+function shortKey(fingerprint: string | undefined): string {
+  return fingerprint ? `${fingerprint.slice(0, 'sha256:'.length + 16)}…` : '<none>';
+}
 
 function store(ctx: CommandContext): MemberClusterStore {
   return new MemberClusterStore(loadKubeConfig(stringValue(ctx, 'kubeconfig')));
@@ -48,9 +57,11 @@ export const clusterAccept: Command = {
   run: async (ctx) => {
     const id = clusterIdArgument(ctx, 'accept');
     const members = store(ctx);
-    if (!(await members.get(id))) throw new IsthmusError('ISTHMUS_CLUSTER_NOT_FOUND', `${id}; see \`isthmus cluster list\``);
-    await members.setAccepted(id, true);
-    ctx.stdout(`cluster ${id} accepted\n`);
+    const member = await members.get(id);
+    if (!member) throw new IsthmusError('ISTHMUS_CLUSTER_NOT_FOUND', `${id}; see \`isthmus cluster list\``);
+    // Accept exactly what was looked at: a MemberCluster re-created (with other keys) meanwhile is refused.
+    await members.setAccepted(id, true, member.metadata.uid);
+    ctx.stdout(`cluster ${id} accepted (${describeJoinKeys(pinnedJoinKeys(member))})\n`);
     return 0;
   },
 };

@@ -30,6 +30,12 @@ export const join: Command = {
     let lastMessage = '';
     while (Date.now() < deadline) {
       const outcome = await secrets.joinOutcome();
+      // The agent deletes the join request (with its token) once joined.
+      const joined = outcome === undefined && !(await secrets.hasBootstrap()) ? await secrets.loadCredentials() : undefined;
+      if (joined) {
+        ctx.stdout(`cluster ${joined.clusterId} joined the federation (trust domain ${joined.trustDomain})\n`);
+        return 0;
+      }
       if (outcome?.status === 'Joined') {
         ctx.stdout(`${outcome.message}\n`);
         return 0;

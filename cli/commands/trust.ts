@@ -33,7 +33,8 @@ export const trustRotate: Command = {
   options: { ...kubeconfigOption },
   run: async (ctx) => {
     const kc = loadKubeConfig(stringValue(ctx, 'kubeconfig'));
-    await TrustStore.requestRotation(kc, stringValue(ctx, 'namespace') ?? 'isthmus-system');
+    const info = await readHubInfo(kc, stringValue(ctx, 'namespace') ?? 'isthmus-system');
+    await TrustStore.requestRotation(kc, info.trustNamespace);
     ctx.stdout('Root rotation requested. Follow it with `isthmus trust status`: add new root → distribute → re-issue intermediates → retire old root.\n');
     return 0;
   },
@@ -48,7 +49,7 @@ export const trustStatus: Command = {
     const kc = loadKubeConfig(stringValue(ctx, 'kubeconfig'));
     const namespace = stringValue(ctx, 'namespace') ?? 'isthmus-system';
     const info = await readHubInfo(kc, namespace);
-    const trust = await TrustStore.read(kc, namespace, info.trustDomain);
+    const trust = await TrustStore.read(kc, info.trustNamespace, info.trustDomain);
     const { rotation, bundle } = trust.state;
     const target = rotation.stage === 'stable' ? rotation.root : rotation.newRoot;
     const rows: ClusterTrustRow[] = (await new MemberClusterStore(kc).list()).filter(isCurrentMember).map((m) => ({

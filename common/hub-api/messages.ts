@@ -1,21 +1,54 @@
 // Typed shapes of the hub API messages (hub.proto, camelCase as @grpc/proto-loader delivers them)
-// and the zod schemas the hub validates every request with.
+// and the zod schemas the hub validates every request with. Guarantees: every list in a request
+// has an upper bound; cluster facts obey the MemberCluster CRD's rules (the same zod schema), so a
+// Join the API server would refuse is refused before anything is written or a token use spent;
+// exported services, ports and zones obey the Service API's naming rules, so no member can make
+// every importer's API server writes fail.
 import { z } from 'zod';
-import { dns1123LabelSchema, gatewayAddressSchema, labelValueSchema } from '../api/index.ts';
+import { dns1035LabelSchema, dns1123LabelSchema, gatewayAddressSchema, labelValueSchema, memberClusterSpecSchema, qualifiedNameSchema, type MemberClusterSpec } from '../api/index.ts';
 
 const dns1123Label = dns1123LabelSchema;
 // Locality values are label values (the hub writes them into MemberCluster), empty when unknown.
 const localityName = z.union([z.literal(''), labelValueSchema]);
-const pem = (what: string) => z.string().includes('-----BEGIN', { message: `${what} must be PEM` });
+const pem = (what: string) => z.string().max(16 * 1024).includes('-----BEGIN', { message: `${what} must be PEM` });
 
-export const clusterFactsSchema = z.object({
+/** Bounds on the lists a message may carry (a cap on work per call, before any quota). */
+export const MESSAGE_LIMITS = {
+  gatewayAddresses: 16,
+  labels: 32,
+  ports: 100,
+  endpointZones: 64,
+  allowedClusters: 1024,
+  services: 50_000,
+} as const;
+
+const clusterFactsObject = z.object({
   clusterId: dns1123Label,
   region: localityName.default(''),
   zone: localityName.default(''),
-  network: localityName.default(''),
-  gatewayAddresses: z.array(gatewayAddressSchema).max(16).default([]),
-  labels: z.record(z.string().max(317), z.string().max(63)).default({}),
+  network: z.union([z.literal(''), dns1123LabelSchema]).default(''),
+  gatewayAddresses: z.array(gatewayAddressSchema).max(MESSAGE_LIMITS.gatewayAddresses).default([]),
+  labels: z.record(qualifiedNameSchema, labelValueSchema).default({}),
   agentVersion: z.string().max(64).default(''),
+});
+
+/** The MemberCluster spec the hub writes for these facts. */
+export function memberSpecOf(facts: z.infer<typeof clusterFactsObject>, accepted: boolean): MemberClusterSpec {
+  return {
+    clusterId: facts.clusterId,
+    ...(facts.region ? { region: facts.region } : {}),
+    ...(facts.zone ? { zone: facts.zone } : {}),
+    ...(facts.network ? { network: facts.network } : {}),
+    ...(facts.gatewayAddresses.length > 0 ? { gatewayAddresses: facts.gatewayAddresses } : {}),
+    ...(Object.keys(facts.labels).length > 0 ? { labels: facts.labels } : {}),
+    accepted,
+  };
+}
+
+/** Facts checked with the MemberCluster CRD's own schema (duplicates, label count, ...). */
+export const clusterFactsSchema = clusterFactsObject.superRefine((facts, ctx) => {
+  const spec = memberClusterSpecSchema.safeParse(memberSpecOf(facts, false));
+  if (!spec.success) for (const issue of spec.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
 });
 export type ClusterFacts = z.infer<typeof clusterFactsSchema>;
 
@@ -44,8 +77,8 @@ export interface JoinResponse {
 }
 
 export const renewRequestSchema = z.object({
-  agentCsr: z.string().default(''),
-  intermediateCsr: z.string().default(''),
+  agentCsr: z.string().max(16 * 1024).default(''),
+  intermediateCsr: z.string().max(16 * 1024).default(''),
 });
 export type RenewRequest = z.infer<typeof renewRequestSchema>;
 
@@ -57,7 +90,7 @@ export const heartbeatRequestSchema = z.object({
   agentVersion: z.string().max(64).default(''),
   trustBundleSequence: z.number().int().min(0).default(0),
   exportCount: z.number().int().min(0).default(0),
-  intermediateExpiry: z.string().default(''),
+  intermediateExpiry: z.string().max(64).default(''),
   rootInUse: z.string().max(128).default(''),
 });
 export type HeartbeatRequest = z.infer<typeof heartbeatRequestSchema>;
@@ -70,29 +103,50 @@ export interface HeartbeatResponse {
   reissueIntermediate: boolean;
 }
 
+/** A Service port as the Service API validates it: name a DNS-1123 label, appProtocol a qualified name. */
 export const servicePortSchema = z.object({
-  name: z.string().max(63).default(''),
+  name: z.union([z.literal(''), dns1123LabelSchema]).default(''),
   protocol: z.enum(['TCP', 'UDP', 'SCTP']).default('TCP'),
   port: z.number().int().min(1).max(65535),
-  appProtocol: z.string().max(253).default(''),
+  appProtocol: z.union([z.literal(''), qualifiedNameSchema]).default(''),
 });
 
-export const exportedServiceSchema = z.object({
-  namespace: dns1123Label,
-  name: dns1123Label,
-  type: z.enum(['ClusterSetIP', 'Headless']),
-  ports: z.array(servicePortSchema).max(100),
-  sessionAffinity: z.enum(['None', 'ClientIP']).default('None'),
-  sessionAffinityTimeoutSeconds: z.number().int().min(0).default(0),
-  exportCreatedAt: z.iso.datetime({ offset: true }),
-  endpoints: z.array(z.object({ zone: z.string().max(63), ready: z.number().int().min(0) })).default([]),
-  allowedClusters: z.array(dns1123Label).default([]),
-});
+/** The Service API's port-list rules: names required when there are several, names and port/protocol unique. */
+function checkPorts(ports: readonly z.infer<typeof servicePortSchema>[], ctx: z.RefinementCtx): void {
+  const names = new Set<string>();
+  const numbers = new Set<string>();
+  ports.forEach((p, i) => {
+    if (ports.length > 1 && p.name === '') ctx.addIssue({ code: 'custom', message: 'must have a name when the service has several ports', path: ['ports', i, 'name'] });
+    if (p.name !== '' && names.has(p.name)) ctx.addIssue({ code: 'custom', message: `duplicate port name "${p.name}"`, path: ['ports', i, 'name'] });
+    const number = `${p.port}/${p.protocol}`;
+    if (numbers.has(number)) ctx.addIssue({ code: 'custom', message: `duplicate port ${number}`, path: ['ports', i, 'port'] });
+    names.add(p.name);
+    numbers.add(number);
+  });
+}
+
+export const exportedServiceSchema = z
+  .object({
+    namespace: dns1123Label,
+    // Service names are DNS-1035 labels (the importer writes a Service of this name).
+    name: dns1035LabelSchema,
+    type: z.enum(['ClusterSetIP', 'Headless']),
+    ports: z.array(servicePortSchema).max(MESSAGE_LIMITS.ports),
+    sessionAffinity: z.enum(['None', 'ClientIP']).default('None'),
+    sessionAffinityTimeoutSeconds: z.number().int().min(0).max(86_400).default(0),
+    exportCreatedAt: z.iso.datetime({ offset: true }),
+    endpoints: z
+      .array(z.object({ zone: labelValueSchema, ready: z.number().int().min(0).max(1_000_000) }))
+      .max(MESSAGE_LIMITS.endpointZones)
+      .default([]),
+    allowedClusters: z.array(dns1123Label).max(MESSAGE_LIMITS.allowedClusters).default([]),
+  })
+  .superRefine((service, ctx) => checkPorts(service.ports, ctx));
 export type ExportedService = z.infer<typeof exportedServiceSchema>;
 
 export const reportExportsRequestSchema = z.object({
   generation: z.number().int().min(0),
-  services: z.array(exportedServiceSchema).max(100_000),
+  services: z.array(exportedServiceSchema).max(MESSAGE_LIMITS.services),
 });
 export type ReportExportsRequest = z.infer<typeof reportExportsRequestSchema>;
 

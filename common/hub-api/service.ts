@@ -1,5 +1,9 @@
 // The Hub gRPC service, typed on both sides from messages.ts: the server validates every request
 // with zod before a handler sees it; the client is promise-based with a deadline on every call.
+// Server guarantees, in this order, before a request body is decoded: the caller is authenticated
+// (every method but Join: its verified client certificate), admitted by the per-peer limiter
+// (rate and calls in flight, keyed by cluster id, or by remote address for Join), and its
+// message is within the method's byte limit. Only then is the protobuf decoded and validated.
 import type { PeerCertificate } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -9,6 +13,7 @@ import { formatIssues } from '../config.ts';
 import { IsthmusError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { requestSchemas, type HubMethod, type HubMethods } from './messages.ts';
+import { PeerLimiter, type LimitPolicy } from './peer-limiter.ts';
 import { HubCallError, toServiceError } from './status.ts';
 
 const protoFile = fileURLToPath(new URL('./hub.proto', import.meta.url));
@@ -23,6 +28,29 @@ export interface CallContext {
   /** DER of the client certificate when the TLS layer verified it against the trusted roots. */
   readonly peerCertificate: Buffer | undefined;
   readonly peer: string;
+  /** Set for every method but Join: the cluster id the server's authenticate hook derived from the certificate. */
+  readonly clusterId?: string;
+}
+
+/** What the server enforces before decoding a request (see the file comment). */
+export interface HubServerGuards {
+  /** Verifies the caller of a non-Join method and returns its cluster id; throws an IsthmusError otherwise. */
+  readonly authenticate: (context: CallContext) => string;
+  /** Largest encoded request per method, in bytes. */
+  readonly maxMessageBytes: { readonly [M in HubMethod]: number };
+  /** Join: per remote address. Every other method: per cluster id. */
+  readonly joinLimit: LimitPolicy;
+  readonly agentLimit: LimitPolicy;
+  readonly limiter?: PeerLimiter;
+}
+
+/** The remote address without the port ("ipv4:10.0.0.1:5123" → "10.0.0.1"). */
+export function remoteAddress(peer: string): string {
+  const withoutScheme = peer.replace(/^(ipv4|ipv6|unix):/, '');
+  const bracketed = /^\[([^\]]+)\]/.exec(withoutScheme);
+  if (bracketed) return bracketed[1] as string;
+  const colon = withoutScheme.lastIndexOf(':');
+  return colon > 0 && withoutScheme.indexOf(':') === colon ? withoutScheme.slice(0, colon) : withoutScheme;
 }
 
 export type HubHandlers = {
@@ -34,7 +62,8 @@ export const keepaliveServerOptions: grpc.ServerOptions = {
   'grpc.keepalive_timeout_ms': 10_000,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.http2.min_ping_interval_without_data_ms': 5_000,
-  'grpc.max_receive_message_length': 64 * 1024 * 1024,
+  // The server-wide cap; each method has a smaller one of its own (HubServerGuards).
+  'grpc.max_receive_message_length': 16 * 1024 * 1024,
 };
 
 export const keepaliveClientOptions: grpc.ClientOptions = {
@@ -47,34 +76,76 @@ export const keepaliveClientOptions: grpc.ClientOptions = {
   'grpc.ssl_target_name_override': 'hub.isthmus.internal',
 };
 
-export function addHubService(server: grpc.Server, handlers: HubHandlers, log: Logger): void {
+export function addHubService(server: grpc.Server, handlers: HubHandlers, log: Logger, guards: HubServerGuards): void {
+  const limiter = guards.limiter ?? new PeerLimiter();
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  const decoders = new Map<string, (buffer: Buffer) => unknown>();
+  // Requests reach the handler undecoded: decoding waits until the caller is authenticated and admitted.
+  for (const [name, method] of Object.entries(HubServiceClient.service)) {
+    decoders.set(name, method.requestDeserialize);
+    definition[name] = { ...method, requestDeserialize: (buffer: Buffer) => buffer };
+  }
   const implementation: grpc.UntypedServiceImplementation = {};
   for (const method of Object.keys(requestSchemas) as HubMethod[]) {
     const lower = method.charAt(0).toLowerCase() + method.slice(1);
-    implementation[lower] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-      const parsed = (requestSchemas[method] as z.ZodType).safeParse(call.request);
-      if (!parsed.success) {
-        callback(toServiceError(new IsthmusError('ISTHMUS_INPUT_INVALID', `${method}: ${formatIssues(parsed.error)}`)));
+    const decode = decoders.get(method);
+    if (!decode) throw new Error(`hub.proto has no method ${method}`);
+    implementation[lower] = ((call: grpc.ServerUnaryCall<Buffer, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const auth = call.getAuthContext();
+      const base: CallContext = { peerCertificate: auth?.sslPeerCertificate?.raw, peer: call.getPeer() };
+      const refuse = (err: IsthmusError): void => {
+        log.info({ method, peer: base.peer, code: err.code, err: err.message }, 'hub call refused');
+        callback(toServiceError(err));
+      };
+      let context: CallContext;
+      let admission: ReturnType<PeerLimiter['acquire']>;
+      let request: unknown;
+      try {
+        context = method === 'Join' ? base : { ...base, clusterId: guards.authenticate(base) };
+        const key = method === 'Join' ? `address:${remoteAddress(base.peer)}` : `cluster:${context.clusterId}`;
+        admission = limiter.acquire(key, method === 'Join' ? guards.joinLimit : guards.agentLimit);
+        if (!admission.ok) {
+          throw new IsthmusError('ISTHMUS_RATE_LIMITED', `${method}: ${admission.reason === 'rate' ? 'too many calls per second' : 'too many calls in flight'} from ${key}; retry later`);
+        }
+        try {
+          const size = call.request.length;
+          if (size > guards.maxMessageBytes[method]) throw new IsthmusError('ISTHMUS_MESSAGE_TOO_LARGE', `${method} request of ${size} bytes; the limit is ${guards.maxMessageBytes[method]}`);
+          let decoded: unknown;
+          try {
+            decoded = decode(call.request);
+          } catch (err) {
+            throw new IsthmusError('ISTHMUS_INPUT_INVALID', `${method}: not a valid protobuf message`, { cause: err });
+          }
+          const parsed = (requestSchemas[method] as z.ZodType).safeParse(decoded);
+          if (!parsed.success) throw new IsthmusError('ISTHMUS_INPUT_INVALID', `${method}: ${formatIssues(parsed.error)}`);
+          request = parsed.data;
+        } catch (err) {
+          admission.release();
+          throw err;
+        }
+      } catch (err) {
+        if (err instanceof IsthmusError) refuse(err);
+        else callback({ code: grpc.status.INTERNAL, details: `${method} failed on the hub; see the hub log` });
         return;
       }
-      const auth = call.getAuthContext();
-      const context: CallContext = { peerCertificate: auth?.sslPeerCertificate?.raw, peer: call.getPeer() };
       const handler = handlers[method] as (request: unknown, context: CallContext) => Promise<unknown>;
-      handler(parsed.data, context).then(
-        (response) => callback(null, response),
-        (err: unknown) => {
-          if (err instanceof IsthmusError) {
-            log.info({ method, peer: context.peer, code: err.code, err: err.message }, 'hub call refused');
-            callback(toServiceError(err));
-          } else {
-            log.error({ method, peer: context.peer, err }, 'hub call failed');
-            callback({ code: grpc.status.INTERNAL, details: `${method} failed on the hub; see the hub log` });
-          }
-        },
-      );
-    }) as grpc.handleUnaryCall<unknown, unknown>;
+      const admitted = admission;
+      handler(request, context)
+        .then(
+          (response) => callback(null, response),
+          (err: unknown) => {
+            if (err instanceof IsthmusError) {
+              refuse(err);
+            } else {
+              log.error({ method, peer: context.peer, err }, 'hub call failed');
+              callback({ code: grpc.status.INTERNAL, details: `${method} failed on the hub; see the hub log` });
+            }
+          },
+        )
+        .finally(() => admitted.ok && admitted.release());
+    }) as grpc.handleUnaryCall<Buffer, unknown>;
   }
-  server.addService(HubServiceClient.service, implementation);
+  server.addService(definition, implementation);
 }
 
 export interface HubClientOptions {

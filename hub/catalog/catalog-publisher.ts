@@ -11,6 +11,8 @@ import type { Logger } from '../../common/logger.ts';
 export interface PublisherOptions {
   /** Puts in flight at once. */
   readonly concurrency: number;
+  /** An entry larger than this is never put (NATS would refuse it every time): logged and skipped, so it cannot block the queue. */
+  readonly maxEntryBytes?: number;
 }
 
 export interface PublisherStats {
@@ -38,6 +40,7 @@ export class CatalogPublisher {
   readonly #waiters = new Map<string, Map<Waiter, number>>();
   readonly #workers: Promise<void>;
   readonly #log: Logger;
+  readonly #maxEntryBytes: number;
   #sequence = 0;
   /** Set while writes fail (NATS down), so an outage is logged once rather than per key and retry. */
   #failing = false;
@@ -51,6 +54,7 @@ export class CatalogPublisher {
     this.#desired = desired;
     this.#published = published;
     this.#log = log;
+    this.#maxEntryBytes = options.maxEntryBytes ?? Number.POSITIVE_INFINITY;
     this.#queue = new WorkQueue<string>({ name: 'catalog-publisher', maxDelayMs: 10_000 });
     this.#workers = this.#queue.run(options.concurrency, (key) => this.#publish(key));
   }
@@ -145,6 +149,8 @@ export class CatalogPublisher {
       await this.#kv.delete(key);
       this.#published.delete(key);
       this.#deletes++;
+    } else if (Buffer.byteLength(desired) > this.#maxEntryBytes) {
+      this.#log.error({ key, bytes: Buffer.byteLength(desired), limit: this.#maxEntryBytes, code: 'ISTHMUS_CATALOG_ENTRY_TOO_LARGE' }, 'catalog entry too large to publish; the bucket keeps its previous value');
     } else {
       await this.#kv.put(key, desired);
       this.#published.set(key, desired);

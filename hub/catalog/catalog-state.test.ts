@@ -2,7 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { catalogEntrySchema, type CatalogEntry } from '../../common/catalog.ts';
 import { isIsthmusError } from '../../common/errors.ts';
 import type { ExportedService } from '../../common/hub-api/index.ts';
-import { CatalogState } from './catalog-state.ts';
+import { CatalogState, type CatalogStateOptions } from './catalog-state.ts';
+
+/** Conflict type of an export left out for size (catalog-state.ts ENTRY_TOO_LARGE). */
+const ENTRY_TOO_LARGE = 'EntryTooLarge';
 import { exported, locality } from './catalog.testkit.ts';
 import type { ClusterLocality } from './resolution.ts';
 
@@ -10,8 +13,15 @@ function membersOf(ids: string[]): Map<string, ClusterLocality> {
   return new Map(ids.map((id) => [id, locality(id)]));
 }
 
-function stateWith(members: Map<string, ClusterLocality>): CatalogState {
-  return new CatalogState((id) => members.get(id));
+/** The hub "first saw" everything at the epoch here, so the reported timestamps decide (as before clamping). */
+function stateWith(members: Map<string, ClusterLocality>, options: CatalogStateOptions = { now: () => new Date(0) }): CatalogState {
+  return new CatalogState((id) => members.get(id), options);
+}
+
+/** A hub clock the test moves by hand. */
+function clockAt(iso: string): { now: () => Date; set(iso: string): void } {
+  let current = new Date(iso);
+  return { now: () => current, set: (next) => (current = new Date(next)) };
 }
 
 function entry(state: CatalogState, key: string): CatalogEntry | undefined {
@@ -129,5 +139,65 @@ describe('CatalogState', () => {
     expect(restored.restore(published).sort()).toEqual(['shop.cart', 'shop.shelf']);
     expect(entry(restored, 'shop.cart')?.clusters.map((c) => c.clusterId)).toEqual(['a']);
     expect(restored.entryJson('shop.shelf')).toBeUndefined();
+  });
+
+  it('clamps a reported exportCreatedAt to when the hub first saw the export, so an invented 1970 cannot win', () => {
+    const clock = clockAt('2026-03-01T10:00:00.000Z');
+    const state = stateWith(membersOf(['honest', 'poisoner']), { now: clock.now });
+    state.apply('honest', { generation: 1, services: [cart({ exportCreatedAt: '2026-03-01T09:00:00Z' })] });
+    clock.set('2026-03-01T10:05:00.000Z');
+    state.apply('poisoner', { generation: 1, services: [cart({ exportCreatedAt: '1970-01-01T00:00:00Z', type: 'Headless' })] });
+    const resolved = entry(state, 'shop.cart');
+    expect(resolved?.clusters.map((c) => c.clusterId)).toEqual(['honest', 'poisoner']);
+    expect(resolved?.type).toBe('ClusterSetIP');
+    expect(resolved?.clusters[1]?.exportCreatedAt).toBe('2026-03-01T10:05:00.000Z');
+    // Reporting 1970 again later changes nothing: the first sighting stays the floor.
+    clock.set('2026-03-02T00:00:00.000Z');
+    expect(state.apply('poisoner', { generation: 2, services: [cart({ exportCreatedAt: '1970-01-01T00:00:00Z', type: 'Headless' })] }).dirty).toEqual([]);
+    // The honest export was reported earlier than the hub first saw it: it too starts at the first sighting.
+    expect(resolved?.clusters[0]?.exportCreatedAt).toBe('2026-03-01T10:00:00.000Z');
+  });
+
+  it('keeps the clamped time across a new leader: restored entries are the floor', () => {
+    const members = membersOf(['a']);
+    const original = stateWith(members, { now: clockAt('2026-03-01T10:00:00.000Z').now });
+    original.apply('a', { generation: 1, services: [cart({ exportCreatedAt: '1970-01-01T00:00:00Z' })] });
+    const published = [catalogEntrySchema.parse(JSON.parse(original.entryJson('shop.cart') ?? 'null'))];
+    const successor = stateWith(members, { now: clockAt('2026-04-01T00:00:00.000Z').now });
+    successor.restore(published);
+    expect(successor.apply('a', { generation: 1, services: [cart({ exportCreatedAt: '1970-01-01T00:00:00Z' })] }).dirty).toEqual([]);
+    expect(entry(successor, 'shop.cart')?.clusters[0]?.exportCreatedAt).toBe('2026-03-01T10:00:00.000Z');
+  });
+
+  it('refuses a report over the per-cluster export quota as a whole, with its own code', () => {
+    const state = stateWith(membersOf(['a']), { now: () => new Date(0), limits: { exportsPerCluster: 2, entryMaxBytes: 512 * 1024 } });
+    state.apply('a', { generation: 1, services: [cart()] });
+    const over = [cart(), shelf(), exported({ name: 'till' })];
+    let refusal: unknown;
+    try {
+      state.apply('a', { generation: 2, services: over });
+    } catch (err) {
+      refusal = err;
+    }
+    expect(isIsthmusError(refusal, 'ISTHMUS_EXPORT_QUOTA_EXCEEDED')).toBe(true);
+    expect((refusal as Error).message).toMatch(/at most 2/);
+    expect(state.exportsOf('a')).toEqual(['shop.cart']);
+  });
+
+  it('leaves out an export whose entry would outgrow the size limit, applies the rest and says why', () => {
+    const limits = { exportsPerCluster: 100, entryMaxBytes: 8 * 1024 };
+    const state = stateWith(membersOf(['a', 'b']), { now: () => new Date(0), limits });
+    state.apply('a', { generation: 1, services: [cart()] });
+    const manyPorts = Array.from({ length: 100 }, (_, i) => ({ name: `port-with-a-long-name-${i}`, protocol: 'TCP' as const, port: 1000 + i, appProtocol: 'example.com/some-application-protocol' }));
+    const result = state.apply('b', { generation: 1, services: [cart({ ports: manyPorts }), shelf()] });
+    expect(result.applied).toBe(true);
+    expect(state.exportsOf('b')).toEqual(['shop.shelf']);
+    expect(entry(state, 'shop.cart')?.clusters.map((c) => c.clusterId)).toEqual(['a']);
+    expect(Buffer.byteLength(state.entryJson('shop.cart') ?? '')).toBeLessThanOrEqual(limits.entryMaxBytes);
+    expect(state.conflictsOf('b')).toEqual([expect.objectContaining({ namespace: 'shop', name: 'cart', type: ENTRY_TOO_LARGE, message: expect.stringMatching(/over the hub's limit of 8192.*\[ISTHMUS_CATALOG_ENTRY_TOO_LARGE\]/) as string })]);
+    // A smaller export later is taken, and the refusal goes away.
+    state.apply('b', { generation: 2, services: [cart(), shelf()] });
+    expect(state.conflictsOf('b')).toEqual([]);
+    expect(entry(state, 'shop.cart')?.clusters.map((c) => c.clusterId)).toEqual(['a', 'b']);
   });
 });

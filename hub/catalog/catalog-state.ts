@@ -10,7 +10,14 @@
 // applied generation is otherwise stale (a retry, or a late delivery) and ignored. What this
 // cannot tell apart: a late report of an agent's previous life arriving after the restarted
 // agent's first one; the agent's next report corrects it.
-import { catalogKey, type CatalogConflict, type CatalogEntry } from '../../common/catalog.ts';
+//
+// What one member cannot do to the others (issue 8, hole 8): win every conflict with an invented
+// old timestamp (an export's exportCreatedAt is clamped to no earlier than when this hub first saw
+// that cluster's export, and that clamped time is what the bucket keeps across leaders); export
+// more services than its quota (the report is refused as a whole, nothing changes); or grow an
+// entry past the size NATS can carry (that one export is left as it was and reported back as an
+// EntryTooLarge conflict, every other export of the report is applied).
+import { catalogKey, parseCatalogKey, type CatalogConflict, type CatalogEntry } from '../../common/catalog.ts';
 import { IsthmusError } from '../../common/errors.ts';
 import type { ExportConflict, ExportedService, ReportExportsRequest } from '../../common/hub-api/index.ts';
 import { resolveEntry, type ClusterExport, type ClusterLocality } from './resolution.ts';
@@ -21,12 +28,32 @@ export type MemberLocality = (clusterId: string) => ClusterLocality | undefined;
 /** A restarted agent counts its reports from here again. */
 export const SESSION_START_GENERATION = 1;
 
+export interface CatalogLimits {
+  /** Services one cluster may export. */
+  readonly exportsPerCluster: number;
+  /** Largest entry JSON in bytes (below NATS's max_payload). */
+  readonly entryMaxBytes: number;
+}
+
+export const DEFAULT_CATALOG_LIMITS: CatalogLimits = { exportsPerCluster: 5_000, entryMaxBytes: 512 * 1024 };
+
+/** Conflict type of an export refused because its entry would be too large. */
+export const ENTRY_TOO_LARGE = 'EntryTooLarge';
+
+export interface CatalogStateOptions {
+  readonly limits?: CatalogLimits;
+  /** The hub's clock: an export is never older than when the hub first saw it. */
+  readonly now?: () => Date;
+}
+
 interface ClusterState {
   /** Of the last applied report; undefined for state recovered from the bucket. */
   generation: number | undefined;
   services: Map<string, ExportedService>;
   /** The locality (JSON) the cluster's entries were last resolved with. */
   locality: string;
+  /** Exports of the last report left out because their entry would be too large: key → message. */
+  rejected: Map<string, string>;
 }
 
 interface ResolvedEntry {
@@ -56,6 +83,11 @@ function normalizeExport(service: ExportedService): ExportedService {
   };
 }
 
+/** The later of two RFC 3339 times (the reported one when they are equal). */
+function later(reported: string, floor: string): string {
+  return Date.parse(reported) >= Date.parse(floor) ? reported : floor;
+}
+
 function sameExport(a: ExportedService, b: ExportedService): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
@@ -72,9 +104,13 @@ export class CatalogState {
   readonly #entries = new Map<string, ResolvedEntry>();
   /** Keys whose entry must be resolved again before it is read. */
   readonly #dirty = new Set<string>();
+  readonly #limits: CatalogLimits;
+  readonly #now: () => Date;
 
-  constructor(memberLocality: MemberLocality) {
+  constructor(memberLocality: MemberLocality, options: CatalogStateOptions = {}) {
     this.#memberLocality = memberLocality;
+    this.#limits = options.limits ?? DEFAULT_CATALOG_LIMITS;
+    this.#now = options.now ?? (() => new Date());
   }
 
   /** Applies a cluster's full export set (see the generation rules above). */
@@ -85,13 +121,18 @@ export class CatalogState {
     if (cluster && !isApplicable(request.generation, cluster.generation)) {
       return { applied: false, appliedGeneration: cluster.generation ?? 0, dirty: [] };
     }
+    if (request.services.length > this.#limits.exportsPerCluster) {
+      throw new IsthmusError('ISTHMUS_EXPORT_QUOTA_EXCEEDED', `${clusterId} reported ${request.services.length} exported services; each cluster may export at most ${this.#limits.exportsPerCluster} (hub limits.exportsPerCluster). Nothing of this report was applied`);
+    }
+    const seenAt = this.#now().toISOString();
     const next = new Map<string, ExportedService>();
     for (const service of request.services) {
       const key = catalogKey(service.namespace, service.name);
       if (next.has(key)) throw new IsthmusError('ISTHMUS_INPUT_INVALID', `ReportExports lists ${service.namespace}/${service.name} twice`);
-      next.set(key, normalizeExport(service));
+      const firstSeen = cluster?.services.get(key)?.exportCreatedAt ?? seenAt;
+      next.set(key, normalizeExport({ ...service, exportCreatedAt: later(service.exportCreatedAt, firstSeen) }));
     }
-    const state: ClusterState = cluster ?? { generation: undefined, services: new Map(), locality: JSON.stringify(locality) };
+    const state: ClusterState = cluster ?? { generation: undefined, services: new Map(), locality: JSON.stringify(locality), rejected: new Map() };
     this.#clusters.set(clusterId, state);
     const touched = this.#relocate(state, locality);
     for (const [key, service] of next) {
@@ -105,9 +146,46 @@ export class CatalogState {
       touched.push(key);
       this.#removeExporter(key, clusterId);
     }
+    const previous = state.services;
     state.services = next;
     state.generation = request.generation;
-    return { applied: true, appliedGeneration: request.generation, dirty: this.#markDirty(touched) };
+    const dirty = this.#markDirty(touched);
+    state.rejected = this.#refuseOversized(clusterId, state, previous, dirty);
+    return { applied: true, appliedGeneration: request.generation, dirty };
+  }
+
+  /** Puts back the previous export (or none) of every touched entry that grew too large. */
+  #refuseOversized(clusterId: string, state: ClusterState, previous: ReadonlyMap<string, ExportedService>, touched: readonly string[]): Map<string, string> {
+    const rejected = new Map<string, string>();
+    const limit = this.#limits.entryMaxBytes;
+    for (const key of touched) {
+      const service = state.services.get(key);
+      if (!service || !this.#mayExceed(key, limit)) continue;
+      const size = Buffer.byteLength(this.entryJson(key) ?? '');
+      if (size <= limit) continue;
+      const before = previous.get(key);
+      if (before) {
+        state.services.set(key, before);
+      } else {
+        state.services.delete(key);
+        this.#removeExporter(key, clusterId);
+      }
+      this.#dirty.add(key);
+      rejected.set(
+        key,
+        `the catalog entry of ${service.namespace}/${service.name} would be ${size} bytes with this export, over the hub's limit of ${limit} (limits.catalogEntryMaxBytes); ${before ? 'the previous export is kept' : 'it is not exported'} [ISTHMUS_CATALOG_ENTRY_TOO_LARGE]`,
+      );
+    }
+    return rejected;
+  }
+
+  /** Cheap upper estimate first, so the common small entry is not resolved on every report. */
+  #mayExceed(key: string, limit: number): boolean {
+    let estimate = 0;
+    for (const clusterId of this.#exporters.get(key) ?? []) {
+      estimate += 2_048 + JSON.stringify(this.#clusters.get(clusterId)?.services.get(key) ?? '').length * 2;
+    }
+    return estimate > limit;
   }
 
   /**
@@ -122,7 +200,7 @@ export class CatalogState {
       for (const cluster of entry.clusters) {
         let state = this.#clusters.get(cluster.clusterId);
         if (!state) {
-          state = { generation: undefined, services: new Map(), locality: '' };
+          state = { generation: undefined, services: new Map(), locality: '', rejected: new Map() };
           this.#clusters.set(cluster.clusterId, state);
         }
         state.services.set(key, normalizeExport({ ...cluster, namespace: entry.namespace, name: entry.name }));
@@ -158,9 +236,14 @@ export class CatalogState {
 
   /** Conflicts on the cluster's exports that involve the cluster. */
   conflictsOf(clusterId: string): ExportConflict[] {
-    const services = this.#clusters.get(clusterId)?.services;
+    const cluster = this.#clusters.get(clusterId);
+    const services = cluster?.services;
     if (!services) return [];
     const found: ExportConflict[] = [];
+    for (const [key, message] of cluster.rejected) {
+      const { namespace, name } = parseCatalogKey(key);
+      found.push({ namespace, name, type: ENTRY_TOO_LARGE, message });
+    }
     for (const [key, service] of services) {
       for (const c of this.#entry(key)?.conflicts ?? []) {
         if (c.clusters.includes(clusterId)) found.push({ namespace: service.namespace, name: service.name, type: c.type, message: c.message });

@@ -20,7 +20,8 @@ interface Leadership {
 }
 
 function lead(nc: NatsConnection, members: FakeMemberCache): Leadership {
-  const catalog = createCatalog({ nc, memberCache: members, log });
+  // The hub "first saw" every export at the epoch: the reported timestamps decide, as these cases expect.
+  const catalog = createCatalog({ nc, memberCache: members, log, now: () => new Date(0) });
   const controller = new AbortController();
   return { catalog, controller, term: catalog.onStartedLeading(controller.signal) };
 }
@@ -65,7 +66,7 @@ describe('service catalog on NATS JetStream KV', () => {
   });
 
   it('refuses reports while not leading', async () => {
-    const standby = createCatalog({ nc, memberCache: members, log });
+    const standby = createCatalog({ nc, memberCache: members, log, now: () => new Date(0) });
     await expect(standby.sink.report('a', { generation: 1, services: [cart()] })).rejects.toSatisfy((err) => isIsthmusError(err, 'ISTHMUS_NOT_LEADER'));
   });
 

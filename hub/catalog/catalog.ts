@@ -16,7 +16,7 @@ import type { ExportsSink } from '../hub-service.ts';
 import { isCurrentMember, type MemberCache } from '../membership.ts';
 import { readCatalog } from './catalog-bucket.ts';
 import { CatalogPublisher, type PublisherStats } from './catalog-publisher.ts';
-import { CatalogState } from './catalog-state.ts';
+import { CatalogState, DEFAULT_CATALOG_LIMITS, type CatalogLimits } from './catalog-state.ts';
 import type { ClusterLocality } from './resolution.ts';
 
 export interface CatalogOptions {
@@ -29,6 +29,10 @@ export interface CatalogOptions {
   readonly publishTimeoutMs?: number;
   /** How often the leader re-reads the bucket to repair writes it did not make. Default 60 s. */
   readonly rereadIntervalMs?: number;
+  /** Per-cluster export quota and entry size limit (defaults: DEFAULT_CATALOG_LIMITS). */
+  readonly limits?: CatalogLimits;
+  /** The hub's clock (exportCreatedAt is clamped to it). */
+  readonly now?: () => Date;
 }
 
 export const CATALOG_DEFAULTS = { publishConcurrency: 64, publishTimeoutMs: 5_000, rereadIntervalMs: 60_000 } as const;
@@ -83,6 +87,7 @@ export function createCatalog(options: CatalogOptions): Catalog {
   const concurrency = options.publishConcurrency ?? CATALOG_DEFAULTS.publishConcurrency;
   const publishTimeoutMs = options.publishTimeoutMs ?? CATALOG_DEFAULTS.publishTimeoutMs;
   const rereadIntervalMs = options.rereadIntervalMs ?? CATALOG_DEFAULTS.rereadIntervalMs;
+  const limits = options.limits ?? DEFAULT_CATALOG_LIMITS;
   const memberLocality = (clusterId: string): ClusterLocality | undefined => {
     const member = memberCache.get(clusterId);
     return isCurrentMember(member) ? localityOf(member) : undefined;
@@ -94,9 +99,9 @@ export function createCatalog(options: CatalogOptions): Catalog {
       try {
         const kv = await new Kvm(nc).create(CATALOG_BUCKET, { history: 1 });
         const stored = await readCatalog(kv, log);
-        const state = new CatalogState(memberLocality);
+        const state = new CatalogState(memberLocality, { limits, ...(options.now ? { now: options.now } : {}) });
         const keys = state.restore(stored.entries);
-        const publisher = new CatalogPublisher(kv, (key) => state.entryJson(key), new Map(stored.values), log, { concurrency });
+        const publisher = new CatalogPublisher(kv, (key) => state.entryJson(key), new Map(stored.values), log, { concurrency, maxEntryBytes: limits.entryMaxBytes });
         publisher.enqueue(new Set([...keys, ...stored.values.keys()]));
         log.info({ entries: stored.values.size }, 'service catalog recovered from the bucket');
         return { kv, state, publisher, recovered: stored.values.size };
