@@ -1,9 +1,10 @@
 // Which cluster serves a new connection (DESIGN §6), as pure functions of the candidates' locality
 // and health and the policy. Locality priority sorts clusters into levels (level 0 shares every
 // key with the client's cluster, level 1 all but the last, ...); a level whose healthy share h is
-// at least minHealthyPercent takes all the traffic still unassigned, below it h/threshold of it,
-// and the rest spills to the next level (Envoy's overprovisioning). Within a level traffic splits
-// by weight. regionMapping puts the mapped regions, in order, right after the client's own region.
+// at least minHealthyPercent can carry all traffic, below it h/threshold of all traffic; each
+// level, best first, takes what it can carry of the traffic still unassigned and the rest spills
+// to the next (Envoy's overprovisioning and priority load). Within a level traffic splits by
+// weight. regionMapping puts the mapped regions, in order, right after the client's own region.
 import { DEFAULT_CLUSTER_WEIGHT, DEFAULT_LOCALITY_PRIORITY, FAILOVER_DEFAULTS } from '../common/api/isthmus.ts';
 
 export interface Locality {
@@ -97,25 +98,26 @@ export function planTraffic(client: Locality, candidates: readonly Candidate[], 
     byLevel.set(level, [...(byLevel.get(level) ?? []), candidate]);
   }
   const threshold = Math.max(policy.minHealthyPercent, 1) / 100;
+  const ordered = [...byLevel.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([level, members]) => {
+      const healthy = members.reduce((sum, c) => sum + Math.min(c.healthy, c.total), 0);
+      const total = members.reduce((sum, c) => sum + c.total, 0);
+      const healthyShare = total > 0 ? healthy / total : 0;
+      // What the level can carry, as a fraction of all traffic.
+      return { level, members, healthyShare, capacity: Math.min(1, healthyShare / threshold) };
+    });
+  // Levels that together cannot carry everything share it in proportion to what each can carry
+  // (Envoy's normalized total health); with nothing healthy at all, nobody takes anything.
+  const totalCapacity = Math.min(1, ordered.reduce((sum, l) => sum + l.capacity, 0));
   let remaining = 1;
   const levels: LevelShare[] = [];
   const clusters = new Map<string, number>();
-  const ordered = [...byLevel.entries()].sort(([a], [b]) => a - b);
-  for (const [level, members] of ordered) {
-    const healthy = members.reduce((sum, c) => sum + Math.min(c.healthy, c.total), 0);
-    const total = members.reduce((sum, c) => sum + c.total, 0);
-    const healthyShare = total > 0 ? healthy / total : 0;
-    const traffic = remaining * Math.min(1, healthyShare / threshold);
+  for (const { level, members, healthyShare, capacity } of ordered) {
+    const traffic = totalCapacity > 0 ? Math.min(remaining, capacity / totalCapacity) : 0;
     remaining -= traffic;
     levels.push({ level, clusters: members.map((c) => c.locality.clusterId), healthyShare, traffic });
     splitWithinLevel(members, traffic, policy, clusters);
-  }
-  // Traffic no level could take (too few healthy endpoints anywhere) goes where anything is
-  // healthy, in proportion to what each level took; with nothing healthy at all, nowhere.
-  const assigned = 1 - remaining;
-  if (remaining > 0 && assigned > 0) {
-    for (const [cluster, share] of clusters) clusters.set(cluster, share / assigned);
-    for (const [index, level] of levels.entries()) levels[index] = { ...level, traffic: level.traffic / assigned };
   }
   return { levels, clusters };
 }

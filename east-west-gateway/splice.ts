@@ -46,11 +46,12 @@ export function splice(downstream: Socket, upstream: Socket, options: { idleTime
   let closedCount = 0;
   const onSocketClose = (): void => {
     closedCount++;
-    // A side that closed without its FIN reaching the other (reset, destroy) takes the other down.
+    // A side that closed without its FIN reaching the other (reset, destroy) takes the other down,
+    // also one whose own FIN came already: the FIN it still waits for will never come.
     if (closedCount === 1) {
       if (!downstream.writableEnded || !upstream.writableEnded) {
-        if (downstream.destroyed && !upstream.destroyed && !upstream.readableEnded) upstream.destroy();
-        if (upstream.destroyed && !downstream.destroyed && !downstream.readableEnded) downstream.destroy();
+        if (downstream.destroyed && !upstream.destroyed) upstream.destroy();
+        if (upstream.destroyed && !downstream.destroyed) downstream.destroy();
       }
       return;
     }

@@ -42,7 +42,7 @@ function fingerprint(socket: TLSSocket): string {
   return socket.getPeerCertificate().fingerprint256;
 }
 
-/** Client side: the last session per remote gateway, with the identity verified when it was made. */
+/** Client side: the last session per remote gateway and SNI, with the identity verified when it was made. */
 export class SessionCache<P> {
   readonly #sessions = new Map<string, { session: Buffer; peer: P }>();
 

@@ -23,8 +23,10 @@ export interface TunnelOptions {
   readonly firstBytes?: readonly Buffer[];
 }
 
-function targetKey(address: GatewayAddress): string {
-  return address.address.includes(':') ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
+/** Sessions are kept per gateway and SNI: a server resumes a session only for the name it was made for. */
+function sessionKey(address: GatewayAddress, sni: string): string {
+  const host = address.address.includes(':') ? `[${address.address}]` : address.address;
+  return `${host}:${address.port} ${sni}`;
 }
 
 /** Still acceptable now: a member, in date, chaining to a root the current bundle holds. */
@@ -36,7 +38,7 @@ function stillTrusted(peer: VerifiedPeer, credentials: MtlsCredentials): string 
 }
 
 export function openTunnel(options: TunnelOptions): Promise<TunnelResult> {
-  const key = targetKey(options.address);
+  const key = sessionKey(options.address, options.sni);
   const cached = options.sessions.get(key);
   return new Promise((resolve) => {
     let settled = false;
@@ -66,6 +68,8 @@ export function openTunnel(options: TunnelOptions): Promise<TunnelResult> {
     const timer = setTimeout(() => finish({ ok: false, reason: `no answer within ${options.timeoutMs} ms` }), options.timeoutMs);
     socket.once('error', (err: Error) => finish({ ok: false, reason: err.message }));
     socket.once('close', () => finish({ ok: false, reason: 'closed before answering' }));
+    // allowHalfOpen: the far side's FIN alone does not close the socket, so it is an answer too.
+    socket.once('end', () => finish({ ok: false, reason: 'closed before answering' }));
     socket.on('session', (session: Buffer) => {
       if (verified) options.sessions.set(key, session, verified);
     });
