@@ -58,8 +58,8 @@ function serviceExport(service: number, cluster: number): ExportedService {
     sessionAffinityTimeoutSeconds: 0,
     exportCreatedAt: new Date(Date.UTC(2025, 0, 1) + cluster * 60_000).toISOString(),
     endpoints: [
-      { zone: ZONES[cluster % ZONES.length] as string, ready: 3 },
-      { zone: ZONES[(cluster + 1) % ZONES.length] as string, ready: 2 },
+      { zone: ZONES[cluster % ZONES.length] as string, ready: 3, total: 3 },
+      { zone: ZONES[(cluster + 1) % ZONES.length] as string, ready: 2, total: 2 },
     ],
     allowedClusters: [],
   };
@@ -248,7 +248,7 @@ async function run(clusters: number, services: number, exporters: number): Promi
       const index = i % agent.services.length;
       const service = agent.services[index] as ExportedService;
       const ready = 1_000 + i;
-      agent.services[index] = { ...service, endpoints: [{ zone: ZONES[0] as string, ready }] };
+      agent.services[index] = { ...service, endpoints: [{ zone: ZONES[0] as string, ready, total: ready }] };
       const seen = observer.awaitEntry(catalogKey(service.namespace, service.name), (e) => e.clusters.some((c) => c.clusterId === agent.clusterId && c.endpoints[0]?.ready === ready));
       const begun = performance.now();
       await report(agent);

@@ -37,8 +37,8 @@ export const catalogClusterSchema = z.object({
   ports: z.array(catalogPortSchema),
   sessionAffinity: z.enum(['None', 'ClientIP']).default('None'),
   sessionAffinityTimeoutSeconds: z.number().int().min(0).default(0),
-  /** Ready endpoints per zone in that cluster. */
-  endpoints: z.array(z.object({ zone: z.string(), ready: z.number().int().min(0) })).default([]),
+  /** Ready endpoints per zone in that cluster, and all of them (0: not reported). */
+  endpoints: z.array(z.object({ zone: z.string(), ready: z.number().int().min(0), total: z.number().int().min(0).default(0) })).default([]),
   /** Empty: every member may import. */
   allowedClusters: z.array(z.string()).default([]),
 });

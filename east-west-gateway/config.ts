@@ -41,7 +41,7 @@ export const gatewayConfigSchema = z
      * A connect (TCP to a backend, or TLS + backend answer through a remote gateway) slower than
      * this fails over. Generous: a burst of handshakes queues; a dead gateway is caught by probes.
      */
-    connectTimeout: durationSchema.default(3_000),
+    connectTimeout: durationSchema.default(5_000),
     /** A connection with no byte either way for this long is closed. */
     idleTimeout: durationSchema.default(3_600_000),
     /** On SIGTERM, open connections get this long to finish. */

@@ -49,10 +49,20 @@ export function catalogExtension(options: CatalogExtensionOptions): MemberExtens
       log,
     });
     const outbound = listeners as GatewayListeners;
-    const importer = createImporter({ kc, clusterId: credentials.clusterId, nc, log: log.child({ part: 'imports' }), outboundListener: outbound.lookup, ...(registry && !imports ? { registry } : {}) });
+    const members = membersMirror({ kc, nc, namespace: options.namespace, log });
+    const importer = createImporter({
+      kc,
+      clusterId: credentials.clusterId,
+      nc,
+      log: log.child({ part: 'imports' }),
+      outboundListener: outbound.lookup,
+      isStale: members.isStale,
+      ...(registry && !imports ? { registry } : {}),
+    });
     outbound.onChange(() => importer.resync());
+    members.onChange(() => importer.resync());
     const mirrorAbort = new AbortController();
-    const mirror = membersMirror({ kc, nc, namespace: options.namespace, log }).run(mirrorAbort.signal);
+    const mirror = members.run(mirrorAbort.signal);
     const target = exporter as Exporter;
     importer.onEntry((key, entry) => {
       const { namespace, name } = entry ?? parseCatalogKey(key);

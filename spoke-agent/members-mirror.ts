@@ -22,6 +22,10 @@ const membersSource: KvSource<MemberRecord> = {
 
 export interface MembersMirror {
   run(signal: AbortSignal): Promise<void>;
+  /** Whether the hub says this member's endpoints are stale (unavailable past the bound). */
+  isStale(clusterId: string): boolean;
+  /** Called after any change of the membership, once it is synced. */
+  onChange(listener: () => void): void;
 }
 
 export function membersMirror(options: { kc: KubeConfig; nc: NatsConnection; namespace: string; log: Logger }): MembersMirror {
@@ -29,6 +33,7 @@ export function membersMirror(options: { kc: KubeConfig; nc: NatsConnection; nam
   const watcher = new CatalogWatcher<MemberRecord>({ nc: options.nc, log, source: membersSource });
   const queue = new WorkQueue<string>({ name: 'members-mirror', logger: log, maxDelayMs: 30_000 });
   let written = '';
+  const listeners = new Set<() => void>();
 
   async function write(): Promise<void> {
     const document: MembersDocument = { members: watcher.keys().sort().map((key) => watcher.get(key) as MemberRecord) };
@@ -45,9 +50,13 @@ export function membersMirror(options: { kc: KubeConfig; nc: NatsConnection; nam
   }
 
   return {
+    isStale: (clusterId) => watcher.get(clusterId)?.endpointsStale ?? false,
+    onChange: (listener) => listeners.add(listener),
     async run(signal) {
       watcher.onChange(() => {
-        if (watcher.hasSynced) queue.add('members');
+        if (!watcher.hasSynced) return;
+        queue.add('members');
+        for (const listener of listeners) listener();
       });
       watcher.start();
       const stop = async (): Promise<void> => {

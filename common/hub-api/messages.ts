@@ -136,7 +136,7 @@ export const exportedServiceSchema = z
     sessionAffinityTimeoutSeconds: z.number().int().min(0).max(86_400).default(0),
     exportCreatedAt: z.iso.datetime({ offset: true }),
     endpoints: z
-      .array(z.object({ zone: labelValueSchema, ready: z.number().int().min(0).max(1_000_000) }))
+      .array(z.object({ zone: labelValueSchema, ready: z.number().int().min(0).max(1_000_000), total: z.number().int().min(0).max(1_000_000).default(0) }))
       .max(MESSAGE_LIMITS.endpointZones)
       .default([]),
     allowedClusters: z.array(dns1123Label).max(MESSAGE_LIMITS.allowedClusters).default([]),

@@ -39,11 +39,11 @@ describe('CatalogState', () => {
     expect(state.apply('b', { generation: 1, services: [cart({ exportCreatedAt: '2025-02-01T00:00:00Z' })] }).dirty).toEqual(['shop.cart']);
     expect(entry(state, 'shop.cart')?.clusters.map((c) => c.clusterId)).toEqual(['a', 'b']);
 
-    const update = state.apply('a', { generation: 2, services: [cart({ endpoints: [{ zone: 'z1', ready: 5 }] }), shelf()] });
+    const update = state.apply('a', { generation: 2, services: [cart({ endpoints: [{ zone: 'z1', ready: 5, total: 5 }] }), shelf()] });
     expect(update).toEqual({ applied: true, appliedGeneration: 2, dirty: ['shop.cart'] });
-    expect(entry(state, 'shop.cart')?.clusters[0]?.endpoints).toEqual([{ zone: 'z1', ready: 5 }]);
+    expect(entry(state, 'shop.cart')?.clusters[0]?.endpoints).toEqual([{ zone: 'z1', ready: 5, total: 5 }]);
     // The same set in another order, endpoints in another order: nothing changes.
-    const reordered = state.apply('a', { generation: 3, services: [shelf(), cart({ endpoints: [{ zone: 'z1', ready: 5 }] })] });
+    const reordered = state.apply('a', { generation: 3, services: [shelf(), cart({ endpoints: [{ zone: 'z1', ready: 5, total: 5 }] })] });
     expect(reordered.dirty).toEqual([]);
   });
 
@@ -112,7 +112,7 @@ describe('CatalogState', () => {
   it('restores from published entries to the very same entries, and the same reports then change nothing', () => {
     const members = membersOf(['a', 'b', 'c']);
     const reports: [string, ExportedService[]][] = [
-      ['a', [cart({ endpoints: [{ zone: 'z2', ready: 1 }, { zone: 'z1', ready: 4 }] }), shelf({ allowedClusters: ['c', 'b'] })]],
+      ['a', [cart({ endpoints: [{ zone: 'z2', ready: 1, total: 1 }, { zone: 'z1', ready: 4, total: 4 }] }), shelf({ allowedClusters: ['c', 'b'] })]],
       ['b', [cart({ exportCreatedAt: '2025-03-01T00:00:00Z', type: 'Headless', sessionAffinity: 'ClientIP', sessionAffinityTimeoutSeconds: 30 })]],
       ['c', [shelf({ ports: [{ name: 'http', protocol: 'TCP', port: 8080, appProtocol: '' }] })]],
     ];

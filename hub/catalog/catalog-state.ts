@@ -78,7 +78,7 @@ function normalizeExport(service: ExportedService): ExportedService {
     sessionAffinity: service.sessionAffinity,
     sessionAffinityTimeoutSeconds: service.sessionAffinityTimeoutSeconds,
     exportCreatedAt: service.exportCreatedAt,
-    endpoints: service.endpoints.map((e) => ({ zone: e.zone, ready: e.ready })).sort((a, b) => (a.zone < b.zone ? -1 : a.zone > b.zone ? 1 : 0)),
+    endpoints: service.endpoints.map((e) => ({ zone: e.zone, ready: e.ready, total: e.total })).sort((a, b) => (a.zone < b.zone ? -1 : a.zone > b.zone ? 1 : 0)),
     allowedClusters: [...new Set(service.allowedClusters)].sort(),
   };
 }

@@ -74,7 +74,7 @@ describe('service catalog on NATS JetStream KV', () => {
     leader = lead(nc, members);
     const reports = await Promise.all([
       leader.catalog.sink.report('a', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z', allowedClusters: ['b'] }), shelf()] }),
-      leader.catalog.sink.report('b', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z', endpoints: [{ zone: 'z9', ready: 7 }] })] }),
+      leader.catalog.sink.report('b', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z', endpoints: [{ zone: 'z9', ready: 7, total: 7 }] })] }),
       leader.catalog.sink.report('c', { generation: 1, services: [shelf({ exportCreatedAt: '2024-12-01T00:00:00Z' })] }),
     ]);
     expect(reports).toEqual([1, 1, 1].map((appliedGeneration) => ({ appliedGeneration, conflicts: [] })));

@@ -13,7 +13,7 @@ export function exported(overrides: Partial<ExportedService> = {}): ExportedServ
     sessionAffinity: 'None',
     sessionAffinityTimeoutSeconds: 0,
     exportCreatedAt: '2025-01-01T00:00:00Z',
-    endpoints: [{ zone: 'z1', ready: 2 }],
+    endpoints: [{ zone: 'z1', ready: 2, total: 2 }],
     allowedClusters: [],
     ...overrides,
   };

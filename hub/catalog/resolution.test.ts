@@ -17,7 +17,7 @@ function resolve(exports: Record<string, Partial<ExportedService>>): CatalogEntr
 
 describe('resolveEntry', () => {
   it('builds the entry from one export, per-cluster fields from the member and the report, in canonical form', () => {
-    const entry = resolve({ a: { allowedClusters: ['b', 'c'], endpoints: [{ zone: 'z1', ready: 3 }] } });
+    const entry = resolve({ a: { allowedClusters: ['b', 'c'], endpoints: [{ zone: 'z1', ready: 3, total: 3 }] } });
     expect(entry).toEqual({
       namespace: 'shop',
       name: 'cart',
@@ -38,7 +38,7 @@ describe('resolveEntry', () => {
           ports: [{ name: 'http', protocol: 'TCP', port: 80, appProtocol: '' }],
           sessionAffinity: 'None',
           sessionAffinityTimeoutSeconds: 0,
-          endpoints: [{ zone: 'z1', ready: 3 }],
+          endpoints: [{ zone: 'z1', ready: 3, total: 3 }],
           allowedClusters: ['b', 'c'],
         },
       ],

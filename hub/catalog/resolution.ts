@@ -109,7 +109,7 @@ function clusterRecord(clusterExport: ClusterExport, locality: ClusterLocality):
     ports: service.ports.map((p) => ({ name: p.name, protocol: p.protocol, port: p.port, appProtocol: p.appProtocol })),
     sessionAffinity: service.sessionAffinity,
     sessionAffinityTimeoutSeconds: service.sessionAffinityTimeoutSeconds,
-    endpoints: service.endpoints.map((e) => ({ zone: e.zone, ready: e.ready })),
+    endpoints: service.endpoints.map((e) => ({ zone: e.zone, ready: e.ready, total: e.total })),
     allowedClusters: [...service.allowedClusters],
   };
 }

@@ -18,7 +18,7 @@ function service(name: string, ready = 1): ExportedService {
     sessionAffinity: 'None',
     sessionAffinityTimeoutSeconds: 0,
     exportCreatedAt: '2026-01-01T00:00:00Z',
-    endpoints: [{ zone: 'a', ready }],
+    endpoints: [{ zone: 'a', ready, total: ready }],
     allowedClusters: [],
   };
 }

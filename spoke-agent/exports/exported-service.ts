@@ -74,24 +74,30 @@ function allowedClusters(annotation: string | undefined): { ok: true; clusters: 
 }
 
 /**
- * Ready endpoints (conditions.ready unset counts as ready) per zone, '' when a zone is not known.
- * A dual-stack Service has one set of slices per address family naming the same endpoints, so
- * families are counted apart and the larger count of a zone wins.
+ * Ready endpoints (conditions.ready unset counts as ready) and all endpoints per zone, '' when a
+ * zone is not known. A dual-stack Service has one set of slices per address family naming the
+ * same endpoints, so families are counted apart and the larger count of a zone wins.
  */
-function readyEndpointsPerZone(slices: readonly V1EndpointSlice[]): { zone: string; ready: number }[] {
-  const perFamily = new Map<string, Map<string, number>>();
+function readyEndpointsPerZone(slices: readonly V1EndpointSlice[]): { zone: string; ready: number; total: number }[] {
+  const perFamily = new Map<string, Map<string, { ready: number; total: number }>>();
   for (const slice of slices) {
     let zones = perFamily.get(slice.addressType);
-    if (!zones) perFamily.set(slice.addressType, (zones = new Map<string, number>()));
+    if (!zones) perFamily.set(slice.addressType, (zones = new Map()));
     for (const endpoint of slice.endpoints ?? []) {
-      if (endpoint.conditions?.ready === false) continue;
       const zone = endpoint.zone ?? '';
-      zones.set(zone, (zones.get(zone) ?? 0) + 1);
+      const counts = zones.get(zone) ?? { ready: 0, total: 0 };
+      counts.total++;
+      if (endpoint.conditions?.ready !== false) counts.ready++;
+      zones.set(zone, counts);
     }
   }
-  const ready = new Map<string, number>();
+  const merged = new Map<string, { ready: number; total: number }>();
   for (const zones of perFamily.values()) {
-    for (const [zone, count] of zones) ready.set(zone, Math.max(ready.get(zone) ?? 0, count));
+    for (const [zone, counts] of zones) {
+      const known = merged.get(zone) ?? { ready: 0, total: 0 };
+      merged.set(zone, { ready: Math.max(known.ready, counts.ready), total: Math.max(known.total, counts.total) });
+    }
   }
-  return [...ready].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([zone, count]) => ({ zone, ready: count }));
+  // Zones with endpoints but none ready are reported too: they weigh in the healthy share.
+  return [...merged].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([zone, counts]) => ({ zone, ...counts }));
 }

@@ -170,9 +170,9 @@ describe('exporter on a real kube-apiserver', () => {
       sessionAffinityTimeoutSeconds: 600,
       exportCreatedAt: createdAt,
       endpoints: [
-        { zone: '', ready: 1 },
-        { zone: 'zone-a', ready: 2 },
-        { zone: 'zone-b', ready: 2 },
+        { zone: '', ready: 1, total: 1 },
+        { zone: 'zone-a', ready: 2, total: 3 },
+        { zone: 'zone-b', ready: 2, total: 2 },
       ],
       allowedClusters: ['cluster-b', 'cluster-c'],
     });

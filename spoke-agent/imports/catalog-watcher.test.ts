@@ -38,7 +38,7 @@ function entry(namespace: string, name: string, port = 80): CatalogEntry {
         ports: [{ name: 'http', protocol: 'TCP', port, appProtocol: '' }],
         sessionAffinity: 'None',
         sessionAffinityTimeoutSeconds: 0,
-        endpoints: [{ zone: 'z', ready: 1 }],
+        endpoints: [{ zone: 'z', ready: 1, total: 1 }],
         allowedClusters: [],
       },
     ],

@@ -78,7 +78,11 @@ const ENDPOINT_SLICE_API_VERSION = 'discovery.k8s.io/v1';
 const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10_800;
 
 /** The plan for `entry` in cluster `clusterId`, or undefined when no exporter lets it import. */
-export function planImport(entry: CatalogEntry, clusterId: string, outboundListener?: OutboundListener): ImportPlan | undefined {
+/**
+ * `isStale` says which source clusters the hub marked unavailable past its staleness bound: their
+ * slices stay, with endpoints not ready, until the cluster is back.
+ */
+export function planImport(entry: CatalogEntry, clusterId: string, outboundListener?: OutboundListener, isStale?: (clusterId: string) => boolean): ImportPlan | undefined {
   const sources = entry.clusters.filter((cluster) => mayImport(cluster, clusterId));
   if (sources.length === 0) return undefined;
   const { namespace, name } = entry;
@@ -93,7 +97,7 @@ export function planImport(entry: CatalogEntry, clusterId: string, outboundListe
       metadata: { name: derivedName, namespace, labels: ownedLabels(name), annotations: {} },
       spec: { type: 'ClusterIP', ...(entry.type === ServiceImportType.Headless ? { clusterIP: 'None' } : {}), ports },
     }),
-    slices: sources.map((cluster) => sourceSlice(entry, derivedName, cluster, ports, listeners)),
+    slices: sources.map((cluster) => sourceSlice(entry, derivedName, cluster, ports, listeners, isStale?.(cluster.clusterId) ?? false)),
     status: { clusters: sources.map((cluster) => ({ cluster: cluster.clusterId })) },
     ready: readiness(entry, listeners),
     refusedAddresses: [...new Set(refusedAddresses)],
@@ -139,7 +143,7 @@ function slicePorts(ports: readonly CatalogPort[]): SlicePort[] {
  * ready when it reports a ready endpoint, in its zone. Annotations carry what the gateway needs to
  * reach it: its gateway addresses, locality and ready endpoints per zone.
  */
-function sourceSlice(entry: CatalogEntry, derivedName: string, cluster: CatalogCluster, ports: readonly SlicePort[], listeners: readonly (OutboundAddress | undefined)[]): DesiredObject {
+function sourceSlice(entry: CatalogEntry, derivedName: string, cluster: CatalogCluster, ports: readonly SlicePort[], listeners: readonly (OutboundAddress | undefined)[], stale: boolean): DesiredObject {
   const exported = new Set(cluster.ports.map((p) => `${p.protocol}/${p.port}`));
   const listening = ports.flatMap((port, index) => {
     const listener = listeners[index];
@@ -148,7 +152,7 @@ function sourceSlice(entry: CatalogEntry, derivedName: string, cluster: CatalogC
   // The gateway has one outbound address; should listeners differ, the first one's address is named.
   const address = listening[0]?.address;
   const sameAddress = listening.filter((l) => l.address === address);
-  const ready = cluster.endpoints.some((e) => e.ready > 0);
+  const ready = !stale && cluster.endpoints.some((e) => e.ready > 0);
   const { region, zone, network, labels } = cluster;
   return withIntentHash({
     apiVersion: ENDPOINT_SLICE_API_VERSION,

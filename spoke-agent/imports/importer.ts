@@ -28,6 +28,8 @@ export interface ImporterOptions {
    * clusterset Service has no endpoints for it yet; call `resync()` when listeners change.
    */
   readonly outboundListener?: OutboundListener;
+  /** Whether the hub marked a source cluster's endpoints stale (it has been unavailable too long). */
+  readonly isStale?: (clusterId: string) => boolean;
   /** Where to register the importer's metrics (the agent's /metrics registry). */
   readonly registry?: Registry;
   /** Keys reconciled in parallel. Default 4. */
@@ -83,6 +85,7 @@ export function createImporter(options: ImporterOptions): Importer {
     slices,
     writer: new ObjectWriter(kc, () => writes++),
     outboundListener: options.outboundListener,
+    isStale: options.isStale,
     log,
     conflictRetryMs: options.conflictRetryMs ?? IMPORTER_DEFAULTS.conflictRetryMs,
   });

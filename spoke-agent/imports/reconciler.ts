@@ -32,6 +32,7 @@ export interface ImportReconcilerOptions {
   readonly slices: Informer<V1EndpointSlice>;
   readonly writer: ObjectWriter;
   readonly outboundListener: OutboundListener | undefined;
+  readonly isStale: ((clusterId: string) => boolean) | undefined;
   readonly log: Logger;
   /** A key with conflicts is looked at again after this long (the foreign object may go). */
   readonly conflictRetryMs: number;
@@ -73,7 +74,7 @@ export class ImportReconciler {
       return undefined;
     }
     const entry = this.#options.catalog.get(key);
-    const plan = entry && planImport(entry, this.#options.clusterId, this.#options.outboundListener);
+    const plan = entry && planImport(entry, this.#options.clusterId, this.#options.outboundListener, this.#options.isStale);
     const owned = this.#owned(namespace, name);
     const conflicts: ImportConflict[] = [];
     try {
