@@ -1,6 +1,8 @@
 // The spoke agent's life: wait for a join request, join (or resume from the credentials Secret),
-// then keep membership alive: heartbeats with failover across hub replicas, certificate renewal,
-// trust bundle updates, root-rotation re-issue. Nothing here deletes state when the hub is away.
+// then keep membership alive: heartbeats with failover across hub replicas (carrying what the
+// extensions report, e.g. the FailoverPolicy copies this cluster holds; sent early, at most once a
+// second, when they ask), certificate renewal, trust bundle updates, root-rotation re-issue.
+// Nothing here deletes state when the hub is away.
 import { X509Certificate } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
@@ -92,6 +94,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
   let wakeHeartbeat = new AbortController();
   let lastHeartbeat = 0;
   const heartbeatSoon = (): void => wakeHeartbeat.abort();
+  signal.addEventListener('abort', heartbeatSoon, { once: true });
 
   const publishStatus = async (next: Partial<AgentStatus>): Promise<void> => {
     status = { ...status, ...next };
@@ -226,8 +229,8 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
         log[removed ? 'error' : 'warn']({ code, err: describeError(err) }, removed ? 'the hub says this cluster is no longer a member' : 'heartbeat failed');
         await publishStatus({ phase: removed ? 'Removed' : status.phase, lastError: describeError(err), lastErrorCode: code ?? '' });
       }
-      await sleep(intervalMs, undefined, { signal: AbortSignal.any([signal, wakeHeartbeat.signal]) }).catch(() => undefined);
-      if (wakeHeartbeat.signal.aborted) {
+      await sleep(intervalMs, undefined, { signal: wakeHeartbeat.signal }).catch(() => undefined);
+      if (wakeHeartbeat.signal.aborted && !signal.aborted) {
         wakeHeartbeat = new AbortController();
         const spacing = lastHeartbeat + Math.min(intervalMs, EARLY_HEARTBEAT_SPACING_MS) - Date.now();
         if (spacing > 0) await sleep(spacing, undefined, { signal }).catch(() => undefined);
