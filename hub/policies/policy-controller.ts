@@ -259,6 +259,7 @@ export class PolicyController {
   }
 
   async #publish(kv: KV, key: string, record: Omit<PolicyRecord, 'updatedAt'> | undefined): Promise<void> {
+    if (this.#stopped) return;
     const published = this.#published ?? new Map<string, string>();
     const current = published.get(key);
     if (record === undefined) {
@@ -287,6 +288,7 @@ export class PolicyController {
   }
 
   async #writeStatus(policy: FailoverPolicy, ready: ConditionUpdate, clusters: AppliedCluster[]): Promise<void> {
+    if (this.#stopped) return; // leadership is gone: the next leader writes
     const generation = policy.metadata.generation;
     const current = policy.status;
     const { conditions, changed } = setCondition(current?.conditions, { ...ready, observedGeneration: generation }, new Date());
