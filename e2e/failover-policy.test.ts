@@ -209,6 +209,27 @@ describe('FailoverPolicy distribution', () => {
     for (const m of others) expect((await readPolicy(m.kubeConfig(), 'reviews'))?.spec.minHealthyPercent).toBe(77);
   });
 
+  it('a restarted hub keeps the policy distributed and rewrites nothing that is already right', async () => {
+    const created = await createPolicy('ratings', { service: 'ratings', minHealthyPercent: 55 });
+    await distributed('ratings', created.metadata.generation ?? 1);
+    const revision = async (key: string): Promise<number | undefined> => {
+      const nc = await fed.bed.nats!.connect('failover-policy-test');
+      try {
+        return (await (await new Kvm(nc).open(POLICIES_BUCKET)).get(key))?.revision;
+      } finally {
+        await nc.close();
+      }
+    };
+    const before = await revision(`${NS}.ratings`);
+    for (const replica of fed.hubs) await fed.stopHub(replica.name);
+    for (const replica of fed.hubs) await fed.startHub(replica.name);
+    // The new leader's controller runs: a policy created now is distributed (its key is queued after the existing ones).
+    const later = await createPolicy('ratings-canary', { service: 'ratings-canary' });
+    await distributed('ratings-canary', later.metadata.generation ?? 1);
+    await distributed('ratings', created.metadata.generation ?? 1);
+    expect(await revision(`${NS}.ratings`)).toBe(before);
+  });
+
   it('removes the copies everywhere when the policy is deleted, and the service returns to the defaults', async () => {
     const created = await createPolicy('shipping', { service: 'shipping', minHealthyPercent: 40 });
     await distributed('shipping', created.metadata.generation ?? 1);
