@@ -2,7 +2,8 @@
 // Kubernetes API (DESIGN §1, §6): the gateway never talks to the hub or NATS, so everything it
 // needs — its certificate, the trust bundle, the membership — the agent writes into its
 // namespace, and the gateway publishes back where its outbound listeners are. Also the wire
-// contract between gateways: the SNI format and the tunnel's one-byte answer.
+// contract between gateways: the SNI format and the tunnel's one-byte answer. FailoverPolicies
+// reach the gateway as copies the agent writes (see failover-policy.ts).
 import { z } from 'zod';
 import { gatewayAddressSchema } from './api/isthmus.ts';
 import { memberRecordSchema } from './catalog.ts';

@@ -4,6 +4,7 @@
 // without a policy, or with one that does not parse, gets the defaults of DESIGN §6.
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import { FAILOVER_POLICY_KIND, FAILOVER_POLICY_PLURAL, ISTHMUS_GROUP, ISTHMUS_VERSION, failoverPolicySpecSchema, parseDurationMs, type FailoverPolicySpec } from '../common/api/isthmus.ts';
+import { ANNOTATION_HUB_GENERATION } from '../common/failover-policy.ts';
 import { Informer, customResource } from '../common/kube/index.ts';
 import type { Logger } from '../common/logger.ts';
 import type { OutlierSettings } from './health.ts';
@@ -102,7 +103,8 @@ export class PolicyTable {
         continue;
       }
       const key = `${object.metadata?.namespace ?? ''}/${parsed.data.service}`;
-      if (!next.has(key)) next.set(key, servicePolicyOf(source, object.metadata?.generation ?? 0, parsed.data));
+      const hubGeneration = Number(object.metadata?.annotations?.[ANNOTATION_HUB_GENERATION] ?? object.metadata?.generation ?? 0);
+      if (!next.has(key)) next.set(key, servicePolicyOf(source, hubGeneration, parsed.data));
     }
     this.#byService = next;
     for (const listener of this.#listeners) listener();

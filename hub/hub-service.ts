@@ -1,5 +1,6 @@
 // The hub's gRPC handlers (DESIGN §4): Join authenticates with a bootstrap token; every other
-// call authenticates with the agent certificate, and the cluster id comes from that certificate.
+// call authenticates with the agent certificate, and the cluster id comes from that certificate
+// (so a heartbeat's report of applied FailoverPolicies is always filed under the caller's cluster).
 // Join guarantees: a token use is spent only once a MemberCluster was created for it (and given
 // back by deleting that MemberCluster when the token had none left), so a refused Join never
 // costs a use; a pending join is pinned to the keys of its first request (join-keys.ts), so only
@@ -8,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { findCondition } from '../common/api/conditions.ts';
 import type { MemberCluster } from '../common/api/isthmus.ts';
 import { IsthmusError } from '../common/errors.ts';
-import type { CallContext, Credentials, HubHandlers, JoinRequest, ReportExportsRequest, ReportExportsResponse } from '../common/hub-api/index.ts';
+import type { AppliedPolicy, CallContext, Credentials, HubHandlers, JoinRequest, ReportExportsRequest, ReportExportsResponse } from '../common/hub-api/index.ts';
 import type { Logger } from '../common/logger.ts';
 import { RefusalReason, bundleToPem, bundleToSpiffeJson, verifyPeer } from '../common/pki/index.ts';
 import { describeJoinKeys, joinKeysOf, pinnedJoinKeys, sameJoinKeys, type JoinKeys } from './join-keys.ts';
@@ -22,12 +23,18 @@ export interface ExportsSink {
   report(clusterId: string, request: ReportExportsRequest): Promise<ReportExportsResponse>;
 }
 
+/** Where a heartbeat's report of the FailoverPolicy copies a cluster holds goes (the leader's policy controller). */
+export interface AppliedPoliciesSink {
+  report(clusterId: string, applied: readonly AppliedPolicy[]): void;
+}
+
 export interface HubServiceDeps {
   readonly trust: TrustStore;
   readonly tokens: TokenStore;
   readonly members: MemberClusterStore;
   readonly memberCache: MemberCache;
   readonly exports: ExportsSink;
+  readonly appliedPolicies?: AppliedPoliciesSink;
   readonly isLeader: () => boolean;
   readonly leader: () => string | undefined;
   readonly log: Logger;
@@ -208,6 +215,7 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
         },
         [{ type: 'Available', status: 'True', reason: 'HeartbeatReceived', message: 'heartbeats arrive on time' }],
       );
+      if (request.appliedPoliciesKnown) deps.appliedPolicies?.report(clusterId, request.appliedPolicies);
       const bundle = trust.bundle;
       const behind = request.trustBundleSequence < bundle.sequence;
       const rotation = trust.state.rotation;

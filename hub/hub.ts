@@ -1,6 +1,7 @@
 // The hub process: trust store, MemberCluster cache, the gRPC API (on every replica; standbys
 // answer UNAVAILABLE with a pointer to the leader), and leader-only loops (hub info, health,
-// membership publishing). Exactly one replica writes, elected through a coordination Lease.
+// membership publishing, FailoverPolicy distribution). Exactly one replica writes, elected
+// through a coordination Lease.
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
@@ -23,6 +24,7 @@ import { createCatalog } from './catalog/index.ts';
 import { createAgentAuthenticator, createHubHandlers } from './hub-service.ts';
 import { MemberClusterStore } from './members.ts';
 import { MembershipPublisher } from './membership-publisher.ts';
+import { PolicyController } from './policies/index.ts';
 import { MEMBERS_BUCKET } from '../common/catalog.ts';
 import type { MemberCache } from './membership.ts';
 import { TokenStore } from './tokens.ts';
@@ -109,6 +111,8 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   const endpoints = config.advertiseEndpoints.length > 0 ? config.advertiseEndpoints : [`${config.grpc.host === '0.0.0.0' ? '127.0.0.1' : config.grpc.host}:${grpcPort}`];
 
   let leadership: { publisher: MembershipPublisher; stopInformerHook: () => void } | undefined;
+  /** This term's FailoverPolicy controller; heartbeats report to it. */
+  let policies: PolicyController | undefined;
   const elector = new LeaderElector({
     kubeConfig: kc,
     leaseName: 'isthmus-hub',
@@ -125,6 +129,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
       await trust.refresh();
       await publishHubInfo();
       startHealthMonitor(memberCache, members, { intervalMs: config.heartbeat.interval, missedBeforeUnknown: config.heartbeat.missedBeforeUnknown }, log.child({ part: 'health' }), signal);
+      startPolicies(signal);
       const kv = await new Kvm(nc).create(MEMBERS_BUCKET, { history: 1 });
       const publisher = new MembershipPublisher(kv, memberCache, log.child({ part: 'membership' }), { staleAfterMs: config.heartbeat.staleAfter });
       const stopInformerHook = informer.addEventHandler(() => publisher.trigger());
@@ -142,6 +147,24 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     },
   });
 
+  /** FailoverPolicy distribution for one term: stops (no write starts) when the term's signal aborts. */
+  function startPolicies(signal: AbortSignal): void {
+    if (signal.aborted) return;
+    const controller = new PolicyController({ kc, nc, memberCache, log: log.child({ part: 'policies' }) });
+    const stopHook = informer.addEventHandler(() => controller.membersChanged());
+    policies = controller;
+    signal.addEventListener(
+      'abort',
+      () => {
+        stopHook();
+        if (policies === controller) policies = undefined;
+        void controller.stop();
+      },
+      { once: true },
+    );
+    controller.start();
+  }
+
   addHubService(
     server,
     createHubHandlers({
@@ -150,6 +173,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
       members,
       memberCache,
       exports: catalog.sink,
+      appliedPolicies: { report: (clusterId, applied) => policies?.reportApplied(clusterId, applied) },
       isLeader: () => elector.isLeader(),
       leader: () => elector.leader(),
       log: log.child({ part: 'api' }),

@@ -1,11 +1,13 @@
 // The spoke agent's life: wait for a join request, join (or resume from the credentials Secret),
-// then keep membership alive: heartbeats with failover across hub replicas, certificate renewal,
-// trust bundle updates, root-rotation re-issue. Nothing here deletes state when the hub is away.
+// then keep membership alive: heartbeats with failover across hub replicas (carrying what the
+// extensions report, e.g. the FailoverPolicy copies this cluster holds; sent early, at most once a
+// second, when they ask), certificate renewal, trust bundle updates, root-rotation re-issue.
+// Nothing here deletes state when the hub is away.
 import { X509Certificate } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { describeError, isIsthmusError } from '../common/errors.ts';
-import { isHubCallError, type ClusterFacts } from '../common/hub-api/index.ts';
+import { MAX_APPLIED_POLICIES, isHubCallError, type AppliedPolicy, type ClusterFacts } from '../common/hub-api/index.ts';
 import { ensureNamespace } from '../common/kube/index.ts';
 import { loadKubeConfig } from '../common/kubeconfig.ts';
 import type { Logger } from '../common/logger.ts';
@@ -29,13 +31,19 @@ export interface RunningAgent extends Running {
 
 /** Hooks for what runs on top of membership (the service catalog). */
 export interface MemberExtension {
-  start(context: { kc: KubeConfig; credentials: AgentCredentials; session: HubSession; signal: AbortSignal }): Promise<void>;
+  /** `heartbeatSoon` asks for the next heartbeat early (at most one a second), e.g. after the applied policies changed. */
+  start(context: { kc: KubeConfig; credentials: AgentCredentials; session: HubSession; signal: AbortSignal; heartbeatSoon: () => void }): Promise<void>;
   exportCount(): number;
+  /** The FailoverPolicy copies this cluster holds, for the heartbeat; undefined while not known yet. */
+  appliedPolicies?(): readonly AppliedPolicy[] | undefined;
   /** Resolves once everything it started has stopped (after the agent's signal aborted). */
   stopped?(): Promise<void>;
   /** New credentials (renewal, rotation): connections that authenticate with them must follow. */
   credentialsChanged?(credentials: AgentCredentials): void;
 }
+
+/** An early heartbeat (heartbeatSoon) comes at least this long after the previous one. */
+const EARLY_HEARTBEAT_SPACING_MS = 1_000;
 
 function factsOf(config: AgentConfig): ClusterFacts {
   return {
@@ -81,6 +89,12 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
   let status: AgentStatus = { phase: 'WaitingForJoin', clusterId: config.clusterId, lastHeartbeatTime: '', heartbeatIntervalSeconds: 10, lastError: '', lastErrorCode: '', trustBundleSequence: 0, hubEndpoint: '' };
   let resolveJoined!: (c: AgentCredentials) => void;
   const joinedPromise = new Promise<AgentCredentials>((resolve) => (resolveJoined = resolve));
+
+  /** Aborted to send the next heartbeat early. */
+  let wakeHeartbeat = new AbortController();
+  let lastHeartbeat = 0;
+  const heartbeatSoon = (): void => wakeHeartbeat.abort();
+  signal.addEventListener('abort', heartbeatSoon, { once: true });
 
   const publishStatus = async (next: Partial<AgentStatus>): Promise<void> => {
     status = { ...status, ...next };
@@ -181,10 +195,18 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
     return c.trustBundlePem ? { trustBundlePem: c.trustBundlePem, trustBundleJson: c.trustBundleJson, trustBundleSequence: c.trustBundleSequence } : {};
   }
 
+  /** The policy copies every extension that tracks them reports; known only once all of them know. */
+  function appliedPolicies(): { appliedPolicies: AppliedPolicy[]; appliedPoliciesKnown: boolean } {
+    const reports = extensions.filter((e) => e.appliedPolicies !== undefined).map((e) => e.appliedPolicies?.());
+    const known = reports.length > 0 && reports.every((r) => r !== undefined);
+    return { appliedPolicies: known ? reports.flatMap((r) => r ?? []).slice(0, MAX_APPLIED_POLICIES) : [], appliedPoliciesKnown: known };
+  }
+
   async function heartbeatLoop(): Promise<void> {
     let intervalMs = (credentials?.heartbeatIntervalSeconds ?? config.heartbeatInterval / 1000) * 1000;
     while (!signal.aborted) {
       const current = credentials as AgentCredentials;
+      lastHeartbeat = Date.now();
       try {
         const response = await (session as HubSession).call('Heartbeat', {
           agentVersion: AGENT_VERSION,
@@ -192,6 +214,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
           exportCount: extensions.reduce((sum, extension) => sum + extension.exportCount(), 0),
           intermediateExpiry: validityOf(current.intermediateCertificate).notAfter.toISOString(),
           rootInUse: rootInUse(current),
+          ...appliedPolicies(),
         });
         intervalMs = response.heartbeatIntervalSeconds * 1000;
         if (response.trustBundlePem) {
@@ -207,7 +230,12 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
         log[removed ? 'error' : 'warn']({ code, err: describeError(err) }, removed ? 'the hub says this cluster is no longer a member' : 'heartbeat failed');
         await publishStatus({ phase: removed ? 'Removed' : status.phase, lastError: describeError(err), lastErrorCode: code ?? '' });
       }
-      await sleep(intervalMs, undefined, { signal }).catch(() => undefined);
+      await sleep(intervalMs, undefined, { signal: wakeHeartbeat.signal }).catch(() => undefined);
+      if (wakeHeartbeat.signal.aborted && !signal.aborted) {
+        wakeHeartbeat = new AbortController();
+        const spacing = lastHeartbeat + Math.min(intervalMs, EARLY_HEARTBEAT_SPACING_MS) - Date.now();
+        if (spacing > 0) await sleep(spacing, undefined, { signal }).catch(() => undefined);
+      }
     }
   }
 
@@ -225,7 +253,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
     renewals.push(startRenewal({ kind: 'authority', validity: validityOf(current.intermediateCertificate), renew: async () => validityOf((await renew({ agent: false, intermediate: true })).intermediateCertificate), onError: onError('intermediate') }));
     // The catalog may wait for NATS; membership (heartbeats, renewal) must not wait for it.
     for (const extension of extensions) {
-      extension.start({ kc, credentials: current, session: session as HubSession, signal }).catch((err: unknown) => {
+      extension.start({ kc, credentials: current, session: session as HubSession, signal, heartbeatSoon }).catch((err: unknown) => {
         if (!signal.aborted) log.error({ err }, 'member extension failed to start');
       });
     }

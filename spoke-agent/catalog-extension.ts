@@ -1,7 +1,8 @@
 // The service catalog on top of membership: the exporter reports this cluster's ServiceExports
 // to the hub; the importer turns the hub's KV catalog into ServiceImports and EndpointSlices that
 // lead to the local gateway's outbound listeners, and tells the exporter about conflicts the hub
-// found later (another cluster's export); the membership is mirrored for the gateway.
+// found later (another cluster's export); the membership and the hub's FailoverPolicies are
+// mirrored for the gateway, and the policy copies this cluster holds are reported in heartbeats.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
@@ -14,6 +15,7 @@ import { createExporter, hubReportSink, type Exporter } from './exports/index.ts
 import { gatewayListeners, type GatewayListeners } from './gateway-listeners.ts';
 import { createImporter, type Importer } from './imports/index.ts';
 import { membersMirror } from './members-mirror.ts';
+import { policyCopies, policyMirror, type PolicyCopies } from './policy-mirror.ts';
 
 interface ImportSide {
   readonly importer: Importer;
@@ -31,6 +33,7 @@ export interface CatalogExtensionOptions {
 export function catalogExtension(options: CatalogExtensionOptions): MemberExtension {
   const { log, registry } = options;
   let listeners: GatewayListeners | undefined;
+  let copies: PolicyCopies | undefined;
   let exporter: Exporter | undefined;
   let exporterStopped: Promise<void> | undefined;
   let imports: Promise<ImportSide> | undefined;
@@ -56,13 +59,14 @@ export function catalogExtension(options: CatalogExtensionOptions): MemberExtens
       nc,
       log: log.child({ part: 'imports' }),
       outboundListener: outbound.lookup,
-      isStale: members.isStale,
+      isStale: (clusterId) => members.isStale(clusterId),
       ...(registry && !imports ? { registry } : {}),
     });
     outbound.onChange(() => importer.resync());
     members.onChange(() => importer.resync());
     const mirrorAbort = new AbortController();
     const mirror = members.run(mirrorAbort.signal);
+    const policies = policyMirror({ kc, nc, copies: copies as PolicyCopies, log }).run(mirrorAbort.signal);
     const target = exporter as Exporter;
     importer.onEntry((key, entry) => {
       const { namespace, name } = entry ?? parseCatalogKey(key);
@@ -73,23 +77,28 @@ export function catalogExtension(options: CatalogExtensionOptions): MemberExtens
       importer,
       close: async () => {
         mirrorAbort.abort();
-        await Promise.all([importer.stop(), mirror]);
+        await Promise.all([importer.stop(), mirror, policies]);
         await nc.drain();
       },
     };
   }
 
   return {
-    async start({ kc, credentials, session, signal }) {
+    async start({ kc, credentials, session, signal, heartbeatSoon }) {
       context = { kc, signal };
       listeners = gatewayListeners({ kc, namespace: options.namespace, gatewayName: options.gatewayName, log });
       listeners.start();
+      // Read from this cluster, not NATS: the hub hears which copies exist even while NATS is down.
+      copies = policyCopies({ kc, log });
+      copies.onChange(() => heartbeatSoon());
+      copies.start();
       exporter = createExporter({ kc, clusterId: credentials.clusterId, hub: hubReportSink(session), log: log.child({ part: 'exports' }) });
       exporterStopped = exporter.start(signal).catch((err: unknown) => log.error({ err }, 'exporter stopped with an error'));
       imports = startImports(credentials);
       await imports;
     },
     exportCount: () => exporter?.exportCount() ?? 0,
+    appliedPolicies: () => copies?.applied(),
     credentialsChanged: (credentials) => {
       if (!imports || credentials.agentCertificate === natsCertificate) return;
       const previous = imports;
@@ -107,6 +116,7 @@ export function catalogExtension(options: CatalogExtensionOptions): MemberExtens
       const side = await Promise.race([imports?.catch(() => undefined), sleep(2_000)]);
       await side?.close();
       await listeners?.stop();
+      await copies?.stop();
     },
   };
 }

@@ -156,6 +156,17 @@ describe('zod schemas and fixtures', () => {
     expect(schemaFor(fixture.object).safeParse(fixture.object).success).toBe(false);
   });
 
+  it('parses FailoverPolicy status.clusters and refuses a cluster listed twice or generation 0', () => {
+    const base = validObjects.find((o) => o.kind === 'FailoverPolicy');
+    const clusters = [
+      { cluster: 'east-1', appliedGeneration: 3 },
+      { cluster: 'west-2', appliedGeneration: 2 },
+    ];
+    expect(failoverPolicySchema.safeParse({ ...base, status: { observedGeneration: 3, clusters } }).success).toBe(true);
+    expect(failoverPolicySchema.safeParse({ ...base, status: { clusters: [...clusters, clusters[0]] } }).success).toBe(false);
+    expect(failoverPolicySchema.safeParse({ ...base, status: { clusters: [{ cluster: 'east-1', appliedGeneration: 0 }] } }).success).toBe(false);
+  });
+
   it('parses status with conditions and rejects duplicate condition types', () => {
     const base = validObjects.find((o) => o.kind === 'MemberCluster');
     const status = {

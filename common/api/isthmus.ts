@@ -47,6 +47,8 @@ export const FailoverPolicyReason = {
   Distributed: 'Distributed',
   Pending: 'Pending',
   InvalidPolicy: 'InvalidPolicy',
+  /** Another, older FailoverPolicy in the namespace names the same service; it applies, this one does not. */
+  Conflict: 'Conflict',
   ServiceNotFound: 'ServiceNotFound',
 } as const;
 export type FailoverPolicyReason = (typeof FailoverPolicyReason)[keyof typeof FailoverPolicyReason];
@@ -195,9 +197,25 @@ export const failoverPolicySpecSchema = z.object({
   failback: failbackSchema.prefault({}),
 });
 
+/** One member cluster's copy of the policy: the hub generation it applied. */
+export const appliedClusterSchema = z.object({
+  cluster: dns1123LabelSchema,
+  appliedGeneration: z.int().min(1),
+});
+export type AppliedCluster = z.infer<typeof appliedClusterSchema>;
+
+/** At most this many entries in status.clusters (the CRD says the same). */
+export const MAX_POLICY_STATUS_CLUSTERS = 1000;
+
 export const failoverPolicyStatusSchema = z.object({
   conditions: conditionListSchema.optional(),
   observedGeneration: z.int().nonnegative().optional(),
+  /** Which member clusters applied which generation of this policy, sorted by cluster. */
+  clusters: z
+    .array(appliedClusterSchema)
+    .max(MAX_POLICY_STATUS_CLUSTERS)
+    .superRefine(uniqueBy((c) => c.cluster, 'cluster'))
+    .optional(),
 });
 
 export const failoverPolicySchema = z.object({

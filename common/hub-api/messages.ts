@@ -86,12 +86,25 @@ export interface RenewResponse {
   credentials: Credentials;
 }
 
+/** At most this many FailoverPolicy copies in one heartbeat; an agent with more reports the first ones. */
+export const MAX_APPLIED_POLICIES = 10_000;
+
+export const appliedPolicySchema = z.object({
+  namespace: dns1123Label,
+  service: dns1123Label,
+  policyName: z.string().min(1).max(253),
+  generation: z.number().int().min(1),
+});
+export type AppliedPolicy = z.infer<typeof appliedPolicySchema>;
+
 export const heartbeatRequestSchema = z.object({
   agentVersion: z.string().max(64).default(''),
   trustBundleSequence: z.number().int().min(0).default(0),
   exportCount: z.number().int().min(0).default(0),
   intermediateExpiry: z.string().max(64).default(''),
   rootInUse: z.string().max(128).default(''),
+  appliedPolicies: z.array(appliedPolicySchema).max(MAX_APPLIED_POLICIES).default([]),
+  appliedPoliciesKnown: z.boolean().default(false),
 });
 export type HeartbeatRequest = z.infer<typeof heartbeatRequestSchema>;
 

@@ -82,7 +82,7 @@ function readyEndpointsPerZone(slices: readonly V1EndpointSlice[]): { zone: stri
   const perFamily = new Map<string, Map<string, { ready: number; total: number }>>();
   for (const slice of slices) {
     let zones = perFamily.get(slice.addressType);
-    if (!zones) perFamily.set(slice.addressType, (zones = new Map()));
+    if (!zones) perFamily.set(slice.addressType, (zones = new Map<string, { ready: number; total: number }>()));
     for (const endpoint of slice.endpoints ?? []) {
       const zone = endpoint.zone ?? '';
       const counts = zones.get(zone) ?? { ready: 0, total: 0 };

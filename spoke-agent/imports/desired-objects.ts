@@ -190,7 +190,7 @@ function readiness(entry: CatalogEntry, listeners: readonly (OutboundAddress | u
 }
 
 /** Stamps the hash of the whole intent, so a changed intent is told from server-side defaults. */
-function withIntentHash(object: DesiredObject): DesiredObject {
+export function withIntentHash(object: DesiredObject): DesiredObject {
   const hash = createHash('sha256').update(JSON.stringify(object)).digest('base64url').slice(0, 22);
   return { ...object, metadata: { ...object.metadata, annotations: { ...object.metadata.annotations, [ANNOTATION_INTENT_HASH]: hash } } };
 }

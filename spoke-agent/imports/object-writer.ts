@@ -1,4 +1,4 @@
-// The importer's only way to change its cluster. It writes only when the stored object differs from
+// The importer's (and the FailoverPolicy mirror's) only way to change its cluster. It writes only when the stored object differs from
 // the intent, creates with POST (so an object of the same name that someone else made is refused,
 // never taken over), updates with a JSON merge patch pinned to the resourceVersion it compared
 // against, and deletes with uid + resourceVersion preconditions.
@@ -78,9 +78,14 @@ export class ObjectWriter {
 
   /** Sets a ServiceImport's status fields unless they already hold these values. */
   async ensureServiceImportStatus(current: KubernetesObject, status: object): Promise<void> {
+    await this.ensureStatus(current, { group: MCS_GROUP, version: MCS_VERSION, plural: SERVICE_IMPORT_PLURAL }, status);
+  }
+
+  /** Sets status fields of an owned custom object unless they already hold these values. */
+  async ensureStatus(current: KubernetesObject, resource: { readonly group: string; readonly version: string; readonly plural: string }, status: object): Promise<void> {
     if (satisfies((current as { status?: unknown }).status, status)) return;
     const { name = '', namespace } = current.metadata ?? {};
-    await mergePatchCustomObjectStatus(this.#kc, { group: MCS_GROUP, version: MCS_VERSION, plural: SERVICE_IMPORT_PLURAL, name, namespace }, status, { fieldManager: FIELD_MANAGER });
+    await mergePatchCustomObjectStatus(this.#kc, { ...resource, name, namespace }, status, { fieldManager: FIELD_MANAGER });
     this.#onWrite('status', current.kind ?? '');
   }
 
