@@ -47,8 +47,11 @@ describe('service catalog', () => {
     }
     const slice = (await importedSlices(b.kubeConfig(), NS, 'cart')).get('cluster-a');
     expect(slice?.metadata?.labels).toMatchObject({ 'multicluster.kubernetes.io/service-name': 'cart', 'multicluster.kubernetes.io/source-cluster': 'cluster-a', 'endpointslice.kubernetes.io/managed-by': 'agent.isthmus.dev' });
-    // Remote clusters reach cluster A through its east-west gateway, in A's zone.
-    expect(slice?.endpoints?.[0]).toMatchObject({ addresses: ['192.0.2.10'], zone: 'eu-west-1a' });
+    // No gateway runs here, so the slice has no endpoint (the local gateway's listener would be
+    // named); where cluster A's gateway is travels in an annotation, with A's locality.
+    expect(slice?.endpoints ?? []).toEqual([]);
+    expect(JSON.parse(slice?.metadata?.annotations?.['isthmus.dev/gateway-addresses'] ?? '[]')).toEqual([{ address: '192.0.2.10', port: 15443 }]);
+    expect(JSON.parse(slice?.metadata?.annotations?.['isthmus.dev/locality'] ?? '{}')).toMatchObject({ zone: 'eu-west-1a' });
     await waitFor('cart export Ready', async () => (await conditionOf(a, 'cart', 'Ready'))?.status === 'True', 10_000);
     expect(await conditionOf(a, 'cart', 'Valid')).toMatchObject({ status: 'True', reason: 'Valid' });
     expect(await conditionOf(a, 'cart', 'Ready')).toMatchObject({ status: 'True', reason: 'Exported' });

@@ -101,6 +101,11 @@ describe.skipIf(!available.ok)('east-west gateway', () => {
     }, 30_000, 200);
     const metrics = await fed.gatewayMetrics(a.name);
     expect(metric(metrics, 'isthmus_gateway_connections_total', { direction: 'inbound', service: 'cart', source_cluster: b.name, result: 'connected' })).toBeGreaterThanOrEqual(5);
+    // `isthmus routes` from B: cluster A takes every new connection.
+    const routes = await fed.cli(['routes', `${NS}/cart`, '-o', 'json'], b.name);
+    expect(routes.code).toBe(0);
+    const shares = (JSON.parse(routes.stdout) as { listeners: { routes: { cluster: string; share: number }[] }[] }).listeners[0]?.routes;
+    expect(shares?.find((r) => r.cluster === a.name)?.share).toBe(1);
   });
 
   it('answers plain TCP at the address and port of every MCS source slice (Gateway API and DNS consumers)', async () => {
