@@ -7,6 +7,9 @@
 //   tls <host> <port> <sni> [certFile keyFile] — one mTLS attempt with ALPN isthmus-tunnel/1;
 //       {"firstByte":n|null,"closed":bool,"error"}
 //   get <url>                                  — an HTTP GET; prints the body
+//   loop <host> <port> <perSecond> [timeoutMs] — new connections at a steady rate, each on its own
+//       (no waiting for the previous), until killed; once a second, what ended in that second:
+//       {"at":epochMs,"served":{"<id>":n},"failed":n,"errors":[...],"open":n,"maxMs":n}
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
@@ -116,6 +119,39 @@ async function tls(host: string, port: number, sni: string, certFile?: string, k
   console.log(JSON.stringify({ firstByte, closed: true, error }));
 }
 
+/** Steady new connections (the demo's client): counts per backend id and failures, one line per second. */
+function loop(host: string, port: number, perSecond: number, timeoutMs: number): void {
+  let served: Record<string, number> = {};
+  let failed = 0;
+  let errors: string[] = [];
+  let maxMs = 0;
+  let open = 0;
+  setInterval(() => {
+    const began = performance.now();
+    open++;
+    void once(host, port, timeoutMs)
+      .then(
+        (id) => (served[id] = (served[id] ?? 0) + 1),
+        (err: Error) => {
+          failed++;
+          if (errors.length < 3) errors.push(err.message);
+        },
+      )
+      .finally(() => {
+        open--;
+        maxMs = Math.max(maxMs, performance.now() - began);
+      });
+  }, 1000 / perSecond);
+  setInterval(() => {
+    console.log(JSON.stringify({ at: Date.now(), served, failed, errors, open, maxMs: Math.round(maxMs) }));
+    served = {};
+    failed = 0;
+    errors = [];
+    maxMs = 0;
+  }, 1000);
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => process.exit(0));
+}
+
 switch (mode) {
   case 'connect':
     await connectMany(args[0] as string, Number(args[1]), Number(args[2] ?? 1), Number(args[3] ?? 10_000));
@@ -125,6 +161,9 @@ switch (mode) {
     break;
   case 'tls':
     await tls(args[0] as string, Number(args[1]), args[2] ?? '', args[3], args[4]);
+    break;
+  case 'loop':
+    loop(args[0] as string, Number(args[1]), Number(args[2] ?? 20), Number(args[3] ?? 10_000));
     break;
   case 'get':
     console.log(await (await fetch(args[0] as string)).text());
