@@ -16,20 +16,14 @@ import { ClusterAuthority } from '../common/pki/index.ts';
 import { issueSvid } from '../common/pki/svid.ts';
 import { importKeyPair, parseCertificates, type x509 } from '../common/pki/x509.ts';
 import { AgentSecrets } from '../spoke-agent/credentials.ts';
-import { derivedServiceName } from '../spoke-agent/imports/naming.ts';
-import { exportService, readServiceImport } from './catalog/exports.ts';
+import { readServiceImport } from './catalog/exports.ts';
+import { clustersetEndpoint as clustersetEndpointOf, connect as connectFrom, exportWithBackends as exportBackends, metric, routeShares, type Backend, type ConnectReport } from './gateway/scenario.ts';
 import { Federation } from './federation/index.ts';
 import { netnsAvailable, waitFor, type LocalCluster } from './testbed/index.ts';
 
 const NS = 'shop';
 const available = await netnsAvailable();
 if (!available.ok) console.info(`gateway e2e skipped: ${available.reason}`);
-
-interface ConnectReport {
-  readonly served: Record<string, number>;
-  readonly failed: number;
-  readonly errors: string[];
-}
 
 describe.skipIf(!available.ok)('east-west gateway', () => {
   let fed: Federation;
@@ -50,44 +44,9 @@ describe.skipIf(!available.ok)('east-west gateway', () => {
     await fed?.[Symbol.asyncDispose]();
   });
 
-  /** Exports `name` from `cluster` with the given live backends (and dead addresses) on port 8080. */
-  async function exportWithBackends(cluster: LocalCluster, name: string, backends: readonly string[], deadEndpoints = 0): Promise<void> {
-    const endpoints: { ip: string; zone: string }[] = [];
-    for (const id of backends) {
-      const backend = await fed.startBackend(cluster.name, id);
-      endpoints.push({ ip: backend.address, zone: 'z' });
-    }
-    // Addresses that exist but where nothing listens: a connect is refused at once.
-    for (let i = 0; i < deadEndpoints; i++) endpoints.push({ ip: await (fed.lab as NonNullable<Federation['lab']>).cluster(cluster.name).allocateAddress(), zone: 'z' });
-    await exportService(cluster.kubeConfig(), { namespace: NS, name, ports: [{ name: 'tcp', port: 8080 }], endpoints });
-  }
-
-  /** The clusterset Service's endpoint in `cluster`, once its gateway listens: what kube-proxy would DNAT the VIP to. */
-  async function clustersetEndpoint(cluster: LocalCluster, name: string): Promise<{ address: string; port: number }> {
-    const discovery = cluster.kubeConfig().makeApiClient(DiscoveryV1Api);
-    let found: { address: string; port: number } | undefined;
-    await waitFor(`${name} clusterset endpoint in ${cluster.name}`, async () => {
-      const slices = await discovery.listNamespacedEndpointSlice({ namespace: NS, labelSelector: `kubernetes.io/service-name=${derivedServiceName(NS, name)}` });
-      const slice = slices.items.find((s) => s.endpoints?.some((e) => e.conditions?.ready));
-      const address = slice?.endpoints?.[0]?.addresses[0];
-      const port = slice?.ports?.[0]?.port;
-      found = address && port ? { address, port } : undefined;
-      return found !== undefined;
-    }, 30_000, 200);
-    return found as { address: string; port: number };
-  }
-
-  async function connect(from: LocalCluster, target: { address: string; port: number }, count: number): Promise<ConnectReport> {
-    return JSON.parse(await fed.inCluster(from.name, ['connect', target.address, String(target.port), String(count)])) as ConnectReport;
-  }
-
-  function metric(text: string, name: string, labels: Record<string, string>): number {
-    const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-    return text
-      .split('\n')
-      .filter((line) => line.startsWith(`${name}{`) && wanted.every((w) => line.includes(w)))
-      .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
-  }
+  const exportWithBackends = (cluster: LocalCluster, name: string, ids: readonly string[], dead = 0): Promise<Backend[]> => exportBackends(fed, cluster, NS, name, ids, { dead });
+  const clustersetEndpoint = (cluster: LocalCluster, name: string): Promise<{ address: string; port: number }> => clustersetEndpointOf(cluster, NS, name);
+  const connect = (from: LocalCluster, target: { address: string; port: number }, count: number): Promise<ConnectReport> => connectFrom(fed, from, target, count);
 
   it('carries a client in B to a backend exported by A through both gateways, and says Ready', async () => {
     await exportWithBackends(a, 'cart', ['cart-a1']);
@@ -102,10 +61,7 @@ describe.skipIf(!available.ok)('east-west gateway', () => {
     const metrics = await fed.gatewayMetrics(a.name);
     expect(metric(metrics, 'isthmus_gateway_connections_total', { direction: 'inbound', service: 'cart', source_cluster: b.name, result: 'connected' })).toBeGreaterThanOrEqual(5);
     // `isthmus routes` from B: cluster A takes every new connection.
-    const routes = await fed.cli(['routes', `${NS}/cart`, '-o', 'json'], b.name);
-    expect(routes.code).toBe(0);
-    const shares = (JSON.parse(routes.stdout) as { listeners: { routes: { cluster: string; share: number }[] }[] }).listeners[0]?.routes;
-    expect(shares?.find((r) => r.cluster === a.name)?.share).toBe(1);
+    expect((await routeShares(fed, b, NS, 'cart')).shares.get(a.name)).toBe(1);
   });
 
   it('answers plain TCP at the address and port of every MCS source slice (Gateway API and DNS consumers)', async () => {

@@ -14,12 +14,15 @@ import { ClusterState } from './cluster-state.ts';
 import type { GatewayConfig } from './config.ts';
 import { ConnectionTracker } from './connections.ts';
 import { TargetHealthTable } from './health.ts';
-import { InboundServer } from './inbound.ts';
+import { InboundServer, tcpConnectWithin } from './inbound.ts';
+import { splitEndpoint } from '../common/tls-handshake.ts';
 import { ListenerManager } from './listeners.ts';
 import { gatewayMetrics } from './metrics.ts';
 import { PolicyTable } from './policies.ts';
 import { RemoteProber } from './prober.ts';
-import { OutboundRouter } from './router.ts';
+import { OutboundRouter, parseRemoteTarget } from './router.ts';
+import { openTunnel } from './tunnel.ts';
+import { serviceSni } from '../common/gateway-contract.ts';
 import { SessionCache } from './tls-sessions.ts';
 
 export interface RunningGateway extends Running {
@@ -152,6 +155,36 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   void routesQueue.run(1, reconcileRoutes);
   void state.synced().then(() => routesQueue.add('routes'));
   const healthRefresh = setInterval(() => listeners.republish(), HEALTH_REFRESH_MS);
+  // Ejected targets are checked actively — a local endpoint by a TCP connect, a remote cluster's
+  // service by a tunnel to one of its backends — and reinstated as soon as they answer, so a
+  // recovered backend or cluster takes traffic back without waiting out its ejection.
+  const reinstate = (target: string, ok: boolean): void => {
+    if (!ok) return;
+    health.reinstate(target);
+    log.info({ target }, 'ejected target answers again; reinstated');
+    listeners.republish();
+  };
+  const ejectionChecks = setInterval(() => {
+    for (const target of health.ejectedTargets()) {
+      const remote = parseRemoteTarget(target);
+      if (!remote) {
+        const { host, port } = splitEndpoint(target);
+        void tcpConnectWithin(host, port, config.probe.timeout).then((socket) => {
+          socket?.destroy();
+          reinstate(target, socket !== undefined);
+        });
+        continue;
+      }
+      const source = state.sourceClusters(remote.port.namespace, remote.port.name).find((s) => s.locality.clusterId === remote.clusterId);
+      const [address] = source?.gatewayAddresses ?? [];
+      if (!address || !credentials) continue;
+      const sni = serviceSni(remote.port.namespace, remote.port.name, remote.port.port);
+      void openTunnel({ address, sni, expectCluster: remote.clusterId, credentials, sessions, timeoutMs: config.probe.timeout }).then((result) => {
+        if (result.ok) result.socket.destroy();
+        reinstate(target, result.ok);
+      });
+    }
+  }, config.probe.interval);
 
   const statusServer = await startStatusServer({
     host: config.status.host,
@@ -172,6 +205,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     stop: async () => {
       draining = true;
       clearInterval(healthRefresh);
+      clearInterval(ejectionChecks);
       prober.stop();
       inbound?.close();
       await Promise.all([listeners.close(), routesQueue.shutDown()]);

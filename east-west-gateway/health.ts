@@ -72,6 +72,20 @@ export class TargetHealthTable {
     return true;
   }
 
+  /** Targets ejected now (for active checks that may reinstate them early). */
+  ejectedTargets(): string[] {
+    const now = this.#now();
+    return [...this.#targets].filter(([, health]) => health.ejectedUntil > now).map(([target]) => target);
+  }
+
+  /** An active check succeeded: the target takes traffic again before its ejection runs out. */
+  reinstate(target: string): void {
+    const health = this.#targets.get(target);
+    if (!health) return;
+    health.ejectedUntil = 0;
+    health.failures = 0;
+  }
+
   opened(target: string): void {
     this.#get(target).open++;
   }

@@ -53,6 +53,21 @@ export interface RoutePlan {
   readonly candidates: readonly RouteCandidate[];
 }
 
+/**
+ * Outlier-detection target of a remote cluster for one service port: a cluster whose backends of
+ * one service are gone is ejected for that service only (its gateway's health is the prober's).
+ */
+export function remoteTarget(clusterId: string, port: ImportedPort): string {
+  return `cluster:${clusterId}:${port.namespace}/${port.name}/${port.port}`;
+}
+
+export function parseRemoteTarget(target: string): { clusterId: string; port: ImportedPort } | undefined {
+  const match = /^cluster:([^:]+):([^/]+)\/([^/]+)\/(\d+)$/.exec(target);
+  if (!match) return undefined;
+  const [, clusterId, namespace, name, port] = match as unknown as [string, string, string, string, string];
+  return { clusterId, port: { namespace, name, protocol: 'TCP', port: Number(port) } };
+}
+
 /** Health of a remote cluster's path as the picker sees it. */
 export function remoteCandidate(source: SourceCluster, reachable: boolean): Candidate {
   const total = Math.max(source.totalEndpoints, source.readyEndpoints);
@@ -110,7 +125,7 @@ export class OutboundRouter {
         else if (healthy < endpoints.length) reason = `${healthy} of ${endpoints.length} local endpoints ready and not ejected`;
       } else {
         const member = state.members?.get(id);
-        const ejected = health.isEjected(id) && ejectedSoFar++ < maxEjected;
+        const ejected = health.isEjected(remoteTarget(id, port)) && ejectedSoFar++ < maxEjected;
         if (member?.endpointsStale) reason = 'member unavailable too long: endpoints marked not ready';
         else if (!prober.isUp(id)) reason = `gateway fails its probe: ${prober.lastError(id)}`;
         else if (ejected) reason = 'ejected after consecutive connect failures';
@@ -232,12 +247,12 @@ export class OutboundRouter {
       const result = await openTunnel({ address, sni: serviceSni(port.namespace, port.name, port.port), expectCluster: clusterId, credentials, sessions: this.#options.sessions, timeoutMs: connectTimeoutMs, firstBytes: replay });
       if (result.ok) {
         gatewayMetrics.connectDuration.observe({ destination_cluster: clusterId, target: 'gateway' }, (performance.now() - started) / 1000);
-        health.recordSuccess(clusterId);
+        health.recordSuccess(remoteTarget(clusterId, port));
         health.opened(clusterId);
         return { socket: result.socket, target: `${address.address}:${address.port}`, release: () => health.closed(clusterId) };
       }
       log.info({ cluster: clusterId, gateway: `${address.address}:${address.port}`, service: `${port.namespace}/${port.name}:${port.port}`, err: result.reason }, 'remote connect failed; trying the next candidate');
-      health.recordFailure(clusterId, this.policyOf(port).outlier);
+      health.recordFailure(remoteTarget(clusterId, port), this.policyOf(port).outlier);
     }
     return undefined;
   }

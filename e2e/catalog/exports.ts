@@ -9,7 +9,7 @@ export interface BackendSpec {
   readonly name: string;
   readonly ports: readonly { name: string; port: number; protocol?: string }[];
   /** Ready endpoint addresses and their zone (RFC 5737 documentation addresses: EndpointSlices refuse loopback, and nothing dials them). */
-  readonly endpoints?: readonly { ip: string; zone: string }[];
+  readonly endpoints?: readonly { ip: string; zone: string; ready?: boolean }[];
   readonly type?: 'ClusterIP' | 'ExternalName';
   readonly annotations?: Record<string, string>;
 }
@@ -41,7 +41,7 @@ export async function createBackend(kc: KubeConfig, spec: BackendSpec): Promise<
         metadata: { name: `${spec.name}-local`, labels: { 'kubernetes.io/service-name': spec.name, 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' } },
         addressType: 'IPv4',
         ports: spec.ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol ?? 'TCP' })),
-        endpoints: (spec.endpoints ?? [{ ip: '198.51.100.1', zone: 'zone-1' }]).map((e) => ({ addresses: [e.ip], zone: e.zone, conditions: { ready: true } })),
+        endpoints: (spec.endpoints ?? [{ ip: '198.51.100.1', zone: 'zone-1' }]).map((e) => ({ addresses: [e.ip], zone: e.zone, conditions: { ready: e.ready ?? true } })),
       },
     });
   }

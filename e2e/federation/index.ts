@@ -37,6 +37,8 @@ export interface FederationOptions {
   readonly gateways?: boolean;
   /** Extra settings for every gateway's configuration (e.g. probe timings). */
   readonly gatewaySettings?: Record<string, unknown>;
+  /** The hub's staleness bound (heartbeat.staleAfter), e.g. '5s'; the hub's default otherwise. */
+  readonly staleAfter?: string;
 }
 
 export interface CliResult {
@@ -150,7 +152,7 @@ export class Federation implements AsyncDisposable {
             advertiseEndpoints: endpoints,
             status: { host: '127.0.0.1', port: p.status },
             autoAccept: options.autoAccept ?? true,
-            heartbeat: { interval: options.heartbeatInterval ?? '1s', missedBeforeUnknown: options.missedBeforeUnknown ?? 3 },
+            heartbeat: { interval: options.heartbeatInterval ?? '1s', missedBeforeUnknown: options.missedBeforeUnknown ?? 3, ...(options.staleAfter ? { staleAfter: options.staleAfter } : {}) },
             certificates: { rootCertFile: files.rootCert, rootKeyFile: files.rootKey },
             nats: { urls: [nats.url], caFile: files.natsCa, certFile: files.natsCert, keyFile: files.natsKey, nkeySeedFile: files.natsSeed },
             ...(options.leaderElection ? { leaderElection: options.leaderElection } : {}),
@@ -292,11 +294,11 @@ export class Federation implements AsyncDisposable {
     await waitForProcess(gateway, `gateway ${cluster} ready`, async () => (await this.inCluster(cluster, ['get', `http://127.0.0.1:${GATEWAY_STATUS_PORT}/readyz`])).trim() === 'ready', timeoutMs, 250);
   }
 
-  /** Starts a test backend (e2e/gateway/backend.ts) on a new address in a member's namespace. */
-  async startBackend(cluster: string, id: string, port = 8080): Promise<{ address: string; port: number; process: ManagedProcess }> {
+  /** Starts a test backend (e2e/gateway/backend.ts) in a member's namespace, on a new address unless one is given (a restart). */
+  async startBackend(cluster: string, id: string, port = 8080, at?: string): Promise<{ address: string; port: number; process: ManagedProcess }> {
     const lab = this.lab;
     if (!lab) throw new Error('no network namespaces (start the federation with gateways: true)');
-    const address = await lab.cluster(cluster).allocateAddress();
+    const address = at ?? (await lab.cluster(cluster).allocateAddress());
     const backend = await lab.cluster(cluster).startProcess({ name: `backend-${id}`, command: process.execPath, args: [join(repo, 'e2e/gateway/backend.ts'), address, String(port), id] });
     await waitForProcess(backend, `backend ${id} listening`, async () => (await lab.cluster(cluster).tcpProbe(address, port, 2_000)) === 'connected', 30_000, 100);
     return { address, port, process: backend };

@@ -6,6 +6,8 @@
 //       `seconds`, then half-closing; {"id","sent","received","intact","error"}
 //   tls <host> <port> <sni> [certFile keyFile] — one mTLS attempt with ALPN isthmus-tunnel/1;
 //       {"firstByte":n|null,"closed":bool,"error"}
+//   timeline <host> <port> <seconds>           — new connections one after another for `seconds`;
+//       {"startedAt":epochMs,"connections":[[startOffsetMs, "<id>"|"!<error>", durationMs], ...]}
 //   get <url>                                  — an HTTP GET; prints the body
 //   loop <host> <port> <perSecond> [timeoutMs] — new connections at a steady rate, each on its own
 //       (no waiting for the previous), until killed; once a second, what ended in that second:
@@ -119,6 +121,17 @@ async function tls(host: string, port: number, sni: string, certFile?: string, k
   console.log(JSON.stringify({ firstByte, closed: true, error }));
 }
 
+async function timeline(host: string, port: number, seconds: number): Promise<void> {
+  const startedAt = Date.now();
+  const connections: [number, string, number][] = [];
+  while (Date.now() - startedAt < seconds * 1000) {
+    const began = Date.now();
+    const outcome = await once(host, port, 15_000).catch((err: Error) => `!${err.message}`);
+    connections.push([began - startedAt, outcome, Date.now() - began]);
+  }
+  console.log(JSON.stringify({ startedAt, connections }));
+}
+
 /** Steady new connections (the demo's client): counts per backend id and failures, one line per second. */
 function loop(host: string, port: number, perSecond: number, timeoutMs: number): void {
   let served: Record<string, number> = {};
@@ -153,6 +166,9 @@ function loop(host: string, port: number, perSecond: number, timeoutMs: number):
 }
 
 switch (mode) {
+  case 'timeline':
+    await timeline(args[0] as string, Number(args[1]), Number(args[2] ?? 5));
+    break;
   case 'connect':
     await connectMany(args[0] as string, Number(args[1]), Number(args[2] ?? 1), Number(args[3] ?? 10_000));
     break;
