@@ -14,6 +14,18 @@ step() {
   if ! "$@"; then echo "== $name FAILED"; failed_steps=$((failed_steps + 1)); fi
 }
 
+# The data-plane suites put each simulated cluster in a network namespace and blackhole with
+# nftables (DESIGN §7): bring nft where it is missing and we may install (they skip otherwise).
+ensure_network_tools() {
+  command -v nft >/dev/null && command -v ip >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq nftables iproute2 >/dev/null) || echo "could not install nftables; the namespace suites will say so and skip"
+  else
+    echo "nft or ip missing and not root: the namespace suites will say so and skip"
+  fi
+  return 0
+}
+step "network tools" ensure_network_tools
 step "pinned binaries" bash scripts/ensure-binaries.sh
 step "typecheck" tsc -p tsconfig.json
 step "lint" eslint .
