@@ -449,6 +449,8 @@ await runComponent({
 
     const view = new LiveView({ clusters, client: a.name, target, backends, tty: process.stdout.isTTY === true });
     view.plan(await listener(a));
+    // The live view owns the terminal from here: an info log line would tear a redrawn frame.
+    if (process.stdout.isTTY) log.level = 'warn';
     const aborted = new AbortController();
     const scenario = (async () => {
       for (let i = 0; !aborted.signal.aborted; i = i + 1 < scenes.length ? i + 1 : 1) {
