@@ -176,9 +176,9 @@ class LiveView {
 
   #route(cluster: string): { text: string; why: string } {
     const route = this.#plan?.routes.find((r) => r.cluster === cluster);
-    if (!route) return { text: '  -      -      ', why: '' };
+    if (!route) return { text: `${'-'.padEnd(5)} ${'-'.padStart(6)} ${'-'.padEnd(7)}`, why: '' };
     const why = route.reason || (route.share > 0 ? 'serving' : 'not needed: a better level takes it all');
-    return { text: `L${route.level < 0 ? '-' : route.level}  ${pct(route.share).padStart(5)}  ${route.healthy}/${route.total}`, why };
+    return { text: `${`L${route.level < 0 ? '-' : route.level}`.padEnd(5)} ${pct(route.share).padStart(6)} ${`${route.healthy}/${route.total}`.padEnd(7)}`, why };
   }
 
   #elapsed(since: number): string {
@@ -193,20 +193,23 @@ class LiveView {
     const served = line ? this.#byCluster(line) : new Map<string, number>();
     const ok = [...served.values()].reduce((sum, n) => sum + n, 0);
     const rows: { text: string; style?: string }[] = [];
-    rows.push({ text: `Isthmus live failover — a client in ${this.#client} → ${NS}/${SERVICE} (clusterset endpoint ${this.#target.address}:${this.#target.port}), ${CONNECTIONS_PER_SECOND} new connections/s   [${this.#elapsed(this.#startedAt)}]` });
+    rows.push({ text: `[${this.#elapsed(this.#startedAt)}] Isthmus live failover — client in ${this.#client} → ${NS}/${SERVICE} via ${this.#target.address}:${this.#target.port}, ${CONNECTIONS_PER_SECOND} new connections/s` });
     rows.push({ text: '' });
     rows.push({ text: scene ? `Scene ${scene.number} (${this.#elapsed(scene.startedAt)}): ${scene.title}` : 'Starting…', style: '\x1b[1m' });
     rows.push({ text: scene ? `  expect: ${scene.expect}` : '' });
     rows.push({ text: '' });
-    rows.push({ text: `${'CLUSTER'.padEnd(10)} ${'LOCALITY'.padEnd(19)} ${'LAST SECOND'.padEnd(21)} GATEWAY PLAN IN ${this.#client}: LEVEL SHARE HEALTHY WHY` });
+    const planColumn = 10 + 1 + 11 + 1 + 23;
+    rows.push({ text: `${' '.repeat(planColumn)}${this.#client}'s gateway plan (isthmus routes)` });
+    rows.push({ text: `${'CLUSTER'.padEnd(10)} ${'LOCALITY'.padEnd(11)} ${'LAST SECOND'.padEnd(23)}${'LEVEL'.padEnd(5)} ${'SHARE'.padStart(6)} ${'HEALTHY'.padEnd(7)} WHY` });
     for (const cluster of this.#clusters) {
       const n = served.get(cluster.name) ?? 0;
       const share = ok > 0 ? n / ok : 0;
       const route = this.#route(cluster.name);
-      rows.push({
-        text: `${cluster.name.padEnd(10)} ${cluster.locality.padEnd(19)} ${bar(share)} ${pct(share).padStart(5)} ${String(n).padStart(4)}  ${route.text.padEnd(17)} ${route.why}`,
-        ...(n > 0 ? { style: '\x1b[32m' } : {}),
-      });
+      const style = n > 0 ? { style: '\x1b[32m' } : {};
+      const row = `${cluster.name.padEnd(10)} ${cluster.locality.padEnd(11)} ${bar(share)} ${pct(share).padStart(5)} ${String(n).padStart(3)}   ${route.text}`;
+      // On a narrow terminal the reason goes on a line of its own.
+      if (row.length + 1 + route.why.length <= width) rows.push({ text: `${row} ${route.why}`, ...style });
+      else rows.push({ text: row, ...style }, { text: `${' '.repeat(12)}${route.why}` });
     }
     rows.push({ text: '' });
     const failedNow = line?.failed ?? 0;
@@ -247,12 +250,12 @@ class LiveView {
   }
 
   #sceneTable(scenes: readonly SceneRecord[]): string[] {
-    const header = `  ${'#'.padStart(3)}  ${'SCENE'.padEnd(28)} ${this.#clusters.map((cl) => cl.name.padStart(10)).join('')} ${'FAILED'.padStart(7)} ${'LATER'.padStart(6)}`;
+    const header = `  ${'#'.padStart(3)}  ${'SCENE'.padEnd(25)} ${this.#clusters.map((cl) => cl.name.padStart(10)).join('')} ${'FAILED'.padStart(7)} ${'LATER'.padStart(6)}`;
     return [
       header,
       ...scenes.map(
         (s) =>
-          `  ${String(s.number).padStart(3)}  ${s.label.padEnd(28)} ${this.#clusters.map((cl) => String(s.served.get(cl.name) ?? 0).padStart(10)).join('')} ${String(s.failed).padStart(7)} ${String(s.failed - s.failedFirstSecond).padStart(6)}`,
+          `  ${String(s.number).padStart(3)}  ${s.label.padEnd(25)} ${this.#clusters.map((cl) => String(s.served.get(cl.name) ?? 0).padStart(10)).join('')} ${String(s.failed).padStart(7)} ${String(s.failed - s.failedFirstSecond).padStart(6)}`,
       ),
     ];
   }
@@ -291,7 +294,9 @@ await runComponent({
       clusters = await Promise.all(
         fed.members.map(async (m) => {
           const spec = (await fed.memberCluster(m.name)).spec;
-          return { name: m.name, locality: `${spec?.region ?? '?'}/${spec?.zone ?? '?'}` };
+          const region = spec?.region ?? '?';
+          const zone = spec?.zone ?? '?';
+          return { name: m.name, locality: `${region}/${zone.startsWith(`${region}-`) ? zone.slice(region.length + 1) : zone}` };
         }),
       );
       // shop/cart, exported from every member with two live backends each (cart-a1, cart-a2, …).
@@ -335,7 +340,7 @@ await runComponent({
           `  hub         ${fed.hubEndpoints.join(', ')}   (gRPC, mTLS)   kubeconfig ${fed.hubCluster.kubeconfigPath}`,
           ...fed.members.map((m) => {
             const info = clusters.find((i) => i.name === m.name);
-            return `  ${m.name.padEnd(11)} ${(info?.locality ?? '').padEnd(19)} api ${m.server}   gateway ${lab.cluster(m.name).gatewayAddress}   kubeconfig ${m.kubeconfigPath}`;
+            return `  ${m.name.padEnd(11)} ${(info?.locality ?? '').padEnd(11)} api ${m.server}   gateway ${lab.cluster(m.name).gatewayAddress}   kubeconfig ${m.kubeconfigPath}`;
           }),
           `  nats        ${fed.bed.nats?.url ?? ''}`,
           '',
@@ -420,7 +425,7 @@ await runComponent({
         act: () => killBackends(a.name),
       },
       {
-        label: `${b.name} gateway blackholed`,
+        label: `${b.name} blackholed`,
         title: `blackholed ${b.name}'s gateway (nftables DROP: connects hang)`,
         expect: `${c.name} serves (other region): ${b.name} fails its gateway probe, new connections move within 1 s`,
         act: async () => {
