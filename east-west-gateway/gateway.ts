@@ -54,7 +54,19 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   let draining = false;
 
   const policies = new PolicyTable({ kc, log: log.child({ part: 'policies' }) });
-  const prober = new RemoteProber({ settings: config.probe, credentials: () => credentials, sessions, log, onChange: () => listeners.republish() });
+  const prober = new RemoteProber({
+    settings: config.probe,
+    credentials: () => credentials,
+    sessions,
+    log,
+    onChange: (clusterId, up) => {
+      if (!up) {
+        const abandoned = router.abandonAttempts(clusterId);
+        if (abandoned > 0) log.info({ cluster: clusterId, abandoned }, 'connects waiting on a dead gateway move on');
+      }
+      listeners.republish();
+    },
+  });
   const router = new OutboundRouter({
     clusterId: config.clusterId,
     state,

@@ -88,6 +88,8 @@ export class OutboundRouter {
   readonly #failback = new Map<string, FailbackState>();
   /** Per service port: the clusters taking traffic, to log each change once. */
   readonly #serving = new Map<string, string>();
+  /** Connect attempts in flight per remote cluster, abandoned when its gateway fails a probe. */
+  readonly #inFlight = new Map<string, Set<AbortController>>();
 
   constructor(options: RouterOptions) {
     this.#options = options;
@@ -96,6 +98,14 @@ export class OutboundRouter {
 
   policyOf(port: ImportedPort): ServicePolicy {
     return this.#options.policyFor?.(port.namespace, port.name) ?? DEFAULT_SERVICE_POLICY;
+  }
+
+  /** The cluster's gateway failed its probe: attempts waiting on it move on to the next candidate now. */
+  abandonAttempts(clusterId: string): number {
+    const attempts = this.#inFlight.get(clusterId);
+    if (!attempts) return 0;
+    for (const attempt of attempts) attempt.abort();
+    return attempts.size;
   }
 
   /** The traffic plan for a service port now: who takes how much of new connections, and why. */
@@ -244,7 +254,11 @@ export class OutboundRouter {
     if (!credentials || !health.hasCapacity(clusterId)) return undefined;
     for (const address of source.gatewayAddresses) {
       const started = performance.now();
-      const result = await openTunnel({ address, sni: serviceSni(port.namespace, port.name, port.port), expectCluster: clusterId, credentials, sessions: this.#options.sessions, timeoutMs: connectTimeoutMs, firstBytes: replay });
+      const attempt = new AbortController();
+      const attempts = this.#inFlight.get(clusterId) ?? new Set<AbortController>();
+      this.#inFlight.set(clusterId, attempts.add(attempt));
+      const result = await openTunnel({ address, sni: serviceSni(port.namespace, port.name, port.port), expectCluster: clusterId, credentials, sessions: this.#options.sessions, timeoutMs: connectTimeoutMs, firstBytes: replay, signal: attempt.signal });
+      attempts.delete(attempt);
       if (result.ok) {
         gatewayMetrics.connectDuration.observe({ destination_cluster: clusterId, target: 'gateway' }, (performance.now() - started) / 1000);
         health.recordSuccess(remoteTarget(clusterId, port));

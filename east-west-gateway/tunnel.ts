@@ -21,6 +21,8 @@ export interface TunnelOptions {
   readonly timeoutMs: number;
   /** Client bytes read so far, sent as soon as the server is verified. */
   readonly firstBytes?: readonly Buffer[];
+  /** Gives up at once (the prober found the gateway dead: fail over without waiting out the timeout). */
+  readonly signal?: AbortSignal;
 }
 
 /** Sessions are kept per gateway and SNI: a server resumes a session only for the name it was made for. */
@@ -58,6 +60,7 @@ export function openTunnel(options: TunnelOptions): Promise<TunnelResult> {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
       socket.removeListener('data', onData);
       if (!result.ok) {
         socket.destroy();
@@ -66,6 +69,9 @@ export function openTunnel(options: TunnelOptions): Promise<TunnelResult> {
       resolve(result);
     };
     const timer = setTimeout(() => finish({ ok: false, reason: `no answer within ${options.timeoutMs} ms` }), options.timeoutMs);
+    const onAbort = (): void => finish({ ok: false, reason: 'abandoned: the gateway failed its probe' });
+    if (options.signal?.aborted) onAbort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
     socket.once('error', (err: Error) => finish({ ok: false, reason: err.message }));
     socket.once('close', () => finish({ ok: false, reason: 'closed before answering' }));
     // allowHalfOpen: the far side's FIN alone does not close the socket, so it is an answer too.

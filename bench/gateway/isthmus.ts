@@ -154,7 +154,14 @@ export const isthmusTopology: TopologyFactory = async (backend, certs) => {
       name: 'isthmus',
       entry,
       pids: { outbound: outbound.pid, inbound: inbound.pid },
-      [Symbol.asyncDispose]: () => bed[Symbol.asyncDispose](),
+      [Symbol.asyncDispose]: async () => {
+        // Warnings and errors (the hops log nothing else here) explain a failed measurement.
+        for (const hop of [outbound, inbound]) {
+          const lines = hop.logTail(2_000).split('\n').filter((line) => line.includes('"level":40') || line.includes('"level":50'));
+          if (lines.length > 0) console.log(`${hop.name}: ${lines.length} warnings/errors, last: ${lines.slice(-3).join('\n')}`);
+        }
+        await bed[Symbol.asyncDispose]();
+      },
     };
   } catch (err) {
     await bed[Symbol.asyncDispose]();
