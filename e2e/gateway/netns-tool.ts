@@ -11,7 +11,8 @@
 //   get <url>                                  — an HTTP GET; prints the body
 //   loop <host> <port> <perSecond> [timeoutMs] — new connections at a steady rate, each on its own
 //       (no waiting for the previous), until killed; once a second, what ended in that second:
-//       {"at":epochMs,"served":{"<id>":n},"failed":n,"errors":[...],"open":n,"maxMs":n}
+//       {"at":epochMs,"served":{"<id>":n},"failed":n,"failedStarts":[epochMs,...],"errors":[...],"open":n,"maxMs":n}
+//       (failedStarts: when each failed connection began, so a late timeout is laid at the right door)
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
@@ -136,17 +137,20 @@ async function timeline(host: string, port: number, seconds: number): Promise<vo
 function loop(host: string, port: number, perSecond: number, timeoutMs: number): void {
   let served: Record<string, number> = {};
   let failed = 0;
+  let failedStarts: number[] = [];
   let errors: string[] = [];
   let maxMs = 0;
   let open = 0;
   setInterval(() => {
     const began = performance.now();
+    const startedAt = Date.now();
     open++;
     void once(host, port, timeoutMs)
       .then(
         (id) => (served[id] = (served[id] ?? 0) + 1),
         (err: Error) => {
           failed++;
+          failedStarts.push(startedAt);
           if (errors.length < 3) errors.push(err.message);
         },
       )
@@ -156,9 +160,10 @@ function loop(host: string, port: number, perSecond: number, timeoutMs: number):
       });
   }, 1000 / perSecond);
   setInterval(() => {
-    console.log(JSON.stringify({ at: Date.now(), served, failed, errors, open, maxMs: Math.round(maxMs) }));
+    console.log(JSON.stringify({ at: Date.now(), served, failed, failedStarts, errors, open, maxMs: Math.round(maxMs) }));
     served = {};
     failed = 0;
+    failedStarts = [];
     errors = [];
     maxMs = 0;
   }, 1000);
