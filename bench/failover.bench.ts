@@ -3,85 +3,96 @@
 // of recovery"), over repeated trials on one Federation: 3 members with gateways in their own
 // network namespaces (A and B in eu-west, C in us-east), heartbeat 1 s, a service exported from
 // A (2 backends), B (2) and C (1), and no FailoverPolicy (the defaults of DESIGN §6). A client in
-// A dials the clusterset endpoint. Each trial:
-//   1. refusing: A's backends are killed while a client opens connections back to back
-//      (e2e timeline) → failed connections, time until the first and until every new connection
-//      is served elsewhere;
+// A's namespace dials the clusterset endpoint. Each trial:
+//   1. refusing: A's backends are killed while a client opens connections back to back → failed
+//      connections, time until the first and until every new connection is served elsewhere;
 //   2. blackhole: with B serving, B's gateway is blackholed (a DROP rule: connects hang) while a
-//      paced client opens a new connection every few ms, whether or not the earlier ones are done
-//      (a back-to-back client would sit in its one hung connection and could not see when new
-//      connections move) → time until new connections go to C without delay, the connections
-//      caught in flight and their worst connect time, failed connections;
-//   3. failback: A's backends are started again (B healed and serving) → time until the first
-//      and until every connection is served by A.
-// Between phases and trials the benchmark waits for a state ("A serves 5 of 5"), never a fixed time.
+//      paced client opens a new connection every 20 ms, each on its own (a back-to-back client
+//      would sit in its one hung connection and could not show when new connections move) →
+//      time until new connections are served by C without delay, the connections caught in
+//      flight and the worst connect time among them, failed connections;
+//   3. failback: B healed and serving, A's backends start again → time until the first and until
+//      every connection is served by A.
+// Between phases and trials the benchmark waits for a state ("A serves 5 of 5"), never a fixed
+// time. The client is e2e's timeline (same connection, same record: start offset, backend id or
+// "!error", duration), run from this file so that it goes on until told to stop and says when it
+// is under way: the fault then comes at a known point and the window after it has a fixed length.
+// Unlike netns-tool, it fails a connection the far side ends before its greeting at once (netns-tool
+// keeps such a half-open socket until its 15 s timeout).
 // Run: npm run bench -- failover   (ISTHMUS_BENCH_TRIALS=N, default 5; directly:
-// node bench/failover.bench.ts --trials N). About 4 minutes on 2 quiet cores.
+// node bench/failover.bench.ts --trials N). About 4 minutes on 2 cores. ISTHMUS_BENCH_LOGS=<dir>
+// keeps the gateways' logs (ISTHMUS_LOG_LEVEL=info for their routing decisions).
 //
-// This file also runs inside A's namespace as the paced client (`--paced-client`), so it imports
-// only node:* statically; the test bed, gateway config and scenario helpers load in main().
+// This file runs inside A's namespace as the client too (`--client`), so it imports only node:*
+// statically; the test bed, gateway config and scenario helpers load in main().
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Federation } from '../e2e/federation/index.ts';
 import type { Backend, Timeline } from '../e2e/gateway/scenario.ts';
-import type { LocalCluster } from '../e2e/testbed/index.ts';
+import type { LocalCluster, ManagedProcess } from '../e2e/testbed/index.ts';
 
 const SELF = fileURLToPath(import.meta.url);
-const PACED_CLIENT = '--paced-client';
+const CLIENT_FLAG = '--client';
 const NS = 'bench-failover';
 const SERVICE = 'cart';
 const DEFAULT_TRIALS = 5;
-/** Timeline lengths (the client's own clock, from its start; the fault comes once it is under way). */
-const REFUSING_WINDOW_S = 7;
-const FAILBACK_WINDOW_S = 12;
-/** How long the paced client keeps opening connections after the blackhole (then it waits for the open ones). */
-const BLACKHOLE_WINDOW_MS = 6_000;
+/** How long the client goes on opening connections after each fault or recovery (a measurement window, not a barrier). */
+const WINDOW_MS = { refusing: 4_000, blackhole: 6_000, failback: 8_000 } as const;
 const PACED_PER_SECOND = 50;
-/** A connection slower than this was held up (by the blackhole, or by the connect timeout before a retry). */
+/** A connection slower than this was held up (by the blackhole, until the connect timeout and a retry). */
 const SLOW_MS = 500;
-/** A "from then on every connection …" claim needs at least this much timeline after it to count as observed. */
+/** A "from then on every connection …" needs at least this much of the window after it to count as observed. */
 const CONFIRM_MS = 1_000;
-/** Per-connection timeout of the clients (as e2e timeline's). */
-const CLIENT_TIMEOUT_MS = 15_000;
+/** Per-connection timeout of the client: twice the gateway's connect timeout, so a connect retried after it still completes. */
+const CLIENT_TIMEOUT_MS = 10_000;
 
 /** DESIGN §8. */
-const TARGETS = { failedConnections: 0, blackholeMovedMs: 1_000, failbackMs: 5_000 } as const;
+const TARGETS = { refusingFailed: 0, blackholeMovedMs: 1_000, failbackMs: 5_000 } as const;
 
 type Connection = readonly [startOffsetMs: number, outcome: string, durationMs: number];
 
-/** One trial's figures; a time is undefined when the timeline did not show it (within its window). */
+/** One trial's figures (ms from the event); a time is undefined when the window did not show it. */
 interface TrialResult {
   readonly loadAverage: number;
   readonly refusing: {
     readonly connections: number;
-    /** Failed connections that started after A's backends had exited: A refused them. */
+    /** Failed connections that started once both of A's backends had exited: refused by A. */
     readonly failedNew: number;
-    /** Failed connections already open (or starting) while A's backends were being stopped. */
-    readonly failedInFlight: number;
+    /** Failed connections that started before, cut when their backend process exited. */
+    readonly failedOpen: number;
     readonly firstElsewhereMs: number | undefined;
     readonly movedMs: number | undefined;
+    readonly errors: readonly string[];
   };
   readonly blackhole: {
     readonly connections: number;
-    readonly failed: number;
+    /** Failed connections that started after the blackhole. */
+    readonly failedNew: number;
+    /** Failed connections that were open when it came (established ones stall: no byte gets through). */
+    readonly failedOpen: number;
     readonly movedMs: number | undefined;
     readonly caught: number;
-    readonly worstInFlightMs: number | undefined;
+    readonly worstCaughtMs: number | undefined;
+    /** The last connection not served by C without delay, relative to the blackhole: what "moved" follows. */
+    readonly lastHeldUp: string | undefined;
+    readonly errors: readonly string[];
   };
   readonly failback: {
     readonly connections: number;
     readonly failed: number;
     readonly firstMs: number | undefined;
     readonly allMs: number | undefined;
+    readonly errors: readonly string[];
   };
 }
 
 // ---------------------------------------------------------------------------------------------
-// The paced client (runs inside A's namespace).
+// The client (runs inside A's namespace).
 
 /** One connection as e2e/gateway/netns-tool.ts makes it: greeting "<id>\n", "ping\n" echoed, half-close. */
 function dial(host: string, port: number, timeoutMs: number): Promise<string> {
@@ -90,12 +101,17 @@ function dial(host: string, port: number, timeoutMs: number): Promise<string> {
     let text = '';
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`timeout after ${timeoutMs} ms`));
+      reject(new Error(`timeout after ${timeoutMs} ms (${text.includes('\n') ? `greeted by ${text.split('\n')[0]}` : 'no greeting'})`));
     }, timeoutMs);
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
       text += chunk;
       if (text.includes('\n') && !socket.writableEnded) socket.end('ping\n');
+    });
+    // The one difference from netns-tool: the far side ending before its greeting is a failure
+    // now, not a half-open socket waited on until the timeout (a real client sees EOF and gives up).
+    socket.on('end', () => {
+      if (!text.includes('\n')) socket.destroy(new Error('closed before the greeting'));
     });
     socket.on('error', (err) => {
       clearTimeout(timer);
@@ -111,16 +127,18 @@ function dial(host: string, port: number, timeoutMs: number): Promise<string> {
 }
 
 /**
- * A new connection every 1000/perSecond ms, each on its own, until SIGTERM (or maxSeconds); then
- * no new ones, the open ones finish, and one line in the shape of e2e's Timeline. Before that,
- * one line {"first": id} once a connection has been served, to say it is under way.
+ * New connections until SIGTERM (or maxSeconds): "sequential" opens the next as soon as the last
+ * ended (as e2e's timeline does), "paced" opens one every 1000/perSecond ms, each on its own.
+ * Prints {"first": id} once a connection has been served (it is under way), and at the end, after
+ * the open connections have finished, one line in the shape of e2e's Timeline.
  */
-async function pacedClient(host: string, port: number, perSecond: number, maxSeconds: number): Promise<void> {
+async function client(mode: string, host: string, port: number, perSecond: number, maxSeconds: number): Promise<void> {
   const startedAt = Date.now();
   const connections: Connection[] = [];
   const open = new Set<Promise<void>>();
   let announced = false;
-  const start = (): void => {
+  let stopping = false;
+  const start = (): Promise<void> => {
     const began = Date.now();
     const done: Promise<void> = dial(host, port, CLIENT_TIMEOUT_MS)
       .catch((err: Error) => `!${err.message}`)
@@ -133,17 +151,26 @@ async function pacedClient(host: string, port: number, perSecond: number, maxSec
         open.delete(done);
       });
     open.add(done);
+    return done;
   };
-  const timer = setInterval(start, 1000 / perSecond);
-  start();
-  const deadline = new AbortController();
-  await Promise.race([once(process, 'SIGTERM'), sleep(maxSeconds * 1000, undefined, { signal: deadline.signal }).catch(() => undefined)]);
-  deadline.abort();
-  clearInterval(timer);
+  const stop = new AbortController();
+  const stopped = Promise.race([once(process, 'SIGTERM'), sleep(maxSeconds * 1000, undefined, { signal: stop.signal }).catch(() => undefined)]).then(() => {
+    stopping = true;
+    stop.abort();
+  });
+  if (mode === 'paced') {
+    const timer = setInterval(() => void start(), 1000 / perSecond);
+    void start();
+    await stopped;
+    clearInterval(timer);
+  } else {
+    while (!stopping) await start();
+  }
   await Promise.all(open);
   connections.sort((x, y) => x[0] - y[0]);
   console.log(JSON.stringify({ startedAt, connections }));
 }
+
 
 // ---------------------------------------------------------------------------------------------
 // Reading a timeline.
@@ -153,7 +180,9 @@ function clusterOf(outcome: string): string {
 }
 
 const failed = (c: Connection): boolean => c[1].startsWith('!');
+const startOf = (t: Timeline, c: Connection): number => t.startedAt + c[0];
 const endOf = (t: Timeline, c: Connection): number => t.startedAt + c[0] + c[2];
+const errorsOf = (t: Timeline): string[] => [...new Set(t.connections.filter(failed).map((c) => c[1].slice(1)))].slice(0, 3);
 
 /**
  * The start (epoch ms) of the earliest connection from which on every connection satisfies `ok`,
@@ -166,16 +195,16 @@ function settledFrom(t: Timeline, ok: (c: Connection) => boolean): number | unde
   const first = connections[index];
   const last = connections.at(-1);
   if (!first || !last) return undefined;
-  const from = t.startedAt + first[0];
-  return endOf(t, last) - from >= CONFIRM_MS ? from : undefined;
+  return endOf(t, last) - startOf(t, first) >= CONFIRM_MS ? startOf(t, first) : undefined;
 }
 
-/** Earliest end (epoch ms) among connections that satisfy `ok`. */
-function firstEnd(t: Timeline, ok: (c: Connection) => boolean): number | undefined {
-  const ends = t.connections.filter(ok).map((c) => endOf(t, c));
-  return ends.length > 0 ? Math.min(...ends) : undefined;
+/** Start (epoch ms) of the first connection that satisfies `ok`. */
+function firstStart(t: Timeline, ok: (c: Connection) => boolean): number | undefined {
+  const found = t.connections.find(ok);
+  return found ? startOf(t, found) : undefined;
 }
 
+/** Milliseconds from `t0`; a connection that started just before it counts as 0. */
 const since = (at: number | undefined, t0: number): number | undefined => (at === undefined ? undefined : Math.max(0, at - t0));
 
 // ---------------------------------------------------------------------------------------------
@@ -226,115 +255,132 @@ function trialCount(): number {
 async function serves({ h, fed, a, vip }: Setup, cluster: string, count = 5): Promise<void> {
   await h.waitFor(`${cluster.toUpperCase()} serves ${count} of ${count}`, async () => {
     const report = await h.connect(fed, a, vip, count);
-    return Object.entries(report.served).every(([id]) => clusterOf(id) === cluster) && Object.values(report.served).reduce((x, y) => x + y, 0) === count;
+    return report.failed === 0 && Object.keys(report.served).every((id) => clusterOf(id) === cluster);
   }, 60_000, 200);
 }
 
-/** Outbound connections A's gateway has made to `destination` for the service (a local endpoint when it is A). */
-async function outboundTo({ h, fed, a }: Setup, destination: string): Promise<number> {
-  return h.metric(await fed.gatewayMetrics(a.name), 'isthmus_gateway_connections_total', { direction: 'outbound', service: SERVICE, destination_cluster: destination, result: 'connected' });
-}
-
-/** Runs e2e's timeline client from A for `seconds`; `act` runs once the client's connections reach `serving`. */
-async function timelineAround(setup: Setup, serving: LocalCluster, seconds: number, act: () => Promise<void>): Promise<Timeline> {
+/**
+ * Runs the client in A's namespace; once it has been served (by `expected`), runs `act`, which
+ * returns the moment the window starts from; stops the client `windowMs` after it and returns
+ * what it saw.
+ */
+async function around(setup: Setup, name: string, mode: 'sequential' | 'paced', expected: string, windowMs: number, act: () => Promise<number>): Promise<Timeline> {
   const { h, fed, a, vip } = setup;
-  const before = await outboundTo(setup, serving.name);
-  const watching = h.timeline(fed, a, vip, seconds);
+  const lab = fed.lab as NonNullable<Federation['lab']>;
+  const running: ManagedProcess = await lab.cluster(a.name).startProcess({
+    name,
+    command: process.execPath,
+    args: [SELF, CLIENT_FLAG, mode, vip.address, String(vip.port), String(PACED_PER_SECOND), '300'],
+  });
   try {
-    await h.waitFor('the client is under way', async () => (await outboundTo(setup, serving.name)) >= before + 5, 30_000, 100);
-    await act();
-  } catch (err) {
-    await watching.catch(() => undefined);
-    throw err;
+    await h.waitForProcess(running, `${name} under way`, () => Promise.resolve(running.logTail().includes('{"first"')), 60_000, 20);
+    const first = (JSON.parse(running.logTail().split('\n').find((l) => l.startsWith('{"first"')) ?? '{}') as { first?: string }).first ?? '';
+    if (clusterOf(first) !== expected) throw new Error(`${name}: served by ${first}, expected cluster ${expected}`);
+    const t0 = await act();
+    await sleep(Math.max(0, t0 + windowMs - Date.now()));
+    // SIGTERM: no new connections; the open ones finish (at most the client's timeout), then it prints.
+    await running.stop(CLIENT_TIMEOUT_MS + 10_000);
+  } finally {
+    await running.stop(1_000);
   }
-  return watching;
+  const line = readFileSync(running.logFile, 'utf8').split('\n').find((l) => l.startsWith('{"startedAt"'));
+  if (!line) throw new Error(`${name} printed no timeline:\n${running.logTail()}`);
+  return JSON.parse(line) as Timeline;
 }
 
-async function refusingPhase(setup: Setup): Promise<TrialResult['refusing']> {
-  let killIssued = 0;
+async function refusingPhase(setup: Setup, trial: number): Promise<TrialResult['refusing']> {
   let killed = 0;
-  const t = await timelineAround(setup, setup.a, REFUSING_WINDOW_S, async () => {
-    killIssued = Date.now();
-    await setup.h.killBackends(setup.backendsA);
+  let exited = 0;
+  const t = await around(setup, `refusing-client-${trial}`, 'sequential', 'a', WINDOW_MS.refusing, async () => {
     killed = Date.now();
+    await setup.h.killBackends(setup.backendsA);
+    exited = Date.now();
+    return killed;
   });
   const failures = t.connections.filter(failed);
   const elsewhere = (c: Connection): boolean => !failed(c) && clusterOf(c[1]) !== 'a';
   return {
     connections: t.connections.length,
-    failedNew: failures.filter((c) => t.startedAt + c[0] >= killed).length,
-    failedInFlight: failures.filter((c) => t.startedAt + c[0] < killed).length,
-    firstElsewhereMs: since(firstEnd(t, elsewhere), killIssued),
-    movedMs: since(settledFrom(t, elsewhere), killIssued),
+    failedNew: failures.filter((c) => startOf(t, c) >= exited).length,
+    failedOpen: failures.filter((c) => startOf(t, c) < exited).length,
+    firstElsewhereMs: since(firstStart(t, elsewhere), killed),
+    movedMs: since(settledFrom(t, elsewhere), killed),
+    errors: errorsOf(t),
   };
 }
 
 async function blackholePhase(setup: Setup, trial: number): Promise<TrialResult['blackhole']> {
-  const { h, fed, a, b, vip } = setup;
-  const lab = fed.lab as NonNullable<Federation['lab']>;
-  const client = await lab.cluster(a.name).startProcess({
-    name: `paced-client-${trial}`,
-    command: process.execPath,
-    args: [SELF, PACED_CLIENT, vip.address, String(vip.port), String(PACED_PER_SECOND), '120'],
-  });
+  const lab = setup.fed.lab as NonNullable<Federation['lab']>;
   let blackholed = 0;
+  let fault: Awaited<ReturnType<typeof lab.blackhole>> | undefined;
+  let t: Timeline;
   try {
-    await h.waitForProcess(client, 'the paced client is under way', () => Promise.resolve(client.logTail().includes('{"first"')), 30_000, 50);
-    const fault = await lab.blackhole(b.name);
-    blackholed = Date.now();
-    try {
-      // The measurement window (not a barrier): new connections keep starting for this long.
-      await sleep(BLACKHOLE_WINDOW_MS);
-      await client.stop(CLIENT_TIMEOUT_MS + 5_000);
-    } finally {
-      await fault.heal();
-    }
+    t = await around(setup, `blackhole-client-${trial}`, 'paced', 'b', WINDOW_MS.blackhole, async () => {
+      fault = await lab.blackhole(setup.b.name);
+      blackholed = Date.now();
+      return blackholed;
+    });
   } finally {
-    await client.stop(1_000);
+    await fault?.heal();
   }
-  const line = readFileSync(client.logFile, 'utf8').split('\n').find((l) => l.startsWith('{"startedAt"'));
-  if (!line) throw new Error(`the paced client printed no timeline:\n${client.logTail()}`);
-  const t = JSON.parse(line) as Timeline;
-  const after = t.connections.filter((c) => endOf(t, c) > blackholed);
-  const moved = settledFrom(t, (c) => !failed(c) && clusterOf(c[1]) === 'c' && c[2] < SLOW_MS);
-  const caught = after.filter((c) => c[2] >= SLOW_MS && (moved === undefined || t.startedAt + c[0] < moved));
+  const failures = t.connections.filter(failed);
+  const atC = (c: Connection): boolean => !failed(c) && clusterOf(c[1]) === 'c' && c[2] < SLOW_MS;
+  const moved = settledFrom(t, atC);
+  const lastHeldUp = t.connections.findLast((c) => !atC(c));
+  const caught = t.connections.filter((c) => !failed(c) && endOf(t, c) > blackholed && c[2] >= SLOW_MS && (moved === undefined || startOf(t, c) < moved));
   return {
     connections: t.connections.length,
-    failed: t.connections.filter(failed).length,
+    failedNew: failures.filter((c) => startOf(t, c) >= blackholed).length,
+    failedOpen: failures.filter((c) => startOf(t, c) < blackholed).length,
     movedMs: since(moved, blackholed),
     caught: caught.length,
-    worstInFlightMs: after.length > 0 ? Math.max(...after.map((c) => c[2])) : undefined,
+    worstCaughtMs: caught.length > 0 ? Math.max(...caught.map((c) => c[2])) : undefined,
+    lastHeldUp: lastHeldUp && `+${startOf(t, lastHeldUp) - blackholed} ms, ${lastHeldUp[1]} in ${lastHeldUp[2]} ms`,
+    errors: errorsOf(t),
   };
 }
 
-async function failbackPhase(setup: Setup): Promise<TrialResult['failback']> {
-  const { fed, a, b, backendsA } = setup;
+/** How many times a backend has said it listens, in its log (one file across restarts). */
+function listeningLines(logFile: string): number {
+  return readFileSync(logFile, 'utf8').split('\n').filter((line) => line.startsWith('listening ')).length;
+}
+
+async function failbackPhase(setup: Setup, trial: number): Promise<TrialResult['failback']> {
+  const { h, fed, a, backendsA } = setup;
   let revived = 0;
-  const t = await timelineAround(setup, b, FAILBACK_WINDOW_S, async () => {
-    // Both at once (reviveBackends starts them one after the other), so "recovered" is one moment:
-    // when both listen again.
-    await Promise.all(backendsA.map(async (backend) => {
-      backend.process = (await fed.startBackend(a.name, backend.id, backend.port, backend.address)).process;
-    }));
-    revived = Date.now();
+  const t = await around(setup, `failback-client-${trial}`, 'sequential', 'b', WINDOW_MS.failback, async () => {
+    // Both at once (reviveBackends starts them one after the other), and "recovered" is when both
+    // listen, read from their logs as it happens (startBackend returns later, after a probe).
+    const logs = backendsA.map((backend) => backend.process.logFile);
+    const before = logs.map(listeningLines);
+    await Promise.all([
+      ...backendsA.map(async (backend) => {
+        backend.process = (await fed.startBackend(a.name, backend.id, backend.port, backend.address)).process;
+      }),
+      h.waitFor("A's backends listen", () => Promise.resolve(logs.every((log, i) => listeningLines(log) > (before[i] ?? 0))), 60_000, 5).then(() => {
+        revived = Date.now();
+      }),
+    ]);
+    return revived;
   });
   const atA = (c: Connection): boolean => !failed(c) && clusterOf(c[1]) === 'a';
   return {
     connections: t.connections.length,
     failed: t.connections.filter(failed).length,
-    firstMs: since(firstEnd(t, atA), revived),
+    firstMs: since(firstStart(t, atA), revived),
     allMs: since(settledFrom(t, atA), revived),
+    errors: errorsOf(t),
   };
 }
 
 async function runTrial(setup: Setup, trial: number): Promise<TrialResult> {
   await serves(setup, 'a');
   const loadAverage = loadavg()[0] ?? Number.NaN;
-  const refusing = await refusingPhase(setup);
+  const refusing = await refusingPhase(setup, trial);
   await serves(setup, 'b');
   const blackhole = await blackholePhase(setup, trial);
   await serves(setup, 'b');
-  const failback = await failbackPhase(setup);
+  const failback = await failbackPhase(setup, trial);
   return { loadAverage, refusing, blackhole, failback };
 }
 
@@ -350,54 +396,55 @@ function median(values: readonly number[]): number {
 }
 
 function printTrial(trial: number, r: TrialResult): void {
+  const errors = (list: readonly string[]): string => (list.length > 0 ? `; errors: ${list.join('; ')}` : '');
+  console.log(`trial ${trial} (load ${r.loadAverage.toFixed(1)})`);
   console.log(
-    `trial ${trial}: load ${r.loadAverage.toFixed(1)} | refusing: failed ${r.refusing.failedNew} (+${r.refusing.failedInFlight} in flight), first elsewhere ${ms(r.refusing.firstElsewhereMs)} ms, moved ${ms(r.refusing.movedMs)} ms` +
-      ` | blackhole: moved ${ms(r.blackhole.movedMs)} ms, caught ${r.blackhole.caught}, worst in flight ${ms(r.blackhole.worstInFlightMs)} ms, failed ${r.blackhole.failed}` +
-      ` | failback: first ${ms(r.failback.firstMs)} ms, all ${ms(r.failback.allMs)} ms, failed ${r.failback.failed}`,
+    `  refusing   failed ${r.refusing.failedNew} new + ${r.refusing.failedOpen} open; first elsewhere ${ms(r.refusing.firstElsewhereMs)} ms, all ${ms(r.refusing.movedMs)} ms; ${r.refusing.connections} connections${errors(r.refusing.errors)}`,
   );
+  console.log(
+    `  blackhole  new connections at C ${ms(r.blackhole.movedMs)} ms; caught ${r.blackhole.caught}, worst ${ms(r.blackhole.worstCaughtMs)} ms; failed ${r.blackhole.failedNew} new + ${r.blackhole.failedOpen} open; ${r.blackhole.connections} connections; last held up: ${r.blackhole.lastHeldUp ?? 'none'}${errors(r.blackhole.errors)}`,
+  );
+  console.log(`  failback   first at A ${ms(r.failback.firstMs)} ms, all ${ms(r.failback.allMs)} ms; failed ${r.failback.failed}; ${r.failback.connections} connections${errors(r.failback.errors)}`);
 }
 
 interface Row {
   readonly label: string;
-  /** Per trial; undefined = not observed within the window (counts as worst). */
+  /** Per trial; undefined = not observed within the window (then it has no worst, and misses any target). */
   readonly values: readonly (number | undefined)[];
   readonly kind: 'ms' | 'count';
-  /** Upper bound from DESIGN §8, checked on every trial; undefined = figure without a target. */
+  /** Upper bound from DESIGN §8, checked on every trial; undefined: a figure without a target. */
   readonly target?: number;
   readonly note?: string;
 }
 
 function printTable(results: readonly TrialResult[]): void {
   const rows: Row[] = [
-    { label: 'refusing: failed new connections', values: results.map((r) => r.refusing.failedNew), kind: 'count', target: TARGETS.failedConnections },
-    { label: 'refusing: failed, open while A stopped', values: results.map((r) => r.refusing.failedInFlight), kind: 'count', note: 'not refusals (see below)' },
+    { label: 'refusing: failed new connections', values: results.map((r) => r.refusing.failedNew), kind: 'count', target: TARGETS.refusingFailed },
+    { label: 'refusing: failed, open at the kill', values: results.map((r) => r.refusing.failedOpen), kind: 'count', note: 'cut by their backend\'s exit, not refused' },
     { label: 'refusing: first served elsewhere', values: results.map((r) => r.refusing.firstElsewhereMs), kind: 'ms' },
-    { label: 'refusing: every new conn. elsewhere', values: results.map((r) => r.refusing.movedMs), kind: 'ms' },
-    { label: 'blackhole: failed connections', values: results.map((r) => r.blackhole.failed), kind: 'count', target: TARGETS.failedConnections },
-    { label: 'blackhole: new connections moved', values: results.map((r) => r.blackhole.movedMs), kind: 'ms', target: TARGETS.blackholeMovedMs },
+    { label: 'refusing: every new one elsewhere', values: results.map((r) => r.refusing.movedMs), kind: 'ms' },
+    { label: 'blackhole: new connections at C', values: results.map((r) => r.blackhole.movedMs), kind: 'ms', target: TARGETS.blackholeMovedMs },
     { label: 'blackhole: connections caught', values: results.map((r) => r.blackhole.caught), kind: 'count' },
-    { label: 'blackhole: worst in-flight connect', values: results.map((r) => r.blackhole.worstInFlightMs), kind: 'ms' },
-    { label: 'failback: failed connections', values: results.map((r) => r.failback.failed), kind: 'count', target: TARGETS.failedConnections },
+    { label: 'blackhole: worst connect, caught', values: results.map((r) => r.blackhole.worstCaughtMs), kind: 'ms', note: 'the connect timeout, then C' },
+    { label: 'blackhole: failed new connections', values: results.map((r) => r.blackhole.failedNew), kind: 'count' },
+    { label: 'blackhole: failed, open at the fault', values: results.map((r) => r.blackhole.failedOpen), kind: 'count', note: 'established: they stall' },
     { label: 'failback: first served by A', values: results.map((r) => r.failback.firstMs), kind: 'ms', target: TARGETS.failbackMs },
-    { label: 'failback: every conn. served by A', values: results.map((r) => r.failback.allMs), kind: 'ms', target: TARGETS.failbackMs },
+    { label: 'failback: every one served by A', values: results.map((r) => r.failback.allMs), kind: 'ms', target: TARGETS.failbackMs },
+    { label: 'failback: failed connections', values: results.map((r) => r.failback.failed), kind: 'count' },
   ];
   const header = ['measurement', 'median', 'worst', 'total', 'DESIGN §8 target', 'verdict'];
   const lines = rows.map((row) => {
     const observed = row.values.filter((v): v is number => v !== undefined);
     const unobserved = row.values.length - observed.length;
-    const worst = unobserved > 0 ? undefined : Math.max(...observed);
-    const unit = row.kind === 'ms' ? ' ms' : '';
-    const format = (v: number | undefined): string => (v === undefined ? 'n/o' : row.kind === 'ms' ? ms(v) + unit : `${v}`);
+    const format = (v: number | undefined): string => (v === undefined ? 'n/o' : row.kind === 'ms' ? `${ms(v)} ms` : `${v}`);
     const within = row.values.filter((v) => v !== undefined && row.target !== undefined && v <= row.target).length;
-    const verdict =
-      row.target === undefined ? (row.note ?? '') : within === row.values.length ? 'met' : `missed (${within}/${row.values.length} trials within)`;
     return [
       row.label,
       observed.length > 0 ? format(median(observed)) + (unobserved > 0 ? ` (${unobserved} n/o)` : '') : 'n/o',
-      format(worst),
+      unobserved > 0 ? 'n/o' : format(Math.max(...observed)),
       row.kind === 'count' ? `${observed.reduce((x, y) => x + y, 0)}` : '',
       row.target === undefined ? '—' : row.kind === 'ms' ? `≤ ${row.target} ms` : `${row.target}`,
-      verdict,
+      row.target === undefined ? (row.note ?? '') : within === row.values.length ? 'met' : `missed (${within} of ${row.values.length} trials met it)`,
     ];
   });
   const widths = header.map((title, i) => Math.max(title.length, ...lines.map((l) => (l[i] ?? '').length)));
@@ -406,38 +453,40 @@ function printTable(results: readonly TrialResult[]): void {
   for (const line of lines) console.log(render(line));
   const count = (pick: (r: TrialResult) => number): number => results.reduce((sum, r) => sum + pick(r), 0);
   console.log(
-    `\nover ${results.length} trials; connections observed: refusing ${count((r) => r.refusing.connections)}, blackhole ${count((r) => r.blackhole.connections)}, failback ${count((r) => r.failback.connections)}; n/o = not observed within the window`,
+    `\n${results.length} trials; connections: refusing ${count((r) => r.refusing.connections)}, blackhole ${count((r) => r.blackhole.connections)}, failback ${count((r) => r.failback.connections)}. ` +
+      'n/o: not observed within the window (counts as missed).',
   );
 }
 
-function printDefinitions(h: Harness): void {
+function printConfiguration(h: Harness): void {
   const gateway = h.gatewayConfigSchema.parse({ clusterId: 'bench', outbound: { address: '10.250.0.1' } });
   const picker = h.DEFAULT_PICKER_POLICY;
-  console.log('configuration that drives these numbers:');
-  console.log(`  federation   3 members: cluster-a eu-west-1a, cluster-b eu-west-1b, cluster-c us-east-1a; heartbeat 1 s; ${SERVICE} exported from A (2 backends), B (2), C (1)`);
-  console.log(`  policy       no FailoverPolicy (DESIGN §6 defaults): locality ${picker.localityPriority.join(', ')}; minHealthyPercent ${picker.minHealthyPercent}; failback delay ${h.DEFAULT_FAILBACK_DELAY_MS} ms`);
-  console.log(`  gateway      probe interval ${gateway.probe.interval} ms, timeout ${gateway.probe.timeout} ms, back after ${gateway.probe.healthyThreshold} successes; connect timeout ${gateway.connectTimeout} ms;`);
-  console.log(`               outlier detection ${gateway.outlierDetection.consecutiveFailures} consecutive failures, ejection ${gateway.outlierDetection.baseEjectionTime} ms doubling (ejected targets re-checked every probe interval)`);
-  console.log(`  clients      in cluster-a's namespace, to the clusterset endpoint; per-connection timeout ${CLIENT_TIMEOUT_MS} ms`);
-  console.log('definitions (times in ms; "served elsewhere" = by a backend outside A; failed = error or timeout at the client):');
-  console.log(`  refusing     back-to-back client (e2e timeline, ${REFUSING_WINDOW_S} s); t0 = SIGTERM to A's 2 backends. First served elsewhere = end of the first connection`);
-  console.log(`               served elsewhere; every new conn. elsewhere = start of the first connection from which on all were (≥ ${CONFIRM_MS} ms of timeline after it).`);
-  console.log('               "Failed new" = failed connections started after both backends had exited (A refusing): the target. "Open while A stopped" =');
-  console.log('               connections that started before, cut when their backend process exited: a backend dying mid-connection, not a refusal.');
-  console.log(`  blackhole    A dead, B serving; paced client: a new connection every ${1000 / PACED_PER_SECOND} ms, each on its own; t0 = nft DROP rule on B's gateway in place;`);
-  console.log(`               ${BLACKHOLE_WINDOW_MS} ms of new connections after it. Moved = start of the first connection from which on every connection was served by C in`);
-  console.log(`               < ${SLOW_MS} ms. Caught = connections open at t0 or started before "moved" that took ≥ ${SLOW_MS} ms (they wait out the connect timeout, then`);
-  console.log('               are retried at C); worst in-flight connect = the longest connection open at or after t0 — what a back-to-back client sits through.');
-  console.log(`  failback     B healed and serving; back-to-back client (${FAILBACK_WINDOW_S} s); t0 = both of A's backends listening again (both started at once).`);
-  console.log(`               First = end of the first connection served by A; every = start of the first connection from which on all were served by A (≥ ${CONFIRM_MS} ms after).`);
-  console.log('  between      each trial starts once A serves 5 of 5 sequential connections; the blackhole and failback phases once B serves 5 of 5.');
+  const lines = [
+    'configuration that drives these numbers:',
+    `  federation  cluster-a eu-west-1a, cluster-b eu-west-1b, cluster-c us-east-1a; heartbeat 1 s; ${SERVICE} from A (2 backends), B (2), C (1)`,
+    `  policy      none (DESIGN §6 defaults): locality ${picker.localityPriority.join(', ')}; minHealthyPercent ${picker.minHealthyPercent}; failback delay ${h.DEFAULT_FAILBACK_DELAY_MS} ms`,
+    `  gateway     probe every ${gateway.probe.interval} ms, timeout ${gateway.probe.timeout} ms, back after ${gateway.probe.healthyThreshold} successes; connect timeout ${gateway.connectTimeout} ms;`,
+    `              outlier detection after ${gateway.outlierDetection.consecutiveFailures} consecutive failures, ejection ${gateway.outlierDetection.baseEjectionTime} ms doubling, ejected targets re-checked every probe interval`,
+    `  client      in cluster-a's namespace, to the clusterset endpoint; connection = greeting, echo, close (as e2e timeline, but EOF before the greeting fails at once); timeout ${CLIENT_TIMEOUT_MS} ms`,
+    'definitions (ms from the event to the start of a connection; failed = error or timeout at the client):',
+    `  refusing    back-to-back client; event = SIGTERM to A's 2 backends; window ${WINDOW_MS.refusing} ms. First = first connection served outside A;`,
+    `              every = first connection from which on all were served outside A. "New" failures started after both backends had exited.`,
+    `  blackhole   A dead, B serving; a new connection every ${1000 / PACED_PER_SECOND} ms, each on its own; event = nft DROP rule on B's gateway in place;`,
+    `              window ${WINDOW_MS.blackhole} ms. New connections at C = first connection from which on all were served by C in < ${SLOW_MS} ms.`,
+    `              Caught = served connections open at the event or started before that which took ≥ ${SLOW_MS} ms (a back-to-back client sits through one).`,
+    `  failback    B healed and serving; back-to-back client; event = both of A's backends listening again (started together); window ${WINDOW_MS.failback} ms.`,
+    '              First = first connection served by A; every = first connection from which on all were served by A.',
+    `  both        "from which on all": confirmed by ≥ ${CONFIRM_MS} ms of window after it. Each trial starts once A serves 5 of 5 sequential`,
+    '              connections, the blackhole and failback phases once B does.',
+  ];
+  console.log(lines.join('\n'));
 }
 
 async function main(): Promise<void> {
   const trials = trialCount();
-  const h = await loadHarness();
   console.log(`Isthmus failover benchmark — Node ${process.version}, ${availableParallelism()} × ${cpus()[0]?.model ?? 'unknown CPU'}`);
   console.log(`load average at start ${loadavg().map((l) => l.toFixed(2)).join(' ')} (1, 5, 15 min; other work on these cores colours the times); ${trials} trials\n`);
+  const h = await loadHarness();
   const available = await h.netnsAvailable();
   if (!available.ok) {
     console.log(`cannot run: ${available.reason ?? 'network namespaces unavailable'}`);
@@ -446,7 +495,7 @@ async function main(): Promise<void> {
   }
   const started = performance.now();
   await using fed = await h.Federation.start({ members: 3, heartbeatInterval: '1s', gateways: true });
-  // Ctrl-C: the same teardown as the end of the run (the test bed's watchdog would also kill what is left).
+  // Ctrl-C: the same teardown as at the end (the test bed's watchdog would also kill what is left).
   const onSignal = (signal: NodeJS.Signals): void => {
     console.error(`\n${signal}: removing the federation's processes and namespaces`);
     void fed[Symbol.asyncDispose]().finally(() => process.exit(130));
@@ -472,22 +521,36 @@ async function main(): Promise<void> {
   }, 60_000, 250);
   const setup: Setup = { h, fed, a, b, backendsA, vip };
   console.log(`federation ready in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
-  printDefinitions(h);
+  printConfiguration(h);
   console.log('');
   const results: TrialResult[] = [];
-  for (let trial = 1; trial <= trials; trial++) {
-    const result = await runTrial(setup, trial);
-    printTrial(trial, result);
-    results.push(result);
+  try {
+    for (let trial = 1; trial <= trials; trial++) {
+      const result = await runTrial(setup, trial);
+      printTrial(trial, result);
+      results.push(result);
+    }
+  } finally {
+    // ISTHMUS_BENCH_LOGS=<dir>: keep the gateways' logs (the test bed's directory goes with it).
+    const keep = process.env.ISTHMUS_BENCH_LOGS;
+    if (keep) {
+      mkdirSync(keep, { recursive: true });
+      for (const member of fed.members) {
+        const log = fed.gateway(member.name)?.logFile;
+        if (log) copyFileSync(log, join(keep, `gateway-${member.name}.log`));
+      }
+      console.log(`gateway logs in ${keep}`);
+    }
   }
   printTable(results);
-  console.log(`load average at end ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ran ${((performance.now() - started) / 1000).toFixed(0)} s after the federation began starting`);
+  console.log(`load average at end ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ${((performance.now() - started) / 1000).toFixed(0)} s from the federation's start`);
 }
 
 if (import.meta.main) {
   const [mode, ...args] = process.argv.slice(2);
-  if (mode === PACED_CLIENT) {
-    await pacedClient(args[0] as string, Number(args[1]), Number(args[2] ?? PACED_PER_SECOND), Number(args[3] ?? 120));
+  if (mode === CLIENT_FLAG) {
+    const [kind = 'sequential', host = '', port = '0', perSecond = String(PACED_PER_SECOND), maxSeconds = '300'] = args;
+    await client(kind, host, Number(port), Number(perSecond), Number(maxSeconds));
     process.exit(0);
   } else {
     await main();
