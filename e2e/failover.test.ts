@@ -88,18 +88,23 @@ describe.skipIf(!available.ok)('locality-aware failover', () => {
     await waitFor('B serves again', async () => byCluster((await connect(fed, a, vip, 5)).served)['b'] === 5, 30_000, 500);
     const outboundToB = async (): Promise<number> => metric(await fed.gatewayMetrics(a.name), 'isthmus_gateway_connections_total', { direction: 'outbound', service: name, destination_cluster: b.name, result: 'connected' });
     const before = await outboundToB();
-    const watching = timeline(fed, a, vip, 10);
+    // A connection caught mid-way by the blackhole hangs (its packets are dropped): 3 s ends it.
+    const watching = timeline(fed, a, vip, 12, 3_000);
     // The client is under way (B has taken some of its connections) before the blackhole.
     await waitFor('the client reaches B', async () => (await outboundToB()) >= before + 5, 20_000, 100);
-    const blackholedAt = Date.now();
+    const blackholing = Date.now();
     const fault = await fed.lab?.blackhole(b.name);
+    const blackholedAt = Date.now();
     let t: Timeline;
     try {
       t = await watching;
     } finally {
       await fault?.heal();
     }
-    expect(failures(t)).toEqual([]);
+    // Only the one connection in flight when the rule went in may fail (hang).
+    const caught = ([start, , duration]: [number, string, number]): boolean => t.startedAt + start < blackholedAt && t.startedAt + start + duration > blackholing;
+    expect(t.connections.filter((c) => !caught(c) && c[1].startsWith('!')).map((c) => c[1]).join('; ')).toBe('');
+    expect(failures(t).length).toBeLessThanOrEqual(1);
     const settled = t.connections.filter(([start]) => t.startedAt + start >= blackholedAt + 1_000);
     expect(settled.length).toBeGreaterThan(0);
     expect(new Set(settled.map(([, outcome]) => clusterOf(outcome)))).toEqual(new Set(['c']));
@@ -108,7 +113,7 @@ describe.skipIf(!available.ok)('locality-aware failover', () => {
     await reviveBackends(fed, a, backendsA);
     const recoveredAt = Date.now();
     const back = await timeline(fed, a, vip, 7);
-    expect(failures(back)).toEqual([]);
+    expect(failures(back).join('; ')).toBe('');
     const firstAtA = back.connections.find(([, outcome]) => clusterOf(outcome) === 'a');
     expect(firstAtA).toBeDefined();
     const [start] = firstAtA as [number, string, number];

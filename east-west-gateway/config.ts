@@ -61,8 +61,11 @@ export const gatewayConfigSchema = z
     /** Active probes of remote gateways: a TLS handshake and the gateway's answer. */
     probe: z
       .object({
-        interval: durationSchema.default(500),
+        /** A new probe starts every interval; they may overlap. */
+        interval: durationSchema.default(250),
         timeout: durationSchema.default(500),
+        /** Consecutive failed or late probes before a cluster takes no new connections. */
+        unhealthyThreshold: z.number().int().min(1).default(2),
         /** Consecutive successes before a cluster marked down by probes takes traffic again. */
         healthyThreshold: z.number().int().min(1).default(2),
       })

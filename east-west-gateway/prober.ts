@@ -1,8 +1,9 @@
-// Active probes of remote gateways: every interval, a TLS handshake with each remote cluster's
-// gateway and its answer to the probe SNI. One failed or late probe takes the cluster out of new
-// connections at once (a blackholed gateway must lose its traffic within a second); it takes
-// traffic again after `healthyThreshold` consecutive successes. A cluster never probed yet counts
-// as up: the catalog says it has ready endpoints, and real connects fail over anyway.
+// Active probes of remote gateways: every interval a new probe starts (they overlap, so a slow
+// one does not delay the next) — a TLS handshake with the cluster's gateway and its answer to the
+// probe SNI. `unhealthyThreshold` consecutive failed or late probes take the cluster out of new
+// connections (with 250 ms, 500 ms and 2: within a second of a blackhole, yet one probe slowed by
+// a busy machine is not enough); `healthyThreshold` consecutive successes bring it back. A cluster
+// never probed yet counts as up: the catalog says it has ready endpoints, and connects fail over.
 import type { GatewayAddress } from '../common/api/isthmus.ts';
 import { PROBE_SNI } from '../common/gateway-contract.ts';
 import type { Logger } from '../common/logger.ts';
@@ -15,14 +16,19 @@ export interface ProbeSettings {
   readonly interval: number;
   readonly timeout: number;
   readonly healthyThreshold: number;
+  readonly unhealthyThreshold: number;
 }
 
 interface ProbeState {
   up: boolean;
   successes: number;
-  inFlight: boolean;
+  failures: number;
+  inFlight: number;
   lastError: string;
 }
+
+/** Probes of one cluster allowed in flight at once (a dead gateway leaves them all waiting). */
+const MAX_IN_FLIGHT = 4;
 
 export class RemoteProber {
   readonly #settings: ProbeSettings;
@@ -77,13 +83,13 @@ export class RemoteProber {
     const credentials = this.#credentials();
     if (!credentials) return;
     for (const [clusterId, addresses] of this.#targets) {
-      const state = this.#states.get(clusterId) ?? { up: true, successes: 0, inFlight: false, lastError: '' };
+      const state = this.#states.get(clusterId) ?? { up: true, successes: 0, failures: 0, inFlight: 0, lastError: '' };
       this.#states.set(clusterId, state);
       const [address] = addresses;
-      if (state.inFlight || address === undefined) continue;
-      state.inFlight = true;
+      if (state.inFlight >= MAX_IN_FLIGHT || address === undefined) continue;
+      state.inFlight++;
       void openTunnel({ address, sni: PROBE_SNI, expectCluster: clusterId, credentials, sessions: this.#sessions, timeoutMs: this.#settings.timeout }).then((result) => {
-        state.inFlight = false;
+        state.inFlight--;
         if (result.ok) result.socket.destroy();
         if (this.#states.get(clusterId) !== state) return;
         this.#record(clusterId, state, result.ok ? undefined : result.reason);
@@ -93,6 +99,7 @@ export class RemoteProber {
 
   #record(clusterId: string, state: ProbeState, error: string | undefined): void {
     if (error === undefined) {
+      state.failures = 0;
       state.successes++;
       if (!state.up && state.successes >= this.#settings.healthyThreshold) {
         state.up = true;
@@ -103,8 +110,9 @@ export class RemoteProber {
       return;
     }
     state.successes = 0;
+    state.failures++;
     state.lastError = error;
-    if (!state.up) return;
+    if (!state.up || state.failures < this.#settings.unhealthyThreshold) return;
     state.up = false;
     gatewayMetrics.ejections.inc({ target: clusterId, cause: 'probe' });
     this.#log.warn({ cluster: clusterId, err: error }, 'remote gateway failed its probe; no new connections go there');

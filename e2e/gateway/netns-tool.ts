@@ -6,7 +6,7 @@
 //       `seconds`, then half-closing; {"id","sent","received","intact","error"}
 //   tls <host> <port> <sni> [certFile keyFile] — one mTLS attempt with ALPN isthmus-tunnel/1;
 //       {"firstByte":n|null,"closed":bool,"error"}
-//   timeline <host> <port> <seconds>           — new connections one after another for `seconds`;
+//   timeline <host> <port> <seconds> [timeoutMs] — new connections one after another for `seconds`;
 //       {"startedAt":epochMs,"connections":[[startOffsetMs, "<id>"|"!<error>", durationMs], ...]}
 //   get <url>                                  — an HTTP GET; prints the body
 //   loop <host> <port> <perSecond> [timeoutMs] — new connections at a steady rate, each on its own
@@ -122,12 +122,12 @@ async function tls(host: string, port: number, sni: string, certFile?: string, k
   console.log(JSON.stringify({ firstByte, closed: true, error }));
 }
 
-async function timeline(host: string, port: number, seconds: number): Promise<void> {
+async function timeline(host: string, port: number, seconds: number, timeoutMs: number): Promise<void> {
   const startedAt = Date.now();
   const connections: [number, string, number][] = [];
   while (Date.now() - startedAt < seconds * 1000) {
     const began = Date.now();
-    const outcome = await once(host, port, 15_000).catch((err: Error) => `!${err.message}`);
+    const outcome = await once(host, port, timeoutMs).catch((err: Error) => `!${err.message}`);
     connections.push([began - startedAt, outcome, Date.now() - began]);
   }
   console.log(JSON.stringify({ startedAt, connections }));
@@ -172,7 +172,7 @@ function loop(host: string, port: number, perSecond: number, timeoutMs: number):
 
 switch (mode) {
   case 'timeline':
-    await timeline(args[0] as string, Number(args[1]), Number(args[2] ?? 5));
+    await timeline(args[0] as string, Number(args[1]), Number(args[2] ?? 5), Number(args[3] ?? 15_000));
     break;
   case 'connect':
     await connectMany(args[0] as string, Number(args[1]), Number(args[2] ?? 1), Number(args[3] ?? 10_000));

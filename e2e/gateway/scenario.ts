@@ -79,9 +79,9 @@ export async function connect(fed: Federation, from: LocalCluster, target: { add
   return JSON.parse(await fed.inCluster(from.name, ['connect', target.address, String(target.port), String(count)], 600_000)) as ConnectReport;
 }
 
-/** New connections one after another for `seconds`, each with its start time and outcome. */
-export async function timeline(fed: Federation, from: LocalCluster, target: { address: string; port: number }, seconds: number): Promise<Timeline> {
-  return JSON.parse(await fed.inCluster(from.name, ['timeline', target.address, String(target.port), String(seconds)], 600_000)) as Timeline;
+/** New connections one after another for `seconds`, each with its start time and outcome (a connection not done in `timeoutMs` fails). */
+export async function timeline(fed: Federation, from: LocalCluster, target: { address: string; port: number }, seconds: number, timeoutMs = 15_000): Promise<Timeline> {
+  return JSON.parse(await fed.inCluster(from.name, ['timeline', target.address, String(target.port), String(seconds), String(timeoutMs)], 600_000)) as Timeline;
 }
 
 /** Sum of a Prometheus metric over the series whose labels include `labels`. */
