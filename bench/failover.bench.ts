@@ -80,6 +80,9 @@ interface TrialResult {
     readonly worstCaughtMs: number | undefined;
     /** The last connection not served by C without delay, relative to the blackhole: what "moved" follows. */
     readonly lastHeldUp: string | undefined;
+    /** Connections that ended before the fault: the load's own delay, to hold the SLOW_MS cut against. */
+    readonly beforeP99Ms: number | undefined;
+    readonly beforeMaxMs: number | undefined;
     readonly errors: readonly string[];
   };
   readonly failback: {
@@ -327,6 +330,8 @@ async function blackholePhase(setup: Setup, trial: number): Promise<TrialResult[
   const atC = (c: Connection): boolean => !failed(c) && clusterOf(c[1]) === 'c' && c[2] < SLOW_MS;
   const moved = settledFrom(t, atC);
   const lastHeldUp = t.connections.findLast((c) => !atC(c));
+  // The same client's connections that ended before the fault: how slow the load alone makes one.
+  const before = t.connections.filter((c) => endOf(t, c) <= blackholed).map((c) => c[2]).sort((x, y) => x - y);
   const caught = t.connections.filter((c) => !failed(c) && endOf(t, c) > blackholed && c[2] >= SLOW_MS && (moved === undefined || startOf(t, c) < moved));
   return {
     connections: t.connections.length,
@@ -336,6 +341,8 @@ async function blackholePhase(setup: Setup, trial: number): Promise<TrialResult[
     caught: caught.length,
     worstCaughtMs: caught.length > 0 ? Math.max(...caught.map((c) => c[2])) : undefined,
     lastHeldUp: lastHeldUp && `+${startOf(t, lastHeldUp) - blackholed} ms, ${lastHeldUp[1]} in ${lastHeldUp[2]} ms`,
+    beforeP99Ms: before[Math.min(before.length - 1, Math.ceil(before.length * 0.99) - 1)],
+    beforeMaxMs: before.at(-1),
     errors: errorsOf(t),
   };
 }
@@ -402,7 +409,10 @@ function printTrial(trial: number, r: TrialResult): void {
     `  refusing   failed ${r.refusing.failedNew} new + ${r.refusing.failedOpen} open; first elsewhere ${ms(r.refusing.firstElsewhereMs)} ms, all ${ms(r.refusing.movedMs)} ms; ${r.refusing.connections} connections${errors(r.refusing.errors)}`,
   );
   console.log(
-    `  blackhole  new connections at C ${ms(r.blackhole.movedMs)} ms; caught ${r.blackhole.caught}, worst ${ms(r.blackhole.worstCaughtMs)} ms; failed ${r.blackhole.failedNew} new + ${r.blackhole.failedOpen} open; ${r.blackhole.connections} connections; last held up: ${r.blackhole.lastHeldUp ?? 'none'}${errors(r.blackhole.errors)}`,
+    `  blackhole  new connections at C ${ms(r.blackhole.movedMs)} ms; caught ${r.blackhole.caught}, worst ${ms(r.blackhole.worstCaughtMs)} ms; failed ${r.blackhole.failedNew} new + ${r.blackhole.failedOpen} open; ${r.blackhole.connections} connections;`,
+  );
+  console.log(
+    `             before the fault p99 ${ms(r.blackhole.beforeP99Ms)} ms, slowest ${ms(r.blackhole.beforeMaxMs)} ms; last held up: ${r.blackhole.lastHeldUp ?? 'none'}${errors(r.blackhole.errors)}`,
   );
   console.log(`  failback   first at A ${ms(r.failback.firstMs)} ms, all ${ms(r.failback.allMs)} ms; failed ${r.failback.failed}; ${r.failback.connections} connections${errors(r.failback.errors)}`);
 }
@@ -424,6 +434,7 @@ function printTable(results: readonly TrialResult[]): void {
     { label: 'refusing: first served elsewhere', values: results.map((r) => r.refusing.firstElsewhereMs), kind: 'ms' },
     { label: 'refusing: every new one elsewhere', values: results.map((r) => r.refusing.movedMs), kind: 'ms' },
     { label: 'blackhole: new connections at C', values: results.map((r) => r.blackhole.movedMs), kind: 'ms', target: TARGETS.blackholeMovedMs },
+    { label: 'blackhole: slowest before the fault', values: results.map((r) => r.blackhole.beforeMaxMs), kind: 'ms', note: `the load's own delay, vs the ${SLOW_MS} ms cut` },
     { label: 'blackhole: connections caught', values: results.map((r) => r.blackhole.caught), kind: 'count' },
     { label: 'blackhole: worst connect, caught', values: results.map((r) => r.blackhole.worstCaughtMs), kind: 'ms', note: 'the connect timeout, then C' },
     { label: 'blackhole: failed new connections', values: results.map((r) => r.blackhole.failedNew), kind: 'count' },
@@ -474,6 +485,7 @@ function printConfiguration(h: Harness): void {
     `  blackhole   A dead, B serving; a new connection every ${1000 / PACED_PER_SECOND} ms, each on its own; event = nft DROP rule on B's gateway in place;`,
     `              window ${WINDOW_MS.blackhole} ms. New connections at C = first connection from which on all were served by C in < ${SLOW_MS} ms.`,
     `              Caught = served connections open at the event or started before that which took ≥ ${SLOW_MS} ms (a back-to-back client sits through one).`,
+    '              Last held up = the last connection not served by C in time, which "moved" follows; the slowest before the fault = the load\'s own delay.',
     `  failback    B healed and serving; back-to-back client; event = both of A's backends listening again (started together); window ${WINDOW_MS.failback} ms.`,
     '              First = first connection served by A; every = first connection from which on all were served by A.',
     `  both        "from which on all": confirmed by ≥ ${CONFIRM_MS} ms of window after it. Each trial starts once A serves 5 of 5 sequential`,
