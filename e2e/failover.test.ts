@@ -88,8 +88,8 @@ describe.skipIf(!available.ok)('locality-aware failover', () => {
     await waitFor('B serves again', async () => byCluster((await connect(fed, a, vip, 5)).served)['b'] === 5, 30_000, 500);
     const outboundToB = async (): Promise<number> => metric(await fed.gatewayMetrics(a.name), 'isthmus_gateway_connections_total', { direction: 'outbound', service: name, destination_cluster: b.name, result: 'connected' });
     const before = await outboundToB();
-    // A connection caught mid-way by the blackhole hangs (its packets are dropped): 3 s ends it.
-    const watching = timeline(fed, a, vip, 12, 3_000);
+    // A connection caught mid-way by the blackhole hangs (its packets are dropped): 5 s ends it.
+    const watching = timeline(fed, a, vip, 15, 5_000);
     // The client is under way (B has taken some of its connections) before the blackhole.
     await waitFor('the client reaches B', async () => (await outboundToB()) >= before + 5, 20_000, 100);
     const blackholing = Date.now();
