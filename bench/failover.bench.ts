@@ -21,7 +21,7 @@
 // keeps such a half-open socket until its 15 s timeout).
 // Run: npm run bench -- failover   (ISTHMUS_BENCH_TRIALS=N, default 5; directly:
 // node bench/failover.bench.ts --trials N). About 4 minutes on 2 cores. ISTHMUS_BENCH_LOGS=<dir>
-// keeps the gateways' logs (ISTHMUS_LOG_LEVEL=info for their routing decisions).
+// keeps the clients' timelines and the gateways' logs (ISTHMUS_LOG_LEVEL=info for their routing decisions).
 //
 // This file runs inside A's namespace as the client too (`--client`), so it imports only node:*
 // statically; the test bed, gateway config and scenario helpers load in main().
@@ -76,6 +76,8 @@ interface TrialResult {
     /** Failed connections that were open when it came (established ones stall: no byte gets through). */
     readonly failedOpen: number;
     readonly movedMs: number | undefined;
+    /** From A's gateway log: when it took B out of new connections (its probe failed). */
+    readonly markedDownMs: number | undefined;
     readonly caught: number;
     readonly worstCaughtMs: number | undefined;
     /** The last connection not served by C without delay, relative to the blackhole: what "moved" follows. */
@@ -286,6 +288,11 @@ async function around(setup: Setup, name: string, mode: 'sequential' | 'paced', 
   } finally {
     await running.stop(1_000);
   }
+  const keep = process.env.ISTHMUS_BENCH_LOGS;
+  if (keep) {
+    mkdirSync(keep, { recursive: true });
+    copyFileSync(running.logFile, join(keep, `${name}.log`));
+  }
   const line = readFileSync(running.logFile, 'utf8').split('\n').find((l) => l.startsWith('{"startedAt"'));
   if (!line) throw new Error(`${name} printed no timeline:\n${running.logTail()}`);
   return JSON.parse(line) as Timeline;
@@ -314,11 +321,13 @@ async function refusingPhase(setup: Setup, trial: number): Promise<TrialResult['
 
 async function blackholePhase(setup: Setup, trial: number): Promise<TrialResult['blackhole']> {
   const lab = setup.fed.lab as NonNullable<Federation['lab']>;
+  let called = 0;
   let blackholed = 0;
   let fault: Awaited<ReturnType<typeof lab.blackhole>> | undefined;
   let t: Timeline;
   try {
     t = await around(setup, `blackhole-client-${trial}`, 'paced', 'b', WINDOW_MS.blackhole, async () => {
+      called = Date.now();
       fault = await lab.blackhole(setup.b.name);
       blackholed = Date.now();
       return blackholed;
@@ -326,6 +335,7 @@ async function blackholePhase(setup: Setup, trial: number): Promise<TrialResult[
   } finally {
     await fault?.heal();
   }
+  const markedDown = probeFailure(setup, setup.b.name, called);
   const failures = t.connections.filter(failed);
   const atC = (c: Connection): boolean => !failed(c) && clusterOf(c[1]) === 'c' && c[2] < SLOW_MS;
   const moved = settledFrom(t, atC);
@@ -338,6 +348,7 @@ async function blackholePhase(setup: Setup, trial: number): Promise<TrialResult[
     failedNew: failures.filter((c) => startOf(t, c) >= blackholed).length,
     failedOpen: failures.filter((c) => startOf(t, c) < blackholed).length,
     movedMs: since(moved, blackholed),
+    markedDownMs: since(markedDown, blackholed),
     caught: caught.length,
     worstCaughtMs: caught.length > 0 ? Math.max(...caught.map((c) => c[2])) : undefined,
     lastHeldUp: lastHeldUp && `+${startOf(t, lastHeldUp) - blackholed} ms, ${lastHeldUp[1]} in ${lastHeldUp[2]} ms`,
@@ -345,6 +356,24 @@ async function blackholePhase(setup: Setup, trial: number): Promise<TrialResult[
     beforeMaxMs: before.at(-1),
     errors: errorsOf(t),
   };
+}
+
+/** When (epoch ms) A's gateway logged that `cluster` failed its probe, first at or after `after`. */
+function probeFailure({ fed, a }: Setup, cluster: string, after: number): number | undefined {
+  const log = fed.gateway(a.name)?.logFile;
+  if (!log) return undefined;
+  for (const line of readFileSync(log, 'utf8').split('\n')) {
+    if (!line.includes('failed its probe')) continue;
+    let entry: { time?: string; cluster?: string };
+    try {
+      entry = JSON.parse(line) as typeof entry;
+    } catch {
+      continue;
+    }
+    const at = Date.parse(entry.time ?? '');
+    if (entry.cluster === cluster && at >= after) return at;
+  }
+  return undefined;
 }
 
 /** How many times a backend has said it listens, in its log (one file across restarts). */
@@ -409,7 +438,7 @@ function printTrial(trial: number, r: TrialResult): void {
     `  refusing   failed ${r.refusing.failedNew} new + ${r.refusing.failedOpen} open; first elsewhere ${ms(r.refusing.firstElsewhereMs)} ms, all ${ms(r.refusing.movedMs)} ms; ${r.refusing.connections} connections${errors(r.refusing.errors)}`,
   );
   console.log(
-    `  blackhole  new connections at C ${ms(r.blackhole.movedMs)} ms; caught ${r.blackhole.caught}, worst ${ms(r.blackhole.worstCaughtMs)} ms; failed ${r.blackhole.failedNew} new + ${r.blackhole.failedOpen} open; ${r.blackhole.connections} connections;`,
+    `  blackhole  new connections at C ${ms(r.blackhole.movedMs)} ms (B marked down ${ms(r.blackhole.markedDownMs)} ms); caught ${r.blackhole.caught}, worst ${ms(r.blackhole.worstCaughtMs)} ms; failed ${r.blackhole.failedNew} new + ${r.blackhole.failedOpen} open; ${r.blackhole.connections} connections;`,
   );
   console.log(
     `             before the fault p99 ${ms(r.blackhole.beforeP99Ms)} ms, slowest ${ms(r.blackhole.beforeMaxMs)} ms; last held up: ${r.blackhole.lastHeldUp ?? 'none'}${errors(r.blackhole.errors)}`,
@@ -434,9 +463,10 @@ function printTable(results: readonly TrialResult[]): void {
     { label: 'refusing: first served elsewhere', values: results.map((r) => r.refusing.firstElsewhereMs), kind: 'ms' },
     { label: 'refusing: every new one elsewhere', values: results.map((r) => r.refusing.movedMs), kind: 'ms' },
     { label: 'blackhole: new connections at C', values: results.map((r) => r.blackhole.movedMs), kind: 'ms', target: TARGETS.blackholeMovedMs },
+    { label: "blackhole: B's probe fails at A", values: results.map((r) => r.blackhole.markedDownMs), kind: 'ms', note: "A's gateway log: B out of new connections" },
     { label: 'blackhole: slowest before the fault', values: results.map((r) => r.blackhole.beforeMaxMs), kind: 'ms', note: `the load's own delay, vs the ${SLOW_MS} ms cut` },
     { label: 'blackhole: connections caught', values: results.map((r) => r.blackhole.caught), kind: 'count' },
-    { label: 'blackhole: worst connect, caught', values: results.map((r) => r.blackhole.worstCaughtMs), kind: 'ms', note: 'the connect timeout, then C' },
+    { label: 'blackhole: worst connect, caught', values: results.map((r) => r.blackhole.worstCaughtMs), kind: 'ms', note: 'held until B is found dead (at most the connect timeout), then C' },
     { label: 'blackhole: failed new connections', values: results.map((r) => r.blackhole.failedNew), kind: 'count' },
     { label: 'blackhole: failed, open at the fault', values: results.map((r) => r.blackhole.failedOpen), kind: 'count', note: 'established: they stall' },
     { label: 'failback: first served by A', values: results.map((r) => r.failback.firstMs), kind: 'ms', target: TARGETS.failbackMs },
@@ -486,6 +516,7 @@ function printConfiguration(h: Harness): void {
     `              window ${WINDOW_MS.blackhole} ms. New connections at C = first connection from which on all were served by C in < ${SLOW_MS} ms.`,
     `              Caught = served connections open at the event or started before that which took ≥ ${SLOW_MS} ms (a back-to-back client sits through one).`,
     '              Last held up = the last connection not served by C in time, which "moved" follows; the slowest before the fault = the load\'s own delay.',
+    "              B's probe fails at A = when A's gateway logged it (warn level), i.e. took B out of new connections and moved the connects waiting on it.",
     `  failback    B healed and serving; back-to-back client; event = both of A's backends listening again (started together); window ${WINDOW_MS.failback} ms.`,
     '              First = first connection served by A; every = first connection from which on all were served by A.',
     `  both        "from which on all": confirmed by ≥ ${CONFIRM_MS} ms of window after it. Each trial starts once A serves 5 of 5 sequential`,
@@ -543,7 +574,7 @@ async function main(): Promise<void> {
       results.push(result);
     }
   } finally {
-    // ISTHMUS_BENCH_LOGS=<dir>: keep the gateways' logs (the test bed's directory goes with it).
+    // ISTHMUS_BENCH_LOGS=<dir>: keep the gateways' logs too (the test bed's directory goes with the federation).
     const keep = process.env.ISTHMUS_BENCH_LOGS;
     if (keep) {
       mkdirSync(keep, { recursive: true });
