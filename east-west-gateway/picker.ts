@@ -52,6 +52,8 @@ export interface TrafficPlan {
   readonly levels: readonly LevelShare[];
   /** Fraction of new connections each cluster takes. */
   readonly clusters: ReadonlyMap<string, number>;
+  /** Clusters with at least one healthy endpoint (whether or not they take traffic now). */
+  readonly healthy: ReadonlySet<string>;
 }
 
 function localityValue(locality: Locality, key: string): string {
@@ -119,7 +121,8 @@ export function planTraffic(client: Locality, candidates: readonly Candidate[], 
     levels.push({ level, clusters: members.map((c) => c.locality.clusterId), healthyShare, traffic });
     splitWithinLevel(members, traffic, policy, clusters);
   }
-  return { levels, clusters };
+  const healthy = new Set(candidates.filter((c) => c.total > 0 && c.healthy > 0).map((c) => c.locality.clusterId));
+  return { levels, clusters, healthy };
 }
 
 function splitWithinLevel(members: readonly Candidate[], traffic: number, policy: PickerPolicy, into: Map<string, number>): void {
@@ -132,7 +135,8 @@ function splitWithinLevel(members: readonly Candidate[], traffic: number, policy
 /**
  * The clusters to try for one new connection, best first: one drawn by the plan's shares (`draw`
  * in [0, 1)), then the others that take traffic by share, then those with healthy endpoints that
- * take none, by level — a failed connect moves on to the next.
+ * take none, by level, and last, by level, those with nothing healthy (a dead gateway, ejected
+ * backends: a last resort should everything else fail) — a failed connect moves on to the next.
  */
 export function candidateOrder(plan: TrafficPlan, draw: number): string[] {
   const shares = [...plan.clusters].filter(([, share]) => share > 0);
@@ -148,5 +152,5 @@ export function candidateOrder(plan: TrafficPlan, draw: number): string[] {
   first ??= shares.at(-1)?.[0];
   const rest = shares.filter(([cluster]) => cluster !== first).sort(([, a], [, b]) => b - a).map(([cluster]) => cluster);
   const idle = plan.levels.flatMap((level) => level.clusters).filter((cluster) => cluster !== first && !rest.includes(cluster));
-  return [...(first ? [first] : []), ...rest, ...idle];
+  return [...(first ? [first] : []), ...rest, ...idle.filter((c) => plan.healthy.has(c)), ...idle.filter((c) => !plan.healthy.has(c))];
 }
