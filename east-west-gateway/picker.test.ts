@@ -185,9 +185,10 @@ describe('candidateOrder', () => {
   const degraded = (): TrafficPlan =>
     planTraffic(home, [candidate(farAway, 10), candidate(sameRegion, 0), candidate(sameZone, 10), candidate(home, 4)]);
 
-  it('starts with the cluster the draw lands on, then the others by share, then the idle ones by level', () => {
-    expect(candidateOrder(degraded(), 0)).toEqual(['home', 'zone-mate', 'region-mate', 'far']);
-    expect(candidateOrder(degraded(), 0.95)).toEqual(['zone-mate', 'home', 'region-mate', 'far']);
+  it('starts with the cluster the draw lands on, then the others by share, then idle healthy ones, and the unhealthy last', () => {
+    // region-mate has nothing healthy (a dead gateway, say): tried after far, which could serve.
+    expect(candidateOrder(degraded(), 0)).toEqual(['home', 'zone-mate', 'far', 'region-mate']);
+    expect(candidateOrder(degraded(), 0.95)).toEqual(['zone-mate', 'home', 'far', 'region-mate']);
   });
 
   it('splits at the cumulative share', () => {
