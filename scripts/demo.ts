@@ -123,14 +123,12 @@ class LiveView {
   }
 
   startScene(scene: Scene): void {
-    const previous = this.#scenes.at(-1);
     const record: SceneRecord = { number: this.#scenes.length + 1, label: scene.label, title: scene.title, expect: scene.expect, startedAt: Date.now(), served: new Map(), failed: 0, failedFirstSecond: 0, seconds: 0 };
     this.#scenes.push(record);
     if (this.#tty) this.#draw();
-    else {
-      if (previous) process.stdout.write(`${this.#summaryLine(previous)}\n`);
-      process.stdout.write(`\n== scene ${record.number}: ${record.title} — expect ${record.expect}\n`);
-    }
+    // No tally here: a connection that hangs fails up to CLIENT_TIMEOUT_MS later, and counts
+    // against the scene it began in; the table at the end has the final numbers.
+    else process.stdout.write(`\n== scene ${record.number}: ${record.title} — expect ${record.expect}\n`);
   }
 
   second(line: ClientSecond): void {
@@ -169,10 +167,8 @@ class LiveView {
   finish(): void {
     // On a TTY the last frame stays as drawn (log lines may have followed it).
     if (this.#tty) process.stdout.write('\x1b[?25h');
-    const last = this.#scenes.at(-1);
-    if (!this.#tty && last && last.seconds > 0) process.stdout.write(`${this.#summaryLine(last)}\n`);
     const played = this.#scenes.filter((x) => x.seconds > 0);
-    process.stdout.write(['', 'Connections per scene (served by cluster; failed; LATER = failed after the scene\'s first second):', ...this.#sceneTable(played), ''].join('\n') + '\n');
+    process.stdout.write(['', 'Connections per scene: served, by cluster; FAILED, those begun in the scene that failed; LATER, of those, the ones begun after its first second:', ...this.#sceneTable(played), ''].join('\n') + '\n');
   }
 
   #byCluster(line: ClientSecond): Map<string, number> {
@@ -252,11 +248,6 @@ class LiveView {
       return `${cl.name} ${route.text.replace(/\s+/g, ' ').trim()} (${route.why})`;
     });
     return `+${this.#elapsed(this.#startedAt)} scene ${scene?.number ?? 0} | last 1 s: ${shares} | ${ok} served, ${line.failed} failed, slowest ${line.maxMs} ms | failed so far ${this.#failedTotal} | plan: ${plan.join('; ')}${line.errors[0] ? ` | e.g. ${line.errors[0]}` : ''}`;
-  }
-
-  #summaryLine(scene: SceneRecord): string {
-    const served = this.#clusters.map((cl) => `${cl.name} ${scene.served.get(cl.name) ?? 0}`).join(', ');
-    return `-- scene ${scene.number} (${scene.title}): ${scene.seconds} s; served ${served}; failed ${scene.failed} (${scene.failed - scene.failedFirstSecond} after its first second)`;
   }
 
   #sceneTable(scenes: readonly SceneRecord[]): string[] {
