@@ -506,7 +506,7 @@ function printConfiguration(h: Harness): void {
     'configuration that drives these numbers:',
     `  federation  cluster-a eu-west-1a, cluster-b eu-west-1b, cluster-c us-east-1a; heartbeat 1 s; ${SERVICE} from A (2 backends), B (2), C (1)`,
     `  policy      none (DESIGN §6 defaults): locality ${picker.localityPriority.join(', ')}; minHealthyPercent ${picker.minHealthyPercent}; failback delay ${h.DEFAULT_FAILBACK_DELAY_MS} ms`,
-    `  gateway     probe every ${gateway.probe.interval} ms, timeout ${gateway.probe.timeout} ms, back after ${gateway.probe.healthyThreshold} successes; connect timeout ${gateway.connectTimeout} ms;`,
+    `  gateway     probe every ${gateway.probe.interval} ms, timeout ${gateway.probe.timeout} ms, out after ${gateway.probe.unhealthyThreshold} failures, back after ${gateway.probe.healthyThreshold} successes; connect timeout ${gateway.connectTimeout} ms;`,
     `              outlier detection after ${gateway.outlierDetection.consecutiveFailures} consecutive failures, ejection ${gateway.outlierDetection.baseEjectionTime} ms doubling, ejected targets re-checked every probe interval`,
     `  client      in cluster-a's namespace, to the clusterset endpoint; connection = greeting, echo, close (as e2e timeline, but EOF before the greeting fails at once); timeout ${CLIENT_TIMEOUT_MS} ms`,
     'definitions (ms from the event to the start of a connection; failed = error or timeout at the client):',
