@@ -33,6 +33,8 @@ function once(host: string, port: number, timeoutMs: number): Promise<string> {
       text += chunk;
       if (text.includes('\n') && !socket.writableEnded) socket.end('ping\n');
     });
+    // The far side ended without a greeting (or mid-way): end ours too, so the close comes now.
+    socket.on('end', () => socket.end());
     socket.on('error', (err) => {
       clearTimeout(timer);
       reject(err);
