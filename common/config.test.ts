@@ -54,6 +54,6 @@ describe('a component started with bad configuration', () => {
       (err: { code: number; stderr: string }) => err,
     );
     expect(result.code).toBe(2);
-    expect(result.stderr.trim().split('\n')).toEqual(['isthmus-demo: invalid configuration: members: Too small: expected number to be >=1']);
+    expect(result.stderr.trim().split('\n')).toEqual(['isthmus-demo: invalid configuration: members: the failover scenario needs exactly 3 members (cluster-a and cluster-b in eu-west, cluster-c in us-east)']);
   });
 });
