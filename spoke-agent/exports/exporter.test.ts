@@ -297,7 +297,8 @@ describe('exporter on a real kube-apiserver', () => {
     expect(hub.last()?.request.services.filter((s) => s.namespace === ns)).toHaveLength(50);
   });
 
-  it('reports a lone change within a few ms of the apiserver write', async () => {
+  // How fast is a figure for bench/ (propagation); here: every lone change is reported, in order.
+  it('reports each lone change of the apiserver, the last one last', async () => {
     const ns = 'latency';
     await createService(ns, 'web', httpService);
     await createSlice(ns, 'web-1', 'web', [endpoint('10.3.0.1', 'zone-a', true)]);
@@ -323,7 +324,8 @@ describe('exporter on a real kube-apiserver', () => {
     const show = (list: number[]): string => list.map((l) => l.toFixed(1)).join(', ');
     console.log(`exporter: lone EndpointSlice change → report, from sending the PATCH (PATCH + watch + debounce): p50 ${p50.toFixed(1)} ms [${show(sinceWrite)}]`);
     console.log(`exporter: ... from the PATCH's answer (watch + debounce, the event may beat the answer): p50 ${median(sinceWritten).toFixed(1)} ms [${show(sinceWritten)}]`);
-    expect(p50).toBeLessThan(50);
+    expect(sinceWrite).toHaveLength(10);
+    expect(hub.last()?.request.services.find((s) => s.namespace === ns)?.endpoints[0]?.ready).toBe(11);
   });
 
   it('a failing hub gets the report again with backoff; nothing is lost or cleared meanwhile', async () => {
