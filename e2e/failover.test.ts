@@ -124,7 +124,7 @@ describe.skipIf(!available.ok)('locality-aware failover', () => {
     expect(back.startedAt + start - recoveredAt).toBeLessThan(5_000);
     const afterReturn = back.connections.filter(([s]) => s >= start);
     expect(afterReturn.every(([, outcome]) => clusterOf(outcome) === 'a')).toBe(true);
-  });
+  }, 300_000);
 
   it('splits by the policy\'s weights within a level: 90/10 across B and C over 2,000 connections', async () => {
     const name = 'canary';
@@ -140,7 +140,7 @@ describe.skipIf(!available.ok)('locality-aware failover', () => {
     expect((shares['b'] ?? 0) / 2_000).toBeLessThan(0.95);
     expect((shares['c'] ?? 0) / 2_000).toBeGreaterThan(0.05);
     expect((shares['c'] ?? 0) / 2_000).toBeLessThan(0.15);
-  });
+  }, 300_000);
 
   it('spills over gradually: with 4 of 10 endpoints of A healthy, A takes about 57 %', async () => {
     const name = 'graded';
@@ -153,7 +153,7 @@ describe.skipIf(!available.ok)('locality-aware failover', () => {
     const atA = (byCluster(report.served)['a'] ?? 0) / 1_000;
     expect(atA).toBeGreaterThan(4 / 7 - 0.05);
     expect(atA).toBeLessThan(4 / 7 + 0.05);
-  });
+  }, 300_000);
 
   // Last: it stops C's agent and gateway.
   it('marks a silent member\'s endpoints not ready everywhere within the staleness bound, and ready again when it returns', async () => {
@@ -173,5 +173,5 @@ describe.skipIf(!available.ok)('locality-aware failover', () => {
     await fed.startAgent(c.name);
     await fed.startGateway(c.name);
     for (const cluster of [a, b]) await waitFor(`${cluster.name} has C's endpoint ready again`, async () => (await readyInSliceOf(cluster)) === true, 30_000, 250);
-  });
+  }, 300_000);
 });
