@@ -100,7 +100,7 @@ export class OutboundRouter {
     return this.#options.policyFor?.(port.namespace, port.name) ?? DEFAULT_SERVICE_POLICY;
   }
 
-  /** The cluster's gateway failed its probe: attempts waiting on it move on to the next candidate now. */
+  /** The cluster's gateway failed its probe: attempts waiting on it that have a healthy alternative move on now. */
   abandonAttempts(clusterId: string): number {
     const attempts = this.#inFlight.get(clusterId);
     if (!attempts) return 0;
@@ -214,13 +214,15 @@ export class OutboundRouter {
     const order = candidateOrder(plan, Math.random());
     const replay: Buffer[] = [];
     const labels = { direction: 'outbound' as const, namespace: port.namespace, service: port.name, source_cluster: clusterId };
-    for (const candidate of order) {
+    for (const [index, candidate] of order.entries()) {
       if (downstream.destroyed) return;
       // What the client sent meanwhile is replayed to each candidate until one answers.
       for (let chunk: Buffer | null = downstream.read() as Buffer | null; chunk !== null; chunk = downstream.read() as Buffer | null) replay.push(chunk);
       const source = sources.get(candidate);
       if (!source) continue;
-      const connected = candidate === clusterId ? await this.#connectLocal(port, replay) : await this.#connectRemote(port, source, replay);
+      // Abandoning a slow connect helps only where something healthy is left to try.
+      const alternative = order.slice(index + 1).some((c) => plan.healthy.has(c));
+      const connected = candidate === clusterId ? await this.#connectLocal(port, replay) : await this.#connectRemote(port, source, replay, alternative);
       if (connected) {
         if (downstream.destroyed) {
           connected.socket.destroy();
@@ -247,7 +249,7 @@ export class OutboundRouter {
     return { ...connected, release: () => health.closed(connected.target) };
   }
 
-  async #connectRemote(port: ImportedPort, source: SourceCluster, replay: readonly Buffer[]): Promise<{ socket: Socket; target: string; release: () => void } | undefined> {
+  async #connectRemote(port: ImportedPort, source: SourceCluster, replay: readonly Buffer[], abandonable: boolean): Promise<{ socket: Socket; target: string; release: () => void } | undefined> {
     const { health, connectTimeoutMs, log } = this.#options;
     const credentials = this.#options.credentials();
     const clusterId = source.locality.clusterId;
@@ -256,7 +258,8 @@ export class OutboundRouter {
       const started = performance.now();
       const attempt = new AbortController();
       const attempts = this.#inFlight.get(clusterId) ?? new Set<AbortController>();
-      this.#inFlight.set(clusterId, attempts.add(attempt));
+      // The only way left is waited for to its timeout: a probe lost on a busy machine must not fail it.
+      if (abandonable) this.#inFlight.set(clusterId, attempts.add(attempt));
       const result = await openTunnel({ address, sni: serviceSni(port.namespace, port.name, port.port), expectCluster: clusterId, credentials, sessions: this.#options.sessions, timeoutMs: connectTimeoutMs, firstBytes: replay, signal: attempt.signal });
       attempts.delete(attempt);
       if (result.ok) {
