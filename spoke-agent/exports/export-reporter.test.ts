@@ -1,7 +1,9 @@
 // The reporting loop alone (no Kubernetes involved): debounce timing, coalescing, retries,
-// generations and what the hub's answers mean for each export.
+// generations and what the hub's answers mean for each export. Everything about timing runs on
+// fake timers (the sink answers in microtasks, no I/O), so it holds on any machine; latency
+// figures belong to bench/propagation.bench.ts.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ExportedService } from '../../common/hub-api/index.ts';
 import { createLogger } from '../../common/logger.ts';
 import { ExportReporter, REPORT_TIMING_DEFAULTS, type ReportTiming } from './export-reporter.ts';
@@ -39,100 +41,126 @@ function setUp(timing: Partial<ReportTiming> = {}): { hub: RecordingHub; reporte
 const names = (report: { request: { services: ExportedService[] } } | undefined): string[] => report?.request.services.map((s) => s.name) ?? [];
 
 describe('ExportReporter', () => {
-  it('reports nothing before the set is complete, then the whole set (also an empty one)', async () => {
-    const { hub, reporter } = setUp();
-    reporter.upsert('ns/a', 'uid-a', service('a'));
-    await sleep(30);
-    expect(hub.reports).toHaveLength(0);
-    reporter.open();
-    await hub.waitForReport('first report', () => true);
-    expect(names(hub.last())).toEqual(['a']);
+  describe('timing, on a fake clock', () => {
+    // The reporter's clock: timers for the debounce and retries, performance.now() for maxDelayMs,
+    // Date.now() for generations. The recording hub stamps reports with the same fake performance.now().
+    beforeEach(() => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance', 'Date'] });
+    });
+    afterEach(async () => {
+      await Promise.all(reporters.splice(0).map((r) => r.close())); // while their timers are still the fake ones
+      vi.useRealTimers();
+    });
+    const advance = (ms: number): Promise<unknown> => vi.advanceTimersByTimeAsync(ms);
+    const { quietMs, maxDelayMs } = REPORT_TIMING_DEFAULTS;
 
-    const empty = setUp();
-    empty.reporter.open();
-    const first = await empty.hub.waitForReport('empty report', () => true);
-    expect(first.request.services).toEqual([]);
-  });
+    it('reports nothing before the set is complete, then the whole set (also an empty one)', async () => {
+      const { hub, reporter } = setUp();
+      reporter.upsert('ns/a', 'uid-a', service('a'));
+      await advance(10 * maxDelayMs);
+      expect(hub.reports).toHaveLength(0);
+      reporter.open();
+      await advance(quietMs);
+      expect(hub.reports.map(names)).toEqual([['a']]);
 
-  it('sends a lone change after the quiet period, not later', async () => {
-    const { hub, reporter } = setUp();
-    reporter.open();
-    await hub.waitForReport('initial report', () => true);
-    const latencies: number[] = [];
-    for (let i = 1; i <= 20; i++) {
-      await sleep(10);
+      const empty = setUp();
+      empty.reporter.open();
+      await advance(quietMs);
+      expect(empty.hub.reports.map((r) => r.request.services)).toEqual([[]]);
+    });
+
+    it('sends a lone change after the quiet period, not later', async () => {
+      const { hub, reporter } = setUp();
+      reporter.open();
+      await advance(quietMs);
+      expect(hub.reports).toHaveLength(1);
+      for (let i = 1; i <= 5; i++) {
+        await advance(10 * quietMs);
+        const from = hub.reports.length;
+        const changedAt = performance.now();
+        reporter.upsert('ns/a', 'uid-a', service('a', i));
+        await advance(quietMs - 1);
+        expect(hub.reports.length, `change ${i} reported before the quiet period`).toBe(from);
+        await advance(1);
+        // Exactly when the quiet period ends: a debounce that waited for maxDelayMs would not have sent yet.
+        expect(hub.reports.slice(from).map((r) => [r.request.services[0]?.endpoints[0]?.ready, r.at - changedAt])).toEqual([[i, quietMs]]);
+      }
+    });
+
+    it('coalesces a burst into a few reports, the last with every change', async () => {
+      const { hub, reporter } = setUp();
+      reporter.open();
+      await advance(quietMs);
       const from = hub.reports.length;
-      const changedAt = performance.now();
-      reporter.upsert('ns/a', 'uid-a', service('a', i));
-      const report = await hub.waitForReport(`report ${i}`, (r) => r.request.services[0]?.endpoints[0]?.ready === i, from);
-      latencies.push(report.at - changedAt);
-    }
-    latencies.sort((x, y) => x - y);
-    const p50 = latencies[10] as number;
-    const max = latencies.at(-1) as number;
-    console.log(`reporter: lone change → report: p50 ${p50.toFixed(2)} ms, max ${max.toFixed(2)} ms (quiet period ${REPORT_TIMING_DEFAULTS.quietMs} ms)`);
-    expect(p50).toBeGreaterThanOrEqual(REPORT_TIMING_DEFAULTS.quietMs - 1);
-    // Generous bounds: timers run late on a busy machine; a debounce that waited for maxDelayMs would show ~100 ms.
-    expect(p50).toBeLessThan(50);
-    expect(max).toBeLessThan(250);
-  });
+      const changes = 50;
+      for (let i = 0; i < changes; i++) {
+        reporter.upsert(`ns/s${i}`, `uid-${i}`, service(`s${i}`));
+        await advance(1); // closer together than the quiet period
+      }
+      await advance(10 * maxDelayMs);
+      const burst = hub.reports.slice(from);
+      expect(burst.length).toBeGreaterThan(0);
+      expect(burst.length).toBeLessThan(changes / 5);
+      expect(names(hub.last())).toHaveLength(changes);
+    });
 
-  it('coalesces a burst into a few reports, the last with every change', async () => {
-    const { hub, reporter } = setUp();
-    reporter.open();
-    await hub.waitForReport('initial report', () => true);
-    const from = hub.reports.length;
-    for (let i = 0; i < 50; i++) {
-      reporter.upsert(`ns/s${i}`, `uid-${i}`, service(`s${i}`));
-      await sleep(1);
-    }
-    await hub.waitForReport('the whole burst', (r) => r.request.services.length === 50, from);
-    await sleep(30);
-    const burst = hub.reports.length - from;
-    console.log(`reporter: 50 changes 1 ms apart → ${burst} report(s)`);
-    expect(burst).toBeLessThanOrEqual(3);
-    expect(names(hub.last())).toHaveLength(50);
-  });
+    it('does not starve a change stream: reports at least every maxDelayMs', async () => {
+      const timing = { quietMs: 5, maxDelayMs: 40 };
+      const spacingMs = 2; // < quietMs: the quiet period alone would never end
+      const { hub, reporter } = setUp(timing);
+      reporter.open();
+      await advance(timing.quietMs);
+      const from = hub.reports.length;
+      const streamStart = performance.now();
+      const changes = 100;
+      for (let i = 0; i < changes; i++) {
+        reporter.upsert('ns/a', 'uid-a', service('a', i));
+        await advance(spacingMs);
+      }
+      const streamEnd = performance.now();
+      const during = hub.reports.slice(from).filter((r) => r.at <= streamEnd);
+      // The first change after a report comes at most spacingMs later and leaves at most maxDelayMs after that.
+      const times = [streamStart, ...during.map((r) => r.at)];
+      const gaps = times.slice(1).map((t, i) => t - (times[i] as number));
+      expect(gaps.length).toBeGreaterThanOrEqual(Math.floor((streamEnd - streamStart) / (timing.maxDelayMs + spacingMs)));
+      for (const gap of gaps) expect(gap).toBeLessThanOrEqual(timing.maxDelayMs + spacingMs);
+      expect(during.length).toBeLessThan(changes / 5); // still coalescing
+    });
 
-  it('does not starve a change stream: reports at least every maxDelayMs', async () => {
-    const { hub, reporter } = setUp({ quietMs: 5, maxDelayMs: 40 });
-    reporter.open();
-    await hub.waitForReport('initial report', () => true);
-    const from = hub.reports.length;
-    const until = performance.now() + 200;
-    for (let i = 0; performance.now() < until; i++) {
-      reporter.upsert('ns/a', 'uid-a', service('a', i));
-      await sleep(2);
-    }
-    const during = hub.reports.length - from;
-    expect(during).toBeGreaterThanOrEqual(3);
-    expect(during).toBeLessThanOrEqual(8);
-  });
+    it('retries a failed report with backoff, keeping every export and raising the generation', async () => {
+      const retry = { retryInitialMs: 20, retryMaxMs: 60 };
+      const { hub, reporter, changedViews } = setUp(retry);
+      reporter.upsert('ns/a', 'uid-a', service('a'));
+      reporter.open();
+      await advance(quietMs);
+      expect(hub.reports.map((r) => r.ok)).toEqual([true]);
+      expect(reporter.hubView('ns/a')?.exported).toBe(true);
 
-  it('retries a failed report with backoff, keeping every export and raising the generation', async () => {
-    const { hub, reporter, changedViews } = setUp({ retryInitialMs: 20, retryMaxMs: 200 });
-    reporter.upsert('ns/a', 'uid-a', service('a'));
-    reporter.open();
-    await hub.waitForReport('initial report', (r) => r.ok);
-    expect(reporter.hubView('ns/a')?.exported).toBe(true);
-
-    hub.failNext = 3;
-    const from = hub.reports.length;
-    reporter.upsert('ns/b', 'uid-b', service('b'));
-    await hub.waitForReport('first failure', () => true, from);
-    reporter.upsert('ns/c', 'uid-c', service('c')); // arrives while backing off
-    const ok = await hub.waitForReport('retried report', (r) => r.ok, from);
-    const attempts = hub.reports.slice(from);
-    expect(attempts.map((r) => r.ok)).toEqual([false, false, false, true]);
-    for (const attempt of attempts) expect(names(attempt)).toContain('a'); // never cleared
-    expect(names(ok)).toEqual(['a', 'b', 'c']);
-    const generations = hub.reports.map((r) => r.request.generation);
-    expect([...generations].sort((x, y) => x - y)).toEqual(generations);
-    expect(new Set(generations).size).toBe(generations.length);
-    const gaps = attempts.slice(1).map((r, i) => r.at - (attempts[i] as { at: number }).at);
-    expect(gaps[2]).toBeGreaterThan(gaps[0] as number); // backoff grows
-    expect(reporter.hubView('ns/b')?.exported).toBe(true);
-    expect(changedViews).toEqual(expect.arrayContaining(['ns/a', 'ns/b', 'ns/c']));
+      hub.failNext = 4;
+      const from = hub.reports.length;
+      reporter.upsert('ns/b', 'uid-b', service('b'));
+      await advance(quietMs);
+      expect(hub.reports.slice(from).map((r) => r.ok)).toEqual([false]);
+      reporter.upsert('ns/c', 'uid-c', service('c')); // arrives while backing off
+      await advance(10 * retry.retryMaxMs);
+      const attempts = hub.reports.slice(from);
+      expect(attempts.map((r) => r.ok)).toEqual([false, false, false, false, true]);
+      for (const attempt of attempts) expect(names(attempt)).toContain('a'); // never cleared
+      expect(names(attempts.at(-1))).toEqual(['a', 'b', 'c']);
+      const generations = hub.reports.map((r) => r.request.generation);
+      expect([...generations].sort((x, y) => x - y)).toEqual(generations);
+      expect(new Set(generations).size).toBe(generations.length);
+      // Each retry waits its base delay, jittered into [base/2, base]; the base doubles per failure up to retryMaxMs.
+      const gaps = attempts.slice(1).map((r, i) => r.at - (attempts[i] as { at: number }).at);
+      const bases = [20, 40, 60, 60];
+      gaps.forEach((gap, i) => {
+        expect(gap, `retry ${i + 1}`).toBeGreaterThanOrEqual((bases[i] as number) / 2);
+        expect(gap, `retry ${i + 1}`).toBeLessThanOrEqual(bases[i] as number);
+      });
+      expect(gaps[2]).toBeGreaterThan(gaps[0] as number); // backoff grows
+      expect(reporter.hubView('ns/b')?.exported).toBe(true);
+      expect(changedViews).toEqual(expect.arrayContaining(['ns/a', 'ns/b', 'ns/c']));
+    });
   });
 
   it('goes past a newer generation the hub already holds', async () => {
