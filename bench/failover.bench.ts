@@ -23,15 +23,15 @@
 // node bench/failover.bench.ts --trials N). About 4 minutes on 2 cores. ISTHMUS_BENCH_LOGS=<dir>
 // keeps the clients' timelines and the gateways' logs (ISTHMUS_LOG_LEVEL=info for their routing decisions).
 //
-// This file runs inside A's namespace as the client too (`--client`), so it imports only node:*
-// statically; the test bed, gateway config and scenario helpers load in main().
+// This file runs inside A's namespace as the client too (`--client`), so it imports only node:* and the
+// node:*-only greeting client statically; the test bed, gateway config and scenario helpers load in main().
 import { once } from 'node:events';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
-import { connect as tcpConnect } from 'node:net';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { dialGreeting as dial } from '../e2e/gateway/greeting-client.ts';
 import type { Federation } from '../e2e/federation/index.ts';
 import type { Backend, Timeline } from '../e2e/gateway/scenario.ts';
 import type { LocalCluster, ManagedProcess } from '../e2e/testbed/index.ts';
@@ -99,37 +99,6 @@ interface TrialResult {
 // ---------------------------------------------------------------------------------------------
 // The client (runs inside A's namespace).
 
-/** One connection as e2e/gateway/netns-tool.ts makes it: greeting "<id>\n", "ping\n" echoed, half-close. */
-function dial(host: string, port: number, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = tcpConnect({ host, port, allowHalfOpen: true });
-    let text = '';
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`timeout after ${timeoutMs} ms (${text.includes('\n') ? `greeted by ${text.split('\n')[0]}` : 'no greeting'})`));
-    }, timeoutMs);
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      text += chunk;
-      if (text.includes('\n') && !socket.writableEnded) socket.end('ping\n');
-    });
-    // The one difference from netns-tool: the far side ending before its greeting is a failure
-    // now, not a half-open socket waited on until the timeout (a real client sees EOF and gives up).
-    socket.on('end', () => {
-      if (!text.includes('\n')) socket.destroy(new Error('closed before the greeting'));
-    });
-    socket.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    socket.on('close', () => {
-      clearTimeout(timer);
-      const [id, echo] = text.split('\n');
-      if (echo === 'ping' && id) resolve(id);
-      else reject(new Error(`unexpected reply ${JSON.stringify(text)}`));
-    });
-  });
-}
 
 /**
  * New connections until SIGTERM (or maxSeconds): "sequential" opens the next as soon as the last

@@ -17,36 +17,10 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import { dialGreeting as once } from './greeting-client.ts';
 
 const [mode, ...args] = process.argv.slice(2);
 
-function once(host: string, port: number, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = tcpConnect({ host, port, allowHalfOpen: true });
-    let text = '';
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`timeout after ${timeoutMs} ms (got ${JSON.stringify(text)})`));
-    }, timeoutMs);
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      text += chunk;
-      if (text.includes('\n') && !socket.writableEnded) socket.end('ping\n');
-    });
-    // The far side ended without a greeting (or mid-way): end ours too, so the close comes now.
-    socket.on('end', () => socket.end());
-    socket.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    socket.on('close', () => {
-      clearTimeout(timer);
-      const [id, echo] = text.split('\n');
-      if (echo === 'ping' && id) resolve(id);
-      else reject(new Error(`unexpected reply ${JSON.stringify(text)}`));
-    });
-  });
-}
 
 async function connectMany(host: string, port: number, count: number, timeoutMs: number): Promise<void> {
   const served: Record<string, number> = {};
