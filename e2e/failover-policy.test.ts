@@ -95,7 +95,7 @@ describe('FailoverPolicy distribution', () => {
   }
 
   it('distributes a valid policy: Ready=True/Distributed, a copy in every member, status.clusters lists every member', async () => {
-    const created = await createPolicy('cart', {
+    const given = {
       service: 'cart',
       localityPriority: ['region', 'zone', 'cluster'],
       regionMapping: [{ from: 'eu-west', to: ['us-east'] }],
@@ -104,20 +104,15 @@ describe('FailoverPolicy distribution', () => {
         { cluster: 'cluster-b', weight: 100 },
       ],
       minHealthyPercent: 60,
-    });
+    };
+    const created = await createPolicy('cart', given);
     const policy = await distributed('cart', created.metadata.generation ?? 1);
     expect(ready(policy)?.message).toContain(`${NS}.cart`);
 
+    // What was given, with every default the hub applies.
     const expectedSpec = {
-      service: 'cart',
-      localityPriority: ['region', 'zone', 'cluster'],
-      regionMapping: [{ from: 'eu-west', to: ['us-east'] }],
-      weights: [
-        { cluster: 'cluster-a', weight: 900 },
-        { cluster: 'cluster-b', weight: 100 },
-      ],
+      ...given,
       outlierDetection: { consecutiveFailures: FAILOVER_DEFAULTS.consecutiveFailures, interval: FAILOVER_DEFAULTS.interval, baseEjectionTime: FAILOVER_DEFAULTS.baseEjectionTime, maxEjectionPercent: FAILOVER_DEFAULTS.maxEjectionPercent },
-      minHealthyPercent: 60,
       failback: { enabled: FAILOVER_DEFAULTS.failbackEnabled, delay: FAILOVER_DEFAULTS.failbackDelay },
     };
     const record = policyRecordSchema.parse(await bucketValue(`${NS}.cart`));
