@@ -94,6 +94,21 @@ function parseJson<S extends z.ZodType>(schema: S, text: string | undefined): z.
   }
 }
 
+function sourceClusterOf(slice: V1EndpointSlice): SourceCluster {
+  const clusterId = slice.metadata?.labels?.[LABEL_SOURCE_CLUSTER] ?? '';
+  const annotations = slice.metadata?.annotations ?? {};
+  const locality = parseJson(sliceLocalitySchema, annotations[ANNOTATION_LOCALITY]) ?? { region: '', zone: '', network: '', labels: {} };
+  const ready = parseJson(readyEndpointsSchema, annotations[ANNOTATION_READY_ENDPOINTS]) ?? [];
+  const readyEndpoints = ready.reduce((sum, zone) => sum + zone.ready, 0);
+  return {
+    locality: { clusterId, ...locality },
+    gatewayAddresses: parseJson(gatewayAddressListSchema, annotations[ANNOTATION_GATEWAY_ADDRESSES]) ?? [],
+    readyEndpoints,
+    totalEndpoints: Math.max(readyEndpoints, ready.reduce((sum, zone) => sum + (zone.total ?? zone.ready), 0)),
+    ports: new Set(parseJson(exportedPortsSchema, annotations[ANNOTATION_EXPORTED_PORTS]) ?? []),
+  };
+}
+
 export class ClusterState {
   readonly #namespace: string;
   readonly #secretName: string;
@@ -107,6 +122,7 @@ export class ClusterState {
   readonly #configMaps: Informer<V1ConfigMap>;
   readonly #all: readonly Informer<KubernetesObject>[];
   readonly #listeners = new Set<(what: 'identity' | 'members' | 'routes') => void>();
+  readonly #parsedSlices = new WeakMap<V1EndpointSlice, SourceCluster>();
   #identity: GatewayIdentity | undefined;
   #identityKey = '';
   #members: ReadonlyMap<string, MemberRecord> | undefined;
@@ -208,20 +224,12 @@ export class ClusterState {
   sourceClusters(namespace: string, name: string): SourceCluster[] {
     const clusters: SourceCluster[] = [];
     for (const slice of this.#sourceSlices.list(namespace)) {
-      const labels = slice.metadata?.labels ?? {};
-      if (labels[LABEL_SERVICE_NAME] !== name) continue;
-      const clusterId = labels[LABEL_SOURCE_CLUSTER] ?? '';
-      const annotations = slice.metadata?.annotations ?? {};
-      const locality = parseJson(sliceLocalitySchema, annotations[ANNOTATION_LOCALITY]) ?? { region: '', zone: '', network: '', labels: {} };
-      const ready = parseJson(readyEndpointsSchema, annotations[ANNOTATION_READY_ENDPOINTS]) ?? [];
-      const readyEndpoints = ready.reduce((sum, zone) => sum + zone.ready, 0);
-      clusters.push({
-        locality: { clusterId, ...locality },
-        gatewayAddresses: parseJson(gatewayAddressListSchema, annotations[ANNOTATION_GATEWAY_ADDRESSES]) ?? [],
-        readyEndpoints,
-        totalEndpoints: Math.max(readyEndpoints, ready.reduce((sum, zone) => sum + (zone.total ?? zone.ready), 0)),
-        ports: new Set(parseJson(exportedPortsSchema, annotations[ANNOTATION_EXPORTED_PORTS]) ?? []),
-      });
+      if (slice.metadata?.labels?.[LABEL_SERVICE_NAME] !== name) continue;
+      // Every new connection asks: the annotations are parsed once per version of the slice (the
+      // informer replaces the object on each change, so the cache follows it).
+      let cluster = this.#parsedSlices.get(slice);
+      if (!cluster) this.#parsedSlices.set(slice, (cluster = sourceClusterOf(slice)));
+      clusters.push(cluster);
     }
     return clusters;
   }

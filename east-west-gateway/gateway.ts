@@ -27,8 +27,6 @@ import { SessionCache } from './tls-sessions.ts';
 
 export interface RunningGateway extends Running {
   readonly statusPort: number;
-  /** The inbound port actually bound (config port 0 picks one). */
-  inboundPort(): number | undefined;
 }
 
 /** How often listener health is republished even without a change event (ejections expire silently). */
@@ -213,7 +211,6 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
 
   return {
     statusPort: statusServer.port,
-    inboundPort: () => inboundPort,
     stop: async () => {
       draining = true;
       clearInterval(healthRefresh);

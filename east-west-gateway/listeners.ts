@@ -56,10 +56,6 @@ export class ListenerManager {
     void this.#publishQueue.run(1, () => this.#publish());
   }
 
-  get size(): number {
-    return this.#open.size;
-  }
-
   /** Opens listeners for new imported ports, closes those of ports no longer imported (open connections stay). */
   async reconcile(ports: readonly ImportedPort[]): Promise<void> {
     if (!this.#accepting) return;
