@@ -5,11 +5,10 @@
 // reaches a backend. A ready local endpoint in the caller's zone is preferred; a backend that
 // refuses is skipped for the next. The caller learns the outcome from the first byte.
 import { connect as tcpConnect, type Socket } from 'node:net';
-import { createServer, type Server, type TLSSocket } from 'node:tls';
+import type { Server, TLSSocket } from 'node:tls';
 import { PROBE_SNI, TUNNEL_ALPN, TUNNEL_CONNECTED, TUNNEL_REFUSED, parseServiceSni } from '../common/gateway-contract.ts';
 import type { Logger } from '../common/logger.ts';
-import { verifyPeer, type MtlsCredentials } from '../common/pki/index.ts';
-import { secureContextOptionsFor } from '../common/pki/credentials.ts';
+import { createMtlsServer, type MtlsCredentials, type VerifiedPeer } from '../common/pki/index.ts';
 import type { ClusterState, LocalEndpoint } from './cluster-state.ts';
 import type { ConnectionTracker, FlowLabels } from './connections.ts';
 import type { TargetHealthTable } from './health.ts';
@@ -87,16 +86,15 @@ export class InboundServer {
   constructor(options: InboundOptions) {
     this.#options = options;
     const { credentials } = options;
-    this.#server = createServer({
-      ...secureContextOptionsFor(credentials.svid),
-      requestCert: true,
-      rejectUnauthorized: false,
-      ALPNProtocols: [TUNNEL_ALPN],
-      allowHalfOpen: true,
+    // Identity hot swap and peer verification are the shared mTLS server's; resumed sessions
+    // verify the chain remembered from their full handshake; only gateways may connect.
+    this.#server = createMtlsServer(credentials, (socket, peer) => void this.#accept(socket, peer), {
+      authorize: (id) => id.kind === 'gateway',
+      peerChain: (socket) => this.#chains.chainOf(socket),
+      logger: options.log,
+      onRefused: (reason) => gatewayMetrics.refusals.inc({ reason }),
+      server: { ALPNProtocols: [TUNNEL_ALPN], allowHalfOpen: true },
     });
-    const unsubscribe = credentials.onSvidChange((svid) => this.#server.setSecureContext(secureContextOptionsFor(svid)));
-    this.#server.once('close', unsubscribe);
-    this.#server.on('secureConnection', (socket) => void this.#accept(socket));
     // Handshake failures (no TLS, wrong version) never reach secureConnection.
     this.#server.on('tlsClientError', (err, socket) => {
       this.#refused(socket, 'TLS_HANDSHAKE', err.message);
@@ -131,14 +129,12 @@ export class InboundServer {
     socket.destroy();
   }
 
-  async #accept(socket: TLSSocket): Promise<void> {
-    const { credentials, state, log } = this.#options;
+  async #accept(socket: TLSSocket, peer: VerifiedPeer): Promise<void> {
+    const { state, log } = this.#options;
     socket.on('error', () => undefined);
     socket.setNoDelay(true);
-    const verdict = verifyPeer(this.#chains.chainOf(socket), credentials.verificationContext((id) => id.kind === 'gateway'));
-    if (!verdict.ok) return this.#refused(socket, verdict.reason, verdict.detail);
     this.#chains.remember(socket);
-    const caller = verdict.peer.clusterId as string;
+    const caller = peer.clusterId as string;
     if (socket.alpnProtocol !== TUNNEL_ALPN) return this.#refused(socket, 'BAD_ALPN', `ALPN ${String(socket.alpnProtocol)} is not ${TUNNEL_ALPN}`);
     const sni = socket.servername || '';
     if (sni === PROBE_SNI) {

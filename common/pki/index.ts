@@ -63,6 +63,7 @@ export {
   verifyTlsPeer,
   type MtlsConnectOptions,
   type MtlsEndpointOptions,
+  type MtlsServerOptions,
 } from './tls.ts';
 export {
   advanceRotation,

@@ -2,7 +2,7 @@
 // holds its leaf key) and nothing else: `rejectUnauthorized: false` turns its chain check off and
 // verifyPeer decides, so every refusal carries an Isthmus reason. Identity and trust are read
 // from MtlsCredentials per connection, so renewal and rotation never touch open connections.
-import { connect, createServer, type ConnectionOptions, type DetailedPeerCertificate, type PeerCertificate, type Server, type TLSSocket } from 'node:tls';
+import { connect, createServer, type ConnectionOptions, type DetailedPeerCertificate, type PeerCertificate, type Server, type TLSSocket, type TlsOptions } from 'node:tls';
 import type { Logger } from '../logger.ts';
 import { secureContextOptionsFor, type MtlsCredentials } from './credentials.ts';
 import type { SpiffeId } from './spiffe.ts';
@@ -13,6 +13,15 @@ export interface MtlsEndpointOptions {
   readonly authorize?: (id: SpiffeId) => boolean;
   /** Refusals are logged here at warn level. */
   readonly logger?: Logger;
+  /** The chain to verify; default as presented (a resumed session presents none: see the gateway). */
+  readonly peerChain?: (socket: TLSSocket) => Buffer[];
+  /** Told of every refusal (after logging), e.g. to count it by reason. */
+  readonly onRefused?: (reason: string) => void;
+}
+
+export interface MtlsServerOptions extends MtlsEndpointOptions {
+  /** Further node:tls server options (ALPN, allowHalfOpen, ...); identity and trust stay ours. */
+  readonly server?: Omit<TlsOptions, 'key' | 'cert' | 'requestCert' | 'rejectUnauthorized'>;
 }
 
 /**
@@ -33,9 +42,11 @@ export function peerChainOf(certificate: PeerCertificate | DetailedPeerCertifica
 
 /** Verifies the peer of a connected socket; on refusal logs, destroys the socket and says why. */
 export function verifyTlsPeer(socket: TLSSocket, credentials: MtlsCredentials, options: MtlsEndpointOptions = {}): PeerVerdict {
-  const verdict = verifyPeer(peerChainOf(socket.getPeerCertificate(true)), credentials.verificationContext(options.authorize));
+  const chain = options.peerChain?.(socket) ?? peerChainOf(socket.getPeerCertificate(true));
+  const verdict = verifyPeer(chain, credentials.verificationContext(options.authorize));
   if (!verdict.ok) {
     options.logger?.warn({ reason: verdict.reason, detail: verdict.detail, remote: `${socket.remoteAddress}:${socket.remotePort}` }, 'mTLS peer refused');
+    options.onRefused?.(verdict.reason);
     socket.destroy();
   }
   return verdict;
@@ -48,9 +59,9 @@ export function verifyTlsPeer(socket: TLSSocket, credentials: MtlsCredentials, o
 export function createMtlsServer(
   credentials: MtlsCredentials,
   onPeer: (socket: TLSSocket, peer: VerifiedPeer) => void,
-  options: MtlsEndpointOptions = {},
+  options: MtlsServerOptions = {},
 ): Server {
-  const server = createServer({ ...secureContextOptionsFor(credentials.svid), requestCert: true, rejectUnauthorized: false });
+  const server = createServer({ ...options.server, ...secureContextOptionsFor(credentials.svid), requestCert: true, rejectUnauthorized: false });
   const unsubscribe = credentials.onSvidChange((svid) => server.setSecureContext(secureContextOptionsFor(svid)));
   server.once('close', unsubscribe);
   server.on('secureConnection', (socket) => {
