@@ -6,6 +6,7 @@
 import { X509Certificate } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { backoffDelay } from '../common/backoff.ts';
 import { describeError, isIsthmusError } from '../common/errors.ts';
 import { MAX_APPLIED_POLICIES, isHubCallError, type AppliedPolicy, type ClusterFacts } from '../common/hub-api/index.ts';
 import { ensureNamespace } from '../common/kube/index.ts';
@@ -41,6 +42,9 @@ export interface MemberExtension {
   /** New credentials (renewal, rotation): connections that authenticate with them must follow. */
   credentialsChanged?(credentials: AgentCredentials): void;
 }
+
+/** Heartbeats while no hub answers: from 0.25 s up to 1 s (or the interval, if shorter), jittered. */
+const UNREACHABLE_HEARTBEAT_BACKOFF = { initialMs: 250, maxMs: 1_000, jitter: 0.5 } as const;
 
 /** An early heartbeat (heartbeatSoon) comes at least this long after the previous one. */
 const EARLY_HEARTBEAT_SPACING_MS = 1_000;
@@ -204,7 +208,9 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
 
   async function heartbeatLoop(): Promise<void> {
     let intervalMs = (credentials?.heartbeatIntervalSeconds ?? config.heartbeatInterval / 1000) * 1000;
+    let unreachable = 0;
     while (!signal.aborted) {
+      let delayMs = intervalMs;
       const current = credentials as AgentCredentials;
       lastHeartbeat = Date.now();
       try {
@@ -223,14 +229,18 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
         }
         // Root rotation: both the intermediate and the agent certificate move to the new root.
         if (response.reissueIntermediate) await renew({ agent: true, intermediate: true });
+        unreachable = 0;
+        delayMs = intervalMs;
         await publishStatus({ phase: 'Member', lastHeartbeatTime: new Date().toISOString(), heartbeatIntervalSeconds: response.heartbeatIntervalSeconds, lastError: '', lastErrorCode: '', trustBundleSequence: (credentials as AgentCredentials).trustBundleSequence });
       } catch (err) {
         const code = isHubCallError(err) ? err.code : undefined;
         const removed = code === 'ISTHMUS_CLUSTER_NOT_MEMBER';
+        // No hub reachable: probe again soon, so the hub's return is seen (and pending work flushed) within seconds.
+        if (!isHubCallError(err) || err.retryable) delayMs = backoffDelay(++unreachable, { ...UNREACHABLE_HEARTBEAT_BACKOFF, maxMs: Math.min(intervalMs, UNREACHABLE_HEARTBEAT_BACKOFF.maxMs) });
         log[removed ? 'error' : 'warn']({ code, err: describeError(err) }, removed ? 'the hub says this cluster is no longer a member' : 'heartbeat failed');
         await publishStatus({ phase: removed ? 'Removed' : status.phase, lastError: describeError(err), lastErrorCode: code ?? '' });
       }
-      await sleep(intervalMs, undefined, { signal: wakeHeartbeat.signal }).catch(() => undefined);
+      await sleep(delayMs, undefined, { signal: wakeHeartbeat.signal }).catch(() => undefined);
       if (wakeHeartbeat.signal.aborted && !signal.aborted) {
         wakeHeartbeat = new AbortController();
         const spacing = lastHeartbeat + Math.min(intervalMs, EARLY_HEARTBEAT_SPACING_MS) - Date.now();

@@ -1,6 +1,8 @@
 // The agent's line to the hub: one typed client per hub endpoint, mTLS with the agent
 // certificate, the hub verified as spiffe://<td>/hub. A call that finds a replica unavailable
-// (down, or a standby) moves on to the next endpoint; the last good one is tried first.
+// (down, or a standby) moves on to the next endpoint; the last good one is tried first. The first
+// call that gets through after one that reached no hub tells `onReachable` listeners, so work that
+// waits out a backoff (the export report) goes at once instead of up to its longest delay later.
 import type { PeerCertificate } from 'node:tls';
 import { HubClient, hubChannelCredentials, type HubMethod, type HubMethods } from '../common/hub-api/index.ts';
 import { HubCallError, isHubCallError } from '../common/hub-api/status.ts';
@@ -27,6 +29,9 @@ export class HubSession {
   #clients = new Map<string, HubClient>();
   #identity: SessionIdentity;
   #preferred = 0;
+  /** The last call reached no hub replica. */
+  #unreachable = false;
+  readonly #reachableListeners = new Set<() => void>();
 
   constructor(endpoints: readonly string[], identity: SessionIdentity) {
     this.#endpoints = [...endpoints];
@@ -48,13 +53,30 @@ export class HubSession {
       try {
         const response = await this.#client(endpoint).call(method, request, deadlineMs);
         this.#preferred = index;
+        this.#reached();
         return response;
       } catch (err) {
         lastError = err;
-        if (!(isHubCallError(err) && err.retryable)) throw err;
+        if (!(isHubCallError(err) && err.retryable)) {
+          this.#reached(); // a hub answered, with a refusal
+          throw err;
+        }
       }
     }
+    this.#unreachable = true;
     throw lastError instanceof HubCallError ? lastError : new Error(`no hub endpoint answered ${method}`);
+  }
+
+  /** Calls `listener` each time a call gets through after one that reached no hub; returns the unsubscribe. */
+  onReachable(listener: () => void): () => void {
+    this.#reachableListeners.add(listener);
+    return () => this.#reachableListeners.delete(listener);
+  }
+
+  #reached(): void {
+    if (!this.#unreachable) return;
+    this.#unreachable = false;
+    for (const listener of this.#reachableListeners) listener();
   }
 
   close(): void {

@@ -74,6 +74,10 @@ export const keepaliveClientOptions: grpc.ClientOptions = {
   // Hub endpoints are often IP addresses, which must not go into SNI; the hub is verified by its
   // SPIFFE ID (checkServerIdentity), not by a host name.
   'grpc.ssl_target_name_override': 'hub.isthmus.internal',
+  // grpc-js fails calls fast while a channel waits out its reconnect backoff, which by default
+  // grows to 120 s: a hub back after an outage would go unseen that long. Keep it at most 1 s.
+  'grpc.initial_reconnect_backoff_ms': 250,
+  'grpc.max_reconnect_backoff_ms': 1_000,
 };
 
 export function addHubService(server: grpc.Server, handlers: HubHandlers, log: Logger, guards: HubServerGuards): void {

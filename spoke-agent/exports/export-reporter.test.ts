@@ -161,6 +161,27 @@ describe('ExportReporter', () => {
       expect(reporter.hubView('ns/b')?.exported).toBe(true);
       expect(changedViews).toEqual(expect.arrayContaining(['ns/a', 'ns/b', 'ns/c']));
     });
+
+    it('sends a report waiting out its backoff as soon as the hub is reachable again', async () => {
+      const { hub, reporter } = setUp({ retryInitialMs: 20_000, retryMaxMs: 20_000 });
+      reporter.open();
+      await advance(quietMs);
+      hub.failNext = 1;
+      reporter.upsert('ns/a', 'uid-a', service('a'));
+      await advance(quietMs);
+      expect(hub.reports.map((r) => r.ok)).toEqual([true, false]); // now waiting 10–20 s
+      await advance(1_000);
+      expect(hub.reports).toHaveLength(2);
+      hub.becomeReachable();
+      await advance(0);
+      expect(hub.reports.map((r) => r.ok)).toEqual([true, false, true]);
+      expect(names(hub.last())).toEqual(['a']);
+      expect(reporter.hubView('ns/a')?.exported).toBe(true);
+      // Reachable while nothing is pending sends nothing.
+      hub.becomeReachable();
+      await advance(maxDelayMs);
+      expect(hub.reports).toHaveLength(3);
+    });
   });
 
   it('goes past a newer generation the hub already holds', async () => {

@@ -3,6 +3,7 @@
 // retried with backoff until the hub applies it. The set only changes through upsert/remove —
 // never because the hub is unreachable. Also remembers what the hub said about each export
 // (applied, conflicts), which drives the Ready and Conflict conditions.
+import { backoffDelay } from '../../common/backoff.ts';
 import { describeError, IsthmusError } from '../../common/errors.ts';
 import { formatIssues } from '../../common/config.ts';
 import type { ExportedService } from '../../common/hub-api/index.ts';
@@ -14,7 +15,7 @@ export interface ReportTiming {
   readonly quietMs: number;
   /** ... but at most this long after the first change it carries (bursts that do not stop). */
   readonly maxDelayMs: number;
-  /** First retry delay after a failed report; doubles per failure (jittered). */
+  /** First retry delay after a failed report; doubles per failure (jittered). A hub that is reachable again (sink.onReachable) cuts the wait short. */
   readonly retryInitialMs: number;
   readonly retryMaxMs: number;
 }
@@ -64,12 +65,15 @@ export class ExportReporter {
   #backingOff = false;
   #failures = 0;
   #inFlight: Promise<void> | undefined;
+  readonly #stopListening: () => void;
 
   constructor(options: ExportReporterOptions) {
     this.#sink = options.sink;
     this.#log = options.log;
     this.#timing = { ...REPORT_TIMING_DEFAULTS, ...options.timing };
     this.#onHubViewChange = options.onHubViewChange;
+    // A heartbeat that gets through ends the wait: an export made during an outage leaves as soon as the hub is back.
+    this.#stopListening = this.#sink.onReachable?.(() => this.retryNow()) ?? (() => undefined);
   }
 
   /** Valid exports in the set. */
@@ -122,9 +126,17 @@ export class ExportReporter {
     this.#changed();
   }
 
+  /** The hub is reachable again: a report waiting out its backoff leaves now. */
+  retryNow(): void {
+    if (!this.#backingOff || this.#closed) return;
+    clearTimeout(this.#timer);
+    this.#flush();
+  }
+
   /** Stops reporting; waits for a report in flight. The set is kept as it is. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#stopListening();
     clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#inFlight;
@@ -186,8 +198,7 @@ export class ExportReporter {
       this.#dirty = true;
       this.#firstChangeAt ??= performance.now();
       const { retryInitialMs, retryMaxMs } = this.#timing;
-      const base = Math.min(retryInitialMs * 2 ** (this.#failures - 1), retryMaxMs);
-      const retryInMs = Math.round(base / 2 + (Math.random() * base) / 2);
+      const retryInMs = backoffDelay(this.#failures, { initialMs: retryInitialMs, maxMs: retryMaxMs, jitter: 0.5 });
       this.#log.warn({ generation, failures: this.#failures, retryInMs, err: describeError(err) }, 'reporting exports failed; keeping them and retrying');
       this.#backingOff = true;
       clearTimeout(this.#timer);

@@ -19,6 +19,7 @@ export class RecordingHub implements ReportSink {
   /** Fail this many of the coming calls. */
   failNext = 0;
   #held: Promise<void> | undefined;
+  readonly #reachableListeners = new Set<() => void>();
 
   async report(request: ReportExportsRequest): Promise<ReportExportsResponse> {
     const failing = this.failNext > 0;
@@ -28,6 +29,16 @@ export class RecordingHub implements ReportSink {
     await this.#held;
     const reported = (c: ExportConflict): boolean => request.services.some((s) => s.namespace === c.namespace && s.name === c.name);
     return { appliedGeneration: request.generation, conflicts: this.conflicts.filter(reported) };
+  }
+
+  onReachable(listener: () => void): () => void {
+    this.#reachableListeners.add(listener);
+    return () => this.#reachableListeners.delete(listener);
+  }
+
+  /** Tells the sink's listeners the hub is reachable again, as a heartbeat that gets through does. */
+  becomeReachable(): void {
+    for (const listener of this.#reachableListeners) listener();
   }
 
   /** Answers wait until the returned function is called. */

@@ -8,11 +8,13 @@ import type { HubSession } from '../hub-session.ts';
 export interface ReportSink {
   /** Sends the full export set; resolves with the hub's answer, rejects when it could not be delivered. */
   report(request: ReportExportsRequest): Promise<ReportExportsResponse>;
+  /** Calls `listener` when the hub is reachable again after it was not; returns the unsubscribe. */
+  onReachable?(listener: () => void): () => void;
 }
 
 /** The agent's sink: ReportExports over the mTLS session, failing over across hub replicas. */
-export function hubReportSink(session: Pick<HubSession, 'call'>): ReportSink {
-  return { report: (request) => session.call('ReportExports', request) };
+export function hubReportSink(session: Pick<HubSession, 'call' | 'onReachable'>): ReportSink {
+  return { report: (request) => session.call('ReportExports', request), onReachable: (listener) => session.onReachable(listener) };
 }
 
 // A condition reason is a CamelCase identifier; anything else would make the status write fail.
