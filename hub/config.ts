@@ -96,6 +96,17 @@ export const hubConfigSchema = z
       })
       .strict()
       .prefault({}),
+    rotation: z
+      .object({
+        /**
+         * How long a root rotation stage waits for every member (to hold the new bundle, or to be
+         * issued certificates under the new root) before stepping on without the silent ones, with
+         * a warning naming them. Healthy members follow within a few heartbeats.
+         */
+        stageTimeout: durationSchema.default(3_600_000),
+      })
+      .strict()
+      .prefault({}),
     leaderElection: z
       .object({
         // Takeover after a leader dies: lease expiry plus up to one retry period, ~9.5 s.

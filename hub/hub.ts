@@ -94,7 +94,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   let identitySequence = trust.bundle.sequence;
   const publishHubInfo = (): Promise<void> =>
     writeHubInfo(kc, config.namespace, { endpoints, caPin: rootPin(new X509Certificate(trust.signingAuthority().certificatePem)), trustDomain: trust.bundle.trustDomain, trustNamespace: config.trustNamespace });
-  const rotation = { trust, memberCache, hubRootInUse: () => svidRoot, rootTtlMs: config.certificates.rootTtl, log: log.child({ part: 'trust-rotation' }) };
+  const rotation = { trust, memberCache, hubRootInUse: () => svidRoot, rootTtlMs: config.certificates.rootTtl, stageTimeoutMs: config.rotation.stageTimeout, log: log.child({ part: 'trust-rotation' }) };
   /** Every replica: re-read the trust state; the leader advances a rotation; then follow it. */
   const trustTick = async (): Promise<void> => {
     await trust.refresh();
