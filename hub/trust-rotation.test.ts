@@ -4,7 +4,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { pino } from 'pino';
 import type { MemberCluster, MemberClusterStatus } from '../common/api/isthmus.ts';
-import { RootAuthority, createTrustBundle, type RotationState } from '../common/pki/index.ts';
+import { RootAuthority, createTrustBundle, signingRoot, type RotationState } from '../common/pki/index.ts';
 import type { MemberCache } from './membership.ts';
 import { observeMembers, stepTrustRotation, type TrustRotationDeps } from './trust-rotation.ts';
 import type { TrustState } from './trust-store.ts';
@@ -52,7 +52,9 @@ async function fakeHub(): Promise<{ deps: TrustRotationDeps; members: Map<string
   const deps: TrustRotationDeps = {
     trust,
     memberCache: cache,
-    hubRootInUse: () => (state.rotation.stage === 'stable' || state.rotation.stage === 'distributing' ? root.fingerprint : state.rotation.newRoot),
+    // The hub's SVID and NATS's certificate follow the signing root at once (hub.ts does that within a trust tick).
+    hubRootInUse: () => signingRoot(state.rotation),
+    natsIssuedRoot: () => signingRoot(state.rotation),
     rootTtlMs: 3_600_000,
     stageTimeoutMs: STAGE_TIMEOUT_MS,
     log,

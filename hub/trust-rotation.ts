@@ -26,6 +26,8 @@ export interface TrustRotationDeps {
   readonly memberCache: MemberCache;
   /** Root of the SVID this hub presents now. */
   readonly hubRootInUse: () => string;
+  /** Root of the NATS certificate the hub last published; absent when the hub does not manage NATS's TLS. */
+  readonly natsIssuedRoot?: (() => string | undefined) | undefined;
   readonly rootTtlMs: number;
   /** How long a rotation stage waits for silent members (hub config rotation.stageTimeout). */
   readonly stageTimeoutMs: number;
@@ -41,8 +43,8 @@ export function observeMember(member: MemberCluster): ClusterTrustObservation {
   };
 }
 
-export function observeMembers(members: readonly MemberCluster[], hubRootInUse: string, now: number): RotationObservation {
-  return { members: new Map(members.filter(isCurrentMember).map((m) => [m.spec.clusterId, observeMember(m)])), hubRootInUse, now };
+export function observeMembers(members: readonly MemberCluster[], hubRootInUse: string, now: number, natsIssuedRoot?: string): RotationObservation {
+  return { members: new Map(members.filter(isCurrentMember).map((m) => [m.spec.clusterId, observeMember(m)])), hubRootInUse, now, ...(natsIssuedRoot !== undefined ? { natsIssuedRoot } : {}) };
 }
 
 /** The trust state after `step`: its bundle publications and root retirements applied. */
@@ -77,11 +79,13 @@ function sameStep(state: TrustState, step: RotationStep): boolean {
 export async function stepTrustRotation(deps: TrustRotationDeps): Promise<void> {
   const { trust, log } = deps;
   const state = trust.state;
-  const observation = observeMembers(deps.memberCache.list(), deps.hubRootInUse(), Date.now());
+  // A managed NATS whose Secret was never written yet counts as not moved ('').
+  const observation = observeMembers(deps.memberCache.list(), deps.hubRootInUse(), Date.now(), deps.natsIssuedRoot && (deps.natsIssuedRoot() ?? ''));
   let next: TrustState | undefined;
   const request = trust.pendingRotationRequest;
   if (state.rotation.stage === 'stable' && request) {
     const newRoot = await RootAuthority.generate({ trustDomain: state.bundle.trustDomain, lifetimeMs: deps.rootTtlMs });
+    if (!deps.natsIssuedRoot) log.warn('the hub does not manage NATS\'s TLS (nats.serverTlsSecret): NATS must trust the new root, and present a certificate under it, before the old root is retired, or agents lose the catalog');
     const step = beginRotation(state.rotation, newRoot.fingerprint, observation);
     next = applyRotationStep({ ...state, roots: new Map([...state.roots, [newRoot.fingerprint, newRoot]]), handledRequest: request }, step);
     log.info({ oldRoot: state.rotation.root, newRoot: newRoot.fingerprint, bundleSequence: next.bundle.sequence }, 'root rotation started');

@@ -153,6 +153,17 @@ describe('root rotation state machine', () => {
     expect(forced.actions).toEqual([{ kind: 'warn-left-behind', forced: left }, { kind: 'publish-bundle', roots: [NEW], sequence: 6 }]);
   });
 
+  it('retires the old root only once the NATS certificate the hub manages was issued under the new root', () => {
+    const begun = beginRotation(stable, NEW, observe(OLD, {}));
+    const withNats = (natsIssuedRoot: string): RotationObservation => ({ ...observe(NEW, { a: { bundleSequence: 5, rootInUse: NEW } }), natsIssuedRoot });
+    const waiting = advanceRotation(begun.state, withNats(OLD), policy);
+    expect(waiting.state.stage).toBe('reissuing');
+    expect(waiting.actions).toEqual([{ kind: 'reissue-nats-svid', root: NEW }]);
+    // Not even the stage deadline steps past NATS: the hub issues its certificate itself.
+    expect(advanceRotation(waiting.state, { ...withNats(OLD), now: T0 + 10 * policy.stageTimeoutMs }, policy).state.stage).toBe('reissuing');
+    expect(advanceRotation(waiting.state, withNats(NEW), policy).state.stage).toBe('retiring');
+  });
+
   it('does nothing when stable and refuses to start twice or to rotate to the same root', () => {
     expect(advanceRotation(stable, observe(OLD, { a: { bundleSequence: 4, rootInUse: OLD } }), policy).actions).toEqual([]);
     const begun = beginRotation(stable, NEW, observe(OLD, {}));

@@ -93,6 +93,8 @@ export interface RotationObservation {
   readonly members: ReadonlyMap<string, ClusterTrustObservation>;
   /** Root of the SVID the hub presents. */
   readonly hubRootInUse: string;
+  /** Root of the NATS certificate the hub last published; absent when the hub does not manage NATS's TLS. */
+  readonly natsIssuedRoot?: string;
   /** When this was observed (ms since the epoch): stage deadlines are measured against it. */
   readonly now: number;
 }
@@ -106,6 +108,7 @@ export type RotationAction =
   | { readonly kind: 'publish-bundle'; readonly roots: readonly string[]; readonly sequence: number }
   | { readonly kind: 'reissue-intermediate'; readonly clusterId: string; readonly root: string }
   | { readonly kind: 'reissue-hub-svid'; readonly root: string }
+  | { readonly kind: 'reissue-nats-svid'; readonly root: string }
   /** Nothing depends on the old root any more: delete its key. */
   | { readonly kind: 'retire-root'; readonly root: string }
   /** A stage's deadline passed: the rotation stepped on without these clusters. */
@@ -205,9 +208,11 @@ export function advanceRotation(state: RotationState, observation: RotationObser
         .map(([clusterId]) => ({ kind: 'reissue-intermediate', clusterId, root: state.newRoot }));
       const hubMoved = observation.hubRootInUse === state.newRoot;
       if (!hubMoved) reissue.push({ kind: 'reissue-hub-svid', root: state.newRoot });
+      const natsMoved = observation.natsIssuedRoot === undefined || observation.natsIssuedRoot === state.newRoot;
+      if (!natsMoved) reissue.push({ kind: 'reissue-nats-svid', root: state.newRoot });
       const notIssued = awaited.filter((cluster) => !cluster.onTargetRoot);
-      // The hub's own identity is never left behind: it moves within one trust tick.
-      if (!hubMoved || (notIssued.length > 0 && !overdue)) return step(state, reissue, observation);
+      // The hub's and NATS's identities are never left behind: the hub issues them itself within a trust tick.
+      if (!hubMoved || !natsMoved || (notIssued.length > 0 && !overdue)) return step(state, reissue, observation);
       const { forced, warning } = force(notIssued);
       const next: RotationState = { ...state, stage: 'retiring', bundleSequence: state.bundleSequence + 1, since, forced };
       return step(next, [...warning, { kind: 'publish-bundle', roots: [state.newRoot], sequence: next.bundleSequence }], observation);
