@@ -74,6 +74,23 @@ export const hubConfigSchema = z
         keyFile: z.string().min(1),
         /** The hub's NATS nkey seed: the hub alone may write (agents are mapped read-only by certificate). */
         nkeySeedFile: z.string().optional(),
+        /**
+         * Where the hub keeps NATS's TLS material (hub/nats-tls.ts): a kubernetes.io/tls Secret with
+         * the trust bundle as ca.crt and NATS's certificate from the signing root, which NATS mounts
+         * and reloads. Without it NATS's certificate and trusted CAs are the operator's, and a root
+         * rotation cuts agents off NATS once the old root is retired.
+         */
+        serverTlsSecret: z
+          .object({
+            namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/),
+            name: z.string().regex(/^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/).default('isthmus-nats-tls'),
+            /** Host names and addresses NATS is dialled at (for clients that check names). */
+            dnsNames: z.array(z.string().min(1)).default([]),
+            ipAddresses: z.array(z.ipv4().or(z.ipv6())).default([]),
+            lifetime: durationSchema.default(30 * 24 * 3_600_000),
+          })
+          .strict()
+          .optional(),
       })
       .strict(),
     /** Bounds on what any caller can make the hub do (issue 8, hole 3 and 8). */
@@ -93,6 +110,17 @@ export const hubConfigSchema = z
         exportsPerCluster: z.number().int().min(1).max(50_000).default(5_000),
         /** Largest catalog entry (JSON), kept below NATS's max_payload (1 MiB by default). */
         catalogEntryMaxBytes: z.number().int().min(4096).max(8 * 1024 * 1024).default(512 * 1024),
+      })
+      .strict()
+      .prefault({}),
+    rotation: z
+      .object({
+        /**
+         * How long a root rotation stage waits for every member (to hold the new bundle, or to be
+         * issued certificates under the new root) before stepping on without the silent ones, with
+         * a warning naming them. Healthy members follow within a few heartbeats.
+         */
+        stageTimeout: durationSchema.default(3_600_000),
       })
       .strict()
       .prefault({}),

@@ -11,12 +11,13 @@ import type { MemberCluster } from '../common/api/isthmus.ts';
 import { IsthmusError } from '../common/errors.ts';
 import type { AppliedPolicy, CallContext, Credentials, HubHandlers, JoinRequest, ReportExportsRequest, ReportExportsResponse } from '../common/hub-api/index.ts';
 import type { Logger } from '../common/logger.ts';
-import { RefusalReason, bundleToPem, bundleToSpiffeJson, verifyPeer } from '../common/pki/index.ts';
+import { RefusalReason, bundleToPem, bundleToSpiffeJson, needsReissue, verifyPeer } from '../common/pki/index.ts';
 import { describeJoinKeys, joinKeysOf, pinnedJoinKeys, sameJoinKeys, type JoinKeys } from './join-keys.ts';
 import { TOKEN_ID_ANNOTATION, type MemberClusterStore } from './members.ts';
 import { currentMemberIds, isCurrentMember, type MemberCache } from './membership.ts';
 import type { TokenStore } from './tokens.ts';
 import type { TrustStore } from './trust-store.ts';
+import { observeMember } from './trust-rotation.ts';
 
 /** Where ReportExports goes (the federated catalog). */
 export interface ExportsSink {
@@ -172,7 +173,8 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
         signer.signIntermediate(request.facts.clusterId, request.intermediateCsr, { lifetimeMs: settings.intermediateTtlMs }),
         signer.signAgentCertificate(request.facts.clusterId, request.agentCsr, { lifetimeMs: settings.agentTtlMs }),
       ]);
-      await members.patchStatus(member, { certificateExpiry: agent.notAfter.toISOString(), lastHeartbeatTime: new Date().toISOString() }, [
+      // The roots the hub issued under are what root rotation counts as progress (never the agent's word).
+      await members.patchStatus(member, { certificateExpiry: agent.notAfter.toISOString(), lastHeartbeatTime: new Date().toISOString(), intermediateRoot: signer.fingerprint, agentCertificateRoot: signer.fingerprint }, [
         { type: 'Accepted', status: 'True', reason: 'Accepted', message: 'accepted into the federation' },
         { type: 'Joined', status: 'True', reason: 'Joined', message: `joined with token ${token.id}` },
         { type: 'Available', status: 'True', reason: 'HeartbeatReceived', message: 'the agent joined just now' },
@@ -194,7 +196,12 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
       const agent = request.agentCsr ? await signer.signAgentCertificate(clusterId, request.agentCsr, { lifetimeMs: settings.agentTtlMs }) : undefined;
       const intermediate = request.intermediateCsr ? await signer.signIntermediate(clusterId, request.intermediateCsr, { lifetimeMs: settings.intermediateTtlMs }) : undefined;
       const member = cached(clusterId);
-      if (member && agent) await members.patchStatus(member, { certificateExpiry: agent.notAfter.toISOString() });
+      if (member && (agent || intermediate)) {
+        await members.patchStatus(member, {
+          ...(agent ? { certificateExpiry: agent.notAfter.toISOString(), agentCertificateRoot: signer.fingerprint } : {}),
+          ...(intermediate ? { intermediateRoot: signer.fingerprint } : {}),
+        });
+      }
       log.info({ clusterId, agent: agent !== undefined, intermediate: intermediate !== undefined }, 'certificates renewed');
       return { credentials: credentials(agent?.certificatePem ?? '', intermediate?.certificatePem ?? '') };
     },
@@ -224,7 +231,7 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
         heartbeatIntervalSeconds: heartbeatSeconds,
         trustBundlePem: behind ? bundleToPem(bundle) : '',
         trustBundleJson: behind ? bundleToSpiffeJson(bundle) : '',
-        reissueIntermediate: rotation.stage === 'reissuing' && request.rootInUse !== rotation.newRoot,
+        reissueIntermediate: needsReissue(rotation, { report: { bundleSequence: request.trustBundleSequence, rootInUse: request.rootInUse }, issuedRoot: observeMember(member).issuedRoot }),
       };
     },
 

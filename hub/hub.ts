@@ -29,7 +29,8 @@ import { MEMBERS_BUCKET } from '../common/catalog.ts';
 import type { MemberCache } from './membership.ts';
 import { TokenStore } from './tokens.ts';
 import { TrustStore } from './trust-store.ts';
-import { stepTrustRotation } from './trust-rotation.ts';
+import { stepTrustRotation, type TrustRotationDeps } from './trust-rotation.ts';
+import { NatsTlsPublisher } from './nats-tls.ts';
 import { runPeriodically } from '../common/periodic.ts';
 
 const memberClusters = customResource({ group: ISTHMUS_GROUP, version: ISTHMUS_VERSION, kind: MEMBER_CLUSTER_KIND, plural: MEMBER_CLUSTER_PLURAL, namespaced: false });
@@ -94,11 +95,33 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   let identitySequence = trust.bundle.sequence;
   const publishHubInfo = (): Promise<void> =>
     writeHubInfo(kc, config.namespace, { endpoints, caPin: rootPin(new X509Certificate(trust.signingAuthority().certificatePem)), trustDomain: trust.bundle.trustDomain, trustNamespace: config.trustNamespace });
-  const rotation = { trust, memberCache, hubRootInUse: () => svidRoot, rootTtlMs: config.certificates.rootTtl, log: log.child({ part: 'trust-rotation' }) };
+  const natsServerTls = config.nats.serverTlsSecret;
+  const natsTls = natsServerTls
+    ? new NatsTlsPublisher({
+        kc,
+        namespace: natsServerTls.namespace,
+        name: natsServerTls.name,
+        hostNames: { dns: natsServerTls.dnsNames, ip: natsServerTls.ipAddresses },
+        lifetimeMs: natsServerTls.lifetime,
+        log: log.child({ part: 'nats-tls' }),
+      })
+    : undefined;
+  const rotation: TrustRotationDeps = {
+    trust,
+    memberCache,
+    hubRootInUse: () => svidRoot,
+    natsIssuedRoot: natsTls && (() => natsTls.issuedRoot),
+    rootTtlMs: config.certificates.rootTtl,
+    stageTimeoutMs: config.rotation.stageTimeout,
+    log: log.child({ part: 'trust-rotation' }),
+  };
   /** Every replica: re-read the trust state; the leader advances a rotation; then follow it. */
   const trustTick = async (): Promise<void> => {
     await trust.refresh();
-    if (elector.isLeader()) await stepTrustRotation(rotation);
+    if (elector.isLeader()) {
+      await stepTrustRotation(rotation);
+      await natsTls?.sync(trust.bundle, trust.signingAuthority());
+    }
     const signer = trust.signingAuthority();
     if (signer.fingerprint === svidRoot && trust.bundle.sequence === identitySequence) return;
     credentials.updateIdentity(await serverIdentity(trust));

@@ -1,8 +1,12 @@
 // Leader-only driver of root rotation (DESIGN §3): `isthmus trust rotate` leaves a request on the
 // trust Secret; each step starts the rotation and then advances the PKI state machine with what
-// the members last reported in their heartbeats (bundle sequence, root in use), applying each
-// step's actions to the persisted trust state. Re-issuing intermediates happens agent-side when
-// heartbeat responses ask for it; the hub's own SVID follows the signing root (see hub.ts).
+// the hub knows of each member (the bundle sequence its heartbeats report, and the root the hub
+// itself issued its certificates under, recorded on the MemberCluster by Join and Renew),
+// applying each step's actions to the persisted trust state. Re-issuing intermediates happens
+// agent-side when heartbeat responses ask for it; the hub's own SVID follows the signing root
+// (see hub.ts). A stage that waits past its timeout steps on without the silent members, and the
+// step is logged as a warning naming them (and kept in the state for `isthmus trust status`).
+import type { MemberCluster } from '../common/api/isthmus.ts';
 import type { Logger } from '../common/logger.ts';
 import {
   RootAuthority,
@@ -10,30 +14,37 @@ import {
   beginRotation,
   createTrustBundle,
   rootFingerprint,
+  type ClusterTrustObservation,
   type RotationObservation,
   type RotationStep,
-  type ClusterTrustReport,
 } from '../common/pki/index.ts';
 import { isCurrentMember, type MemberCache } from './membership.ts';
 import type { TrustState, TrustStore } from './trust-store.ts';
 
 export interface TrustRotationDeps {
-  readonly trust: TrustStore;
+  readonly trust: Pick<TrustStore, 'state' | 'pendingRotationRequest' | 'save'>;
   readonly memberCache: MemberCache;
   /** Root of the SVID this hub presents now. */
   readonly hubRootInUse: () => string;
+  /** Root of the NATS certificate the hub last published; absent when the hub does not manage NATS's TLS. */
+  readonly natsIssuedRoot?: (() => string | undefined) | undefined;
   readonly rootTtlMs: number;
+  /** How long a rotation stage waits for silent members (hub config rotation.stageTimeout). */
+  readonly stageTimeoutMs: number;
   readonly log: Logger;
 }
 
-export function observeMembers(cache: MemberCache, hubRootInUse: string): RotationObservation {
-  const members = new Map<string, ClusterTrustReport | undefined>();
-  for (const member of cache.list()) {
-    if (!isCurrentMember(member)) continue;
-    const { trustBundleSequence, trustRoot } = member.status ?? {};
-    members.set(member.spec.clusterId, trustBundleSequence !== undefined && trustRoot ? { bundleSequence: trustBundleSequence, rootInUse: trustRoot } : undefined);
-  }
-  return { members, hubRootInUse };
+/** What the hub knows of one member's trust (its MemberCluster status). */
+export function observeMember(member: MemberCluster): ClusterTrustObservation {
+  const { trustBundleSequence, trustRoot, intermediateRoot, agentCertificateRoot } = member.status ?? {};
+  return {
+    report: trustBundleSequence !== undefined && trustRoot ? { bundleSequence: trustBundleSequence, rootInUse: trustRoot } : undefined,
+    issuedRoot: intermediateRoot && intermediateRoot === agentCertificateRoot ? intermediateRoot : undefined,
+  };
+}
+
+export function observeMembers(members: readonly MemberCluster[], hubRootInUse: string, now: number, natsIssuedRoot?: string): RotationObservation {
+  return { members: new Map(members.filter(isCurrentMember).map((m) => [m.spec.clusterId, observeMember(m)])), hubRootInUse, now, ...(natsIssuedRoot !== undefined ? { natsIssuedRoot } : {}) };
 }
 
 /** The trust state after `step`: its bundle publications and root retirements applied. */
@@ -51,6 +62,7 @@ export function applyRotationStep(state: TrustState, step: RotationStep): TrustS
     } else if (action.kind === 'retire-root') {
       roots.delete(action.root);
     }
+    // reissue-* actions are carried out by heartbeat responses and the hub's trust loop; warnings by the caller.
   }
   return { ...state, roots, bundle, rotation: step.state };
 }
@@ -67,19 +79,28 @@ function sameStep(state: TrustState, step: RotationStep): boolean {
 export async function stepTrustRotation(deps: TrustRotationDeps): Promise<void> {
   const { trust, log } = deps;
   const state = trust.state;
-  const observation = observeMembers(deps.memberCache, deps.hubRootInUse());
+  // A managed NATS whose Secret was never written yet counts as not moved ('').
+  const observation = observeMembers(deps.memberCache.list(), deps.hubRootInUse(), Date.now(), deps.natsIssuedRoot && (deps.natsIssuedRoot() ?? ''));
   let next: TrustState | undefined;
   const request = trust.pendingRotationRequest;
   if (state.rotation.stage === 'stable' && request) {
     const newRoot = await RootAuthority.generate({ trustDomain: state.bundle.trustDomain, lifetimeMs: deps.rootTtlMs });
+    if (!deps.natsIssuedRoot) log.warn('the hub does not manage NATS\'s TLS (nats.serverTlsSecret): NATS must trust the new root, and present a certificate under it, before the old root is retired, or agents lose the catalog');
     const step = beginRotation(state.rotation, newRoot.fingerprint, observation);
     next = applyRotationStep({ ...state, roots: new Map([...state.roots, [newRoot.fingerprint, newRoot]]), handledRequest: request }, step);
     log.info({ oldRoot: state.rotation.root, newRoot: newRoot.fingerprint, bundleSequence: next.bundle.sequence }, 'root rotation started');
   } else if (state.rotation.stage !== 'stable') {
-    const step = advanceRotation(state.rotation, observation);
+    const step = advanceRotation(state.rotation, observation, { stageTimeoutMs: deps.stageTimeoutMs });
     if (!sameStep(state, step)) {
       next = applyRotationStep(state, step);
-      log.info({ stage: step.state.stage, bundleSequence: next.bundle.sequence, waitingFor: step.status.filter((c) => !c.hasCurrentBundle || !c.onTargetRoot).map((c) => c.clusterId) }, 'root rotation advanced');
+      for (const action of step.actions) {
+        if (action.kind !== 'warn-left-behind') continue;
+        log.warn(
+          { stage: action.forced.stage, clusters: action.forced.clusters, stageTimeoutMs: deps.stageTimeoutMs },
+          `root rotation stage ${action.forced.stage} timed out: stepping on without ${action.forced.clusters.join(', ')}, which did not follow`,
+        );
+      }
+      log.info({ stage: step.state.stage, bundleSequence: next.bundle.sequence, waitingFor: step.status.filter((c) => !c.leftBehind && (!c.hasCurrentBundle || !c.onTargetRoot)).map((c) => c.clusterId) }, 'root rotation advanced');
     }
   }
   if (next) await trust.save(next);

@@ -126,6 +126,8 @@ export const memberClusterStatusSchema = z.object({
   exportCount: z.int().nonnegative().optional(),
   trustBundleSequence: z.int().nonnegative().optional(),
   trustRoot: z.string().max(128).optional(),
+  intermediateRoot: z.string().max(128).optional(),
+  agentCertificateRoot: z.string().max(128).optional(),
   lastHeartbeatTime: timestampSchema.optional(),
 });
 

@@ -32,6 +32,8 @@ export const DEFAULT_INTERMEDIATE_LIFETIME_MS = 365 * DAY_MS;
 export const DEFAULT_AGENT_CERTIFICATE_LIFETIME_MS = 30 * DAY_MS;
 /** The hub re-issues its own SVID locally whenever it likes, so it can stay short-lived. */
 export const DEFAULT_HUB_SVID_LIFETIME_MS = 7 * DAY_MS;
+/** NATS's certificate is installed by an operator (or the test bed), so it lives longer than the hub's. */
+export const DEFAULT_NATS_SVID_LIFETIME_MS = 90 * DAY_MS;
 /** A CSR is a few hundred bytes; anything near this is abuse. */
 const CSR_MAX_BYTES = 16 * 1024;
 
@@ -169,6 +171,19 @@ export class RootAuthority {
   async issueHubSvid(options: SignOptions = {}): Promise<X509Svid> {
     const spiffeId = formatSpiffeId({ kind: 'hub', trustDomain: this.trustDomain });
     return issueSvid(this.#issuer, spiffeId, { lifetimeMs: options.lifetimeMs ?? DEFAULT_HUB_SVID_LIFETIME_MS, now: options.now });
+  }
+
+  /**
+   * NATS's serving identity, `spiffe://<td>/nats`, with a key generated here. Isthmus clients
+   * verify it by that SPIFFE ID; `hostNames` (DNS names, IP addresses) are only for other NATS
+   * clients, which check host names — only the root can issue those (intermediates may not).
+   */
+  async issueNatsSvid(options: SignOptions & { readonly hostNames?: { readonly dns?: readonly string[]; readonly ip?: readonly string[] } } = {}): Promise<X509Svid> {
+    const spiffeId = `spiffe://${this.trustDomain}/nats`;
+    const keys = await generateKeyPair('P-256');
+    const template = svidTemplate(spiffeId, keys.publicKey, validityWindow(options.now ?? new Date(), options.lifetimeMs ?? DEFAULT_NATS_SVID_LIFETIME_MS));
+    const certificate = await issueCertificate({ ...template, san: { ...template.san, dns: options.hostNames?.dns ?? [], ip: options.hostNames?.ip ?? [] } }, this.#issuer);
+    return { spiffeId, certificateChainPem: certificateToPem(certificate), privateKeyPem: await privateKeyToPem(keys.privateKey), notBefore: certificate.notBefore, notAfter: certificate.notAfter };
   }
 }
 

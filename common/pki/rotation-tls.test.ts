@@ -73,7 +73,13 @@ describe('root rotation under traffic', () => {
     };
     const observe = (): RotationObservation => ({
       hubRootInUse,
-      members: new Map(clusters.map((c) => [c.id, { bundleSequence: c.credentials.bundle.sequence, rootInUse: rootSigning(c.authority.intermediatePem) }])),
+      now: Date.now(),
+      members: new Map(
+        clusters.map((c) => {
+          const root = rootSigning(c.authority.intermediatePem);
+          return [c.id, { report: { bundleSequence: c.credentials.bundle.sequence, rootInUse: root }, issuedRoot: root }];
+        }),
+      ),
     });
     const rootOf = (fingerprint: string): RootAuthority => {
       const root = roots.get(fingerprint);
@@ -123,7 +129,7 @@ describe('root rotation under traffic', () => {
       for (const action of step.actions) await perform(action);
       await sleep(dwellMs);
       state = step.state;
-      step = advanceRotation(state, observe());
+      step = advanceRotation(state, observe(), { stageTimeoutMs: 3_600_000 });
       if (stages.at(-1) !== step.state.stage) stages.push(step.state.stage);
     }
     await sleep(dwellMs);

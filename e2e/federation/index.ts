@@ -7,10 +7,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { CustomObjectsApi } from '@kubernetes/client-node';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { nkeys } from '@nats-io/transport-node';
 import { stringify as stringifyYaml } from 'yaml';
 import { federationNatsUsers } from '../../common/nats-authorization.ts';
+import { isNotFound } from '../../common/kube/index.ts';
 import { ISTHMUS_GROUP, ISTHMUS_VERSION, MEMBER_CLUSTER_PLURAL, type MemberCluster } from '../../common/api/isthmus.ts';
 import { EKU, certificateToPem, generateKeyPair, issueCertificate, privateKeyToPem } from '../../common/pki/x509.ts';
 import { freePort } from '../testbed/ports.ts';
@@ -39,7 +41,17 @@ export interface FederationOptions {
   readonly gatewaySettings?: Record<string, unknown>;
   /** The hub's staleness bound (heartbeat.staleAfter), e.g. '5s'; the hub's default otherwise. */
   readonly staleAfter?: string;
+  /**
+   * The hub manages NATS's TLS (nats.serverTlsSecret), and the test bed plays NATS's config
+   * reloader: every change of that Secret goes to nats-server's files, then SIGHUP.
+   */
+  readonly natsTlsFromHub?: boolean;
+  /** The hub's rotation.stageTimeout, e.g. '20s'. */
+  readonly rotationStageTimeout?: string;
 }
+
+/** Where the hub keeps NATS's TLS material when the federation runs with natsTlsFromHub. */
+export const NATS_TLS_SECRET = { namespace: 'isthmus-system', name: 'isthmus-nats-tls' } as const;
 
 export interface CliResult {
   readonly code: number;
@@ -83,6 +95,9 @@ export class Federation implements AsyncDisposable {
   readonly #agents = new Map<string, ManagedProcess>();
   readonly #gatewayConfigs = new Map<string, string>();
   readonly #gateways = new Map<string, ManagedProcess>();
+  readonly #stopping = new AbortController();
+  #natsReloader: Promise<void> | undefined;
+  #natsServingRoot: string | undefined;
 
   private constructor(bed: Testbed, hubs: HubReplica[], dir: string, lab: NetworkLab | undefined) {
     this.bed = bed;
@@ -155,7 +170,15 @@ export class Federation implements AsyncDisposable {
             autoAccept: options.autoAccept ?? true,
             heartbeat: { interval: options.heartbeatInterval ?? '1s', missedBeforeUnknown: options.missedBeforeUnknown ?? 3, ...(options.staleAfter ? { staleAfter: options.staleAfter } : {}) },
             certificates: { rootCertFile: files.rootCert, rootKeyFile: files.rootKey },
-            nats: { urls: [nats.url], caFile: files.natsCa, certFile: files.natsCert, keyFile: files.natsKey, nkeySeedFile: files.natsSeed },
+            nats: {
+              urls: [nats.url],
+              caFile: files.natsCa,
+              certFile: files.natsCert,
+              keyFile: files.natsKey,
+              nkeySeedFile: files.natsSeed,
+              ...(options.natsTlsFromHub ? { serverTlsSecret: { ...NATS_TLS_SECRET, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] } } : {}),
+            },
+            ...(options.rotationStageTimeout ? { rotation: { stageTimeout: options.rotationStageTimeout } } : {}),
             ...(options.leaderElection ? { leaderElection: options.leaderElection } : {}),
           }),
         );
@@ -201,6 +224,7 @@ export class Federation implements AsyncDisposable {
         federation.#agentConfigs.set(member.name, configFile);
       }
       await Promise.all(hubs.map((h) => federation.startHub(h.name)));
+      if (options.natsTlsFromHub) federation.#natsReloader = federation.#reloadNatsTls(nats);
       await Promise.all(federation.members.map((m) => federation.startAgent(m.name)));
       if (lab) await Promise.all(federation.members.map((m) => federation.startGateway(m.name)));
       return federation;
@@ -208,6 +232,34 @@ export class Federation implements AsyncDisposable {
       await lab?.[Symbol.asyncDispose]();
       await bed[Symbol.asyncDispose]();
       throw err;
+    }
+  }
+
+  /** The root NATS's serving certificate was issued by, as last loaded (natsTlsFromHub). */
+  get natsServingRoot(): string | undefined {
+    return this.#natsServingRoot;
+  }
+
+  /** NATS's config reloader: the hub's NATS TLS Secret, whenever it changes, to nats-server's files. */
+  async #reloadNatsTls(nats: NonNullable<Testbed['nats']>): Promise<void> {
+    const api = this.hubCluster.kubeConfig().makeApiClient(CoreV1Api);
+    let loaded: string | undefined;
+    const { signal } = this.#stopping;
+    while (!signal.aborted) {
+      try {
+        const secret = await api.readNamespacedSecret(NATS_TLS_SECRET);
+        const version = secret.metadata?.resourceVersion;
+        const data = secret.data ?? {};
+        const text = (key: string): string => Buffer.from(data[key] ?? '', 'base64').toString('utf8');
+        if (version !== loaded) {
+          await nats.reloadTls({ certPem: text('tls.crt'), keyPem: text('tls.key'), caPem: text('ca.crt') });
+          loaded = version;
+          this.#natsServingRoot = secret.metadata?.annotations?.['isthmus.dev/signing-root'];
+        }
+      } catch (err) {
+        if (!isNotFound(err) && !signal.aborted) console.warn(`NATS TLS reload failed, retrying: ${String(err)}`);
+      }
+      await sleep(200, undefined, { signal }).catch(() => undefined);
     }
   }
 
@@ -342,6 +394,8 @@ export class Federation implements AsyncDisposable {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
+    this.#stopping.abort();
+    await this.#natsReloader;
     await this.lab?.[Symbol.asyncDispose]();
     await this.bed[Symbol.asyncDispose]();
   }

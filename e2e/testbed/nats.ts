@@ -20,15 +20,27 @@ export class LocalNats {
   readonly monitorUrl: string;
   /** Issues the test bed's client certificates. */
   readonly ca: TestCa;
-  /** The CA that signed the server's certificate (what clients must trust). */
-  readonly serverCaPem: string;
+  /** The CA that signed the server's certificate (what clients must trust); changes with reloadTls. */
+  serverCaPem: string;
   /** With authorization on: the nkey seed of a user with full permissions (the test bed's own clients). */
   readonly adminSeed: string | undefined;
   readonly #launch: () => Promise<ManagedProcess>;
   readonly #timeoutMs: number;
+  /** The files nats.conf names for its serving certificate and the client CAs it trusts. */
+  readonly #tlsFiles: { serving: PemFiles; clientCaFile: string };
   #process: ManagedProcess;
 
-  private constructor(init: { url: string; monitorUrl: string; process: ManagedProcess; ca: TestCa; serverCaPem: string; launch: () => Promise<ManagedProcess>; timeoutMs: number; adminSeed: string | undefined }) {
+  private constructor(init: {
+    url: string;
+    monitorUrl: string;
+    process: ManagedProcess;
+    ca: TestCa;
+    serverCaPem: string;
+    launch: () => Promise<ManagedProcess>;
+    timeoutMs: number;
+    adminSeed: string | undefined;
+    tlsFiles: { serving: PemFiles; clientCaFile: string };
+  }) {
     this.url = init.url;
     this.monitorUrl = init.monitorUrl;
     this.#process = init.process;
@@ -37,6 +49,7 @@ export class LocalNats {
     this.#launch = init.launch;
     this.#timeoutMs = init.timeoutMs;
     this.adminSeed = init.adminSeed;
+    this.#tlsFiles = init.tlsFiles;
   }
 
   get process(): ManagedProcess {
@@ -72,7 +85,17 @@ export class LocalNats {
       const process = await launch();
       try {
         await waitUntilHealthy(process, monitorUrl, timeoutMs);
-        return new LocalNats({ url: `tls://127.0.0.1:${port}`, monitorUrl, process, ca, serverCaPem: tls.serverCertificate?.caPem ?? ca.caPem, launch, timeoutMs, adminSeed: admin && new TextDecoder().decode(admin.getSeed()) });
+        return new LocalNats({
+          url: `tls://127.0.0.1:${port}`,
+          monitorUrl,
+          process,
+          ca,
+          serverCaPem: tls.serverCertificate?.caPem ?? ca.caPem,
+          launch,
+          timeoutMs,
+          adminSeed: admin && new TextDecoder().decode(admin.getSeed()),
+          tlsFiles: { serving, clientCaFile },
+        });
       } catch (err) {
         await process.stop();
         if (attempt >= 3) throw err;
@@ -90,6 +113,27 @@ export class LocalNats {
     if (this.#process.running) await this.#process.stop();
     this.#process = await this.#launch();
     await waitUntilHealthy(this.#process, this.monitorUrl, this.#timeoutMs);
+  }
+
+  /**
+   * Swaps the serving certificate and the client CAs it trusts (the test bed's own CA stays
+   * trusted) and has nats-server reload them with SIGHUP, as a config reloader beside NATS does
+   * when its mounted Secret changes; resolves once the server reports the reload.
+   */
+  async reloadTls(tls: { certPem: string; keyPem: string; caPem: string }): Promise<void> {
+    const before = await this.#configLoadTime();
+    const { serving, clientCaFile } = this.#tlsFiles;
+    await writeFile(serving.certFile, tls.certPem);
+    await writeFile(serving.keyFile, tls.keyPem, { mode: 0o600 });
+    await writeFile(clientCaFile, [this.ca.caPem, tls.caPem].join('\n'));
+    this.#process.child.kill('SIGHUP');
+    await waitForProcess(this.#process, 'nats-server reloaded its TLS files', async () => (await this.#configLoadTime()) !== before, this.#timeoutMs, 50);
+    this.serverCaPem = tls.caPem;
+  }
+
+  async #configLoadTime(): Promise<string> {
+    const response = await fetch(`${this.monitorUrl}/varz`);
+    return String(((await response.json()) as { config_load_time?: string }).config_load_time);
   }
 
   /** A client certificate the server accepts (it requires one: verify is on). */
