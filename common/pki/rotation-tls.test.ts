@@ -41,6 +41,11 @@ function startTraffic(client: MtlsCredentials, server: TestServer, intervalMs: n
   }, intervalMs);
   return {
     outcomes,
+    /** Resolves once `count` more handshakes have succeeded (a barrier, however slow the machine). */
+    async succeedMore(count: number) {
+      const target = outcomes.succeeded + count;
+      while (outcomes.succeeded < target && outcomes.failed === 0) await sleep(5);
+    },
     async stop() {
       clearInterval(timer);
       await Promise.all(inFlight);
@@ -117,9 +122,10 @@ describe('root rotation under traffic', () => {
       }
     };
 
-    // Each stage dwells a while, as propagation to real clusters would, with traffic flowing.
-    const dwellMs = 200;
-    await sleep(dwellMs);
+    // Each stage carries traffic before the next (as propagation to real clusters would take a
+    // while): a number of handshakes, not a time, so a slow machine only takes longer.
+    const handshakesPerStage = 20;
+    await traffic.succeedMore(handshakesPerStage);
     const newRoot = await RootAuthority.generate({ trustDomain: TRUST_DOMAIN });
     roots.set(newRoot.fingerprint, newRoot);
     let state: RotationState = { stage: 'stable', root: oldRoot.fingerprint, bundleSequence: 1 };
@@ -127,18 +133,18 @@ describe('root rotation under traffic', () => {
     const stages: string[] = [step.state.stage];
     while (!retired) {
       for (const action of step.actions) await perform(action);
-      await sleep(dwellMs);
+      await traffic.succeedMore(handshakesPerStage);
       state = step.state;
       step = advanceRotation(state, observe(), { stageTimeoutMs: 3_600_000 });
       if (stages.at(-1) !== step.state.stage) stages.push(step.state.stage);
     }
-    await sleep(dwellMs);
+    await traffic.succeedMore(handshakesPerStage);
     const outcomes = await traffic.stop();
 
     expect(stages).toEqual(['distributing', 'reissuing', 'retiring', 'stable']);
     expect(outcomes.errors).toEqual([]);
     expect(outcomes.failed).toBe(0);
-    expect(outcomes.succeeded).toBeGreaterThan(100);
+    expect(outcomes.succeeded).toBeGreaterThanOrEqual(handshakesPerStage * (stages.length + 1));
     expect(server.accepted.at(-1)?.root).toBe(newRoot.fingerprint);
     expect(a.credentials.bundle.roots.map((root) => root.fingerprint256)).toEqual([newRoot.fingerprint]);
 
