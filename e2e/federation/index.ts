@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { nkeys } from '@nats-io/transport-node';
 import { stringify as stringifyYaml } from 'yaml';
-import { federationNatsUsers } from '../../common/nats-authorization.ts';
+import { federationNatsAccounts } from '../../common/nats-authorization.ts';
 import { ISTHMUS_GROUP, ISTHMUS_VERSION, MEMBER_CLUSTER_PLURAL, type MemberCluster } from '../../common/api/isthmus.ts';
 import { EKU, certificateToPem, generateKeyPair, issueCertificate, privateKeyToPem } from '../../common/pki/x509.ts';
 import { freePort } from '../testbed/ports.ts';
@@ -113,7 +113,7 @@ export class Federation implements AsyncDisposable {
       names,
       natsTrustedCas: [rootPem],
       natsServerCertificate: { certPem: certificateToPem(natsCert), keyPem: await privateKeyToPem(natsKeys.privateKey), caPem: rootPem },
-      natsUsers: federationNatsUsers(hubNkey.getPublicKey()),
+      natsAuthorization: (adminNkey) => federationNatsAccounts([hubNkey.getPublicKey(), adminNkey]),
     });
     let lab: NetworkLab | undefined;
     try {

@@ -28,8 +28,8 @@ export interface TestbedOptions {
   readonly natsTrustedCas?: readonly string[];
   /** NATS's serving certificate (PEM, with 127.0.0.1 as an IP SAN, and its CA) instead of one from its test CA. */
   readonly natsServerCertificate?: { readonly certPem: string; readonly keyPem: string; readonly caPem: string };
-  /** nats-server `users` entries: certificates then map to users (verify_and_map). */
-  readonly natsUsers?: readonly string[];
+  /** nats-server authorization configuration given the test bed's admin nkey: certificates then map to users (verify_and_map). */
+  readonly natsAuthorization?: (adminNkey: string) => string;
 }
 
 export class Testbed implements AsyncDisposable {
@@ -91,7 +91,7 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
   const timeoutMs = options.startTimeoutMs ?? 90_000;
   try {
     const [nats, ...clusters] = await Promise.all([
-      options.nats === false ? Promise.resolve(undefined) : LocalNats.start(supervisor, binaries, timeoutMs, { trustedCas: options.natsTrustedCas ?? [], serverCertificate: options.natsServerCertificate, users: options.natsUsers }),
+      options.nats === false ? Promise.resolve(undefined) : LocalNats.start(supervisor, binaries, timeoutMs, { trustedCas: options.natsTrustedCas ?? [], serverCertificate: options.natsServerCertificate, authorization: options.natsAuthorization }),
       ...names.map((name) => LocalCluster.start(supervisor, binaries, { name, installCrds: options.installCrds ?? true, startTimeoutMs: timeoutMs })),
     ]);
     const startupMs = Math.round(performance.now() - started);
