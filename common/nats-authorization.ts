@@ -1,8 +1,8 @@
 // NATS authorization for a federation (DESIGN §5: the hub is the only writer; agents read).
 // Two accounts. HUB holds the JetStream buckets; only nkey users live there (the hub, and
 // operators' tools): a certificate subject alone could be minted by any cluster's intermediate,
-// which chains to the root NATS trusts. AGENTS holds the agents, mapped by their certificate
-// subject (verify_and_map), and has no JetStream at all: what agents may do is request the
+// which chains to the root NATS trusts. AGENTS holds the agents (each member its own user, decided
+// by the hub through auth callout: hub/nats-access.ts) and has no JetStream at all: what agents may do is request the
 // read-only services HUB exports (batch direct get, stream info) and receive the live messages of
 // the buckets' subjects (a stream export). A reply subject, a consumer's deliver subject or any
 // other subject an agent names exists only in AGENTS, where nothing stores a message, so no
@@ -38,12 +38,28 @@ export function bucketSubjects(bucket: string): string {
 
 const q = (s: string): string => JSON.stringify(s);
 
+/** What an agent user may publish and subscribe to in AGENTS: the imported read requests, its inboxes, the live subjects. */
+export function agentPermissions(): { publish: string[]; subscribe: string[] } {
+  return {
+    publish: AGENT_READABLE_BUCKETS.flatMap((bucket) => Object.values(bucketReadRequests(bucket))),
+    subscribe: ['_INBOX.>', ...AGENT_READABLE_BUCKETS.map(bucketSubjects)],
+  };
+}
+
+/** With auth callout (hub/nats-access.ts): the account nkey signing its verdicts and the system user the hub kicks removed clusters with. */
+export interface NatsAuthCallout {
+  readonly issuer: string;
+  readonly systemNkey: string;
+}
+
 /**
- * The `accounts` block of nats-server's configuration (the `tls` block must set
- * `verify_and_map: true`): HUB with JetStream, the given nkeys and the read-only exports; AGENTS
- * with every agent certificate mapped to one user that may only request those imports.
+ * nats-server's authorization configuration: HUB with JetStream, the given nkeys and the
+ * read-only exports; AGENTS importing them. Agents are users of AGENTS either by certificate
+ * subject, all of them one user (`mapCertificates`: the `tls` block sets `verify_and_map`), or,
+ * with `callout`, each member its own user decided by the hub per connect (the `tls` block sets
+ * `verify`), and a system account for the hub's removal enforcement.
  */
-export function federationNatsAccounts(hubNkeys: readonly string[]): string {
+export function federationNatsAccounts(hubNkeys: readonly string[], callout?: NatsAuthCallout): { config: string; mapCertificates: boolean } {
   const exports = AGENT_READABLE_BUCKETS.flatMap((bucket) => {
     const r = bucketReadRequests(bucket, '$JS.API');
     return [`{ service: ${q(r.directGet)}, response_type: stream }`, `{ service: ${q(r.streamInfo)} }`, `{ stream: ${q(bucketSubjects(bucket))} }`];
@@ -56,9 +72,9 @@ export function federationNatsAccounts(hubNkeys: readonly string[]): string {
       `{ stream: { account: ${HUB_ACCOUNT}, subject: ${q(bucketSubjects(bucket))} } }`,
     ];
   });
-  const publish = AGENT_READABLE_BUCKETS.flatMap((bucket) => Object.values(bucketReadRequests(bucket))).map(q);
-  const subscribe = ['_INBOX.>', ...AGENT_READABLE_BUCKETS.map(bucketSubjects)].map(q);
-  return [
+  const permissions = agentPermissions();
+  const certificateUser = `{ user: ${q(AGENT_CERTIFICATE_SUBJECT)}, permissions: { publish: { allow: [${permissions.publish.map(q).join(', ')}] }, subscribe: { allow: [${permissions.subscribe.map(q).join(', ')}] } } }`;
+  const config = [
     'accounts {',
     `  ${HUB_ACCOUNT}: {`,
     '    jetstream: enabled',
@@ -66,9 +82,17 @@ export function federationNatsAccounts(hubNkeys: readonly string[]): string {
     `    exports: [\n      ${exports.join(',\n      ')}\n    ]`,
     '  }',
     `  ${AGENTS_ACCOUNT}: {`,
-    `    users: [ { user: ${q(AGENT_CERTIFICATE_SUBJECT)}, permissions: { publish: { allow: [${publish.join(', ')}] }, subscribe: { allow: [${subscribe.join(', ')}] } } } ]`,
+    ...(callout ? [] : [`    users: [ ${certificateUser} ]`]),
     `    imports: [\n      ${imports.join(',\n      ')}\n    ]`,
     '  }',
+    ...(callout ? [`  SYS: { users: [ { nkey: ${q(callout.systemNkey)} } ] }`] : []),
     '}',
+    ...(callout
+      ? [
+          'system_account: SYS',
+          `authorization { auth_callout { issuer: ${q(callout.issuer)}, account: ${HUB_ACCOUNT}, auth_users: [ ${[...hubNkeys, callout.systemNkey].map(q).join(', ')} ] } }`,
+        ]
+      : []),
   ].join('\n');
+  return { config, mapCertificates: !callout };
 }

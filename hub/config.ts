@@ -74,6 +74,13 @@ export const hubConfigSchema = z
         keyFile: z.string().min(1),
         /** The hub's NATS nkey seed: the hub alone may write (agents are mapped read-only by certificate). */
         nkeySeedFile: z.string().optional(),
+        /**
+         * NATS auth callout (hub/nats-access.ts): each member its own NATS user, decided by the hub
+         * per connect, and disconnected on removal. The seed of the account nkey nats-server's
+         * `auth_callout.issuer` names, and of a system account user (to find and disconnect removed
+         * clusters' connections).
+         */
+        authCallout: z.object({ issuerSeedFile: z.string().min(1), systemNkeySeedFile: z.string().min(1) }).strict().optional(),
       })
       .strict(),
     /** Bounds on what any caller can make the hub do (issue 8, hole 3 and 8). */

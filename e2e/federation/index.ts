@@ -106,14 +106,18 @@ export class Federation implements AsyncDisposable {
       { subject: 'CN=nats', publicKey: natsKeys.publicKey, notAfter: new Date(Date.now() + 30 * day), isCa: false, san: { ip: ['127.0.0.1'], dns: ['localhost'] }, extendedKeyUsages: [EKU.serverAuth] },
       { certificate: root, keys: rootKeys },
     );
-    // The hub writes to NATS with an nkey; agents are mapped read-only by their certificate.
+    // The hub writes to NATS with an nkey; agents are admitted read-only one member at a time by
+    // the hub (auth callout, signed with the issuer's key), and removed ones disconnected through
+    // a system account user.
     const hubNkey = nkeys.createUser();
+    const calloutIssuer = nkeys.createAccount();
+    const systemNkey = nkeys.createUser();
     const names = ['hub', ...Array.from({ length: memberCount }, (_, i) => `cluster-${String.fromCharCode(97 + i)}`)];
     const bed = await startTestbed({
       names,
       natsTrustedCas: [rootPem],
       natsServerCertificate: { certPem: certificateToPem(natsCert), keyPem: await privateKeyToPem(natsKeys.privateKey), caPem: rootPem },
-      natsAuthorization: (adminNkey) => federationNatsAccounts([hubNkey.getPublicKey(), adminNkey]),
+      natsAuthorization: (adminNkey) => federationNatsAccounts([hubNkey.getPublicKey(), adminNkey], { issuer: calloutIssuer.getPublicKey(), systemNkey: systemNkey.getPublicKey() }),
     });
     let lab: NetworkLab | undefined;
     try {
@@ -129,8 +133,12 @@ export class Federation implements AsyncDisposable {
         natsCert: join(dir, 'hub-nats.crt'),
         natsKey: join(dir, 'hub-nats.key'),
         natsSeed: join(dir, 'hub-nats.nk'),
+        calloutIssuerSeed: join(dir, 'hub-nats-issuer.nk'),
+        systemSeed: join(dir, 'hub-nats-system.nk'),
       };
       writeFileSync(files.natsSeed, new TextDecoder().decode(hubNkey.getSeed()), { mode: 0o600 });
+      writeFileSync(files.calloutIssuerSeed, new TextDecoder().decode(calloutIssuer.getSeed()), { mode: 0o600 });
+      writeFileSync(files.systemSeed, new TextDecoder().decode(systemNkey.getSeed()), { mode: 0o600 });
       writeFileSync(files.rootCert, rootPem);
       writeFileSync(files.rootKey, await privateKeyToPem(rootKeys.privateKey), { mode: 0o600 });
       writeFileSync(files.natsCa, rootPem);
@@ -154,7 +162,7 @@ export class Federation implements AsyncDisposable {
             autoAccept: options.autoAccept ?? true,
             heartbeat: { interval: options.heartbeatInterval ?? '1s', missedBeforeUnknown: options.missedBeforeUnknown ?? 3, ...(options.staleAfter ? { staleAfter: options.staleAfter } : {}) },
             certificates: { rootCertFile: files.rootCert, rootKeyFile: files.rootKey },
-            nats: { urls: [nats.url], caFile: files.natsCa, certFile: files.natsCert, keyFile: files.natsKey, nkeySeedFile: files.natsSeed },
+            nats: { urls: [nats.url], caFile: files.natsCa, certFile: files.natsCert, keyFile: files.natsKey, nkeySeedFile: files.natsSeed, authCallout: { issuerSeedFile: files.calloutIssuerSeed, systemNkeySeedFile: files.systemSeed } },
             ...(options.leaderElection ? { leaderElection: options.leaderElection } : {}),
           }),
         );

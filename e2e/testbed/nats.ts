@@ -55,7 +55,7 @@ export class LocalNats {
        * the test bed's admin; when given, certificates map to users (verify_and_map) and the test
        * bed's own clients authenticate with that nkey.
        */
-      authorization?: ((adminNkey: string) => string) | undefined;
+      authorization?: ((adminNkey: string) => NatsAuthorization) | undefined;
     },
   ): Promise<LocalNats> {
     const dir = join(supervisor.dir, 'nats');
@@ -118,14 +118,20 @@ async function waitUntilHealthy(process: ManagedProcess, monitorUrl: string, tim
   await waitForProcess(process, 'nats-server /healthz', () => httpOk(`${monitorUrl}/healthz?js-enabled-only=true`), timeoutMs, 50);
 }
 
-function renderConfig(c: { port: number; monitorPort: number; dir: string; clientCaFile: string; serving: PemFiles; authorization: string | undefined }): string {
+/** nats-server authorization configuration, and whether certificates map to users (verify_and_map) or are only verified. */
+export interface NatsAuthorization {
+  readonly config: string;
+  readonly mapCertificates: boolean;
+}
+
+function renderConfig(c: { port: number; monitorPort: number; dir: string; clientCaFile: string; serving: PemFiles; authorization: NatsAuthorization | undefined }): string {
   return [
     `listen: "127.0.0.1:${c.port}"`,
     `http: "127.0.0.1:${c.monitorPort}"`,
     'server_name: isthmus-testbed',
     `jetstream { store_dir: "${join(c.dir, 'jetstream')}", max_memory_store: 268435456, max_file_store: 1073741824 }`,
-    `tls { cert_file: "${c.serving.certFile}", key_file: "${c.serving.keyFile}", ca_file: "${c.clientCaFile}", ${c.authorization ? 'verify_and_map' : 'verify'}: true, timeout: 2 }`,
-    ...(c.authorization ? [c.authorization] : []),
+    `tls { cert_file: "${c.serving.certFile}", key_file: "${c.serving.keyFile}", ca_file: "${c.clientCaFile}", ${c.authorization?.mapCertificates ? 'verify_and_map' : 'verify'}: true, timeout: 2 }`,
+    ...(c.authorization ? [c.authorization.config] : []),
     '',
   ].join('\n');
 }
