@@ -37,10 +37,10 @@ describe('NATS identity per member', () => {
     });
   }
 
-  /** The AGENTS connections NATS holds for a cluster (the monitoring endpoint, tagged by the hub at admission). */
+  /** The AGENTS connections NATS holds for a cluster (its monitoring endpoint names each by the user the hub admitted: the cluster id). */
   async function natsConnectionsOf(cluster: string): Promise<number> {
-    const connz = (await (await fetch(`${fed.bed.nats!.monitorUrl}/connz?auth=true&acc=AGENTS&limit=1000`)).json()) as { connections?: Array<{ tags?: string[] }> };
-    return (connz.connections ?? []).filter((c) => c.tags?.includes(`isthmus-cluster:${cluster}`)).length;
+    const connz = (await (await fetch(`${fed.bed.nats!.monitorUrl}/connz?auth=true&acc=AGENTS&limit=1000`)).json()) as { connections?: Array<{ authorized_user?: string }> };
+    return (connz.connections ?? []).filter((c) => c.authorized_user === cluster).length;
   }
 
   it('cuts a removed cluster\'s NATS connections and refuses its reconnects within 5 s', async () => {

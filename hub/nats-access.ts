@@ -6,7 +6,7 @@
 //   member's intermediate could mint for another cluster is refused too (certificate-subject
 //   mapping in nats-server's configuration cannot tell them apart: every intermediate chains to
 //   the root it trusts);
-// - the accepted agent becomes a user of the AGENTS account tagged with its cluster id, with the
+// - the accepted agent becomes a user of the AGENTS account named by its cluster id, with the
 //   read-only permissions of common/nats-authorization.ts;
 // - the leader enforces removal: on every membership change (and periodically) it lists AGENTS
 //   connections on every NATS server (system account CONNZ) and disconnects (KICK) those whose
@@ -23,8 +23,6 @@ import type { CallContext } from '../common/hub-api/service.ts';
 import { currentMemberIds, type MemberCache } from './membership.ts';
 
 export const AUTH_CALLOUT_SUBJECT = '$SYS.REQ.USER.AUTH';
-/** The user tag naming an agent connection's cluster (what removal looks connections up by). */
-export const CLUSTER_TAG_PREFIX = 'isthmus-cluster:';
 /** How long user credentials the callout issues stay valid; a connection outlives them only as long as membership lasts (removal kicks it). */
 const USER_VALIDITY_S = 24 * 3600;
 
@@ -39,7 +37,7 @@ const authRequestSchema = z.object({
 const connzSchema = z.object({
   server: z.object({ id: z.string() }),
   data: z
-    .object({ connections: z.array(z.object({ cid: z.number().int(), account: z.string().optional(), tags: z.array(z.string()).nullish() })).nullish() })
+    .object({ connections: z.array(z.object({ cid: z.number().int(), account: z.string().optional(), authorized_user: z.string().optional() })).nullish() })
     .nullish(),
 });
 
@@ -114,7 +112,7 @@ export class NatsAccess {
             aud: AGENTS_ACCOUNT,
             name: clusterId,
             exp: Math.floor(Date.now() / 1000) + USER_VALIDITY_S,
-            nats: { pub: { allow: permissions.publish }, sub: { allow: permissions.subscribe }, subs: -1, data: -1, payload: -1, tags: [`${CLUSTER_TAG_PREFIX}${clusterId}`], type: 'user', version: 2 },
+            nats: { pub: { allow: permissions.publish }, sub: { allow: permissions.subscribe }, subs: -1, data: -1, payload: -1, type: 'user', version: 2 },
           },
           this.#issuer,
         ),
@@ -153,10 +151,9 @@ export class NatsAccess {
       const parsed = connzSchema.safeParse(reply.json());
       if (!parsed.success) continue;
       for (const conn of parsed.data.data?.connections ?? []) {
-        const tag = conn.tags?.find((t) => t.startsWith(CLUSTER_TAG_PREFIX));
-        if (conn.account !== AGENTS_ACCOUNT || !tag) continue;
-        const clusterId = tag.slice(CLUSTER_TAG_PREFIX.length);
-        if (members.has(clusterId)) continue;
+        // nats-server reports a callout user by the name the hub gave it: the cluster id.
+        const clusterId = conn.authorized_user;
+        if (conn.account !== AGENTS_ACCOUNT || !clusterId || members.has(clusterId)) continue;
         log.info({ clusterId, server: parsed.data.server.id, cid: conn.cid }, 'disconnecting the NATS connection of a removed cluster');
         kicks.push(system.request(`$SYS.REQ.SERVER.${parsed.data.server.id}.KICK`, JSON.stringify({ cid: conn.cid }), { timeout: 2_000 }));
       }
