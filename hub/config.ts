@@ -72,7 +72,7 @@ export const hubConfigSchema = z
         caFile: z.string().min(1),
         certFile: z.string().min(1),
         keyFile: z.string().min(1),
-        /** The hub's NATS nkey seed: the hub alone may write (agents are mapped read-only by certificate). */
+        /** The hub's NATS nkey seed (HUB account): the hub alone may write; agents read from the AGENTS account. */
         nkeySeedFile: z.string().optional(),
         /**
          * NATS auth callout (hub/nats-access.ts): each member its own NATS user, decided by the hub
