@@ -72,7 +72,7 @@ export const hubConfigSchema = z
         caFile: z.string().min(1),
         certFile: z.string().min(1),
         keyFile: z.string().min(1),
-        /** The hub's NATS nkey seed: the hub alone may write (agents are mapped read-only by certificate). */
+        /** The hub's NATS nkey seed (HUB account): the hub alone may write; agents read from the AGENTS account. */
         nkeySeedFile: z.string().optional(),
         /**
          * Where the hub keeps NATS's TLS material (hub/nats-tls.ts): a kubernetes.io/tls Secret with
@@ -91,6 +91,13 @@ export const hubConfigSchema = z
           })
           .strict()
           .optional(),
+        /**
+         * NATS auth callout (hub/nats-access.ts): each member its own NATS user, decided by the hub
+         * per connect, and disconnected on removal. The seed of the account nkey nats-server's
+         * `auth_callout.issuer` names, and of a system account user (to find and disconnect removed
+         * clusters' connections).
+         */
+        authCallout: z.object({ issuerSeedFile: z.string().min(1), systemNkeySeedFile: z.string().min(1) }).strict().optional(),
       })
       .strict(),
     /** Bounds on what any caller can make the hub do (issue 8, hole 3 and 8). */

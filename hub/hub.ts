@@ -32,6 +32,7 @@ import { TrustStore } from './trust-store.ts';
 import { stepTrustRotation, type TrustRotationDeps } from './trust-rotation.ts';
 import { NatsTlsPublisher } from './nats-tls.ts';
 import { runPeriodically } from '../common/periodic.ts';
+import { NatsAccess } from './nats-access.ts';
 
 const memberClusters = customResource({ group: ISTHMUS_GROUP, version: ISTHMUS_VERSION, kind: MEMBER_CLUSTER_KIND, plural: MEMBER_CLUSTER_PLURAL, namespaced: false });
 
@@ -89,6 +90,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   informer.addEventHandler(() => catalog.onMembersChanged());
 
   const lifetime = new AbortController();
+  const access = config.nats.authCallout ? await startNatsAccess(config.nats.authCallout) : undefined;
   const credentials = new OptionalClientCertCredentials(await serverIdentity(trust));
   // What this replica presents: re-issued when the signing root or the bundle changes (rotation).
   let svidRoot = trust.signingAuthority().fingerprint;
@@ -156,6 +158,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
       const kv = await new Kvm(nc).create(MEMBERS_BUCKET, { history: 1 });
       const publisher = new MembershipPublisher(kv, memberCache, log.child({ part: 'membership' }), { staleAfterMs: config.heartbeat.staleAfter });
       const stopInformerHook = informer.addEventHandler(() => publisher.trigger());
+      if (access) enforceNatsMembership(access.enforcer, signal);
       leadership = { publisher, stopInformerHook };
       // Resolves when the term ends, so a graceful stop flushes the catalog before releasing the lease.
       await catalogTerm;
@@ -169,6 +172,22 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
       void current?.publisher.stop();
     },
   });
+
+  /** Every replica answers NATS auth callout; the leader disconnects removed clusters. */
+  async function startNatsAccess(files: { issuerSeedFile: string; systemNkeySeedFile: string }): Promise<{ enforcer: NatsAccess; system: NatsConnection }> {
+    const [issuerSeed, systemSeed] = await Promise.all([readFile(files.issuerSeedFile, 'utf8'), readFile(files.systemNkeySeedFile, 'utf8')]);
+    const system = await connectNats({ urls: config.nats.urls, name: `isthmus-hub-${config.replicaId}-system`, tls: await tlsFromFiles(config.nats), log, nkeySeed: systemSeed });
+    const enforcer = new NatsAccess({ nc, system, issuerSeed, authenticate: createAgentAuthenticator({ trust, memberCache }), memberCache, log: log.child({ part: 'nats-access' }) });
+    enforcer.serve(lifetime.signal);
+    return { enforcer, system };
+  }
+
+  /** For one term: on every membership change, and every 10 s in case a change was missed. */
+  function enforceNatsMembership(enforcer: NatsAccess, signal: AbortSignal): void {
+    const stopHook = informer.addEventHandler(() => void enforcer.enforce());
+    signal.addEventListener('abort', stopHook, { once: true });
+    void runPeriodically(() => enforcer.enforce(), 10_000, signal, (err) => log.warn({ err }, 'enforcing NATS membership failed; retrying'));
+  }
 
   /** FailoverPolicy distribution for one term: stops (no write starts) when the term's signal aborts. */
   function startPolicies(signal: AbortSignal): void {
@@ -256,6 +275,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
         });
       });
       await informer.stop();
+      await access?.system.drain();
       await nc.drain();
       await status.close();
     },

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { nkeys } from '@nats-io/transport-node';
 import { stringify as stringifyYaml } from 'yaml';
-import { federationNatsUsers } from '../../common/nats-authorization.ts';
+import { federationNatsAccounts } from '../../common/nats-authorization.ts';
 import { isNotFound } from '../../common/kube/index.ts';
 import { ISTHMUS_GROUP, ISTHMUS_VERSION, MEMBER_CLUSTER_PLURAL, type MemberCluster } from '../../common/api/isthmus.ts';
 import { EKU, certificateToPem, generateKeyPair, issueCertificate, privateKeyToPem } from '../../common/pki/x509.ts';
@@ -122,14 +122,18 @@ export class Federation implements AsyncDisposable {
       { subject: 'CN=nats', publicKey: natsKeys.publicKey, notAfter: new Date(Date.now() + 30 * day), isCa: false, san: { ip: ['127.0.0.1'], dns: ['localhost'] }, extendedKeyUsages: [EKU.serverAuth] },
       { certificate: root, keys: rootKeys },
     );
-    // The hub writes to NATS with an nkey; agents are mapped read-only by their certificate.
+    // The hub writes to NATS with an nkey; agents are admitted read-only one member at a time by
+    // the hub (auth callout, signed with the issuer's key), and removed ones disconnected through
+    // a system account user.
     const hubNkey = nkeys.createUser();
+    const calloutIssuer = nkeys.createAccount();
+    const systemNkey = nkeys.createUser();
     const names = ['hub', ...Array.from({ length: memberCount }, (_, i) => `cluster-${String.fromCharCode(97 + i)}`)];
     const bed = await startTestbed({
       names,
       natsTrustedCas: [rootPem],
       natsServerCertificate: { certPem: certificateToPem(natsCert), keyPem: await privateKeyToPem(natsKeys.privateKey), caPem: rootPem },
-      natsUsers: federationNatsUsers(hubNkey.getPublicKey()),
+      natsAuthorization: (adminNkey) => federationNatsAccounts([hubNkey.getPublicKey(), adminNkey], { issuer: calloutIssuer.getPublicKey(), systemNkey: systemNkey.getPublicKey() }),
     });
     let lab: NetworkLab | undefined;
     try {
@@ -145,8 +149,12 @@ export class Federation implements AsyncDisposable {
         natsCert: join(dir, 'hub-nats.crt'),
         natsKey: join(dir, 'hub-nats.key'),
         natsSeed: join(dir, 'hub-nats.nk'),
+        calloutIssuerSeed: join(dir, 'hub-nats-issuer.nk'),
+        systemSeed: join(dir, 'hub-nats-system.nk'),
       };
       writeFileSync(files.natsSeed, new TextDecoder().decode(hubNkey.getSeed()), { mode: 0o600 });
+      writeFileSync(files.calloutIssuerSeed, new TextDecoder().decode(calloutIssuer.getSeed()), { mode: 0o600 });
+      writeFileSync(files.systemSeed, new TextDecoder().decode(systemNkey.getSeed()), { mode: 0o600 });
       writeFileSync(files.rootCert, rootPem);
       writeFileSync(files.rootKey, await privateKeyToPem(rootKeys.privateKey), { mode: 0o600 });
       writeFileSync(files.natsCa, rootPem);
@@ -176,6 +184,7 @@ export class Federation implements AsyncDisposable {
               certFile: files.natsCert,
               keyFile: files.natsKey,
               nkeySeedFile: files.natsSeed,
+              authCallout: { issuerSeedFile: files.calloutIssuerSeed, systemNkeySeedFile: files.systemSeed },
               ...(options.natsTlsFromHub ? { serverTlsSecret: { ...NATS_TLS_SECRET, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] } } : {}),
             },
             ...(options.rotationStageTimeout ? { rotation: { stageTimeout: options.rotationStageTimeout } } : {}),

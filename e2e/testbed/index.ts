@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import { createLogger } from '../../common/logger.ts';
 import { resolveBinaries } from './binaries.ts';
 import { LocalCluster } from './cluster.ts';
-import { LocalNats } from './nats.ts';
+import { LocalNats, type NatsAuthorization } from './nats.ts';
 import { ProcessSupervisor, type ManagedProcess, type StartOptions } from './processes.ts';
 import { testbedRoot } from './reaper.ts';
 
 export { LocalCluster } from './cluster.ts';
-export { LocalNats, type NatsClientCredentials } from './nats.ts';
+export { LocalNats, type NatsAuthorization, type NatsClientCredentials } from './nats.ts';
 export { ProcessSupervisor, type ManagedProcess, type StartOptions } from './processes.ts';
 export { alive, reapAbandonedNetns, reapAbandonedTestbeds, testbedRoot } from './reaper.ts';
 export { LabCluster, NetworkLab, labNetwork, netnsAvailable, type ConnectOutcome, type Fault, type NetworkLabOptions, type Portal } from './netns.ts';
@@ -28,8 +28,8 @@ export interface TestbedOptions {
   readonly natsTrustedCas?: readonly string[];
   /** NATS's serving certificate (PEM, with 127.0.0.1 as an IP SAN, and its CA) instead of one from its test CA. */
   readonly natsServerCertificate?: { readonly certPem: string; readonly keyPem: string; readonly caPem: string };
-  /** nats-server `users` entries: certificates then map to users (verify_and_map). */
-  readonly natsUsers?: readonly string[];
+  /** nats-server authorization configuration given the test bed's admin nkey: certificates then map to users (verify_and_map). */
+  readonly natsAuthorization?: (adminNkey: string) => NatsAuthorization;
 }
 
 export class Testbed implements AsyncDisposable {
@@ -91,7 +91,7 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
   const timeoutMs = options.startTimeoutMs ?? 90_000;
   try {
     const [nats, ...clusters] = await Promise.all([
-      options.nats === false ? Promise.resolve(undefined) : LocalNats.start(supervisor, binaries, timeoutMs, { trustedCas: options.natsTrustedCas ?? [], serverCertificate: options.natsServerCertificate, users: options.natsUsers }),
+      options.nats === false ? Promise.resolve(undefined) : LocalNats.start(supervisor, binaries, timeoutMs, { trustedCas: options.natsTrustedCas ?? [], serverCertificate: options.natsServerCertificate, authorization: options.natsAuthorization }),
       ...names.map((name) => LocalCluster.start(supervisor, binaries, { name, installCrds: options.installCrds ?? true, startTimeoutMs: timeoutMs })),
     ]);
     const startupMs = Math.round(performance.now() - started);

@@ -63,8 +63,12 @@ export class LocalNats {
     tls: {
       trustedCas: readonly string[];
       serverCertificate?: { certPem: string; keyPem: string; caPem: string } | undefined;
-      /** nats-server `users` entries; when given, certificates map to users and the test bed's clients use an admin nkey. */
-      users?: readonly string[] | undefined;
+      /**
+       * nats-server authorization configuration (e.g. an `accounts` block) given the public nkey of
+       * the test bed's admin; when given, certificates map to users (verify_and_map) and the test
+       * bed's own clients authenticate with that nkey.
+       */
+      authorization?: ((adminNkey: string) => NatsAuthorization) | undefined;
     },
   ): Promise<LocalNats> {
     const dir = join(supervisor.dir, 'nats');
@@ -73,13 +77,13 @@ export class LocalNats {
     const serving = tls.serverCertificate
       ? await writePem(dir, 'nats-server', tls.serverCertificate)
       : await ca.issue('nats-server', 'CN=nats-server', { dns: ['localhost'], ip: ['127.0.0.1'], server: true });
-    const admin = tls.users ? nkeys.createUser() : undefined;
+    const admin = tls.authorization ? nkeys.createUser() : undefined;
     const clientCaFile = join(dir, 'client-cas.pem');
     await writeFile(clientCaFile, [ca.caPem, ...tls.trustedCas].join('\n'));
     for (let attempt = 1; ; attempt++) {
       const [port, monitorPort] = [await freePort(), await freePort()];
       const configFile = join(dir, 'nats.conf');
-      await writeFile(configFile, renderConfig({ port, monitorPort, dir, clientCaFile, serving, users: admin && tls.users ? [`{ nkey: "${admin.getPublicKey()}" }`, ...tls.users] : undefined }));
+      await writeFile(configFile, renderConfig({ port, monitorPort, dir, clientCaFile, serving, authorization: admin && tls.authorization?.(admin.getPublicKey()) }));
       const monitorUrl = `http://127.0.0.1:${monitorPort}`;
       const launch = (): Promise<ManagedProcess> => supervisor.start({ name: 'nats-server', command: binaries.natsServer, args: ['-c', configFile] });
       const process = await launch();
@@ -136,9 +140,9 @@ export class LocalNats {
     return String(((await response.json()) as { config_load_time?: string }).config_load_time);
   }
 
-  /** A client certificate the server accepts (it requires one: verify is on). */
-  async clientCredentials(name: string): Promise<NatsClientCredentials> {
-    const files = await this.ca.issue(`nats-client-${name}`, `CN=${name}`, { client: true });
+  /** A client certificate the server accepts (it requires one: verify is on), with subject `CN=<name>` unless one is given. */
+  async clientCredentials(name: string, subject = `CN=${name}`): Promise<NatsClientCredentials> {
+    const files = await this.ca.issue(`nats-client-${name}`, subject, { client: true });
     return { ca: this.serverCaPem, cert: files.certPem, key: files.keyPem };
   }
 
@@ -158,14 +162,20 @@ async function waitUntilHealthy(process: ManagedProcess, monitorUrl: string, tim
   await waitForProcess(process, 'nats-server /healthz', () => httpOk(`${monitorUrl}/healthz?js-enabled-only=true`), timeoutMs, 50);
 }
 
-function renderConfig(c: { port: number; monitorPort: number; dir: string; clientCaFile: string; serving: PemFiles; users: readonly string[] | undefined }): string {
+/** nats-server authorization configuration, and whether certificates map to users (verify_and_map) or are only verified. */
+export interface NatsAuthorization {
+  readonly config: string;
+  readonly mapCertificates: boolean;
+}
+
+function renderConfig(c: { port: number; monitorPort: number; dir: string; clientCaFile: string; serving: PemFiles; authorization: NatsAuthorization | undefined }): string {
   return [
     `listen: "127.0.0.1:${c.port}"`,
     `http: "127.0.0.1:${c.monitorPort}"`,
     'server_name: isthmus-testbed',
     `jetstream { store_dir: "${join(c.dir, 'jetstream')}", max_memory_store: 268435456, max_file_store: 1073741824 }`,
-    `tls { cert_file: "${c.serving.certFile}", key_file: "${c.serving.keyFile}", ca_file: "${c.clientCaFile}", ${c.users ? 'verify_and_map' : 'verify'}: true, timeout: 2 }`,
-    ...(c.users ? [`authorization { users: [\n  ${c.users.join(',\n  ')}\n] }`] : []),
+    `tls { cert_file: "${c.serving.certFile}", key_file: "${c.serving.keyFile}", ca_file: "${c.clientCaFile}", ${c.authorization?.mapCertificates ? 'verify_and_map' : 'verify'}: true, timeout: 2 }`,
+    ...(c.authorization ? [c.authorization.config] : []),
     '',
   ].join('\n');
 }

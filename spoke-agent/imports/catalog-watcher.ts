@@ -1,17 +1,20 @@
 // Watches a whole KV bucket (the catalog by default, DESIGN §5; also the membership) and keeps the last valid entry of every key in
-// memory. After any interruption (the watch ending, an error, a reconnect) it watches again from
-// the last revision it processed; a watch that stalls without ending makes it read the bucket
-// again in full. An outage of the hub or NATS only freezes what it knows: keys go away because
-// the bucket says so (a delete, a purge, a full snapshot without them), never because the bucket
-// cannot be read.
+// memory. It reads only with requests that cannot write (bucket-reader.ts: stream info and batch
+// direct get, no consumer), woken by the bucket's live messages and checked periodically. After
+// any interruption (an error, a reconnect) it reads on from the last revision it processed; a
+// bucket whose last revision it cannot reach (messages removed without a marker) or that went
+// back (recreated) is read again in full. An outage of the hub or NATS only freezes what it knows:
+// keys go away because the bucket says so (a delete, a purge, a full snapshot without them), never
+// because the bucket cannot be read.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Kvm, KvWatchInclude, type KV, type KvWatchEntry } from '@nats-io/kv';
-import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { ZodError } from 'zod';
 import { CATALOG_BUCKET, catalogEntrySchema, catalogKey, type CatalogEntry } from '../../common/catalog.ts';
 import { IsthmusError, describeError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import { backoffDelay } from '../../common/backoff.ts';
+import { bucketSubjects } from '../../common/nats-authorization.ts';
+import { lastRevision, readFrom, type BucketMessage } from './bucket-reader.ts';
 
 /** Called after a key's entry changed; `entry` is undefined once the key is gone. Must not block. */
 export type CatalogListener<T = CatalogEntry> = (key: string, entry: T | undefined) => void;
@@ -39,7 +42,7 @@ export interface CatalogWatcherOptions<T = CatalogEntry> {
   readonly log: Logger;
   /** Delay before watching again after a short-lived watch: doubles from initialMs up to maxMs. */
   readonly retry?: { readonly initialMs?: number; readonly maxMs?: number };
-  /** How often the watch is checked for progress against the bucket's last revision. */
+  /** How often the bucket is read again without a live message saying it changed. */
   readonly progressCheckMs?: number;
 }
 
@@ -62,13 +65,11 @@ export class CatalogWatcher<T = CatalogEntry> {
   readonly #syncedPromise: Promise<void>;
   #resolveSynced!: () => void;
   #rejectSynced!: (err: Error) => void;
-  #kv: KV | undefined;
-  /** Highest revision applied. Once a full snapshot is complete, watches resume after it. */
+  /** Highest revision applied. Once a full snapshot is complete, reads resume after it. */
   #revision = 0;
   #snapshotComplete = false;
-  #iterator: QueuedIterator<KvWatchEntry> | undefined;
-  /** The bucket's last revision at the previous progress check, when the watch had not reached it. */
-  #awaited: number | undefined;
+  /** Wakes the current watch: the bucket changed, the connection came back, or stop. */
+  #nudge: ((reason: 'changed' | 'reconnected') => void) | undefined;
   /** Aborted to cut a retry delay short (a reconnect) or on stop. */
   #wake = new AbortController();
   #loop: Promise<void> | undefined;
@@ -143,7 +144,7 @@ export class CatalogWatcher<T = CatalogEntry> {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    this.#iterator?.stop();
+    this.#nudge?.('reconnected');
     this.#wake.abort();
     await this.#loop;
     if (!this.#synced) this.#rejectSynced(new IsthmusError('ISTHMUS_STOPPED', 'catalog watcher stopped before its first snapshot'));
@@ -159,7 +160,6 @@ export class CatalogWatcher<T = CatalogEntry> {
       } catch (err) {
         if (!this.#stopped) this.#log.warn({ err: describeError(err), revision: this.#revision }, 'catalog watch failed; watching again');
       }
-      this.#iterator = undefined;
       if (this.#stopped) return;
       this.#restarts++;
       shortLived = Date.now() - began >= CATALOG_WATCHER_DEFAULTS.healthyAfterMs ? 0 : shortLived + 1;
@@ -167,64 +167,64 @@ export class CatalogWatcher<T = CatalogEntry> {
     }
   }
 
-  /** One watch, until it ends: a full snapshot first (and after a stall), else a resume. */
+  /**
+   * One watch, until the connection comes back from an interruption (or an error): reads the
+   * bucket on from the last revision (in full first, and whenever the bucket lost what it had
+   * held), then waits for a live message or the periodic check.
+   */
   async #watchOnce(): Promise<void> {
-    this.#kv ??= await new Kvm(this.#nc).open(this.#source.bucket);
-    const status = await this.#kv.status();
-    const lastSeq = status.streamInfo.state.last_seq;
+    let wake: 'changed' | 'reconnected' | 'timer' = 'timer';
+    let changed = false;
+    const live = this.#nc.subscribe(bucketSubjects(this.#source.bucket), {
+      callback: () => {
+        changed = true;
+        this.#nudge?.('changed');
+      },
+    });
+    try {
+      while (!this.#stopped) {
+        changed = false;
+        await this.#readOnce();
+        if (this.#stopped || changed) continue;
+        wake = await new Promise<'changed' | 'reconnected' | 'timer'>((resolve) => {
+          const timer = setTimeout(() => resolve('timer'), this.#progressCheckMs);
+          this.#nudge = (reason) => {
+            clearTimeout(timer);
+            resolve(reason);
+          };
+        });
+        this.#nudge = undefined;
+        if (wake === 'reconnected') return;
+      }
+    } finally {
+      this.#nudge = undefined;
+      live.unsubscribe();
+    }
+  }
+
+  /** Reads what the bucket holds beyond the last revision applied (all of it for a snapshot). */
+  async #readOnce(): Promise<void> {
+    const lastSeq = await lastRevision(this.#nc, this.#source.bucket);
     if (lastSeq < this.#revision) {
       this.#log.warn({ revision: this.#revision, lastSeq }, 'catalog bucket was recreated; reading it again from the start');
       this.#snapshotComplete = false;
       this.#revision = 0;
     }
-    // Keys seen by a full snapshot; undefined when resuming.
-    let snapshot: Set<string> | undefined = this.#snapshotComplete ? undefined : new Set();
-    const iterator = await this.#kv.watch(snapshot ? { include: KvWatchInclude.LastValue } : { resumeFromRevision: this.#revision + 1 });
-    if (this.#stopped) {
-      iterator.stop();
-      return;
+    const snapshot: Set<string> | undefined = this.#snapshotComplete ? undefined : new Set();
+    await readFrom(this.#nc, this.#source.bucket, snapshot ? 1 : this.#revision + 1, (message) => {
+      if (this.#stopped) return;
+      this.#apply(message);
+      snapshot?.add(message.key);
+    });
+    if (this.#stopped) return;
+    if (snapshot) {
+      this.#completeSnapshot(snapshot, lastSeq);
+    } else if (this.#revision < lastSeq) {
+      // The revisions up to lastSeq existed but are gone without a marker: only a full read tells what remains.
+      this.#log.warn({ revision: this.#revision, lastSeq }, 'catalog bucket lost messages; reading it again');
+      this.#snapshotComplete = false;
+      await this.#readOnce();
     }
-    this.#iterator = iterator;
-    this.#awaited = undefined;
-    const progressCheck = setInterval(() => void this.#checkProgress(iterator), this.#progressCheckMs);
-    try {
-      if (snapshot && status.values === 0) {
-        this.#completeSnapshot(snapshot, lastSeq);
-        snapshot = undefined;
-      }
-      for await (const entry of iterator) {
-        this.#apply(entry);
-        snapshot?.add(entry.key);
-        // The watch flags the last value of its initial set as the first update.
-        if (snapshot && entry.isUpdate) {
-          this.#completeSnapshot(snapshot, lastSeq);
-          snapshot = undefined;
-        }
-      }
-    } finally {
-      clearInterval(progressCheck);
-    }
-  }
-
-  /**
-   * A watch can stall without ending (its consumer vanished with a recreated bucket, or the
-   * messages it waits for were removed): one behind the bucket's last revision that has not caught
-   * up with it since the previous check, or ahead of it, is ended, and the bucket read again in full.
-   */
-  async #checkProgress(iterator: QueuedIterator<KvWatchEntry>): Promise<void> {
-    let lastSeq: number;
-    try {
-      lastSeq = (await (this.#kv as KV).status()).streamInfo.state.last_seq;
-    } catch {
-      return; // unreachable: the reconnect ends the watch anyway
-    }
-    if (iterator !== this.#iterator) return;
-    const stalled = lastSeq < this.#revision || (this.#awaited !== undefined && this.#revision < this.#awaited);
-    this.#awaited = lastSeq > this.#revision ? lastSeq : undefined;
-    if (!stalled) return;
-    this.#log.warn({ revision: this.#revision, lastSeq }, 'catalog watch stalled; reading the bucket again');
-    this.#snapshotComplete = false;
-    iterator.stop();
   }
 
   /**
@@ -244,14 +244,14 @@ export class CatalogWatcher<T = CatalogEntry> {
     }
   }
 
-  #apply(kvEntry: KvWatchEntry): void {
-    const { key, revision } = kvEntry;
+  #apply(message: BucketMessage): void {
+    const { key, revision } = message;
     this.#revision = Math.max(this.#revision, revision);
-    if (kvEntry.operation !== 'PUT') {
+    if (message.operation !== 'PUT') {
       this.#remove(key, revision);
       return;
     }
-    const entry = this.#parse(kvEntry);
+    const entry = this.#parse(message);
     if (!entry) return; // the last valid value stays
     const json = JSON.stringify(entry);
     if (this.#entries.get(key)?.json === json) return;
@@ -265,11 +265,11 @@ export class CatalogWatcher<T = CatalogEntry> {
     this.#notify(key, undefined);
   }
 
-  #parse(kvEntry: KvWatchEntry): T | undefined {
-    const { key, revision } = kvEntry;
+  #parse(message: BucketMessage): T | undefined {
+    const { key, revision } = message;
     let problem: string;
     try {
-      return this.#source.parse(key, kvEntry.json());
+      return this.#source.parse(key, JSON.parse(new TextDecoder().decode(message.value)));
     } catch (err) {
       problem = err instanceof ZodError ? err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : describeError(err);
     }
@@ -288,13 +288,13 @@ export class CatalogWatcher<T = CatalogEntry> {
     }
   }
 
-  /** A reconnect may leave the watch silently stale: watch again from the last revision. */
+  /** Changes made while disconnected sent no live message: read on from the last revision. */
   async #followConnection(): Promise<void> {
     for await (const status of this.#nc.status()) {
       if (this.#stopped) return;
       if (status.type !== 'reconnect') continue;
       this.#log.info({ revision: this.#revision }, 'NATS reconnected; resuming the catalog watch');
-      this.#iterator?.stop();
+      this.#nudge?.('reconnected');
       this.#wake.abort();
     }
   }

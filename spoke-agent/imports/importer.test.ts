@@ -13,6 +13,8 @@ import { CATALOG_BUCKET, catalogEntrySchema, type CatalogEntry } from '../../com
 import { ensureNamespace, isNotFound } from '../../common/kube/index.ts';
 import { TcpProxy } from '../../common/kube/tcp-proxy.testkit.ts';
 import { createLogger } from '../../common/logger.ts';
+import { federationNatsAccounts } from '../../common/nats-authorization.ts';
+import { AGENT_CERTIFICATE_SUBJECT } from '../../common/pki/index.ts';
 import { createImporter, derivedServiceName, registerImporterMetrics, type Importer, type OutboundListener } from './index.ts';
 
 const log = createLogger({ component: 'importer-test', level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent' });
@@ -120,7 +122,7 @@ async function settled(): Promise<void> {
 }
 
 beforeAll(async () => {
-  bed = await startTestbed({ clusters: 1 });
+  bed = await startTestbed({ clusters: 1, natsAuthorization: (adminNkey) => federationNatsAccounts([adminNkey]) });
   kc = bed.clusters[0]!.kubeConfig();
   core = kc.makeApiClient(CoreV1Api);
   discovery = kc.makeApiClient(DiscoveryV1Api);
@@ -129,7 +131,7 @@ beforeAll(async () => {
   hub = await nats.connect('hub');
   kv = await new Kvm(hub).create(CATALOG_BUCKET);
   proxy = await TcpProxy.start(nats.url);
-  agent = await connect({ servers: `tls://127.0.0.1:${proxy.port}`, name: 'agent', tls: await nats.clientCredentials('agent'), maxReconnectAttempts: -1, reconnectTimeWait: 100, reconnectJitter: 0 });
+  agent = await connect({ servers: `tls://127.0.0.1:${proxy.port}`, name: 'agent', tls: await nats.clientCredentials('agent', AGENT_CERTIFICATE_SUBJECT), maxReconnectAttempts: -1, reconnectTimeWait: 100, reconnectJitter: 0 });
   await ensureNamespace(kc, 'shop');
   await startImporter();
 });

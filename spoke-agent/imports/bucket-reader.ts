@@ -1,0 +1,84 @@
+// Reads a JetStream KV bucket with requests that cannot write (DESIGN §5): the stream's last
+// revision by stream info, and its messages in order by batch direct get. No consumer is
+// created, so no deliver subject exists to abuse; agents reach these two requests through the
+// AGENTS account's imports (common/nats-authorization.ts), where replies never touch a bucket.
+import { createInbox, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { z } from 'zod';
+import { IsthmusError } from '../../common/errors.ts';
+import { bucketReadRequests } from '../../common/nats-authorization.ts';
+
+/** One message of the bucket: a key's value (PUT) or its removal (DEL, PURGE), at its revision. */
+export interface BucketMessage {
+  readonly key: string;
+  readonly revision: number;
+  readonly operation: 'PUT' | 'DEL' | 'PURGE';
+  readonly value: Uint8Array;
+}
+
+const streamInfoSchema = z.union([
+  z.object({ state: z.object({ last_seq: z.number().int().min(0) }) }),
+  z.object({ error: z.object({ code: z.number(), err_code: z.number().optional(), description: z.string() }) }),
+]);
+
+/** How long one request may wait for its (first or next) reply. */
+const REQUEST_TIMEOUT_MS = 5_000;
+const BATCH = 256;
+
+/** The bucket's last revision; throws ISTHMUS_NATS_READ_FAILED if the bucket does not exist (yet). */
+export async function lastRevision(nc: NatsConnection, bucket: string): Promise<number> {
+  const reply = await nc.request(bucketReadRequests(bucket).streamInfo, '', { timeout: REQUEST_TIMEOUT_MS });
+  const info = streamInfoSchema.parse(reply.json());
+  if ('error' in info) throw new IsthmusError('ISTHMUS_NATS_READ_FAILED', `stream info of bucket ${bucket}: ${info.error.description} (${info.error.code})`);
+  return info.state.last_seq;
+}
+
+/**
+ * Calls `onMessage` for every message of the bucket from revision `from` on, in order, until the
+ * end of the stream as it was when the last batch was served.
+ */
+export async function readFrom(nc: NatsConnection, bucket: string, from: number, onMessage: (message: BucketMessage) => void): Promise<void> {
+  let next = Math.max(1, from);
+  for (;;) {
+    const { last, more } = await readBatch(nc, bucket, next, onMessage);
+    if (!more) return;
+    next = last + 1;
+  }
+}
+
+/** One batch direct get: resolves at its end-of-batch marker (or "no results"). */
+function readBatch(nc: NatsConnection, bucket: string, from: number, onMessage: (message: BucketMessage) => void): Promise<{ last: number; more: boolean }> {
+  const prefix = `$KV.${bucket}.`;
+  return new Promise((resolve, reject) => {
+    let last = from - 1;
+    let timer: NodeJS.Timeout | undefined;
+    const inbox = createInbox();
+    const finish = (error?: Error, result?: { last: number; more: boolean }): void => {
+      clearTimeout(timer);
+      sub.unsubscribe();
+      if (error) reject(error);
+      else resolve(result as { last: number; more: boolean });
+    };
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => finish(new IsthmusError('ISTHMUS_NATS_READ_FAILED', `bucket ${bucket}: no reply to a direct get within ${REQUEST_TIMEOUT_MS} ms`)), REQUEST_TIMEOUT_MS);
+    };
+    const sub = nc.subscribe(inbox, {
+      callback: (err, msg: Msg) => {
+        if (err) return finish(err);
+        arm();
+        const headers = msg.headers;
+        if (headers?.code === 404) return finish(undefined, { last, more: false });
+        if (headers?.code === 204) return finish(undefined, { last, more: Number(headers.get('Nats-Num-Pending') || '0') > 0 });
+        if (!headers || headers.hasError) return finish(new IsthmusError('ISTHMUS_NATS_READ_FAILED', `bucket ${bucket}: direct get failed: ${headers?.code ?? ''} ${headers?.description ?? 'no headers'}`));
+        const subject = headers.last('Nats-Subject');
+        const revision = Number(headers.last('Nats-Sequence'));
+        if (!subject.startsWith(prefix) || !Number.isSafeInteger(revision)) return finish(new IsthmusError('ISTHMUS_NATS_READ_FAILED', `bucket ${bucket}: direct get returned ${subject} #${revision}`));
+        const operation = headers.last('KV-Operation');
+        last = revision;
+        onMessage({ key: subject.slice(prefix.length), revision, operation: operation === 'DEL' || operation === 'PURGE' ? operation : 'PUT', value: msg.data });
+      },
+    });
+    arm();
+    nc.publish(bucketReadRequests(bucket).directGet, JSON.stringify({ seq: from, next_by_subj: `${prefix}>`, batch: BATCH }), { reply: inbox });
+  });
+}
