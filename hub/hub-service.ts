@@ -21,6 +21,8 @@ import type { TrustStore } from './trust-store.ts';
 /** Where ReportExports goes (the federated catalog). */
 export interface ExportsSink {
   report(clusterId: string, request: ReportExportsRequest): Promise<ReportExportsResponse>;
+  /** Whether the hub wants the cluster's full export set now, given the count its heartbeat gives. */
+  wantsReport?(clusterId: string, exportCount: number): boolean;
 }
 
 /** Where a heartbeat's report of the FailoverPolicy copies a cluster holds goes (the leader's policy controller). */
@@ -225,6 +227,7 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
         trustBundlePem: behind ? bundleToPem(bundle) : '',
         trustBundleJson: behind ? bundleToSpiffeJson(bundle) : '',
         reissueIntermediate: rotation.stage === 'reissuing' && request.rootInUse !== rotation.newRoot,
+        resendExports: deps.exports.wantsReport?.(clusterId, request.exportCount) ?? false,
       };
     },
 
