@@ -124,8 +124,8 @@ export function createCatalog(options: CatalogOptions): Catalog {
         const keys = state.restore(stored.entries);
         const publisher = new CatalogPublisher(kv, (key) => state.entryJson(key), stored.values, log, publisherOptions);
         publisher.enqueue(new Set([...keys, ...stored.values.keys()]));
-        log.info({ entries: stored.values.size }, 'service catalog recovered from the bucket');
-        return { kv, state, publisher, recovered: stored.values.size, revision };
+        log.info({ entries: stored.entries.length, keys: stored.values.size }, 'service catalog recovered from the bucket');
+        return { kv, state, publisher, recovered: stored.entries.length, revision };
       } catch (err) {
         const retryInMs = Math.min(30_000, 500 * 2 ** (attempt - 1));
         log.warn({ err: describeError(err), attempt, retryInMs }, 'could not read the service catalog from NATS; retrying');
