@@ -1,7 +1,6 @@
 // The catalog watcher against a real nats-server with JetStream: the test plays the hub and
 // writes the bucket; the watcher's own connection runs through a TCP proxy that can be cut.
 // Deletions come as the hub makes them (tombstones); keys that vanish without one are held.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Kvm, type Bucket, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
