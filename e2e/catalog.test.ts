@@ -154,9 +154,11 @@ describe('service catalog', () => {
     for (const hub of fed.hubs) await fed.stopHub(hub.name);
     await withAdminKv((kv) => kv.destroy());
     for (const hub of fed.hubs) await fed.startHub(hub.name);
+    const restarted = performance.now();
     // The hub asks every agent for its export set: the entry comes back as it was.
     const ledgerStored = (): Promise<boolean> => withAdminKv(async (kv) => (await kv.get(`${NS}.ledger`))?.operation === 'PUT').catch(() => false); // no bucket yet
     await waitFor('ledger back in the catalog', ledgerStored, 20_000, 200);
+    console.log(`ledger back in the wiped catalog ${Math.round(performance.now() - restarted)} ms after the hub was ready again`);
     await agentsCaughtUp('after-wipe');
     expect(await importIdentities('ledger')).toEqual(before);
   });
