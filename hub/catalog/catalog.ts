@@ -23,6 +23,9 @@ import { CatalogPublisher, type PublisherStats } from './catalog-publisher.ts';
 import { CatalogState, DEFAULT_CATALOG_LIMITS, type CatalogLimits } from './catalog-state.ts';
 import type { ClusterLocality } from './resolution.ts';
 
+/** Reading the catalog back from NATS at start: from 0.5 s up to 30 s between attempts. */
+const CATALOG_READ_BACKOFF = { initialMs: 500, maxMs: 30_000 } as const;
+
 export interface CatalogOptions {
   readonly nc: NatsConnection;
   readonly memberCache: MemberCache;
@@ -127,7 +130,7 @@ export function createCatalog(options: CatalogOptions): Catalog {
         log.info({ entries: stored.entries.length, keys: stored.values.size }, 'service catalog recovered from the bucket');
         return { kv, state, publisher, recovered: stored.entries.length, revision };
       } catch (err) {
-        const retryInMs = Math.min(30_000, 500 * 2 ** (attempt - 1));
+        const retryInMs = backoffDelay(attempt, CATALOG_READ_BACKOFF);
         log.warn({ err: describeError(err), attempt, retryInMs }, 'could not read the service catalog from NATS; retrying');
         await sleep(retryInMs, undefined, { signal }).catch(() => undefined);
       }

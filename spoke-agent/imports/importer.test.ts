@@ -14,7 +14,7 @@ import { CATALOG_BUCKET, catalogEntrySchema, catalogTombstone, type CatalogEntry
 import { ensureNamespace, isNotFound } from '../../common/kube/index.ts';
 import { TcpProxy } from '../../common/kube/tcp-proxy.testkit.ts';
 import { createLogger } from '../../common/logger.ts';
-import { createImporter, derivedServiceName, type Importer, type OutboundListener } from './index.ts';
+import { createImporter, derivedServiceName, registerImporterMetrics, type Importer, type OutboundListener } from './index.ts';
 
 const log = createLogger({ component: 'importer-test', level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent' });
 const CLUSTER_ID = 'east';
@@ -159,7 +159,6 @@ beforeAll(async () => {
 async function startImporter(): Promise<void> {
   registry = new Registry();
   importer = createImporter({
-    registry,
     kc,
     clusterId: CLUSTER_ID,
     nc: agent,
@@ -168,6 +167,8 @@ async function startImporter(): Promise<void> {
     conflictRetryMs: 300,
     watchRetry: { initialMs: 50, maxMs: 500 },
   });
+  const started = importer;
+  registerImporterMetrics(registry, () => started.status());
   await importer.start();
   await importer.synced();
 }
