@@ -2,6 +2,8 @@
 // entry per exported service, key "<namespace>.<name>", written only by the hub, read by every
 // agent. Each entry keeps every exporting cluster's own export as reported (so a restarted hub
 // can rebuild its state from the bucket) next to the resolved, conflict-free service view.
+// The end of a service is explicit: the hub replaces its entry with a tombstone, and only a
+// tombstone makes agents delete the import at once (a key that vanishes without one is held).
 import { z } from 'zod';
 import { gatewayAddressSchema } from './api/isthmus.ts';
 import { servicePortSchema as reportedPortSchema } from './hub-api/messages.ts';
@@ -66,6 +68,30 @@ export const catalogEntrySchema = z.object({
   conflicts: z.array(catalogConflictSchema).default([]),
 });
 export type CatalogEntry = z.infer<typeof catalogEntrySchema>;
+
+/**
+ * What the hub writes under a key when the service's last export goes. Agents delete the import
+ * on it at once; the hub removes the tombstone itself once it is older than its retention.
+ */
+export const catalogTombstoneSchema = z.object({
+  namespace: z.string(),
+  name: z.string(),
+  tombstone: z.literal(true),
+  /** The hub's clock when the last export went. */
+  deletedAt: z.string(),
+});
+export type CatalogTombstone = z.infer<typeof catalogTombstoneSchema>;
+
+export function catalogTombstone(key: string, deletedAt: Date): string {
+  const { namespace, name } = parseCatalogKey(key);
+  return JSON.stringify({ namespace, name, tombstone: true, deletedAt: deletedAt.toISOString() } satisfies CatalogTombstone);
+}
+
+/** The tombstone a stored value is, if it is one (of that key). */
+export function parseCatalogTombstone(key: string, value: unknown): CatalogTombstone | undefined {
+  const parsed = catalogTombstoneSchema.safeParse(value);
+  return parsed.success && catalogKey(parsed.data.namespace, parsed.data.name) === key ? parsed.data : undefined;
+}
 
 /** One member as the hub publishes it in MEMBERS_BUCKET (key: the cluster id). */
 export const memberRecordSchema = z.object({

@@ -1,7 +1,8 @@
 // The service catalog end to end on three local clusters: MCS ServiceExport in one cluster →
 // hub → NATS KV → ServiceImport and EndpointSlices in every cluster, with conflicts, invalid
-// exports, unexport, and a 30 s outage of the hub and NATS that must delete nothing.
-import { Kvm } from '@nats-io/kv';
+// exports, unexport, a 30 s outage of the hub and NATS that must delete nothing, a catalog key
+// deleted behind the hub's back and a catalog bucket wiped: neither may touch a single import.
+import { Kvm, type KV } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CATALOG_BUCKET } from '../common/catalog.ts';
@@ -106,6 +107,69 @@ describe('service catalog', () => {
     for (const cluster of [a, b, c]) {
       await waitFor(`${cluster.name}: cart gone`, async () => (await readServiceImport(cluster.kubeConfig(), NS, 'cart')) === undefined && (await importedSlices(cluster.kubeConfig(), NS, 'cart')).size === 0, 20_000);
     }
+  });
+
+  /** Each cluster's ServiceImport of `name`: its uid and its IPs (the VIP). */
+  async function importIdentities(name: string): Promise<string[]> {
+    return Promise.all(
+      [a, b, c].map(async (cluster) => {
+        const imported = await readServiceImport(cluster.kubeConfig(), NS, name);
+        return `${cluster.name}: ${imported?.metadata.uid} ${JSON.stringify(imported?.spec?.ips)}`;
+      }),
+    );
+  }
+
+  async function importedEverywhere(name: string): Promise<void> {
+    for (const cluster of [a, b, c]) {
+      await waitFor(`${cluster.name}: ${name} imported with an IP`, async () => ((await readServiceImport(cluster.kubeConfig(), NS, name))?.spec?.ips?.length ?? 0) > 0, 20_000);
+    }
+  }
+
+  /**
+   * Agents apply the catalog in revision order: once an export made now is imported everywhere,
+   * every agent has processed whatever the bucket saw before it.
+   */
+  async function agentsCaughtUp(barrier: string): Promise<void> {
+    await exportService(a.kubeConfig(), { namespace: NS, name: barrier, ports: [{ name: 'http', port: 80 }] });
+    await importedEverywhere(barrier);
+  }
+
+  /** The catalog bucket through a connection with every permission (what an operator's mistake would use). */
+  async function withAdminKv<T>(body: (kv: KV) => Promise<T>): Promise<T> {
+    const nc = await fed.bed.nats!.connect('catalog-test-admin');
+    try {
+      return await body(await new Kvm(nc).open(CATALOG_BUCKET));
+    } finally {
+      await nc.close();
+    }
+  }
+
+  it('keeps every import with its VIP when a catalog key is deleted behind the hub\'s back, and the hub writes the key back', async () => {
+    await exportService(a.kubeConfig(), { namespace: NS, name: 'ledger', ports: [{ name: 'http', port: 8081 }] });
+    await importedEverywhere('ledger');
+    const before = await importIdentities('ledger');
+    await withAdminKv(async (kv) => {
+      const entry = (await kv.get(`${NS}.ledger`))?.string();
+      await kv.delete(`${NS}.ledger`);
+      await waitFor('the hub wrote the key back', async () => (await kv.get(`${NS}.ledger`))?.string() === entry, 10_000, 50);
+    });
+    await agentsCaughtUp('after-delete');
+    expect(await importIdentities('ledger')).toEqual(before);
+  });
+
+  it('converges back after the catalog bucket is wiped and the hub restarted, with nothing recreated', async () => {
+    await importedEverywhere('ledger');
+    const before = await importIdentities('ledger');
+    for (const hub of fed.hubs) await fed.stopHub(hub.name);
+    await withAdminKv((kv) => kv.destroy());
+    for (const hub of fed.hubs) await fed.startHub(hub.name);
+    const restarted = performance.now();
+    // The hub asks every agent for its export set: the entry comes back as it was.
+    const ledgerStored = (): Promise<boolean> => withAdminKv(async (kv) => (await kv.get(`${NS}.ledger`))?.operation === 'PUT').catch(() => false); // no bucket yet
+    await waitFor('ledger back in the catalog', ledgerStored, 20_000, 200);
+    console.log(`ledger back in the wiped catalog ${Math.round(performance.now() - restarted)} ms after the hub was ready again`);
+    await agentsCaughtUp('after-wipe');
+    expect(await importIdentities('ledger')).toEqual(before);
   });
 
   it('deletes nothing while the hub and NATS are down for 30 s, and converges after', async () => {

@@ -117,6 +117,8 @@ export const hubConfigSchema = z
         exportsPerCluster: z.number().int().min(1).max(50_000).default(5_000),
         /** Largest catalog entry (JSON), kept below NATS's max_payload (1 MiB by default). */
         catalogEntryMaxBytes: z.number().int().min(4096).max(8 * 1024 * 1024).default(512 * 1024),
+        /** How long an unexported service's tombstone stays in the catalog (agents away for longer fall back on their grace period). */
+        catalogTombstoneRetention: durationSchema.default(24 * 3_600_000),
       })
       .strict()
       .prefault({}),

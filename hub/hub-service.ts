@@ -22,6 +22,8 @@ import { observeMember } from './trust-rotation.ts';
 /** Where ReportExports goes (the federated catalog). */
 export interface ExportsSink {
   report(clusterId: string, request: ReportExportsRequest): Promise<ReportExportsResponse>;
+  /** Whether the hub wants the cluster's full export set now, given the count its heartbeat gives. */
+  wantsReport?(clusterId: string, exportCount: number): boolean;
 }
 
 /** Where a heartbeat's report of the FailoverPolicy copies a cluster holds goes (the leader's policy controller). */
@@ -232,6 +234,7 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
         trustBundlePem: behind ? bundleToPem(bundle) : '',
         trustBundleJson: behind ? bundleToSpiffeJson(bundle) : '',
         reissueIntermediate: needsReissue(rotation, { report: { bundleSequence: request.trustBundleSequence, rootInUse: request.rootInUse }, issuedRoot: observeMember(member).issuedRoot }),
+        resendExports: deps.exports.wantsReport?.(clusterId, request.exportCount) ?? false,
       };
     },
 

@@ -86,6 +86,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     memberCache,
     log: log.child({ part: 'catalog' }),
     limits: { exportsPerCluster: config.limits.exportsPerCluster, entryMaxBytes: config.limits.catalogEntryMaxBytes },
+    tombstoneRetentionMs: config.limits.catalogTombstoneRetention,
   });
   informer.addEventHandler(() => catalog.onMembersChanged());
 

@@ -232,6 +232,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
         }
         // Root rotation: both the intermediate and the agent certificate move to the new root.
         if (response.reissueIntermediate) await renew({ agent: true, intermediate: true });
+        if (response.resendExports) (session as HubSession).exportsWanted();
         unreachable = 0;
         delayMs = intervalMs;
         await publishStatus({ phase: 'Member', lastHeartbeatTime: new Date().toISOString(), heartbeatIntervalSeconds: response.heartbeatIntervalSeconds, lastError: '', lastErrorCode: '', trustBundleSequence: (credentials as AgentCredentials).trustBundleSequence });

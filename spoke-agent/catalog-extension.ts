@@ -30,6 +30,8 @@ export interface CatalogExtensionOptions {
   /** The agent's namespace, where the gateway's listener table and the membership mirror live. */
   readonly namespace: string;
   readonly gatewayName: string;
+  /** How long an import outlives a catalog key that vanished without a tombstone. */
+  readonly vanishedGraceMs?: number;
 }
 
 export function catalogExtension(options: CatalogExtensionOptions): MemberExtension {
@@ -65,6 +67,7 @@ export function catalogExtension(options: CatalogExtensionOptions): MemberExtens
       log: log.child({ part: 'imports' }),
       outboundListener: outbound.lookup,
       isStale: (clusterId) => members.isStale(clusterId),
+      ...(options.vanishedGraceMs ? { vanishedGraceMs: options.vanishedGraceMs } : {}),
     });
     outbound.onChange(() => importer.resync());
     members.onChange(() => importer.resync());

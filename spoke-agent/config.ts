@@ -35,6 +35,11 @@ export const agentConfigSchema = z
       .prefault({}),
     /** How often to look for a join request (`isthmus join`) while not a member. */
     joinPollInterval: durationSchema.default(1_000),
+    /**
+     * How long an import is kept after its catalog key vanished without the hub's tombstone (a
+     * mistaken delete, a recreated bucket): the hub normally writes the key back within seconds.
+     */
+    catalogVanishedGrace: durationSchema.default(24 * 3_600_000),
   })
   .strict();
 

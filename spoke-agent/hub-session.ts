@@ -2,7 +2,9 @@
 // certificate, the hub verified as spiffe://<td>/hub. A call that finds a replica unavailable
 // (down, or a standby) moves on to the next endpoint; the last good one is tried first. The first
 // call that gets through after one that reached no hub tells `onReachable` listeners, so work that
-// waits out a backoff (the export report) goes at once instead of up to its longest delay later.
+// waits out a backoff (the export report) goes at once instead of up to its longest delay later,
+// and the export set is sent whole again (the hub may be a new process that lost it). The hub can
+// also ask for the export set (a heartbeat answer): `exportsWanted` tells the same listeners.
 import type { PeerCertificate } from 'node:tls';
 import { HubClient, hubChannelCredentials, type HubMethod, type HubMethods } from '../common/hub-api/index.ts';
 import { HubCallError, isHubCallError } from '../common/hub-api/status.ts';
@@ -67,7 +69,12 @@ export class HubSession {
     throw lastError instanceof HubCallError ? lastError : new Error(`no hub endpoint answered ${method}`);
   }
 
-  /** Calls `listener` each time a call gets through after one that reached no hub; returns the unsubscribe. */
+  /** The hub asked for this cluster's full export set (e.g. a new leader): tells the onReachable listeners. */
+  exportsWanted(): void {
+    for (const listener of this.#reachableListeners) listener();
+  }
+
+  /** Calls `listener` each time a call gets through after one that reached no hub, or the hub asks for the exports; returns the unsubscribe. */
   onReachable(listener: () => void): () => void {
     this.#reachableListeners.add(listener);
     return () => this.#reachableListeners.delete(listener);

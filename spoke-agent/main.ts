@@ -11,7 +11,7 @@ await runComponent({
   configSchema: agentConfigSchema,
   start: (config, log) =>
     startAgent(config, log, [
-      catalogExtension({ log, registry: processMetricsRegistry('spoke-agent'), namespace: config.namespace, gatewayName: config.gatewayName }),
+      catalogExtension({ log, registry: processMetricsRegistry('spoke-agent'), namespace: config.namespace, gatewayName: config.gatewayName, vanishedGraceMs: config.catalogVanishedGrace }),
       gatewayProvisioner({ log, namespace: config.namespace, gatewayName: config.gatewayName }),
     ]),
 });

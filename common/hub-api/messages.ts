@@ -114,6 +114,8 @@ export interface HeartbeatResponse {
   trustBundlePem: string;
   trustBundleJson: string;
   reissueIntermediate: boolean;
+  /** The hub wants the caller's full export set now (a new leader, or counts that disagree). */
+  resendExports: boolean;
 }
 
 /** A Service port as the Service API validates it: name a DNS-1123 label, appProtocol a qualified name. */

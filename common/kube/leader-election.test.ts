@@ -322,6 +322,38 @@ describe('LeaderElector on a real kube-apiserver', () => {
     await successor.elector.stop();
   });
 
+  it('leaves a renewed lease alone although its own clock runs an hour ahead of the holder\'s', async () => {
+    const election = new Election('clock-ahead');
+    const a = election.candidate('a', patient);
+    a.elector.start();
+    await until('a leads', () => a.elector.isLeader());
+    // By this clock every renewal of a's is an hour old: judged by the holder's timestamps, long expired.
+    const b = election.candidate('b', { ...patient, now: () => Date.now() + 3_600_000 });
+    b.elector.start();
+    await until('b sees a leading', () => b.elector.leader() === 'a');
+    expect(a.elector.isLeader()).toBe(true);
+    expect(b.elector.isLeader()).toBe(false);
+    await b.elector.stop();
+    await a.elector.stop();
+    election.expectNeverTwoLeaders();
+  });
+
+  it('takes over a crashed holder\'s lease one lease duration after it last saw it change, although its clock runs an hour behind', async () => {
+    const election = new Election('clock-behind');
+    const a = election.candidate('a');
+    a.elector.start();
+    await until('a leads', () => a.elector.isLeader());
+    // By this clock a's last renewal lies an hour in the future: judged by it, the lease would not run out for an hour.
+    const b = election.candidate('b', { now: () => Date.now() - 3_600_000 });
+    b.elector.start();
+    await until('b sees a', () => b.elector.leader() === 'a');
+    await a.elector.stop({ release: false });
+    await until('b leads', () => b.elector.isLeader());
+    expect(b.log.map((h) => h.event)).toEqual(['leader:a', 'leader:b', 'started']);
+    await b.elector.stop();
+    election.expectNeverTwoLeaders();
+  });
+
   it('steps down when it cannot renew within renewDeadline, before anyone else may lead', async () => {
     // Each candidate reaches the API server through its own proxy; the leader's is cut.
     await using proxyA = await TcpProxy.start(bed.clusters[0]!.server);

@@ -2,8 +2,10 @@
 // candidates try every retryPeriod to create or take over the Lease (optimistic concurrency on
 // resourceVersion: a 409 means someone else won); the leader renews it every retryPeriod and
 // steps down if it cannot renew within renewDeadline, which is shorter than leaseDuration so it
-// stops working before anyone else may take over. Time is judged on the local clock against the
-// holder's renewTime, so replicas need roughly synchronised clocks (NTP), as in client-go.
+// stops working before anyone else may take over. Expiry is judged as client-go does: by when this
+// candidate last saw the lease record change, on its own clock, never by the holder's timestamps,
+// so replicas whose clocks disagree (by any amount) still never take over a lease that is being
+// renewed, nor wait for the holder's clock to catch up with theirs after it crashed.
 import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease, type V1LeaseSpec } from '@kubernetes/client-node';
 import { IsthmusError } from '../errors.ts';
 import { createLogger, type Logger } from '../logger.ts';
@@ -33,6 +35,8 @@ export interface LeaderElectionOptions {
   /** Called when the observed holder changes to a new (non-empty) identity, this one included. */
   readonly onNewLeader?: (identity: string) => void;
   readonly logger?: Logger;
+  /** This candidate's clock in ms (default Date.now); tests skew it. Timers are not affected. */
+  readonly now?: () => number;
 }
 
 export interface StopOptions {
@@ -69,6 +73,10 @@ export class LeaderElector implements AsyncDisposable {
   /** The lease as this candidate last wrote it (its resourceVersion is our fast renew path). */
   #lease: V1Lease | undefined;
   #lastRenew = 0;
+  /** The lease record (spec and resourceVersion) as last seen changed, and when by our clock. */
+  #observedRecord: string | undefined;
+  #observedAt = 0;
+  readonly #now: () => number;
   #leadership: AbortController | undefined;
   #work: Promise<void> | undefined;
   #loop: Promise<void> | undefined;
@@ -92,6 +100,7 @@ export class LeaderElector implements AsyncDisposable {
         `leader election: need 0 < retryPeriod (${this.retryPeriodMs} ms) < renewDeadline (${this.renewDeadlineMs} ms) < leaseDuration (${this.leaseDurationMs} ms)`,
       );
     }
+    this.#now = options.now ?? Date.now;
     this.#api = apiClient(options.kubeConfig, CoordinationV1Api);
     this.#log = (options.logger ?? createLogger({ component: 'leader-election' })).child({ lease: `${this.namespace}/${this.leaseName}`, identity: this.identity });
   }
@@ -150,14 +159,14 @@ export class LeaderElector implements AsyncDisposable {
       // their attempts a little so they do not hit the API in lock-step.
       await this.#sleep(
         this.#leading
-          ? Math.max(0, Math.min(this.retryPeriodMs, this.#lastRenew + this.renewDeadlineMs - Date.now()))
+          ? Math.max(0, Math.min(this.retryPeriodMs, this.#lastRenew + this.renewDeadlineMs - this.#now()))
           : this.retryPeriodMs * (1 + Math.random() * 0.2),
       );
     }
   }
 
   async #tick(): Promise<void> {
-    const now = Date.now();
+    const now = this.#now();
     const timeoutMs = this.#leading ? this.#lastRenew + this.renewDeadlineMs - now : this.renewDeadlineMs;
     let attempt: Attempt;
     try {
@@ -178,7 +187,7 @@ export class LeaderElector implements AsyncDisposable {
     if (this.#leading) {
       if (attempt.outcome === 'other') {
         this.#stepDown(`lease taken over by ${attempt.lease.spec?.holderIdentity ?? 'another candidate'}`);
-      } else if (Date.now() - this.#lastRenew >= this.renewDeadlineMs) {
+      } else if (this.#now() - this.#lastRenew >= this.renewDeadlineMs) {
         this.#stepDown(`could not renew within ${this.renewDeadlineMs} ms`);
       }
     }
@@ -186,7 +195,7 @@ export class LeaderElector implements AsyncDisposable {
     if (attempt.lease) this.#observe(attempt.lease);
   }
 
-  /** One attempt; never mutates state (a timed-out attempt may still finish later). */
+  /** One attempt; never mutates leadership state (a timed-out attempt may still finish later), only what it observed of the lease. */
   async #tryAcquireOrRenew(now: number): Promise<Attempt> {
     // Fast path for the leader: update the lease as last written; a conflict falls back to a read.
     if (this.#leading && this.#lease) {
@@ -213,7 +222,7 @@ export class LeaderElector implements AsyncDisposable {
       }
     }
     const holder = current.spec?.holderIdentity ?? '';
-    if (holder && holder !== this.identity && !this.#expired(current.spec, now)) return { outcome: 'other', lease: current };
+    if (holder && holder !== this.identity && !this.#expired(current)) return { outcome: 'other', lease: current };
     try {
       return { outcome: 'held', lease: await this.#replace(this.#withHolder(current, now)) };
     } catch (err) {
@@ -222,12 +231,18 @@ export class LeaderElector implements AsyncDisposable {
     }
   }
 
-  #expired(spec: V1LeaseSpec | undefined, now: number): boolean {
-    const renewed = timeOf(spec?.renewTime) ?? timeOf(spec?.acquireTime);
-    if (renewed === undefined) return true;
+  /** Whether the holder let the lease run out: no change of the record for its duration, by our clock since we saw it change. */
+  #expired(lease: V1Lease): boolean {
+    const spec = lease.spec;
+    const now = this.#now();
+    const record = JSON.stringify([lease.metadata?.resourceVersion, spec?.holderIdentity, timeOf(spec?.renewTime), timeOf(spec?.acquireTime), spec?.leaseDurationSeconds]);
+    if (record !== this.#observedRecord) {
+      this.#observedRecord = record;
+      this.#observedAt = now;
+    }
     // The holder's declared duration where it says so (it promised to renew within it), else ours.
     const durationMs = spec?.leaseDurationSeconds ? spec.leaseDurationSeconds * 1000 : this.leaseDurationMs;
-    return renewed + durationMs <= now;
+    return this.#observedAt + durationMs <= now;
   }
 
   #spec(previous: V1LeaseSpec | undefined, now: number): V1LeaseSpec {
@@ -254,7 +269,7 @@ export class LeaderElector implements AsyncDisposable {
   async #release(): Promise<void> {
     for (let tries = 0; tries < 2 && this.#lease; tries++) {
       const lease = this.#lease;
-      const time = new V1MicroTime();
+      const time = new V1MicroTime(this.#now());
       try {
         await this.#replace({ ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, acquireTime: time, renewTime: time } });
         this.#log.info('released the lease');

@@ -249,6 +249,17 @@ export class CatalogState {
     return found;
   }
 
+  /** Whether a report of the cluster was applied by this state (not only recovered from the bucket). */
+  reportedThisTerm(clusterId: string): boolean {
+    return this.#clusters.get(clusterId)?.generation !== undefined;
+  }
+
+  /** The exports of the cluster's last report, those left out as too large included (what its heartbeat counts). */
+  exportCount(clusterId: string): number {
+    const cluster = this.#clusters.get(clusterId);
+    return cluster ? new Set([...cluster.services.keys(), ...cluster.rejected.keys()]).size : 0;
+  }
+
   /** Keys of the cluster's current exports. */
   exportsOf(clusterId: string): string[] {
     return [...(this.#clusters.get(clusterId)?.services.keys() ?? [])];

@@ -1,9 +1,11 @@
 // The catalog against a real nats-server with JetStream: reports from three clusters become KV
-// entries, conflicts and withdrawals show up there, and a new leader recovers without writing.
+// entries, conflicts and withdrawals (tombstones) show up there, a new leader recovers without
+// writing and asks the clusters for their export sets, and keys changed behind the leader's back
+// are written back.
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CATALOG_BUCKET, catalogEntrySchema, type CatalogEntry } from '../../common/catalog.ts';
+import { CATALOG_BUCKET, catalogEntrySchema, parseCatalogTombstone, type CatalogEntry } from '../../common/catalog.ts';
 import { isIsthmusError } from '../../common/errors.ts';
 import type { ExportedService } from '../../common/hub-api/index.ts';
 import { createLogger } from '../../common/logger.ts';
@@ -39,7 +41,7 @@ async function settled(catalog: Catalog): Promise<void> {
 
 async function read(kv: KV, key: string): Promise<CatalogEntry | undefined> {
   const entry = await kv.get(key);
-  return entry?.operation === 'PUT' ? catalogEntrySchema.parse(entry.json()) : undefined;
+  return entry?.operation === 'PUT' && !parseCatalogTombstone(key, entry.json()) ? catalogEntrySchema.parse(entry.json()) : undefined;
 }
 
 async function lastSequence(kv: KV): Promise<number> {
@@ -104,12 +106,12 @@ describe('service catalog on NATS JetStream KV', () => {
     expect(await lastSequence(kv)).toBe(before);
   });
 
-  it('updates an entry when an exporter withdraws and deletes it when the last one does', async () => {
+  it('updates an entry when an exporter withdraws and writes a tombstone when the last one does', async () => {
     await leader.catalog.sink.report('a', { generation: 3, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z', allowedClusters: ['b'] })] });
     expect((await read(kv, 'shop.shelf'))?.clusters.map((c) => c.clusterId)).toEqual(['c']);
     await leader.catalog.sink.report('c', { generation: 3, services: [] });
     expect(await read(kv, 'shop.shelf')).toBeUndefined();
-    expect((await kv.get('shop.shelf'))?.operation).toBe('DEL');
+    expect(parseCatalogTombstone('shop.shelf', (await kv.get('shop.shelf'))?.json())).toMatchObject({ namespace: 'shop', name: 'shelf', tombstone: true });
   });
 
   it('drops the exports of a cluster removed from the federation', async () => {
@@ -132,7 +134,7 @@ describe('service catalog on NATS JetStream KV', () => {
     leader = lead(nc, members);
     await waitFor('recovered', () => Promise.resolve(leader.catalog.stats() !== undefined), 10_000, 10);
     await settled(leader.catalog);
-    expect(leader.catalog.stats()).toMatchObject({ recovered: 2, puts: 0, deletes: 0 });
+    expect(leader.catalog.stats()).toMatchObject({ recovered: 2, puts: 0, tombstones: 0 });
     // A new leader knows no generation yet: the agents' unchanged sets write nothing.
     await leader.catalog.sink.report('a', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z', allowedClusters: ['b'] })] });
     await leader.catalog.sink.report('b', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z' }), shelf({ namespace: 'garden' })] });
@@ -142,7 +144,7 @@ describe('service catalog on NATS JetStream KV', () => {
 
     await leader.catalog.sink.report('c', { generation: 2, services: [shelf({ namespace: 'garden', exportCreatedAt: '2020-01-01T00:00:00Z' })] });
     expect((await read(kv, 'garden.shelf'))?.clusters.map((c) => c.clusterId)).toEqual(['c', 'b']);
-    expect(leader.catalog.stats()).toMatchObject({ puts: 1, deletes: 0 });
+    expect(leader.catalog.stats()).toMatchObject({ puts: 1, tombstones: 0 });
   });
 
   it('repairs the bucket on recovery: members removed meanwhile, foreign and invalid entries', async () => {
@@ -155,15 +157,32 @@ describe('service catalog on NATS JetStream KV', () => {
     await settled(leader.catalog);
     expect(await read(kv, 'shop.ghost')).toBeUndefined();
     expect((await read(kv, 'garden.shelf'))?.clusters.map((c) => c.clusterId)).toEqual(['b']);
-    expect(leader.catalog.stats()).toMatchObject({ puts: 1, deletes: 1 });
+    expect(leader.catalog.stats()).toMatchObject({ puts: 1, tombstones: 1 });
   });
 
-  it('writes nothing once leadership is lost', async () => {
-    const sequence = await lastSequence(kv);
+  it('asks a cluster for its export set until it reported to this leader, and whenever the counts disagree', async () => {
+    // Recovered from the bucket, not reported: b's two exports are known, but b is asked anyway (a new leader).
+    expect(leader.catalog.sink.wantsReport('b', 2)).toBe(true);
+    await leader.catalog.sink.report('b', { generation: 5, services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z' }), shelf({ namespace: 'garden' })] });
+    expect(leader.catalog.sink.wantsReport('b', 2)).toBe(false);
+    expect(leader.catalog.sink.wantsReport('b', 3)).toBe(true); // an export this leader never got
+    expect(leader.catalog.sink.wantsReport('a', 1)).toBe(true);
+  });
+
+  it('writes back a key deleted or purged behind its back, within moments and unchanged', async () => {
+    const cartBefore = (await kv.get('shop.cart'))?.string();
+    const shelfBefore = (await kv.get('garden.shelf'))?.string();
+    await kv.delete('shop.cart');
+    await kv.purge('garden.shelf');
+    await waitFor('both keys written back', async () => (await kv.get('shop.cart'))?.string() === cartBefore && (await kv.get('garden.shelf'))?.string() === shelfBefore, 10_000, 20);
+    expect(leader.catalog.stats()).toMatchObject({ repairs: 2 });
+  });
+
+  // That no write starts after leadership is lost, with writes queued, is catalog-publisher.test.ts's.
+  it('refuses reports once leadership is lost', async () => {
     leader.controller.abort();
     leader.catalog.onStoppedLeading();
     await leader.term;
     await expect(leader.catalog.sink.report('a', { generation: 9, services: [] })).rejects.toSatisfy((err) => isIsthmusError(err, 'ISTHMUS_NOT_LEADER'));
-    expect(await lastSequence(kv)).toBe(sequence);
   });
 });

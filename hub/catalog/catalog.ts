@@ -3,9 +3,13 @@
 // new leader rewrites nothing that is already right), then applies reports and membership
 // changes and publishes what changed. A report is acknowledged once its entries are in the
 // bucket; a graceful hand-over flushes the queue while the lease is still held, and no write
-// starts after leadership is lost.
+// starts after leadership is lost. The leader watches its own bucket, so a key someone else
+// deleted or changed is repaired within moments (the periodic re-read is the backstop). A cluster
+// that has not reported to this leader yet, or whose heartbeat counts other exports than this
+// leader holds, is asked for its full export set (how a wiped bucket is rebuilt from the members).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kvm, type KV } from '@nats-io/kv';
+import { backoffDelay } from '../../common/backoff.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { MemberCluster } from '../../common/api/isthmus.ts';
 import { CATALOG_BUCKET } from '../../common/catalog.ts';
@@ -18,7 +22,6 @@ import { readCatalog } from './catalog-bucket.ts';
 import { CatalogPublisher, type PublisherStats } from './catalog-publisher.ts';
 import { CatalogState, DEFAULT_CATALOG_LIMITS, type CatalogLimits } from './catalog-state.ts';
 import type { ClusterLocality } from './resolution.ts';
-import { backoffDelay } from '../../common/backoff.ts';
 
 /** Reading the catalog back from NATS at start: from 0.5 s up to 30 s between attempts. */
 const CATALOG_READ_BACKOFF = { initialMs: 500, maxMs: 30_000 } as const;
@@ -31,15 +34,19 @@ export interface CatalogOptions {
   readonly publishConcurrency?: number;
   /** How long a report waits for its entries to reach the bucket before the agent is told to retry. Default 5 s. */
   readonly publishTimeoutMs?: number;
-  /** How often the leader re-reads the bucket to repair writes it did not make. Default 60 s. */
+  /** How often the leader re-reads the bucket to repair writes it did not make (and purge old tombstones). Default 60 s. */
   readonly rereadIntervalMs?: number;
+  /** How long a tombstone stays in the bucket (agents that were away longer fall back on their grace period). Default 24 h. */
+  readonly tombstoneRetentionMs?: number;
+  /** A refused write (the key changed under this leader) is looked at again after this long. Default 2 s. */
+  readonly conflictRetryMs?: number;
   /** Per-cluster export quota and entry size limit (defaults: DEFAULT_CATALOG_LIMITS). */
   readonly limits?: CatalogLimits;
   /** The hub's clock (exportCreatedAt is clamped to it). */
   readonly now?: () => Date;
 }
 
-export const CATALOG_DEFAULTS = { publishConcurrency: 64, publishTimeoutMs: 5_000, rereadIntervalMs: 60_000 } as const;
+export const CATALOG_DEFAULTS = { publishConcurrency: 64, publishTimeoutMs: 5_000, rereadIntervalMs: 60_000, tombstoneRetentionMs: 24 * 60 * 60 * 1000, conflictRetryMs: 2_000 } as const;
 
 export interface CatalogStats extends PublisherStats {
   /** Entries recovered from the bucket at the start of this term. */
@@ -48,7 +55,10 @@ export interface CatalogStats extends PublisherStats {
 
 export interface Catalog {
   /** Pass to startHub / createHubHandlers as the ReportExports sink. */
-  readonly sink: ExportsSink;
+  readonly sink: ExportsSink & {
+    /** Whether the cluster should send its full export set (see above); false while not leading. */
+    wantsReport(clusterId: string, exportCount: number): boolean;
+  };
   /**
    * Runs the catalog for one leadership term: recovers from the bucket (retrying until NATS
    * answers), then publishes until `signal` aborts, then flushes the queue. Resolves when the
@@ -68,6 +78,8 @@ interface Active {
   readonly state: CatalogState;
   readonly publisher: CatalogPublisher;
   readonly recovered: number;
+  /** The bucket's last revision before it was read: the leader's watch resumes after it. */
+  readonly revision: number;
 }
 
 interface Term {
@@ -92,6 +104,13 @@ export function createCatalog(options: CatalogOptions): Catalog {
   const publishTimeoutMs = options.publishTimeoutMs ?? CATALOG_DEFAULTS.publishTimeoutMs;
   const rereadIntervalMs = options.rereadIntervalMs ?? CATALOG_DEFAULTS.rereadIntervalMs;
   const limits = options.limits ?? DEFAULT_CATALOG_LIMITS;
+  const publisherOptions = {
+    concurrency,
+    maxEntryBytes: limits.entryMaxBytes,
+    tombstoneRetentionMs: options.tombstoneRetentionMs ?? CATALOG_DEFAULTS.tombstoneRetentionMs,
+    conflictRetryMs: options.conflictRetryMs ?? CATALOG_DEFAULTS.conflictRetryMs,
+    ...(options.now ? { now: options.now } : {}),
+  };
   const memberLocality = (clusterId: string): ClusterLocality | undefined => {
     const member = memberCache.get(clusterId);
     return isCurrentMember(member) ? localityOf(member) : undefined;
@@ -102,13 +121,14 @@ export function createCatalog(options: CatalogOptions): Catalog {
     for (let attempt = 1; !signal.aborted; attempt++) {
       try {
         const kv = await new Kvm(nc).create(CATALOG_BUCKET, { history: 1 });
+        const revision = (await kv.status()).streamInfo.state.last_seq;
         const stored = await readCatalog(kv, log);
         const state = new CatalogState(memberLocality, { limits, ...(options.now ? { now: options.now } : {}) });
         const keys = state.restore(stored.entries);
-        const publisher = new CatalogPublisher(kv, (key) => state.entryJson(key), new Map(stored.values), log, { concurrency, maxEntryBytes: limits.entryMaxBytes });
+        const publisher = new CatalogPublisher(kv, (key) => state.entryJson(key), stored.values, log, publisherOptions);
         publisher.enqueue(new Set([...keys, ...stored.values.keys()]));
-        log.info({ entries: stored.values.size }, 'service catalog recovered from the bucket');
-        return { kv, state, publisher, recovered: stored.values.size };
+        log.info({ entries: stored.entries.length, keys: stored.values.size }, 'service catalog recovered from the bucket');
+        return { kv, state, publisher, recovered: stored.entries.length, revision };
       } catch (err) {
         const retryInMs = backoffDelay(attempt, CATALOG_READ_BACKOFF);
         log.warn({ err: describeError(err), attempt, retryInMs }, 'could not read the service catalog from NATS; retrying');
@@ -126,6 +146,30 @@ export function createCatalog(options: CatalogOptions): Catalog {
     }
   }
 
+  /** Follows the bucket for the whole term (re-watching after a watch ends), handing every change to the publisher. */
+  async function watchOwnBucket(active: Active, signal: AbortSignal): Promise<void> {
+    let revision = active.revision;
+    for (let failures = 0; !signal.aborted; ) {
+      try {
+        const watch = await active.kv.watch({ resumeFromRevision: revision + 1 });
+        const stop = (): void => watch.stop();
+        signal.addEventListener('abort', stop, { once: true });
+        try {
+          for await (const change of watch) {
+            failures = 0;
+            revision = Math.max(revision, change.revision);
+            active.publisher.observe(change.key, change.operation === 'PUT' ? change.string() : undefined, change.revision);
+          }
+        } finally {
+          signal.removeEventListener('abort', stop);
+        }
+      } catch (err) {
+        log.warn({ err: describeError(err), revision }, 'watch of the catalog bucket failed; watching again');
+      }
+      if (!signal.aborted) await sleep(backoffDelay(++failures, { initialMs: 250, maxMs: 5_000 }), undefined, { signal }).catch(() => undefined);
+    }
+  }
+
   /** The current term's catalog once recovered; refuses when not leading. */
   async function activeCatalog(): Promise<Active> {
     const current = term;
@@ -135,7 +179,7 @@ export function createCatalog(options: CatalogOptions): Catalog {
     return active;
   }
 
-  const sink: ExportsSink = {
+  const sink: Catalog['sink'] = {
     async report(clusterId: string, request: ReportExportsRequest): Promise<ReportExportsResponse> {
       const { state, publisher } = await activeCatalog();
       const result = state.apply(clusterId, request);
@@ -146,6 +190,11 @@ export function createCatalog(options: CatalogOptions): Catalog {
         throw new IsthmusError('ISTHMUS_HUB_UNAVAILABLE', `the catalog did not reach NATS within ${publishTimeoutMs} ms; report again`);
       }
       return { appliedGeneration: result.appliedGeneration, conflicts: state.conflictsOf(clusterId) };
+    },
+
+    wantsReport(clusterId, exportCount) {
+      const state = term?.active?.state;
+      return state !== undefined && (!state.reportedThisTerm(clusterId) || state.exportCount(clusterId) !== exportCount);
     },
   };
 
@@ -172,8 +221,10 @@ export function createCatalog(options: CatalogOptions): Catalog {
       current.active = active;
       active.publisher.enqueue(active.state.syncMembers()); // members may have changed while recovering
       const timer = setInterval(() => void reread(active), rereadIntervalMs);
+      const watching = watchOwnBucket(active, signal);
       await untilAborted(signal);
       clearInterval(timer);
+      await watching;
       if (current === term) await active.publisher.drain();
     },
 

@@ -177,10 +177,20 @@ describe('ExportReporter', () => {
       expect(hub.reports.map((r) => r.ok)).toEqual([true, false, true]);
       expect(names(hub.last())).toEqual(['a']);
       expect(reporter.hubView('ns/a')?.exported).toBe(true);
-      // Reachable while nothing is pending sends nothing.
-      hub.becomeReachable();
+    });
+
+    it('sends the whole set again, nothing changed, when the hub is back or asks for it (a hub that lost its state)', async () => {
+      const { hub, reporter } = setUp();
+      reporter.upsert('ns/a', 'uid-a', service('a'));
+      reporter.upsert('ns/b', 'uid-b', service('b'));
+      reporter.open();
       await advance(maxDelayMs);
-      expect(hub.reports).toHaveLength(3);
+      expect(hub.reports).toHaveLength(1);
+      hub.becomeReachable(); // also what HubSession.exportsWanted() tells these listeners
+      await advance(maxDelayMs);
+      expect(hub.reports.map((r) => r.ok)).toEqual([true, true]);
+      expect(names(hub.last())).toEqual(['a', 'b']);
+      expect(hub.last()?.request.generation).toBeGreaterThan(hub.reports[0]?.request.generation as number);
     });
   });
 

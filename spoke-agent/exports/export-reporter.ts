@@ -1,7 +1,8 @@
 // Keeps this cluster's export set and reports it, whole, to the hub: debounced (a burst of changes
 // becomes one report, a lone change leaves after a few ms), one report in flight at a time,
 // retried with backoff until the hub applies it. The set only changes through upsert/remove —
-// never because the hub is unreachable. Also remembers what the hub said about each export
+// never because the hub is unreachable. The whole set is sent again whenever the hub is reachable
+// after it was not, or asks for it (a new leader, a hub that lost its state). Also remembers what the hub said about each export
 // (applied, conflicts), which drives the Ready and Conflict conditions.
 import { backoffDelay } from '../../common/backoff.ts';
 import { describeError, IsthmusError } from '../../common/errors.ts';
@@ -72,8 +73,9 @@ export class ExportReporter {
     this.#log = options.log;
     this.#timing = { ...REPORT_TIMING_DEFAULTS, ...options.timing };
     this.#onHubViewChange = options.onHubViewChange;
-    // A heartbeat that gets through ends the wait: an export made during an outage leaves as soon as the hub is back.
-    this.#stopListening = this.#sink.onReachable?.(() => this.retryNow()) ?? (() => undefined);
+    // A heartbeat that gets through ends the wait: an export made during an outage leaves as soon as
+    // the hub is back, and a hub that lost its state gets the set again without anything changing here.
+    this.#stopListening = this.#sink.onReachable?.(() => this.resend()) ?? (() => undefined);
   }
 
   /** Valid exports in the set. */
@@ -126,9 +128,15 @@ export class ExportReporter {
     this.#changed();
   }
 
-  /** The hub is reachable again: a report waiting out its backoff leaves now. */
-  retryNow(): void {
-    if (!this.#backingOff || this.#closed) return;
+  /** The hub is reachable again, or asks for the set: the whole set leaves now (a report waiting out its backoff included). */
+  resend(): void {
+    if (!this.#open || this.#closed) return;
+    this.#dirty = true;
+    this.#firstChangeAt ??= performance.now();
+    if (!this.#backingOff) {
+      this.#schedule();
+      return;
+    }
     clearTimeout(this.#timer);
     this.#flush();
   }

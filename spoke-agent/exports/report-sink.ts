@@ -8,7 +8,7 @@ import type { HubSession } from '../hub-session.ts';
 export interface ReportSink {
   /** Sends the full export set; resolves with the hub's answer, rejects when it could not be delivered. */
   report(request: ReportExportsRequest): Promise<ReportExportsResponse>;
-  /** Calls `listener` when the hub is reachable again after it was not; returns the unsubscribe. */
+  /** Calls `listener` when the hub is reachable again after it was not, or asks for the full export set; returns the unsubscribe. */
   onReachable?(listener: () => void): () => void;
 }
 

@@ -1,12 +1,12 @@
 // The catalog watcher against a real nats-server with JetStream and the federation's accounts: the
 // test plays the hub and writes the bucket; the watcher reads as an agent does (AGENTS account),
-// its connection running through a TCP proxy that can be cut.
-import { setTimeout as sleep } from 'node:timers/promises';
+// its connection running through a TCP proxy that can be cut. Deletions come as the hub makes them
+// (tombstones); keys that vanish without one are held.
 import { Kvm, type Bucket, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestbed, waitFor, type Testbed } from '../../e2e/testbed/index.ts';
-import { CATALOG_BUCKET, type CatalogEntry } from '../../common/catalog.ts';
+import { CATALOG_BUCKET, catalogTombstone, type CatalogEntry } from '../../common/catalog.ts';
 import { TcpProxy } from '../../common/kube/tcp-proxy.testkit.ts';
 import { createLogger } from '../../common/logger.ts';
 import { federationNatsAccounts } from '../../common/nats-authorization.ts';
@@ -53,13 +53,28 @@ async function put(kv: KV, value: CatalogEntry): Promise<number> {
   return kv.put(`${value.namespace}.${value.name}`, JSON.stringify(value));
 }
 
+/** Ends a key the way the hub does. */
+async function tombstone(kv: KV, key: string): Promise<number> {
+  return kv.put(key, catalogTombstone(key, new Date()));
+}
+
+/** Resolves once the agent's connection has tried to reconnect `attempts` times (call before cutting it). */
+function reconnectAttempts(attempts: number): Promise<void> {
+  return (async () => {
+    let seen = 0;
+    for await (const status of agent.status()) {
+      if (status.type === 'reconnecting' && ++seen >= attempts) return;
+    }
+  })();
+}
+
 function until(what: string, condition: () => boolean, timeoutMs = 10_000): Promise<void> {
   return waitFor(what, () => Promise.resolve(condition()), timeoutMs, 20);
 }
 
 /** A watcher over the proxied connection, stopped after the test body. */
-async function withWatcher(body: (watcher: CatalogWatcher, changes: string[]) => Promise<void>): Promise<void> {
-  const watcher = new CatalogWatcher({ nc: agent, log, retry: { initialMs: 50, maxMs: 500 }, progressCheckMs: 300 });
+async function withWatcher(body: (watcher: CatalogWatcher, changes: string[]) => Promise<void>, vanishedGraceMs?: number): Promise<void> {
+  const watcher = new CatalogWatcher({ nc: agent, log, retry: { initialMs: 50, maxMs: 500 }, progressCheckMs: 300, ...(vanishedGraceMs ? { vanishedGraceMs } : {}) });
   const changes: string[] = [];
   watcher.onChange((key, value) => changes.push(`${value ? 'set' : 'removed'} ${key}${value ? `:${value.ports[0]?.port}` : ''}`));
   watcher.start();
@@ -89,7 +104,7 @@ afterAll(async () => {
 describe('CatalogWatcher', () => {
   it('waits for the bucket to exist, then syncs on an empty bucket', async () => {
     await withWatcher(async (watcher) => {
-      await sleep(600);
+      await until('two attempts to open the missing bucket', () => watcher.restarts >= 2);
       expect(watcher.hasSynced).toBe(false);
       await new Kvm(hub).create(CATALOG_BUCKET);
       await watcher.synced();
@@ -114,12 +129,12 @@ describe('CatalogWatcher', () => {
       await put(kv, entry('a', 'two')); // re-put, unchanged
       await put(kv, entry('a', 'one', 81));
       await kv.put('a.two', 'not json'); // the last valid value stays
-      await kv.delete('a.one');
+      await tombstone(kv, 'a.one');
       await put(kv, entry('a', 'three'));
-      await kv.purge('a.three');
+      await tombstone(kv, 'a.three');
       // Reads are level-based (batch direct get of what the bucket holds): a value replaced before
       // it was read is never seen, so intermediate states may be skipped, never the final one.
-      await until('purge seen', () => watcher.get('a.one') === undefined && watcher.get('a.three') === undefined && watcher.malformed === 3 && changes.includes('removed a.one'));
+      await until('tombstones seen', () => watcher.get('a.one') === undefined && watcher.get('a.three') === undefined && watcher.malformed === 3 && changes.includes('removed a.one'));
       expect(changes.every((c) => ['set a.one:81', 'removed a.one', 'set a.three:80', 'removed a.three'].includes(c))).toBe(true);
       expect(watcher.get('a.two')?.ports[0]?.port).toBe(80);
       expect(watcher.malformed).toBe(3);
@@ -136,11 +151,12 @@ describe('CatalogWatcher', () => {
       await watcher.synced();
       changes.length = 0;
       const restarts = watcher.restarts;
+      const attempts = reconnectAttempts(3);
       proxy.cut();
       await put(kv, entry('c', 'changes', 8080));
-      await kv.delete('c.leaves');
+      await tombstone(kv, 'c.leaves');
       await put(kv, entry('c', 'arrives'));
-      await sleep(1_500); // several reconnect attempts fail meanwhile
+      await attempts; // several reconnects fail meanwhile
       expect(changes).toEqual([]);
       expect(watcher.keys().sort()).toEqual(['c.changes', 'c.leaves', 'c.stays']);
       proxy.restore();
@@ -158,37 +174,68 @@ describe('CatalogWatcher', () => {
       changes.length = 0;
       await agent.reconnect();
       await put(kv, entry('d', 'after-reconnect'));
-      await until('change after reconnect seen', () => changes.length === 1);
-      await sleep(300);
-      expect(changes).toEqual(['set d.after-reconnect:80']);
+      await put(kv, entry('d', 'barrier'));
+      await until('changes after reconnect seen', () => changes.includes('set d.barrier:80'));
+      expect(changes).toEqual(['set d.after-reconnect:80', 'set d.barrier:80']); // nothing replayed in between
     });
   });
 
-  it('reads the bucket again when a deletion it missed left no marker', async () => {
+  it('removes a key at once on a tombstone, holds one deleted without, and lets it go when it is written again', async () => {
+    const kv = await new Kvm(hub).open(CATALOG_BUCKET);
+    await put(kv, entry('g', 'ended'));
+    await put(kv, entry('g', 'deleted'));
+    await withWatcher(async (watcher, changes) => {
+      await watcher.synced();
+      changes.length = 0;
+      await tombstone(kv, 'g.ended');
+      await kv.delete('g.deleted');
+      await until('the delete seen', () => watcher.vanished === 1);
+      expect(changes).toEqual(['removed g.ended']);
+      expect(watcher.removalDelayMs('g.ended')).toBe(0);
+      expect(watcher.get('g.deleted')).toBeDefined();
+      expect(watcher.removalDelayMs('g.deleted')).toBeGreaterThan(0);
+      await put(kv, entry('g', 'deleted'));
+      await until('written again', () => watcher.vanished === 0);
+      expect(changes).toEqual(['removed g.ended']); // the same entry again: nothing changed for listeners
+    });
+  });
+
+  it('reads the bucket again when a deletion it missed left no marker, and removes the key after the grace period', async () => {
     const kv = await new Kvm(hub).open(CATALOG_BUCKET);
     await put(kv, entry('f', 'vanishes'));
-    await withWatcher(async (watcher) => {
+    await withWatcher(async (watcher, changes) => {
       await watcher.synced();
       expect(watcher.get('f.vanishes')).toBeDefined();
+      changes.length = 0;
       proxy.cut();
       await kv.delete('f.vanishes');
       await (kv as Bucket).purgeDeletes(-1); // every delete marker, however young
-      await sleep(300);
       proxy.restore();
-      await until('missed deletion noticed', () => watcher.get('f.vanishes') === undefined);
+      await until('missed deletion noticed', () => watcher.vanished === 1);
+      expect(watcher.get('f.vanishes')).toBeDefined();
+      await until('grace period over', () => watcher.get('f.vanishes') === undefined);
+      expect(changes).toEqual(['removed f.vanishes']);
+      expect(watcher.removalDelayMs('f.vanishes')).toBe(0);
       expect(watcher.get('c.stays')).toBeDefined();
-    });
+    }, 1_000);
   });
 
-  it('reads a recreated bucket from the start and drops keys it no longer holds', async () => {
+  it('reads a recreated bucket from the start and holds the keys it lost until the hub writes them again', async () => {
     const kvm = new Kvm(hub);
-    await withWatcher(async (watcher) => {
+    await withWatcher(async (watcher, changes) => {
       await watcher.synced();
-      expect(watcher.size).toBeGreaterThan(1);
+      const before = watcher.keys().sort();
+      expect(before.length).toBeGreaterThan(1);
+      changes.length = 0;
       await (await kvm.open(CATALOG_BUCKET)).destroy();
       const kv = await kvm.create(CATALOG_BUCKET);
       await put(kv, entry('e', 'fresh'));
-      await until('recreated bucket read', () => watcher.keys().join() === 'e.fresh');
+      await until('recreated bucket read', () => watcher.get('e.fresh') !== undefined && watcher.vanished === before.length);
+      expect(watcher.keys().sort()).toEqual([...before, 'e.fresh'].sort());
+      expect(changes).toEqual(['set e.fresh:80']); // nothing removed
+      await put(kv, entry('c', 'stays'));
+      await until('a lost key written again', () => watcher.vanished === before.length - 1);
+      expect(changes).toEqual(['set e.fresh:80']);
     });
   });
 });

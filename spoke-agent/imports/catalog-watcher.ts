@@ -5,11 +5,14 @@
 // bucket whose last revision it cannot reach (messages removed without a marker) or that went
 // back (recreated) is read again in full. An outage of the hub or NATS only freezes what it knows:
 // keys go away because the bucket says so (a delete, a purge, a full snapshot without them), never
-// because the bucket cannot be read.
+// because the bucket cannot be read. For a source with tombstones (the catalog, DESIGN §5) only a
+// tombstone removes a key at once; a key that vanishes without one (a raw delete or purge, a
+// recreated bucket, a full snapshot without it) is held for a grace period, during which the hub
+// is expected to write it back.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ZodError } from 'zod';
-import { CATALOG_BUCKET, catalogEntrySchema, catalogKey, type CatalogEntry } from '../../common/catalog.ts';
+import { CATALOG_BUCKET, catalogEntrySchema, catalogKey, parseCatalogTombstone, type CatalogEntry } from '../../common/catalog.ts';
 import { IsthmusError, describeError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import { backoffDelay } from '../../common/backoff.ts';
@@ -23,6 +26,8 @@ export type CatalogListener<T = CatalogEntry> = (key: string, entry: T | undefin
 export interface KvSource<T> {
   readonly bucket: string;
   readonly parse: (key: string, value: unknown) => T;
+  /** Set for a bucket whose writer marks deletions with a tombstone value: then only a tombstone removes a key at once. */
+  readonly isTombstone?: (key: string, value: unknown) => boolean;
 }
 
 /** The federated catalog (the default source). */
@@ -33,6 +38,7 @@ export const catalogSource: KvSource<CatalogEntry> = {
     if (catalogKey(entry.namespace, entry.name) !== key) throw new Error(`entry names ${entry.namespace}/${entry.name}`);
     return entry;
   },
+  isTombstone: (key, value) => parseCatalogTombstone(key, value) !== undefined,
 };
 
 export interface CatalogWatcherOptions<T = CatalogEntry> {
@@ -44,6 +50,8 @@ export interface CatalogWatcherOptions<T = CatalogEntry> {
   readonly retry?: { readonly initialMs?: number; readonly maxMs?: number };
   /** How often the bucket is read again without a live message saying it changed. */
   readonly progressCheckMs?: number;
+  /** How long a key that vanished without a tombstone is kept (sources with tombstones only). */
+  readonly vanishedGraceMs?: number;
 }
 
 export const CATALOG_WATCHER_DEFAULTS = {
@@ -51,6 +59,7 @@ export const CATALOG_WATCHER_DEFAULTS = {
   /** A watch that lasted this long was healthy: the next retry starts from initialMs again. */
   healthyAfterMs: 10_000,
   progressCheckMs: 10_000,
+  vanishedGraceMs: 24 * 60 * 60 * 1000,
 } as const;
 
 export class CatalogWatcher<T = CatalogEntry> {
@@ -59,6 +68,13 @@ export class CatalogWatcher<T = CatalogEntry> {
   readonly #log: Logger;
   readonly #retry: { readonly initialMs: number; readonly maxMs: number };
   readonly #progressCheckMs: number;
+  readonly #vanishedGraceMs: number;
+  /** Keys whose last value was a tombstone (or that were deleted after one): removable at once. */
+  readonly #tombstoned = new Set<string>();
+  /** Keys held after vanishing without a tombstone: when they vanished, and the timer that removes them. */
+  readonly #vanished = new Map<string, { readonly at: number; readonly timer: NodeJS.Timeout }>();
+  /** When the first snapshot completed (performance.now()). */
+  #syncedAt: number | undefined;
   /** Valid entries by key, with their JSON to tell a real change from a re-put. */
   readonly #entries = new Map<string, { readonly entry: T; readonly json: string }>();
   readonly #listeners = new Set<CatalogListener<T>>();
@@ -85,6 +101,7 @@ export class CatalogWatcher<T = CatalogEntry> {
     this.#log = options.log;
     this.#retry = { ...CATALOG_WATCHER_DEFAULTS.retry, ...options.retry };
     this.#progressCheckMs = options.progressCheckMs ?? CATALOG_WATCHER_DEFAULTS.progressCheckMs;
+    this.#vanishedGraceMs = options.vanishedGraceMs ?? CATALOG_WATCHER_DEFAULTS.vanishedGraceMs;
     this.#syncedPromise = new Promise<void>((resolve, reject) => {
       this.#resolveSynced = resolve;
       this.#rejectSynced = reject;
@@ -135,6 +152,23 @@ export class CatalogWatcher<T = CatalogEntry> {
     return this.#malformed;
   }
 
+  /** Keys held after they vanished without a tombstone (they stay readable through `get`). */
+  get vanished(): number {
+    return this.#vanished.size;
+  }
+
+  /**
+   * How long until whatever was made from an absent key may be deleted: 0 after a tombstone (or
+   * for a source without tombstones); otherwise what is left of the grace period, counted from
+   * when the key vanished, or for a key never seen from the first snapshot (it may have vanished
+   * while this process was not watching).
+   */
+  removalDelayMs(key: string): number {
+    if (!this.#source.isTombstone || this.#tombstoned.has(key)) return 0;
+    const since = this.#vanished.get(key)?.at ?? this.#syncedAt;
+    return since === undefined ? this.#vanishedGraceMs : Math.max(0, Math.ceil(since + this.#vanishedGraceMs - performance.now()));
+  }
+
   /** Registers a listener; returns its removal. */
   onChange(listener: CatalogListener<T>): () => void {
     this.#listeners.add(listener);
@@ -147,6 +181,8 @@ export class CatalogWatcher<T = CatalogEntry> {
     this.#nudge?.('reconnected');
     this.#wake.abort();
     await this.#loop;
+    for (const { timer } of this.#vanished.values()) clearTimeout(timer);
+    this.#vanished.clear();
     if (!this.#synced) this.#rejectSynced(new IsthmusError('ISTHMUS_STOPPED', 'catalog watcher stopped before its first snapshot'));
   }
 
@@ -233,12 +269,13 @@ export class CatalogWatcher<T = CatalogEntry> {
    */
   #completeSnapshot(seen: ReadonlySet<string>, lastSeq: number): void {
     for (const key of [...this.#entries.keys()]) {
-      if (!seen.has(key)) this.#remove(key, this.#revision);
+      if (!seen.has(key)) this.#vanish(key, this.#revision);
     }
     this.#revision = Math.max(this.#revision, lastSeq);
     this.#snapshotComplete = true;
     if (!this.#synced) {
       this.#synced = true;
+      this.#syncedAt = performance.now();
       this.#log.info({ entries: this.#entries.size, revision: this.#revision }, 'catalog synced');
       this.#resolveSynced();
     }
@@ -248,15 +285,59 @@ export class CatalogWatcher<T = CatalogEntry> {
     const { key, revision } = message;
     this.#revision = Math.max(this.#revision, revision);
     if (message.operation !== 'PUT') {
+      this.#vanish(key, revision);
+      return;
+    }
+    if (this.#isTombstone(message)) {
+      this.#tombstoned.add(key);
+      this.#keep(key);
       this.#remove(key, revision);
       return;
     }
     const entry = this.#parse(message);
     if (!entry) return; // the last valid value stays
+    this.#tombstoned.delete(key);
+    this.#keep(key);
     const json = JSON.stringify(entry);
     if (this.#entries.get(key)?.json === json) return;
     this.#entries.set(key, { entry, json });
     this.#notify(key, entry);
+  }
+
+  #isTombstone(message: BucketMessage): boolean {
+    const { isTombstone } = this.#source;
+    if (!isTombstone) return false;
+    try {
+      return isTombstone(message.key, JSON.parse(new TextDecoder().decode(message.value)));
+    } catch {
+      return false; // not JSON: #parse reports it
+    }
+  }
+
+  /** A key gone without a tombstone: removed at once only for a source without tombstones, else after the grace period. */
+  #vanish(key: string, revision: number): void {
+    if (!this.#source.isTombstone || this.#tombstoned.has(key)) {
+      this.#remove(key, revision);
+      return;
+    }
+    if (!this.#entries.has(key) || this.#vanished.has(key)) return;
+    const timer = setTimeout(() => {
+      this.#vanished.delete(key);
+      this.#log.warn({ key, graceMs: this.#vanishedGraceMs }, 'catalog key still missing after the grace period; removing it');
+      this.#remove(key, this.#revision);
+    }, this.#vanishedGraceMs);
+    timer.unref();
+    this.#vanished.set(key, { at: performance.now(), timer });
+    this.#log.warn({ key, revision, graceMs: this.#vanishedGraceMs }, 'catalog key vanished without a tombstone; kept until the hub writes it again or the grace period ends');
+  }
+
+  /** The key was written again (or ended by a tombstone): it is no longer held. */
+  #keep(key: string): void {
+    const held = this.#vanished.get(key);
+    if (!held) return;
+    clearTimeout(held.timer);
+    this.#vanished.delete(key);
+    this.#log.info({ key }, 'vanished catalog key written again by the hub');
   }
 
   #remove(key: string, revision: number): void {

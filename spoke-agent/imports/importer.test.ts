@@ -1,6 +1,7 @@
 // The importer against a real kube-apiserver and a real nats-server: the test plays the hub and
 // writes catalog entries into the KV bucket; the importer's NATS connection runs through a TCP
-// proxy the test can cut.
+// proxy the test can cut. Deletions come as the hub makes them (tombstones); a key that vanishes
+// without one keeps its import.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
 import { Kvm, type KV } from '@nats-io/kv';
@@ -9,7 +10,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestbed, waitFor, type Testbed } from '../../e2e/testbed/index.ts';
 import { MCS_API_VERSION, MCS_GROUP, MCS_VERSION, SERVICE_IMPORT_PLURAL } from '../../common/api/mcs.ts';
-import { CATALOG_BUCKET, catalogEntrySchema, type CatalogEntry } from '../../common/catalog.ts';
+import { CATALOG_BUCKET, catalogEntrySchema, catalogTombstone, type CatalogEntry } from '../../common/catalog.ts';
 import { ensureNamespace, isNotFound } from '../../common/kube/index.ts';
 import { TcpProxy } from '../../common/kube/tcp-proxy.testkit.ts';
 import { createLogger } from '../../common/logger.ts';
@@ -60,8 +61,29 @@ function entry(namespace: string, name: string, clusters: Record<string, unknown
   return catalogEntrySchema.parse({ namespace, name, type: 'ClusterSetIP', ports: [{ name: 'http', port: 80 }], clusters, ...overrides });
 }
 
-async function put(value: CatalogEntry): Promise<void> {
-  await kv.put(`${value.namespace}.${value.name}`, JSON.stringify(value));
+async function put(value: CatalogEntry): Promise<number> {
+  return kv.put(`${value.namespace}.${value.name}`, JSON.stringify(value));
+}
+
+/** Ends a key the way the hub does. */
+async function tombstone(key: string): Promise<number> {
+  return kv.put(key, catalogTombstone(key, new Date()));
+}
+
+/** Resolves once the agent's connection has tried to reconnect `attempts` times (call before cutting it). */
+function reconnectAttempts(attempts: number): Promise<void> {
+  return (async () => {
+    let seen = 0;
+    for await (const status of agent.status()) {
+      if (status.type === 'reconnecting' && ++seen >= attempts) return;
+    }
+  })();
+}
+
+/** The importer has processed the bucket up to `revision`, and its queue is idle. */
+async function caughtUp(revision: number): Promise<void> {
+  await waitFor(`catalog revision ${revision} seen`, () => Promise.resolve(importer.status().revision >= revision), 10_000, 20);
+  await settled();
 }
 
 async function orUndefined<T>(read: Promise<T>): Promise<T | undefined> {
@@ -259,26 +281,41 @@ describe('importer', () => {
     expect(sourceSlice(await slices('shop', 'api'), 'west')).toBeDefined();
   });
 
-  it('deletes everything it made when the entry is deleted', async () => {
+  it('deletes everything it made when the hub ends the entry with a tombstone', async () => {
     await put(entry('shop', 'gone', [cluster('west')]));
     await imported('shop', 'gone', 1);
-    await kv.delete('shop.gone');
+    await tombstone('shop.gone');
     await goneEntirely('shop', 'gone');
   });
 
-  it('imports into a namespace once it exists', async () => {
-    await put(entry('late', 'db', [cluster('west')]));
-    await sleep(300);
+  it('keeps the import, its uid and its IP when the key is deleted or purged without a tombstone, and writes nothing when it is back', async () => {
+    await put(entry('shop', 'kept', [cluster('west')]));
+    await put(entry('shop', 'purged', [cluster('west')]));
+    const kept = await imported('shop', 'kept', 1);
+    await imported('shop', 'purged', 1);
     await settled();
+    const before = [await versions('shop', 'kept'), await versions('shop', 'purged')];
+    const writes = importer.status().writes;
+    await kv.delete('shop.kept');
+    await kv.purge('shop.purged');
+    await caughtUp((await kv.status()).streamInfo.state.last_seq);
+    expect([await versions('shop', 'kept'), await versions('shop', 'purged')]).toEqual(before);
+    expect((await serviceImport('shop', 'kept'))?.spec['ips']).toEqual(kept.spec['ips']);
+    await put(entry('shop', 'kept', [cluster('west')]));
+    await caughtUp(await put(entry('shop', 'purged', [cluster('west')])));
+    expect([await versions('shop', 'kept'), await versions('shop', 'purged')]).toEqual(before);
+    expect(importer.status().writes).toBe(writes);
+  });
+
+  it('imports into a namespace once it exists', async () => {
+    await caughtUp(await put(entry('late', 'db', [cluster('west')])));
     expect(await orUndefined(core.readNamespace({ name: 'late' }))).toBeUndefined();
     await ensureNamespace(kc, 'late');
     await imported('late', 'db', 1);
   });
 
   it('imports nothing that no exporter allows this cluster, and withdraws it when the allowance goes', async () => {
-    await put(entry('shop', 'private', [cluster('west', { allowedClusters: ['north'] })]));
-    await sleep(300);
-    await settled();
+    await caughtUp(await put(entry('shop', 'private', [cluster('west', { allowedClusters: ['north'] })])));
     expect(await serviceImport('shop', 'private')).toBeUndefined();
     expect(await slices('shop', 'private')).toEqual([]);
     expect(await derivedService('shop', 'private')).toBeUndefined();
@@ -303,7 +340,7 @@ describe('importer', () => {
     await sleep(700); // a few conflict retries
     expect((await serviceImport('shop', 'legacy'))?.metadata.resourceVersion).toBe(foreign?.metadata.resourceVersion);
 
-    await kv.delete('shop.legacy');
+    await tombstone('shop.legacy');
     await waitFor('owned objects of legacy deleted', async () => (await slices('shop', 'legacy')).length === 0 && !(await derivedService('shop', 'legacy')), 10_000, 50);
     await settled();
     expect((await serviceImport('shop', 'legacy'))?.metadata.resourceVersion).toBe(foreign?.metadata.resourceVersion);
@@ -321,11 +358,12 @@ describe('importer', () => {
     const keep = await versions('shop', 'keep');
     const drop = await versions('shop', 'drop');
 
+    const attempts = reconnectAttempts(3);
     proxy.cut();
-    await kv.delete('shop.drop');
+    await tombstone('shop.drop');
     await put(entry('shop', 'shrink', [cluster('west')]));
     await put(entry('shop', 'fresh', [cluster('west')]));
-    await sleep(1_500);
+    await attempts; // several reconnects fail meanwhile
     expect(await versions('shop', 'drop')).toEqual(drop);
     expect(sourceSlice(await slices('shop', 'shrink'), 'north')).toBeDefined();
     expect(await serviceImport('shop', 'fresh')).toBeUndefined();
@@ -338,11 +376,25 @@ describe('importer', () => {
     expect(await versions('shop', 'keep')).toEqual(keep);
   });
 
-  it('after a restart, deletes what was removed from the catalog meanwhile and writes nothing else', async () => {
+  it('after a restart, keeps an import whose key vanished meanwhile without a tombstone', async () => {
     await settled();
     const keep = await versions('shop', 'keep');
     await importer.stop();
-    await kv.delete('shop.api');
+    await kv.delete('shop.keep');
+    await startImporter();
+    await caughtUp((await kv.status()).streamInfo.state.last_seq);
+    expect(await versions('shop', 'keep')).toEqual(keep);
+    expect(importer.status().writes).toBe(0);
+    await caughtUp(await put(entry('shop', 'keep', [cluster('west')])));
+    expect(await versions('shop', 'keep')).toEqual(keep);
+    expect(importer.status().writes).toBe(0);
+  });
+
+  it('after a restart, deletes what the hub ended meanwhile and writes nothing else', async () => {
+    await settled();
+    const keep = await versions('shop', 'keep');
+    await importer.stop();
+    await tombstone('shop.api');
     await startImporter();
     await goneEntirely('shop', 'api');
     await settled();

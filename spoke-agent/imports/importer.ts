@@ -34,6 +34,8 @@ export interface ImporterOptions {
   /** How soon a key whose object name is taken by a foreign object is looked at again. Default 30 s. */
   readonly conflictRetryMs?: number;
   readonly watchRetry?: CatalogWatcherOptions['retry'];
+  /** How long an import outlives a catalog key that vanished without a tombstone. Default CATALOG_WATCHER_DEFAULTS.vanishedGraceMs. */
+  readonly vanishedGraceMs?: number;
 }
 
 export interface Importer {
@@ -65,7 +67,7 @@ const serviceImportResource = customResource<KubernetesObject>({
 export function createImporter(options: ImporterOptions): Importer {
   const { kc, clusterId } = options;
   const log = options.log.child({ part: 'importer' });
-  const watcher = new CatalogWatcher({ nc: options.nc, log, retry: options.watchRetry });
+  const watcher = new CatalogWatcher({ nc: options.nc, log, retry: options.watchRetry, ...(options.vanishedGraceMs ? { vanishedGraceMs: options.vanishedGraceMs } : {}) });
   const queue = new WorkQueue<string>({ name: 'imports', logger: log, maxDelayMs: 30_000 });
   const namespaces = new Informer({ kubeConfig: kc, resource: kinds.namespaces, logger: log });
   const serviceImports = new Informer({ kubeConfig: kc, resource: serviceImportResource, labelSelector: OWNED_SELECTOR, logger: log });

@@ -1,7 +1,9 @@
 // Level-based reconcile of one catalog key in this cluster: from the catalog entry (or its
 // absence) and the importer's own objects in the informer caches, create, update or delete until
 // they match. Runs only after the catalog's first full snapshot, so an empty map never means
-// "delete everything"; objects the importer does not own are reported, never touched.
+// "delete everything"; an absent entry deletes the import only once the catalog allows it (after
+// a tombstone, or a grace period for a key that vanished without one); objects the importer does
+// not own are reported, never touched.
 import type { KubernetesObject, V1EndpointSlice, V1Namespace, V1Service } from '@kubernetes/client-node';
 import { setCondition, type Condition } from '../../common/api/conditions.ts';
 import { LABEL_SERVICE_NAME } from '../../common/api/mcs.ts';
@@ -24,7 +26,11 @@ export interface ImportConflict {
 
 export interface ImportReconcilerOptions {
   readonly clusterId: string;
-  readonly catalog: { get(key: string): CatalogEntry | undefined };
+  readonly catalog: {
+    get(key: string): CatalogEntry | undefined;
+    /** 0 once the import of an absent key may be deleted, else how long to wait (CatalogWatcher.removalDelayMs). */
+    removalDelayMs(key: string): number;
+  };
   readonly namespaces: Informer<V1Namespace>;
   /** Owned objects only (label-selected informers). */
   readonly serviceImports: Informer<KubernetesObject>;
@@ -76,6 +82,13 @@ export class ImportReconciler {
     const entry = this.#options.catalog.get(key);
     const plan = entry && planImport(entry, this.#options.clusterId, this.#options.outboundListener, this.#options.isStale);
     const owned = this.#owned(namespace, name);
+    if (!entry && (owned.serviceImport || owned.service || owned.slices.length > 0)) {
+      const delayMs = this.#options.catalog.removalDelayMs(key);
+      if (delayMs > 0) {
+        this.#options.log.warn({ key, delayMs }, 'no catalog entry and no tombstone: the import is kept until the grace period ends');
+        return { requeueAfterMs: delayMs };
+      }
+    }
     const conflicts: ImportConflict[] = [];
     try {
       if (plan) await this.#apply(key, plan, owned, conflicts);
