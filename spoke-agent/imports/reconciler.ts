@@ -44,7 +44,7 @@ interface OwnedObjects {
   readonly slices: readonly V1EndpointSlice[];
 }
 
-function isHeadless(service: KubernetesObject): boolean {
+function isHeadless(service: object): boolean {
   return (service as { spec?: { clusterIP?: string } }).spec?.clusterIP === 'None';
 }
 
@@ -112,7 +112,8 @@ export class ImportReconciler {
       }),
       ...owned.slices.filter((slice) => !wanted.has(slice.metadata?.name ?? '')).map((slice) => attempt(() => writer.remove(slice))),
     ]);
-    const serviceImport = await attempt(() => this.#ensure(key, plan.serviceImport(service ? clusterIpsOf(service) : []), owned.serviceImport, conflicts));
+    const local = { ipFamilies: (service as V1Service | undefined)?.spec?.ipFamilies ?? [], stored: owned.serviceImport };
+    const serviceImport = await attempt(() => this.#ensure(key, plan.serviceImport(service ? clusterIpsOf(service) : [], local), owned.serviceImport, conflicts));
     if (serviceImport) {
       const current = (serviceImport as { status?: { conditions?: Condition[] } }).status?.conditions;
       const { conditions } = setCondition(current, plan.ready, new Date());
