@@ -53,6 +53,10 @@ function clusterIpsOf(service: KubernetesObject): string[] {
   return (spec?.clusterIPs ?? (spec?.clusterIP ? [spec.clusterIP] : [])).filter((ip) => ip !== 'None');
 }
 
+function ipFamiliesOf(service: KubernetesObject): string[] {
+  return (service as V1Service).spec?.ipFamilies ?? [];
+}
+
 export class ImportReconciler {
   readonly #options: ImportReconcilerOptions;
   readonly #conflicts = new Map<string, readonly ImportConflict[]>();
@@ -112,7 +116,7 @@ export class ImportReconciler {
       }),
       ...owned.slices.filter((slice) => !wanted.has(slice.metadata?.name ?? '')).map((slice) => attempt(() => writer.remove(slice))),
     ]);
-    const local = { ipFamilies: (service as V1Service | undefined)?.spec?.ipFamilies ?? [], stored: owned.serviceImport };
+    const local = { ipFamilies: service ? ipFamiliesOf(service) : [], stored: owned.serviceImport };
     const serviceImport = await attempt(() => this.#ensure(key, plan.serviceImport(service ? clusterIpsOf(service) : [], local), owned.serviceImport, conflicts));
     if (serviceImport) {
       const current = (serviceImport as { status?: { conditions?: Condition[] } }).status?.conditions;
