@@ -5,7 +5,7 @@
 // and creates each namespace's `default` ServiceAccount. The connectivity and DNS specs are
 // skipped (they need real pods). The suite is not part of the repository: build it beside it and
 // point MCS_CONFORMANCE_TEST at the binary:
-//   (cd <mcs-api checkout>/conformance && go test -c -o /tmp/mcs-conformance.test .)
+//   (cd <mcs-api checkout>/conformance && go test -c -vet=off -o /tmp/mcs-conformance.test .)
 //   MCS_CONFORMANCE_TEST=/tmp/mcs-conformance.test node scripts/mcs-conformance.ts [extra ginkgo flags]
 // The suite runs in a temporary directory (it writes report.html and report.yaml there, printed at
 // the end); the process exits with the suite's exit code. Everything started is removed.
