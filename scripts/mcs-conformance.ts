@@ -51,14 +51,13 @@ async function standIn(kc: KubeConfig, signal: AbortSignal): Promise<void> {
       for (const ns of (await core.listNamespace()).items) {
         const namespace = ns.metadata?.name ?? '';
         if (ns.status?.phase === 'Terminating') continue;
-        try {
-          await core.readNamespacedServiceAccount({ name: 'default', namespace });
-        } catch (err) {
-          if (!isNotFound(err)) throw err;
+        // One namespace refusing (e.g. being deleted) must not hold up the others.
+        await core.readNamespacedServiceAccount({ name: 'default', namespace }).catch(async (err: unknown) => {
+          if (!isNotFound(err)) return;
           await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'default' } } }).catch((e: unknown) => {
-            if (!isAlreadyExists(e)) throw e;
+            if (!isAlreadyExists(e)) process.stderr.write(`stand-in: service account in ${namespace}: ${String(e)}\n`);
           });
-        }
+        });
       }
       for (const pod of (await core.listPodForAllNamespaces()).items) {
         if (pod.status?.phase === 'Running' || pod.metadata?.deletionTimestamp) continue;
