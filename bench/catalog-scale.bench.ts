@@ -62,6 +62,11 @@ function serviceExport(service: number, cluster: number): ExportedService {
       { zone: ZONES[(cluster + 1) % ZONES.length] as string, ready: 2, total: 2 },
     ],
     allowedClusters: [],
+    ipFamilies: ['IPv4'],
+    internalTrafficPolicy: 'Cluster',
+    trafficDistribution: '',
+    exportedLabels: {},
+    exportedAnnotations: {},
   };
 }
 

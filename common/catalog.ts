@@ -6,7 +6,7 @@
 // tombstone makes agents delete the import at once (a key that vanishes without one is held).
 import { z } from 'zod';
 import { gatewayAddressSchema } from './api/isthmus.ts';
-import { servicePortSchema as reportedPortSchema } from './hub-api/messages.ts';
+import { ipFamilySchema, servicePortSchema as reportedPortSchema } from './hub-api/messages.ts';
 
 export const CATALOG_BUCKET = 'isthmus_catalog';
 export const MEMBERS_BUCKET = 'isthmus_members';
@@ -24,6 +24,17 @@ export function parseCatalogKey(key: string): { namespace: string; name: string 
 }
 
 export const catalogPortSchema = reportedPortSchema;
+
+/** Whole-service properties beyond type and affinity, each exporter's and the resolved ones (entries written before them parse with the defaults). */
+function serviceWideFields() {
+  return {
+    ipFamilies: z.array(ipFamilySchema).default([]),
+    internalTrafficPolicy: z.union([z.literal(''), z.enum(['Cluster', 'Local'])]).default(''),
+    trafficDistribution: z.string().default(''),
+    exportedLabels: z.record(z.string(), z.string()).default({}),
+    exportedAnnotations: z.record(z.string(), z.string()).default({}),
+  };
+}
 export type CatalogPort = z.infer<typeof catalogPortSchema>;
 
 export const catalogClusterSchema = z.object({
@@ -43,14 +54,15 @@ export const catalogClusterSchema = z.object({
   endpoints: z.array(z.object({ zone: z.string(), ready: z.number().int().min(0), total: z.number().int().min(0).default(0) })).default([]),
   /** Empty: every member may import. */
   allowedClusters: z.array(z.string()).default([]),
+  ...serviceWideFields(),
 });
 export type CatalogCluster = z.infer<typeof catalogClusterSchema>;
 
 export const catalogConflictSchema = z.object({
-  /** PortConflict, TypeConflict, SessionAffinityConflict, SessionAffinityConfigConflict. */
+  /** An upstream Conflict reason: PortConflict, TypeConflict, LabelsConflict, IPFamilyConflict, ... */
   type: z.string(),
   message: z.string(),
-  /** Every cluster whose export is involved (the winner included). */
+  /** Every cluster that exports the service: upstream raises the condition on all constituent exports. */
   clusters: z.array(z.string()),
 });
 export type CatalogConflict = z.infer<typeof catalogConflictSchema>;
@@ -58,7 +70,7 @@ export type CatalogConflict = z.infer<typeof catalogConflictSchema>;
 export const catalogEntrySchema = z.object({
   namespace: z.string(),
   name: z.string(),
-  /** Resolved the MCS way: the oldest export wins type and session affinity; ports are the union. */
+  /** Resolved the MCS way: the oldest export wins every whole-service property; ports are the union. */
   type: z.enum(['ClusterSetIP', 'Headless']),
   ports: z.array(catalogPortSchema),
   sessionAffinity: z.enum(['None', 'ClientIP']).default('None'),
@@ -66,6 +78,7 @@ export const catalogEntrySchema = z.object({
   /** Sorted by exportCreatedAt, oldest first. */
   clusters: z.array(catalogClusterSchema).min(1),
   conflicts: z.array(catalogConflictSchema).default([]),
+  ...serviceWideFields(),
 });
 export type CatalogEntry = z.infer<typeof catalogEntrySchema>;
 

@@ -226,6 +226,11 @@ describe('hub hardening (issue 8)', () => {
       exportCreatedAt: '1970-01-01T00:00:00Z',
       endpoints: [],
       allowedClusters: [],
+      ipFamilies: ['IPv4'],
+      internalTrafficPolicy: 'Cluster',
+      trafficDistribution: '',
+      exportedLabels: {},
+      exportedAnnotations: {},
       ...overrides,
     });
 

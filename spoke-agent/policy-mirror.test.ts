@@ -26,7 +26,7 @@ describe('desiredCopy', () => {
   });
 
   it('changes its intent hash with the content and only then', () => {
-    const hash = (r: PolicyRecord): string | undefined => desiredCopy(r).metadata.annotations['isthmus.dev/intent-hash'];
+    const hash = (r: PolicyRecord): string | null | undefined => desiredCopy(r).metadata.annotations['isthmus.dev/intent-hash'];
     expect(hash(record({ service: 'cart' }))).toBe(hash(record({ service: 'cart' })));
     expect(hash(record({ service: 'cart' }))).not.toBe(hash(record({ service: 'cart' }, 5)));
     expect(hash(record({ service: 'cart' }))).not.toBe(hash(record({ service: 'cart', minHealthyPercent: 10 })));

@@ -19,6 +19,10 @@ export const MESSAGE_LIMITS = {
   ports: 100,
   endpointZones: 64,
   allowedClusters: 1024,
+  exportedLabels: 64,
+  exportedAnnotations: 64,
+  /** Bytes of one exported annotation value (the apiserver caps all annotations of an object at 256 KiB). */
+  exportedAnnotationValue: 4096,
   services: 50_000,
 } as const;
 
@@ -140,6 +144,16 @@ function checkPorts(ports: readonly z.infer<typeof servicePortSchema>[], ctx: z.
   });
 }
 
+export const ipFamilySchema = z.enum(['IPv4', 'IPv6']);
+
+/** A map of qualified names (label and annotation keys) to values, at most `max` entries. */
+function boundedRecord(value: z.ZodType<string>, max: number, what: string) {
+  return z
+    .record(qualifiedNameSchema, value)
+    .refine((record) => Object.keys(record).length <= max, { message: `${what} may have at most ${max} entries` })
+    .default({});
+}
+
 export const exportedServiceSchema = z
   .object({
     namespace: dns1123Label,
@@ -155,8 +169,18 @@ export const exportedServiceSchema = z
       .max(MESSAGE_LIMITS.endpointZones)
       .default([]),
     allowedClusters: z.array(dns1123Label).max(MESSAGE_LIMITS.allowedClusters).default([]),
+    // Primary family first, as the Service lists them; empty from agents that predate the field.
+    ipFamilies: z.array(ipFamilySchema).max(2).default([]),
+    internalTrafficPolicy: z.union([z.literal(''), z.enum(['Cluster', 'Local'])]).default(''),
+    trafficDistribution: z.union([z.literal(''), qualifiedNameSchema]).default(''),
+    // Copied onto every importer's ServiceImport, so they obey the label and annotation rules.
+    exportedLabels: boundedRecord(labelValueSchema, MESSAGE_LIMITS.exportedLabels, 'exportedLabels'),
+    exportedAnnotations: boundedRecord(z.string().max(MESSAGE_LIMITS.exportedAnnotationValue), MESSAGE_LIMITS.exportedAnnotations, 'exportedAnnotations'),
   })
-  .superRefine((service, ctx) => checkPorts(service.ports, ctx));
+  .superRefine((service, ctx) => {
+    checkPorts(service.ports, ctx);
+    if (new Set(service.ipFamilies).size !== service.ipFamilies.length) ctx.addIssue({ code: 'custom', message: 'duplicate IP family', path: ['ipFamilies'] });
+  });
 export type ExportedService = z.infer<typeof exportedServiceSchema>;
 
 export const reportExportsRequestSchema = z.object({

@@ -1,7 +1,7 @@
 // Test helpers for the service catalog: create what a user creates in a member cluster (a
 // Service with its EndpointSlice, a ServiceExport) and read what the agents import.
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type V1EndpointSlice } from '@kubernetes/client-node';
-import { LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER, MCS_GROUP, MCS_VERSION, SERVICE_EXPORT_PLURAL, SERVICE_IMPORT_PLURAL, type ServiceExport, type ServiceImport } from '../../common/api/index.ts';
+import { LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER, MCS_GROUP, MCS_VERSION, SERVICE_EXPORT_PLURAL, SERVICE_IMPORT_PLURAL, type ServiceExport, type ServiceExportSpec, type ServiceImport } from '../../common/api/index.ts';
 import { ensureNamespace, isNotFound } from '../../common/kube/index.ts';
 
 export interface BackendSpec {
@@ -47,13 +47,13 @@ export async function createBackend(kc: KubeConfig, spec: BackendSpec): Promise<
   }
 }
 
-export async function createServiceExport(kc: KubeConfig, namespace: string, name: string, annotations?: Record<string, string>): Promise<void> {
+export async function createServiceExport(kc: KubeConfig, namespace: string, name: string, annotations?: Record<string, string>, spec?: ServiceExportSpec): Promise<void> {
   await kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
     group: MCS_GROUP,
     version: MCS_VERSION,
     namespace,
     plural: SERVICE_EXPORT_PLURAL,
-    body: { apiVersion: `${MCS_GROUP}/${MCS_VERSION}`, kind: 'ServiceExport', metadata: { name, ...(annotations ? { annotations } : {}) } },
+    body: { apiVersion: `${MCS_GROUP}/${MCS_VERSION}`, kind: 'ServiceExport', metadata: { name, ...(annotations ? { annotations } : {}) }, ...(spec ? { spec } : {}) },
   });
 }
 

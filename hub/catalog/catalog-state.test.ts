@@ -97,7 +97,7 @@ describe('CatalogState', () => {
     expect(state.exportsOf('a')).toEqual([]);
   });
 
-  it('answers a cluster with the conflicts that involve it', () => {
+  it('answers every exporter of a conflicted service with its conflicts, those that agree with the oldest included', () => {
     const state = stateWith(membersOf(['a', 'b', 'c']));
     state.apply('a', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z' })] });
     state.apply('b', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z', type: 'Headless' }), shelf()] });
@@ -105,7 +105,8 @@ describe('CatalogState', () => {
     const typeConflict = { namespace: 'shop', name: 'cart', type: 'TypeConflict', message: 'type: a (oldest export) has ClusterSetIP, which applies; b has Headless' };
     expect(state.conflictsOf('a')).toEqual([typeConflict]);
     expect(state.conflictsOf('b')).toEqual([typeConflict]);
-    expect(state.conflictsOf('c')).toEqual([]);
+    // Upstream raises Conflict on all constituent exports, not only on the dissenting one.
+    expect(state.conflictsOf('c')).toEqual([typeConflict]);
   });
 
   it('restores from published entries to the very same entries, and the same reports then change nothing', () => {

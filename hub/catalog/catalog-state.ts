@@ -77,6 +77,11 @@ function normalizeExport(service: ExportedService): ExportedService {
     exportCreatedAt: service.exportCreatedAt,
     endpoints: service.endpoints.map((e) => ({ zone: e.zone, ready: e.ready, total: e.total })).sort((a, b) => (a.zone < b.zone ? -1 : a.zone > b.zone ? 1 : 0)),
     allowedClusters: [...new Set(service.allowedClusters)].sort(),
+    ipFamilies: [...service.ipFamilies],
+    internalTrafficPolicy: service.internalTrafficPolicy,
+    trafficDistribution: service.trafficDistribution,
+    exportedLabels: { ...service.exportedLabels },
+    exportedAnnotations: { ...service.exportedAnnotations },
   };
 }
 

@@ -15,6 +15,11 @@ export function exported(overrides: Partial<ExportedService> = {}): ExportedServ
     exportCreatedAt: '2025-01-01T00:00:00Z',
     endpoints: [{ zone: 'z1', ready: 2, total: 2 }],
     allowedClusters: [],
+    ipFamilies: ['IPv4'],
+    internalTrafficPolicy: 'Cluster',
+    trafficDistribution: '',
+    exportedLabels: {},
+    exportedAnnotations: {},
     ...overrides,
   };
 }

@@ -22,6 +22,11 @@ function service(name: string, ready = 1): ExportedService {
     exportCreatedAt: '2026-01-01T00:00:00Z',
     endpoints: [{ zone: 'a', ready, total: ready }],
     allowedClusters: [],
+    ipFamilies: ['IPv4'],
+    internalTrafficPolicy: 'Cluster',
+    trafficDistribution: '',
+    exportedLabels: {},
+    exportedAnnotations: {},
   };
 }
 

@@ -1,5 +1,6 @@
 // What one ServiceExport amounts to: the ExportedService the hub gets, computed from the export,
 // its Service and the Service's EndpointSlices — or why it cannot be exported (Valid=False).
+import { isIPv6 } from 'node:net';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { ServiceExportReason, dns1123LabelSchema } from '../../common/api/index.ts';
 import { ALLOWED_CLUSTERS_ANNOTATION } from '../../common/catalog.ts';
@@ -24,6 +25,8 @@ export interface ExportSource {
   readonly name: string;
   readonly creationTimestamp: string;
   readonly annotations: Readonly<Record<string, string>>;
+  readonly exportedLabels: Readonly<Record<string, string>>;
+  readonly exportedAnnotations: Readonly<Record<string, string>>;
 }
 
 // Kubernetes defaults spec.sessionAffinityConfig.clientIP.timeoutSeconds to 3 h for ClientIP.
@@ -57,6 +60,11 @@ export function evaluateExport(source: ExportSource, service: V1Service | undefi
     exportCreatedAt: source.creationTimestamp,
     endpoints: readyEndpointsPerZone(slices),
     allowedClusters: allowed.clusters,
+    ipFamilies: spec.ipFamilies ?? (spec.clusterIPs ?? []).filter((ip) => ip !== 'None').map((ip) => (isIPv6(ip) ? 'IPv6' : 'IPv4')),
+    internalTrafficPolicy: spec.internalTrafficPolicy ?? '',
+    trafficDistribution: spec.trafficDistribution ?? '',
+    exportedLabels: source.exportedLabels,
+    exportedAnnotations: source.exportedAnnotations,
   };
   // The hub refuses a whole report over one bad service: keep such a service out of it.
   const parsed = exportedServiceSchema.safeParse(candidate);

@@ -12,7 +12,7 @@ import {
   type V1ServiceSpec,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findCondition, MCS_GROUP, MCS_VERSION, SERVICE_EXPORT_PLURAL, serviceExportSchema, type Condition } from '../../common/api/index.ts';
+import { findCondition, MCS_GROUP, MCS_VERSION, SERVICE_EXPORT_PLURAL, serviceExportSchema, type Condition, type ServiceExportSpec } from '../../common/api/index.ts';
 import { ALLOWED_CLUSTERS_ANNOTATION } from '../../common/catalog.ts';
 import { ensureNamespace } from '../../common/kube/index.ts';
 import { createLogger } from '../../common/logger.ts';
@@ -81,14 +81,14 @@ async function setSliceEndpoints(namespace: string, name: string, endpoints: V1E
 }
 
 /** Creates a ServiceExport; returns its creationTimestamp. */
-async function createExport(namespace: string, name: string, annotations?: Record<string, string>): Promise<string> {
+async function createExport(namespace: string, name: string, annotations?: Record<string, string>, spec?: ServiceExportSpec): Promise<string> {
   await ensureNamespace(kc, namespace);
   const created: unknown = await custom.createNamespacedCustomObject({
     group: MCS_GROUP,
     version: MCS_VERSION,
     namespace,
     plural: SERVICE_EXPORT_PLURAL,
-    body: { apiVersion: `${MCS_GROUP}/${MCS_VERSION}`, kind: 'ServiceExport', metadata: { name, namespace, annotations } },
+    body: { apiVersion: `${MCS_GROUP}/${MCS_VERSION}`, kind: 'ServiceExport', metadata: { name, namespace, annotations }, ...(spec ? { spec } : {}) },
   });
   return serviceExportSchema.parse(created).metadata.creationTimestamp as string;
 }
@@ -156,7 +156,7 @@ describe('exporter on a real kube-apiserver', () => {
 
     const release = hub.hold();
     const from = hub.reports.length;
-    const createdAt = await createExport(ns, 'cart', { [ALLOWED_CLUSTERS_ANNOTATION]: 'cluster-c, cluster-b' });
+    const createdAt = await createExport(ns, 'cart', { [ALLOWED_CLUSTERS_ANNOTATION]: 'cluster-c, cluster-b' }, { exportedLabels: { tier: 'web' }, exportedAnnotations: { note: 'cart' } });
     const report = await hub.waitForReport('cart reported', (r) => r.request.services.some((s) => s.name === 'cart'), from);
     expect(report.request.services.find((s) => s.name === 'cart')).toEqual({
       namespace: ns,
@@ -175,6 +175,11 @@ describe('exporter on a real kube-apiserver', () => {
         { zone: 'zone-b', ready: 2, total: 2 },
       ],
       allowedClusters: ['cluster-b', 'cluster-c'],
+      ipFamilies: ['IPv4'],
+      internalTrafficPolicy: 'Cluster',
+      trafficDistribution: '',
+      exportedLabels: { tier: 'web' },
+      exportedAnnotations: { note: 'cart' },
     });
 
     // The hub has not answered yet.

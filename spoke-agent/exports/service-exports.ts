@@ -13,6 +13,8 @@ const FIELD_MANAGER = 'isthmus-agent-exports';
 const serviceExportObjectSchema = z.looseObject({
   metadata: objectMetaSchema.extend({ namespace: z.string().min(1), uid: z.string().min(1), creationTimestamp: z.string() }),
   status: z.looseObject({ conditions: conditionListSchema.optional() }).optional().catch(undefined),
+  // Checked where the export is evaluated (a bad key makes the export invalid, with a message).
+  spec: z.looseObject({ exportedLabels: z.record(z.string(), z.string()).optional(), exportedAnnotations: z.record(z.string(), z.string()).optional() }).optional(),
 });
 
 export interface ServiceExportView {
@@ -23,6 +25,9 @@ export interface ServiceExportView {
   readonly resourceVersion: string | undefined;
   readonly creationTimestamp: string;
   readonly annotations: Readonly<Record<string, string>>;
+  /** spec.exportedLabels and spec.exportedAnnotations: what importers put on their ServiceImport. */
+  readonly exportedLabels: Readonly<Record<string, string>>;
+  readonly exportedAnnotations: Readonly<Record<string, string>>;
   readonly deleting: boolean;
   readonly conditions: readonly Condition[];
 }
@@ -31,7 +36,7 @@ export interface ServiceExportView {
 export function readServiceExport(object: KubernetesObject): { ok: true; view: ServiceExportView } | { ok: false; error: z.ZodError } {
   const parsed = serviceExportObjectSchema.safeParse(object);
   if (!parsed.success) return { ok: false, error: parsed.error };
-  const { metadata, status } = parsed.data;
+  const { metadata, status, spec } = parsed.data;
   return {
     ok: true,
     view: {
@@ -42,6 +47,8 @@ export function readServiceExport(object: KubernetesObject): { ok: true; view: S
       resourceVersion: metadata.resourceVersion,
       creationTimestamp: metadata.creationTimestamp,
       annotations: metadata.annotations ?? {},
+      exportedLabels: spec?.exportedLabels ?? {},
+      exportedAnnotations: spec?.exportedAnnotations ?? {},
       deleting: metadata.deletionTimestamp !== undefined,
       conditions: status?.conditions ?? [],
     },

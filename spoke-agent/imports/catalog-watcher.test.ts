@@ -43,9 +43,19 @@ function entry(namespace: string, name: string, port = 80): CatalogEntry {
         sessionAffinityTimeoutSeconds: 0,
         endpoints: [{ zone: 'z', ready: 1, total: 1 }],
         allowedClusters: [],
+        ipFamilies: ['IPv4'],
+        internalTrafficPolicy: 'Cluster',
+        trafficDistribution: '',
+        exportedLabels: {},
+        exportedAnnotations: {},
       },
     ],
     conflicts: [],
+    ipFamilies: ['IPv4'],
+    internalTrafficPolicy: 'Cluster',
+    trafficDistribution: '',
+    exportedLabels: {},
+    exportedAnnotations: {},
   };
 }
 

@@ -42,6 +42,30 @@ describe('planImport', () => {
     expect(spec.ports.map((p) => p.name)).toEqual([undefined, undefined]);
   });
 
+  it('names the family of each clusterset IP in order, and copies internalTrafficPolicy and trafficDistribution', () => {
+    const plan = planImport(entry({ ipFamilies: ['IPv6', 'IPv4'], internalTrafficPolicy: 'Local', trafficDistribution: 'PreferClose' }), 'east');
+    expect(plan?.serviceImport(['fd00::9', '10.96.0.9'])['spec']).toMatchObject({ ips: ['fd00::9', '10.96.0.9'], ipFamilies: ['IPv6', 'IPv4'], internalTrafficPolicy: 'Local', trafficDistribution: 'PreferClose' });
+    // Before the clusterset Service has an IP, and when the export set no policy, the fields are removed.
+    expect(planImport(entry(), 'east')?.serviceImport([])['spec']).toMatchObject({ ips: null, ipFamilies: null, internalTrafficPolicy: null, trafficDistribution: null });
+    // A Headless import has no IP: its families are the clusterset Service's.
+    expect(planImport(entry({ type: 'Headless' }), 'east')?.serviceImport([], { ipFamilies: ['IPv4'] })['spec']).toMatchObject({ ips: null, ipFamilies: ['IPv4'] });
+  });
+
+  it('puts the exported labels and annotations under its own, and removes those no longer exported', () => {
+    const exported = entry({ exportedLabels: { tier: 'web', 'app.kubernetes.io/managed-by': 'someone' }, exportedAnnotations: { note: 'hi' } });
+    const first = planImport(exported, 'east')?.serviceImport([]);
+    expect(first?.metadata.labels).toMatchObject({ tier: 'web', 'app.kubernetes.io/managed-by': 'isthmus-agent' });
+    expect(first?.metadata.annotations).toMatchObject({ note: 'hi', 'isthmus.dev/exported-keys': JSON.stringify({ labels: ['tier'], annotations: ['note'] }) });
+    const stored = { metadata: { labels: { ...first?.metadata.labels } as Record<string, string>, annotations: { ...first?.metadata.annotations, 'kept-by-someone': 'x' } as Record<string, string> } };
+    const next = planImport(entry({ exportedLabels: { team: 'a' } }), 'east')?.serviceImport([], { stored });
+    expect(next?.metadata.labels).toMatchObject({ tier: null, team: 'a' });
+    expect(next?.metadata.annotations).toMatchObject({ note: null, 'isthmus.dev/exported-keys': JSON.stringify({ labels: ['team'], annotations: [] }) });
+    expect(next?.metadata.annotations).not.toHaveProperty('kept-by-someone');
+    const none = planImport(entry(), 'east')?.serviceImport([], { stored: { metadata: { labels: { team: 'a' }, annotations: { 'isthmus.dev/exported-keys': JSON.stringify({ labels: ['team'], annotations: [] }) } } } });
+    expect(none?.metadata.labels).toMatchObject({ team: null });
+    expect(none?.metadata.annotations).toMatchObject({ 'isthmus.dev/exported-keys': null });
+  });
+
   it('makes a headless clusterset Service and no IPs for a Headless import', () => {
     const plan = planImport(entry({ type: 'Headless' }), 'east');
     expect(plan?.service['spec']).toMatchObject({ clusterIP: 'None' });

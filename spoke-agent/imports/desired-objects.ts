@@ -5,6 +5,7 @@
 // consumers can dial what they read; the remote gateways, locality and readiness travel as
 // annotations for the gateway. Pure functions; the reconciler compares and writes.
 import { createHash } from 'node:crypto';
+import { isIPv6 } from 'node:net';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import {
   ENDPOINTSLICE_MANAGED_BY_AGENT,
@@ -19,6 +20,7 @@ import {
 import { mayImport, type CatalogCluster, type CatalogEntry, type CatalogPort } from '../../common/catalog.ts';
 import {
   ANNOTATION_DERIVED_SERVICE,
+  ANNOTATION_EXPORTED_KEYS,
   ANNOTATION_EXPORTED_PORTS,
   ANNOTATION_GATEWAY_ADDRESSES,
   ANNOTATION_INTENT_HASH,
@@ -46,14 +48,14 @@ export interface OutboundAddress {
 export type OutboundListener = (namespace: string, name: string, port: CatalogPort) => OutboundAddress | undefined;
 
 /** An object as the importer wants it. A `null` field is one it removes (JSON merge patch). */
-export interface DesiredObject extends KubernetesObject {
+export interface DesiredObject {
   readonly apiVersion: string;
   readonly kind: string;
   readonly metadata: {
     readonly name: string;
     readonly namespace: string;
-    readonly labels: Record<string, string>;
-    readonly annotations: Record<string, string>;
+    readonly labels: Record<string, string | null>;
+    readonly annotations: Record<string, string | null>;
   };
   readonly [field: string]: unknown;
 }
@@ -69,8 +71,12 @@ export interface ImportPlan {
   readonly ready: ConditionUpdate;
   /** Addresses an EndpointSlice may not name (loopback, link-local, unspecified), left out of the slices. */
   readonly refusedAddresses: readonly string[];
-  /** The ServiceImport, given the clusterset Service's cluster IPs. */
-  serviceImport(clusterIps: readonly string[]): DesiredObject;
+  /**
+   * The ServiceImport, given the clusterset Service's cluster IPs (and, for a Headless import,
+   * its IP families) and the ServiceImport as stored, whose exported labels and annotations that
+   * the export no longer names are removed.
+   */
+  serviceImport(clusterIps: readonly string[], local?: { readonly ipFamilies?: readonly string[]; readonly stored?: KubernetesObject }): DesiredObject;
 }
 
 const ENDPOINT_SLICE_API_VERSION = 'discovery.k8s.io/v1';
@@ -101,11 +107,15 @@ export function planImport(entry: CatalogEntry, clusterId: string, outboundListe
     status: { clusters: sources.map((cluster) => ({ cluster: cluster.clusterId })) },
     ready: readiness(entry, listeners),
     refusedAddresses: [...new Set(refusedAddresses)],
-    serviceImport: (clusterIps) =>
+    serviceImport: (clusterIps, local) =>
       withIntentHash({
         apiVersion: MCS_API_VERSION,
         kind: SERVICE_IMPORT_KIND,
-        metadata: { name, namespace, labels: ownedLabels(name), annotations: { [ANNOTATION_DERIVED_SERVICE]: derivedName } },
+        metadata: {
+          name,
+          namespace,
+          ...exportedMetadata(entry, local?.stored, { labels: ownedLabels(name), annotations: { [ANNOTATION_DERIVED_SERVICE]: derivedName } }),
+        },
         spec: {
           type: entry.type,
           ports: entry.ports.map((port) => ({ name: port.name || undefined, protocol: port.protocol, appProtocol: port.appProtocol || undefined, port: port.port })),
@@ -113,8 +123,60 @@ export function planImport(entry: CatalogEntry, clusterId: string, outboundListe
           sessionAffinity: entry.sessionAffinity,
           sessionAffinityConfig:
             entry.sessionAffinity === 'ClientIP' ? { clientIP: { timeoutSeconds: entry.sessionAffinityTimeoutSeconds || DEFAULT_AFFINITY_TIMEOUT_SECONDS } } : null,
+          // The families of this cluster's clusterset IPs, in their order (upstream: one IP per family).
+          ipFamilies: nonEmpty(entry.type === ServiceImportType.ClusterSetIP ? clusterIps.map((ip) => (isIPv6(ip) ? 'IPv6' : 'IPv4')) : (local?.ipFamilies ?? [])),
+          internalTrafficPolicy: entry.internalTrafficPolicy || null,
+          trafficDistribution: entry.trafficDistribution || null,
         },
       }),
+  };
+}
+
+function nonEmpty<T>(list: readonly T[]): T[] | null {
+  return list.length > 0 ? [...list] : null;
+}
+
+interface ExportedKeys {
+  readonly labels: readonly string[];
+  readonly annotations: readonly string[];
+}
+
+/** The keys of the exported labels and annotations a stored ServiceImport was given (its annotation says). */
+function storedExportedKeys(stored: KubernetesObject | undefined): ExportedKeys {
+  const raw = stored?.metadata?.annotations?.[ANNOTATION_EXPORTED_KEYS];
+  if (!raw) return { labels: [], annotations: [] };
+  try {
+    const parsed = JSON.parse(raw) as Partial<ExportedKeys>;
+    const strings = (list: unknown): string[] => (Array.isArray(list) ? list.filter((k): k is string => typeof k === 'string') : []);
+    return { labels: strings(parsed.labels), annotations: strings(parsed.annotations) };
+  } catch {
+    return { labels: [], annotations: [] };
+  }
+}
+
+/**
+ * The ServiceImport's labels and annotations: the export's exportedLabels/exportedAnnotations (the
+ * oldest export's, as resolved), under the importer's own, which win a clash. Keys exported
+ * before and no longer are removed (null); the keys exported now are recorded for next time.
+ */
+function exportedMetadata(
+  entry: CatalogEntry,
+  stored: KubernetesObject | undefined,
+  own: { readonly labels: Record<string, string>; readonly annotations: Record<string, string> },
+): { labels: Record<string, string | null>; annotations: Record<string, string | null> } {
+  const labels = Object.keys(entry.exportedLabels).filter((k) => !(k in own.labels));
+  const annotations = Object.keys(entry.exportedAnnotations).filter((k) => !(k in own.annotations) && k !== ANNOTATION_EXPORTED_KEYS && k !== ANNOTATION_INTENT_HASH);
+  const before = storedExportedKeys(stored);
+  const removed = (previous: readonly string[], now: readonly string[], ownKeys: Record<string, string>): Record<string, null> =>
+    Object.fromEntries(previous.filter((k) => !now.includes(k) && !(k in ownKeys)).map((k) => [k, null]));
+  return {
+    labels: { ...removed(before.labels, labels, own.labels), ...Object.fromEntries(labels.map((k) => [k, entry.exportedLabels[k] ?? ''])), ...own.labels },
+    annotations: {
+      ...removed(before.annotations, annotations, own.annotations),
+      ...Object.fromEntries(annotations.map((k) => [k, entry.exportedAnnotations[k] ?? ''])),
+      ...own.annotations,
+      ...(labels.length > 0 || annotations.length > 0 ? { [ANNOTATION_EXPORTED_KEYS]: JSON.stringify({ labels, annotations }) } : { [ANNOTATION_EXPORTED_KEYS]: null }),
+    },
   };
 }
 

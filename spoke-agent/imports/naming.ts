@@ -14,6 +14,8 @@ export const LABEL_KUBERNETES_SERVICE_NAME = 'kubernetes.io/service-name';
 export const ANNOTATION_DERIVED_SERVICE = 'multicluster.kubernetes.io/derived-service';
 /** Hash of what the importer last wrote; a changed intent is seen even where the server adds defaults. */
 export const ANNOTATION_INTENT_HASH = 'isthmus.dev/intent-hash';
+/** On a ServiceImport: the keys of the export's exportedLabels/exportedAnnotations it carries, so they can be removed once no longer exported. */
+export const ANNOTATION_EXPORTED_KEYS = 'isthmus.dev/exported-keys';
 export {
   ANNOTATION_EXPORTED_PORTS,
   ANNOTATION_GATEWAY_ADDRESSES,

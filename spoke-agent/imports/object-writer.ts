@@ -70,7 +70,8 @@ export class ObjectWriter {
       await this.remove(current);
       return this.#create(desired);
     }
-    const patch = { ...desired, metadata: { ...desired.metadata, resourceVersion: current.metadata?.resourceVersion } };
+    // A merge patch: its nulls (labels and annotations among them) remove what they name.
+    const patch = { ...desired, metadata: { ...desired.metadata, resourceVersion: current.metadata?.resourceVersion } } as KubernetesObject;
     const patched = await objectApiClient(this.#kc).patch(patch, undefined, undefined, FIELD_MANAGER, undefined, PatchStrategy.MergePatch);
     this.#onWrite('patch', desired.kind);
     return { owned: patched };
@@ -103,7 +104,7 @@ export class ObjectWriter {
   async #create(desired: DesiredObject, mustRecreate?: (current: KubernetesObject) => boolean): Promise<EnsureResult> {
     const api = objectApiClient(this.#kc);
     try {
-      const created = await api.create(withoutNulls(desired) as DesiredObject, undefined, undefined, FIELD_MANAGER);
+      const created = await api.create(withoutNulls(desired) as KubernetesObject, undefined, undefined, FIELD_MANAGER);
       this.#onWrite('create', desired.kind);
       return { owned: created };
     } catch (err) {

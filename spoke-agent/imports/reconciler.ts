@@ -50,13 +50,17 @@ interface OwnedObjects {
   readonly slices: readonly V1EndpointSlice[];
 }
 
-function isHeadless(service: KubernetesObject): boolean {
+function isHeadless(service: object): boolean {
   return (service as { spec?: { clusterIP?: string } }).spec?.clusterIP === 'None';
 }
 
 function clusterIpsOf(service: KubernetesObject): string[] {
   const spec = (service as V1Service).spec;
   return (spec?.clusterIPs ?? (spec?.clusterIP ? [spec.clusterIP] : [])).filter((ip) => ip !== 'None');
+}
+
+function ipFamiliesOf(service: KubernetesObject): string[] {
+  return (service as V1Service).spec?.ipFamilies ?? [];
 }
 
 export class ImportReconciler {
@@ -125,7 +129,8 @@ export class ImportReconciler {
       }),
       ...owned.slices.filter((slice) => !wanted.has(slice.metadata?.name ?? '')).map((slice) => attempt(() => writer.remove(slice))),
     ]);
-    const serviceImport = await attempt(() => this.#ensure(key, plan.serviceImport(service ? clusterIpsOf(service) : []), owned.serviceImport, conflicts));
+    const local = { ipFamilies: service ? ipFamiliesOf(service) : [], stored: owned.serviceImport };
+    const serviceImport = await attempt(() => this.#ensure(key, plan.serviceImport(service ? clusterIpsOf(service) : [], local), owned.serviceImport, conflicts));
     if (serviceImport) {
       const current = (serviceImport as { status?: { conditions?: Condition[] } }).status?.conditions;
       const { conditions } = setCondition(current, plan.ready, new Date());

@@ -1,0 +1,81 @@
+// The MCS API's finer points end to end on two local clusters (the upstream conformance suite's
+// expectations, checked here without it): exported labels and annotations reach the
+// ServiceImport, the oldest export's win and a disagreement is a LabelsConflict on both exports;
+// the ServiceImport names the IP family of each clusterset IP and carries the export's
+// internalTrafficPolicy and trafficDistribution.
+import { CoreV1Api } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findCondition } from '../common/api/conditions.ts';
+import { ensureNamespace } from '../common/kube/index.ts';
+import { createBackend, createServiceExport, readServiceExport, readServiceImport } from './catalog/exports.ts';
+import { Federation } from './federation/index.ts';
+import { waitFor, type LocalCluster } from './testbed/index.ts';
+
+const NS = 'mcs';
+
+describe('MCS API details', () => {
+  let fed: Federation;
+  let a: LocalCluster;
+  let b: LocalCluster;
+
+  beforeAll(async () => {
+    fed = await Federation.start({ members: 2, heartbeatInterval: '1s' });
+    [a, b] = fed.members as [LocalCluster, LocalCluster];
+    const token = await fed.createToken(['--usages', '2']);
+    for (const m of fed.members) {
+      await ensureNamespace(m.kubeConfig(), NS);
+      expect((await fed.join(m.name, token)).code).toBe(0);
+    }
+  });
+  afterAll(async () => {
+    await fed?.[Symbol.asyncDispose]();
+  });
+
+  async function conflictOf(cluster: LocalCluster, name: string): Promise<{ status: string; reason: string; message: string } | undefined> {
+    return findCondition((await readServiceExport(cluster.kubeConfig(), NS, name)).status?.conditions, 'Conflict');
+  }
+
+  it('puts the oldest export\'s exportedLabels and exportedAnnotations on every ServiceImport, and a disagreement is a LabelsConflict on both exports', async () => {
+    const ports = [{ name: 'http', port: 8080 }];
+    await createBackend(a.kubeConfig(), { namespace: NS, name: 'catalog', ports });
+    await createServiceExport(a.kubeConfig(), NS, 'catalog', undefined, { exportedLabels: { tier: 'web' }, exportedAnnotations: { 'example.com/owner': 'team-a' } });
+    for (const cluster of [a, b]) {
+      await waitFor(`${cluster.name}: ServiceImport with the exported labels`, async () => (await readServiceImport(cluster.kubeConfig(), NS, 'catalog'))?.metadata.labels?.['tier'] === 'web', 20_000);
+      const imported = await readServiceImport(cluster.kubeConfig(), NS, 'catalog');
+      expect(imported?.metadata.annotations).toMatchObject({ 'example.com/owner': 'team-a' });
+    }
+    await waitFor('a: Conflict=False', async () => (await conflictOf(a, 'catalog'))?.status === 'False', 20_000);
+
+    // The newer export in B asks for other labels and annotations: A's stay, both exports say so.
+    await createBackend(b.kubeConfig(), { namespace: NS, name: 'catalog', ports });
+    await createServiceExport(b.kubeConfig(), NS, 'catalog', undefined, { exportedLabels: { tier: 'db' }, exportedAnnotations: { 'example.com/owner': 'team-b' } });
+    for (const cluster of [a, b]) {
+      await waitFor(`${cluster.name}: Conflict=True`, async () => (await conflictOf(cluster, 'catalog'))?.status === 'True', 20_000);
+      const conflict = await conflictOf(cluster, 'catalog');
+      expect(conflict?.reason.split(',').sort()).toEqual(['AnnotationsConflict', 'LabelsConflict']);
+      expect(conflict?.message).toContain('exportedLabels: cluster-a (oldest export) has {tier=web}, which applies; cluster-b has {tier=db}');
+    }
+    await waitFor('B imports from both', async () => (await readServiceImport(b.kubeConfig(), NS, 'catalog'))?.status?.clusters?.length === 2, 20_000);
+    for (const cluster of [a, b]) {
+      const imported = await readServiceImport(cluster.kubeConfig(), NS, 'catalog');
+      expect(imported?.metadata.labels?.['tier']).toBe('web');
+      expect(imported?.metadata.annotations?.['example.com/owner']).toBe('team-a');
+    }
+  });
+
+  it('names the IP family of each clusterset IP and copies internalTrafficPolicy and trafficDistribution onto the ServiceImport', async () => {
+    await ensureNamespace(a.kubeConfig(), NS);
+    await a.kubeConfig().makeApiClient(CoreV1Api).createNamespacedService({
+      namespace: NS,
+      body: { metadata: { name: 'search' }, spec: { ports: [{ name: 'http', port: 80 }], selector: { app: 'search' }, internalTrafficPolicy: 'Local', trafficDistribution: 'PreferClose' } },
+    });
+    await createServiceExport(a.kubeConfig(), NS, 'search');
+    for (const cluster of [a, b]) {
+      await waitFor(`${cluster.name}: ServiceImport with a clusterset IP`, async () => ((await readServiceImport(cluster.kubeConfig(), NS, 'search'))?.spec?.ips?.length ?? 0) > 0, 20_000);
+      const spec = (await readServiceImport(cluster.kubeConfig(), NS, 'search'))?.spec;
+      expect(spec?.ipFamilies).toEqual(spec?.ips?.map((ip) => (ip.includes(':') ? 'IPv6' : 'IPv4')));
+      expect(spec?.ipFamilies).toEqual(['IPv4']);
+      expect(spec).toMatchObject({ internalTrafficPolicy: 'Local', trafficDistribution: 'PreferClose' });
+    }
+  });
+});
