@@ -78,7 +78,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   const members = new MemberClusterStore(kc);
   const tokens = new TokenStore(kc, config.namespace);
   const nkeySeed = config.nats.nkeySeedFile ? await readFile(config.nats.nkeySeedFile, 'utf8') : undefined;
-  const nc: NatsConnection = await connectNats({ urls: config.nats.urls, name: `isthmus-hub-${config.replicaId}`, tls: await tlsFromFiles(config.nats), log, ...(nkeySeed ? { nkeySeed } : {}) });
+  const nc: NatsConnection = await connectNats({ urls: config.nats.urls, name: `isthmus-hub-${config.replicaId}`, trustDomain: config.trustDomain, tls: await tlsFromFiles(config.nats), log, ...(nkeySeed ? { nkeySeed } : {}) });
   const catalog = createCatalog({
     nc,
     memberCache,

@@ -86,7 +86,7 @@ export const INBOUND_CLUSTER = 'bench-b';
 
 async function joinCluster(root: RootAuthority, clusterId: string): Promise<ClusterAuthority> {
   const keys = await generateKeyPair('P-256');
-  const { certificatePem } = await root.signIntermediate(clusterId, await createIntermediateRequest(keys, clusterId));
+  const { certificatePem } = await root.signIntermediate(clusterId, 1, await createIntermediateRequest(keys, clusterId));
   return ClusterAuthority.create({ trustDomain: root.trustDomain, clusterId, privateKey: keys.privateKey, intermediatePem: certificatePem });
 }
 
