@@ -23,12 +23,19 @@ export async function tlsFromFiles(files: { caFile: string; certFile: string; ke
   return { ca, cert, key };
 }
 
+/**
+ * nats.js hands these to tls.connect: OpenSSL checks the chain against the bundle (and the
+ * intermediates' name constraints), then Node calls checkServerIdentity, which wants spiffe://<td>/nats.
+ */
+export function natsTlsOptions(trustDomain: string, tls: NatsTls): NatsTlsOptions {
+  return { ca: tls.ca, cert: tls.cert, key: tls.key, checkServerIdentity: serverIdentityCheck(trustDomain, tls.ca, 'nats') } as NatsTlsOptions;
+}
+
 export async function connectNats(options: { urls: readonly string[]; name: string; trustDomain: string; tls: NatsTls; log: Logger; nkeySeed?: string }): Promise<NatsConnection> {
   const nc = await connect({
     servers: [...options.urls],
     name: options.name,
-    // nats.js hands these to tls.connect: OpenSSL checks the chain (and any name constraints), then Node calls checkServerIdentity.
-    tls: { ca: options.tls.ca, cert: options.tls.cert, key: options.tls.key, checkServerIdentity: serverIdentityCheck(options.trustDomain, options.tls.ca, 'nats') } as NatsTlsOptions,
+    tls: natsTlsOptions(options.trustDomain, options.tls),
     ...(options.nkeySeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(options.nkeySeed.trim())) } : {}),
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
