@@ -5,6 +5,7 @@ import { isIsthmusError } from '../errors.ts';
 import { createTrustBundle } from './bundle.ts';
 import { ClusterAuthority, createIntermediateRequest } from './cluster-authority.ts';
 import { istioCacertsData } from './istio.ts';
+import { membershipClaimOf } from './membership.ts';
 import { RootAuthority } from './root-authority.ts';
 import { TRUST_DOMAIN, bundleOf, joinCluster, pemBlocks, testMembership } from './test-support.ts';
 import { verifyPeer } from './verify.ts';
@@ -54,6 +55,9 @@ describe('root authority', () => {
     const intermediate = parse(issued.certificatePem);
     expect(intermediate.subject).toBe('CN=isthmus cluster staging, O=isthmus, OU=staging');
     expect(uriSans(intermediate)).toEqual(['spiffe://isthmus.test/cluster/staging']);
+    // The membership it belongs to, and name constraints: trust-domain URIs only, no DNS or IP names.
+    expect(membershipClaimOf(intermediate.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [])).toEqual({ ok: true, clusterId: 'staging', epoch: 7 });
+    expect(intermediate.getExtension('2.5.29.30')?.critical).toBe(true);
     expect(intermediate.getExtension(x509.BasicConstraintsExtension)).toMatchObject({ ca: true, pathLength: 0, critical: true });
     expect((intermediate.getExtension(x509.KeyUsagesExtension)?.usages ?? 0) & x509.KeyUsageFlags.keyCertSign).not.toBe(0);
     expect(issued.notAfter.getTime() - issued.notBefore.getTime()).toBe(48 * HOUR + 60_000);
@@ -88,6 +92,9 @@ describe('root authority', () => {
     expect(parseCertificates(hub.certificateChainPem)).toHaveLength(1);
     const agent = await root.signAgentCertificate('b', 1, await createCertificateRequest(await generateKeyPair(), 'CN=agent'));
     expect(uriSans(parse(agent.certificatePem))).toEqual(['spiffe://isthmus.test/cluster/b/agent']);
+    expect(membershipClaimOf(parse(agent.certificatePem).getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [])).toEqual({ ok: true, clusterId: 'b', epoch: 1 });
+    const nats = await root.issueNatsSvid({ hostNames: { dns: ['nats.example'], ip: ['127.0.0.1'] } });
+    expect(uriSans(parse(nats.certificateChainPem))).toEqual(['spiffe://isthmus.test/nats']);
   });
 
   it('loads a plugged-in RSA root and keeps signing with it', async () => {
