@@ -40,7 +40,8 @@ describe('service catalog', () => {
   it('imports an export of cluster A into A, B and C with the right fields', async () => {
     await exportService(a.kubeConfig(), { namespace: NS, name: 'cart', ports: [{ name: 'http', port: 8080 }], endpoints: [{ ip: '198.51.100.10', zone: 'eu-west-1a' }] });
     for (const cluster of [a, b, c]) {
-      await waitFor(`${cluster.name}: cart imported`, async () => (await readServiceImport(cluster.kubeConfig(), NS, 'cart')) !== undefined && (await importedSlices(cluster.kubeConfig(), NS, 'cart')).has('cluster-a'), 20_000);
+      // The status (clusters) is written after the spec: wait for both.
+      await waitFor(`${cluster.name}: cart imported`, async () => (await readServiceImport(cluster.kubeConfig(), NS, 'cart'))?.status?.clusters !== undefined && (await importedSlices(cluster.kubeConfig(), NS, 'cart')).has('cluster-a'), 20_000);
       const imported = await readServiceImport(cluster.kubeConfig(), NS, 'cart');
       expect(imported?.spec).toMatchObject({ type: 'ClusterSetIP', ports: [expect.objectContaining({ name: 'http', port: 8080, protocol: 'TCP' })] });
       expect(imported?.status?.clusters).toEqual([{ cluster: 'cluster-a' }]);
@@ -56,6 +57,11 @@ describe('service catalog', () => {
     expect(await conditionOf(a, 'cart', 'Valid')).toMatchObject({ status: 'True', reason: 'Valid' });
     expect(await conditionOf(a, 'cart', 'Ready')).toMatchObject({ status: 'True', reason: 'Exported' });
     expect(await conditionOf(a, 'cart', 'Conflict')).toMatchObject({ status: 'False', reason: 'NoConflicts' });
+    // The real agent's /metrics carries the importer's figures.
+    const metrics = await fed.agentMetrics('cluster-b');
+    expect(metrics).toMatch(/^isthmus_agent_catalog_synced\{[^}]*\} 1$/m);
+    expect(Number(/^isthmus_agent_catalog_entries\{[^}]*\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+    expect(Number(/^isthmus_agent_import_writes_total\{[^}]*\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
   });
 
   it('reports a port conflict on both exports, and the older export\'s port wins', async () => {

@@ -13,7 +13,7 @@ import type { MemberExtension } from './agent.ts';
 import type { AgentCredentials } from './credentials.ts';
 import { createExporter, hubReportSink, type Exporter } from './exports/index.ts';
 import { gatewayListeners, type GatewayListeners } from './gateway-listeners.ts';
-import { createImporter, type Importer } from './imports/index.ts';
+import { createImporter, registerImporterMetrics, type Importer, type ImporterStatus } from './imports/index.ts';
 import { membersMirror } from './members-mirror.ts';
 import { policyCopies, policyMirror, type PolicyCopies } from './policy-mirror.ts';
 
@@ -21,6 +21,8 @@ interface ImportSide {
   readonly importer: Importer;
   readonly close: () => Promise<void>;
 }
+
+const IMPORTER_NOT_STARTED: ImporterStatus = { synced: false, entries: 0, revision: 0, watchRestarts: 0, malformedEntries: 0, writes: 0, pending: 0, conflicts: [] };
 
 export interface CatalogExtensionOptions {
   readonly log: Logger;
@@ -39,6 +41,9 @@ export function catalogExtension(options: CatalogExtensionOptions): MemberExtens
   let imports: Promise<ImportSide> | undefined;
   let context: { kc: KubeConfig; signal: AbortSignal } | undefined;
   let natsCertificate = '';
+  let activeImporter: Importer | undefined;
+  // Registered once, reading whichever importer runs now (new credentials replace it).
+  if (registry) registerImporterMetrics(registry, () => activeImporter?.status() ?? IMPORTER_NOT_STARTED);
 
   /** NATS reads its TLS certificate once per connection: new credentials mean a new connection. */
   async function startImports(credentials: AgentCredentials): Promise<ImportSide> {
@@ -61,7 +66,6 @@ export function catalogExtension(options: CatalogExtensionOptions): MemberExtens
       log: log.child({ part: 'imports' }),
       outboundListener: outbound.lookup,
       isStale: (clusterId) => members.isStale(clusterId),
-      ...(registry && !imports ? { registry } : {}),
     });
     outbound.onChange(() => importer.resync());
     members.onChange(() => importer.resync());
@@ -73,6 +77,7 @@ export function catalogExtension(options: CatalogExtensionOptions): MemberExtens
       const { namespace, name } = entry ?? parseCatalogKey(key);
       target.applyCatalogConflicts(namespace, name, entry?.conflicts ?? []);
     });
+    activeImporter = importer;
     await importer.start(signal);
     return {
       importer,

@@ -9,6 +9,7 @@ import { IsthmusError } from '../errors.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { describeKubeError, splitKey } from './objects.ts';
 import { apiVersionOf, collectionPath, type ResourceType } from './resources.ts';
+import { backoffDelay } from '../backoff.ts';
 
 export type InformerEventType = 'add' | 'update' | 'delete';
 
@@ -283,8 +284,7 @@ export class Informer<T extends KubernetesObject> implements AsyncDisposable {
     if (this.#healthySince !== undefined && Date.now() - this.#healthySince >= this.#backoff.resetAfterMs) this.#failures = 0;
     this.#healthySince = undefined;
     this.#failures++;
-    const base = Math.min(this.#backoff.initialMs * 2 ** (this.#failures - 1), this.#backoff.maxMs);
-    const delayMs = Math.round(base / 2 + (Math.random() * base) / 2);
+    const delayMs = backoffDelay(this.#failures, { ...this.#backoff, jitter: 0.5 });
     this.#log.warn({ ...this.#describe, err: describeKubeError(err), failures: this.#failures, restartInMs: delayMs }, 'informer failed; restarting');
     this.#restartTimer = setTimeout(() => {
       this.#restartTimer = undefined;

@@ -4,6 +4,7 @@
 // per-key exponential backoff.
 import { IsthmusError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { backoffDelay } from '../backoff.ts';
 
 export interface WorkQueueOptions {
   /** Name used in logs. */
@@ -122,7 +123,7 @@ export class WorkQueue<K = string> implements AsyncDisposable {
 
   /** The delay the next `addRateLimited(key)` would use. */
   nextDelay(key: K): number {
-    return Math.min(this.#baseDelayMs * 2 ** this.numRequeues(key), this.#maxDelayMs);
+    return backoffDelay(this.numRequeues(key) + 1, { initialMs: this.#baseDelayMs, maxMs: this.#maxDelayMs });
   }
 
   /** Consecutive failures counted for a key since it was last forgotten. */

@@ -74,9 +74,9 @@ describe('renewal scheduler', () => {
       },
     });
     await vi.advanceTimersByTimeAsync(2 * HOUR);
-    // random() = 0 takes the lower half of each ceiling: 1 s, 2 s, 4 s, 4 s (capped).
-    await vi.advanceTimersByTimeAsync(500 + 1_000 + 2_000 + 2_000);
-    expect(retries).toEqual([500, 1_000, 2_000, 2_000]);
+    // random() = 0 draws no jitter: each delay is its ceiling, 1 s, 2 s, 4 s, 4 s (capped).
+    await vi.advanceTimersByTimeAsync(1_000 + 2_000 + 4_000 + 4_000);
+    expect(retries).toEqual([1_000, 2_000, 4_000, 4_000]);
     expect(attempts).toBe(5);
     expect(handle.nextAttemptAt().getTime()).toBe(Date.now() + 2 * HOUR);
     handle.stop();

@@ -2,6 +2,7 @@
 // §3); intermediates and agent certificates, which need the hub, renew with a third of their
 // life left, so a hub outage of that length never lets them expire. Both jitter the moment so a
 // fleet issued together does not renew together.
+import { backoffDelay } from '../backoff.ts';
 
 export interface Validity {
   readonly notBefore: Date;
@@ -74,8 +75,7 @@ export function startRenewal(options: RenewalOptions): RenewalHandle {
       (err: unknown) => {
         failures += 1;
         // Half fixed, half random: retries from many clusters spread out after a hub outage.
-        const ceiling = Math.min(backoff.maxMs, backoff.initialMs * 2 ** (failures - 1));
-        const retryInMs = Math.round(ceiling / 2 + (ceiling / 2) * random());
+        const retryInMs = backoffDelay(failures, { ...backoff, jitter: 0.5 }, random);
         dueAt = Date.now() + retryInMs;
         if (!stopped) options.onError?.(err, retryInMs);
         arm();

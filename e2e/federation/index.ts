@@ -80,6 +80,7 @@ export class Federation implements AsyncDisposable {
   readonly hubs: readonly HubReplica[];
   readonly dir: string;
   readonly #agentConfigs = new Map<string, string>();
+  readonly #agentStatusPorts = new Map<string, number>();
   readonly #agents = new Map<string, ManagedProcess>();
   readonly #gatewayConfigs = new Map<string, string>();
   readonly #gateways = new Map<string, ManagedProcess>();
@@ -165,6 +166,8 @@ export class Federation implements AsyncDisposable {
         const configFile = join(dir, `agent-${member.name}.yaml`);
         const locality = localities[i % localities.length] as Locality;
         const gatewayAddress = lab?.cluster(member.name).gatewayAddress;
+        const agentStatusPort = await freePort();
+        federation.#agentStatusPorts.set(member.name, agentStatusPort);
         if (gatewayAddress) {
           const gatewayConfig = join(dir, `gateway-${member.name}.yaml`);
           writeFileSync(
@@ -191,7 +194,7 @@ export class Federation implements AsyncDisposable {
             // catalog (nothing dials them); with gateways, the member's real namespace address.
             gatewayAddresses: [{ address: gatewayAddress ?? `192.0.2.${10 + i}`, port: GATEWAY_INBOUND_PORT }],
             kubeconfig: member.kubeconfigPath,
-            status: { host: '127.0.0.1', port: 0 },
+            status: { host: '127.0.0.1', port: agentStatusPort },
             joinPollInterval: '200ms',
           }),
         );
@@ -280,6 +283,15 @@ export class Federation implements AsyncDisposable {
     const lab = this.lab;
     if (!lab) throw new Error('no network namespaces (start the federation with gateways: true)');
     return (await lab.cluster(cluster).run(process.execPath, [join(repo, 'e2e/gateway/netns-tool.ts'), ...args], { timeoutMs })).stdout;
+  }
+
+  /** A member agent's /metrics text. */
+  async agentMetrics(cluster: string): Promise<string> {
+    const port = this.#agentStatusPorts.get(cluster);
+    if (port === undefined) throw new Error(`no agent configured for ${cluster}`);
+    const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+    if (!response.ok) throw new Error(`agent ${cluster} /metrics: HTTP ${response.status}`);
+    return response.text();
   }
 
   /** A member gateway's /metrics text, fetched from inside its namespace. */

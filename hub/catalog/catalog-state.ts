@@ -3,13 +3,11 @@
 // a cluster's locality or its removal from the federation); a marked entry is resolved again when
 // it is next read, so a burst of reports touching one service resolves it once, not per report.
 //
-// Generations: an agent numbers its reports from 1 again after every restart, and the proto has
-// no session id. A report is applied when its generation is newer than the last applied one, or
-// when it is 1 (a restarted agent's first report; a repeated 1 is harmless, since every report
-// is the full export set and an unchanged set changes nothing). A report at or below the last
-// applied generation is otherwise stale (a retry, or a late delivery) and ignored. What this
-// cannot tell apart: a late report of an agent's previous life arriving after the restarted
-// agent's first one; the agent's next report corrects it.
+// Generations: an agent numbers its reports above both its last one and the wall clock (ms), so a
+// restarted agent's reports are newer than its previous life's. A report is applied when its
+// generation is above the last applied one; otherwise it is stale (a retry, or a late delivery)
+// and ignored, and the answer names the generation held, which the agent then goes past (an
+// earlier process whose clock ran ahead).
 //
 // What one member cannot do to the others (issue 8, hole 8): win every conflict with an invented
 // old timestamp (an export's exportCreatedAt is clamped to no earlier than when this hub first saw
@@ -26,7 +24,6 @@ import { resolveEntry, type ClusterExport, type ClusterLocality } from './resolu
 export type MemberLocality = (clusterId: string) => ClusterLocality | undefined;
 
 /** A restarted agent counts its reports from here again. */
-export const SESSION_START_GENERATION = 1;
 
 export interface CatalogLimits {
   /** Services one cluster may export. */
@@ -93,7 +90,7 @@ function sameExport(a: ExportedService, b: ExportedService): boolean {
 }
 
 function isApplicable(generation: number, lastApplied: number | undefined): boolean {
-  return lastApplied === undefined || generation <= SESSION_START_GENERATION || generation > lastApplied;
+  return lastApplied === undefined || generation > lastApplied;
 }
 
 export class CatalogState {

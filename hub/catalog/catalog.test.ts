@@ -133,7 +133,7 @@ describe('service catalog on NATS JetStream KV', () => {
     await waitFor('recovered', () => Promise.resolve(leader.catalog.stats() !== undefined), 10_000, 10);
     await settled(leader.catalog);
     expect(leader.catalog.stats()).toMatchObject({ recovered: 2, puts: 0, deletes: 0 });
-    // Restarted agents report their unchanged sets from generation 1: still nothing to write.
+    // A new leader knows no generation yet: the agents' unchanged sets write nothing.
     await leader.catalog.sink.report('a', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z', allowedClusters: ['b'] })] });
     await leader.catalog.sink.report('b', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z' }), shelf({ namespace: 'garden' })] });
     await leader.catalog.sink.report('c', { generation: 1, services: [] });

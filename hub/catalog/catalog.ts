@@ -18,6 +18,10 @@ import { readCatalog } from './catalog-bucket.ts';
 import { CatalogPublisher, type PublisherStats } from './catalog-publisher.ts';
 import { CatalogState, DEFAULT_CATALOG_LIMITS, type CatalogLimits } from './catalog-state.ts';
 import type { ClusterLocality } from './resolution.ts';
+import { backoffDelay } from '../../common/backoff.ts';
+
+/** Reading the catalog back from NATS at start: from 0.5 s up to 30 s between attempts. */
+const CATALOG_READ_BACKOFF = { initialMs: 500, maxMs: 30_000 } as const;
 
 export interface CatalogOptions {
   readonly nc: NatsConnection;
@@ -106,7 +110,7 @@ export function createCatalog(options: CatalogOptions): Catalog {
         log.info({ entries: stored.values.size }, 'service catalog recovered from the bucket');
         return { kv, state, publisher, recovered: stored.values.size };
       } catch (err) {
-        const retryInMs = Math.min(30_000, 500 * 2 ** (attempt - 1));
+        const retryInMs = backoffDelay(attempt, CATALOG_READ_BACKOFF);
         log.warn({ err: describeError(err), attempt, retryInMs }, 'could not read the service catalog from NATS; retrying');
         await sleep(retryInMs, undefined, { signal }).catch(() => undefined);
       }

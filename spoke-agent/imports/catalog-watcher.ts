@@ -11,6 +11,7 @@ import { ZodError } from 'zod';
 import { CATALOG_BUCKET, catalogEntrySchema, catalogKey, type CatalogEntry } from '../../common/catalog.ts';
 import { IsthmusError, describeError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
+import { backoffDelay } from '../../common/backoff.ts';
 
 /** Called after a key's entry changed; `entry` is undefined once the key is gone. Must not block. */
 export type CatalogListener<T = CatalogEntry> = (key: string, entry: T | undefined) => void;
@@ -162,7 +163,7 @@ export class CatalogWatcher<T = CatalogEntry> {
       if (this.#stopped) return;
       this.#restarts++;
       shortLived = Date.now() - began >= CATALOG_WATCHER_DEFAULTS.healthyAfterMs ? 0 : shortLived + 1;
-      await this.#pause(Math.min(this.#retry.initialMs * 2 ** Math.max(0, shortLived - 1), this.#retry.maxMs));
+      await this.#pause(backoffDelay(shortLived, this.#retry));
     }
   }
 

@@ -13,7 +13,7 @@ import { CATALOG_BUCKET, catalogEntrySchema, type CatalogEntry } from '../../com
 import { ensureNamespace, isNotFound } from '../../common/kube/index.ts';
 import { TcpProxy } from '../../common/kube/tcp-proxy.testkit.ts';
 import { createLogger } from '../../common/logger.ts';
-import { createImporter, derivedServiceName, type Importer, type OutboundListener } from './index.ts';
+import { createImporter, derivedServiceName, registerImporterMetrics, type Importer, type OutboundListener } from './index.ts';
 
 const log = createLogger({ component: 'importer-test', level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent' });
 const CLUSTER_ID = 'east';
@@ -137,7 +137,6 @@ beforeAll(async () => {
 async function startImporter(): Promise<void> {
   registry = new Registry();
   importer = createImporter({
-    registry,
     kc,
     clusterId: CLUSTER_ID,
     nc: agent,
@@ -146,6 +145,8 @@ async function startImporter(): Promise<void> {
     conflictRetryMs: 300,
     watchRetry: { initialMs: 50, maxMs: 500 },
   });
+  const started = importer;
+  registerImporterMetrics(registry, () => started.status());
   await importer.start();
   await importer.synced();
 }

@@ -3,14 +3,13 @@
 // this cluster. Changes to the importer's own objects and new namespaces queue their keys too.
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Registry } from 'prom-client';
 import { LABEL_SERVICE_NAME, MCS_GROUP, MCS_VERSION, SERVICE_IMPORT_KIND, SERVICE_IMPORT_PLURAL } from '../../common/api/mcs.ts';
 import { catalogKey, parseCatalogKey, type CatalogEntry } from '../../common/catalog.ts';
 import { Informer, WorkQueue, customResource, kinds } from '../../common/kube/index.ts';
 import type { Logger } from '../../common/logger.ts';
 import { CatalogWatcher, type CatalogListener, type CatalogWatcherOptions } from './catalog-watcher.ts';
 import type { OutboundListener } from './desired-objects.ts';
-import { registerImporterMetrics, type ImporterStatus } from './metrics.ts';
+import type { ImporterStatus } from './metrics.ts';
 import { OWNED_SELECTOR, OWNED_SLICE_SELECTOR } from './naming.ts';
 import { ObjectWriter } from './object-writer.ts';
 import { ImportReconciler } from './reconciler.ts';
@@ -30,8 +29,6 @@ export interface ImporterOptions {
   readonly outboundListener?: OutboundListener;
   /** Whether the hub marked a source cluster's endpoints stale (it has been unavailable too long). */
   readonly isStale?: (clusterId: string) => boolean;
-  /** Where to register the importer's metrics (the agent's /metrics registry). */
-  readonly registry?: Registry;
   /** Keys reconciled in parallel. Default 4. */
   readonly workers?: number;
   /** How soon a key whose object name is taken by a foreign object is looked at again. Default 30 s. */
@@ -127,7 +124,6 @@ export function createImporter(options: ImporterOptions): Importer {
     pending: queue.length + queue.processing,
     conflicts: reconciler.conflicts(),
   });
-  if (options.registry) registerImporterMetrics(options.registry, status);
 
   const stop = async (): Promise<void> => {
     stopped = true;
