@@ -4,6 +4,7 @@
 // reconnect or a throwing handler break the watch.
 import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 // Not re-exported by the package index; the same serializer its typed API clients use.
+// A private module: client-node-internals.test.ts pins the version and the behaviour relied on.
 import { ObjectSerializer } from '@kubernetes/client-node/dist/serializer.js';
 import { IsthmusError } from '../errors.ts';
 import { createLogger, type Logger } from '../logger.ts';
