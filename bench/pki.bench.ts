@@ -94,9 +94,12 @@ async function measureSideBySide(
   return result;
 }
 
+/** The membership epoch of the bench clusters. */
+const BENCH_EPOCH = 1;
+
 async function joinCluster(root: RootAuthority, clusterId: string): Promise<ClusterAuthority> {
   const keys = await generateKeyPair('P-256');
-  const { certificatePem } = await root.signIntermediate(clusterId, await createIntermediateRequest(keys, clusterId));
+  const { certificatePem } = await root.signIntermediate(clusterId, BENCH_EPOCH, await createIntermediateRequest(keys, clusterId));
   return ClusterAuthority.create({ trustDomain: TRUST_DOMAIN, clusterId, privateKey: keys.privateKey, intermediatePem: certificatePem });
 }
 
@@ -129,7 +132,7 @@ export async function runPkiBenchmark(): Promise<PkiBenchmarkResult> {
   const handshakes = {} as Record<KeyAlgorithm, () => Promise<void>>;
   for (const keyAlgorithm of ALGORITHMS) {
     const credentials = async (cluster: ClusterAuthority): Promise<MtlsCredentials> =>
-      new MtlsCredentials({ svid: await cluster.issueLeaf(gateway(cluster.clusterId), { keyAlgorithm }), bundle, members: ['a', 'b'] });
+      new MtlsCredentials({ svid: await cluster.issueLeaf(gateway(cluster.clusterId), { keyAlgorithm }), bundle, members: new Map([['a', BENCH_EPOCH], ['b', BENCH_EPOCH]]) });
     const server = createMtlsServer(await credentials(clusterA), (socket) => socket.end('ok'));
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');

@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { gatewayAddressSchema } from './api/isthmus.ts';
 import { ipFamilySchema, servicePortSchema as reportedPortSchema } from './hub-api/messages.ts';
+import { membershipEpochSchema } from './pki/index.ts';
 
 export const CATALOG_BUCKET = 'isthmus_catalog';
 export const MEMBERS_BUCKET = 'isthmus_members';
@@ -109,6 +110,8 @@ export function parseCatalogTombstone(key: string, value: unknown): CatalogTombs
 /** One member as the hub publishes it in MEMBERS_BUCKET (key: the cluster id). */
 export const memberRecordSchema = z.object({
   clusterId: z.string(),
+  /** The epoch of this membership (DESIGN §3): certificates of any other epoch are refused. */
+  epoch: membershipEpochSchema,
   region: z.string().default(''),
   zone: z.string().default(''),
   network: z.string().default(''),

@@ -46,6 +46,7 @@ const specs = {
   ISTHMUS_CA_PIN_MISMATCH: { message: 'hub CA does not match the pin: %s', grpc: 'UNAUTHENTICATED' },
   ISTHMUS_CLUSTER_ID_TAKEN: { message: 'cluster id is already taken: %s', grpc: 'ALREADY_EXISTS' },
   ISTHMUS_CLUSTER_NOT_MEMBER: { message: 'cluster is not a member: %s', grpc: 'PERMISSION_DENIED' },
+  ISTHMUS_MEMBERSHIP_SUPERSEDED: { message: 'certificate of an earlier membership of this cluster id: %s', grpc: 'PERMISSION_DENIED' },
   ISTHMUS_CLUSTER_NOT_ACCEPTED: { message: 'cluster is not accepted yet: %s', grpc: 'FAILED_PRECONDITION' },
   ISTHMUS_CLUSTER_NOT_FOUND: { message: 'no such cluster: %s', grpc: 'NOT_FOUND' },
   ISTHMUS_PEER_REFUSED: { message: 'peer certificate refused: %s', grpc: 'UNAUTHENTICATED' },

@@ -4,7 +4,7 @@
 // handshakes as soon as the agent rewrites them (open connections keep theirs); a cluster that
 // leaves the federation loses its open connections; SIGTERM drains.
 import type { VerifiedPeer } from '../common/pki/index.ts';
-import { MtlsCredentials } from '../common/pki/index.ts';
+import { MtlsCredentials, membershipOf } from '../common/pki/index.ts';
 import type { Logger } from '../common/logger.ts';
 import type { Running } from '../common/main.ts';
 import { loadKubeConfig } from '../common/kubeconfig.ts';
@@ -113,7 +113,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     const identity = state.identity;
     if (!identity) return;
     if (!credentials) {
-      credentials = new MtlsCredentials({ svid: identity.svid, bundle: identity.bundle, members: state.members?.keys() ?? [] });
+      credentials = new MtlsCredentials({ svid: identity.svid, bundle: identity.bundle, members: membershipOf(state.members?.values() ?? []) });
       inbound = new InboundServer({ clusterId: config.clusterId, credentials, state, health, connections, connectTimeoutMs: config.connectTimeout, idleTimeoutMs: config.idleTimeout, log: log.child({ part: 'inbound' }) });
       inboundPort = await inbound.listen(config.inbound.host, config.inbound.port);
       log.info({ host: config.inbound.host, port: inboundPort, spiffeId: identity.svid.spiffeId }, 'inbound listener open');
@@ -134,11 +134,12 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const applyMembers = (): void => {
     const members = state.members;
     if (!members || !credentials) return;
-    const removed = [...credentials.members].filter((id) => !members.has(id));
-    credentials.updateMembers(members.keys());
-    for (const clusterId of removed) {
+    // Gone, or removed and joined again: connections of the earlier membership must not outlive it.
+    const ended = [...credentials.members].filter(([id, epoch]) => members.get(id)?.epoch !== epoch).map(([id]) => id);
+    credentials.updateMembers(membershipOf(members.values()));
+    for (const clusterId of ended) {
       const closed = connections.closeCluster(clusterId, 'cluster left the federation');
-      log.warn({ cluster: clusterId, closed }, 'cluster left the federation; its connections are closed');
+      log.warn({ cluster: clusterId, closed, rejoined: members.has(clusterId) }, 'membership of the cluster ended; its connections are closed');
     }
   };
 

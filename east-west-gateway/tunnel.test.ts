@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { TUNNEL_ALPN, serviceSni } from '../common/gateway-contract.ts';
 import { secureContextOptionsFor } from '../common/pki/credentials.ts';
 import { RootAuthority, formatSpiffeId, type MtlsCredentials, type VerifiedPeer } from '../common/pki/index.ts';
-import { TRUST_DOMAIN, bundleOf, credentialsFor, joinCluster } from '../common/pki/test-support.ts';
+import { TRUST_DOMAIN, bundleOf, credentialsFor, joinCluster, testMembership } from '../common/pki/test-support.ts';
 import type { ClusterState, ExportedPort, LocalEndpoint } from './cluster-state.ts';
 import { ConnectionTracker } from './connections.ts';
 import { TargetHealthTable } from './health.ts';
@@ -259,7 +259,7 @@ describe('openTunnel', () => {
     const client = fed.of('a');
     const sessions = new SessionCache<VerifiedPeer>();
     await roundTrip(server.port, client, sessions);
-    client.updateMembers(['a']);
+    client.updateMembers(testMembership(['a']));
     const refused = await tunnelTo(server.port, client, sessions);
     expect(refused).toEqual({ ok: false, reason: 'resumed session no longer trusted: NOT_A_MEMBER' });
     // The session is forgotten: the next attempt does a full handshake, refused the same way.
@@ -267,7 +267,7 @@ describe('openTunnel', () => {
     const full = await tunnelTo(server.port, client, sessions);
     expect(full.ok).toBe(false);
     expect(!full.ok && full.reason).toMatch(/^NOT_A_MEMBER: /);
-    client.updateMembers(['a', 'b']);
+    client.updateMembers(testMembership(['a', 'b']));
     expect(await roundTrip(server.port, client, sessions)).toMatchObject({ reused: false, peer: { clusterId: 'b' } });
   });
 
@@ -291,7 +291,7 @@ describe('openTunnel', () => {
     expect((await roundTrip(server.port, fed.of('a'), sessions)).reused).toBe(true);
     // The resumed session carries only the caller's leaf: the inbound side must re-check the
     // chain it remembered against today's membership.
-    fed.of('b').updateMembers(['b']);
+    fed.of('b').updateMembers(testMembership(['b']));
     const result = await tunnelTo(server.port, fed.of('a'), sessions);
     expect(result.ok).toBe(false);
     expect(server.connections.size).toBe(0);
@@ -324,7 +324,7 @@ describe('openTunnel', () => {
     ['a caller that is not a member there', {}, ['b']],
   ] as const)('fails at once when the inbound side hangs up unanswered: %s', async (_why, extra, serverMembers) => {
     const fed = await federation(['a', 'b']);
-    fed.of('b').updateMembers(serverMembers);
+    fed.of('b').updateMembers(testMembership(serverMembers));
     await using backend = await echoBackend();
     await using server = await inbound('b', fed.of('b'), [backend.endpoint]);
     const result = await tunnelTo(server.port, fed.of('a'), new SessionCache(), extra);

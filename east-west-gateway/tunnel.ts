@@ -31,9 +31,11 @@ function sessionKey(address: GatewayAddress, sni: string): string {
   return `${host}:${address.port} ${sni}`;
 }
 
-/** Still acceptable now: a member, in date, chaining to a root the current bundle holds. */
+/** Still acceptable now: a member of the same membership epoch, in date, chaining to a root the current bundle holds. */
 function stillTrusted(peer: VerifiedPeer, credentials: MtlsCredentials): string | undefined {
-  if (peer.clusterId === undefined || !credentials.members.has(peer.clusterId)) return 'NOT_A_MEMBER';
+  const epoch = peer.clusterId === undefined ? undefined : credentials.members.get(peer.clusterId);
+  if (epoch === undefined) return 'NOT_A_MEMBER';
+  if (peer.epoch !== epoch) return (peer.epoch ?? 0) < epoch ? 'EPOCH_SUPERSEDED' : 'EPOCH_UNKNOWN';
   if (peer.notAfter.getTime() <= Date.now()) return 'EXPIRED';
   if (!credentials.bundle.roots.some((root) => rootFingerprint(root) === peer.root)) return 'UNKNOWN_ROOT';
   return undefined;

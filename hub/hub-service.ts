@@ -1,6 +1,8 @@
 // The hub's gRPC handlers (DESIGN §4): Join authenticates with a bootstrap token; every other
 // call authenticates with the agent certificate, and the cluster id comes from that certificate
-// (so a heartbeat's report of applied FailoverPolicies is always filed under the caller's cluster).
+// (so a heartbeat's report of applied FailoverPolicies is always filed under the caller's cluster)
+// together with its membership epoch: a certificate of an earlier membership of a re-joined
+// cluster id is refused on every call, and Renew signs only for the presented epoch.
 // Join guarantees: a token use is spent only once a MemberCluster was created for it (and given
 // back by deleting that MemberCluster when the token had none left), so a refused Join never
 // costs a use; a pending join is pinned to the keys of its first request (join-keys.ts), so only
@@ -11,10 +13,10 @@ import type { MemberCluster } from '../common/api/isthmus.ts';
 import { IsthmusError } from '../common/errors.ts';
 import type { AppliedPolicy, CallContext, Credentials, HubHandlers, JoinRequest, ReportExportsRequest, ReportExportsResponse } from '../common/hub-api/index.ts';
 import type { Logger } from '../common/logger.ts';
-import { RefusalReason, bundleToPem, bundleToSpiffeJson, needsReissue, verifyPeer } from '../common/pki/index.ts';
+import { RefusalReason, bundleToPem, bundleToSpiffeJson, needsReissue, verifyPeer, type TrustBundle } from '../common/pki/index.ts';
 import { describeJoinKeys, joinKeysOf, pinnedJoinKeys, sameJoinKeys, type JoinKeys } from './join-keys.ts';
 import { TOKEN_ID_ANNOTATION, type MemberClusterStore } from './members.ts';
-import { currentMemberIds, isCurrentMember, type MemberCache } from './membership.ts';
+import { currentMembership, isCurrentMember, membershipEpochOf, type MemberCache } from './membership.ts';
 import type { TokenStore } from './tokens.ts';
 import type { TrustStore } from './trust-store.ts';
 import { observeMember } from './trust-rotation.ts';
@@ -53,28 +55,41 @@ export interface HubServiceDeps {
   };
 }
 
+/** The calling agent as its verified certificate says: its cluster and the epoch of its membership. */
+export interface AuthenticatedAgent {
+  readonly clusterId: string;
+  readonly epoch: number;
+}
+
 /**
- * The calling agent's cluster id, from its verified certificate; refuses non-members. The server
- * runs this before it decodes a request (HubServerGuards.authenticate).
+ * Verifies the calling agent's certificate against the current membership: refuses non-members,
+ * and certificates of an earlier membership of a re-joined cluster id (DESIGN §3).
  */
-export function createAgentAuthenticator(deps: Pick<HubServiceDeps, 'trust' | 'memberCache'>): (context: CallContext) => string {
+export function createAgentVerifier(deps: { readonly trust: { readonly bundle: TrustBundle }; readonly memberCache: MemberCache }): (context: CallContext) => AuthenticatedAgent {
   return (context) => {
     if (!context.peerCertificate) {
       throw new IsthmusError('ISTHMUS_PEER_REFUSED', 'no verified client certificate: this call needs the agent certificate from Join');
     }
     const verdict = verifyPeer([context.peerCertificate], {
       bundle: deps.trust.bundle,
-      members: currentMemberIds(deps.memberCache.list()),
+      members: currentMembership(deps.memberCache.list()),
       authorize: (id) => id.kind === 'agent',
     });
-    if (verdict.ok) return verdict.peer.clusterId as string;
+    if (verdict.ok) return { clusterId: verdict.peer.clusterId as string, epoch: verdict.peer.epoch as number };
     if (verdict.reason === RefusalReason.NOT_A_MEMBER) throw new IsthmusError('ISTHMUS_CLUSTER_NOT_MEMBER', `${verdict.detail}; it was removed from the federation`);
+    if (verdict.reason === RefusalReason.EPOCH_SUPERSEDED) throw new IsthmusError('ISTHMUS_MEMBERSHIP_SUPERSEDED', verdict.detail);
     throw new IsthmusError('ISTHMUS_PEER_REFUSED', `${verdict.reason}: ${verdict.detail}`);
   };
 }
 
+/** The calling agent's cluster id; the server runs this before it decodes a request (HubServerGuards.authenticate). */
+export function createAgentAuthenticator(deps: Parameters<typeof createAgentVerifier>[0]): (context: CallContext) => string {
+  const verify = createAgentVerifier(deps);
+  return (context) => verify(context).clusterId;
+}
+
 export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
-  const authenticate = createAgentAuthenticator(deps);
+  const verifyAgent = createAgentVerifier(deps);
   const { trust, tokens, members, memberCache, settings, log } = deps;
   const heartbeatSeconds = Math.max(1, Math.round(settings.heartbeatIntervalMs / 1000));
 
@@ -91,7 +106,7 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
 
   /** The calling agent's cluster id: set by the server's authenticate hook, else verified here. */
   function authenticateAgent(context: CallContext): string {
-    return context.clusterId ?? authenticate(context);
+    return context.clusterId ?? verifyAgent(context).clusterId;
   }
 
   function credentials(agentCertificate: string, intermediateCertificate: string): Credentials {
@@ -171,9 +186,10 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
       // Removed and re-created by another join while this one waited: not this join's any more.
       if (!sameJoinKeys(pinnedJoinKeys(member), keys)) throw new IsthmusError('ISTHMUS_JOIN_KEYS_MISMATCH', `cluster id "${request.facts.clusterId}" was re-pinned to ${describeJoinKeys(pinnedJoinKeys(member))} while this join waited`);
       const signer = trust.signingAuthority();
+      const epoch = membershipEpochOf(member);
       const [intermediate, agent] = await Promise.all([
-        signer.signIntermediate(request.facts.clusterId, request.intermediateCsr, { lifetimeMs: settings.intermediateTtlMs }),
-        signer.signAgentCertificate(request.facts.clusterId, request.agentCsr, { lifetimeMs: settings.agentTtlMs }),
+        signer.signIntermediate(request.facts.clusterId, epoch, request.intermediateCsr, { lifetimeMs: settings.intermediateTtlMs }),
+        signer.signAgentCertificate(request.facts.clusterId, epoch, request.agentCsr, { lifetimeMs: settings.agentTtlMs }),
       ]);
       // The roots the hub issued under are what root rotation counts as progress (never the agent's word).
       await members.patchStatus(member, { certificateExpiry: agent.notAfter.toISOString(), lastHeartbeatTime: new Date().toISOString(), intermediateRoot: signer.fingerprint, agentCertificateRoot: signer.fingerprint }, [
@@ -181,7 +197,7 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
         { type: 'Joined', status: 'True', reason: 'Joined', message: `joined with token ${token.id}` },
         { type: 'Available', status: 'True', reason: 'HeartbeatReceived', message: 'the agent joined just now' },
       ]);
-      log.info({ clusterId: request.facts.clusterId, tokenId: token.id }, 'cluster joined');
+      log.info({ clusterId: request.facts.clusterId, tokenId: token.id, epoch }, 'cluster joined');
       return {
         credentials: credentials(agent.certificatePem, intermediate.certificatePem),
         trustDomain: trust.bundle.trustDomain,
@@ -192,11 +208,13 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
     },
 
     async Renew(request, context) {
-      const clusterId = authenticateAgent(context);
+      // Verified here even after the server's hook: the new certificates carry the epoch of the
+      // presented one, never a later membership's.
+      const { clusterId, epoch } = verifyAgent(context);
       requireLeader();
       const signer = trust.signingAuthority();
-      const agent = request.agentCsr ? await signer.signAgentCertificate(clusterId, request.agentCsr, { lifetimeMs: settings.agentTtlMs }) : undefined;
-      const intermediate = request.intermediateCsr ? await signer.signIntermediate(clusterId, request.intermediateCsr, { lifetimeMs: settings.intermediateTtlMs }) : undefined;
+      const agent = request.agentCsr ? await signer.signAgentCertificate(clusterId, epoch, request.agentCsr, { lifetimeMs: settings.agentTtlMs }) : undefined;
+      const intermediate = request.intermediateCsr ? await signer.signIntermediate(clusterId, epoch, request.intermediateCsr, { lifetimeMs: settings.intermediateTtlMs }) : undefined;
       const member = cached(clusterId);
       if (member && (agent || intermediate)) {
         await members.patchStatus(member, {

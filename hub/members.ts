@@ -1,5 +1,6 @@
-// MemberCluster objects on the hub cluster: the hub's record of who joined, who is accepted and
-// how healthy each member is. Status is written with merge patches on the status subresource.
+// MemberCluster objects on the hub cluster: the hub's record of who joined (each join under a
+// cluster id with an epoch of its own), who is accepted and how healthy each member is. Status
+// is written with merge patches on the status subresource.
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import { setCondition, type Condition, type ConditionUpdate } from '../common/api/conditions.ts';
 import {
@@ -13,6 +14,7 @@ import {
 } from '../common/api/isthmus.ts';
 import { memberSpecOf, type ClusterFacts } from '../common/hub-api/messages.ts';
 import { isAlreadyExists, isConflict, isNotFound } from '../common/kube/index.ts';
+import { newMembershipEpoch } from '../common/pki/index.ts';
 import { joinKeyAnnotations, type JoinKeys } from './join-keys.ts';
 
 export const TOKEN_ID_ANNOTATION = 'isthmus.dev/joined-with-token';
@@ -41,13 +43,16 @@ export class MemberClusterStore {
     return list.items;
   }
 
-  /** Creates the MemberCluster with the join's token and key pins; undefined when one exists already. */
-  async create(facts: ClusterFacts, options: { accepted: boolean; tokenId: string; keys: JoinKeys }): Promise<MemberCluster | undefined> {
+  /**
+   * Creates the MemberCluster with the join's token and key pins and a new membership epoch;
+   * undefined when one exists already.
+   */
+  async create(facts: ClusterFacts, options: { accepted: boolean; tokenId: string; keys: JoinKeys; now?: Date }): Promise<MemberCluster | undefined> {
     const body = {
       apiVersion: ISTHMUS_API_VERSION,
       kind: MEMBER_CLUSTER_KIND,
       metadata: { name: facts.clusterId, annotations: { [TOKEN_ID_ANNOTATION]: options.tokenId, ...joinKeyAnnotations(options.keys) } },
-      spec: memberSpecOf(facts, options.accepted),
+      spec: { ...memberSpecOf(facts, options.accepted), membershipEpoch: newMembershipEpoch(options.now) },
     };
     try {
       return (await this.#api.createClusterCustomObject({ ...ref, body })) as MemberCluster;

@@ -1,5 +1,6 @@
 // Leader-only: publishes the current members to the NATS KV bucket isthmus_members (one key per
-// cluster, its locality and gateways), so gateways can refuse peers of removed clusters, and
+// cluster: its membership epoch, locality and gateways), so gateways can refuse peers of removed
+// clusters and certificates of an earlier membership of a re-joined cluster id, and
 // flags a member whose Available condition has been Unknown longer than the staleness bound, so
 // importers mark its endpoints not ready. Level-based: each pass compares the bucket with the
 // member cache and converges; a pass is due again when the next member would turn stale.
@@ -9,7 +10,7 @@ import { WorkQueue } from '../common/kube/index.ts';
 import type { MemberCluster } from '../common/api/isthmus.ts';
 import type { MemberRecord } from '../common/catalog.ts';
 import { findCondition } from '../common/api/conditions.ts';
-import { isCurrentMember, type MemberCache } from './membership.ts';
+import { isCurrentMember, membershipEpochOf, type MemberCache } from './membership.ts';
 
 /** When the member's endpoints turn stale (Available Unknown since + the bound); undefined while it is Available. */
 export function staleAt(member: MemberCluster, staleAfterMs: number): number | undefined {
@@ -23,6 +24,7 @@ export function memberRecord(member: MemberCluster, staleAfterMs: number, now = 
   const stale = staleAt(member, staleAfterMs);
   const record: MemberRecord = {
     clusterId,
+    epoch: membershipEpochOf(member),
     region: region ?? '',
     zone: zone ?? '',
     network: network ?? '',

@@ -1,13 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import type { MemberCluster } from '../common/api/isthmus.ts';
-import { currentMemberIds, isCurrentMember } from './membership.ts';
+import { LEGACY_MEMBERSHIP_EPOCH, newMembershipEpoch } from '../common/pki/index.ts';
+import { memberRecord } from './membership-publisher.ts';
+import { currentMemberIds, currentMembership, isCurrentMember, membershipEpochOf } from './membership.ts';
 
-function member(clusterId: string, options: { accepted?: boolean; joined?: 'True' | 'False'; deleting?: boolean } = {}): MemberCluster {
+function member(clusterId: string, options: { accepted?: boolean; joined?: 'True' | 'False'; deleting?: boolean; epoch?: number } = {}): MemberCluster {
   return {
     apiVersion: 'isthmus.dev/v1alpha1',
     kind: 'MemberCluster',
     metadata: { name: clusterId, ...(options.deleting ? { deletionTimestamp: '2026-01-01T00:00:00Z' } : {}) },
-    spec: { clusterId, accepted: options.accepted ?? true },
+    spec: { clusterId, accepted: options.accepted ?? true, ...(options.epoch === undefined ? {} : { membershipEpoch: options.epoch }) },
     status: {
       conditions: [{ type: 'Joined', status: options.joined ?? 'True', reason: 'Joined', message: '', lastTransitionTime: '2026-01-01T00:00:00Z' }],
     },
@@ -27,5 +29,25 @@ describe('membership', () => {
   it('lists the ids of current members only', () => {
     const ids = currentMemberIds([member('a'), member('b', { accepted: false }), member('c', { joined: 'False' }), member('d', { deleting: true }), member('e')]);
     expect([...ids].sort()).toEqual(['a', 'e']);
+  });
+
+  it('maps each current member to the epoch of its membership; objects from before epochs have the legacy one', () => {
+    const membership = currentMembership([member('a', { epoch: 5 }), member('b'), member('c', { epoch: 9, accepted: false })]);
+    expect([...membership]).toEqual([
+      ['a', 5],
+      ['b', LEGACY_MEMBERSHIP_EPOCH],
+    ]);
+    expect(membershipEpochOf(member('d', { epoch: 12 }))).toBe(12);
+  });
+
+  it('gives a later join a later epoch, never the legacy one', () => {
+    const first = newMembershipEpoch(new Date('2026-01-01T00:00:00.000Z'));
+    expect(newMembershipEpoch(new Date('2026-01-01T00:00:00.001Z'))).toBeGreaterThan(first);
+    expect(newMembershipEpoch(new Date(0))).toBeGreaterThan(LEGACY_MEMBERSHIP_EPOCH);
+  });
+
+  it('publishes the epoch with each member', () => {
+    expect(JSON.parse(memberRecord(member('a', { epoch: 7 }), 60_000))).toMatchObject({ clusterId: 'a', epoch: 7 });
+    expect(JSON.parse(memberRecord(member('b'), 60_000))).toMatchObject({ clusterId: 'b', epoch: LEGACY_MEMBERSHIP_EPOCH });
   });
 });

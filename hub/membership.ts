@@ -1,7 +1,9 @@
-// Who is a member right now, as the hub's MemberCluster cache says: accepted and joined. Every
-// mTLS call and every published membership list derives from this one definition.
+// Who is a member right now, as the hub's MemberCluster cache says: accepted and joined, with the
+// epoch of its membership (DESIGN §3). Every mTLS call and every published membership list
+// derives from this one definition.
 import { isConditionTrue } from '../common/api/conditions.ts';
 import type { MemberCluster } from '../common/api/isthmus.ts';
+import { LEGACY_MEMBERSHIP_EPOCH, type Membership } from '../common/pki/index.ts';
 
 export function isCurrentMember(member: MemberCluster | undefined): member is MemberCluster {
   return member !== undefined && member.spec.accepted === true && member.metadata.deletionTimestamp === undefined && isConditionTrue(member.status?.conditions, 'Joined');
@@ -9,6 +11,16 @@ export function isCurrentMember(member: MemberCluster | undefined): member is Me
 
 export function currentMemberIds(members: readonly MemberCluster[]): Set<string> {
   return new Set(members.filter(isCurrentMember).map((m) => m.spec.clusterId));
+}
+
+/** The epoch of this MemberCluster's membership; objects from before epochs have the legacy one. */
+export function membershipEpochOf(member: MemberCluster): number {
+  return member.spec.membershipEpoch ?? LEGACY_MEMBERSHIP_EPOCH;
+}
+
+/** Current members with their epochs: what every verifier on the hub checks certificates against. */
+export function currentMembership(members: readonly MemberCluster[]): Membership {
+  return new Map(members.filter(isCurrentMember).map((m) => [m.spec.clusterId, membershipEpochOf(m)]));
 }
 
 /** The hub's watched view of MemberClusters (an informer cache in the running hub). */

@@ -238,7 +238,8 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
         await publishStatus({ phase: 'Member', lastHeartbeatTime: new Date().toISOString(), heartbeatIntervalSeconds: response.heartbeatIntervalSeconds, lastError: '', lastErrorCode: '', trustBundleSequence: (credentials as AgentCredentials).trustBundleSequence });
       } catch (err) {
         const code = isHubCallError(err) ? err.code : undefined;
-        const removed = code === 'ISTHMUS_CLUSTER_NOT_MEMBER';
+        // Removed, or removed and joined again under this id with other certificates.
+        const removed = code === 'ISTHMUS_CLUSTER_NOT_MEMBER' || code === 'ISTHMUS_MEMBERSHIP_SUPERSEDED';
         // No hub reachable: probe again soon, so the hub's return is seen (and pending work flushed) within seconds.
         if (!isHubCallError(err) || err.retryable) delayMs = backoffDelay(++unreachable, { ...UNREACHABLE_HEARTBEAT_BACKOFF, maxMs: Math.min(intervalMs, UNREACHABLE_HEARTBEAT_BACKOFF.maxMs) });
         log[removed ? 'error' : 'warn']({ code, err: describeError(err) }, removed ? 'the hub says this cluster is no longer a member' : 'heartbeat failed');

@@ -55,6 +55,7 @@ export function catalogExtension(options: CatalogExtensionOptions): MemberExtens
     const nc = await connectNats({
       urls: credentials.natsUrls,
       name: `isthmus-agent-${credentials.clusterId}`,
+      trustDomain: credentials.trustDomain,
       tls: { ca: credentials.trustBundlePem, cert: credentials.agentCertificate, key: credentials.agentKey },
       log,
     });

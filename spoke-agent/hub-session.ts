@@ -8,7 +8,7 @@
 import type { PeerCertificate } from 'node:tls';
 import { HubClient, hubChannelCredentials, type HubMethod, type HubMethods } from '../common/hub-api/index.ts';
 import { HubCallError, isHubCallError } from '../common/hub-api/status.ts';
-import { PeerRefusedError, parseBundlePem, verifyPeer } from '../common/pki/index.ts';
+import { serverIdentityCheck } from '../common/pki/index.ts';
 
 export interface SessionIdentity {
   readonly trustDomain: string;
@@ -17,13 +17,12 @@ export interface SessionIdentity {
   readonly agentKey: string;
 }
 
-/** grpc-js calls this instead of a host-name check: the hub has a SPIFFE identity, not a DNS name. */
+/**
+ * grpc-js calls this instead of a host-name check: the hub is verified by its SPIFFE ID
+ * (spiffe://<td>/hub, which only the root issues), never by a host name.
+ */
 export function hubIdentityCheck(trustDomain: string, bundlePem: string): (hostname: string, cert: PeerCertificate) => Error | undefined {
-  const bundle = parseBundlePem(bundlePem, trustDomain, 0);
-  return (_hostname, cert) => {
-    const verdict = verifyPeer([cert.raw], { bundle, members: new Set(), authorize: (id) => id.kind === 'hub' });
-    return verdict.ok ? undefined : new PeerRefusedError(verdict.reason, verdict.detail);
-  };
+  return serverIdentityCheck(trustDomain, bundlePem, 'hub');
 }
 
 export class HubSession {

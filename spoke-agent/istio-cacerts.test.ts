@@ -13,7 +13,7 @@ describe('Istio cacerts Secret', () => {
     const kc = bed.clusters[0]!.kubeConfig();
     const root = await RootAuthority.generate({ trustDomain: 'isthmus.local' });
     const keys = await generateKeyPair();
-    const intermediate = await root.signIntermediate('cluster-a', await createIntermediateRequest(keys, 'cluster-a'));
+    const intermediate = await root.signIntermediate('cluster-a', 1, await createIntermediateRequest(keys, 'cluster-a'));
     const credentials = {
       clusterId: 'cluster-a',
       trustDomain: 'isthmus.local',

@@ -22,13 +22,14 @@ import {
   gatewayListenersConfigMapName,
   gatewayTlsSecretName,
   listenersDocumentSchema,
+  type MembersDocument,
 } from '../../common/gateway-contract.ts';
 import { ensureNamespace } from '../../common/kube/index.ts';
 import { bundleToPem, type X509Svid } from '../../common/pki/index.ts';
 import { freePort } from '../../e2e/testbed/ports.ts';
 import { startTestbed, waitFor, waitForProcess, type LocalCluster, type ManagedProcess } from '../../e2e/testbed/index.ts';
 import { benchHost } from './bench-netns.ts';
-import { accepts, connectionsWithin, openFileLimit, waitForListening, type BenchCertificates, type Endpoint, type TopologyFactory } from './topology.ts';
+import { BENCH_MEMBERSHIP_EPOCH, accepts, connectionsWithin, openFileLimit, waitForListening, type BenchCertificates, type Endpoint, type TopologyFactory } from './topology.ts';
 
 const GATEWAY_NAME = 'bench';
 const SYSTEM_NS = 'isthmus-system';
@@ -49,7 +50,7 @@ async function writeIdentity(kc: KubeConfig, svid: X509Svid, certs: BenchCertifi
     namespace: SYSTEM_NS,
     body: { metadata: { name: TRUST_BUNDLE_CONFIGMAP, labels: gatewayComponent }, data: { 'bundle.pem': bundleToPem(certs.bundle), sequence: String(certs.bundle.sequence), 'trust-domain': certs.trustDomain } },
   });
-  const members = certs.members.map((clusterId) => ({ clusterId, region: 'bench', zone: clusterId, network: '', gatewayAddresses: [], labels: {} }));
+  const members: MembersDocument['members'] = certs.members.map((clusterId) => ({ clusterId, epoch: BENCH_MEMBERSHIP_EPOCH, region: 'bench', zone: clusterId, network: '', gatewayAddresses: [], labels: {}, endpointsStale: false }));
   await core.createNamespacedConfigMap({ namespace: SYSTEM_NS, body: { metadata: { name: MEMBERS_CONFIGMAP, labels: gatewayComponent }, data: { 'members.json': JSON.stringify({ members }) } } });
 }
 

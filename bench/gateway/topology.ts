@@ -84,9 +84,12 @@ export const BENCH_TRUST_DOMAIN = 'isthmus.local';
 export const OUTBOUND_CLUSTER = 'bench-a';
 export const INBOUND_CLUSTER = 'bench-b';
 
+/** The membership epoch of both bench clusters (the members list the gateways get says the same). */
+export const BENCH_MEMBERSHIP_EPOCH = 1;
+
 async function joinCluster(root: RootAuthority, clusterId: string): Promise<ClusterAuthority> {
   const keys = await generateKeyPair('P-256');
-  const { certificatePem } = await root.signIntermediate(clusterId, await createIntermediateRequest(keys, clusterId));
+  const { certificatePem } = await root.signIntermediate(clusterId, BENCH_MEMBERSHIP_EPOCH, await createIntermediateRequest(keys, clusterId));
   return ClusterAuthority.create({ trustDomain: root.trustDomain, clusterId, privateKey: keys.privateKey, intermediatePem: certificatePem });
 }
 

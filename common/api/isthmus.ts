@@ -112,6 +112,11 @@ export const memberClusterSpecSchema = z.object({
     .superRefine(uniqueBy((a) => `${a.address} port ${a.port}`, 'gateway address'))
     .optional(),
   accepted: z.boolean().default(false),
+  /**
+   * Which membership of this cluster id this object is (DESIGN §3): chosen by the hub when it
+   * creates the object, never changed. Absent on objects from before epochs (epoch 0).
+   */
+  membershipEpoch: z.int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
   labels: z
     .record(qualifiedNameSchema, labelValueSchema)
     .refine((labels) => Object.keys(labels).length <= 32, { message: 'must have at most 32 labels' })

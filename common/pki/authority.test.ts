@@ -5,8 +5,9 @@ import { isIsthmusError } from '../errors.ts';
 import { createTrustBundle } from './bundle.ts';
 import { ClusterAuthority, createIntermediateRequest } from './cluster-authority.ts';
 import { istioCacertsData } from './istio.ts';
+import { membershipClaimOf } from './membership.ts';
 import { RootAuthority } from './root-authority.ts';
-import { TRUST_DOMAIN, bundleOf, joinCluster, pemBlocks } from './test-support.ts';
+import { TRUST_DOMAIN, bundleOf, joinCluster, pemBlocks, testMembership } from './test-support.ts';
 import { verifyPeer } from './verify.ts';
 import {
   EKU,
@@ -50,10 +51,13 @@ describe('root authority', () => {
   it('signs an intermediate whose subject and SAN come from the authenticated cluster id, not the CSR', async () => {
     const keys = await generateKeyPair('P-256');
     const csr = await createCertificateRequest(keys, 'CN=isthmus cluster prod,O=isthmus,OU=prod');
-    const issued = await root.signIntermediate('staging', csr, { lifetimeMs: 48 * HOUR });
+    const issued = await root.signIntermediate('staging', 7, csr, { lifetimeMs: 48 * HOUR });
     const intermediate = parse(issued.certificatePem);
     expect(intermediate.subject).toBe('CN=isthmus cluster staging, O=isthmus, OU=staging');
     expect(uriSans(intermediate)).toEqual(['spiffe://isthmus.test/cluster/staging']);
+    // The membership it belongs to, and name constraints: trust-domain URIs only, no DNS or IP names.
+    expect(membershipClaimOf(intermediate.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [])).toEqual({ ok: true, clusterId: 'staging', epoch: 7 });
+    expect(intermediate.getExtension('2.5.29.30')?.critical).toBe(true);
     expect(intermediate.getExtension(x509.BasicConstraintsExtension)).toMatchObject({ ca: true, pathLength: 0, critical: true });
     expect((intermediate.getExtension(x509.KeyUsagesExtension)?.usages ?? 0) & x509.KeyUsageFlags.keyCertSign).not.toBe(0);
     expect(issued.notAfter.getTime() - issued.notBefore.getTime()).toBe(48 * HOUR + 60_000);
@@ -64,21 +68,21 @@ describe('root authority', () => {
     const csrPem = await createCertificateRequest(await generateKeyPair('P-256'), 'CN=x');
     const der = Buffer.from(x509.PemConverter.decodeFirst(csrPem));
     der[der.length - 3] = (der[der.length - 3] as number) ^ 0xff;
-    await expectCode(root.signIntermediate('a', der), 'ISTHMUS_PKI_CSR_INVALID', 'signature does not verify');
-    await expectCode(root.signIntermediate('a', 'not a csr'), 'ISTHMUS_PKI_CSR_INVALID', 'not a PKCS#10 request');
+    await expectCode(root.signIntermediate('a', 1, der), 'ISTHMUS_PKI_CSR_INVALID', 'signature does not verify');
+    await expectCode(root.signIntermediate('a', 1, 'not a csr'), 'ISTHMUS_PKI_CSR_INVALID', 'not a PKCS#10 request');
     const p384 = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-384' }, true, ['sign', 'verify']);
     const p384Csr = await x509.Pkcs10CertificateRequestGenerator.create({
       name: 'CN=x',
       keys: { privateKey: p384.privateKey, publicKey: p384.publicKey },
       signingAlgorithm: { name: 'ECDSA', hash: 'SHA-384' },
     });
-    await expectCode(root.signIntermediate('a', p384Csr.toString('pem')), 'ISTHMUS_PKI_CSR_INVALID', 'unsupported key EC secp384r1');
-    await expectCode(root.signIntermediate('Not_A_Label', csrPem), 'ISTHMUS_PKI_SPIFFE_ID_INVALID', 'DNS-1123');
+    await expectCode(root.signIntermediate('a', 1, p384Csr.toString('pem')), 'ISTHMUS_PKI_CSR_INVALID', 'unsupported key EC secp384r1');
+    await expectCode(root.signIntermediate('Not_A_Label', 1, csrPem), 'ISTHMUS_PKI_SPIFFE_ID_INVALID', 'DNS-1123');
   });
 
   it('never lets an intermediate outlive the root', async () => {
     const shortRoot = await RootAuthority.generate({ trustDomain: TRUST_DOMAIN, lifetimeMs: 2 * HOUR });
-    const issued = await shortRoot.signIntermediate('a', await createIntermediateRequest(await generateKeyPair(), 'a'));
+    const issued = await shortRoot.signIntermediate('a', 1, await createIntermediateRequest(await generateKeyPair(), 'a'));
     expect(issued.notAfter.getTime()).toBe(shortRoot.certificate.notAfter.getTime());
   });
 
@@ -86,8 +90,11 @@ describe('root authority', () => {
     const hub = await root.issueHubSvid();
     expect(hub.spiffeId).toBe('spiffe://isthmus.test/hub');
     expect(parseCertificates(hub.certificateChainPem)).toHaveLength(1);
-    const agent = await root.signAgentCertificate('b', await createCertificateRequest(await generateKeyPair(), 'CN=agent'));
+    const agent = await root.signAgentCertificate('b', 1, await createCertificateRequest(await generateKeyPair(), 'CN=agent'));
     expect(uriSans(parse(agent.certificatePem))).toEqual(['spiffe://isthmus.test/cluster/b/agent']);
+    expect(membershipClaimOf(parse(agent.certificatePem).getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [])).toEqual({ ok: true, clusterId: 'b', epoch: 1 });
+    const nats = await root.issueNatsSvid({ hostNames: { dns: ['nats.example'], ip: ['127.0.0.1'] } });
+    expect(uriSans(parse(nats.certificateChainPem))).toEqual(['spiffe://isthmus.test/nats']);
   });
 
   it('loads a plugged-in RSA root and keeps signing with it', async () => {
@@ -117,7 +124,7 @@ describe('root authority', () => {
       privateKeyPem: await privateKeyToPem(keys.privateKey),
     });
     const svid = await (await joinCluster(loaded, 'a')).issueLeaf('spiffe://isthmus.test/cluster/a/agent');
-    expect(verifyPeer(pemBlocks(svid.certificateChainPem), { bundle: bundleOf(1, loaded), members: new Set(['a']) })).toMatchObject({ ok: true });
+    expect(verifyPeer(pemBlocks(svid.certificateChainPem), { bundle: bundleOf(1, loaded), members: testMembership(['a']) })).toMatchObject({ ok: true });
   });
 
   it('refuses a plugged-in root whose key does not match, that is not a CA, or that allows no intermediate', async () => {
@@ -182,7 +189,7 @@ describe('cluster authority', () => {
 
   it('refuses an intermediate issued for another cluster or another key', async () => {
     const keys = await generateKeyPair();
-    const forB = await root.signIntermediate('b', await createIntermediateRequest(keys, 'b'));
+    const forB = await root.signIntermediate('b', 1, await createIntermediateRequest(keys, 'b'));
     await expectCode(
       ClusterAuthority.create({ trustDomain: TRUST_DOMAIN, clusterId: 'a', privateKey: keys.privateKey, intermediatePem: forB.certificatePem }),
       'ISTHMUS_PKI_INVALID',
@@ -204,7 +211,7 @@ describe('cluster authority', () => {
       intermediatePem: cluster.intermediatePem,
     });
     const newRoot = await RootAuthority.generate({ trustDomain: TRUST_DOMAIN });
-    const reissued = await restored.withIntermediate((await newRoot.signIntermediate('a', await restored.createRequest())).certificatePem);
+    const reissued = await restored.withIntermediate((await newRoot.signIntermediate('a', 1, await restored.createRequest())).certificatePem);
     const svid = await reissued.issueLeaf('spiffe://isthmus.test/cluster/a/agent');
     const [, intermediate] = parseCertificates(svid.certificateChainPem);
     expect(intermediate?.issuer).toBe(newRoot.certificate.subject);

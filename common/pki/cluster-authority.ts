@@ -98,7 +98,7 @@ export class ClusterAuthority {
     const refuse = (why: string): IsthmusError =>
       new IsthmusError('ISTHMUS_PKI_IDENTITY_REFUSED', `cluster ${this.clusterId} will not issue ${spiffeId}: ${why}`);
     if (id.trustDomain !== this.trustDomain) throw refuse(`trust domain is ${this.trustDomain}`);
-    if (id.kind === 'hub' || id.kind === 'cluster') throw refuse('not a workload identity of a cluster');
+    if (id.kind === 'hub' || id.kind === 'nats' || id.kind === 'cluster') throw refuse('not a workload identity of a cluster');
     if (id.clusterId !== this.clusterId) throw refuse('belongs to another cluster');
     return issueSvid(this.#issuer, spiffeId, { ...options, chainPem: this.intermediatePem });
   }

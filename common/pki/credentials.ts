@@ -4,6 +4,7 @@
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import { IsthmusError } from '../errors.ts';
 import type { TrustBundle } from './bundle.ts';
+import type { Membership } from './membership.ts';
 import { parseSpiffeId, type SpiffeId } from './spiffe.ts';
 import type { X509Svid } from './svid.ts';
 import type { PeerVerificationContext } from './verify.ts';
@@ -19,12 +20,12 @@ export class MtlsCredentials {
   #svid!: X509Svid;
   #secureContext!: SecureContext;
   #bundle: TrustBundle;
-  #members: ReadonlySet<string>;
+  #members: Membership;
   readonly #svidListeners = new Set<SvidListener>();
 
-  constructor(init: { readonly svid: X509Svid; readonly bundle: TrustBundle; readonly members: Iterable<string> }) {
+  constructor(init: { readonly svid: X509Svid; readonly bundle: TrustBundle; readonly members: Membership }) {
     this.#bundle = init.bundle;
-    this.#members = new Set(init.members);
+    this.#members = new Map(init.members);
     this.#install(init.svid);
   }
 
@@ -41,7 +42,8 @@ export class MtlsCredentials {
     return this.#bundle;
   }
 
-  get members(): ReadonlySet<string> {
+  /** Current members with their membership epochs. */
+  get members(): Membership {
     return this.#members;
   }
 
@@ -64,8 +66,8 @@ export class MtlsCredentials {
     return true;
   }
 
-  updateMembers(members: Iterable<string>): void {
-    this.#members = new Set(members);
+  updateMembers(members: Membership): void {
+    this.#members = new Map(members);
   }
 
   verificationContext(authorize?: (id: SpiffeId) => boolean): PeerVerificationContext {

@@ -35,6 +35,7 @@ export {
   DEFAULT_AGENT_CERTIFICATE_LIFETIME_MS,
   DEFAULT_HUB_SVID_LIFETIME_MS,
   DEFAULT_INTERMEDIATE_LIFETIME_MS,
+  DEFAULT_NATS_SVID_LIFETIME_MS,
   DEFAULT_ROOT_LIFETIME_MS,
   AGENT_CERTIFICATE_SUBJECT,
   RootAuthority,
@@ -43,6 +44,13 @@ export {
   type SignOptions,
 } from './root-authority.ts';
 export { ClusterAuthority, createIntermediateRequest } from './cluster-authority.ts';
+export {
+  LEGACY_MEMBERSHIP_EPOCH,
+  membershipEpochSchema,
+  membershipOf,
+  newMembershipEpoch,
+  type Membership,
+} from './membership.ts';
 export {
   PeerRefusedError,
   RefusalReason,
@@ -59,6 +67,7 @@ export {
   peerChainOf,
   createMtlsServer,
   mtlsClientOptions,
+  serverIdentityCheck,
   spiffeServerIdentityCheck,
   verifyTlsPeer,
   type MtlsConnectOptions,

@@ -4,10 +4,14 @@
 //
 // Agent certificates are signed by the root, not by the cluster intermediate: the hub returns
 // them at Join and on Renew, and it never holds an intermediate key. A root-issued leaf is bound
-// to no intermediate, so the verifier only applies its membership check to it.
+// to no intermediate, so the verifier only applies its membership check to it. Both the
+// intermediate and the agent certificate name the membership epoch they were issued for
+// (membership.ts); intermediates carry name constraints (trust domain URIs only, no DNS or IP
+// names), so a stolen intermediate cannot mint a server certificate any TLS client trusts.
 import { X509Certificate, randomBytes, type webcrypto } from 'node:crypto';
 import { IsthmusError, describeError } from '../errors.ts';
 import { rootFingerprint } from './bundle.ts';
+import { membershipNames } from './membership.ts';
 import { formatSpiffeId, parseClusterId, parseTrustDomain } from './spiffe.ts';
 import { HOUR_MS, issueSvid, svidTemplate, type X509Svid } from './svid.ts';
 import {
@@ -134,11 +138,11 @@ export class RootAuthority {
   }
 
   /**
-   * Signs cluster `clusterId`'s intermediate. The cluster id comes from the caller, who
-   * authenticated the cluster (bootstrap token or agent certificate); whatever subject or
-   * extensions the CSR asks for are ignored, only its key is used.
+   * Signs the intermediate of membership `epoch` of cluster `clusterId`. Both come from the
+   * caller, who authenticated the cluster (bootstrap token or agent certificate); whatever
+   * subject or extensions the CSR asks for are ignored, only its key is used.
    */
-  async signIntermediate(clusterId: string, csr: string | Uint8Array, options: SignOptions = {}): Promise<IssuedCertificate> {
+  async signIntermediate(clusterId: string, epoch: number, csr: string | Uint8Array, options: SignOptions = {}): Promise<IssuedCertificate> {
     const id = parseClusterId(clusterId);
     const publicKey = await readCertificateRequest(csr);
     const now = options.now ?? new Date();
@@ -149,7 +153,8 @@ export class RootAuthority {
         ...validityWindow(now, options.lifetimeMs ?? DEFAULT_INTERMEDIATE_LIFETIME_MS),
         isCa: true,
         pathLength: 0,
-        san: { uri: [formatSpiffeId({ kind: 'cluster', trustDomain: this.trustDomain, clusterId: id })] },
+        san: { uri: [formatSpiffeId({ kind: 'cluster', trustDomain: this.trustDomain, clusterId: id })], dn: membershipNames(id, epoch) },
+        nameConstraints: { permittedUriHosts: [this.trustDomain], excludeDnsAndIp: true },
       },
       this.#issuer,
     );
@@ -157,14 +162,17 @@ export class RootAuthority {
   }
 
   /**
-   * Signs `spiffe://<td>/cluster/<id>/agent` for the key in `csr`. Every agent certificate has the
-   * same subject, AGENT_CERTIFICATE_SUBJECT, so NATS can map all agents to one read-only user.
+   * Signs `spiffe://<td>/cluster/<id>/agent` of membership `epoch` for the key in `csr`. Every
+   * agent certificate has the same subject, AGENT_CERTIFICATE_SUBJECT, so NATS can map all agents
+   * to one read-only user.
    */
-  async signAgentCertificate(clusterId: string, csr: string | Uint8Array, options: SignOptions = {}): Promise<IssuedCertificate> {
-    const spiffeId = formatSpiffeId({ kind: 'agent', trustDomain: this.trustDomain, clusterId: parseClusterId(clusterId) });
+  async signAgentCertificate(clusterId: string, epoch: number, csr: string | Uint8Array, options: SignOptions = {}): Promise<IssuedCertificate> {
+    const id = parseClusterId(clusterId);
+    const spiffeId = formatSpiffeId({ kind: 'agent', trustDomain: this.trustDomain, clusterId: id });
     const publicKey = await readCertificateRequest(csr);
     const validity = validityWindow(options.now ?? new Date(), options.lifetimeMs ?? DEFAULT_AGENT_CERTIFICATE_LIFETIME_MS);
-    return issued(await issueCertificate({ ...svidTemplate(spiffeId, publicKey, validity), subject: AGENT_CERTIFICATE_SUBJECT }, this.#issuer));
+    const template = svidTemplate(spiffeId, publicKey, validity);
+    return issued(await issueCertificate({ ...template, subject: AGENT_CERTIFICATE_SUBJECT, san: { ...template.san, dn: membershipNames(id, epoch) } }, this.#issuer));
   }
 
   /** The hub's own serving and client identity, `spiffe://<td>/hub`, with a key generated here. */
@@ -179,7 +187,7 @@ export class RootAuthority {
    * clients, which check host names — only the root can issue those (intermediates may not).
    */
   async issueNatsSvid(options: SignOptions & { readonly hostNames?: { readonly dns?: readonly string[]; readonly ip?: readonly string[] } } = {}): Promise<X509Svid> {
-    const spiffeId = `spiffe://${this.trustDomain}/nats`;
+    const spiffeId = formatSpiffeId({ kind: 'nats', trustDomain: this.trustDomain });
     const keys = await generateKeyPair('P-256');
     const template = svidTemplate(spiffeId, keys.publicKey, validityWindow(options.now ?? new Date(), options.lifetimeMs ?? DEFAULT_NATS_SVID_LIFETIME_MS));
     const certificate = await issueCertificate({ ...template, san: { ...template.san, dns: options.hostNames?.dns ?? [], ip: options.hostNames?.ip ?? [] } }, this.#issuer);

@@ -9,7 +9,7 @@ import type { MtlsCredentials } from './credentials.ts';
 import { RootAuthority } from './root-authority.ts';
 import { advanceRotation, beginRotation, type RotationAction, type RotationObservation, type RotationState } from './rotation.ts';
 import { formatSpiffeId } from './spiffe.ts';
-import { TRUST_DOMAIN, credentialsFor, exchange, joinCluster, presentTo, startServer, type TestServer } from './test-support.ts';
+import { TEST_EPOCH, TRUST_DOMAIN, credentialsFor, exchange, joinCluster, presentTo, startServer, type TestServer } from './test-support.ts';
 import { RefusalReason } from './verify.ts';
 
 interface Cluster {
@@ -108,7 +108,7 @@ describe('root rotation under traffic', () => {
         }
         case 'reissue-intermediate': {
           const cluster = clusters.find((c) => c.id === action.clusterId) as Cluster;
-          const { certificatePem } = await rootOf(action.root).signIntermediate(cluster.id, await cluster.authority.createRequest());
+          const { certificatePem } = await rootOf(action.root).signIntermediate(cluster.id, TEST_EPOCH, await cluster.authority.createRequest());
           cluster.authority = await cluster.authority.withIntermediate(certificatePem);
           cluster.credentials.updateSvid(await cluster.authority.issueLeaf(gatewayOf(cluster.id)));
           return;

@@ -26,6 +26,7 @@ describe('SPIFFE IDs', () => {
   const td = 'isthmus.local';
   const shapes: readonly [string, SpiffeId][] = [
     ['spiffe://isthmus.local/hub', { kind: 'hub', trustDomain: td }],
+    ['spiffe://isthmus.local/nats', { kind: 'nats', trustDomain: td }],
     ['spiffe://isthmus.local/cluster/eu-1', { kind: 'cluster', trustDomain: td, clusterId: 'eu-1' }],
     ['spiffe://isthmus.local/cluster/eu-1/agent', { kind: 'agent', trustDomain: td, clusterId: 'eu-1' }],
     ['spiffe://isthmus.local/cluster/eu-1/gateway/east-west.v2', { kind: 'gateway', trustDomain: td, clusterId: 'eu-1', name: 'east-west.v2' }],
@@ -43,6 +44,7 @@ describe('SPIFFE IDs', () => {
   it('extracts the cluster id', () => {
     expect(clusterIdOf(parseSpiffeId('spiffe://isthmus.local/cluster/eu-1/gateway/main'))).toBe('eu-1');
     expect(clusterIdOf(parseSpiffeId('spiffe://isthmus.local/hub'))).toBeUndefined();
+    expect(clusterIdOf(parseSpiffeId('spiffe://isthmus.local/nats'))).toBeUndefined();
   });
 
   it.each([

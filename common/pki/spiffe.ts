@@ -40,6 +40,8 @@ export const dnsSubdomainSchema = z
 
 export type SpiffeId =
   | { readonly kind: 'hub'; readonly trustDomain: string }
+  /** The NATS server's identity: issued by the root only, like the hub's. */
+  | { readonly kind: 'nats'; readonly trustDomain: string }
   /** Names a cluster's intermediate CA (its URI SAN), never a leaf. */
   | { readonly kind: 'cluster'; readonly trustDomain: string; readonly clusterId: string }
   | { readonly kind: 'agent'; readonly trustDomain: string; readonly clusterId: string }
@@ -93,7 +95,8 @@ function isthmusShape(trustDomain: string, segments: readonly string[]): SpiffeI
   const [first, clusterId, third, fourth, fifth, sixth] = segments;
   const shape = (problem: string): SpiffeIdParse => ({ ok: false, problem });
   if (segments.length === 1 && first === 'hub') return { ok: true, id: { kind: 'hub', trustDomain } };
-  if (first !== 'cluster' || clusterId === undefined) return shape('is not an Isthmus identity (hub or cluster/<id>/...)');
+  if (segments.length === 1 && first === 'nats') return { ok: true, id: { kind: 'nats', trustDomain } };
+  if (first !== 'cluster' || clusterId === undefined) return shape('is not an Isthmus identity (hub, nats or cluster/<id>/...)');
   if (!clusterIdSchema.safeParse(clusterId).success) return shape(`cluster id "${clusterId}" is not a DNS-1123 label`);
   if (segments.length === 2) return { ok: true, id: { kind: 'cluster', trustDomain, clusterId } };
   if (segments.length === 3 && third === 'agent') return { ok: true, id: { kind: 'agent', trustDomain, clusterId } };
@@ -124,6 +127,9 @@ export function formatSpiffeId(id: SpiffeId): string {
     case 'hub':
       uri = `${prefix}/hub`;
       break;
+    case 'nats':
+      uri = `${prefix}/nats`;
+      break;
     case 'cluster':
       uri = `${prefix}/cluster/${id.clusterId}`;
       break;
@@ -141,7 +147,7 @@ export function formatSpiffeId(id: SpiffeId): string {
   return uri;
 }
 
-/** The member cluster an identity belongs to; undefined for the hub. */
+/** The member cluster an identity belongs to; undefined for the hub and NATS. */
 export function clusterIdOf(id: SpiffeId): string | undefined {
-  return id.kind === 'hub' ? undefined : id.clusterId;
+  return id.kind === 'hub' || id.kind === 'nats' ? undefined : id.clusterId;
 }

@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { createTrustBundle, type TrustBundle } from './bundle.ts';
 import { ClusterAuthority, createIntermediateRequest } from './cluster-authority.ts';
 import { MtlsCredentials } from './credentials.ts';
+import type { Membership } from './membership.ts';
 import type { RootAuthority } from './root-authority.ts';
 import type { X509Svid } from './svid.ts';
 import { connectMtls, createMtlsServer } from './tls.ts';
@@ -13,11 +14,18 @@ import type { RefusalReason, VerifiedPeer } from './verify.ts';
 import { generateKeyPair } from './x509.ts';
 
 export const TRUST_DOMAIN = 'isthmus.test';
+/** The membership epoch the tests' clusters join with unless they say otherwise. */
+export const TEST_EPOCH = 1;
+
+/** Every id a member of epoch TEST_EPOCH. */
+export function testMembership(clusterIds: readonly string[]): Membership {
+  return new Map(clusterIds.map((id) => [id, TEST_EPOCH]));
+}
 
 /** What an agent does at Join: key here, CSR to the hub, intermediate back. */
-export async function joinCluster(root: RootAuthority, clusterId: string): Promise<ClusterAuthority> {
+export async function joinCluster(root: RootAuthority, clusterId: string, epoch = TEST_EPOCH): Promise<ClusterAuthority> {
   const keys = await generateKeyPair('P-256');
-  const { certificatePem } = await root.signIntermediate(clusterId, await createIntermediateRequest(keys, clusterId));
+  const { certificatePem } = await root.signIntermediate(clusterId, epoch, await createIntermediateRequest(keys, clusterId));
   return ClusterAuthority.create({ trustDomain: root.trustDomain, clusterId, privateKey: keys.privateKey, intermediatePem: certificatePem });
 }
 
@@ -30,8 +38,8 @@ export function bundleOf(sequence: number, ...roots: readonly RootAuthority[]): 
   return createTrustBundle({ trustDomain: TRUST_DOMAIN, sequence, roots: roots.map((root) => root.certificatePem) });
 }
 
-export function credentialsFor(svid: X509Svid, bundle: TrustBundle, members: readonly string[]): MtlsCredentials {
-  return new MtlsCredentials({ svid, bundle, members });
+export function credentialsFor(svid: X509Svid, bundle: TrustBundle, members: readonly string[] | Membership): MtlsCredentials {
+  return new MtlsCredentials({ svid, bundle, members: Array.isArray(members) ? testMembership(members) : (members as Membership) });
 }
 
 export interface TestServer {

@@ -4,6 +4,7 @@
 // from MtlsCredentials per connection, so renewal and rotation never touch open connections.
 import { connect, createServer, type ConnectionOptions, type DetailedPeerCertificate, type PeerCertificate, type Server, type TLSSocket, type TlsOptions } from 'node:tls';
 import type { Logger } from '../logger.ts';
+import { parseBundlePem } from './bundle.ts';
 import { secureContextOptionsFor, type MtlsCredentials } from './credentials.ts';
 import type { SpiffeId } from './spiffe.ts';
 import { PeerRefusedError, verifyPeer, type PeerVerdict, type VerifiedPeer } from './verify.ts';
@@ -111,6 +112,20 @@ export function spiffeServerIdentityCheck(
 ): (hostname: string, certificate: PeerCertificate) => Error | undefined {
   return (_hostname, certificate) => {
     const verdict = verifyPeer(peerChainOf(certificate), credentials.verificationContext(authorize));
+    return verdict.ok ? undefined : new PeerRefusedError(verdict.reason, verdict.detail);
+  };
+}
+
+/**
+ * checkServerIdentity for a client of a root-issued server identity (the hub, NATS) whose TLS
+ * stack verifies the chain against the bundle PEM: the server must present exactly
+ * `spiffe://<td>/<server>`; host names in its certificate mean nothing here. The full chain is
+ * judged, so a member's intermediate that minted that identity is refused by name.
+ */
+export function serverIdentityCheck(trustDomain: string, bundlePem: string, server: 'hub' | 'nats'): (hostname: string, certificate: PeerCertificate) => Error | undefined {
+  const bundle = parseBundlePem(bundlePem, trustDomain, 0);
+  return (_hostname, certificate) => {
+    const verdict = verifyPeer(peerChainOf(certificate), { bundle, members: new Map(), authorize: (id) => id.kind === server });
     return verdict.ok ? undefined : new PeerRefusedError(verdict.reason, verdict.detail);
   };
 }

@@ -20,6 +20,8 @@ import {
   presentTo,
   readToEnd,
   startServer,
+  testMembership,
+  TEST_EPOCH,
   type TestServer,
 } from './test-support.ts';
 import { connectMtls, spiffeServerIdentityCheck } from './tls.ts';
@@ -43,11 +45,11 @@ async function stealIssuer(authority: ClusterAuthority): Promise<Issuer> {
   return { certificate: authority.intermediate, keys: await importKeyPair(await authority.exportPrivateKeyPem(), authority.intermediate) };
 }
 
-/** A leaf SVID with any URI SANs the forger likes, chained to `issuer`. */
-async function forgeSvid(issuer: Issuer, uris: readonly string[]): Promise<X509Svid> {
+/** A leaf SVID with any SANs the forger likes, chained to `issuer`. */
+async function forgeSvid(issuer: Issuer, uris: readonly string[], hostNames: { dns?: string[]; ip?: string[] } = {}): Promise<X509Svid> {
   const keys = await generateKeyPair('P-256');
   const [first = ''] = uris;
-  const leaf = await issueCertificate({ ...svidTemplate(first, keys.publicKey, validityWindow(new Date(), HOUR)), san: { uri: uris } }, issuer);
+  const leaf = await issueCertificate({ ...svidTemplate(first, keys.publicKey, validityWindow(new Date(), HOUR)), san: { uri: uris, ...hostNames } }, issuer);
   return {
     spiffeId: first,
     certificateChainPem: certificateToPem(leaf) + certificateToPem(issuer.certificate),
@@ -55,6 +57,30 @@ async function forgeSvid(issuer: Issuer, uris: readonly string[]): Promise<X509S
     notBefore: leaf.notBefore,
     notAfter: leaf.notAfter,
   };
+}
+
+/** The root-issued agent certificate of membership `epoch` of `clusterId`, as the hub signs it. */
+async function agentSvid(root: RootAuthority, clusterId: string, epoch: number): Promise<X509Svid> {
+  const keys = await generateKeyPair('P-256');
+  const issued = await root.signAgentCertificate(clusterId, epoch, await createCertificateRequest(keys, 'CN=agent'));
+  return {
+    spiffeId: formatSpiffeId({ kind: 'agent', trustDomain: TRUST_DOMAIN, clusterId }),
+    certificateChainPem: issued.certificatePem,
+    privateKeyPem: await privateKeyToPem(keys.privateKey),
+    notBefore: issued.notBefore,
+    notAfter: issued.notAfter,
+  };
+}
+
+/** A cluster intermediate as roots signed them before name constraints (and epochs) existed, with its key. */
+async function unconstrainedIntermediate(root: RootAuthority, clusterId: string): Promise<Issuer> {
+  const keys = await generateKeyPair('P-256');
+  const rootIssuer = { certificate: root.certificate, keys: await importKeyPair(await root.exportPrivateKeyPem(), root.certificate) };
+  const certificate = await issueCertificate(
+    { subject: `CN=isthmus cluster ${clusterId}`, publicKey: keys.publicKey, ...validityWindow(new Date(), HOUR), isCa: true, pathLength: 0, san: { uri: [formatSpiffeId({ kind: 'cluster', trustDomain: TRUST_DOMAIN, clusterId })] } },
+    rootIssuer,
+  );
+  return { certificate, keys };
 }
 
 describe('peer verification over mTLS', () => {
@@ -88,7 +114,7 @@ describe('peer verification over mTLS', () => {
     expect(server.accepted.at(-1)).toMatchObject({ id: { kind: 'hub' }, clusterId: undefined });
 
     const agentKeys = await generateKeyPair('P-256');
-    const agentCert = await root.signAgentCertificate('b', await createCertificateRequest(agentKeys, 'CN=whatever the agent asks'));
+    const agentCert = await root.signAgentCertificate('b', TEST_EPOCH, await createCertificateRequest(agentKeys, 'CN=whatever the agent asks'));
     const agentSvid: X509Svid = {
       spiffeId: formatSpiffeId({ kind: 'agent', trustDomain: TRUST_DOMAIN, clusterId: 'b' }),
       certificateChainPem: agentCert.certificatePem,
@@ -135,15 +161,54 @@ describe('peer verification over mTLS', () => {
     expect(await presentTo(server, svid)).toBe(RefusalReason.TRUST_DOMAIN_MISMATCH);
   });
 
-  it('refuses a cluster that is no longer a member, and admits it again when it returns', async () => {
+  it('refuses a removed cluster, and its old certificates even after the same id joined again', async () => {
     const svid = await clusterB.issueLeaf(gateway('b'));
-    serverA.updateMembers(['a']);
+    const oldAgent = await agentSvid(root, 'b', TEST_EPOCH);
+    const rejoined = await joinCluster(root, 'b', TEST_EPOCH + 1);
+    serverA.updateMembers(testMembership(['a']));
     try {
       expect(await presentTo(server, svid)).toBe(RefusalReason.NOT_A_MEMBER);
+      serverA.updateMembers(new Map([['a', TEST_EPOCH], ['b', TEST_EPOCH + 1]]));
+      expect(await presentTo(server, svid)).toBe(RefusalReason.EPOCH_SUPERSEDED);
+      expect(await presentTo(server, oldAgent)).toBe(RefusalReason.EPOCH_SUPERSEDED);
+      expect(await presentTo(server, await rejoined.issueLeaf(gateway('b')))).toBe('accepted');
+      expect(await presentTo(server, await agentSvid(root, 'b', TEST_EPOCH + 1))).toBe('accepted');
     } finally {
-      serverA.updateMembers(members);
+      serverA.updateMembers(testMembership(members));
     }
-    expect(await presentTo(server, svid)).toBe('accepted');
+    // A membership list that has not caught up with a re-join refuses the newer certificates too.
+    expect(await presentTo(server, await rejoined.issueLeaf(gateway('b')))).toBe(RefusalReason.EPOCH_UNKNOWN);
+  });
+
+  it('refuses a leaf with a DNS or IP name under a cluster intermediate, even one without name constraints', async () => {
+    expect(await presentTo(server, await forgeSvid(await stealIssuer(clusterB), [gateway('b')], { dns: ['localhost'] }))).toBe(RefusalReason.NAME_NOT_PERMITTED);
+    expect(await presentTo(server, await forgeSvid(await stealIssuer(clusterB), [gateway('b')], { ip: ['127.0.0.1'] }))).toBe(RefusalReason.NAME_NOT_PERMITTED);
+    // An intermediate from before name constraints (the root signs one without them).
+    const unconstrained = await unconstrainedIntermediate(root, 'b');
+    expect(await presentTo(server, await forgeSvid(unconstrained, [gateway('b')], { dns: ['localhost'] }))).toBe(RefusalReason.NAME_NOT_PERMITTED);
+  });
+
+  it("the intermediate's name constraints make OpenSSL refuse a server certificate it mints for a host name", async () => {
+    const forged = await forgeSvid(await stealIssuer(clusterB), [formatSpiffeId({ kind: 'nats', trustDomain: TRUST_DOMAIN })], { dns: ['localhost'], ip: ['127.0.0.1'] });
+    const impostor = await startServer(credentialsFor(forged, bundleOf(1, root), members));
+    try {
+      const error = await new Promise<string>((resolve) => {
+        const socket = connect({ host: '127.0.0.1', port: impostor.port, servername: 'localhost', ca: bundleToPem(bundleOf(1, root)) });
+        socket.on('secureConnect', () => resolve('connected'));
+        socket.on('error', (err: NodeJS.ErrnoException) => resolve(`${err.code} ${err.message}`));
+      });
+      expect(error).toMatch(/excluded subtree violation/);
+    } finally {
+      await impostor.close();
+    }
+  });
+
+  it("accepts the root-issued NATS identity and refuses it minted by a cluster's intermediate", async () => {
+    const nats = await root.issueNatsSvid({ hostNames: { dns: ['localhost'], ip: ['127.0.0.1'] } });
+    const onlyNats = { bundle: bundleOf(1, root), members: testMembership(members), authorize: (id: SpiffeId) => id.kind === 'nats' };
+    expect(verifyPeer(pemBlocks(nats.certificateChainPem), onlyNats)).toMatchObject({ ok: true, peer: { id: { kind: 'nats' }, clusterId: undefined } });
+    const forged = await forgeSvid(await stealIssuer(clusterB), [formatSpiffeId({ kind: 'nats', trustDomain: TRUST_DOMAIN })]);
+    expect(verifyPeer(pemBlocks(forged.certificateChainPem), onlyNats)).toMatchObject({ ok: false, reason: RefusalReason.CLUSTER_MISMATCH });
   });
 
   it('refuses a leaf with two URI SANs', async () => {
@@ -187,7 +252,7 @@ describe('verifyPeer on raw certificates', () => {
   it('refuses an empty chain, garbage, a CA as leaf and a tampered signature', async () => {
     const root = await RootAuthority.generate({ trustDomain: TRUST_DOMAIN });
     const cluster = await joinCluster(root, 'a');
-    const context = { bundle: bundleOf(1, root), members: new Set(['a']) };
+    const context = { bundle: bundleOf(1, root), members: testMembership(['a']) };
     expect(verifyPeer([], context)).toMatchObject({ ok: false, reason: RefusalReason.NO_CERTIFICATE });
     expect(verifyPeer([new Uint8Array([48, 3, 2, 1, 0])], context)).toMatchObject({ ok: false, reason: RefusalReason.MALFORMED_CERTIFICATE });
     expect(verifyPeer([cluster.intermediatePem], context)).toMatchObject({ ok: false, reason: RefusalReason.NOT_A_LEAF });

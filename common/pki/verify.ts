@@ -1,11 +1,15 @@
 // Peer verification for every Isthmus mTLS endpoint (DESIGN §3). The TLS stack does no chain
 // verification of its own (as in go-spiffe: the handshake proves possession of the leaf key, this
 // module decides whether that leaf is acceptable). A refused peer is a result with a reason, not
-// an exception, so callers can log it and the failure counter can break it down.
+// an exception, so callers can log it and the failure counter can break it down. Because no TLS
+// stack applies the intermediates' name constraints here, this module enforces their intent
+// itself: a leaf under a cluster intermediate carries no DNS or IP name. A certificate of an
+// earlier membership of a cluster id (membership.ts) is refused even after the id re-joined.
 import { X509Certificate } from 'node:crypto';
 import { Counter } from 'prom-client';
 import { IsthmusError, describeError } from '../errors.ts';
 import { rootFingerprint, type TrustBundle } from './bundle.ts';
+import { membershipClaimOf, type Membership, type MembershipClaim } from './membership.ts';
 import { clusterIdOf, safeParseSpiffeId, type SpiffeId } from './spiffe.ts';
 import { x509 } from './x509.ts';
 
@@ -26,6 +30,14 @@ export const RefusalReason = {
   /** A cluster's intermediate signed an identity of another cluster, or the hub's. */
   CLUSTER_MISMATCH: 'CLUSTER_MISMATCH',
   NOT_A_MEMBER: 'NOT_A_MEMBER',
+  /** The certificate belongs to an earlier membership of its cluster id (removed, then joined again). */
+  EPOCH_SUPERSEDED: 'EPOCH_SUPERSEDED',
+  /** The certificate names a later membership than the list here (the list has not caught up yet). */
+  EPOCH_UNKNOWN: 'EPOCH_UNKNOWN',
+  /** A certificate's membership name is malformed or names another cluster. */
+  BAD_MEMBERSHIP_NAME: 'BAD_MEMBERSHIP_NAME',
+  /** A leaf signed by a cluster intermediate carries a DNS or IP name (its name constraints forbid them). */
+  NAME_NOT_PERMITTED: 'NAME_NOT_PERMITTED',
   /** Valid identity, but the endpoint's own policy does not admit it. */
   NOT_AUTHORIZED: 'NOT_AUTHORIZED',
 } as const;
@@ -35,8 +47,10 @@ export type RefusalReason = (typeof RefusalReason)[keyof typeof RefusalReason];
 export interface VerifiedPeer {
   readonly id: SpiffeId;
   readonly spiffeId: string;
-  /** Undefined for the hub. */
+  /** Undefined for the hub and NATS. */
   readonly clusterId: string | undefined;
+  /** The membership epoch the certificate belongs to; undefined for the hub and NATS. */
+  readonly epoch: number | undefined;
   /** Which root the chain ends at (fingerprint as in the bundle). */
   readonly root: string;
   readonly notAfter: Date;
@@ -48,8 +62,8 @@ export type PeerVerdict =
 
 export interface PeerVerificationContext {
   readonly bundle: TrustBundle;
-  /** Current member cluster ids, as distributed by the hub. */
-  readonly members: ReadonlySet<string>;
+  /** Current member clusters with the epoch of their membership, as distributed by the hub. */
+  readonly members: Membership;
   readonly now?: Date;
   /** Endpoint policy on top of identity, e.g. "only agents" on the hub's agent API. */
   readonly authorize?: (id: SpiffeId) => boolean;
@@ -139,6 +153,10 @@ function evaluate(presented: readonly CertificateInput[], context: PeerVerificat
     if (now > cert.validToDate) return refuse(RefusalReason.EXPIRED, `${role} expired at ${cert.validToDate.toISOString()}`);
   }
 
+  if (intermediate !== undefined && leafFacts.hostNames > 0) {
+    return refuse(RefusalReason.NAME_NOT_PERMITTED, `${uri} carries ${leafFacts.hostNames} DNS or IP names; a cluster intermediate may not issue any`);
+  }
+
   const clusterId = clusterIdOf(id);
   if (intermediate !== undefined) {
     // X.509 name constraints cannot confine a URI path, so the cluster binding is checked here.
@@ -151,13 +169,26 @@ function evaluate(presented: readonly CertificateInput[], context: PeerVerificat
       return refuse(RefusalReason.CLUSTER_MISMATCH, `${uri} was signed by the intermediate of cluster ${authority.clusterId}`);
     }
   }
-  if (clusterId !== undefined && !context.members.has(clusterId)) {
-    return refuse(RefusalReason.NOT_A_MEMBER, `cluster ${clusterId} is not a current member`);
+  let epoch: number | undefined;
+  if (clusterId !== undefined) {
+    const current = context.members.get(clusterId);
+    if (current === undefined) return refuse(RefusalReason.NOT_A_MEMBER, `cluster ${clusterId} is not a current member`);
+    // An intermediate's leaves belong to its membership; the root-issued agent certificate names its own.
+    const claim = factsOf(intermediate ?? leaf).membership;
+    if (!claim.ok) return refuse(RefusalReason.BAD_MEMBERSHIP_NAME, claim.problem);
+    if (claim.clusterId !== undefined && claim.clusterId !== clusterId) {
+      return refuse(RefusalReason.BAD_MEMBERSHIP_NAME, `${uri} names a membership of cluster ${claim.clusterId}`);
+    }
+    epoch = claim.epoch;
+    if (epoch < current) {
+      return refuse(RefusalReason.EPOCH_SUPERSEDED, `${uri} belongs to membership epoch ${epoch} of cluster ${clusterId}, which was removed; the current membership is epoch ${current}`);
+    }
+    if (epoch > current) return refuse(RefusalReason.EPOCH_UNKNOWN, `${uri} belongs to membership epoch ${epoch} of cluster ${clusterId}; the membership known here is epoch ${current}`);
   }
   if (context.authorize !== undefined && !context.authorize(id)) {
     return refuse(RefusalReason.NOT_AUTHORIZED, `${uri} is not admitted by this endpoint`);
   }
-  return { ok: true, peer: { id, spiffeId: uri, clusterId, root: rootFingerprint(root), notAfter: leaf.validToDate } };
+  return { ok: true, peer: { id, spiffeId: uri, clusterId, epoch, root: rootFingerprint(root), notAfter: leaf.validToDate } };
 }
 
 function unknownRoot(bundle: TrustBundle, role: string): PeerVerdict {
@@ -197,10 +228,13 @@ function clusterAuthorityOf(intermediate: X509Certificate): { trustDomain: strin
 
 /**
  * What never changes about a certificate: the extension facts node:crypto does not expose (key
- * usage bits, the exact URI SAN list), and the issuers whose signature on it already verified.
+ * usage bits, the exact SAN lists), and the issuers whose signature on it already verified.
  */
 interface CertificateFacts {
   readonly uris: readonly string[];
+  /** How many DNS and IP SANs. */
+  readonly hostNames: number;
+  readonly membership: MembershipClaim;
   readonly digitalSignature: boolean;
   readonly keyCertSign: boolean;
   /** Fingerprints (SHA-256 of the DER, so collision-proof) of verified issuers. */
@@ -219,8 +253,11 @@ function factsOf(cert: X509Certificate): CertificateFacts {
   const parsed = new x509.X509Certificate(cert.raw);
   const usages = parsed.getExtension(x509.KeyUsagesExtension)?.usages;
   const san = parsed.getExtension(x509.SubjectAlternativeNameExtension);
+  const names = san?.names.items ?? [];
   const facts: CertificateFacts = {
-    uris: san?.names.items.filter((name) => name.type === 'url').map((name) => name.value) ?? [],
+    uris: names.filter((name) => name.type === 'url').map((name) => name.value),
+    hostNames: names.filter((name) => name.type === 'dns' || name.type === 'ip').length,
+    membership: membershipClaimOf(names),
     // Without a keyUsage extension the key is unrestricted (RFC 5280 4.2.1.3).
     digitalSignature: usages === undefined || (usages & x509.KeyUsageFlags.digitalSignature) !== 0,
     keyCertSign: usages !== undefined && (usages & x509.KeyUsageFlags.keyCertSign) !== 0,

@@ -3,6 +3,8 @@
 // @peculiar/x509 resolves its ASN.1 services through tsyringe, which needs this polyfill first.
 import 'reflect-metadata';
 import { createHash, createPublicKey, webcrypto } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { GeneralName, GeneralSubtree, GeneralSubtrees, NameConstraints, id_ce_nameConstraints } from '@peculiar/asn1-x509';
 import * as x509 from '@peculiar/x509';
 import { IsthmusError } from '../errors.ts';
 
@@ -47,6 +49,19 @@ export interface SubjectAltNames {
   readonly dns?: readonly string[];
   readonly ip?: readonly string[];
   readonly uri?: readonly string[];
+  /** directoryName entries as RFC 4514 strings (the membership name, see membership.ts). */
+  readonly dn?: readonly string[];
+}
+
+/** RFC 5280 4.2.1.10 name constraints a CA places on everything issued below it. */
+export interface NameConstraintsTemplate {
+  /** URI hosts (here: the trust domain) that URI SANs below must have. */
+  readonly permittedUriHosts: readonly string[];
+  /**
+   * Excludes every DNS name (a zero-length dNSName) and every IPv4 and IPv6 address, as the
+   * CA/Browser Forum asks of a CA that must not issue server names.
+   */
+  readonly excludeDnsAndIp: boolean;
 }
 
 /** Back-dating absorbs clock skew between the issuing and the verifying side. */
@@ -68,6 +83,8 @@ export interface CertificateTemplate {
   readonly pathLength?: number;
   readonly san?: SubjectAltNames;
   readonly extendedKeyUsages?: readonly string[];
+  /** Only for CAs. */
+  readonly nameConstraints?: NameConstraintsTemplate;
 }
 
 export interface Issuer {
@@ -130,9 +147,11 @@ export async function issueCertificate(template: CertificateTemplate, issuer: Is
     ...(template.san?.dns ?? []).map((value) => ({ type: 'dns' as const, value })),
     ...(template.san?.ip ?? []).map((value) => ({ type: 'ip' as const, value })),
     ...(template.san?.uri ?? []).map((value) => ({ type: 'url' as const, value })),
+    ...(template.san?.dn ?? []).map((value) => ({ type: 'dn' as const, value })),
   ];
   // A subject with only SANs (SPIFFE leaves) must mark the SAN extension critical (RFC 5280 4.2.1.6).
   if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, template.subject === ''));
+  if (template.nameConstraints) extensions.push(nameConstraintsExtension(template.nameConstraints));
 
   const notBefore = template.notBefore ?? validityWindow(new Date(), 0).notBefore;
   // A certificate never outlives its issuer: past that point its chain would fail anyway.
@@ -149,6 +168,18 @@ export async function issueCertificate(template: CertificateTemplate, issuer: Is
     signingKey: issuerKeys.privateKey,
     extensions,
   });
+}
+
+/** RFC 5280 says a CA MUST mark name constraints critical: a verifier that cannot apply them must refuse the chain. */
+function nameConstraintsExtension(template: NameConstraintsTemplate): x509.Extension {
+  const subtree = (name: ConstructorParameters<typeof GeneralName>[0]): GeneralSubtree => new GeneralSubtree({ base: new GeneralName(name) });
+  const permitted = template.permittedUriHosts.map((host) => subtree({ uniformResourceIdentifier: host }));
+  const excluded = template.excludeDnsAndIp ? [subtree({ dNSName: '' }), subtree({ iPAddress: '0.0.0.0/0' }), subtree({ iPAddress: '::/0' })] : [];
+  const constraints = new NameConstraints({
+    ...(permitted.length > 0 ? { permittedSubtrees: new GeneralSubtrees(permitted) } : {}),
+    ...(excluded.length > 0 ? { excludedSubtrees: new GeneralSubtrees(excluded) } : {}),
+  });
+  return new x509.Extension(id_ce_nameConstraints, true, AsnConvert.serialize(constraints));
 }
 
 /** 16 random bytes with the top bit cleared so the DER INTEGER stays positive. */

@@ -1,7 +1,7 @@
 // A local federation for e2e tests and the demo: the test bed's clusters (one "hub" cluster plus
 // members), hub replicas and one agent per member, each a real process; the isthmus CLI runs
 // as a process too. The federation root is generated here and plugged into the hub, so NATS can
-// trust it from the start (NATS's serving certificate is issued by it as well).
+// trust it from the start (NATS's serving certificate, spiffe://<td>/nats, is issued by it as well).
 import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,7 +14,8 @@ import { stringify as stringifyYaml } from 'yaml';
 import { federationNatsAccounts } from '../../common/nats-authorization.ts';
 import { isNotFound } from '../../common/kube/index.ts';
 import { ISTHMUS_GROUP, ISTHMUS_VERSION, MEMBER_CLUSTER_PLURAL, type MemberCluster } from '../../common/api/isthmus.ts';
-import { EKU, certificateToPem, generateKeyPair, issueCertificate, privateKeyToPem } from '../../common/pki/x509.ts';
+import { RootAuthority } from '../../common/pki/index.ts';
+import { certificateToPem, generateKeyPair, issueCertificate, privateKeyToPem } from '../../common/pki/x509.ts';
 import { freePort } from '../testbed/ports.ts';
 import { httpOk } from '../testbed/probe.ts';
 import { GATEWAY_INBOUND_PORT } from '../../common/gateway-contract.ts';
@@ -117,11 +118,10 @@ export class Federation implements AsyncDisposable {
       rootKeys,
     );
     const rootPem = certificateToPem(root);
-    const natsKeys = await generateKeyPair();
-    const natsCert = await issueCertificate(
-      { subject: 'CN=nats', publicKey: natsKeys.publicKey, notAfter: new Date(Date.now() + 30 * day), isCa: false, san: { ip: ['127.0.0.1'], dns: ['localhost'] }, extendedKeyUsages: [EKU.serverAuth] },
-      { certificate: root, keys: rootKeys },
-    );
+    // NATS's identity is spiffe://<td>/nats from the root (what Isthmus clients check); the host
+    // names are for the test bed's own clients, which check those.
+    const rootAuthority = await RootAuthority.load({ trustDomain, certificatePem: certificateToPem(root), privateKeyPem: await privateKeyToPem(rootKeys.privateKey) });
+    const natsSvid = await rootAuthority.issueNatsSvid({ lifetimeMs: 30 * day, hostNames: { ip: ['127.0.0.1'], dns: ['localhost'] } });
     // The hub writes to NATS with an nkey; agents are admitted read-only one member at a time by
     // the hub (auth callout, signed with the issuer's key), and removed ones disconnected through
     // a system account user.
@@ -132,7 +132,7 @@ export class Federation implements AsyncDisposable {
     const bed = await startTestbed({
       names,
       natsTrustedCas: [rootPem],
-      natsServerCertificate: { certPem: certificateToPem(natsCert), keyPem: await privateKeyToPem(natsKeys.privateKey), caPem: rootPem },
+      natsServerCertificate: { certPem: natsSvid.certificateChainPem, keyPem: natsSvid.privateKeyPem, caPem: rootPem },
       natsAuthorization: (adminNkey) => federationNatsAccounts([hubNkey.getPublicKey(), adminNkey], { issuer: calloutIssuer.getPublicKey(), systemNkey: systemNkey.getPublicKey() }),
     });
     let lab: NetworkLab | undefined;
