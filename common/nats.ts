@@ -38,6 +38,9 @@ export async function connectNats(options: { urls: readonly string[]; name: stri
     tls: natsTlsOptions(options.trustDomain, options.tls),
     ...(options.nkeySeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(options.nkeySeed.trim())) } : {}),
     maxReconnectAttempts: -1,
+    // Agents are admitted by the hub (auth callout): while no hub replica answers, NATS refuses
+    // them, and nats.js would otherwise give up for good after the same refusal twice.
+    ignoreAuthErrorAbort: true,
     reconnectTimeWait: 500,
     reconnectJitter: 250,
     waitOnFirstConnect: true,

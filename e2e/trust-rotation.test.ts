@@ -3,12 +3,12 @@
 // trusted CAs and its certificate follow the hub (the test bed reloads nats-server as a config
 // reloader would), agents keep reading the catalog throughout, and a fresh agent connection that
 // trusts only the new root works once the old one is gone.
-import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CATALOG_BUCKET } from '../common/catalog.ts';
 import { ensureNamespace } from '../common/kube/index.ts';
 import { AgentSecrets } from '../spoke-agent/credentials.ts';
+import { readFrom } from '../spoke-agent/imports/bucket-reader.ts';
 import { exportService, importedSlices } from './catalog/exports.ts';
 import { Federation } from './federation/index.ts';
 import { waitFor, type LocalCluster } from './testbed/index.ts';
@@ -84,8 +84,10 @@ describe('root rotation', () => {
     if (!credentials) throw new Error('cluster-b has no stored credentials');
     const nc = await connect({ servers: credentials.natsUrls, tls: { ca: credentials.trustBundlePem, cert: credentials.agentCertificate, key: credentials.agentKey }, reconnect: false });
     try {
-      const kv = await new Kvm(nc).open(CATALOG_BUCKET);
-      expect((await kv.get(`${NS}.after-rotation`))?.json()).toMatchObject({ namespace: NS, name: 'after-rotation' });
+      // Read as agents do: batch direct get through their account's imports.
+      const values = new Map<string, unknown>();
+      await readFrom(nc, CATALOG_BUCKET, 1, (m) => values.set(m.key, m.operation === 'PUT' ? JSON.parse(new TextDecoder().decode(m.value)) : undefined));
+      expect(values.get(`${NS}.after-rotation`)).toMatchObject({ namespace: NS, name: 'after-rotation' });
     } finally {
       await nc.close();
     }

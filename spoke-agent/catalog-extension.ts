@@ -113,10 +113,14 @@ export function catalogExtension(options: CatalogExtensionOptions): MemberExtens
       const previous = imports;
       // The new importer takes over from the cached state of the old one's objects: unchanged
       // imports cause no writes.
-      imports = previous.then(async (side) => {
-        await side.close();
-        return startImports(credentials);
-      });
+      // Closing the old side can fail (its connection already cut, e.g. by NATS reloading its
+      // TLS); the new connection must come up regardless, or the catalog stops for good.
+      imports = previous
+        .catch(() => undefined)
+        .then(async (side) => {
+          await side?.close().catch((err: unknown) => log.warn({ err }, 'closing the catalog connection of the old certificate failed'));
+          return startImports(credentials);
+        });
       imports.catch((err: unknown) => log.error({ err }, 'cannot reconnect the catalog with the new certificate'));
     },
     stopped: async () => {
