@@ -9,7 +9,6 @@ import { CATALOG_BUCKET } from '../common/catalog.ts';
 import { AgentSecrets } from '../spoke-agent/credentials.ts';
 import { readFrom } from '../spoke-agent/imports/bucket-reader.ts';
 import { findCondition } from '../common/api/conditions.ts';
-import { ensureNamespace } from '../common/kube/index.ts';
 import { exportService, importedSlices, readServiceExport, readServiceImport, unexportService } from './catalog/exports.ts';
 import { Federation } from './federation/index.ts';
 import { waitFor, type LocalCluster } from './testbed/index.ts';
@@ -25,11 +24,7 @@ describe('service catalog', () => {
   beforeAll(async () => {
     fed = await Federation.start({ members: 3, heartbeatInterval: '1s' });
     [a, b, c] = fed.members as [LocalCluster, LocalCluster, LocalCluster];
-    const token = await fed.createToken(['--usages', '3']);
-    for (const m of fed.members) {
-      await ensureNamespace(m.kubeConfig(), NS);
-      expect((await fed.join(m.name, token)).code).toBe(0);
-    }
+    await fed.joinAll(NS);
   });
   afterAll(async () => {
     await fed?.[Symbol.asyncDispose]();

@@ -42,12 +42,8 @@ describe('FailoverPolicy distribution', () => {
     fed = await Federation.start({ members: 3, heartbeatInterval: '1s' });
     hub = fed.hubCluster.kubeConfig();
     members = fed.members;
-    const token = await fed.createToken(['--usages', '3']);
     await ensureNamespace(hub, NS);
-    for (const m of members) {
-      await ensureNamespace(m.kubeConfig(), NS);
-      expect((await fed.join(m.name, token)).code).toBe(0);
-    }
+    await fed.joinAll(NS);
     await waitFor('all members Joined', async () => (await Promise.all(members.map((m) => fed.memberCluster(m.name)))).every((mc) => findCondition(mc.status?.conditions, 'Joined')?.status === 'True'), WAIT_MS);
   });
   afterAll(async () => {

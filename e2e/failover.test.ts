@@ -43,12 +43,8 @@ describe.skipIf(!available.ok)('locality-aware failover', () => {
   beforeAll(async () => {
     fed = await Federation.start({ members: 3, heartbeatInterval: '1s', gateways: true, staleAfter: '4s' });
     [a, b, c] = fed.members as [LocalCluster, LocalCluster, LocalCluster];
-    const token = await fed.createToken(['--usages', '3']);
-    for (const m of fed.members) {
-      await ensureNamespace(m.kubeConfig(), NS);
-      await ensureNamespace(fed.hubCluster.kubeConfig(), NS);
-      expect((await fed.join(m.name, token)).code).toBe(0);
-    }
+    await ensureNamespace(fed.hubCluster.kubeConfig(), NS);
+    await fed.joinAll(NS);
     await Promise.all(fed.members.map((m) => fed.gatewayReady(m.name)));
   });
   afterAll(async () => {

@@ -11,7 +11,6 @@ import { CoreV1Api, DiscoveryV1Api, PatchStrategy, setHeaderOptions, type V1Endp
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER } from '../common/api/mcs.ts';
 import { GATEWAY_INBOUND_PORT, TUNNEL_CONNECTED, gatewayTlsSecretName, serviceSni } from '../common/gateway-contract.ts';
-import { ensureNamespace } from '../common/kube/index.ts';
 import { ClusterAuthority } from '../common/pki/index.ts';
 import { issueSvid } from '../common/pki/svid.ts';
 import { importKeyPair, parseCertificates, type x509 } from '../common/pki/x509.ts';
@@ -33,11 +32,7 @@ describe.skipIf(!available.ok)('east-west gateway', () => {
   beforeAll(async () => {
     fed = await Federation.start({ members: 3, heartbeatInterval: '1s', gateways: true });
     [a, b] = fed.members as [LocalCluster, LocalCluster];
-    const token = await fed.createToken(['--usages', '3']);
-    for (const m of fed.members) {
-      await ensureNamespace(m.kubeConfig(), NS);
-      expect((await fed.join(m.name, token)).code).toBe(0);
-    }
+    await fed.joinAll(NS);
     await Promise.all(fed.members.map((m) => fed.gatewayReady(m.name)));
   });
   afterAll(async () => {

@@ -21,11 +21,7 @@ describe('MCS API details', () => {
   beforeAll(async () => {
     fed = await Federation.start({ members: 2, heartbeatInterval: '1s' });
     [a, b] = fed.members as [LocalCluster, LocalCluster];
-    const token = await fed.createToken(['--usages', '2']);
-    for (const m of fed.members) {
-      await ensureNamespace(m.kubeConfig(), NS);
-      expect((await fed.join(m.name, token)).code).toBe(0);
-    }
+    await fed.joinAll(NS);
   });
   afterAll(async () => {
     await fed?.[Symbol.asyncDispose]();

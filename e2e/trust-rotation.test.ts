@@ -6,7 +6,6 @@
 import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CATALOG_BUCKET } from '../common/catalog.ts';
-import { ensureNamespace } from '../common/kube/index.ts';
 import { AgentSecrets } from '../spoke-agent/credentials.ts';
 import { readFrom } from '../spoke-agent/imports/bucket-reader.ts';
 import { exportService, importedSlices } from './catalog/exports.ts';
@@ -33,11 +32,7 @@ describe('root rotation', () => {
   let fed: Federation;
   beforeAll(async () => {
     fed = await Federation.start({ members: 2, heartbeatInterval: '1s', natsTlsFromHub: true });
-    const token = await fed.createToken(['--usages', '2']);
-    for (const m of fed.members) {
-      await ensureNamespace(m.kubeConfig(), NS);
-      expect((await fed.join(m.name, token)).code).toBe(0);
-    }
+    await fed.joinAll(NS);
   });
   afterAll(async () => {
     await fed?.[Symbol.asyncDispose]();

@@ -12,7 +12,7 @@ import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { nkeys } from '@nats-io/transport-node';
 import { stringify as stringifyYaml } from 'yaml';
 import { federationNatsAccounts } from '../../common/nats-authorization.ts';
-import { isNotFound } from '../../common/kube/index.ts';
+import { ensureNamespace, isNotFound } from '../../common/kube/index.ts';
 import { ISTHMUS_GROUP, ISTHMUS_VERSION, MEMBER_CLUSTER_PLURAL, type MemberCluster } from '../../common/api/isthmus.ts';
 import { RootAuthority } from '../../common/pki/index.ts';
 import { certificateToPem, generateKeyPair, issueCertificate, privateKeyToPem } from '../../common/pki/x509.ts';
@@ -395,6 +395,16 @@ export class Federation implements AsyncDisposable {
 
   async join(cluster: string, token: { token: string; caPin: string; hubEndpoints: string[] }, wait = '60s'): Promise<CliResult> {
     return this.cli(['join', '--hub', token.hubEndpoints.join(','), '--token', token.token, '--ca-pin', token.caPin, '--wait', wait], cluster);
+  }
+
+  /** Joins every member with one token (creating `namespace` in each first, when given); throws naming a join that failed. */
+  async joinAll(namespace?: string): Promise<void> {
+    const token = await this.createToken(['--usages', String(this.members.length)]);
+    for (const m of this.members) {
+      if (namespace) await ensureNamespace(m.kubeConfig(), namespace);
+      const result = await this.join(m.name, token);
+      if (result.code !== 0) throw new Error(`join of ${m.name} exited ${result.code}: ${result.stderr}`);
+    }
   }
 
   async memberCluster(id: string): Promise<MemberCluster> {

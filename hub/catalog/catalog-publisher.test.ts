@@ -6,24 +6,24 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalogTombstone, parseCatalogTombstone } from '../../common/catalog.ts';
 import { createLogger } from '../../common/logger.ts';
-import { startTestbed, waitFor, type Testbed } from '../../e2e/testbed/index.ts';
+import { waitFor } from '../../e2e/testbed/index.ts';
 import { readCatalog } from './catalog-bucket.ts';
 import { CatalogPublisher, type PublisherOptions } from './catalog-publisher.ts';
+import { lastSequence, startHubNats } from './catalog.testkit.ts';
 
 const log = createLogger({ component: 'catalog-publisher-test', level: 'silent' });
 const HOUR = 3_600_000;
 
-let bed: Testbed;
+let hubNats: Awaited<ReturnType<typeof startHubNats>>;
 let nc: NatsConnection;
 let buckets = 0;
 
 beforeAll(async () => {
-  bed = await startTestbed({ clusters: 0 });
-  nc = await (bed.nats as NonNullable<Testbed['nats']>).connect('isthmus-hub');
+  hubNats = await startHubNats();
+  nc = hubNats.nc;
 });
 afterAll(async () => {
-  await nc?.drain();
-  await bed?.[Symbol.asyncDispose]();
+  await hubNats?.[Symbol.asyncDispose]();
 });
 
 async function freshBucket(): Promise<KV> {
@@ -36,9 +36,6 @@ async function publisher(kv: KV, desired: Map<string, string>, options: Partial<
   return new CatalogPublisher(kv, (key) => desired.get(key), stored.values, log, { concurrency: 4, tombstoneRetentionMs: HOUR, conflictRetryMs: HOUR, ...options });
 }
 
-async function lastSequence(kv: KV): Promise<number> {
-  return (await kv.status()).streamInfo.state.last_seq;
-}
 
 const entry = (name: string, port = 80): string => JSON.stringify({ namespace: 'shop', name, port });
 

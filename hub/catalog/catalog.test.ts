@@ -9,9 +9,9 @@ import { CATALOG_BUCKET, catalogEntrySchema, parseCatalogTombstone, type Catalog
 import { isIsthmusError } from '../../common/errors.ts';
 import type { ExportedService } from '../../common/hub-api/index.ts';
 import { createLogger } from '../../common/logger.ts';
-import { startTestbed, waitFor, type Testbed } from '../../e2e/testbed/index.ts';
+import { waitFor } from '../../e2e/testbed/index.ts';
 import { createCatalog, type Catalog } from './catalog.ts';
-import { FakeMemberCache, exported, locality, memberCluster } from './catalog.testkit.ts';
+import { FakeMemberCache, exported, lastSequence, locality, memberCluster, startHubNats } from './catalog.testkit.ts';
 
 const log = createLogger({ component: 'catalog-test', level: 'error' });
 
@@ -44,27 +44,23 @@ async function read(kv: KV, key: string): Promise<CatalogEntry | undefined> {
   return entry?.operation === 'PUT' && !parseCatalogTombstone(key, entry.json()) ? catalogEntrySchema.parse(entry.json()) : undefined;
 }
 
-async function lastSequence(kv: KV): Promise<number> {
-  return (await kv.status()).streamInfo.state.last_seq;
-}
 
 const cart = (overrides: Partial<ExportedService> = {}): ExportedService => exported({ name: 'cart', ...overrides });
 const shelf = (overrides: Partial<ExportedService> = {}): ExportedService => exported({ name: 'shelf', ...overrides });
 
 describe('service catalog on NATS JetStream KV', () => {
-  let bed: Testbed;
+  let hubNats: Awaited<ReturnType<typeof startHubNats>>;
   let nc: NatsConnection;
   let kv: KV;
   const members = new FakeMemberCache(['a', 'b', 'c']);
   let leader: Leadership;
 
   beforeAll(async () => {
-    bed = await startTestbed({ clusters: 0 });
-    nc = await (bed.nats as NonNullable<Testbed['nats']>).connect('isthmus-hub');
+    hubNats = await startHubNats();
+    nc = hubNats.nc;
   });
   afterAll(async () => {
-    await nc?.drain();
-    await bed?.[Symbol.asyncDispose]();
+    await hubNats?.[Symbol.asyncDispose]();
   });
 
   it('refuses reports while not leading', async () => {

@@ -1,6 +1,10 @@
-// Test fixtures for the catalog: exported services, member clusters and an in-memory member cache.
+// Test fixtures for the catalog: exported services, member clusters, an in-memory member cache,
+// and a real nats-server with the hub's connection to it.
+import type { KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { ISTHMUS_API_VERSION, MEMBER_CLUSTER_KIND, type MemberCluster } from '../../common/api/isthmus.ts';
 import type { ExportedService } from '../../common/hub-api/index.ts';
+import { startTestbed, type Testbed } from '../../e2e/testbed/index.ts';
 import type { MemberCache } from '../membership.ts';
 import type { ClusterLocality } from './resolution.ts';
 
@@ -69,4 +73,22 @@ export class FakeMemberCache implements MemberCache {
   list(): readonly MemberCluster[] {
     return [...this.members.values()];
   }
+}
+
+/** A test bed with NATS only, and a connection as the hub; disposing drains it and stops NATS. */
+export async function startHubNats(): Promise<{ readonly nc: NatsConnection } & AsyncDisposable> {
+  const bed = await startTestbed({ clusters: 0 });
+  const nc = await (bed.nats as NonNullable<Testbed['nats']>).connect('isthmus-hub');
+  return {
+    nc,
+    async [Symbol.asyncDispose]() {
+      await nc.drain();
+      await bed[Symbol.asyncDispose]();
+    },
+  };
+}
+
+/** The bucket stream's last sequence: unchanged means nothing was written. */
+export async function lastSequence(kv: KV): Promise<number> {
+  return (await kv.status()).streamInfo.state.last_seq;
 }

@@ -2,16 +2,17 @@
 // test plays the hub and writes the bucket; the watcher reads as an agent does (AGENTS account),
 // its connection running through a TCP proxy that can be cut. Deletions come as the hub makes them
 // (tombstones); keys that vanish without one are held.
-import { Kvm, type Bucket, type KV } from '@nats-io/kv';
+import { Kvm, type Bucket } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestbed, waitFor, type Testbed } from '../../e2e/testbed/index.ts';
-import { CATALOG_BUCKET, catalogTombstone, type CatalogEntry } from '../../common/catalog.ts';
+import { CATALOG_BUCKET, type CatalogEntry } from '../../common/catalog.ts';
 import { TcpProxy } from '../../common/kube/tcp-proxy.testkit.ts';
 import { createLogger } from '../../common/logger.ts';
 import { federationNatsAccounts } from '../../common/nats-authorization.ts';
 import { AGENT_CERTIFICATE_SUBJECT } from '../../common/pki/index.ts';
 import { CatalogWatcher } from './catalog-watcher.ts';
+import { putEntry, putTombstone, reconnectAttempts } from './catalog.testkit.ts';
 
 const log = createLogger({ component: 'catalog-watcher-test', level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent' });
 
@@ -57,25 +58,6 @@ function entry(namespace: string, name: string, port = 80): CatalogEntry {
     exportedLabels: {},
     exportedAnnotations: {},
   };
-}
-
-async function put(kv: KV, value: CatalogEntry): Promise<number> {
-  return kv.put(`${value.namespace}.${value.name}`, JSON.stringify(value));
-}
-
-/** Ends a key the way the hub does. */
-async function tombstone(kv: KV, key: string): Promise<number> {
-  return kv.put(key, catalogTombstone(key, new Date()));
-}
-
-/** Resolves once the agent's connection has tried to reconnect `attempts` times (call before cutting it). */
-function reconnectAttempts(attempts: number): Promise<void> {
-  return (async () => {
-    let seen = 0;
-    for await (const status of agent.status()) {
-      if (status.type === 'reconnecting' && ++seen >= attempts) return;
-    }
-  })();
 }
 
 function until(what: string, condition: () => boolean, timeoutMs = 10_000): Promise<void> {
@@ -124,9 +106,9 @@ describe('CatalogWatcher', () => {
 
   it('applies the snapshot and the latest state of every later change, skipping malformed values', async () => {
     const kv = await new Kvm(hub).open(CATALOG_BUCKET);
-    await put(kv, entry('a', 'one'));
-    await put(kv, entry('a', 'two'));
-    await put(kv, entry('a', 'gone'));
+    await putEntry(kv, entry('a', 'one'));
+    await putEntry(kv, entry('a', 'two'));
+    await putEntry(kv, entry('a', 'gone'));
     await kv.delete('a.gone');
     await kv.put('a.bad', '{"not":"an entry"}');
     await kv.put('a.mismatch', JSON.stringify(entry('b', 'other')));
@@ -136,12 +118,12 @@ describe('CatalogWatcher', () => {
       expect(watcher.malformed).toBe(2);
       changes.length = 0;
 
-      await put(kv, entry('a', 'two')); // re-put, unchanged
-      await put(kv, entry('a', 'one', 81));
+      await putEntry(kv, entry('a', 'two')); // re-put, unchanged
+      await putEntry(kv, entry('a', 'one', 81));
       await kv.put('a.two', 'not json'); // the last valid value stays
-      await tombstone(kv, 'a.one');
-      await put(kv, entry('a', 'three'));
-      await tombstone(kv, 'a.three');
+      await putTombstone(kv, 'a.one');
+      await putEntry(kv, entry('a', 'three'));
+      await putTombstone(kv, 'a.three');
       // Reads are level-based (batch direct get of what the bucket holds): a value replaced before
       // it was read is never seen, so intermediate states may be skipped, never the final one.
       await until('tombstones seen', () => watcher.get('a.one') === undefined && watcher.get('a.three') === undefined && watcher.malformed === 3 && changes.includes('removed a.one'));
@@ -154,18 +136,18 @@ describe('CatalogWatcher', () => {
 
   it('keeps everything while NATS is unreachable and catches up from its last revision after', async () => {
     const kv = await new Kvm(hub).open(CATALOG_BUCKET);
-    await put(kv, entry('c', 'stays'));
-    await put(kv, entry('c', 'changes'));
-    await put(kv, entry('c', 'leaves'));
+    await putEntry(kv, entry('c', 'stays'));
+    await putEntry(kv, entry('c', 'changes'));
+    await putEntry(kv, entry('c', 'leaves'));
     await withWatcher(async (watcher, changes) => {
       await watcher.synced();
       changes.length = 0;
       const restarts = watcher.restarts;
-      const attempts = reconnectAttempts(3);
+      const attempts = reconnectAttempts(agent, 3);
       proxy.cut();
-      await put(kv, entry('c', 'changes', 8080));
-      await tombstone(kv, 'c.leaves');
-      await put(kv, entry('c', 'arrives'));
+      await putEntry(kv, entry('c', 'changes', 8080));
+      await putTombstone(kv, 'c.leaves');
+      await putEntry(kv, entry('c', 'arrives'));
       await attempts; // several reconnects fail meanwhile
       expect(changes).toEqual([]);
       expect(watcher.keys().sort()).toEqual(['c.changes', 'c.leaves', 'c.stays']);
@@ -183,8 +165,8 @@ describe('CatalogWatcher', () => {
       await watcher.synced();
       changes.length = 0;
       await agent.reconnect();
-      await put(kv, entry('d', 'after-reconnect'));
-      await put(kv, entry('d', 'barrier'));
+      await putEntry(kv, entry('d', 'after-reconnect'));
+      await putEntry(kv, entry('d', 'barrier'));
       await until('changes after reconnect seen', () => changes.includes('set d.barrier:80'));
       expect(changes).toEqual(['set d.after-reconnect:80', 'set d.barrier:80']); // nothing replayed in between
     });
@@ -192,19 +174,19 @@ describe('CatalogWatcher', () => {
 
   it('removes a key at once on a tombstone, holds one deleted without, and lets it go when it is written again', async () => {
     const kv = await new Kvm(hub).open(CATALOG_BUCKET);
-    await put(kv, entry('g', 'ended'));
-    await put(kv, entry('g', 'deleted'));
+    await putEntry(kv, entry('g', 'ended'));
+    await putEntry(kv, entry('g', 'deleted'));
     await withWatcher(async (watcher, changes) => {
       await watcher.synced();
       changes.length = 0;
-      await tombstone(kv, 'g.ended');
+      await putTombstone(kv, 'g.ended');
       await kv.delete('g.deleted');
       await until('the delete seen', () => watcher.vanished === 1);
       expect(changes).toEqual(['removed g.ended']);
       expect(watcher.removalDelayMs('g.ended')).toBe(0);
       expect(watcher.get('g.deleted')).toBeDefined();
       expect(watcher.removalDelayMs('g.deleted')).toBeGreaterThan(0);
-      await put(kv, entry('g', 'deleted'));
+      await putEntry(kv, entry('g', 'deleted'));
       await until('written again', () => watcher.vanished === 0);
       expect(changes).toEqual(['removed g.ended']); // the same entry again: nothing changed for listeners
     });
@@ -212,7 +194,7 @@ describe('CatalogWatcher', () => {
 
   it('reads the bucket again when a deletion it missed left no marker, and removes the key after the grace period', async () => {
     const kv = await new Kvm(hub).open(CATALOG_BUCKET);
-    await put(kv, entry('f', 'vanishes'));
+    await putEntry(kv, entry('f', 'vanishes'));
     await withWatcher(async (watcher, changes) => {
       await watcher.synced();
       expect(watcher.get('f.vanishes')).toBeDefined();
@@ -239,11 +221,11 @@ describe('CatalogWatcher', () => {
       changes.length = 0;
       await (await kvm.open(CATALOG_BUCKET)).destroy();
       const kv = await kvm.create(CATALOG_BUCKET);
-      await put(kv, entry('e', 'fresh'));
+      await putEntry(kv, entry('e', 'fresh'));
       await until('recreated bucket read', () => watcher.get('e.fresh') !== undefined && watcher.vanished === before.length);
       expect(watcher.keys().sort()).toEqual([...before, 'e.fresh'].sort());
       expect(changes).toEqual(['set e.fresh:80']); // nothing removed
-      await put(kv, entry('c', 'stays'));
+      await putEntry(kv, entry('c', 'stays'));
       await until('a lost key written again', () => watcher.vanished === before.length - 1);
       expect(changes).toEqual(['set e.fresh:80']);
     });

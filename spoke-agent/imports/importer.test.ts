@@ -10,12 +10,13 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestbed, waitFor, type Testbed } from '../../e2e/testbed/index.ts';
 import { MCS_API_VERSION, MCS_GROUP, MCS_VERSION, SERVICE_IMPORT_PLURAL } from '../../common/api/mcs.ts';
-import { CATALOG_BUCKET, catalogEntrySchema, catalogTombstone, type CatalogEntry } from '../../common/catalog.ts';
+import { CATALOG_BUCKET, catalogEntrySchema, type CatalogEntry } from '../../common/catalog.ts';
 import { ensureNamespace, isNotFound } from '../../common/kube/index.ts';
 import { TcpProxy } from '../../common/kube/tcp-proxy.testkit.ts';
 import { createLogger } from '../../common/logger.ts';
 import { federationNatsAccounts } from '../../common/nats-authorization.ts';
 import { AGENT_CERTIFICATE_SUBJECT } from '../../common/pki/index.ts';
+import { putEntry, putTombstone, reconnectAttempts } from './catalog.testkit.ts';
 import { createImporter, derivedServiceName, registerImporterMetrics, type Importer, type OutboundListener } from './index.ts';
 
 const log = createLogger({ component: 'importer-test', level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent' });
@@ -61,24 +62,8 @@ function entry(namespace: string, name: string, clusters: Record<string, unknown
   return catalogEntrySchema.parse({ namespace, name, type: 'ClusterSetIP', ports: [{ name: 'http', port: 80 }], clusters, ...overrides });
 }
 
-async function put(value: CatalogEntry): Promise<number> {
-  return kv.put(`${value.namespace}.${value.name}`, JSON.stringify(value));
-}
-
-/** Ends a key the way the hub does. */
-async function tombstone(key: string): Promise<number> {
-  return kv.put(key, catalogTombstone(key, new Date()));
-}
-
-/** Resolves once the agent's connection has tried to reconnect `attempts` times (call before cutting it). */
-function reconnectAttempts(attempts: number): Promise<void> {
-  return (async () => {
-    let seen = 0;
-    for await (const status of agent.status()) {
-      if (status.type === 'reconnecting' && ++seen >= attempts) return;
-    }
-  })();
-}
+const put = (value: CatalogEntry): Promise<number> => putEntry(kv, value);
+const tombstone = (key: string): Promise<number> => putTombstone(kv, key);
 
 /** The importer has processed the bucket up to `revision`, and its queue is idle. */
 async function caughtUp(revision: number): Promise<void> {
@@ -358,7 +343,7 @@ describe('importer', () => {
     const keep = await versions('shop', 'keep');
     const drop = await versions('shop', 'drop');
 
-    const attempts = reconnectAttempts(3);
+    const attempts = reconnectAttempts(agent, 3);
     proxy.cut();
     await tombstone('shop.drop');
     await put(entry('shop', 'shrink', [cluster('west')]));
