@@ -80,7 +80,8 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   const members = new MemberClusterStore(kc);
   const tokens = new TokenStore(kc, config.namespace);
   const nkeySeed = config.nats.nkeySeedFile ? await readFile(config.nats.nkeySeedFile, 'utf8') : undefined;
-  const nc: NatsConnection = await connectNats({ urls: config.nats.urls, name: `isthmus-hub-${config.replicaId}`, trustDomain: config.trustDomain, tls: await tlsFromFiles(config.nats), log, ...(nkeySeed ? { nkeySeed } : {}) });
+  const natsClientTls = await tlsFromFiles(config.nats);
+  const nc: NatsConnection = await connectNats({ urls: config.nats.urls, name: `isthmus-hub-${config.replicaId}`, trustDomain: config.trustDomain, tls: natsClientTls, log, ...(nkeySeed ? { nkeySeed } : {}) });
   const catalog = createCatalog({
     nc,
     memberCache,
@@ -177,7 +178,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   /** Every replica answers NATS auth callout; the leader disconnects removed clusters. */
   async function startNatsAccess(files: { issuerSeedFile: string; systemNkeySeedFile: string }): Promise<{ enforcer: NatsAccess; system: NatsConnection }> {
     const [issuerSeed, systemSeed] = await Promise.all([readFile(files.issuerSeedFile, 'utf8'), readFile(files.systemNkeySeedFile, 'utf8')]);
-    const system = await connectNats({ urls: config.nats.urls, name: `isthmus-hub-${config.replicaId}-system`, trustDomain: config.trustDomain, tls: await tlsFromFiles(config.nats), log, nkeySeed: systemSeed });
+    const system = await connectNats({ urls: config.nats.urls, name: `isthmus-hub-${config.replicaId}-system`, trustDomain: config.trustDomain, tls: natsClientTls, log, nkeySeed: systemSeed });
     const enforcer = new NatsAccess({ nc, system, issuerSeed, authenticate: createAgentAuthenticator({ trust, memberCache }), memberCache, log: log.child({ part: 'nats-access' }) });
     enforcer.serve(lifetime.signal);
     return { enforcer, system };

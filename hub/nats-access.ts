@@ -11,8 +11,7 @@
 // - the leader enforces removal: on every membership change (and periodically) it lists AGENTS
 //   connections on every NATS server (system account CONNZ) and disconnects (KICK) those whose
 //   cluster is no longer a current member.
-import { createHash } from 'node:crypto';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import { fromSeed, type KeyPair } from '@nats-io/nkeys';
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
@@ -75,6 +74,8 @@ export interface NatsAccessOptions {
 export class NatsAccess {
   readonly #options: NatsAccessOptions;
   readonly #issuer: KeyPair;
+  /** The same for every admitted agent. */
+  readonly #permissions = agentPermissions();
   #enforcing: Promise<void> | undefined;
   #again = false;
 
@@ -104,7 +105,7 @@ export class NatsAccess {
     try {
       if (!leafPem) throw new Error('no verified client certificate');
       const clusterId = this.#options.authenticate({ peerCertificate: new X509Certificate(leafPem).raw, peer: 'nats' });
-      const permissions = agentPermissions();
+      const permissions = this.#permissions;
       verdict = {
         jwt: signNatsJwt(
           {

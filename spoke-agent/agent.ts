@@ -44,7 +44,7 @@ export interface MemberExtension {
 }
 
 /** Join retries while the hub has not accepted this cluster yet: 0.5 s doubling up to 10 s. */
-const JOIN_RETRY_BACKOFF = { initialMs: 250, maxMs: 10_000 } as const;
+const JOIN_RETRY_BACKOFF = { initialMs: 500, maxMs: 10_000 } as const;
 
 /** Heartbeats while no hub answers: from 0.25 s up to 1 s (or the interval, if shorter), jittered. */
 const UNREACHABLE_HEARTBEAT_BACKOFF = { initialMs: 250, maxMs: 1_000, jitter: 0.5 } as const;
@@ -145,7 +145,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
           attempt++;
           log.warn({ code, err: message, attempt }, 'join not done yet; retrying');
           await secrets.reportJoin('Pending', message).catch(() => undefined);
-          await sleep(backoffDelay(attempt + 1, JOIN_RETRY_BACKOFF), undefined, { signal }).catch(() => undefined);
+          await sleep(backoffDelay(attempt, JOIN_RETRY_BACKOFF), undefined, { signal }).catch(() => undefined);
         }
       }
     }

@@ -70,7 +70,7 @@ export class HubSession {
 
   /** The hub asked for this cluster's full export set (e.g. a new leader): tells the onReachable listeners. */
   exportsWanted(): void {
-    for (const listener of this.#reachableListeners) listener();
+    this.#tellListeners();
   }
 
   /** Calls `listener` each time a call gets through after one that reached no hub, or the hub asks for the exports; returns the unsubscribe. */
@@ -82,6 +82,10 @@ export class HubSession {
   #reached(): void {
     if (!this.#unreachable) return;
     this.#unreachable = false;
+    this.#tellListeners();
+  }
+
+  #tellListeners(): void {
     for (const listener of this.#reachableListeners) listener();
   }
 
