@@ -72,6 +72,12 @@ export const hubConfigSchema = z
         caFile: z.string().min(1),
         certFile: z.string().min(1),
         keyFile: z.string().min(1),
+        /**
+         * Copies of every bucket the hub creates (hub/nats-buckets.ts): 1 on a single nats-server,
+         * 3 (or 5) on a JetStream cluster, so losing a node loses nothing. `urls` should then name
+         * every node: the hub and the agents reconnect to a surviving one.
+         */
+        replicas: z.union([z.literal(1), z.literal(3), z.literal(5)], { error: 'must be 1, 3 or 5 (a JetStream cluster keeps an odd number of copies)' }).default(1),
         /** The hub's NATS nkey seed (HUB account): the hub alone may write; agents read from the AGENTS account. */
         nkeySeedFile: z.string().optional(),
         /**

@@ -5,7 +5,6 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
-import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { ISTHMUS_GROUP, ISTHMUS_VERSION, MEMBER_CLUSTER_KIND, MEMBER_CLUSTER_PLURAL, type MemberCluster } from '../common/api/isthmus.ts';
@@ -33,6 +32,7 @@ import { stepTrustRotation, type TrustRotationDeps } from './trust-rotation.ts';
 import { NatsTlsPublisher } from './nats-tls.ts';
 import { runPeriodically } from '../common/periodic.ts';
 import { NatsAccess } from './nats-access.ts';
+import { openBucket } from './nats-buckets.ts';
 
 const memberClusters = customResource({ group: ISTHMUS_GROUP, version: ISTHMUS_VERSION, kind: MEMBER_CLUSTER_KIND, plural: MEMBER_CLUSTER_PLURAL, namespaced: false });
 
@@ -88,6 +88,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     log: log.child({ part: 'catalog' }),
     limits: { exportsPerCluster: config.limits.exportsPerCluster, entryMaxBytes: config.limits.catalogEntryMaxBytes },
     tombstoneRetentionMs: config.limits.catalogTombstoneRetention,
+    buckets: config.nats,
   });
   informer.addEventHandler(() => catalog.onMembersChanged());
 
@@ -157,7 +158,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
       await publishHubInfo();
       startHealthMonitor(memberCache, members, { intervalMs: config.heartbeat.interval, missedBeforeUnknown: config.heartbeat.missedBeforeUnknown }, log.child({ part: 'health' }), signal);
       startPolicies(signal);
-      const kv = await new Kvm(nc).create(MEMBERS_BUCKET, { history: 1 });
+      const kv = await openBucket(nc, MEMBERS_BUCKET, config.nats, log);
       const publisher = new MembershipPublisher(kv, memberCache, log.child({ part: 'membership' }), { staleAfterMs: config.heartbeat.staleAfter });
       const stopInformerHook = informer.addEventHandler(() => publisher.trigger());
       if (access) enforceNatsMembership(access.enforcer, signal);
@@ -194,7 +195,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   /** FailoverPolicy distribution for one term: stops (no write starts) when the term's signal aborts. */
   function startPolicies(signal: AbortSignal): void {
     if (signal.aborted) return;
-    const controller = new PolicyController({ kc, nc, memberCache, log: log.child({ part: 'policies' }) });
+    const controller = new PolicyController({ kc, nc, memberCache, buckets: config.nats, log: log.child({ part: 'policies' }) });
     const stopHook = informer.addEventHandler(() => controller.membersChanged());
     policies = controller;
     signal.addEventListener(

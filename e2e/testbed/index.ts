@@ -1,5 +1,6 @@
 // The local test bed: N simulated clusters (etcd + kube-apiserver each, CRDs installed) and a
-// nats-server with JetStream and TLS, on loopback with free ports. Dispose it with `await using`.
+// nats-server (or a JetStream cluster of them) with TLS, on loopback with free ports. Dispose it
+// with `await using`.
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger } from '../../common/logger.ts';
@@ -10,7 +11,7 @@ import { ProcessSupervisor, type ManagedProcess, type StartOptions } from './pro
 import { testbedRoot } from './reaper.ts';
 
 export { LocalCluster } from './cluster.ts';
-export { LocalNats, type NatsAuthorization, type NatsClientCredentials } from './nats.ts';
+export { LocalNats, NatsNode, type NatsAuthorization, type NatsClientCredentials } from './nats.ts';
 export { ProcessSupervisor, type ManagedProcess, type StartOptions } from './processes.ts';
 export { alive, reapAbandonedNetns, reapAbandonedTestbeds, testbedRoot } from './reaper.ts';
 export { LabCluster, NetworkLab, labNetwork, netnsAvailable, type ConnectOutcome, type Fault, type NetworkLabOptions, type Portal } from './netns.ts';
@@ -30,6 +31,8 @@ export interface TestbedOptions {
   readonly natsServerCertificate?: { readonly certPem: string; readonly keyPem: string; readonly caPem: string };
   /** nats-server authorization configuration given the test bed's admin nkey: certificates then map to users (verify_and_map). */
   readonly natsAuthorization?: (adminNkey: string) => NatsAuthorization;
+  /** NATS servers: 1 (the default) or a JetStream cluster of that many, on loopback. */
+  readonly natsNodes?: number;
 }
 
 export class Testbed implements AsyncDisposable {
@@ -91,11 +94,11 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
   const timeoutMs = options.startTimeoutMs ?? 90_000;
   try {
     const [nats, ...clusters] = await Promise.all([
-      options.nats === false ? Promise.resolve(undefined) : LocalNats.start(supervisor, binaries, timeoutMs, { trustedCas: options.natsTrustedCas ?? [], serverCertificate: options.natsServerCertificate, authorization: options.natsAuthorization }),
+      options.nats === false ? Promise.resolve(undefined) : LocalNats.start(supervisor, binaries, timeoutMs, { trustedCas: options.natsTrustedCas ?? [], serverCertificate: options.natsServerCertificate, authorization: options.natsAuthorization, nodes: options.natsNodes }),
       ...names.map((name) => LocalCluster.start(supervisor, binaries, { name, installCrds: options.installCrds ?? true, startTimeoutMs: timeoutMs })),
     ]);
     const startupMs = Math.round(performance.now() - started);
-    log.info({ clusters: names, nats: nats?.url, startupMs, dir: supervisor.dir }, 'test bed ready');
+    log.info({ clusters: names, nats: nats?.urls, startupMs, dir: supervisor.dir }, 'test bed ready');
     return new Testbed({ supervisor, clusters: clusters, nats, startupMs });
   } catch (err) {
     await supervisor.stopAll();

@@ -8,7 +8,7 @@
 // that has not reported to this leader yet, or whose heartbeat counts other exports than this
 // leader holds, is asked for its full export set (how a wiped bucket is rebuilt from the members).
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Kvm, type KV } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
 import { backoffDelay } from '../../common/backoff.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { MemberCluster } from '../../common/api/isthmus.ts';
@@ -18,6 +18,7 @@ import type { ReportExportsRequest, ReportExportsResponse } from '../../common/h
 import type { Logger } from '../../common/logger.ts';
 import type { ExportsSink } from '../hub-service.ts';
 import { isCurrentMember, type MemberCache } from '../membership.ts';
+import { SINGLE_SERVER_BUCKETS, openBucket, type BucketSettings } from '../nats-buckets.ts';
 import { readCatalog } from './catalog-bucket.ts';
 import { CatalogPublisher, type PublisherStats } from './catalog-publisher.ts';
 import { CatalogState, DEFAULT_CATALOG_LIMITS, type CatalogLimits } from './catalog-state.ts';
@@ -44,6 +45,8 @@ export interface CatalogOptions {
   readonly limits?: CatalogLimits;
   /** The hub's clock (exportCreatedAt is clamped to it). */
   readonly now?: () => Date;
+  /** How the bucket is created (replicas); default SINGLE_SERVER_BUCKETS. */
+  readonly buckets?: BucketSettings;
 }
 
 export const CATALOG_DEFAULTS = { publishConcurrency: 64, publishTimeoutMs: 5_000, rereadIntervalMs: 60_000, tombstoneRetentionMs: 24 * 60 * 60 * 1000, conflictRetryMs: 2_000 } as const;
@@ -120,7 +123,7 @@ export function createCatalog(options: CatalogOptions): Catalog {
   async function recover(signal: AbortSignal): Promise<Active | undefined> {
     for (let attempt = 1; !signal.aborted; attempt++) {
       try {
-        const kv = await new Kvm(nc).create(CATALOG_BUCKET, { history: 1 });
+        const kv = await openBucket(nc, CATALOG_BUCKET, options.buckets ?? SINGLE_SERVER_BUCKETS, log);
         const revision = (await kv.status()).streamInfo.state.last_seq;
         const stored = await readCatalog(kv, log);
         const state = new CatalogState(memberLocality, { limits, ...(options.now ? { now: options.now } : {}) });

@@ -9,7 +9,7 @@
 // goes into the bucket before Ready says Distributed. A term starts from the bucket's content and
 // the reports the previous leader wrote into status, so a new leader rewrites nothing that is right.
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
-import { Kvm, type KV } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { setCondition, type ConditionUpdate } from '../../common/api/conditions.ts';
 import {
@@ -29,6 +29,7 @@ import type { AppliedPolicy } from '../../common/hub-api/messages.ts';
 import { Informer, WorkQueue, isNotFound, mergePatchCustomObjectStatus, objectKey } from '../../common/kube/index.ts';
 import type { Logger } from '../../common/logger.ts';
 import { currentMemberIds, type MemberCache } from '../membership.ts';
+import { SINGLE_SERVER_BUCKETS, openBucket, type BucketSettings } from '../nats-buckets.ts';
 import { resolveServicePolicies, validatePolicySpec } from './validation.ts';
 
 export const POLICY_CONTROLLER_DEFAULTS = { workers: 4, resyncMs: 30_000 } as const;
@@ -43,6 +44,8 @@ export interface PolicyControllerOptions {
   readonly workers?: number;
   /** How often the bucket is read again and every service reconciled (repairs foreign writes). */
   readonly resyncMs?: number;
+  /** How the bucket is created (replicas); default SINGLE_SERVER_BUCKETS. */
+  readonly buckets?: BucketSettings;
 }
 
 /** What one cluster reported for one service key. */
@@ -185,7 +188,7 @@ export class PolicyController {
   /** The bucket (created if missing) and what it holds; retried by the queue while NATS fails. */
   async #kv(): Promise<KV> {
     this.#bucket ??= (async () => {
-      const kv = await new Kvm(this.#options.nc).create(POLICIES_BUCKET, { history: 1 });
+      const kv = await openBucket(this.#options.nc, POLICIES_BUCKET, this.#options.buckets ?? SINGLE_SERVER_BUCKETS, this.#options.log);
       this.#published = await this.#readBucket(kv);
       for (const key of this.#published.keys()) this.#queue.add(key);
       return kv;
