@@ -49,6 +49,8 @@ export interface FederationOptions {
   readonly natsTlsFromHub?: boolean;
   /** The hub's rotation.stageTimeout, e.g. '20s'. */
   readonly rotationStageTimeout?: string;
+  /** NATS as a 3-node JetStream cluster; the hub is given every node's URL and replicates its buckets 3 times. */
+  readonly natsCluster?: boolean;
 }
 
 /** Where the hub keeps NATS's TLS material when the federation runs with natsTlsFromHub. */
@@ -133,6 +135,7 @@ export class Federation implements AsyncDisposable {
       names,
       natsTrustedCas: [rootPem],
       natsServerCertificate: { certPem: natsSvid.certificateChainPem, keyPem: natsSvid.privateKeyPem, caPem: rootPem },
+      natsNodes: options.natsCluster ? 3 : 1,
       natsAuthorization: (adminNkey) => federationNatsAccounts([hubNkey.getPublicKey(), adminNkey], { issuer: calloutIssuer.getPublicKey(), systemNkey: systemNkey.getPublicKey() }),
     });
     let lab: NetworkLab | undefined;
@@ -179,7 +182,8 @@ export class Federation implements AsyncDisposable {
             heartbeat: { interval: options.heartbeatInterval ?? '1s', missedBeforeUnknown: options.missedBeforeUnknown ?? 3, ...(options.staleAfter ? { staleAfter: options.staleAfter } : {}) },
             certificates: { rootCertFile: files.rootCert, rootKeyFile: files.rootKey },
             nats: {
-              urls: [nats.url],
+              urls: nats.urls,
+              replicas: options.natsCluster ? 3 : 1,
               caFile: files.natsCa,
               certFile: files.natsCert,
               keyFile: files.natsKey,

@@ -55,8 +55,9 @@ export class NatsNode {
     await waitForProcess(this.#process, `nats-server ${this.name} ${this.#healthz}`, () => httpOk(this.#healthz), this.#timeoutMs, 50);
   }
 
-  /** Stops the server (an outage); its JetStream data stays. */
-  async stop(): Promise<void> {
+  /** Stops the server (an outage; SIGKILL for a crash); its JetStream data stays. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (signal === 'SIGKILL') this.#process?.child.kill('SIGKILL');
     await this.#process?.stop();
   }
 }
