@@ -158,7 +158,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
       await publishHubInfo();
       startHealthMonitor(memberCache, members, { intervalMs: config.heartbeat.interval, missedBeforeUnknown: config.heartbeat.missedBeforeUnknown }, log.child({ part: 'health' }), signal);
       startPolicies(signal);
-      const kv = await openBucket(nc, MEMBERS_BUCKET, config.nats, log);
+      const kv = await openBucket(nc, MEMBERS_BUCKET, config.nats, log.child({ part: 'membership' }));
       const publisher = new MembershipPublisher(kv, memberCache, log.child({ part: 'membership' }), { staleAfterMs: config.heartbeat.staleAfter });
       const stopInformerHook = informer.addEventHandler(() => publisher.trigger());
       if (access) enforceNatsMembership(access.enforcer, signal);

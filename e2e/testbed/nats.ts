@@ -132,7 +132,7 @@ export class LocalNats {
     // Routes dial each other, so a route certificate serves and authenticates as a client.
     const route = count > 1 ? await ca.issue('nats-route', 'CN=nats-route', { dns: ['localhost'], ip: ['127.0.0.1'], server: true, client: true }) : undefined;
     for (let attempt = 1; ; attempt++) {
-      const ports = await Promise.all(Array.from({ length: count }, async () => ({ client: await freePort(), monitor: await freePort(), route: await freePort() })));
+      const ports = await Promise.all(Array.from({ length: count }, async () => ({ client: await freePort(), monitor: await freePort(), route: route ? await freePort() : 0 })));
       const nodes = await Promise.all(
         ports.map(async (p, i) => {
           const name = count > 1 ? `isthmus-testbed-${i}` : 'isthmus-testbed';
