@@ -98,70 +98,85 @@ describe('NATS as a 3-node cluster', () => {
     }
   }
 
+  /** Runs `use` with a JetStream manager on one node (any node when none is given), then closes the connection. */
+  async function withJsm<T>(node: NatsNode | undefined, use: (jsm: JetStreamManager) => Promise<T>): Promise<T> {
+    const admin = await nats.connect('nats-cluster-test', node && nats.nodes.indexOf(node));
+    try {
+      return await use(await jetstreamManager(admin));
+    } finally {
+      await admin.close();
+    }
+  }
+
   /**
    * Kills `victim`; while it is down, a new service is exported and `changed` gains an exporter;
    * both reach every member, every agent connection is back on a surviving node, and the imports
-   * that existed keep their uid and VIP. Then the node returns and catches up.
+   * that existed keep their uid and VIP. Then the node returns and catches up. The test's own
+   * JetStream questions go to a node that stays up.
    */
-  async function survive(jsm: JetStreamManager, victim: NatsNode, step: { exporter: LocalCluster; added: string; changed: string; changedFrom: readonly string[] }, kept: readonly string[]): Promise<void> {
-    const before = new Map(await Promise.all(kept.map(async (name) => [name, await importIdentities(name)] as const)));
-    const agentsBefore = (await agentConnections()).length;
-    console.log(`killing ${victim.name}: catalog leader ${(await jsm.streams.info(CATALOG_STREAM)).cluster?.leader}, hub on ${(await hubNode()).name}, agents ${JSON.stringify(await agentConnections())}`);
-    const killedAt = performance.now();
-    await victim.stop('SIGKILL');
+  async function survive(victim: NatsNode, step: { exporter: LocalCluster; added: string; changed: string; changedFrom: readonly string[] }, kept: readonly string[]): Promise<void> {
+    await withJsm(
+      nats.nodes.find((n) => n !== victim),
+      async (jsm) => {
+        const before = new Map(await Promise.all(kept.map(async (name) => [name, await importIdentities(name)] as const)));
+        const agentsBefore = (await agentConnections()).length;
+        console.log(`killing ${victim.name}: catalog leader ${(await jsm.streams.info(CATALOG_STREAM)).cluster?.leader}, hub on ${(await hubNode()).name}, agents ${JSON.stringify(await agentConnections())}`);
+        const killedAt = performance.now();
+        await victim.stop('SIGKILL');
 
-    await exportService(step.exporter.kubeConfig(), { namespace: NS, name: step.added, ports: [{ name: 'http', port: 8080 }] });
-    await exportService(step.exporter.kubeConfig(), { namespace: NS, name: step.changed, ports: [{ name: 'http', port: 8080 }] });
-    await importedEverywhere(step.added, [step.exporter.name]);
-    await importedEverywhere(step.changed, [...step.changedFrom, step.exporter.name]);
-    console.log(`${victim.name} down: ${step.added} and the change of ${step.changed} imported everywhere ${Math.round(performance.now() - killedAt)} ms after the kill`);
-    // Every agent connection the dead node held was admitted again elsewhere (auth callout across the cluster).
-    await waitFor(`${agentsBefore} agent connections on the surviving nodes`, async () => (await agentConnections()).length >= agentsBefore, 30_000, 200);
-    expect(new Set((await agentConnections()).map((c) => c.cluster))).toEqual(new Set(members.map((m) => m.name)));
-    for (const name of kept) expect(await importIdentities(name), `${name} kept its import`).toEqual(before.get(name));
-    expect((await jsm.streams.info(CATALOG_STREAM)).cluster?.leader).not.toBe(victim.name);
-    const added = await importIdentities(step.added);
+        await exportService(step.exporter.kubeConfig(), { namespace: NS, name: step.added, ports: [{ name: 'http', port: 8080 }] });
+        await exportService(step.exporter.kubeConfig(), { namespace: NS, name: step.changed, ports: [{ name: 'http', port: 8080 }] });
+        await importedEverywhere(step.added, [step.exporter.name]);
+        await importedEverywhere(step.changed, [...step.changedFrom, step.exporter.name]);
+        console.log(`${victim.name} down: ${step.added} and the change of ${step.changed} imported everywhere ${Math.round(performance.now() - killedAt)} ms after the kill`);
+        // Every agent connection the dead node held was admitted again elsewhere (auth callout across the cluster).
+        await waitFor(`${agentsBefore} agent connections on the surviving nodes`, async () => (await agentConnections()).length >= agentsBefore, 30_000, 200);
+        expect(new Set((await agentConnections()).map((c) => c.cluster))).toEqual(new Set(members.map((m) => m.name)));
+        for (const name of kept) expect(await importIdentities(name), `${name} kept its import`).toEqual(before.get(name));
+        expect((await jsm.streams.info(CATALOG_STREAM)).cluster?.leader).not.toBe(victim.name);
+        const added = await importIdentities(step.added);
 
-    const restartedAt = performance.now();
-    await victim.start();
-    const leaderSequence = (await jsm.streams.info(CATALOG_STREAM)).state.last_seq;
-    await waitFor(`${victim.name} caught up to catalog sequence ${leaderSequence}`, async () => ((await catalogSequenceOn(victim)) ?? 0) >= leaderSequence, 30_000, 200);
-    await waitFor(
-      `${victim.name} a current replica of the catalog`,
-      async () => {
-        const cluster = (await jsm.streams.info(CATALOG_STREAM)).cluster;
-        return cluster?.leader === victim.name || (cluster?.replicas ?? []).some((r) => r.name === victim.name && r.current);
+        const restartedAt = performance.now();
+        await victim.start();
+        const leaderSequence = (await jsm.streams.info(CATALOG_STREAM)).state.last_seq;
+        await waitFor(`${victim.name} caught up to catalog sequence ${leaderSequence}`, async () => ((await catalogSequenceOn(victim)) ?? 0) >= leaderSequence, 30_000, 200);
+        await waitFor(
+          `${victim.name} a current replica of the catalog`,
+          async () => {
+            const cluster = (await jsm.streams.info(CATALOG_STREAM)).cluster;
+            return cluster?.leader === victim.name || (cluster?.replicas ?? []).some((r) => r.name === victim.name && r.current);
+          },
+          30_000,
+          200,
+        );
+        console.log(`${victim.name} back and current ${Math.round(performance.now() - restartedAt)} ms after its restart`);
+        for (const name of kept) expect(await importIdentities(name), `${name} kept its import`).toEqual(before.get(name));
+        expect(await importIdentities(step.added)).toEqual(added);
       },
-      30_000,
-      200,
     );
-    console.log(`${victim.name} back and current ${Math.round(performance.now() - restartedAt)} ms after its restart`);
-    for (const name of kept) expect(await importIdentities(name), `${name} kept its import`).toEqual(before.get(name));
-    expect(await importIdentities(step.added)).toEqual(added);
   }
 
   it('loses nothing and deletes no import when the catalog leader\'s node, then the hub\'s node, dies and returns', async () => {
     const [a, b, c] = members as [LocalCluster, LocalCluster, LocalCluster];
-    const admin = await nats.connect('nats-cluster-test');
-    try {
-      const jsm = await jetstreamManager(admin);
-      await exportService(a.kubeConfig(), { namespace: NS, name: 'cart', ports: [{ name: 'http', port: 8080 }] });
-      await importedEverywhere('cart', ['cluster-a']);
-      const info = await jsm.streams.info(CATALOG_STREAM);
-      expect(info.config.num_replicas).toBe(3);
-      // All three members of the stream agree before anything dies.
+    await exportService(a.kubeConfig(), { namespace: NS, name: 'cart', ports: [{ name: 'http', port: 8080 }] });
+    await importedEverywhere('cart', ['cluster-a']);
+    const cart = await importIdentities('cart');
+    const leader = await withJsm(undefined, async (jsm) => {
+      expect((await jsm.streams.info(CATALOG_STREAM)).config.num_replicas).toBe(3);
+      // All three copies of the stream agree before anything dies.
       await waitFor('every catalog replica current', async () => ((await jsm.streams.info(CATALOG_STREAM)).cluster?.replicas ?? []).filter((r) => r.current).length === 2, 30_000, 200);
-      const cart = await importIdentities('cart');
+      return (await jsm.streams.info(CATALOG_STREAM)).cluster?.leader;
+    });
 
-      await survive(jsm, nodeNamed((await jsm.streams.info(CATALOG_STREAM)).cluster?.leader), { exporter: b, added: 'orders', changed: 'cart', changedFrom: ['cluster-a'] }, ['cart']);
-      await survive(jsm, await hubNode(), { exporter: c, added: 'payments', changed: 'cart', changedFrom: ['cluster-a', 'cluster-b'] }, ['cart', 'orders']);
-      expect(await importIdentities('cart')).toEqual(cart);
-      // Every node holds the same catalog.
-      const sequences = await Promise.all(nats.nodes.map((n) => catalogSequenceOn(n)));
-      expect(new Set(sequences).size, `catalog sequences per node: ${sequences.join(', ')}`).toBe(1);
-    } finally {
-      await admin.close();
-    }
+    await survive(nodeNamed(leader), { exporter: b, added: 'orders', changed: 'cart', changedFrom: ['cluster-a'] }, ['cart']);
+    await survive(await hubNode(), { exporter: c, added: 'payments', changed: 'cart', changedFrom: ['cluster-a', 'cluster-b'] }, ['cart', 'orders']);
+    expect(await importIdentities('cart')).toEqual(cart);
+    await waitFor(
+      'every node holds the same catalog',
+      async () => new Set(await Promise.all(nats.nodes.map((n) => catalogSequenceOn(n)))).size === 1,
+      30_000,
+      200,
+    );
   });
 
   it('cuts a removed cluster\'s NATS connections on every node', async () => {
