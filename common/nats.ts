@@ -33,6 +33,8 @@ export function natsTlsOptions(trustDomain: string, tls: NatsTls): NatsTlsOption
 
 export async function connectNats(options: { urls: readonly string[]; name: string; trustDomain: string; tls: NatsTls; log: Logger; nkeySeed?: string }): Promise<NatsConnection> {
   const nc = await connect({
+    // Every node of a NATS cluster, tried in random order (nats.js's default), so clients spread
+    // over the nodes and a reconnect goes to a surviving one (the cluster gossips its other nodes too).
     servers: [...options.urls],
     name: options.name,
     tls: natsTlsOptions(options.trustDomain, options.tls),

@@ -8,7 +8,7 @@
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CATALOG_BUCKET } from '../common/catalog.ts';
+import { CATALOG_BUCKET, MEMBERS_BUCKET } from '../common/catalog.ts';
 import { AGENTS_ACCOUNT } from '../common/nats-authorization.ts';
 import { AgentSecrets } from '../spoke-agent/credentials.ts';
 import { exportService, readServiceImport } from './catalog/exports.ts';
@@ -162,7 +162,12 @@ describe('NATS as a 3-node cluster', () => {
     await importedEverywhere('cart', ['cluster-a']);
     const cart = await importIdentities('cart');
     const leader = await withJsm(undefined, async (jsm) => {
-      expect((await jsm.streams.info(CATALOG_STREAM)).config.num_replicas).toBe(3);
+      // Every bucket the hub made (catalog, members, ...) keeps three copies.
+      const buckets = new Map<string, number>();
+      for await (const stream of jsm.streams.list()) buckets.set(stream.config.name, stream.config.num_replicas);
+      expect(buckets.get(CATALOG_STREAM)).toBe(3);
+      expect(buckets.get(`KV_${MEMBERS_BUCKET}`)).toBe(3);
+      expect([...buckets].filter(([, replicas]) => replicas !== 3)).toEqual([]);
       // All three copies of the stream agree before anything dies.
       await waitFor('every catalog replica current', async () => ((await jsm.streams.info(CATALOG_STREAM)).cluster?.replicas ?? []).filter((r) => r.current).length === 2, 30_000, 200);
       return (await jsm.streams.info(CATALOG_STREAM)).cluster?.leader;
