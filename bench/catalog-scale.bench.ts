@@ -1,12 +1,20 @@
-// Catalog scale benchmark (DESIGN §8: "200 simulated agents × 1,000 services against the real hub
-// + NATS: initial convergence ≤ 10 s, update p99 ≤ 1 s, hub memory per remote cluster ≤ 5 MB").
+// Catalog scale benchmark (DESIGN §8: "500 simulated agents × 5,000 services (each exported by 10
+// clusters) against the real hub + NATS: initial convergence ≤ 10 s, update p99 ≤ 100 ms, hub
+// memory per remote cluster ≤ 2 MB"), and what the idle hub's memory is spent on.
 // The hub is the real one (hub/main.ts as its own process, real leader election, the catalog wired
-// in); NATS is a real nats-server with JetStream and TLS; every simulated agent joined
-// with a bootstrap token through the real Join RPC, holds its own agent certificate and reports
-// over mTLS with the agent's own HubSession. Convergence and updates are observed through a KV watch.
-// Run: npx node bench/catalog-scale.bench.ts [--clusters 200] [--services 1000] [--exporters 10]
-// (about 1–2 minutes).
-import { availableParallelism, cpus, loadavg } from 'node:os';
+// in); NATS is a real nats-server with JetStream and TLS; every simulated agent joined with a
+// bootstrap token through the real Join RPC, holds its own agent certificate and reports over mTLS
+// with the agent's own HubSession. Convergence and updates are observed through a KV watch on an
+// admin connection (the bench's observer, not an agent: agents read by direct get).
+// Bounded on a small machine that plays the hub, NATS, an apiserver and every agent at once: joins,
+// first connections and the reconnections after the hub restart go CONNECT_CONCURRENCY at a time
+// (hundreds of simultaneous mTLS set-ups starve everything else), every phase has a time limit, and
+// everything started (processes, channels, the diagnostics folder) is gone when it ends.
+// Run: npm run bench -- catalog-scale [--clusters 500] [--services 5000] [--exporters 10] [--profile-hub]
+// (about 3–5 minutes at full size on 2 cores; --profile-hub keeps the hub's --cpu-prof profiles).
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Kvm, type KV } from '@nats-io/kv';
@@ -16,15 +24,47 @@ import { isHubCallError, type ExportedService, type ReportExportsResponse } from
 import { Federation } from '../e2e/federation/index.ts';
 import { waitFor, type ManagedProcess } from '../e2e/testbed/index.ts';
 import { HubSession } from '../spoke-agent/hub-session.ts';
-import { join } from '../spoke-agent/join.ts';
+import { join as joinHub } from '../spoke-agent/join.ts';
 
-const TARGETS = { convergenceMs: 10_000, updateP99Ms: 1_000, rssPerClusterMb: 5 } as const;
+const TARGETS = { convergenceMs: 10_000, updateP99Ms: 100, rssPerClusterMb: 2 } as const;
 /** Istio multicluster: ~180 MB of istiod memory per remote cluster (300 services, 4,000 endpoints). */
 const ISTIO_MB_PER_CLUSTER = 180;
-const JOIN_CONCURRENCY = 8;
+/** Joins, first calls and reconnections in flight at once: each is an mTLS handshake on both ends. */
+const CONNECT_CONCURRENCY = 16;
 const UPDATE_BUDGET_MS = 15_000;
 const UPDATE_SAMPLES = 300;
+/** Longest wait for any one phase (joins, connections, convergence, one update, the restart). */
+const PHASE_TIMEOUT_MS = 300_000;
+const UPDATE_TIMEOUT_MS = 10_000;
 const ZONES = ['eu-west-1a', 'eu-west-1b', 'us-east-1a', 'us-east-1b'];
+
+// --- Bounds. ----------------------------------------------------------------------------------
+
+/** Rejects with a message naming `what` when `promise` takes longer than `ms`. */
+async function within<T>(what: string, ms: number, promise: Promise<T>): Promise<T> {
+  const timeout = new AbortController();
+  try {
+    return await Promise.race([
+      promise,
+      sleep(ms, undefined, { signal: timeout.signal }).then(() => {
+        throw new Error(`${what} took longer than ${ms / 1000} s`);
+      }),
+    ]);
+  } finally {
+    timeout.abort();
+  }
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time; results in the items' order. */
+async function boundedMap<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < items.length; i = next++) results[i] = await fn(items[i] as T, i);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
 
 // --- Simulated agents. ------------------------------------------------------------------------
 
@@ -70,19 +110,22 @@ function serviceExport(service: number, cluster: number): ExportedService {
   };
 }
 
-async function joinAgents(fed: Federation, clusters: number, services: number, exporters: number): Promise<SimulatedAgent[]> {
+/** Joins every cluster, CONNECT_CONCURRENCY at a time, one token per worker (concurrent joins on one token would fight over its use counter). */
+async function joinAgents(fed: Federation, clusters: number, services: number, exporters: number): Promise<{ agents: SimulatedAgent[]; tokensMs: number }> {
   const exportsBy = Array.from({ length: clusters }, () => [] as ExportedService[]);
   for (let s = 0; s < services; s++) for (const c of exportersOf(s, clusters, exporters)) exportsBy[c]?.push(serviceExport(s, c));
-  // One token per worker: concurrent joins on one token would fight over its use counter.
-  const perWorker = Math.ceil(clusters / JOIN_CONCURRENCY);
-  const tokens = await Promise.all(Array.from({ length: JOIN_CONCURRENCY }, () => fed.createToken(['--usages', String(perWorker), '--ttl', '1h'])));
+  const workers = Math.min(CONNECT_CONCURRENCY, clusters);
+  const perWorker = Math.ceil(clusters / workers);
+  const tokensStarted = performance.now();
+  const tokens = await Promise.all(Array.from({ length: workers }, () => fed.createToken(['--usages', String(perWorker), '--ttl', '1h'])));
+  const tokensMs = performance.now() - tokensStarted;
   const agents: SimulatedAgent[] = [];
   await Promise.all(
     tokens.map(async (token, worker) => {
-      for (let c = worker; c < clusters; c += JOIN_CONCURRENCY) {
+      for (let c = worker; c < clusters; c += workers) {
         const clusterId = clusterIdOf(c);
         const zone = ZONES[c % ZONES.length] as string;
-        const credentials = await join(token, {
+        const credentials = await joinHub(token, {
           clusterId,
           region: zone.slice(0, -1),
           zone,
@@ -95,7 +138,20 @@ async function joinAgents(fed: Federation, clusters: number, services: number, e
       }
     }),
   );
-  return agents;
+  return { agents, tokensMs };
+}
+
+/** An agent's first heartbeat: opens its mTLS channel, as a real agent's does before it reports. */
+async function heartbeat(agent: SimulatedAgent): Promise<void> {
+  await agent.session.call('Heartbeat', {
+    agentVersion: 'bench',
+    trustBundleSequence: 0,
+    exportCount: agent.services.length,
+    intermediateExpiry: '',
+    rootInUse: '',
+    appliedPolicies: [],
+    appliedPoliciesKnown: false,
+  });
 }
 
 /** The agent's ReportExports, retried while the hub catches up (membership, leadership, recovery). */
@@ -171,6 +227,141 @@ class CatalogObserver {
   }
 }
 
+// --- The hub's memory. ------------------------------------------------------------------------
+
+interface HubMemory {
+  readonly rss: number;
+  /** Anonymous pages (heaps, malloc) and file-backed ones (the node binary and libraries). */
+  readonly rssAnon: number;
+  readonly rssFile: number;
+  readonly heapTotal: number;
+  readonly heapUsed: number;
+  /** Memory of C++ objects bound to JS ones (Buffers, TLS and HTTP/2 state), as V8 is told. */
+  readonly external: number;
+  /** V8 heap spaces: used bytes. */
+  readonly spaces: ReadonlyMap<string, number>;
+}
+
+/** /proc for the process's resident pages, the hub's /metrics (prom-client's default Node metrics) for V8's view. */
+async function hubMemory(process: ManagedProcess, statusPort: number): Promise<HubMemory> {
+  const status = readFileSync(`/proc/${process.pid}/status`, 'utf8');
+  const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
+  const metrics = await (await fetch(`http://127.0.0.1:${statusPort}/metrics`)).text();
+  const gauge = (name: string): number => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
+  const spaces = new Map<string, number>();
+  for (const m of metrics.matchAll(/^nodejs_heap_space_size_used_bytes\{[^}]*\bspace="([^"]+)"[^}]*\} (\S+)$/gm)) spaces.set(m[1] as string, Number(m[2]));
+  return {
+    rss: kb('VmRSS'),
+    rssAnon: kb('RssAnon'),
+    rssFile: kb('RssFile'),
+    heapTotal: gauge('nodejs_heap_size_total_bytes'),
+    heapUsed: gauge('nodejs_heap_size_used_bytes'),
+    external: gauge('nodejs_external_memory_bytes'),
+    spaces,
+  };
+}
+
+interface HeapAnalysis {
+  /** Self sizes per heap snapshot node type (code, string, object, ...). */
+  readonly byType: ReadonlyMap<string, number>;
+  /** Source text held by scripts (their `source` strings), total and per package. */
+  readonly sourceTotal: number;
+  readonly sourceByPackage: ReadonlyMap<string, number>;
+  readonly scripts: number;
+  readonly total: number;
+}
+
+interface HeapSnapshotFile {
+  readonly snapshot: { readonly meta: { readonly node_fields: string[]; readonly node_types: [string[]]; readonly edge_fields: string[] } };
+  readonly nodes: number[];
+  readonly edges: number[];
+  readonly strings: string[];
+}
+
+/** Which package a script's URL belongs to: an npm package, the project itself, or Node's own. */
+function packageOf(url: string): string {
+  const inModules = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
+  if (inModules) return inModules[1] as string;
+  if (url.startsWith('node:') || !url.includes('/')) return 'node (built in)';
+  return 'isthmus';
+}
+
+/** Sums a V8 heap snapshot by node type, and the script source strings by package. */
+function analyzeHeapSnapshot(file: string): HeapAnalysis {
+  const { snapshot, nodes, edges, strings } = JSON.parse(readFileSync(file, 'utf8')) as HeapSnapshotFile;
+  const nf = snapshot.meta.node_fields;
+  const nodeFields = nf.length;
+  const edgeFields = snapshot.meta.edge_fields.length;
+  const [typeAt, nameAt, sizeAt, edgeCountAt] = ['type', 'name', 'self_size', 'edge_count'].map((f) => nf.indexOf(f)) as [number, number, number, number];
+  const [edgeNameAt, edgeToAt] = ['name_or_index', 'to_node'].map((f) => snapshot.meta.edge_fields.indexOf(f)) as [number, number];
+  const types = snapshot.meta.node_types[0];
+  const typeOf = (node: number): string => types[nodes[node + typeAt] as number] ?? 'unknown';
+  const firstEdge = new Int32Array(nodes.length / nodeFields + 1);
+  for (let n = 0, e = 0; n < nodes.length; n += nodeFields) {
+    firstEdge[n / nodeFields] = e;
+    e += (nodes[n + edgeCountAt] as number) * edgeFields;
+  }
+  const edgesOf = function* (node: number): Generator<{ name: string; to: number }> {
+    const start = firstEdge[node / nodeFields] as number;
+    const end = start + (nodes[node + edgeCountAt] as number) * edgeFields;
+    for (let e = start; e < end; e += edgeFields) yield { name: strings[edges[e + edgeNameAt] as number] ?? '', to: edges[e + edgeToAt] as number };
+  };
+  const counted = new Set<number>();
+  /** A string's characters: its own, or a cons string's parts (each counted once). */
+  const stringBytes = (node: number): number => {
+    if (counted.has(node) || !typeOf(node).includes('string')) return 0;
+    counted.add(node);
+    let bytes = nodes[node + sizeAt] as number;
+    if (typeOf(node) !== 'string') for (const edge of edgesOf(node)) bytes += stringBytes(edge.to);
+    return bytes;
+  };
+  const byType = new Map<string, number>();
+  const sourceByPackage = new Map<string, number>();
+  let total = 0;
+  let sourceTotal = 0;
+  let scripts = 0;
+  for (let n = 0; n < nodes.length; n += nodeFields) {
+    const size = nodes[n + sizeAt] as number;
+    total += size;
+    byType.set(typeOf(n), (byType.get(typeOf(n)) ?? 0) + size);
+    if (typeOf(n) !== 'code') continue;
+    // A Script: a code node named by its URL, with an internal `source` edge to its text.
+    for (const edge of edgesOf(n)) {
+      if (edge.name !== 'source') continue;
+      const bytes = stringBytes(edge.to);
+      if (bytes === 0) continue;
+      scripts++;
+      sourceTotal += bytes;
+      const pkg = packageOf(strings[nodes[n + nameAt] as number] ?? '');
+      sourceByPackage.set(pkg, (sourceByPackage.get(pkg) ?? 0) + bytes);
+    }
+  }
+  return { byType, sourceTotal, sourceByPackage, scripts, total };
+}
+
+/** Has the hub (started with --heapsnapshot-signal) write a heap snapshot into `dir`, and analyzes it. */
+async function hubHeapSnapshot(process: ManagedProcess, dir: string): Promise<HeapAnalysis> {
+  const before = new Set(readdirSync(dir));
+  process.child.kill('SIGUSR2');
+  let file: string | undefined;
+  let analysis: HeapAnalysis | undefined;
+  let lastSize = -1;
+  // Written by the hub's main thread, so complete once its size stops changing and it parses.
+  await waitFor('the hub heap snapshot', async () => {
+    file ??= readdirSync(dir).find((f) => f.endsWith('.heapsnapshot') && !before.has(f));
+    if (!file) return false;
+    const size = statSync(join(dir, file)).size;
+    if (size !== lastSize) {
+      lastSize = size;
+      return false;
+    }
+    analysis = analyzeHeapSnapshot(join(dir, file));
+    return true;
+  }, 60_000, 500);
+  rmSync(join(dir, file as string), { force: true });
+  return analysis as HeapAnalysis;
+}
+
 // --- The run. ---------------------------------------------------------------------------------
 
 interface Result {
@@ -178,16 +369,22 @@ interface Result {
   readonly services: number;
   readonly exporters: number;
   readonly joinMs: number;
+  /** Of joinMs: creating the tokens with the CLI. */
+  readonly tokensMs: number;
+  readonly connectMs: number;
   readonly convergenceMs: number;
   readonly convergenceWrites: number;
   readonly reportAck: Percentiles;
   readonly update: Percentiles;
   readonly updateAck: Percentiles;
   readonly updateSamples: number;
-  readonly rssBeforeMb: number;
-  readonly rssAfterMb: number;
-  /** The restarted hub's RSS once every cluster reported again: no garbage from 200 joins. */
-  readonly rssSteadyMb: number;
+  readonly idle: HubMemory;
+  readonly idleHeap: HeapAnalysis;
+  /** The restarted idle hub, the baseline of the per-cluster figure. */
+  readonly before: HubMemory;
+  readonly after: HubMemory;
+  /** The restarted hub's memory once every cluster reported again: no garbage from the joins. */
+  readonly steady: HubMemory;
   readonly failoverMs: number;
   readonly failoverWrites: number;
 }
@@ -212,36 +409,62 @@ function hubProcess(fed: Federation): ManagedProcess {
   return hub;
 }
 
+async function memoryOf(fed: Federation): Promise<HubMemory> {
+  return hubMemory(hubProcess(fed), (fed.hubs[0] as (typeof fed.hubs)[number]).statusPort);
+}
+
 async function lastSequence(kv: KV): Promise<number> {
   return (await kv.status()).streamInfo.state.last_seq;
 }
 
-async function run(clusters: number, services: number, exporters: number): Promise<Result> {
-  await using fed = await Federation.start({ members: 0, hubReplicas: 1, heartbeatInterval: '10m' });
+async function run(clusters: number, services: number, exporters: number, diagnostics: string): Promise<Result> {
+  await using fed = await Federation.start({
+    members: 0,
+    hubReplicas: 1,
+    heartbeatInterval: '10m',
+    // Every simulated agent joins from 127.0.0.1: the per-address join limit is for the internet.
+    hubSettings: { limits: { join: { burst: clusters, perSecond: 1_000, maxInFlight: CONNECT_CONCURRENCY } } },
+  });
   const nats = fed.bed.nats as NonNullable<typeof fed.bed.nats>;
   const nc = await nats.connect('bench-observer');
+  const agents: SimulatedAgent[] = [];
   try {
     const { observer, kv } = await CatalogObserver.start(nc, exporters);
-    await sleep(1_000); // let the idle hub settle before the baseline
-    const rssBefore = hubProcess(fed).memory().rss;
+    await sleep(2_000); // let the idle hub settle
+    const idle = await memoryOf(fed);
+    const idleHeap = await hubHeapSnapshot(hubProcess(fed), diagnostics);
+    // The snapshot's own buffers stay in the process: a fresh hub is the baseline.
+    await fed.stopHub('hub-0');
+    await fed.startHub('hub-0');
+    await sleep(2_000);
+    const before = await memoryOf(fed);
 
     const joinStarted = performance.now();
-    const agents = await joinAgents(fed, clusters, services, exporters);
+    const joined = await within('joining every agent', PHASE_TIMEOUT_MS, joinAgents(fed, clusters, services, exporters));
+    agents.push(...joined.agents);
     const members = await new Kvm(nc).open(MEMBERS_BUCKET);
     await waitFor('every member published', async () => (await members.status()).values >= clusters, 60_000, 100);
     const joinMs = performance.now() - joinStarted;
+    const connectStarted = performance.now();
+    await within('first heartbeats', PHASE_TIMEOUT_MS, boundedMap(agents, CONNECT_CONCURRENCY, heartbeat));
+    const connectMs = performance.now() - connectStarted;
 
+    // Every connected agent reports at once (as after a leader change that asks them all).
     const sequenceBefore = await lastSequence(kv);
     const converged = observer.converged(services);
     const reportStarted = performance.now();
-    const acks = await Promise.all(
-      agents.map(async (agent) => {
-        const begun = performance.now();
-        await report(agent);
-        return performance.now() - begun;
-      }),
+    const acks = await within(
+      'the initial reports',
+      PHASE_TIMEOUT_MS,
+      Promise.all(
+        agents.map(async (agent) => {
+          const begun = performance.now();
+          await report(agent);
+          return performance.now() - begun;
+        }),
+      ),
     );
-    const convergenceMs = (await converged) - reportStarted;
+    const convergenceMs = (await within('initial convergence', PHASE_TIMEOUT_MS, converged)) - reportStarted;
     const convergenceWrites = (await lastSequence(kv)) - sequenceBefore;
 
     // Updates: one cluster's endpoints of one service change; the agent reports its full set.
@@ -256,53 +479,59 @@ async function run(clusters: number, services: number, exporters: number): Promi
       agent.services[index] = { ...service, endpoints: [{ zone: ZONES[0] as string, ready, total: ready }] };
       const seen = observer.awaitEntry(catalogKey(service.namespace, service.name), (e) => e.clusters.some((c) => c.clusterId === agent.clusterId && c.endpoints[0]?.ready === ready));
       const begun = performance.now();
-      await report(agent);
+      await within('an update report', UPDATE_TIMEOUT_MS, report(agent));
       updateAcks.push(performance.now() - begun);
-      updateLatencies.push((await seen) - begun);
+      updateLatencies.push((await within('an update to reach the watch', UPDATE_TIMEOUT_MS, seen)) - begun);
     }
-    const rssAfter = hubProcess(fed).memory().rss;
+    const after = await memoryOf(fed);
 
-    // Hub restart: a new hub process recovers from the bucket; every agent reports again.
+    // Hub restart: a new hub process recovers from the bucket; every agent reconnects and reports again.
     await fed.stopHub('hub-0');
     const failoverStarted = performance.now();
     const sequenceBeforeFailover = await lastSequence(kv);
     await fed.startHub('hub-0');
-    await Promise.all(agents.map((agent) => report(agent)));
+    await within('the re-reports after the hub restart', PHASE_TIMEOUT_MS, boundedMap(agents, CONNECT_CONCURRENCY, report));
     const failoverMs = performance.now() - failoverStarted;
     const failoverWrites = (await lastSequence(kv)) - sequenceBeforeFailover;
-    const rssSteady = hubProcess(fed).memory().rss;
-    for (const agent of agents) agent.session.close();
+    const steady = await memoryOf(fed);
 
     return {
       clusters,
       services,
       exporters,
       joinMs,
+      tokensMs: joined.tokensMs,
+      connectMs,
       convergenceMs,
       convergenceWrites,
       reportAck: percentiles(acks),
       update: percentiles(updateLatencies),
       updateAck: percentiles(updateAcks),
       updateSamples: updateLatencies.length,
-      rssBeforeMb: mb(rssBefore),
-      rssAfterMb: mb(rssAfter),
-      rssSteadyMb: mb(rssSteady),
+      idle,
+      idleHeap,
+      before,
+      after,
+      steady,
       failoverMs,
       failoverWrites,
     };
   } finally {
+    for (const agent of agents) agent.session.close();
     await nc.close();
   }
 }
 
 function printTable(r: Result): void {
-  const rssPerCluster = (r.rssAfterMb - r.rssBeforeMb) / r.clusters;
+  const perCluster = (m: HubMemory): number => mb(m.rss - r.before.rss) / r.clusters;
+  const rssPerCluster = perCluster(r.after);
   const verdict = (ok: boolean): string => (ok ? 'met' : 'MISSED');
   const ms = (value: number): string => (value >= 100 ? `${value.toFixed(0)} ms` : `${value.toFixed(1)} ms`);
+  const m = (bytes: number): string => `${mb(bytes).toFixed(1)} MB`;
   const rows: [string, string, string, string][] = [
     ['initial convergence (all entries in KV)', ms(r.convergenceMs), `≤ ${TARGETS.convergenceMs / 1000} s`, verdict(r.convergenceMs <= TARGETS.convergenceMs)],
     ['update, report → KV watch: p50', ms(r.update.p50), '', ''],
-    ['update, report → KV watch: p99', ms(r.update.p99), `≤ ${TARGETS.updateP99Ms / 1000} s`, verdict(r.update.p99 <= TARGETS.updateP99Ms)],
+    ['update, report → KV watch: p99', ms(r.update.p99), `≤ ${TARGETS.updateP99Ms} ms`, verdict(r.update.p99 <= TARGETS.updateP99Ms)],
     ['hub RSS per remote cluster', `${rssPerCluster.toFixed(2)} MB`, `≤ ${TARGETS.rssPerClusterMb} MB`, verdict(rssPerCluster <= TARGETS.rssPerClusterMb)],
     ['  vs Istio ~180 MB per remote cluster', `${(ISTIO_MB_PER_CLUSTER / Math.max(rssPerCluster, 0.01)).toFixed(0)}× less`, '', ''],
   ];
@@ -310,24 +539,53 @@ function printTable(r: Result): void {
   console.log(`${'metric'.padEnd(width)}${'measured'.padStart(14)}${'DESIGN §8'.padStart(12)}${'verdict'.padStart(9)}`);
   console.log('-'.repeat(width + 35));
   for (const [label, value, target, result] of rows) console.log(`${label.padEnd(width)}${value.padStart(14)}${target.padStart(12)}${result.padStart(9)}`);
+  const { idle, idleHeap: heap } = r;
+  const spaces = [...idle.spaces].sort(([, a], [, b]) => b - a).map(([space, used]) => `${space} ${m(used)}`).join(', ');
+  const types = [...heap.byType].sort(([, a], [, b]) => b - a).slice(0, 6).map(([type, bytes]) => `${type} ${m(bytes)}`).join(', ');
+  const sources = [...heap.sourceByPackage].sort(([, a], [, b]) => b - a).slice(0, 5).map(([pkg, bytes]) => `${pkg} ${m(bytes)}`).join(', ');
   console.log(`
 details
-  ${r.clusters} agents joined (real Join RPC, token per worker, ${JOIN_CONCURRENCY} at once) in ${ms(r.joinMs)}
+  ${r.clusters} agents joined (real Join RPC, token per worker, ${CONNECT_CONCURRENCY} at once) in ${ms(r.joinMs)} (${ms(r.tokensMs)} of it creating the tokens); first heartbeats (mTLS channels, ${CONNECT_CONCURRENCY} at once) in ${ms(r.connectMs)}
   initial reports: ${r.clusters} concurrent ReportExports, ack p50 ${ms(r.reportAck.p50)} / p99 ${ms(r.reportAck.p99)}; ${r.convergenceWrites} KV writes for ${r.services} entries (${r.services * r.exporters} exports)
   updates: ${r.updateSamples} sequential, watch-observed p50 ${ms(r.update.p50)} / p99 ${ms(r.update.p99)} / max ${ms(r.update.max)}; ack p99 ${ms(r.updateAck.p99)}
-  hub RSS ${r.rssBeforeMb.toFixed(1)} MB idle → ${r.rssAfterMb.toFixed(1)} MB with ${r.clusters} clusters, their mTLS connections and MemberCluster caches
-    (the verdict above; it includes garbage from ${r.clusters} joins not yet collected). Restarted hub, every cluster reported again:
-    ${r.rssSteadyMb.toFixed(1)} MB, ${((r.rssSteadyMb - r.rssBeforeMb) / r.clusters).toFixed(2)} MB per remote cluster
-  hub restart: stop, new hub process, all ${r.clusters} re-reports acknowledged in ${ms(r.failoverMs)}; KV writes meanwhile: ${r.failoverWrites} (unchanged entries are not rewritten)`);
+  hub RSS ${m(r.before.rss)} idle → ${m(r.after.rss)} with ${r.clusters} clusters, their mTLS connections and MemberCluster caches
+    (the verdict above; it includes garbage from ${r.clusters} joins not yet collected); V8 heap used ${m(r.before.heapUsed)} → ${m(r.after.heapUsed)},
+    ${(mb(r.after.heapUsed - r.before.heapUsed) / r.clusters).toFixed(2)} MB per remote cluster. Restarted hub, every cluster reported again:
+    RSS ${m(r.steady.rss)}, ${perCluster(r.steady).toFixed(2)} MB per remote cluster; heap used ${m(r.steady.heapUsed)}
+  hub restart: stop, new hub process, all ${r.clusters} reconnections and re-reports (${CONNECT_CONCURRENCY} at once) in ${ms(r.failoverMs)}; KV writes meanwhile: ${r.failoverWrites} (unchanged entries are not rewritten)
+
+idle hub (leader, no members yet), what its memory is spent on
+  RSS ${m(idle.rss)}: anonymous ${m(idle.rssAnon)} (V8 heap, malloc), file-backed ${m(idle.rssFile)} (the node binary and libraries)
+  V8 heap ${m(idle.heapTotal)} committed, ${m(idle.heapUsed)} used; external (Buffers, TLS, HTTP/2) ${m(idle.external)};
+    anonymous RSS outside the V8 heap (malloc, OpenSSL, thread stacks): ${m(idle.rssAnon - idle.heapTotal)}
+  heap spaces used: ${spaces}
+  heap snapshot ${m(heap.total)}: by node type ${types}
+  script source text held by V8: ${m(heap.sourceTotal)} in ${heap.scripts} scripts; by package ${sources}`);
 }
 
 if (import.meta.main) {
   const { values } = parseArgs({
-    options: { clusters: { type: 'string', default: '200' }, services: { type: 'string', default: '1000' }, exporters: { type: 'string', default: '10' } },
+    options: {
+      clusters: { type: 'string', default: '500' },
+      services: { type: 'string', default: '5000' },
+      exporters: { type: 'string', default: '10' },
+      'profile-hub': { type: 'boolean', default: false },
+    },
   });
   process.env.ISTHMUS_LOG_LEVEL ??= 'warn'; // the table is the output; the hub's log goes to its file
   const [clusters, services, exporters] = [Number(values.clusters), Number(values.services), Number(values.exporters)];
-  console.log(`Isthmus catalog scale benchmark — Node ${process.version}, ${availableParallelism()} × ${cpus()[0]?.model ?? 'unknown CPU'}, load ${loadavg()[0]?.toFixed(2)}`);
+  const diagnostics = mkdtempSync(join(tmpdir(), 'isthmus-catalog-scale-'));
+  // Every Node child (the hub, the CLI) inherits these; only the hub is ever signalled, and with
+  // --profile-hub each writes a CPU profile when it exits.
+  const diagnosticOptions = [`--heapsnapshot-signal=SIGUSR2`, `--diagnostic-dir=${diagnostics}`, ...(values['profile-hub'] ? ['--cpu-prof'] : [])];
+  process.env.NODE_OPTIONS = [process.env.NODE_OPTIONS ?? '', ...diagnosticOptions].join(' ').trim();
+  console.log(`Isthmus catalog scale benchmark — Node ${process.version}, ${availableParallelism()} × ${cpus()[0]?.model ?? 'unknown CPU'}, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   console.log(`${clusters} simulated agents, ${services} services, each exported by ${exporters} clusters; real hub process, real nats-server, mTLS gRPC\n`);
-  printTable(await run(clusters, services, exporters));
+  try {
+    printTable(await run(clusters, services, exporters, diagnostics));
+  } finally {
+    if (values['profile-hub']) console.log(`\nCPU profiles (hub-0, then the restarted hub, and the CLI's): ${diagnostics}`);
+    else rmSync(diagnostics, { recursive: true, force: true });
+  }
+  console.log(`load at the end: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 }

@@ -49,6 +49,8 @@ export interface FederationOptions {
   readonly natsTlsFromHub?: boolean;
   /** The hub's rotation.stageTimeout, e.g. '20s'. */
   readonly rotationStageTimeout?: string;
+  /** Extra top-level settings for every hub replica's configuration (e.g. `limits`). */
+  readonly hubSettings?: Record<string, unknown>;
 }
 
 /** Where the hub keeps NATS's TLS material when the federation runs with natsTlsFromHub. */
@@ -189,6 +191,7 @@ export class Federation implements AsyncDisposable {
             },
             ...(options.rotationStageTimeout ? { rotation: { stageTimeout: options.rotationStageTimeout } } : {}),
             ...(options.leaderElection ? { leaderElection: options.leaderElection } : {}),
+            ...options.hubSettings,
           }),
         );
         return { name: `hub-${i}`, configFile, endpoint: endpoints[i] as string, statusPort: p.status, process: undefined };
