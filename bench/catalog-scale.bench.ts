@@ -23,8 +23,9 @@ import { CATALOG_BUCKET, MEMBERS_BUCKET, catalogEntrySchema, catalogKey, type Ca
 import { isHubCallError, type ExportedService, type ReportExportsResponse } from '../common/hub-api/index.ts';
 import { Federation } from '../e2e/federation/index.ts';
 import { waitFor, type ManagedProcess } from '../e2e/testbed/index.ts';
+import { backoffDelay } from '../common/backoff.ts';
 import { HubSession } from '../spoke-agent/hub-session.ts';
-import { join as joinHub } from '../spoke-agent/join.ts';
+import { generateJoinKeys, isTerminalJoinError, join as joinHub } from '../spoke-agent/join.ts';
 
 const TARGETS = { convergenceMs: 10_000, updateP99Ms: 100, rssPerClusterMb: 2 } as const;
 /** Istio multicluster: ~180 MB of istiod memory per remote cluster (300 services, 4,000 endpoints). */
@@ -36,6 +37,8 @@ const UPDATE_SAMPLES = 300;
 /** Longest wait for any one phase (joins, connections, convergence, one update, the restart). */
 const PHASE_TIMEOUT_MS = 300_000;
 const UPDATE_TIMEOUT_MS = 10_000;
+/** Twelve times the target: a missed target is still a figure, a stuck catalog fails the run. */
+const CONVERGENCE_TIMEOUT_MS = 120_000;
 const ZONES = ['eu-west-1a', 'eu-west-1b', 'us-east-1a', 'us-east-1b'];
 
 // --- Bounds. ----------------------------------------------------------------------------------
@@ -64,6 +67,21 @@ async function boundedMap<T, R>(items: readonly T[], limit: number, fn: (item: T
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
+}
+
+/**
+ * Retries `work` as an agent does while the hub catches up (a lost lease on a loaded machine,
+ * recovery, membership not yet seen), 0.1 s doubling to 1 s between attempts, at most `attempts`.
+ */
+async function retrying<T>(work: () => Promise<T>, retryable: (err: unknown) => boolean, attempts = 100): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (err) {
+      if (!retryable(err) || attempt >= attempts) throw err;
+      await sleep(backoffDelay(attempt, { initialMs: 100, maxMs: 1_000 }));
+    }
+  }
 }
 
 // --- Simulated agents. ------------------------------------------------------------------------
@@ -125,7 +143,7 @@ async function joinAgents(fed: Federation, clusters: number, services: number, e
       for (let c = worker; c < clusters; c += workers) {
         const clusterId = clusterIdOf(c);
         const zone = ZONES[c % ZONES.length] as string;
-        const credentials = await joinHub(token, {
+        const facts = {
           clusterId,
           region: zone.slice(0, -1),
           zone,
@@ -133,7 +151,9 @@ async function joinAgents(fed: Federation, clusters: number, services: number, e
           gatewayAddresses: [{ address: '127.0.0.1', port: 15443 }],
           labels: { 'bench.isthmus.dev/group': `g${c % 10}` },
           agentVersion: 'bench',
-        });
+        };
+        const keys = await generateJoinKeys(); // every retry of one join offers the same keys
+        const credentials = await retrying(() => joinHub(token, facts, keys), (err) => !isTerminalJoinError(err));
         agents[c] = { clusterId, session: new HubSession(credentials.hubEndpoints, credentials), services: exportsBy[c] ?? [], generation: 0 };
       }
     }),
@@ -143,7 +163,7 @@ async function joinAgents(fed: Federation, clusters: number, services: number, e
 
 /** An agent's first heartbeat: opens its mTLS channel, as a real agent's does before it reports. */
 async function heartbeat(agent: SimulatedAgent): Promise<void> {
-  await agent.session.call('Heartbeat', {
+  const call = (): Promise<unknown> => agent.session.call('Heartbeat', {
     agentVersion: 'bench',
     trustBundleSequence: 0,
     exportCount: agent.services.length,
@@ -152,19 +172,15 @@ async function heartbeat(agent: SimulatedAgent): Promise<void> {
     appliedPolicies: [],
     appliedPoliciesKnown: false,
   });
+  await retrying(call, (err) => isHubCallError(err) && err.retryable);
 }
 
 /** The agent's ReportExports, retried while the hub catches up (membership, leadership, recovery). */
 async function report(agent: SimulatedAgent): Promise<ReportExportsResponse> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await agent.session.call('ReportExports', { generation: ++agent.generation, services: agent.services }, 30_000);
-    } catch (err) {
-      const retry = isHubCallError(err) && (err.retryable || err.code === 'ISTHMUS_CLUSTER_NOT_MEMBER');
-      if (!retry || attempt >= 100) throw err;
-      await sleep(100);
-    }
-  }
+  return retrying(
+    () => agent.session.call('ReportExports', { generation: ++agent.generation, services: agent.services }, 30_000),
+    (err) => isHubCallError(err) && (err.retryable || err.code === 'ISTHMUS_CLUSTER_NOT_MEMBER'),
+  );
 }
 
 // --- Observing the catalog through a KV watch. ------------------------------------------------
@@ -174,6 +190,9 @@ class CatalogObserver {
   readonly #waiters = new Map<string, Set<{ matches: (entry: CatalogEntry) => boolean; resolve: (at: number) => void }>>();
   /** Keys whose entry lists every exporter. */
   readonly #complete = new Set<string>();
+  readonly #seen = new Set<string>();
+  /** The observer's NATS connection events (a slow consumer, a reconnect) by type. */
+  readonly #connectionEvents = new Map<string, number>();
   #convergence: { expected: number; resolve: (at: number) => void } | undefined;
 
   private constructor(exporters: number) {
@@ -187,11 +206,20 @@ class CatalogObserver {
       return kv !== undefined;
     }, 60_000, 100);
     const observer = new CatalogObserver(exporters);
+    void (async () => {
+      for await (const status of nc.status()) observer.#connectionEvents.set(status.type, (observer.#connectionEvents.get(status.type) ?? 0) + 1);
+    })();
     const watch = await (kv as KV).watch();
     void (async () => {
       for await (const update of watch) observer.#apply(update.key, update.operation === 'PUT' ? catalogEntrySchema.parse(update.json()) : undefined);
     })();
     return { observer, kv: kv as KV };
+  }
+
+  /** For a time-out's message: what the watch has seen. */
+  describe(): string {
+    const events = [...this.#connectionEvents].map(([type, count]) => `${type} ×${count}`).join(', ') || 'none';
+    return `the watch saw ${this.#seen.size} keys, ${this.#complete.size} of them listing all ${this.#exporters} exporters; connection events: ${events}`;
   }
 
   /** Resolves with the time at which `expected` entries each list every exporter. */
@@ -213,6 +241,7 @@ class CatalogObserver {
 
   #apply(key: string, entry: CatalogEntry | undefined): void {
     const at = performance.now();
+    this.#seen.add(key);
     if (entry?.clusters.length === this.#exporters) this.#complete.add(key);
     else this.#complete.delete(key);
     if (this.#convergence && this.#complete.size >= this.#convergence.expected) {
@@ -240,6 +269,8 @@ interface HubMemory {
   readonly external: number;
   /** V8 heap spaces: used bytes. */
   readonly spaces: ReadonlyMap<string, number>;
+  /** The longest event-loop delay since the previous reading (prom-client resets it on each scrape). */
+  readonly lagMaxMs: number;
 }
 
 /** /proc for the process's resident pages, the hub's /metrics (prom-client's default Node metrics) for V8's view. */
@@ -258,6 +289,7 @@ async function hubMemory(process: ManagedProcess, statusPort: number): Promise<H
     heapUsed: gauge('nodejs_heap_size_used_bytes'),
     external: gauge('nodejs_external_memory_bytes'),
     spaces,
+    lagMaxMs: gauge('nodejs_eventloop_lag_max_seconds') * 1000,
   };
 }
 
@@ -387,6 +419,8 @@ interface Result {
   readonly steady: HubMemory;
   readonly failoverMs: number;
   readonly failoverWrites: number;
+  /** The hub's longest event-loop delay in each phase. */
+  readonly lag: Readonly<Record<'join' | 'connect' | 'convergence' | 'updates' | 'restart', number>>;
 }
 
 interface Percentiles {
@@ -413,6 +447,11 @@ async function memoryOf(fed: Federation): Promise<HubMemory> {
   return hubMemory(hubProcess(fed), (fed.hubs[0] as (typeof fed.hubs)[number]).statusPort);
 }
 
+/** The hub's longest event-loop delay since the previous reading. */
+async function lagOf(fed: Federation): Promise<number> {
+  return (await memoryOf(fed)).lagMaxMs;
+}
+
 async function lastSequence(kv: KV): Promise<number> {
   return (await kv.status()).streamInfo.state.last_seq;
 }
@@ -424,6 +463,9 @@ async function run(clusters: number, services: number, exporters: number, diagno
     heartbeatInterval: '10m',
     // Every simulated agent joins from 127.0.0.1: the per-address join limit is for the internet.
     hubSettings: { limits: { join: { burst: clusters, perSecond: 1_000, maxInFlight: CONNECT_CONCURRENCY } } },
+    // One replica, measured for its catalog: a lease renewal slowed past the default 6 s by a
+    // loaded apiserver (500 joins on a shared 2-core machine) would only add leader recoveries.
+    leaderElection: { leaseDuration: '30s', renewDeadline: '20s', retryPeriod: '2s' },
   });
   const nats = fed.bed.nats as NonNullable<typeof fed.bed.nats>;
   const nc = await nats.connect('bench-observer');
@@ -445,9 +487,11 @@ async function run(clusters: number, services: number, exporters: number, diagno
     const members = await new Kvm(nc).open(MEMBERS_BUCKET);
     await waitFor('every member published', async () => (await members.status()).values >= clusters, 60_000, 100);
     const joinMs = performance.now() - joinStarted;
+    const lag: Record<'join' | 'connect' | 'convergence' | 'updates' | 'restart', number> = { join: await lagOf(fed), connect: 0, convergence: 0, updates: 0, restart: 0 };
     const connectStarted = performance.now();
     await within('first heartbeats', PHASE_TIMEOUT_MS, boundedMap(agents, CONNECT_CONCURRENCY, heartbeat));
     const connectMs = performance.now() - connectStarted;
+    lag.connect = await lagOf(fed);
 
     // Every connected agent reports at once (as after a leader change that asks them all).
     const sequenceBefore = await lastSequence(kv);
@@ -464,8 +508,11 @@ async function run(clusters: number, services: number, exporters: number, diagno
         }),
       ),
     );
-    const convergenceMs = (await within('initial convergence', PHASE_TIMEOUT_MS, converged)) - reportStarted;
+    const convergenceMs = (await within('initial convergence', CONVERGENCE_TIMEOUT_MS, converged).catch((err: unknown) => {
+      throw new Error(`${String(err)}: ${observer.describe()}; ${services} expected`);
+    })) - reportStarted;
     const convergenceWrites = (await lastSequence(kv)) - sequenceBefore;
+    lag.convergence = await lagOf(fed);
 
     // Updates: one cluster's endpoints of one service change; the agent reports its full set.
     const updateLatencies: number[] = [];
@@ -484,6 +531,7 @@ async function run(clusters: number, services: number, exporters: number, diagno
       updateLatencies.push((await within('an update to reach the watch', UPDATE_TIMEOUT_MS, seen)) - begun);
     }
     const after = await memoryOf(fed);
+    lag.updates = after.lagMaxMs;
 
     // Hub restart: a new hub process recovers from the bucket; every agent reconnects and reports again.
     await fed.stopHub('hub-0');
@@ -494,6 +542,7 @@ async function run(clusters: number, services: number, exporters: number, diagno
     const failoverMs = performance.now() - failoverStarted;
     const failoverWrites = (await lastSequence(kv)) - sequenceBeforeFailover;
     const steady = await memoryOf(fed);
+    lag.restart = steady.lagMaxMs;
 
     return {
       clusters,
@@ -515,7 +564,10 @@ async function run(clusters: number, services: number, exporters: number, diagno
       steady,
       failoverMs,
       failoverWrites,
+      lag,
     };
+  } catch (err) {
+    throw new Error(`${String(err)}\nthe hub's log:\n${fed.hubs[0]?.process?.logTail(40) ?? '(no hub running)'}`, { cause: err });
   } finally {
     for (const agent of agents) agent.session.close();
     await nc.close();
@@ -552,6 +604,7 @@ details
     (the verdict above; it includes garbage from ${r.clusters} joins not yet collected); V8 heap used ${m(r.before.heapUsed)} → ${m(r.after.heapUsed)},
     ${(mb(r.after.heapUsed - r.before.heapUsed) / r.clusters).toFixed(2)} MB per remote cluster. Restarted hub, every cluster reported again:
     RSS ${m(r.steady.rss)}, ${perCluster(r.steady).toFixed(2)} MB per remote cluster; heap used ${m(r.steady.heapUsed)}
+  hub event loop, longest delay: joins ${ms(r.lag.join)}, first heartbeats ${ms(r.lag.connect)}, initial reports ${ms(r.lag.convergence)}, updates ${ms(r.lag.updates)}, restart ${ms(r.lag.restart)}
   hub restart: stop, new hub process, all ${r.clusters} reconnections and re-reports (${CONNECT_CONCURRENCY} at once) in ${ms(r.failoverMs)}; KV writes meanwhile: ${r.failoverWrites} (unchanged entries are not rewritten)
 
 idle hub (leader, no members yet), what its memory is spent on
