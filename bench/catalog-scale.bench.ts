@@ -419,6 +419,8 @@ interface Result {
   readonly steady: HubMemory;
   readonly failoverMs: number;
   readonly failoverWrites: number;
+  /** SIGTERM to exit of the loaded hub. */
+  readonly hubStopMs: number;
   /** The hub's longest event-loop delay in each phase. */
   readonly lag: Readonly<Record<'join' | 'connect' | 'convergence' | 'updates' | 'restart', number>>;
 }
@@ -452,6 +454,20 @@ async function lagOf(fed: Federation): Promise<number> {
   return (await memoryOf(fed)).lagMaxMs;
 }
 
+/**
+ * SIGTERM, and up to the hub's own stop timeout (15 s) for it to exit by itself (a CPU profile is
+ * only written then), before the test bed's stop (SIGKILL after 5 s). Returns how long it took.
+ */
+async function stopHub(fed: Federation): Promise<number> {
+  const hub = hubProcess(fed);
+  const started = performance.now();
+  hub.child.kill('SIGTERM');
+  await within('the hub stopping', 20_000, hub.exited()).catch(() => undefined);
+  const stopMs = performance.now() - started;
+  await fed.stopHub('hub-0');
+  return stopMs;
+}
+
 async function lastSequence(kv: KV): Promise<number> {
   return (await kv.status()).streamInfo.state.last_seq;
 }
@@ -476,7 +492,7 @@ async function run(clusters: number, services: number, exporters: number, diagno
     const idle = await memoryOf(fed);
     const idleHeap = await hubHeapSnapshot(hubProcess(fed), diagnostics);
     // The snapshot's own buffers stay in the process: a fresh hub is the baseline.
-    await fed.stopHub('hub-0');
+    await stopHub(fed);
     await fed.startHub('hub-0');
     await sleep(2_000);
     const before = await memoryOf(fed);
@@ -534,7 +550,7 @@ async function run(clusters: number, services: number, exporters: number, diagno
     lag.updates = after.lagMaxMs;
 
     // Hub restart: a new hub process recovers from the bucket; every agent reconnects and reports again.
-    await fed.stopHub('hub-0');
+    const hubStopMs = await stopHub(fed);
     const failoverStarted = performance.now();
     const sequenceBeforeFailover = await lastSequence(kv);
     await fed.startHub('hub-0');
@@ -564,6 +580,7 @@ async function run(clusters: number, services: number, exporters: number, diagno
       steady,
       failoverMs,
       failoverWrites,
+      hubStopMs,
       lag,
     };
   } catch (err) {
@@ -605,7 +622,7 @@ details
     ${(mb(r.after.heapUsed - r.before.heapUsed) / r.clusters).toFixed(2)} MB per remote cluster. Restarted hub, every cluster reported again:
     RSS ${m(r.steady.rss)}, ${perCluster(r.steady).toFixed(2)} MB per remote cluster; heap used ${m(r.steady.heapUsed)}
   hub event loop, longest delay: joins ${ms(r.lag.join)}, first heartbeats ${ms(r.lag.connect)}, initial reports ${ms(r.lag.convergence)}, updates ${ms(r.lag.updates)}, restart ${ms(r.lag.restart)}
-  hub restart: stop, new hub process, all ${r.clusters} reconnections and re-reports (${CONNECT_CONCURRENCY} at once) in ${ms(r.failoverMs)}; KV writes meanwhile: ${r.failoverWrites} (unchanged entries are not rewritten)
+  hub restart: stop (SIGTERM to exit ${ms(r.hubStopMs)}, not counted), new hub process, all ${r.clusters} reconnections and re-reports (${CONNECT_CONCURRENCY} at once) in ${ms(r.failoverMs)}; KV writes meanwhile: ${r.failoverWrites} (unchanged entries are not rewritten)
 
 idle hub (leader, no members yet), what its memory is spent on
   RSS ${m(idle.rss)}: anonymous ${m(idle.rssAnon)} (V8 heap, malloc), file-backed ${m(idle.rssFile)} (the node binary and libraries)
