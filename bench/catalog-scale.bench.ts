@@ -12,7 +12,8 @@
 // everything started (processes, channels, the diagnostics folder) is gone when it ends.
 // Run: npm run bench -- catalog-scale [--clusters 500] [--services 5000] [--exporters 10] [--profile-hub]
 // (about 3–5 minutes at full size on 2 cores; --profile-hub keeps the hub's --cpu-prof profiles).
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -380,9 +381,9 @@ async function hubHeapSnapshot(process: ManagedProcess, dir: string): Promise<He
   let lastSize = -1;
   // Written by the hub's main thread, so complete once its size stops changing and it parses.
   await waitFor('the hub heap snapshot', async () => {
-    file ??= readdirSync(dir).find((f) => f.endsWith('.heapsnapshot') && !before.has(f));
+    file ??= (await readdir(dir)).find((f) => f.endsWith('.heapsnapshot') && !before.has(f));
     if (!file) return false;
-    const size = statSync(join(dir, file)).size;
+    const { size } = await stat(join(dir, file));
     if (size !== lastSize) {
       lastSize = size;
       return false;
