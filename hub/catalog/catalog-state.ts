@@ -90,24 +90,24 @@ function later(reported: string, floor: string): string {
   return Date.parse(reported) >= Date.parse(floor) ? reported : floor;
 }
 
-/**
- * A normalized export's JSON, made once per export object (they are never changed once
- * normalized): every report compares each of its exports with the previous one, and sizes every
- * touched entry from its exports: serializing them again each time was most of applying a report
- * at scale (500 clusters × 100 exports).
- */
-const exportJsonCache = new WeakMap<ExportedService, string>();
-function exportJson(service: ExportedService): string {
-  let json = exportJsonCache.get(service);
-  if (json === undefined) {
-    json = JSON.stringify(service);
-    exportJsonCache.set(service, json);
-  }
-  return json;
+function sameExport(a: ExportedService, b: ExportedService): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
-function sameExport(a: ExportedService, b: ExportedService): boolean {
-  return exportJson(a) === exportJson(b);
+/**
+ * A normalized export's JSON length, measured once per export object (never changed once
+ * normalized): every report sizes each entry it touches from all of that entry's exports, and
+ * serializing them all again was the largest part of applying a report at scale (500 clusters ×
+ * 100 exports). Only the number is kept, so the cache costs next to no memory.
+ */
+const exportSizes = new WeakMap<ExportedService, number>();
+function exportSize(service: ExportedService): number {
+  let size = exportSizes.get(service);
+  if (size === undefined) {
+    size = JSON.stringify(service).length;
+    exportSizes.set(service, size);
+  }
+  return size;
 }
 
 function isApplicable(generation: number, lastApplied: number | undefined): boolean {
@@ -202,7 +202,7 @@ export class CatalogState {
     let estimate = 0;
     for (const clusterId of this.#exporters.get(key) ?? []) {
       const service = this.#clusters.get(clusterId)?.services.get(key);
-      estimate += 2_048 + (service ? exportJson(service).length : 2) * 2;
+      estimate += 2_048 + (service ? exportSize(service) : 2) * 2;
     }
     return estimate > limit;
   }
