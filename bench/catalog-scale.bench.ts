@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { CATALOG_BUCKET, MEMBERS_BUCKET, catalogEntrySchema, catalogKey, type CatalogEntry } from '../common/catalog.ts';
+import { CATALOG_BUCKET, MEMBERS_BUCKET, catalogKey, type CatalogEntry } from '../common/catalog.ts';
 import { isHubCallError, type ExportedService, type ReportExportsResponse } from '../common/hub-api/index.ts';
 import { Federation } from '../e2e/federation/index.ts';
 import { waitFor, type ManagedProcess } from '../e2e/testbed/index.ts';
@@ -212,7 +212,8 @@ class CatalogObserver {
     })();
     const watch = await (kv as KV).watch();
     void (async () => {
-      for await (const update of watch) observer.#apply(update.key, update.operation === 'PUT' ? catalogEntrySchema.parse(update.json()) : undefined);
+      // Taken as the hub wrote it, not validated: the observer shares the 2 cores it measures.
+      for await (const update of watch) observer.#apply(update.key, update.operation === 'PUT' ? update.json<Partial<CatalogEntry>>() : undefined);
     })();
     return { observer, kv: kv as KV };
   }
@@ -240,9 +241,11 @@ class CatalogObserver {
     });
   }
 
-  #apply(key: string, entry: CatalogEntry | undefined): void {
+  /** `value`: a catalog entry, or a tombstone (no clusters), or undefined for a delete. */
+  #apply(key: string, value: Partial<CatalogEntry> | undefined): void {
     const at = performance.now();
     this.#seen.add(key);
+    const entry = Array.isArray(value?.clusters) ? (value as CatalogEntry) : undefined;
     if (entry?.clusters.length === this.#exporters) this.#complete.add(key);
     else this.#complete.delete(key);
     if (this.#convergence && this.#complete.size >= this.#convergence.expected) {
@@ -407,6 +410,7 @@ interface Result {
   readonly connectMs: number;
   readonly convergenceMs: number;
   readonly convergenceWrites: number;
+  readonly convergenceCpu: CpuUse;
   readonly reportAck: Percentiles;
   readonly update: Percentiles;
   readonly updateAck: Percentiles;
@@ -469,6 +473,28 @@ async function stopHub(fed: Federation): Promise<number> {
   return stopMs;
 }
 
+/** CPU seconds (user + system) a process has used, from /proc (clock ticks of 10 ms). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+interface CpuUse {
+  readonly hub: number;
+  readonly nats: number;
+  /** This process: every simulated agent's side of the calls, and the observer. */
+  readonly bench: number;
+}
+
+function cpuNow(fed: Federation): CpuUse {
+  const nats = fed.bed.nats?.process.pid;
+  return { hub: cpuSeconds(hubProcess(fed).pid), nats: nats === undefined ? Number.NaN : cpuSeconds(nats), bench: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6 };
+}
+
+function cpuSince(before: CpuUse, after: CpuUse): CpuUse {
+  return { hub: after.hub - before.hub, nats: after.nats - before.nats, bench: after.bench - before.bench };
+}
+
 async function lastSequence(kv: KV): Promise<number> {
   return (await kv.status()).streamInfo.state.last_seq;
 }
@@ -513,6 +539,7 @@ async function run(clusters: number, services: number, exporters: number, diagno
     // Every connected agent reports at once (as after a leader change that asks them all).
     const sequenceBefore = await lastSequence(kv);
     const converged = observer.converged(services);
+    const cpuBefore = cpuNow(fed);
     const reportStarted = performance.now();
     const acks = await within(
       'the initial reports',
@@ -528,6 +555,7 @@ async function run(clusters: number, services: number, exporters: number, diagno
     const convergenceMs = (await within('initial convergence', CONVERGENCE_TIMEOUT_MS, converged).catch((err: unknown) => {
       throw new Error(`${String(err)}: ${observer.describe()}; ${services} expected`);
     })) - reportStarted;
+    const convergenceCpu = cpuSince(cpuBefore, cpuNow(fed));
     const convergenceWrites = (await lastSequence(kv)) - sequenceBefore;
     lag.convergence = await lagOf(fed);
 
@@ -570,6 +598,7 @@ async function run(clusters: number, services: number, exporters: number, diagno
       connectMs,
       convergenceMs,
       convergenceWrites,
+      convergenceCpu,
       reportAck: percentiles(acks),
       update: percentiles(updateLatencies),
       updateAck: percentiles(updateAcks),
@@ -617,6 +646,7 @@ function printTable(r: Result): void {
 details
   ${r.clusters} agents joined (real Join RPC, token per worker, ${CONNECT_CONCURRENCY} at once) in ${ms(r.joinMs)} (${ms(r.tokensMs)} of it creating the tokens); first heartbeats (mTLS channels, ${CONNECT_CONCURRENCY} at once) in ${ms(r.connectMs)}
   initial reports: ${r.clusters} concurrent ReportExports, ack p50 ${ms(r.reportAck.p50)} / p99 ${ms(r.reportAck.p99)}; ${r.convergenceWrites} KV writes for ${r.services} entries (${r.services * r.exporters} exports)
+    CPU until converged: hub ${r.convergenceCpu.hub.toFixed(1)} s, nats-server ${r.convergenceCpu.nats.toFixed(1)} s, this process (all agents' side, the observer) ${r.convergenceCpu.bench.toFixed(1)} s, on ${availableParallelism()} cores shared with whatever else runs
   updates: ${r.updateSamples} sequential, watch-observed p50 ${ms(r.update.p50)} / p99 ${ms(r.update.p99)} / max ${ms(r.update.max)}; ack p99 ${ms(r.updateAck.p99)}
   hub RSS ${m(r.before.rss)} idle → ${m(r.after.rss)} with ${r.clusters} clusters, their mTLS connections and MemberCluster caches
     (the verdict above; it includes garbage from ${r.clusters} joins not yet collected); V8 heap used ${m(r.before.heapUsed)} → ${m(r.after.heapUsed)},
