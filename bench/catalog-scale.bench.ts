@@ -11,20 +11,21 @@
 // (hundreds of simultaneous mTLS set-ups starve everything else), every phase has a time limit, and
 // everything started (processes, channels, the diagnostics folder) is gone when it ends.
 // Run: npm run bench -- catalog-scale [--clusters 500] [--services 5000] [--exporters 10] [--profile-hub]
-// (about 3–5 minutes at full size on 2 cores; --profile-hub keeps the hub's --cpu-prof profiles).
+// (about 2–5 minutes at full size on 2 cores, with the load; --profile-hub keeps the hub's --cpu-prof profiles).
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { backoffDelay } from '../common/backoff.ts';
 import { CATALOG_BUCKET, MEMBERS_BUCKET, catalogKey, type CatalogEntry } from '../common/catalog.ts';
 import { isHubCallError, type ExportedService, type ReportExportsResponse } from '../common/hub-api/index.ts';
 import { Federation } from '../e2e/federation/index.ts';
 import { waitFor, type ManagedProcess } from '../e2e/testbed/index.ts';
-import { backoffDelay } from '../common/backoff.ts';
 import { HubSession } from '../spoke-agent/hub-session.ts';
 import { generateJoinKeys, isTerminalJoinError, join as joinHub } from '../spoke-agent/join.ts';
 
@@ -297,6 +298,34 @@ async function hubMemory(process: ManagedProcess, statusPort: number): Promise<H
   };
 }
 
+/** What loading modules alone costs: a fresh Node process imports them, collects garbage and reports its RSS and heap used. */
+async function loadedMemory(modules: readonly string[]): Promise<{ rss: number; heapUsed: number }> {
+  const script = `
+    const { readFileSync } = await import('node:fs');
+    for (const m of JSON.parse(process.argv[1])) await import(m);
+    globalThis.gc();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    globalThis.gc();
+    const rss = Number(/^VmRSS:\\s+(\\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]) * 1024;
+    console.log(JSON.stringify({ rss, heapUsed: process.memoryUsage().heapUsed }));`;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', '--input-type=module', '-e', script, JSON.stringify(modules)], { timeout: 60_000 });
+  return JSON.parse(stdout) as { rss: number; heapUsed: number };
+}
+
+interface LoadedMemory {
+  readonly bareNode: { rss: number; heapUsed: number };
+  readonly clientNode: { rss: number; heapUsed: number };
+  readonly hubModules: { rss: number; heapUsed: number };
+}
+
+async function loadedMemories(): Promise<LoadedMemory> {
+  return {
+    bareNode: await loadedMemory([]),
+    clientNode: await loadedMemory([import.meta.resolve('@kubernetes/client-node')]),
+    hubModules: await loadedMemory([new URL('../hub/hub.ts', import.meta.url).href]),
+  };
+}
+
 interface HeapAnalysis {
   /** Self sizes per heap snapshot node type (code, string, object, ...). */
   readonly byType: ReadonlyMap<string, number>;
@@ -417,6 +446,7 @@ interface Result {
   readonly updateSamples: number;
   readonly idle: HubMemory;
   readonly idleHeap: HeapAnalysis;
+  readonly loaded: LoadedMemory;
   /** The restarted idle hub, the baseline of the per-cluster figure. */
   readonly before: HubMemory;
   readonly after: HubMemory;
@@ -523,6 +553,7 @@ async function run(clusters: number, services: number, exporters: number, diagno
     await fed.startHub('hub-0');
     await sleep(2_000);
     const before = await memoryOf(fed);
+    const loaded = await loadedMemories();
 
     const joinStarted = performance.now();
     const joined = await within('joining every agent', PHASE_TIMEOUT_MS, joinAgents(fed, clusters, services, exporters));
@@ -605,6 +636,7 @@ async function run(clusters: number, services: number, exporters: number, diagno
       updateSamples: updateLatencies.length,
       idle,
       idleHeap,
+      loaded,
       before,
       after,
       steady,
@@ -638,8 +670,11 @@ function printTable(r: Result): void {
   console.log(`${'metric'.padEnd(width)}${'measured'.padStart(14)}${'DESIGN §8'.padStart(12)}${'verdict'.padStart(9)}`);
   console.log('-'.repeat(width + 35));
   for (const [label, value, target, result] of rows) console.log(`${label.padEnd(width)}${value.padStart(14)}${target.padStart(12)}${result.padStart(9)}`);
-  const { idle, idleHeap: heap } = r;
-  const spaces = [...idle.spaces].sort(([, a], [, b]) => b - a).map(([space, used]) => `${space} ${m(used)}`).join(', ');
+  const { idle, idleHeap: heap, loaded } = r;
+  const spaces = [...idle.spaces]
+    .filter(([, used]) => used >= 64 * 1024)
+    .sort(([, a], [, b]) => b - a)
+    .map(([space, used]) => `${space} ${m(used)}`).join(', ');
   const types = [...heap.byType].sort(([, a], [, b]) => b - a).slice(0, 6).map(([type, bytes]) => `${type} ${m(bytes)}`).join(', ');
   const sources = [...heap.sourceByPackage].sort(([, a], [, b]) => b - a).slice(0, 5).map(([pkg, bytes]) => `${pkg} ${m(bytes)}`).join(', ');
   console.log(`
@@ -661,7 +696,10 @@ idle hub (leader, no members yet), what its memory is spent on
     anonymous RSS outside the V8 heap (malloc, OpenSSL, thread stacks): ${m(idle.rssAnon - idle.heapTotal)}
   heap spaces used: ${spaces}
   heap snapshot ${m(heap.total)}: by node type ${types}
-  script source text held by V8: ${m(heap.sourceTotal)} in ${heap.scripts} scripts; by package ${sources}`);
+  script source text held by V8: ${m(heap.sourceTotal)} in ${heap.scripts} scripts; by package ${sources}
+  loading alone (a fresh Node process, after GC): bare Node RSS ${m(loaded.bareNode.rss)}, heap used ${m(loaded.bareNode.heapUsed)};
+    + @kubernetes/client-node: RSS +${m(loaded.clientNode.rss - loaded.bareNode.rss)}, heap used +${m(loaded.clientNode.heapUsed - loaded.bareNode.heapUsed)};
+    every hub module (hub/hub.ts, not started): RSS +${m(loaded.hubModules.rss - loaded.bareNode.rss)}, heap used +${m(loaded.hubModules.heapUsed - loaded.bareNode.heapUsed)}`);
 }
 
 if (import.meta.main) {
