@@ -16,7 +16,7 @@ import type { Logger } from '../common/logger.ts';
 import { RefusalReason, bundleToPem, bundleToSpiffeJson, needsReissue, verifyPeer, type TrustBundle } from '../common/pki/index.ts';
 import { describeJoinKeys, joinKeysOf, pinnedJoinKeys, sameJoinKeys, type JoinKeys } from './join-keys.ts';
 import { TOKEN_ID_ANNOTATION, type MemberClusterStore } from './members.ts';
-import { currentMembership, isCurrentMember, membershipEpochOf, type MemberCache } from './membership.ts';
+import { CachedMembership, isCurrentMember, membershipEpochOf, type MemberCache } from './membership.ts';
 import type { TokenStore } from './tokens.ts';
 import type { TrustStore } from './trust-store.ts';
 import { observeMember } from './trust-rotation.ts';
@@ -66,13 +66,14 @@ export interface AuthenticatedAgent {
  * and certificates of an earlier membership of a re-joined cluster id (DESIGN §3).
  */
 export function createAgentVerifier(deps: { readonly trust: { readonly bundle: TrustBundle }; readonly memberCache: MemberCache }): (context: CallContext) => AuthenticatedAgent {
+  const members = new CachedMembership(deps.memberCache);
   return (context) => {
     if (!context.peerCertificate) {
       throw new IsthmusError('ISTHMUS_PEER_REFUSED', 'no verified client certificate: this call needs the agent certificate from Join');
     }
     const verdict = verifyPeer([context.peerCertificate], {
       bundle: deps.trust.bundle,
-      members: currentMembership(deps.memberCache.list()),
+      members,
       authorize: (id) => id.kind === 'agent',
     });
     if (verdict.ok) return { clusterId: verdict.peer.clusterId as string, epoch: verdict.peer.epoch as number };

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { MemberCluster } from '../common/api/isthmus.ts';
 import { LEGACY_MEMBERSHIP_EPOCH, newMembershipEpoch } from '../common/pki/index.ts';
 import { memberRecord } from './membership-publisher.ts';
-import { currentMemberIds, currentMembership, isCurrentMember, membershipEpochOf } from './membership.ts';
+import { CachedMembership, currentMemberIds, currentMembership, isCurrentMember, membershipEpochOf, type MemberCache } from './membership.ts';
 
 function member(clusterId: string, options: { accepted?: boolean; joined?: 'True' | 'False'; deleting?: boolean; epoch?: number } = {}): MemberCluster {
   return {
@@ -38,6 +38,25 @@ describe('membership', () => {
       ['b', LEGACY_MEMBERSHIP_EPOCH],
     ]);
     expect(membershipEpochOf(member('d', { epoch: 12 }))).toBe(12);
+  });
+
+  it('the cached view answers as currentMembership does, and follows the cache', () => {
+    const objects = new Map<string, MemberCluster>();
+    for (const m of [member('a', { epoch: 5 }), member('b'), member('c', { epoch: 9, accepted: false }), member('d', { deleting: true }), member('e', { joined: 'False' })]) objects.set(m.metadata.name, m);
+    const cache: MemberCache = { get: (id) => objects.get(id), list: () => [...objects.values()] };
+    const view = new CachedMembership(cache);
+    const expected = currentMembership(cache.list());
+    expect([...view]).toEqual([...expected]);
+    expect(view.size).toBe(expected.size);
+    for (const id of ['a', 'b', 'c', 'd', 'e', 'unknown']) {
+      expect(view.get(id)).toBe(expected.get(id));
+      expect(view.has(id)).toBe(expected.has(id));
+    }
+    objects.set('c', member('c', { epoch: 9 }));
+    objects.delete('a');
+    expect(view.get('c')).toBe(9);
+    expect(view.get('a')).toBeUndefined();
+    expect([...view.keys()]).toEqual(['b', 'c']);
   });
 
   it('gives a later join a later epoch, never the legacy one', () => {

@@ -28,3 +28,53 @@ export interface MemberCache {
   get(clusterId: string): MemberCluster | undefined;
   list(): readonly MemberCluster[];
 }
+
+/**
+ * currentMembership as a live view on the cache (MemberClusters are named by their cluster id):
+ * checking one caller looks up one MemberCluster, where building the membership for every call
+ * went over every member (a burst of reports from 500 clusters spent ~5% of the hub's CPU there).
+ */
+export class CachedMembership implements Membership {
+  readonly #cache: MemberCache;
+
+  constructor(cache: MemberCache) {
+    this.#cache = cache;
+  }
+
+  get(clusterId: string): number | undefined {
+    const member = this.#cache.get(clusterId);
+    return isCurrentMember(member) && member.spec.clusterId === clusterId ? membershipEpochOf(member) : undefined;
+  }
+
+  has(clusterId: string): boolean {
+    return this.get(clusterId) !== undefined;
+  }
+
+  get size(): number {
+    return this.#all().size;
+  }
+
+  forEach(callback: (epoch: number, clusterId: string, map: ReadonlyMap<string, number>) => void, thisArg?: unknown): void {
+    for (const [clusterId, epoch] of this.#all()) callback.call(thisArg, epoch, clusterId, this);
+  }
+
+  entries(): MapIterator<[string, number]> {
+    return this.#all().entries();
+  }
+
+  keys(): MapIterator<string> {
+    return this.#all().keys();
+  }
+
+  values(): MapIterator<number> {
+    return this.#all().values();
+  }
+
+  [Symbol.iterator](): MapIterator<[string, number]> {
+    return this.#all()[Symbol.iterator]();
+  }
+
+  #all(): Membership {
+    return currentMembership(this.#cache.list());
+  }
+}

@@ -51,6 +51,8 @@ export interface FederationOptions {
   readonly rotationStageTimeout?: string;
   /** NATS as a 3-node JetStream cluster; the hub is given every node's URL and replicates its buckets 3 times. */
   readonly natsCluster?: boolean;
+  /** Extra top-level settings for every hub replica's configuration (e.g. `limits`). */
+  readonly hubSettings?: Record<string, unknown>;
 }
 
 /** Where the hub keeps NATS's TLS material when the federation runs with natsTlsFromHub. */
@@ -193,6 +195,7 @@ export class Federation implements AsyncDisposable {
             },
             ...(options.rotationStageTimeout ? { rotation: { stageTimeout: options.rotationStageTimeout } } : {}),
             ...(options.leaderElection ? { leaderElection: options.leaderElection } : {}),
+            ...options.hubSettings,
           }),
         );
         return { name: `hub-${i}`, configFile, endpoint: endpoints[i] as string, statusPort: p.status, process: undefined };
