@@ -13,7 +13,7 @@ import type { MemberExtension } from './agent.ts';
 import type { AgentCredentials } from './credentials.ts';
 import { createExporter, hubReportSink, type Exporter } from './exports/index.ts';
 import { gatewayListeners, type GatewayListeners } from './gateway-listeners.ts';
-import { createImporter, registerImporterMetrics, type Importer, type ImporterStatus } from './imports/index.ts';
+import { createImporter, registerImporterMetrics, type Importer, type ImporterStatus, type ServiceImportCache } from './imports/index.ts';
 import { membersMirror } from './members-mirror.ts';
 import { policyCopies, policyMirror, type PolicyCopies } from './policy-mirror.ts';
 
@@ -34,7 +34,12 @@ export interface CatalogExtensionOptions {
   readonly vanishedGraceMs?: number;
 }
 
-export function catalogExtension(options: CatalogExtensionOptions): MemberExtension {
+export interface CatalogExtension extends MemberExtension {
+  /** The ServiceImports this cluster imported, cached; undefined before the first importer runs. */
+  serviceImports(): ServiceImportCache | undefined;
+}
+
+export function catalogExtension(options: CatalogExtensionOptions): CatalogExtension {
   const { log, registry } = options;
   let listeners: GatewayListeners | undefined;
   let copies: PolicyCopies | undefined;
@@ -44,6 +49,9 @@ export function catalogExtension(options: CatalogExtensionOptions): MemberExtens
   let context: { kc: KubeConfig; signal: AbortSignal } | undefined;
   let natsCertificate = '';
   let activeImporter: Importer | undefined;
+  // The newest importer's cache once it has synced; the one before stays readable until then, so
+  // new credentials do not make the clusterset DNS fail for a moment.
+  let servedImports: ServiceImportCache | undefined;
   // Registered once, reading whichever importer runs now (new credentials replace it).
   if (registry) registerImporterMetrics(registry, () => activeImporter?.status() ?? IMPORTER_NOT_STARTED);
 
@@ -81,6 +89,12 @@ export function catalogExtension(options: CatalogExtensionOptions): MemberExtens
       target.applyCatalogConflicts(namespace, name, entry?.conflicts ?? []);
     });
     activeImporter = importer;
+    importer.serviceImports.synced().then(
+      () => {
+        if (activeImporter === importer) servedImports = importer.serviceImports;
+      },
+      () => undefined,
+    );
     await importer.start(signal);
     return {
       importer,
@@ -106,6 +120,7 @@ export function catalogExtension(options: CatalogExtensionOptions): MemberExtens
       imports = startImports(credentials);
       await imports;
     },
+    serviceImports: () => servedImports,
     exportCount: () => exporter?.exportCount() ?? 0,
     appliedPolicies: () => copies?.applied(),
     credentialsChanged: (credentials) => {

@@ -52,7 +52,12 @@ export interface Importer {
   /** Reconciles every known key again, e.g. after the gateway's listeners changed. */
   resync(): void;
   status(): ImporterStatus;
+  /** The ServiceImports it wrote, as its informer caches them (the clusterset DNS answers from it). */
+  readonly serviceImports: ServiceImportCache;
 }
+
+/** A read-only view of an informer's cache of ServiceImports. */
+export type ServiceImportCache = Pick<Informer<KubernetesObject>, 'hasSynced' | 'synced' | 'get' | 'list'>;
 
 export const IMPORTER_DEFAULTS = { workers: 4, conflictRetryMs: 30_000 } as const;
 
@@ -165,5 +170,6 @@ export function createImporter(options: ImporterOptions): Importer {
     entry: (namespace, name) => watcher.get(catalogKey(namespace, name)),
     resync,
     status,
+    serviceImports,
   };
 }
