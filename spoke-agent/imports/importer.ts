@@ -61,7 +61,7 @@ export type ServiceImportCache = Pick<Informer<KubernetesObject>, 'hasSynced' | 
 
 export const IMPORTER_DEFAULTS = { workers: 4, conflictRetryMs: 30_000 } as const;
 
-const serviceImportResource = customResource<KubernetesObject>({
+export const serviceImportResource = customResource<KubernetesObject>({
   group: MCS_GROUP,
   version: MCS_VERSION,
   kind: SERVICE_IMPORT_KIND,
