@@ -1,7 +1,7 @@
 // The clusterset.local responder over real UDP and TCP sockets on 127.0.0.1, fed by a real
 // informer cache of ServiceImports in a real kube-apiserver, asked by Node's resolver (c-ares,
 // which retries a truncated UDP answer over TCP) and by a raw TCP client.
-import { Resolver } from 'node:dns/promises';
+import type { Resolver } from 'node:dns/promises';
 import { connect } from 'node:net';
 import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import packet, { type DecodedPacket } from 'dns-packet';
@@ -11,6 +11,7 @@ import { Informer, ensureNamespace } from '../../common/kube/index.ts';
 import { createLogger } from '../../common/logger.ts';
 import { startTestbed, waitFor, type Testbed } from '../../e2e/testbed/index.ts';
 import { serviceImportResource } from '../imports/importer.ts';
+import { dnsOutcome, resolverFor } from './dns.testkit.ts';
 import { startClustersetDns, type DnsServer } from './index.ts';
 
 const log = createLogger({ component: 'dns-test', level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent' });
@@ -40,8 +41,7 @@ async function createServiceImport(namespace: string, name: string, spec: Record
 /** A responder on a free port of 127.0.0.1 answering from `informer`, and a resolver that asks it. */
 async function responder(informer: Informer<KubernetesObject>): Promise<{ dns: DnsServer; resolver: Resolver } & AsyncDisposable> {
   const dns = await startClustersetDns({ host: '127.0.0.1', port: 0, serviceImports: () => informer, log });
-  const resolver = new Resolver({ timeout: 2_000, tries: 3 });
-  resolver.setServers([`127.0.0.1:${dns.port}`]);
+  const resolver = resolverFor(`127.0.0.1:${dns.port}`);
   return {
     dns,
     resolver,
@@ -50,14 +50,6 @@ async function responder(informer: Informer<KubernetesObject>): Promise<{ dns: D
       await informer.stop();
     },
   };
-}
-
-/** The error code Node's resolver gives for a query (ENOTFOUND for NXDOMAIN, ENODATA, ESERVFAIL, ...), or 'ok'. */
-async function outcome(query: Promise<unknown>): Promise<string> {
-  return query.then(
-    () => 'ok',
-    (err: NodeJS.ErrnoException) => err.code ?? String(err),
-  );
 }
 
 /** Length-prefixed queries written at once on one TCP connection, and the responses read back in order. */
@@ -85,20 +77,20 @@ describe('clusterset DNS responder', () => {
   it('answers SERVFAIL until the cache has synced, then the ServiceImport\'s IP, and NXDOMAIN once it is deleted', async () => {
     const informer = new Informer({ kubeConfig: kc, resource: serviceImportResource, namespace: 'sync', logger: log });
     await using server = await responder(informer);
-    expect(await outcome(server.resolver.resolve4('cart.sync.svc.clusterset.local'))).toBe('ESERVFAIL');
+    expect(await dnsOutcome(server.resolver.resolve4('cart.sync.svc.clusterset.local'))).toBe('ESERVFAIL');
     // Outside the zone it never answers, synced or not.
-    expect(await outcome(server.resolver.resolve4('example.com'))).toBe('EREFUSED');
+    expect(await dnsOutcome(server.resolver.resolve4('example.com'))).toBe('EREFUSED');
 
     informer.start();
     await informer.synced();
-    expect(await outcome(server.resolver.resolve4('cart.sync.svc.clusterset.local'))).toBe('ENOTFOUND');
+    expect(await dnsOutcome(server.resolver.resolve4('cart.sync.svc.clusterset.local'))).toBe('ENOTFOUND');
     await createServiceImport('sync', 'cart', { type: 'ClusterSetIP', ips: ['10.96.0.20'], ports: [{ name: 'http', protocol: 'TCP', port: 80 }] });
     await waitFor('cart resolves', async () => (await server.resolver.resolve4('cart.sync.svc.clusterset.local')).join() === '10.96.0.20', 20_000);
     expect(await server.resolver.resolveSrv('_http._tcp.cart.sync.svc.clusterset.local')).toMatchObject([{ name: 'cart.sync.svc.clusterset.local', port: 80, priority: 0, weight: 100 }]);
-    expect(await outcome(server.resolver.resolve6('cart.sync.svc.clusterset.local'))).toBe('ENODATA');
+    expect(await dnsOutcome(server.resolver.resolve6('cart.sync.svc.clusterset.local'))).toBe('ENODATA');
 
     await kc.makeApiClient(CustomObjectsApi).deleteNamespacedCustomObject({ group: MCS_GROUP, version: MCS_VERSION, namespace: 'sync', plural: SERVICE_IMPORT_PLURAL, name: 'cart' });
-    await waitFor('cart is NXDOMAIN', async () => (await outcome(server.resolver.resolve4('cart.sync.svc.clusterset.local'))) === 'ENOTFOUND', 20_000);
+    await waitFor('cart is NXDOMAIN', async () => (await dnsOutcome(server.resolver.resolve4('cart.sync.svc.clusterset.local'))) === 'ENOTFOUND', 20_000);
   });
 
   it('serves several queries on one TCP connection, and what UDP cannot carry through the TCP retry', async () => {

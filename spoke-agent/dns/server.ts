@@ -3,7 +3,7 @@
 // messages (RFC 1035 §4.2.2), several per connection, in order; an idle connection is closed. The
 // zone data is read per query, so every answer reflects the cache at that moment.
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { createServer, isIPv6, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, isIPv6, type Server, type Socket } from 'node:net';
 import type { Logger } from '../../common/logger.ts';
 import { respond, type Response } from './message.ts';
 import type { Rcode, ZoneData } from './zone.ts';
@@ -93,7 +93,7 @@ export async function startDnsServer(options: DnsServerOptions): Promise<DnsServ
   // With port 0 the UDP socket picks the port and TCP must get the same one: retry if it is taken.
   for (let attempt = 1; ; attempt++) {
     const udp = await bindUdp(host, options.port);
-    const port = (udp.address() as AddressInfo).port;
+    const { port } = udp.address();
     try {
       await listenTcp(tcp, host, port);
     } catch (err) {

@@ -1,0 +1,60 @@
+// clusterset DNS as users run it: stock CoreDNS, with the README's stanza forwarding
+// clusterset.local to the importing cluster's agent, resolves an export of another cluster to
+// the VIP of the ServiceImport in the importing cluster, per-port SRV included, and NXDOMAIN once
+// it is unexported; a (refused) Headless import has a name and no address.
+import { CoreV1Api } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureNamespace } from '../common/kube/index.ts';
+import { dnsOutcome, resolverFor } from '../spoke-agent/dns/dns.testkit.ts';
+import { createServiceExport, exportService, readServiceImport, unexportService } from './catalog/exports.ts';
+import { Federation } from './federation/index.ts';
+import { startCoreDns, waitFor, type LocalCluster, type LocalCoreDns } from './testbed/index.ts';
+
+const NS = 'shop';
+
+describe('clusterset DNS through stock CoreDNS', () => {
+  let fed: Federation;
+  let a: LocalCluster;
+  let b: LocalCluster;
+  /** Cluster B's DNS: its zone clusterset.local goes to B's agent. */
+  let coredns: LocalCoreDns;
+
+  beforeAll(async () => {
+    fed = await Federation.start({ members: 2, heartbeatInterval: '1s' });
+    [a, b] = fed.members as [LocalCluster, LocalCluster];
+    await fed.joinAll(NS);
+    coredns = await startCoreDns({ name: 'coredns-cluster-b', dir: fed.dir, zone: 'clusterset.local', forwardTo: fed.agentDnsAddress(b.name), startProcess: (options) => fed.bed.startProcess(options) });
+  });
+  afterAll(async () => {
+    await fed?.[Symbol.asyncDispose]();
+  });
+
+  it('resolves an export of cluster A to the VIP of the ServiceImport in cluster B, and NXDOMAIN after the unexport', async () => {
+    const resolver = resolverFor(coredns.address);
+    const name = `cart.${NS}.svc.clusterset.local`;
+    // SERVFAIL until B's agent has its ServiceImport cache; then a denial, before the export.
+    await waitFor(`${name} is NXDOMAIN before the export`, async () => (await dnsOutcome(resolver.resolve4(name))) === 'ENOTFOUND', 30_000);
+    await exportService(a.kubeConfig(), { namespace: NS, name: 'cart', ports: [{ name: 'http', port: 8080 }] });
+    let vip: string | undefined;
+    await waitFor('B: ServiceImport with a VIP', async () => (vip = (await readServiceImport(b.kubeConfig(), NS, 'cart'))?.spec?.ips?.[0]) !== undefined, 20_000);
+    await waitFor(`${name} resolves through CoreDNS`, async () => (await resolver.resolve4(name)).join() === vip, 20_000);
+    expect(await resolver.resolveSrv(`_http._tcp.${name}`)).toMatchObject([{ name, port: 8080 }]);
+
+    await unexportService(a.kubeConfig(), NS, 'cart');
+    await waitFor(`${name} is NXDOMAIN through CoreDNS`, async () => (await dnsOutcome(resolver.resolve4(name))) === 'ENOTFOUND', 30_000);
+    expect(await readServiceImport(b.kubeConfig(), NS, 'cart')).toBeUndefined();
+  });
+
+  it('answers a Headless import with no address (NODATA), never a gateway\'s', async () => {
+    const resolver = resolverFor(coredns.address);
+    const name = `ledger.${NS}.svc.clusterset.local`;
+    await ensureNamespace(a.kubeConfig(), NS);
+    await a.kubeConfig().makeApiClient(CoreV1Api).createNamespacedService({
+      namespace: NS,
+      body: { metadata: { name: 'ledger' }, spec: { clusterIP: 'None', ports: [{ name: 'pg', port: 5432 }], selector: { app: 'ledger' } } },
+    });
+    await createServiceExport(a.kubeConfig(), NS, 'ledger');
+    await waitFor(`${name} exists with no address`, async () => (await dnsOutcome(resolver.resolve4(name))) === 'ENODATA', 20_000);
+    expect(await dnsOutcome(resolver.resolveSrv(`_pg._tcp.${name}`))).toBe('ENOTFOUND');
+  });
+});
