@@ -1,7 +1,8 @@
 // clusterset DNS as users run it: stock CoreDNS, with the README's stanza forwarding
 // clusterset.local to the importing cluster's agent, resolves an export of another cluster to
 // the VIP of the ServiceImport in the importing cluster, per-port SRV included, and NXDOMAIN once
-// it is unexported; a (refused) Headless import has a name and no address.
+// it is unexported; a (refused) Headless import has a name and no address. CoreDNS's own MCS
+// support (the kubernetes plugin's `multicluster`), reading the same ServiceImports, agrees.
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureNamespace } from '../common/kube/index.ts';
@@ -23,7 +24,8 @@ describe('clusterset DNS through stock CoreDNS', () => {
     fed = await Federation.start({ members: 2, heartbeatInterval: '1s' });
     [a, b] = fed.members as [LocalCluster, LocalCluster];
     await fed.joinAll(NS);
-    coredns = await startCoreDns({ name: 'coredns-cluster-b', dir: fed.dir, zone: 'clusterset.local', forwardTo: fed.agentDnsAddress(b.name), startProcess: (options) => fed.bed.startProcess(options) });
+    // The README's stanza.
+    coredns = await startCoreDns({ name: 'coredns-cluster-b', dir: fed.dir, zone: 'clusterset.local', plugins: [`forward . ${fed.agentDnsAddress(b.name)}`], startProcess: (options) => fed.bed.startProcess(options) });
   });
   afterAll(async () => {
     await fed?.[Symbol.asyncDispose]();
@@ -43,6 +45,23 @@ describe('clusterset DNS through stock CoreDNS', () => {
     await unexportService(a.kubeConfig(), NS, 'cart');
     await waitFor(`${name} is NXDOMAIN through CoreDNS`, async () => (await dnsOutcome(resolver.resolve4(name))) === 'ENOTFOUND', 30_000);
     expect(await readServiceImport(b.kubeConfig(), NS, 'cart')).toBeUndefined();
+  });
+
+  it('gives the same VIP through CoreDNS\'s own multicluster support, which reads cluster B\'s ServiceImports itself', async () => {
+    const multicluster = await startCoreDns({
+      name: 'coredns-multicluster-cluster-b',
+      dir: fed.dir,
+      zone: 'clusterset.local',
+      plugins: [`kubernetes clusterset.local {\n    kubeconfig ${b.kubeconfigPath}\n    multicluster clusterset.local\n  }`],
+      startProcess: (options) => fed.bed.startProcess(options),
+    });
+    const resolver = resolverFor(multicluster.address);
+    const name = `search.${NS}.svc.clusterset.local`;
+    await exportService(a.kubeConfig(), { namespace: NS, name: 'search', ports: [{ name: 'http', port: 8080 }] });
+    let vip: string | undefined;
+    await waitFor('B: ServiceImport with a VIP', async () => (vip = (await readServiceImport(b.kubeConfig(), NS, 'search'))?.spec?.ips?.[0]) !== undefined, 20_000);
+    await waitFor(`${name} resolves through CoreDNS's multicluster`, async () => (await resolver.resolve4(name)).join() === vip, 20_000);
+    expect(await resolver.resolve4(name)).toEqual(await resolverFor(coredns.address).resolve4(name));
   });
 
   it('answers a Headless import with no address (NODATA), never a gateway\'s', async () => {
