@@ -10,7 +10,6 @@ import type { ServiceImportCache } from '../imports/index.ts';
 import { startDnsServer, type DnsServer } from './server.ts';
 import { rcodeName, type ImportedService, type ZoneData } from './zone.ts';
 
-export { CLUSTERSET_ZONE } from './zone.ts';
 export type { DnsServer } from './server.ts';
 
 /** The zone as a ServiceImport cache holds it. A ServiceImport whose spec does not parse fails its query (SERVFAIL). */

@@ -44,7 +44,7 @@ export interface Resolution {
 }
 
 /** The zone's SOA, served at its apex and with every denial; `serial` is only informational (no zone transfers). */
-export function soaRecord(serial: number): SoaAnswer {
+function soaRecord(serial: number): SoaAnswer {
   return {
     type: 'SOA',
     name: CLUSTERSET_ZONE,
@@ -100,7 +100,7 @@ export function resolve(question: Question, zone: ZoneData | undefined, serial: 
 
   const service = zone.service(namespace, labels.at(-3) as string);
   if (!service) return nxDomain;
-  const target = labels.slice(-3).join('.') + `.${CLUSTERSET_ZONE}`;
+  const target = `${labels.slice(-3).join('.')}.${CLUSTERSET_ZONE}`;
   // A refused Headless import publishes nothing: no addresses, no SRV names below it.
   const published = service.type === 'ClusterSetIP';
   if (labels.length === 3) {
