@@ -27,7 +27,7 @@ function header(request: Buffer): { id: number; flags: number } | undefined {
   return request.length >= 12 ? { id: request.readUInt16BE(0), flags: request.readUInt16BE(2) } : undefined;
 }
 
-function encode(id: number, requestFlags: number, rcode: Rcode, resolution: Omit<Resolution, 'rcode'>, question: DecodedPacket['questions'], opt: OptAnswer | undefined, truncated = false): Buffer {
+function encode(id: number, requestFlags: number, rcode: Rcode, resolution: Omit<Resolution, 'rcode'>, questions: DecodedPacket['questions'], opt: OptAnswer | undefined, truncated = false): Buffer {
   const flags =
     (requestFlags & (0xf << 11)) | // the opcode, echoed
     (requestFlags & packet.RECURSION_DESIRED) |
@@ -39,7 +39,7 @@ function encode(id: number, requestFlags: number, rcode: Rcode, resolution: Omit
     type: 'response',
     id,
     flags,
-    questions: question ?? [],
+    questions: questions ?? [],
     answers: [...resolution.answers],
     authorities: [...resolution.authorities],
     additionals: [...resolution.additionals, ...ednsAnswer],

@@ -29,6 +29,7 @@ export interface DnsServer {
 
 /** Attempts at a port free for both UDP and TCP, when any port will do. */
 const ANY_PORT_ATTEMPTS = 10;
+const MAX_TCP_CONNECTIONS = 256;
 /** SOA serials are 32-bit. */
 const MAX_SERIAL = 2 ** 32;
 
@@ -89,6 +90,9 @@ export async function startDnsServer(options: DnsServerOptions): Promise<DnsServ
     socket.on('error', () => socket.destroy());
     socket.on('close', () => connections.delete(socket));
   });
+
+  // CoreDNS keeps a few pooled connections per upstream; this bounds what a misbehaving client can hold.
+  tcp.maxConnections = MAX_TCP_CONNECTIONS;
 
   // With port 0 the UDP socket picks the port and TCP must get the same one: retry if it is taken.
   for (let attempt = 1; ; attempt++) {
