@@ -1,8 +1,9 @@
 // clusterset DNS as users run it: stock CoreDNS, with the README's stanza forwarding
 // clusterset.local to the importing cluster's agent, resolves an export of another cluster to
 // the VIP of the ServiceImport in the importing cluster, per-port SRV included, and NXDOMAIN once
-// it is unexported; a (refused) Headless import has a name and no address. CoreDNS's own MCS
-// support (the kubernetes plugin's `multicluster`), reading the same ServiceImports, agrees.
+// it is unexported; a (refused) Headless import has a name and no address; an agent restarted
+// while NATS is down still answers. CoreDNS's own MCS support (the kubernetes plugin's
+// `multicluster`), reading the same ServiceImports, agrees.
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureNamespace } from '../common/kube/index.ts';
@@ -64,6 +65,24 @@ describe('clusterset DNS through stock CoreDNS', () => {
     for (const [via, address] of [['the agent', coredns.address], ['CoreDNS\'s multicluster', multicluster.address]] as const) {
       const resolver = resolverFor(address);
       await waitFor(`${name} resolves through ${via}`, async () => (await resolver.resolve4(name)).join() === vip, 20_000);
+    }
+  });
+
+  it('keeps answering from the cluster\'s ServiceImports when the agent restarts while NATS is down', async () => {
+    const resolver = resolverFor(coredns.address);
+    const name = `stock.${NS}.svc.clusterset.local`;
+    await exportService(a.kubeConfig(), { namespace: NS, name: 'stock', ports: [{ name: 'http', port: 8080 }] });
+    let vip: string | undefined;
+    await waitFor('B: ServiceImport with a VIP', async () => (vip = (await readServiceImport(b.kubeConfig(), NS, 'stock'))?.spec?.ips?.[0]) !== undefined, 20_000);
+    const nats = fed.bed.nats as NonNullable<typeof fed.bed.nats>;
+    await nats.stop();
+    try {
+      await fed.stopAgent(b.name);
+      await fed.startAgent(b.name);
+      // The new agent cannot reach NATS (no importer runs), yet its cache of ServiceImports answers.
+      await waitFor(`${name} resolves through the restarted agent`, async () => (await resolver.resolve4(name)).join() === vip, 30_000);
+    } finally {
+      await nats.restart();
     }
   });
 

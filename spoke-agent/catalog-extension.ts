@@ -13,7 +13,9 @@ import type { MemberExtension } from './agent.ts';
 import type { AgentCredentials } from './credentials.ts';
 import { createExporter, hubReportSink, type Exporter } from './exports/index.ts';
 import { gatewayListeners, type GatewayListeners } from './gateway-listeners.ts';
-import { createImporter, registerImporterMetrics, type Importer, type ImporterStatus, type ServiceImportCache } from './imports/index.ts';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import type { Informer } from '../common/kube/index.ts';
+import { createImporter, ownedServiceImports, registerImporterMetrics, type Importer, type ImporterStatus } from './imports/index.ts';
 import { membersMirror } from './members-mirror.ts';
 import { policyCopies, policyMirror, type PolicyCopies } from './policy-mirror.ts';
 
@@ -35,8 +37,11 @@ export interface CatalogExtensionOptions {
 }
 
 export interface CatalogExtension extends MemberExtension {
-  /** The ServiceImports this cluster imported, cached; undefined before the first importer runs. */
-  serviceImports(): ServiceImportCache | undefined;
+  /**
+   * The ServiceImports the importer wrote, cached from the extension's start on (even while NATS
+   * is unreachable, so the clusterset DNS keeps answering after a restart); undefined before.
+   */
+  serviceImports(): Informer<KubernetesObject> | undefined;
 }
 
 export function catalogExtension(options: CatalogExtensionOptions): CatalogExtension {
@@ -49,9 +54,8 @@ export function catalogExtension(options: CatalogExtensionOptions): CatalogExten
   let context: { kc: KubeConfig; signal: AbortSignal } | undefined;
   let natsCertificate = '';
   let activeImporter: Importer | undefined;
-  // The newest importer's cache once it has synced; the one before stays readable until then, so
-  // new credentials do not make the clusterset DNS fail for a moment.
-  let servedImports: ServiceImportCache | undefined;
+  // One cache for every importer (new credentials mean a new importer), started before NATS is reached.
+  let serviceImports: Informer<KubernetesObject> | undefined;
   // Registered once, reading whichever importer runs now (new credentials replace it).
   if (registry) registerImporterMetrics(registry, () => activeImporter?.status() ?? IMPORTER_NOT_STARTED);
 
@@ -77,6 +81,7 @@ export function catalogExtension(options: CatalogExtensionOptions): CatalogExten
       outboundListener: outbound.lookup,
       isStale: (clusterId) => members.isStale(clusterId),
       ...(options.vanishedGraceMs ? { vanishedGraceMs: options.vanishedGraceMs } : {}),
+      ...(serviceImports ? { serviceImports } : {}),
     });
     outbound.onChange(() => importer.resync());
     members.onChange(() => importer.resync());
@@ -89,12 +94,6 @@ export function catalogExtension(options: CatalogExtensionOptions): CatalogExten
       target.applyCatalogConflicts(namespace, name, entry?.conflicts ?? []);
     });
     activeImporter = importer;
-    importer.serviceImports.synced().then(
-      () => {
-        if (activeImporter === importer) servedImports = importer.serviceImports;
-      },
-      () => undefined,
-    );
     await importer.start(signal);
     return {
       importer,
@@ -115,12 +114,14 @@ export function catalogExtension(options: CatalogExtensionOptions): CatalogExten
       copies = policyCopies({ kc, log });
       copies.onChange(() => heartbeatSoon());
       copies.start();
+      serviceImports = ownedServiceImports(kc, log.child({ part: 'imports' }));
+      serviceImports.start();
       exporter = createExporter({ kc, clusterId: credentials.clusterId, hub: hubReportSink(session), log: log.child({ part: 'exports' }) });
       exporterStopped = exporter.start(signal).catch((err: unknown) => log.error({ err }, 'exporter stopped with an error'));
       imports = startImports(credentials);
       await imports;
     },
-    serviceImports: () => servedImports,
+    serviceImports: () => serviceImports,
     exportCount: () => exporter?.exportCount() ?? 0,
     appliedPolicies: () => copies?.applied(),
     credentialsChanged: (credentials) => {
@@ -145,6 +146,7 @@ export function catalogExtension(options: CatalogExtensionOptions): CatalogExten
       await side?.close();
       await listeners?.stop();
       await copies?.stop();
+      await serviceImports?.stop();
     },
   };
 }

@@ -2,15 +2,22 @@
 // cluster's stock CoreDNS forwards the zone here, and the answers come straight from the
 // ServiceImports the importer wrote, as its informer caches them (no API call per query). Until
 // that cache has synced every name in the zone is SERVFAIL, never a denial a resolver would cache.
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { Counter, type Registry } from 'prom-client';
 import { serviceImportSpecSchema } from '../../common/api/mcs.ts';
 import { IsthmusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
-import type { ServiceImportCache } from '../imports/index.ts';
 import { startDnsServer, type DnsServer } from './server.ts';
 import { rcodeName, type ImportedService, type ZoneData } from './zone.ts';
 
 export type { DnsServer } from './server.ts';
+
+/** The ServiceImports of this cluster as an informer caches them (the importer's). */
+export interface ServiceImportCache {
+  readonly hasSynced: boolean;
+  get(namespace: string, name: string): KubernetesObject | undefined;
+  list(namespace?: string): readonly KubernetesObject[];
+}
 
 /** The zone as a ServiceImport cache holds it. A ServiceImport whose spec does not parse fails its query (SERVFAIL). */
 export function zoneOf(cache: ServiceImportCache): ZoneData {
