@@ -2,12 +2,13 @@
 // expectations, checked here without it): exported labels and annotations reach the
 // ServiceImport, the oldest export's win and a disagreement is a LabelsConflict on both exports;
 // the ServiceImport names the IP family of each clusterset IP and carries the export's
-// internalTrafficPolicy and trafficDistribution.
+// internalTrafficPolicy and trafficDistribution; a Headless export is refused in every importing
+// cluster (Ready=False, HeadlessNotSupported) with no EndpointSlice naming a gateway.
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findCondition } from '../common/api/conditions.ts';
 import { ensureNamespace } from '../common/kube/index.ts';
-import { createBackend, createServiceExport, readServiceExport, readServiceImport } from './catalog/exports.ts';
+import { createBackend, createServiceExport, importedSlices, readServiceExport, readServiceImport } from './catalog/exports.ts';
 import { Federation } from './federation/index.ts';
 import { waitFor, type LocalCluster } from './testbed/index.ts';
 
@@ -72,6 +73,25 @@ describe('MCS API details', () => {
       expect(spec?.ipFamilies).toEqual(spec?.ips?.map((ip) => (ip.includes(':') ? 'IPv6' : 'IPv4')));
       expect(spec?.ipFamilies).toEqual(['IPv4']);
       expect(spec).toMatchObject({ internalTrafficPolicy: 'Local', trafficDistribution: 'PreferClose' });
+    }
+  });
+
+  it('refuses a Headless export in every importing cluster: Ready=False HeadlessNotSupported, and no EndpointSlice', async () => {
+    await ensureNamespace(a.kubeConfig(), NS);
+    await a.kubeConfig().makeApiClient(CoreV1Api).createNamespacedService({
+      namespace: NS,
+      body: { metadata: { name: 'ledger' }, spec: { clusterIP: 'None', ports: [{ name: 'pg', port: 5432 }], selector: { app: 'ledger' } } },
+    });
+    await createServiceExport(a.kubeConfig(), NS, 'ledger');
+    for (const cluster of [a, b]) {
+      // The Ready condition is written after the slices in the same reconcile: none were written.
+      await waitFor(`${cluster.name}: ledger import refused`, async () => findCondition((await readServiceImport(cluster.kubeConfig(), NS, 'ledger'))?.status?.conditions, 'Ready')?.reason === 'HeadlessNotSupported', 20_000);
+      const imported = await readServiceImport(cluster.kubeConfig(), NS, 'ledger');
+      expect(findCondition(imported?.status?.conditions, 'Ready')).toMatchObject({ status: 'False', message: expect.stringContaining('per-endpoint routing through the east-west gateways is not supported; export a ClusterSetIP service') as string });
+      expect(imported?.spec).toMatchObject({ type: 'Headless' });
+      expect(imported?.spec?.ips).toBeUndefined();
+      expect(imported?.status?.clusters).toEqual([{ cluster: 'cluster-a' }]);
+      expect([...(await importedSlices(cluster.kubeConfig(), NS, 'ledger')).keys()]).toEqual([]);
     }
   });
 });

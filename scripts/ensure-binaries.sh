@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Finds the pinned kube-apiserver, etcd and nats-server on PATH or in the cache, and otherwise
-# builds them with Go from the module proxy into the cache (outside the repo). Idempotent and
-# safe to run concurrently: each binary is built under its own flock and moved into place
-# atomically. On success prints one line per binary: NAME=/absolute/path.
+# Finds the pinned kube-apiserver, etcd, nats-server and coredns on PATH or in the cache, and
+# otherwise builds them with Go from the module proxy into the cache (outside the repo).
+# Idempotent and safe to run concurrently: each binary is built under its own flock and moved
+# into place atomically. On success prints one line per binary: NAME=/absolute/path.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -87,6 +87,8 @@ export GOTOOLCHAIN=local
 
 ensure nats-server "$NATS_SERVER_VERSION" "v$(minor_of "$NATS_SERVER_VERSION")\." \
   github.com/nats-io/nats-server/v2 github.com/nats-io/nats-server/v2
+ensure coredns "$COREDNS_VERSION" "CoreDNS-$(minor_of "$COREDNS_VERSION")\." \
+  github.com/coredns/coredns github.com/coredns/coredns
 ensure etcd "$ETCD_VERSION" "Version: $(minor_of "$ETCD_VERSION")\." \
   go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3
 kube_minor="$(minor_of "$KUBE_VERSION")"

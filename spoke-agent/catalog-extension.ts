@@ -13,7 +13,9 @@ import type { MemberExtension } from './agent.ts';
 import type { AgentCredentials } from './credentials.ts';
 import { createExporter, hubReportSink, type Exporter } from './exports/index.ts';
 import { gatewayListeners, type GatewayListeners } from './gateway-listeners.ts';
-import { createImporter, registerImporterMetrics, type Importer, type ImporterStatus } from './imports/index.ts';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import type { Informer } from '../common/kube/index.ts';
+import { createImporter, ownedServiceImports, registerImporterMetrics, type Importer, type ImporterStatus } from './imports/index.ts';
 import { membersMirror } from './members-mirror.ts';
 import { policyCopies, policyMirror, type PolicyCopies } from './policy-mirror.ts';
 
@@ -34,7 +36,15 @@ export interface CatalogExtensionOptions {
   readonly vanishedGraceMs?: number;
 }
 
-export function catalogExtension(options: CatalogExtensionOptions): MemberExtension {
+export interface CatalogExtension extends MemberExtension {
+  /**
+   * The ServiceImports the importer wrote, cached from the extension's start on (even while NATS
+   * is unreachable, so the clusterset DNS keeps answering after a restart); undefined before.
+   */
+  serviceImports(): Informer<KubernetesObject> | undefined;
+}
+
+export function catalogExtension(options: CatalogExtensionOptions): CatalogExtension {
   const { log, registry } = options;
   let listeners: GatewayListeners | undefined;
   let copies: PolicyCopies | undefined;
@@ -44,6 +54,8 @@ export function catalogExtension(options: CatalogExtensionOptions): MemberExtens
   let context: { kc: KubeConfig; signal: AbortSignal } | undefined;
   let natsCertificate = '';
   let activeImporter: Importer | undefined;
+  // One cache for every importer (new credentials mean a new importer), started before NATS is reached.
+  let serviceImports: Informer<KubernetesObject> | undefined;
   // Registered once, reading whichever importer runs now (new credentials replace it).
   if (registry) registerImporterMetrics(registry, () => activeImporter?.status() ?? IMPORTER_NOT_STARTED);
 
@@ -69,6 +81,7 @@ export function catalogExtension(options: CatalogExtensionOptions): MemberExtens
       outboundListener: outbound.lookup,
       isStale: (clusterId) => members.isStale(clusterId),
       ...(options.vanishedGraceMs ? { vanishedGraceMs: options.vanishedGraceMs } : {}),
+      ...(serviceImports ? { serviceImports } : {}),
     });
     outbound.onChange(() => importer.resync());
     members.onChange(() => importer.resync());
@@ -101,11 +114,14 @@ export function catalogExtension(options: CatalogExtensionOptions): MemberExtens
       copies = policyCopies({ kc, log });
       copies.onChange(() => heartbeatSoon());
       copies.start();
+      serviceImports = ownedServiceImports(kc, log.child({ part: 'imports' }));
+      serviceImports.start();
       exporter = createExporter({ kc, clusterId: credentials.clusterId, hub: hubReportSink(session), log: log.child({ part: 'exports' }) });
       exporterStopped = exporter.start(signal).catch((err: unknown) => log.error({ err }, 'exporter stopped with an error'));
       imports = startImports(credentials);
       await imports;
     },
+    serviceImports: () => serviceImports,
     exportCount: () => exporter?.exportCount() ?? 0,
     appliedPolicies: () => copies?.applied(),
     credentialsChanged: (credentials) => {
@@ -130,6 +146,7 @@ export function catalogExtension(options: CatalogExtensionOptions): MemberExtens
       await side?.close();
       await listeners?.stop();
       await copies?.stop();
+      await serviceImports?.stop();
     },
   };
 }

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { dns1123LabelSchema, gatewayAddressSchema, labelValueSchema, qualifiedNameSchema } from '../common/api/index.ts';
 import { durationSchema } from '../common/duration.ts';
@@ -24,6 +25,18 @@ export const agentConfigSchema = z
     gatewayName: dns1123LabelSchema.default(DEFAULT_GATEWAY_NAME),
     status: z
       .object({ host: z.string().default('0.0.0.0'), port: z.number().int().min(0).max(65535).default(9091) })
+      .strict()
+      .prefault({}),
+    /**
+     * The clusterset.local DNS responder, which the cluster's CoreDNS forwards that zone to (one
+     * address for UDP and TCP). In a cluster: host 0.0.0.0, behind a Service CoreDNS forwards to.
+     */
+    dns: z
+      .object({
+        enabled: z.boolean().default(true),
+        host: z.string().refine((host) => isIP(host) !== 0, 'must be an IPv4 or IPv6 address').default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(10053),
+      })
       .strict()
       .prefault({}),
     /** Heartbeat interval until the hub says otherwise. */

@@ -70,6 +70,8 @@ export const ServiceImportReason = {
   /** The gateway listens, but no local endpoint or remote cluster can serve it now. */
   NoHealthyCandidate: 'NoHealthyCandidate',
   IPFamilyNotSupported: 'IPFamilyNotSupported',
+  /** A Headless import: the gateways cannot route to single endpoints, so Isthmus refuses it. */
+  HeadlessNotSupported: 'HeadlessNotSupported',
 } as const;
 export type ServiceImportReason = (typeof ServiceImportReason)[keyof typeof ServiceImportReason];
 

@@ -97,6 +97,7 @@ export class Federation implements AsyncDisposable {
   readonly dir: string;
   readonly #agentConfigs = new Map<string, string>();
   readonly #agentStatusPorts = new Map<string, number>();
+  readonly #agentDnsPorts = new Map<string, number>();
   readonly #agents = new Map<string, ManagedProcess>();
   readonly #gatewayConfigs = new Map<string, string>();
   readonly #gateways = new Map<string, ManagedProcess>();
@@ -207,6 +208,9 @@ export class Federation implements AsyncDisposable {
         const gatewayAddress = lab?.cluster(member.name).gatewayAddress;
         const agentStatusPort = await freePort();
         federation.#agentStatusPorts.set(member.name, agentStatusPort);
+        // Every agent answers clusterset.local; each needs a port of its own (UDP and TCP).
+        const agentDnsPort = await freePort();
+        federation.#agentDnsPorts.set(member.name, agentDnsPort);
         if (gatewayAddress) {
           const gatewayConfig = join(dir, `gateway-${member.name}.yaml`);
           writeFileSync(
@@ -234,6 +238,7 @@ export class Federation implements AsyncDisposable {
             gatewayAddresses: [{ address: gatewayAddress ?? `192.0.2.${10 + i}`, port: GATEWAY_INBOUND_PORT }],
             kubeconfig: member.kubeconfigPath,
             status: { host: '127.0.0.1', port: agentStatusPort },
+            dns: { host: '127.0.0.1', port: agentDnsPort },
             joinPollInterval: '200ms',
           }),
         );
@@ -351,6 +356,13 @@ export class Federation implements AsyncDisposable {
     const lab = this.lab;
     if (!lab) throw new Error('no network namespaces (start the federation with gateways: true)');
     return (await lab.cluster(cluster).run(process.execPath, [join(repo, 'e2e/gateway/netns-tool.ts'), ...args], { timeoutMs })).stdout;
+  }
+
+  /** Where a member agent answers the clusterset.local zone (UDP and TCP), as `127.0.0.1:<port>`. */
+  agentDnsAddress(cluster: string): string {
+    const port = this.#agentDnsPorts.get(cluster);
+    if (port === undefined) throw new Error(`no agent configured for ${cluster}`);
+    return `127.0.0.1:${port}`;
   }
 
   /** A member agent's /metrics text. */

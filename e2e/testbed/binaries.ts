@@ -7,6 +7,8 @@ export interface Binaries {
   readonly kubeApiserver: string;
   readonly etcd: string;
   readonly natsServer: string;
+  /** Stock CoreDNS, for the DNS e2e (the cluster DNS that forwards clusterset.local to the agent). */
+  readonly coredns: string;
 }
 
 const script = fileURLToPath(new URL('../../scripts/ensure-binaries.sh', import.meta.url));
@@ -31,7 +33,7 @@ export function resolveBinaries(): Promise<Binaries> {
       if (!path) throw new IsthmusError('ISTHMUS_BINARY_MISSING', `${name} (scripts/ensure-binaries.sh printed no path for it)`);
       return path;
     };
-    return { kubeApiserver: pick('kube-apiserver'), etcd: pick('etcd'), natsServer: pick('nats-server') };
+    return { kubeApiserver: pick('kube-apiserver'), etcd: pick('etcd'), natsServer: pick('nats-server'), coredns: pick('coredns') };
   })();
   return resolved;
 }

@@ -5,5 +5,5 @@ import { reapAbandonedTestbeds, resolveBinaries } from './index.ts';
 export default async function setup(): Promise<void> {
   reapAbandonedTestbeds();
   const b = await resolveBinaries();
-  process.env.ISTHMUS_BINARIES = `kube-apiserver=${b.kubeApiserver}\netcd=${b.etcd}\nnats-server=${b.natsServer}`;
+  process.env.ISTHMUS_BINARIES = `kube-apiserver=${b.kubeApiserver}\netcd=${b.etcd}\nnats-server=${b.natsServer}\ncoredns=${b.coredns}`;
 }

@@ -16,6 +16,7 @@ export { ProcessSupervisor, type ManagedProcess, type StartOptions } from './pro
 export { alive, reapAbandonedNetns, reapAbandonedTestbeds, testbedRoot } from './reaper.ts';
 export { LabCluster, NetworkLab, labNetwork, netnsAvailable, type ConnectOutcome, type Fault, type NetworkLabOptions, type Portal } from './netns.ts';
 export { resolveBinaries, type Binaries } from './binaries.ts';
+export { startCoreDns, type CoreDnsOptions, type LocalCoreDns } from './coredns.ts';
 export { waitFor, waitForProcess } from './wait.ts';
 
 export interface TestbedOptions {

@@ -72,6 +72,16 @@ describe('planImport', () => {
     expect(plan?.serviceImport(['10.96.0.9'])['spec']).toMatchObject({ type: 'Headless', ips: null, sessionAffinityConfig: null });
   });
 
+  it('refuses a Headless import: Ready=False HeadlessNotSupported and no slice naming the gateway, even while the gateway listens', () => {
+    const plan = planImport(entry({ type: 'Headless' }), 'east', () => ({ address: '10.0.0.10', port: 20_080 }));
+    expect(plan?.slices).toEqual([]);
+    expect(plan?.refusedAddresses).toEqual([]);
+    expect(plan?.ready).toMatchObject({ type: 'Ready', status: 'False', reason: 'HeadlessNotSupported' });
+    expect(plan?.ready.message).toContain('per-endpoint routing through the east-west gateways is not supported; export a ClusterSetIP service');
+    // The import itself stays, listing its exporters, so the refusal can be read where it applies.
+    expect(plan?.status.clusters).toEqual([{ cluster: 'west' }]);
+  });
+
   it('names the local outbound listener in every source slice and keeps the remote gateways in an annotation', () => {
     const cluster = { ...entry().clusters[0], gatewayAddresses: [{ address: 'gw.example.org', port: 15443 }, { address: '10.1.0.2', port: 15443 }, { address: 'fd00::1', port: 15443 }] };
     const plan = planImport(entry({ clusters: [cluster] }), 'east', () => ({ address: '10.0.0.10', port: 20_080 }));

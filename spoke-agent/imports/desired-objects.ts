@@ -3,7 +3,10 @@
 // gateway's outbound listener (plain TCP inside the cluster; the gateway carries it over mTLS to
 // the source cluster or fails over), never a remote gateway, so kube-proxy, DNS and Gateway API
 // consumers can dial what they read; the remote gateways, locality and readiness travel as
-// annotations for the gateway. Pure functions; the reconciler compares and writes.
+// annotations for the gateway. A Headless import is refused: its DNS names would have to be the
+// endpoints' own addresses, and the gateways route per service, never to a chosen endpoint, so it
+// gets Ready=False (HeadlessNotSupported) and no slices at all (a consumer would hand out the
+// gateway's address as a pod's). Pure functions; the reconciler compares and writes.
 import { createHash } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import type { KubernetesObject } from '@kubernetes/client-node';
@@ -63,11 +66,11 @@ export interface DesiredObject {
 export interface ImportPlan {
   /** The clusterset Service (ClusterIP, or headless for a Headless import). */
   readonly service: DesiredObject;
-  /** One per source cluster. */
+  /** One per source cluster; none for a Headless import (refused), so the reconciler deletes any it wrote. */
   readonly slices: readonly DesiredObject[];
   /** ServiceImport status: every exporting cluster this cluster may import from, oldest export first. */
   readonly status: { readonly clusters: readonly { readonly cluster: string }[] };
-  /** The ServiceImport's Ready condition: true once the gateway listens on every port and can serve it. */
+  /** The ServiceImport's Ready condition: true once the gateway listens on every port and can serve it; never for a Headless import. */
   readonly ready: ConditionUpdate;
   /** Addresses an EndpointSlice may not name (loopback, link-local, unspecified), left out of the slices. */
   readonly refusedAddresses: readonly string[];
@@ -94,18 +97,19 @@ export function planImport(entry: CatalogEntry, clusterId: string, outboundListe
   const { namespace, name } = entry;
   const derivedName = derivedServiceName(namespace, name);
   const ports = slicePorts(entry.ports);
-  const listeners = entry.ports.map((port) => outboundListener?.(namespace, name, port));
+  const headless = entry.type === ServiceImportType.Headless;
+  const listeners = headless ? [] : entry.ports.map((port) => outboundListener?.(namespace, name, port));
   const refusedAddresses = listeners.flatMap((l) => (l && !isEndpointAddress(l.address) ? [l.address] : []));
   return {
     service: withIntentHash({
       apiVersion: 'v1',
       kind: 'Service',
       metadata: { name: derivedName, namespace, labels: ownedLabels(name), annotations: {} },
-      spec: { type: 'ClusterIP', ...(entry.type === ServiceImportType.Headless ? { clusterIP: 'None' } : {}), ports },
+      spec: { type: 'ClusterIP', ...(headless ? { clusterIP: 'None' } : {}), ports },
     }),
-    slices: sources.map((cluster) => sourceSlice(entry, derivedName, cluster, ports, listeners, isStale?.(cluster.clusterId) ?? false)),
+    slices: headless ? [] : sources.map((cluster) => sourceSlice(entry, derivedName, cluster, ports, listeners, isStale?.(cluster.clusterId) ?? false)),
     status: { clusters: sources.map((cluster) => ({ cluster: cluster.clusterId })) },
-    ready: readiness(entry, listeners),
+    ready: headless ? HEADLESS_REFUSED : readiness(entry, listeners),
     refusedAddresses: [...new Set(refusedAddresses)],
     serviceImport: (clusterIps, local) =>
       withIntentHash({
@@ -240,6 +244,14 @@ function sourceSlice(entry: CatalogEntry, derivedName: string, cluster: CatalogC
     ports: sameAddress.map((l) => l.port),
   });
 }
+
+const HEADLESS_REFUSED: ConditionUpdate = {
+  type: ServiceImportConditionType.Ready,
+  status: 'False',
+  reason: ServiceImportReason.HeadlessNotSupported,
+  message:
+    'a Headless service cannot be imported: its names would resolve to single endpoints, and per-endpoint routing through the east-west gateways is not supported; export a ClusterSetIP service (one with a cluster IP) instead',
+};
 
 function readiness(entry: CatalogEntry, listeners: readonly (OutboundAddress | undefined)[]): ConditionUpdate {
   const missing = entry.ports.filter((_, index) => !listeners[index]).map((p) => `${p.protocol}/${p.port}`);

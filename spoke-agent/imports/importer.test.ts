@@ -242,17 +242,23 @@ describe('importer', () => {
     expect(after).not.toEqual(before);
   });
 
-  it('recreates the clusterset Service when the import turns from Headless to ClusterSetIP', async () => {
+  it('refuses a Headless import without slices, recreates the clusterset Service when it turns ClusterSetIP, and deletes the slices when it turns back', async () => {
+    const refused = async (): Promise<boolean> => (await serviceImport('shop', 'switch'))?.status?.conditions?.find((c) => c.type === 'Ready')?.reason === 'HeadlessNotSupported';
     await put(entry('shop', 'switch', [cluster('west', { type: 'Headless' })], { type: 'Headless' }));
-    await imported('shop', 'switch', 1);
+    // The condition is written after the slices in the same reconcile: none were written.
+    await waitFor('Headless import refused', refused, 10_000, 50);
+    expect(await slices('shop', 'switch')).toEqual([]);
     const headless = await derivedService('shop', 'switch');
     expect(headless?.spec?.clusterIP).toBe('None');
     expect((await serviceImport('shop', 'switch'))?.spec['ips']).toBeUndefined();
     await put(entry('shop', 'switch', [cluster('west')]));
     await waitFor('ServiceImport with an IP', async () => ((await serviceImport('shop', 'switch'))?.spec['ips'] as string[] | undefined)?.length === 1, 10_000, 50);
+    await imported('shop', 'switch', 1);
     const service = await derivedService('shop', 'switch');
     expect(service?.metadata?.uid).not.toBe(headless?.metadata?.uid);
     expect((await serviceImport('shop', 'switch'))?.spec).toMatchObject({ type: 'ClusterSetIP', ips: [service?.spec?.clusterIP] });
+    await put(entry('shop', 'switch', [cluster('west', { type: 'Headless' })], { type: 'Headless' }));
+    await waitFor('refused again, its slice deleted', async () => (await refused()) && (await slices('shop', 'switch')).length === 0, 10_000, 50);
   });
 
   it('deletes the slice of a cluster that left the entry, and nothing else', async () => {

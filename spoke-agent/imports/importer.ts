@@ -36,6 +36,12 @@ export interface ImporterOptions {
   readonly watchRetry?: CatalogWatcherOptions['retry'];
   /** How long an import outlives a catalog key that vanished without a tombstone. Default CATALOG_WATCHER_DEFAULTS.vanishedGraceMs. */
   readonly vanishedGraceMs?: number;
+  /**
+   * The caller's `ownedServiceImports` informer, when it outlives this importer (new credentials
+   * mean a new importer) or is read while NATS is unreachable (the clusterset DNS). The importer
+   * starts it and never stops it. Default: one of its own.
+   */
+  readonly serviceImports?: Informer<KubernetesObject>;
 }
 
 export interface Importer {
@@ -56,7 +62,7 @@ export interface Importer {
 
 export const IMPORTER_DEFAULTS = { workers: 4, conflictRetryMs: 30_000 } as const;
 
-const serviceImportResource = customResource<KubernetesObject>({
+export const serviceImportResource = customResource<KubernetesObject>({
   group: MCS_GROUP,
   version: MCS_VERSION,
   kind: SERVICE_IMPORT_KIND,
@@ -64,13 +70,18 @@ const serviceImportResource = customResource<KubernetesObject>({
   namespaced: true,
 });
 
+/** An informer of the ServiceImports the importer owns (and writes), not started. */
+export function ownedServiceImports(kc: KubeConfig, log: Logger): Informer<KubernetesObject> {
+  return new Informer({ kubeConfig: kc, resource: serviceImportResource, labelSelector: OWNED_SELECTOR, logger: log });
+}
+
 export function createImporter(options: ImporterOptions): Importer {
   const { kc, clusterId } = options;
   const log = options.log.child({ part: 'importer' });
   const watcher = new CatalogWatcher({ nc: options.nc, log, retry: options.watchRetry, ...(options.vanishedGraceMs ? { vanishedGraceMs: options.vanishedGraceMs } : {}) });
   const queue = new WorkQueue<string>({ name: 'imports', logger: log, maxDelayMs: 30_000 });
   const namespaces = new Informer({ kubeConfig: kc, resource: kinds.namespaces, logger: log });
-  const serviceImports = new Informer({ kubeConfig: kc, resource: serviceImportResource, labelSelector: OWNED_SELECTOR, logger: log });
+  const serviceImports = options.serviceImports ?? ownedServiceImports(kc, log);
   const services = new Informer({ kubeConfig: kc, resource: kinds.services, labelSelector: OWNED_SELECTOR, logger: log });
   const slices = new Informer({ kubeConfig: kc, resource: kinds.endpointSlices, labelSelector: OWNED_SLICE_SELECTOR, logger: log });
   const owned = [serviceImports, services, slices] as const;
@@ -94,7 +105,7 @@ export function createImporter(options: ImporterOptions): Importer {
     const namespace = object.metadata?.namespace;
     if (name && namespace) queue.add(catalogKey(namespace, name));
   };
-  for (const informer of owned) informer.addEventHandler((_type, object) => enqueueOwner(object));
+  const removeHandlers = owned.map((informer) => informer.addEventHandler((_type, object) => enqueueOwner(object)));
   namespaces.addEventHandler((type, namespace) => {
     if (type !== 'add') return;
     for (const key of watcher.keys()) {
@@ -131,7 +142,8 @@ export function createImporter(options: ImporterOptions): Importer {
     stopped = true;
     await watcher.stop();
     await queue.shutDown();
-    await Promise.all([namespaces, ...owned].map((informer) => informer.stop()));
+    for (const remove of removeHandlers) remove();
+    await Promise.all([namespaces, ...owned].filter((informer) => informer !== options.serviceImports).map((informer) => informer.stop()));
   };
 
   return {
