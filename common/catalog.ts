@@ -11,6 +11,17 @@ import { membershipEpochSchema } from './pki/index.ts';
 
 export const CATALOG_BUCKET = 'isthmus_catalog';
 export const MEMBERS_BUCKET = 'isthmus_members';
+/** Bucket names of the members' own catalog views start with this (see scopedCatalogBucket). */
+export const SCOPED_CATALOG_BUCKET_PREFIX = 'isthmus_catalog_for_';
+
+/**
+ * The bucket holding a member's own view of the services some export scopes to it (DESIGN §5):
+ * the same keys and values as CATALOG_BUCKET, resolved over the exports that member may import.
+ * Only that member's NATS user may read it (common/nats-authorization.ts).
+ */
+export function scopedCatalogBucket(clusterId: string): string {
+  return `${SCOPED_CATALOG_BUCKET_PREFIX}${clusterId}`;
+}
 /** Annotation on a ServiceExport naming the only clusters allowed to import it ("b,c"). */
 export const ALLOWED_CLUSTERS_ANNOTATION = 'isthmus.dev/allowed-clusters';
 

@@ -29,6 +29,7 @@ const specs = {
   ISTHMUS_KUBE_REQUEST_FAILED: { message: 'Kubernetes API request failed: %s', grpc: 'UNAVAILABLE' },
   ISTHMUS_STOPPED: { message: 'stopped before completion: %s', grpc: 'UNAVAILABLE' },
   ISTHMUS_NATS_READ_FAILED: { message: 'reading NATS failed: %s', grpc: 'UNAVAILABLE' },
+  ISTHMUS_NATS_BUCKET_MISSING: { message: 'no such NATS bucket: %s', grpc: 'NOT_FOUND' },
   ISTHMUS_PKI_INVALID: { message: 'certificate or key is not usable: %s', grpc: 'INVALID_ARGUMENT' },
   ISTHMUS_PKI_TRUST_DOMAIN_INVALID: { message: 'invalid trust domain: %s', grpc: 'INVALID_ARGUMENT' },
   ISTHMUS_PKI_SPIFFE_ID_INVALID: { message: 'invalid SPIFFE ID: %s', grpc: 'INVALID_ARGUMENT' },

@@ -2,14 +2,19 @@
 // Two accounts. HUB holds the JetStream buckets; only nkey users live there (the hub, and
 // operators' tools): a certificate subject alone could be minted by any cluster's intermediate,
 // which chains to the root NATS trusts. AGENTS holds the agents (each member its own user, decided
-// by the hub through auth callout: hub/nats-access.ts) and has no JetStream at all: what agents may do is request the
-// read-only services HUB exports (batch direct get, stream info) and receive the live messages of
-// the buckets' subjects (a stream export). A reply subject, a consumer's deliver subject or any
-// other subject an agent names exists only in AGENTS, where nothing stores a message, so no
-// request of an agent can write a bucket, whatever the request (nats-server delivers JetStream
-// replies, direct-get replies and push-consumer deliveries to any subject the client names,
-// publish permissions notwithstanding; e2e/nats-authorization.test.ts shows it).
-import { CATALOG_BUCKET, MEMBERS_BUCKET } from './catalog.ts';
+// by the hub through auth callout: hub/nats-access.ts) and has no JetStream at all: what agents may
+// do is request the read-only services HUB exports (batch direct get, stream info) and receive the
+// live messages of the buckets' subjects (a stream export). A reply subject, a consumer's deliver
+// subject or any other subject an agent names exists only in AGENTS, where nothing stores a
+// message, so no request of an agent can write a bucket, whatever the request (nats-server
+// delivers JetStream replies, direct-get replies and push-consumer deliveries to any subject the
+// client names, publish permissions notwithstanding; e2e/nats-authorization.test.ts shows it).
+//
+// Which bucket an agent reads is decided per user, not per account: HUB exports the read services
+// and live subjects of every bucket, and each agent's permissions name the shared buckets plus its
+// own scoped catalog bucket (a member's view of exports scoped to it); its inboxes sit under its own
+// prefix, so no member can subscribe to the replies NATS sends another (e2e/catalog-scoping.test.ts).
+import { CATALOG_BUCKET, MEMBERS_BUCKET, scopedCatalogBucket } from './catalog.ts';
 import { AGENT_CERTIFICATE_SUBJECT } from './pki/index.ts';
 
 /** Buckets agents read. */
@@ -38,11 +43,28 @@ export function bucketSubjects(bucket: string): string {
 
 const q = (s: string): string => JSON.stringify(s);
 
-/** What an agent user may publish and subscribe to in AGENTS: the imported read requests, its inboxes, the live subjects. */
-export function agentPermissions(): { publish: string[]; subscribe: string[] } {
+/** Where an agent's inboxes live (nats.js `inboxPrefix`): only that member may subscribe under it. */
+export function agentInboxPrefix(clusterId: string): string {
+  return `_INBOX.${clusterId}`;
+}
+
+/** Every stream's read requests (a wildcard over the stream name), under an API prefix. */
+function everyStreamReadRequests(apiPrefix = AGENT_API_PREFIX): { directGet: string; streamInfo: string } {
+  return { directGet: `${apiPrefix}.DIRECT.GET.*`, streamInfo: `${apiPrefix}.STREAM.INFO.*` };
+}
+
+/**
+ * What an agent user may publish and subscribe to in AGENTS. A member (`clusterId`, auth callout):
+ * the read requests and live subjects of the shared buckets and of its own scoped catalog bucket,
+ * and its own inboxes. Without a cluster id (every agent one user, certificate mapping: test beds)
+ * members cannot be told apart, so that user reads every bucket and scoping is not enforced.
+ */
+export function agentPermissions(clusterId?: string): { publish: string[]; subscribe: string[] } {
+  if (!clusterId) return { publish: Object.values(everyStreamReadRequests()), subscribe: ['_INBOX.>', bucketSubjects('*')] };
+  const buckets = [...AGENT_READABLE_BUCKETS, scopedCatalogBucket(clusterId)];
   return {
-    publish: AGENT_READABLE_BUCKETS.flatMap((bucket) => Object.values(bucketReadRequests(bucket))),
-    subscribe: ['_INBOX.>', ...AGENT_READABLE_BUCKETS.map(bucketSubjects)],
+    publish: buckets.flatMap((bucket) => Object.values(bucketReadRequests(bucket))),
+    subscribe: [`${agentInboxPrefix(clusterId)}.>`, ...buckets.map(bucketSubjects)],
   };
 }
 
@@ -60,19 +82,16 @@ export interface NatsAuthCallout {
  * `verify`), and a system account for the hub's removal enforcement.
  */
 export function federationNatsAccounts(hubNkeys: readonly string[], callout?: NatsAuthCallout): { config: string; mapCertificates: boolean } {
-  const exports = AGENT_READABLE_BUCKETS.flatMap((bucket) => {
-    const r = bucketReadRequests(bucket, '$JS.API');
-    return [`{ service: ${q(r.directGet)}, response_type: stream }`, `{ service: ${q(r.streamInfo)} }`, `{ stream: ${q(bucketSubjects(bucket))} }`];
-  });
-  const imports = AGENT_READABLE_BUCKETS.flatMap((bucket) => {
-    const [hub, local] = [bucketReadRequests(bucket, '$JS.API'), bucketReadRequests(bucket)];
-    return [
-      `{ service: { account: ${HUB_ACCOUNT}, subject: ${q(hub.directGet)} }, to: ${q(local.directGet)} }`,
-      `{ service: { account: ${HUB_ACCOUNT}, subject: ${q(hub.streamInfo)} }, to: ${q(local.streamInfo)} }`,
-      `{ stream: { account: ${HUB_ACCOUNT}, subject: ${q(bucketSubjects(bucket))} } }`,
-    ];
-  });
+  // Every stream's read services and every bucket's live subjects: which of them an agent may use is in its user's permissions.
+  const [hub, local] = [everyStreamReadRequests('$JS.API'), everyStreamReadRequests()];
+  const exports = [`{ service: ${q(hub.directGet)}, response_type: stream }`, `{ service: ${q(hub.streamInfo)} }`, `{ stream: ${q(bucketSubjects('*'))} }`];
+  const imports = [
+    `{ service: { account: ${HUB_ACCOUNT}, subject: ${q(hub.directGet)} }, to: ${q(local.directGet)} }`,
+    `{ service: { account: ${HUB_ACCOUNT}, subject: ${q(hub.streamInfo)} }, to: ${q(local.streamInfo)} }`,
+    `{ stream: { account: ${HUB_ACCOUNT}, subject: ${q(bucketSubjects('*'))} } }`,
+  ];
   const permissions = agentPermissions();
+  // Certificate mapping admits every agent as one user: no scoped catalog is private then (see agentPermissions).
   const certificateUser = `{ user: ${q(AGENT_CERTIFICATE_SUBJECT)}, permissions: { publish: { allow: [${permissions.publish.map(q).join(', ')}] }, subscribe: { allow: [${permissions.subscribe.map(q).join(', ')}] } } }`;
   const config = [
     'accounts {',

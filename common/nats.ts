@@ -31,13 +31,23 @@ export function natsTlsOptions(trustDomain: string, tls: NatsTls): NatsTlsOption
   return { ca: tls.ca, cert: tls.cert, key: tls.key, checkServerIdentity: serverIdentityCheck(trustDomain, tls.ca, 'nats') } as NatsTlsOptions;
 }
 
-export async function connectNats(options: { urls: readonly string[]; name: string; trustDomain: string; tls: NatsTls; log: Logger; nkeySeed?: string }): Promise<NatsConnection> {
+export async function connectNats(options: {
+  urls: readonly string[];
+  name: string;
+  trustDomain: string;
+  tls: NatsTls;
+  log: Logger;
+  nkeySeed?: string;
+  /** Where the connection's inboxes live: an agent's own prefix (agentInboxPrefix), the only one it may subscribe to. */
+  inboxPrefix?: string;
+}): Promise<NatsConnection> {
   const nc = await connect({
     // Every node of a NATS cluster, tried in random order (nats.js's default), so clients spread
     // over the nodes and a reconnect goes to a surviving one (the cluster gossips its other nodes too).
     servers: [...options.urls],
     name: options.name,
     tls: natsTlsOptions(options.trustDomain, options.tls),
+    ...(options.inboxPrefix ? { inboxPrefix: options.inboxPrefix } : {}),
     ...(options.nkeySeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(options.nkeySeed.trim())) } : {}),
     maxReconnectAttempts: -1,
     // Agents are admitted by the hub (auth callout): while no hub replica answers, NATS refuses

@@ -3,13 +3,12 @@
 // exports, unexport, a 30 s outage of the hub and NATS that must delete nothing, a catalog key
 // deleted behind the hub's back and a catalog bucket wiped: neither may touch a single import.
 import { Kvm, type KV } from '@nats-io/kv';
-import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CATALOG_BUCKET } from '../common/catalog.ts';
-import { AgentSecrets } from '../spoke-agent/credentials.ts';
 import { readFrom } from '../spoke-agent/imports/bucket-reader.ts';
 import { findCondition } from '../common/api/conditions.ts';
 import { exportService, importedSlices, readServiceExport, readServiceImport, unexportService } from './catalog/exports.ts';
+import { agentCredentialsOf, connectAsAgent } from './federation/agent-identity.ts';
 import { Federation } from './federation/index.ts';
 import { waitFor, type LocalCluster } from './testbed/index.ts';
 
@@ -74,8 +73,7 @@ describe('service catalog', () => {
   });
 
   it('lets agents read the catalog from NATS but never write it', async () => {
-    const credentials = await new AgentSecrets(a.kubeConfig(), 'isthmus-system').loadCredentials();
-    const nc = await connect({ servers: credentials!.natsUrls, tls: { ca: credentials!.trustBundlePem, cert: credentials!.agentCertificate, key: credentials!.agentKey }, reconnect: false });
+    const nc = await connectAsAgent(a.name, await agentCredentialsOf(a.kubeConfig(), a.name));
     try {
       // Agents read with batch direct get through their account's imports (no JetStream of their own).
       const values = new Map<string, unknown>();
@@ -92,7 +90,9 @@ describe('service catalog', () => {
     await exportService(a.kubeConfig(), { namespace: NS, name: 'legacy', ports: [], type: 'ExternalName' });
     await waitFor('legacy Valid=False', async () => (await conditionOf(a, 'legacy', 'Valid'))?.status === 'False', 20_000);
     expect(await conditionOf(a, 'legacy', 'Valid')).toMatchObject({ status: 'False', reason: 'InvalidServiceType' });
-    await new Promise((r) => setTimeout(r, 1_500));
+    // The exporter reports legacy's cluster in full after the refusal: once a later export is
+    // imported everywhere, anything of legacy would have been too.
+    await agentsCaughtUp('after-legacy');
     for (const cluster of [a, b, c]) expect(await readServiceImport(cluster.kubeConfig(), NS, 'legacy')).toBeUndefined();
   });
 

@@ -6,12 +6,12 @@
 // import is deleted or recreated, and the node brought back catches up. Removing a member cuts
 // its NATS connections on every node.
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CATALOG_BUCKET, MEMBERS_BUCKET } from '../common/catalog.ts';
 import { AGENTS_ACCOUNT } from '../common/nats-authorization.ts';
-import { AgentSecrets } from '../spoke-agent/credentials.ts';
 import { exportService, readServiceImport } from './catalog/exports.ts';
+import { agentCredentialsOf, connectAsAgent } from './federation/agent-identity.ts';
 import { Federation } from './federation/index.ts';
 import { waitFor, type LocalCluster, type LocalNats, type NatsNode } from './testbed/index.ts';
 
@@ -185,11 +185,10 @@ describe('NATS as a 3-node cluster', () => {
   });
 
   it('cuts a removed cluster\'s NATS connections on every node', async () => {
-    const credentials = await new AgentSecrets(fed.bed.cluster('cluster-c').kubeConfig(), 'isthmus-system').loadCredentials();
-    if (!credentials) throw new Error('cluster-c has no credentials');
+    const credentials = await agentCredentialsOf(fed.bed.cluster('cluster-c').kubeConfig(), 'cluster-c');
     // One connection to each node, so the hub's kick must reach nodes its system connection is not on.
     const held: NatsConnection[] = await Promise.all(
-      nats.nodes.map((n) => connect({ servers: n.url, tls: { ca: credentials.trustBundlePem, cert: credentials.agentCertificate, key: credentials.agentKey }, reconnect: false })),
+      nats.nodes.map((n) => connectAsAgent('cluster-c', credentials, { servers: n.url })),
     );
     try {
       const closed = held.map((nc) => nc.closed());

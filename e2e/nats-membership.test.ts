@@ -1,11 +1,11 @@
 // Each member's own NATS identity (DESIGN §5, issue 8 hole 7), with real processes: the hub admits
 // agents to NATS one member at a time (auth callout), and `isthmus cluster remove` cuts a removed
 // cluster's NATS connections and refuses its reconnects within 5 s.
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MEMBERS_BUCKET } from '../common/catalog.ts';
-import { AgentSecrets, type AgentCredentials } from '../spoke-agent/credentials.ts';
+import type { AgentCredentials } from '../spoke-agent/credentials.ts';
 import { lastRevision } from '../spoke-agent/imports/bucket-reader.ts';
+import { agentCredentialsOf, connectAsAgent } from './federation/agent-identity.ts';
 import { Federation } from './federation/index.ts';
 import { waitFor } from './testbed/index.ts';
 
@@ -22,18 +22,8 @@ describe('NATS identity per member', () => {
     await fed?.[Symbol.asyncDispose]();
   });
 
-  async function credentialsOf(cluster: string): Promise<AgentCredentials> {
-    const credentials = await new AgentSecrets(fed.bed.cluster(cluster).kubeConfig(), 'isthmus-system').loadCredentials();
-    if (!credentials) throw new Error(`${cluster} has no credentials`);
-    return credentials;
-  }
-
-  function connectAs(credentials: AgentCredentials, reconnect: boolean): Promise<NatsConnection> {
-    return connect({
-      servers: credentials.natsUrls,
-      tls: { ca: credentials.trustBundlePem, cert: credentials.agentCertificate, key: credentials.agentKey },
-      ...(reconnect ? { maxReconnectAttempts: -1, reconnectTimeWait: 100, reconnectJitter: 0 } : { reconnect: false }),
-    });
+  function credentialsOf(cluster: string): Promise<AgentCredentials> {
+    return agentCredentialsOf(fed.bed.cluster(cluster).kubeConfig(), cluster);
   }
 
   /** The AGENTS connections NATS holds for a cluster (its monitoring endpoint names each by the user the hub admitted: the cluster id). */
@@ -44,7 +34,7 @@ describe('NATS identity per member', () => {
 
   it('cuts a removed cluster\'s NATS connections and refuses its reconnects within 5 s', async () => {
     const credentials = await credentialsOf('cluster-b');
-    const nc = await connectAs(credentials, true);
+    const nc = await connectAsAgent('cluster-b', credentials, { reconnect: true });
     const statuses: string[] = [];
     void (async () => {
       for await (const s of nc.status()) statuses.push(s.type);
@@ -63,11 +53,11 @@ describe('NATS identity per member', () => {
       await waitFor('agent connection of cluster-b cut', async () => (await natsConnectionsOf('cluster-b')) === 0, Math.max(1, CUT_WITHIN_MS - (performance.now() - removedAt)), 50);
       console.log(`cluster-b's NATS connections cut ${Math.round(performance.now() - removedAt)} ms after the remove command returned`);
       // Refused on a new connect: a barrier after which any reconnect of the old connection would have been refused as well.
-      await expect(connectAs(credentials, false)).rejects.toThrow(/authori[sz]ation/i);
+      await expect(connectAsAgent('cluster-b', credentials)).rejects.toThrow(/authori[sz]ation/i);
       expect(statuses).not.toContain('reconnect');
       expect(await natsConnectionsOf('cluster-b')).toBe(0);
       // The other member keeps reading.
-      const other = await connectAs(await credentialsOf('cluster-a'), false);
+      const other = await connectAsAgent('cluster-a', await credentialsOf('cluster-a'));
       try {
         expect(await lastRevision(other, MEMBERS_BUCKET)).toBeGreaterThan(0);
       } finally {

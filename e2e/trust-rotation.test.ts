@@ -3,12 +3,11 @@
 // trusted CAs and its certificate follow the hub (the test bed reloads nats-server as a config
 // reloader would), agents keep reading the catalog throughout, and a fresh agent connection that
 // trusts only the new root works once the old one is gone.
-import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CATALOG_BUCKET } from '../common/catalog.ts';
-import { AgentSecrets } from '../spoke-agent/credentials.ts';
 import { readFrom } from '../spoke-agent/imports/bucket-reader.ts';
 import { exportService, importedSlices } from './catalog/exports.ts';
+import { agentCredentialsOf, connectAsAgent } from './federation/agent-identity.ts';
 import { Federation } from './federation/index.ts';
 import { waitFor, type LocalCluster } from './testbed/index.ts';
 
@@ -75,9 +74,7 @@ describe('root rotation', () => {
     await exportAndAwaitImport(b, a, 'after-rotation-b');
     expect((await importedSlices(b.kubeConfig(), NS, 'before-rotation')).has(a.name)).toBe(true);
     // A fresh connection with an agent's stored credentials: the bundle without the old root, the re-issued certificate.
-    const credentials = await new AgentSecrets(b.kubeConfig(), 'isthmus-system').loadCredentials();
-    if (!credentials) throw new Error('cluster-b has no stored credentials');
-    const nc = await connect({ servers: credentials.natsUrls, tls: { ca: credentials.trustBundlePem, cert: credentials.agentCertificate, key: credentials.agentKey }, reconnect: false });
+    const nc = await connectAsAgent(b.name, await agentCredentialsOf(b.kubeConfig(), b.name));
     try {
       // Read as agents do: batch direct get through their account's imports.
       const values = new Map<string, unknown>();

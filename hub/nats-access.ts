@@ -7,7 +7,8 @@
 //   mapping in nats-server's configuration cannot tell them apart: every intermediate chains to
 //   the root it trusts);
 // - the accepted agent becomes a user of the AGENTS account named by its cluster id, with the
-//   read-only permissions of common/nats-authorization.ts;
+//   read-only permissions of common/nats-authorization.ts for that member (the shared buckets, its
+//   own scoped catalog bucket and inboxes under its own prefix);
 // - the leader enforces removal: on every membership change (and periodically) it lists AGENTS
 //   connections on every NATS server (system account CONNZ) and disconnects (KICK) those whose
 //   cluster is no longer a current member.
@@ -74,8 +75,6 @@ export interface NatsAccessOptions {
 export class NatsAccess {
   readonly #options: NatsAccessOptions;
   readonly #issuer: KeyPair;
-  /** The same for every admitted agent. */
-  readonly #permissions = agentPermissions();
   #enforcing: Promise<void> | undefined;
   #again = false;
 
@@ -105,7 +104,7 @@ export class NatsAccess {
     try {
       if (!leafPem) throw new Error('no verified client certificate');
       const clusterId = this.#options.authenticate({ peerCertificate: new X509Certificate(leafPem).raw, peer: 'nats' });
-      const permissions = this.#permissions;
+      const permissions = agentPermissions(clusterId);
       verdict = {
         jwt: signNatsJwt(
           {

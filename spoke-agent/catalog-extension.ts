@@ -8,6 +8,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import { parseCatalogKey } from '../common/catalog.ts';
 import type { Logger } from '../common/logger.ts';
+import { agentInboxPrefix } from '../common/nats-authorization.ts';
 import { connectNats } from '../common/nats.ts';
 import type { MemberExtension } from './agent.ts';
 import type { AgentCredentials } from './credentials.ts';
@@ -24,7 +25,7 @@ interface ImportSide {
   readonly close: () => Promise<void>;
 }
 
-const IMPORTER_NOT_STARTED: ImporterStatus = { synced: false, entries: 0, revision: 0, watchRestarts: 0, malformedEntries: 0, writes: 0, pending: 0, conflicts: [] };
+const IMPORTER_NOT_STARTED: ImporterStatus = { synced: false, entries: 0, revision: 0, watchRestarts: 0, malformedEntries: 0, writes: 0, reconciles: 0, pending: 0, conflicts: [] };
 
 export interface CatalogExtensionOptions {
   readonly log: Logger;
@@ -69,6 +70,7 @@ export function catalogExtension(options: CatalogExtensionOptions): CatalogExten
       name: `isthmus-agent-${credentials.clusterId}`,
       trustDomain: credentials.trustDomain,
       tls: { ca: credentials.trustBundlePem, cert: credentials.agentCertificate, key: credentials.agentKey },
+      inboxPrefix: agentInboxPrefix(credentials.clusterId),
       log,
     });
     const outbound = listeners as GatewayListeners;

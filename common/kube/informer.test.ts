@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ApiextensionsV1Api,
   CoreV1Api,
@@ -201,7 +200,9 @@ describe('Informer on a real kube-apiserver', () => {
     // Changes made while the informer cannot reach the API server...
     await core.createNamespacedConfigMap({ namespace: ns, body: configMap(ns, 'two', {}) });
     await core.deleteNamespacedConfigMap({ name: 'one', namespace: ns });
-    await sleep(300);
+    // Barrier: it has tried again since the changes (and could not see them).
+    const tried = informer.restarts;
+    await until('another failed attempt', () => informer.restarts > tried, 10_000);
     expect(rec.events).toEqual([`add ${ns}/one`]);
     proxy.restore();
     // ...arrive once it can again.
@@ -220,7 +221,12 @@ describe('Informer on a real kube-apiserver', () => {
     await informer.synced();
     await informer.stop();
     await core.createNamespacedConfigMap({ namespace: ns, body: configMap(ns, 'after-stop', {}) });
-    await sleep(500);
+    // Barrier: a watch started after the stop has seen the change, so a live one would have too.
+    const witnessed = recorder<V1ConfigMap>();
+    const witness = new Informer({ kubeConfig: kc, resource: kinds.configMaps, namespace: ns, onEvent: witnessed.handler, logger });
+    witness.start();
+    await until('witness sees after-stop', () => witnessed.events.includes(`add ${ns}/after-stop`), 10_000);
+    await witness.stop();
     expect(rec.events).toEqual([]);
 
     const missing = customResource({ group: 'nowhere.isthmus.dev', version: 'v1', kind: 'Ghost', plural: 'ghosts', namespaced: true });
@@ -232,7 +238,11 @@ describe('Informer on a real kube-apiserver', () => {
     const err: unknown = await never.synced().then(() => undefined, (e: unknown) => e);
     expect(isIsthmusError(err, 'ISTHMUS_STOPPED')).toBe(true);
     const restarts = never.restarts;
-    await sleep(400);
+    // Barrier: an informer with the same backoff, started after the stop, restarts twice meanwhile.
+    const twin = new Informer({ kubeConfig: kc, resource: missing, logger, backoff: fastBackoff });
+    twin.start();
+    await until('twin restarts twice', () => twin.restarts >= restarts + 2, 10_000);
+    await twin.stop();
     expect(never.restarts).toBe(restarts);
   });
 

@@ -128,7 +128,10 @@ describe('WorkQueue', () => {
     });
     queue.add('ttl');
     await until('three runs', () => runs === 3);
-    await sleep(30);
+    // Nothing left to run it a fourth time: no delayed key, none waiting.
+    await until('third run done', () => queue.processing === 0);
+    expect(queue.delayed).toBe(0);
+    expect(queue.length).toBe(0);
     expect(runs).toBe(3);
     await queue.shutDown();
     await done;

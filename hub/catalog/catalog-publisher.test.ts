@@ -33,7 +33,7 @@ async function freshBucket(): Promise<KV> {
 /** A publisher over what the bucket holds now, converging on `desired`. */
 async function publisher(kv: KV, desired: Map<string, string>, options: Partial<PublisherOptions> = {}): Promise<CatalogPublisher> {
   const stored = await readCatalog(kv, log);
-  return new CatalogPublisher(kv, (key) => desired.get(key), stored.values, log, { concurrency: 4, tombstoneRetentionMs: HOUR, conflictRetryMs: HOUR, ...options });
+  return new CatalogPublisher(() => kv, (key) => desired.get(key), stored.values, log, { concurrency: 4, tombstoneRetentionMs: HOUR, conflictRetryMs: HOUR, ...options });
 }
 
 

@@ -1,6 +1,6 @@
-// Leader-only: converges the isthmus_catalog bucket on the resolved entries. Level-based: a work
-// queue of catalog keys, each handled by comparing the entry's canonical JSON with what the
-// bucket holds (as last read, observed or written) and writing only on a difference, with
+// Leader-only: converges the catalog's buckets (the shared one and the members' scoped ones,
+// catalog-items.ts) on the resolved entries. Level-based: a work queue of items (a key of one
+// bucket), each handled by comparing the entry's canonical JSON with what the bucket holds (as last read, observed or written) and writing only on a difference, with
 // several keys in flight at once. Callers can wait until given keys are published, so an
 // acknowledged report is in the bucket before a successor hub recovers from it.
 //
@@ -18,6 +18,7 @@ import { describeError } from '../../common/errors.ts';
 import { WorkQueue, type WorkResult } from '../../common/kube/index.ts';
 import type { Logger } from '../../common/logger.ts';
 import { canonicalValue, type StoredValue } from './catalog-bucket.ts';
+import { parseItem } from './catalog-items.ts';
 
 export interface PublisherOptions {
   /** Puts in flight at once. */
@@ -62,7 +63,8 @@ interface Waiter {
 
 export class CatalogPublisher {
   readonly #queue: WorkQueue<string>;
-  readonly #kv: KV;
+  /** The bucket of a member's own views (undefined: the shared bucket), created on first use. */
+  readonly #kvOf: (reader: string | undefined) => KV | Promise<KV>;
   readonly #desired: (key: string) => string | undefined;
   /** What the bucket holds per key, as last read, observed or written. */
   readonly #held = new Map<string, Held>();
@@ -86,9 +88,9 @@ export class CatalogPublisher {
   #repairs = 0;
   #unchanged = 0;
 
-  /** `stored`: the bucket as read at the start of the term (readCatalog). */
-  constructor(kv: KV, desired: (key: string) => string | undefined, stored: ReadonlyMap<string, StoredValue>, log: Logger, options: PublisherOptions) {
-    this.#kv = kv;
+  /** Items are catalog-items.ts names; `stored`: the buckets as read at the start of the term (readCatalog), by item. */
+  constructor(kvOf: (reader: string | undefined) => KV | Promise<KV>, desired: (item: string) => string | undefined, stored: ReadonlyMap<string, StoredValue>, log: Logger, options: PublisherOptions) {
+    this.#kvOf = kvOf;
     this.#desired = desired;
     for (const [key, held] of stored) this.#held.set(key, held);
     this.#log = log;
@@ -132,7 +134,7 @@ export class CatalogPublisher {
   observe(key: string, value: string | undefined, revision: number): void {
     const held = this.#held.get(key);
     if (held && revision <= held.revision) return;
-    const read = value === undefined ? undefined : canonicalValue(key, value, this.#log);
+    const read = value === undefined ? undefined : canonicalValue(parseItem(key).key, value, this.#log);
     this.#held.set(key, { value: read?.value, revision });
     if (read?.value === held?.value || this.#desired(key) === read?.value) return;
     this.#repairs++;
@@ -214,53 +216,57 @@ export class CatalogPublisher {
     return undefined;
   }
 
-  async #write(key: string): Promise<void> {
-    const desired = this.#desired(key);
-    const held = this.#held.get(key) ?? { value: undefined, revision: 0 };
+  async #write(item: string): Promise<void> {
+    const desired = this.#desired(item);
+    const held = this.#held.get(item) ?? { value: undefined, revision: 0 };
+    const { key } = parseItem(item);
     if (desired === undefined) {
-      if (held.value === undefined || (parseTombstone(key, held.value) && !this.#tombstoneExpired(key, held.value))) {
+      if (held.value === undefined || (parseTombstone(key, held.value) && !this.#tombstoneExpired(item, held.value))) {
         this.#unchanged++;
       } else if (parseTombstone(key, held.value)) {
-        await this.#kv.purge(key, { previousSeq: held.revision });
-        this.#held.set(key, { value: undefined, revision: 0 });
+        await (await this.#kvOf(parseItem(item).reader)).purge(key, { previousSeq: held.revision });
+        this.#held.set(item, { value: undefined, revision: 0 });
         this.#purges++;
       } else {
-        await this.#put(key, held, catalogTombstone(key, this.#now()));
+        await this.#put(item, held, catalogTombstone(key, this.#now()));
         this.#tombstones++;
       }
     } else if (desired === held.value) {
       this.#unchanged++;
     } else if (Buffer.byteLength(desired) > this.#maxEntryBytes) {
-      this.#log.error({ key, bytes: Buffer.byteLength(desired), limit: this.#maxEntryBytes, code: 'ISTHMUS_CATALOG_ENTRY_TOO_LARGE' }, 'catalog entry too large to publish; the bucket keeps its previous value');
+      this.#log.error({ key: item, bytes: Buffer.byteLength(desired), limit: this.#maxEntryBytes, code: 'ISTHMUS_CATALOG_ENTRY_TOO_LARGE' }, 'catalog entry too large to publish; the bucket keeps its previous value');
     } else {
-      await this.#put(key, held, desired);
+      await this.#put(item, held, desired);
       this.#puts++;
     }
   }
 
   /** A write fenced on the revision it replaces: "no key" when none is known. */
-  async #put(key: string, held: Held, value: string): Promise<void> {
-    const revision = held.revision > 0 ? await this.#kv.update(key, value, held.revision) : await this.#kv.create(key, value);
-    const now = this.#held.get(key);
-    if (!now || now.revision < revision) this.#held.set(key, { value, revision });
+  async #put(item: string, held: Held, value: string): Promise<void> {
+    const { reader, key } = parseItem(item);
+    const kv = await this.#kvOf(reader);
+    const revision = held.revision > 0 ? await kv.update(key, value, held.revision) : await kv.create(key, value);
+    const now = this.#held.get(item);
+    if (!now || now.revision < revision) this.#held.set(item, { value, revision });
   }
 
   /** Someone else wrote the key since we last knew it: learn what it holds now, and look again later. */
-  async #refused(key: string): Promise<WorkResult> {
+  async #refused(item: string): Promise<WorkResult> {
     this.#conflicts++;
+    const { reader, key } = parseItem(item);
     try {
-      const stored = await this.#kv.get(key);
+      const stored = await (await this.#kvOf(reader)).get(key);
       const value = stored?.operation === 'PUT' ? canonicalValue(key, stored.string(), this.#log).value : undefined;
-      this.#held.set(key, { value, revision: stored?.revision ?? 0 });
+      this.#held.set(item, { value, revision: stored?.revision ?? 0 });
     } catch (err) {
       this.#log.warn({ key, err: describeError(err) }, 'could not read a catalog key after a refused write');
     }
-    this.#log.warn({ key, retryInMs: this.#conflictRetryMs }, 'catalog write refused: the key changed since this leader read it (another writer); looking again later');
+    this.#log.warn({ key: item, retryInMs: this.#conflictRetryMs }, 'catalog write refused: the key changed since this leader read it (another writer); looking again later');
     return { requeueAfterMs: this.#conflictRetryMs };
   }
 
-  #tombstoneExpired(key: string, value: string): boolean {
-    const tombstone = parseTombstone(key, value);
+  #tombstoneExpired(item: string, value: string): boolean {
+    const tombstone = parseTombstone(parseItem(item).key, value);
     return tombstone !== undefined && this.#now().getTime() - Date.parse(tombstone.deletedAt) >= this.#tombstoneRetentionMs;
   }
 

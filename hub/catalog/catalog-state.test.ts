@@ -109,7 +109,30 @@ describe('CatalogState', () => {
     expect(state.conflictsOf('c')).toEqual([typeConflict]);
   });
 
-  it('restores from published entries to the very same entries, and the same reports then change nothing', () => {
+  it('gives each member an export is scoped to its own view, and leaves scoped exports out of the shared view', () => {
+    const state = stateWith(membersOf(['a', 'b', 'c']));
+    state.apply('a', { generation: 1, services: [cart(), shelf({ allowedClusters: ['b', 'gone'] })] });
+    state.apply('b', { generation: 1, services: [cart({ exportCreatedAt: '2025-02-01T00:00:00Z', allowedClusters: ['c'] })] });
+    const clustersOf = (json: string | undefined): string[] | undefined => (json === undefined ? undefined : catalogEntrySchema.parse(JSON.parse(json)).clusters.map((c) => c.clusterId));
+    // cart: a's export is everyone's, b's only c's.
+    expect(clustersOf(state.entryJson('shop.cart'))).toEqual(['a']);
+    expect(state.scopedReaders('shop.cart')).toEqual(['c']);
+    expect(clustersOf(state.scopedEntryJson('shop.cart', 'c'))).toEqual(['a', 'b']);
+    expect(state.scopedEntryJson('shop.cart', 'b')).toBe(state.entryJson('shop.cart')); // b is named by no export of cart: the shared view
+    // shelf: only b may import it; a cluster that is no member gets nothing.
+    expect(state.entryJson('shop.shelf')).toBeUndefined();
+    expect(state.scopedReaders('shop.shelf')).toEqual(['b']);
+    expect(clustersOf(state.scopedEntryJson('shop.shelf', 'b'))).toEqual(['a']);
+    expect(state.scopedEntryJson('shop.shelf', 'c')).toBeUndefined();
+    expect(state.scopedEntryJson('shop.shelf', 'gone')).toBeUndefined();
+    // Unscoped again: the shared view has it, and b's view is the shared one.
+    state.apply('a', { generation: 2, services: [cart(), shelf()] });
+    expect(state.scopedReaders('shop.shelf')).toEqual([]);
+    expect(clustersOf(state.entryJson('shop.shelf'))).toEqual(['a']);
+    expect(state.scopedEntryJson('shop.shelf', 'b')).toBe(state.entryJson('shop.shelf'));
+  });
+
+  it('restores from published entries (shared and members\' own views) to the very same entries, and the same reports then change nothing', () => {
     const members = membersOf(['a', 'b', 'c']);
     const reports: [string, ExportedService[]][] = [
       ['a', [cart({ endpoints: [{ zone: 'z2', ready: 1, total: 1 }, { zone: 'z1', ready: 4, total: 4 }] }), shelf({ allowedClusters: ['c', 'b'] })]],
@@ -119,11 +142,12 @@ describe('CatalogState', () => {
     const original = stateWith(members);
     for (const [id, services] of reports) original.apply(id, { generation: 7, services });
     const keys = ['shop.cart', 'shop.shelf'];
-    const published = keys.map((key) => catalogEntrySchema.parse(JSON.parse(original.entryJson(key) ?? 'null')));
+    const views = (state: CatalogState, key: string): (string | undefined)[] => [state.entryJson(key), state.scopedEntryJson(key, 'b'), state.scopedEntryJson(key, 'c')];
+    const published = keys.flatMap((key) => views(original, key).flatMap((json) => (json ? [catalogEntrySchema.parse(JSON.parse(json))] : [])));
 
     const restored = stateWith(members);
     expect(restored.restore(published).sort()).toEqual(keys);
-    for (const key of keys) expect(restored.entryJson(key)).toBe(original.entryJson(key));
+    for (const key of keys) expect(views(restored, key)).toEqual(views(original, key));
     for (const [id, services] of reports) expect(restored.apply(id, { generation: 1, services }).dirty).toEqual([]);
   });
 

@@ -54,9 +54,16 @@ interface ClusterState {
 }
 
 interface ResolvedEntry {
-  readonly json: string;
+  /** The shared view (the exports every member may import); undefined when every export is scoped. */
+  readonly json: string | undefined;
+  /** Over every export: the entry's largest form, and the conflicts the exporters are told. */
+  readonly fullJson: string;
   readonly conflicts: readonly CatalogConflict[];
+  /** Each current member some export scopes the service to → its own view (the exports it may import). */
+  readonly scoped: ReadonlyMap<string, string>;
 }
+
+const NO_SCOPED_VIEWS: ReadonlyMap<string, string> = new Map();
 
 export interface ApplyResult {
   readonly applied: boolean;
@@ -179,7 +186,7 @@ export class CatalogState {
     for (const key of touched) {
       const service = state.services.get(key);
       if (!service || !this.#mayExceed(key, limit)) continue;
-      const size = Buffer.byteLength(this.entryJson(key) ?? '');
+      const size = Buffer.byteLength(this.#entry(key)?.fullJson ?? '');
       if (size <= limit) continue;
       const before = previous.get(key);
       if (before) {
@@ -230,9 +237,12 @@ export class CatalogState {
     return this.#markDirty(touched);
   }
 
-  /** Drops the exports of clusters that left and marks the entries of those that moved. */
+  /**
+   * Drops the exports of clusters that left and marks the entries of those that moved, and every
+   * scoped service (a member named by it may have joined or left).
+   */
   syncMembers(): string[] {
-    const touched: string[] = [];
+    const touched = [...this.#exporters.keys()].filter((key) => this.hasScopedExport(key) || this.#entries.get(key)?.scoped.size);
     for (const [clusterId, state] of this.#clusters) {
       const locality = this.#memberLocality(clusterId);
       if (locality) {
@@ -248,9 +258,33 @@ export class CatalogState {
     return this.#markDirty(touched);
   }
 
-  /** The entry's canonical JSON, undefined when no cluster exports the service. */
+  /** The shared view's canonical JSON, undefined when no cluster exports the service to every member. */
   entryJson(key: string): string | undefined {
     return this.#entry(key)?.json;
+  }
+
+  /**
+   * The canonical JSON of what `reader` may import of the service: its own view where an export
+   * scopes the service to it, else the shared view; undefined when nothing is left for it (or it
+   * is not a member).
+   */
+  scopedEntryJson(key: string, reader: string): string | undefined {
+    const entry = this.#entry(key);
+    if (!entry || this.#memberLocality(reader) === undefined) return undefined;
+    return entry.scoped.get(reader) ?? entry.json;
+  }
+
+  /** The members some export of the service is scoped to. */
+  scopedReaders(key: string): string[] {
+    return [...(this.#entry(key)?.scoped.keys() ?? [])];
+  }
+
+  /** Whether some export of the service is scoped to some clusters (then its views depend on membership too). */
+  hasScopedExport(key: string): boolean {
+    for (const clusterId of this.#exporters.get(key) ?? []) {
+      if ((this.#clusters.get(clusterId)?.services.get(key)?.allowedClusters.length ?? 0) > 0) return true;
+    }
+    return false;
   }
 
   /** Conflicts on the cluster's exports that involve the cluster. */
@@ -327,8 +361,26 @@ export class CatalogState {
       if (service) exports.push({ clusterId, service });
     }
     const first = exports[0]?.service;
-    const entry = first && resolveEntry(first.namespace, first.name, exports, this.#memberLocality);
-    if (entry) this.#entries.set(key, { json: JSON.stringify(entry), conflicts: entry.conflicts });
-    else this.#entries.delete(key);
+    const view = (visible: readonly ClusterExport[]): string | undefined => {
+      const entry = first && resolveEntry(first.namespace, first.name, visible, this.#memberLocality);
+      return entry && JSON.stringify(entry);
+    };
+    const full = first && resolveEntry(first.namespace, first.name, exports, this.#memberLocality);
+    if (!full) {
+      this.#entries.delete(key);
+      return;
+    }
+    const fullJson = JSON.stringify(full);
+    const readers = new Set(exports.flatMap((e) => e.service.allowedClusters).filter((reader) => this.#memberLocality(reader) !== undefined));
+    if (readers.size === 0 && exports.every((e) => e.service.allowedClusters.length === 0)) {
+      this.#entries.set(key, { json: fullJson, fullJson, conflicts: full.conflicts, scoped: NO_SCOPED_VIEWS });
+      return;
+    }
+    const scoped = new Map<string, string>();
+    for (const reader of [...readers].sort()) {
+      const json = view(exports.filter((e) => e.service.allowedClusters.length === 0 || e.service.allowedClusters.includes(reader)));
+      if (json) scoped.set(reader, json);
+    }
+    this.#entries.set(key, { json: view(exports.filter((e) => e.service.allowedClusters.length === 0)), fullJson, conflicts: full.conflicts, scoped });
   }
 }

@@ -5,7 +5,7 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CATALOG_BUCKET, catalogEntrySchema, parseCatalogTombstone, type CatalogEntry } from '../../common/catalog.ts';
+import { CATALOG_BUCKET, catalogEntrySchema, parseCatalogTombstone, scopedCatalogBucket, type CatalogEntry } from '../../common/catalog.ts';
 import { isIsthmusError } from '../../common/errors.ts';
 import type { ExportedService } from '../../common/hub-api/index.ts';
 import { createLogger } from '../../common/logger.ts';
@@ -71,7 +71,7 @@ describe('service catalog on NATS JetStream KV', () => {
   it('publishes the entries of three clusters with their localities, creating the bucket', async () => {
     leader = lead(nc, members);
     const reports = await Promise.all([
-      leader.catalog.sink.report('a', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z', allowedClusters: ['b'] }), shelf()] }),
+      leader.catalog.sink.report('a', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z' }), shelf()] }),
       leader.catalog.sink.report('b', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z', endpoints: [{ zone: 'z9', ready: 7, total: 7 }] })] }),
       leader.catalog.sink.report('c', { generation: 1, services: [shelf({ exportCreatedAt: '2024-12-01T00:00:00Z' })] }),
     ]);
@@ -81,7 +81,7 @@ describe('service catalog on NATS JetStream KV', () => {
     // Acknowledged means published: no waiting needed.
     const entry = await read(kv, 'shop.cart');
     expect(entry?.clusters.map((c) => c.clusterId)).toEqual(['a', 'b']);
-    expect(entry?.clusters[0]).toMatchObject({ ...locality('a'), allowedClusters: ['b'] });
+    expect(entry?.clusters[0]).toMatchObject({ ...locality('a') });
     expect(entry?.clusters[1]).toMatchObject({ zone: 'zone-of-b', endpoints: [{ zone: 'z9', ready: 7 }] });
     expect((await read(kv, 'shop.shelf'))?.clusters.map((c) => c.clusterId)).toEqual(['c', 'a']);
   });
@@ -91,7 +91,7 @@ describe('service catalog on NATS JetStream KV', () => {
     const conflict = { type: 'PortConflict', message: 'port http: a (oldest export) has http 80/TCP, which applies; b has http 8080/TCP' };
     expect(response).toEqual({ appliedGeneration: 2, conflicts: [{ namespace: 'shop', name: 'cart', ...conflict }] });
     expect((await read(kv, 'shop.cart'))?.conflicts).toEqual([{ ...conflict, clusters: ['a', 'b'] }]);
-    expect((await leader.catalog.sink.report('a', { generation: 2, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z', allowedClusters: ['b'] }), shelf()] })).conflicts).toHaveLength(1);
+    expect((await leader.catalog.sink.report('a', { generation: 2, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z' }), shelf()] })).conflicts).toHaveLength(1);
     expect((await leader.catalog.sink.report('c', { generation: 2, services: [shelf({ exportCreatedAt: '2024-12-01T00:00:00Z' })] })).conflicts).toEqual([]);
   });
 
@@ -103,7 +103,7 @@ describe('service catalog on NATS JetStream KV', () => {
   });
 
   it('updates an entry when an exporter withdraws and writes a tombstone when the last one does', async () => {
-    await leader.catalog.sink.report('a', { generation: 3, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z', allowedClusters: ['b'] })] });
+    await leader.catalog.sink.report('a', { generation: 3, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z' })] });
     expect((await read(kv, 'shop.shelf'))?.clusters.map((c) => c.clusterId)).toEqual(['c']);
     await leader.catalog.sink.report('c', { generation: 3, services: [] });
     expect(await read(kv, 'shop.shelf')).toBeUndefined();
@@ -132,7 +132,7 @@ describe('service catalog on NATS JetStream KV', () => {
     await settled(leader.catalog);
     expect(leader.catalog.stats()).toMatchObject({ recovered: 2, puts: 0, tombstones: 0 });
     // A new leader knows no generation yet: the agents' unchanged sets write nothing.
-    await leader.catalog.sink.report('a', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z', allowedClusters: ['b'] })] });
+    await leader.catalog.sink.report('a', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z' })] });
     await leader.catalog.sink.report('b', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z' }), shelf({ namespace: 'garden' })] });
     await leader.catalog.sink.report('c', { generation: 1, services: [] });
     expect(await lastSequence(kv)).toBe(sequence);
@@ -182,3 +182,55 @@ describe('service catalog on NATS JetStream KV', () => {
     await expect(leader.catalog.sink.report('a', { generation: 9, services: [] })).rejects.toSatisfy((err) => isIsthmusError(err, 'ISTHMUS_NOT_LEADER'));
   });
 });
+
+describe('exports scoped to some clusters', () => {
+  let hubNats: Awaited<ReturnType<typeof startHubNats>>;
+
+  beforeAll(async () => {
+    hubNats = await startHubNats();
+  });
+  afterAll(async () => {
+    await hubNats?.[Symbol.asyncDispose]();
+  });
+
+  it('publishes them only in the buckets of the members they name, keeps those views current, and a new leader recovers them', async () => {
+    const { nc } = hubNats;
+    const members = new FakeMemberCache(['a', 'b', 'c']);
+    let leader = lead(nc, members);
+    await leader.catalog.sink.report('a', { generation: 1, services: [cart({ allowedClusters: ['b'] })] });
+    const kvm = new Kvm(nc);
+    const [shared, ofB] = [await kvm.open(CATALOG_BUCKET), await kvm.open(scopedCatalogBucket('b'))];
+    expect(await shared.get('shop.cart')).toBeNull();
+    expect((await read(ofB, 'shop.cart'))?.clusters.map((c) => c.clusterId)).toEqual(['a']);
+    const buckets: string[] = [];
+    for await (const status of kvm.list()) buckets.push(status.bucket);
+    expect(buckets.sort()).toEqual([CATALOG_BUCKET, scopedCatalogBucket('b')]);
+
+    // Widened to everyone: b keeps its own view (now the shared one) rather than a tombstone it could act on before the shared write.
+    await leader.catalog.sink.report('a', { generation: 2, services: [cart()] });
+    expect((await read(shared, 'shop.cart'))?.clusters.map((c) => c.clusterId)).toEqual(['a']);
+    expect((await ofB.get('shop.cart'))?.string()).toBe((await shared.get('shop.cart'))?.string());
+
+    // Scoped again, and a new leader: it recovers b's export from b's bucket and writes nothing.
+    await leader.catalog.sink.report('a', { generation: 3, services: [cart({ allowedClusters: ['b'] })] });
+    expect(parseCatalogTombstone('shop.cart', (await shared.get('shop.cart'))?.json())).toBeDefined();
+    await stepDown(leader);
+    const [sharedSeq, ofBSeq] = [await lastSequence(shared), await lastSequence(ofB)];
+    leader = lead(nc, members);
+    await waitFor('recovered', () => Promise.resolve(leader.catalog.stats() !== undefined), 10_000, 10);
+    await settled(leader.catalog);
+    expect(leader.catalog.stats()).toMatchObject({ recovered: 1, puts: 0, tombstones: 0 });
+    expect([await lastSequence(shared), await lastSequence(ofB)]).toEqual([sharedSeq, ofBSeq]);
+    expect(leader.catalog.sink.wantsReport('a', 1)).toBe(true);
+
+    // A raw delete in b's bucket is written back; b's removal from the federation ends its view with a tombstone.
+    const before = (await ofB.get('shop.cart'))?.string();
+    await ofB.delete('shop.cart');
+    await waitFor('b\'s key written back', async () => (await ofB.get('shop.cart'))?.string() === before, 10_000, 20);
+    members.members.delete('b');
+    leader.catalog.onMembersChanged();
+    await waitFor('b\'s view tombstoned', async () => parseCatalogTombstone('shop.cart', (await ofB.get('shop.cart'))?.json()) !== undefined, 10_000, 20);
+    await stepDown(leader);
+  });
+});
+

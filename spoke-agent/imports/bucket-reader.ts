@@ -2,7 +2,7 @@
 // revision by stream info, and its messages in order by batch direct get. No consumer is
 // created, so no deliver subject exists to abuse; agents reach these two requests through the
 // AGENTS account's imports (common/nats-authorization.ts), where replies never touch a bucket.
-import { createInbox, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { IsthmusError } from '../../common/errors.ts';
 import { bucketReadRequests } from '../../common/nats-authorization.ts';
@@ -24,11 +24,17 @@ const streamInfoSchema = z.union([
 const REQUEST_TIMEOUT_MS = 5_000;
 const BATCH = 256;
 
-/** The bucket's last revision; throws ISTHMUS_NATS_READ_FAILED if the bucket does not exist (yet). */
+/** JetStream's error code for a stream that does not exist. */
+const STREAM_NOT_FOUND = 10059;
+
+/** The bucket's last revision; throws ISTHMUS_NATS_BUCKET_MISSING if the bucket does not exist (yet). */
 export async function lastRevision(nc: NatsConnection, bucket: string): Promise<number> {
   const reply = await nc.request(bucketReadRequests(bucket).streamInfo, '', { timeout: REQUEST_TIMEOUT_MS });
   const info = streamInfoSchema.parse(reply.json());
-  if ('error' in info) throw new IsthmusError('ISTHMUS_NATS_READ_FAILED', `stream info of bucket ${bucket}: ${info.error.description} (${info.error.code})`);
+  if ('error' in info) {
+    const code = info.error.err_code === STREAM_NOT_FOUND ? 'ISTHMUS_NATS_BUCKET_MISSING' : 'ISTHMUS_NATS_READ_FAILED';
+    throw new IsthmusError(code, `stream info of bucket ${bucket}: ${info.error.description} (${info.error.code})`);
+  }
   return info.state.last_seq;
 }
 
@@ -45,40 +51,25 @@ export async function readFrom(nc: NatsConnection, bucket: string, from: number,
   }
 }
 
-/** One batch direct get: resolves at its end-of-batch marker (or "no results"). */
-function readBatch(nc: NatsConnection, bucket: string, from: number, onMessage: (message: BucketMessage) => void): Promise<{ last: number; more: boolean }> {
+/**
+ * One batch direct get, through the connection's own request inboxes (an agent may subscribe only
+ * under its own inbox prefix): ends at its end-of-batch marker (or "no results").
+ */
+async function readBatch(nc: NatsConnection, bucket: string, from: number, onMessage: (message: BucketMessage) => void): Promise<{ last: number; more: boolean }> {
   const prefix = `$KV.${bucket}.`;
-  return new Promise((resolve, reject) => {
-    let last = from - 1;
-    let timer: NodeJS.Timeout | undefined;
-    const inbox = createInbox();
-    const finish = (error?: Error, result?: { last: number; more: boolean }): void => {
-      clearTimeout(timer);
-      sub.unsubscribe();
-      if (error) reject(error);
-      else resolve(result as { last: number; more: boolean });
-    };
-    const arm = (): void => {
-      clearTimeout(timer);
-      timer = setTimeout(() => finish(new IsthmusError('ISTHMUS_NATS_READ_FAILED', `bucket ${bucket}: no reply to a direct get within ${REQUEST_TIMEOUT_MS} ms`)), REQUEST_TIMEOUT_MS);
-    };
-    const sub = nc.subscribe(inbox, {
-      callback: (err, msg: Msg) => {
-        if (err) return finish(err);
-        arm();
-        const headers = msg.headers;
-        if (headers?.code === 404) return finish(undefined, { last, more: false });
-        if (headers?.code === 204) return finish(undefined, { last, more: Number(headers.get('Nats-Num-Pending') || '0') > 0 });
-        if (!headers || headers.hasError) return finish(new IsthmusError('ISTHMUS_NATS_READ_FAILED', `bucket ${bucket}: direct get failed: ${headers?.code ?? ''} ${headers?.description ?? 'no headers'}`));
-        const subject = headers.last('Nats-Subject');
-        const revision = Number(headers.last('Nats-Sequence'));
-        if (!subject.startsWith(prefix) || !Number.isSafeInteger(revision)) return finish(new IsthmusError('ISTHMUS_NATS_READ_FAILED', `bucket ${bucket}: direct get returned ${subject} #${revision}`));
-        const operation = headers.last('KV-Operation');
-        last = revision;
-        onMessage({ key: subject.slice(prefix.length), revision, operation: operation === 'DEL' || operation === 'PURGE' ? operation : 'PUT', value: msg.data });
-      },
-    });
-    arm();
-    nc.publish(bucketReadRequests(bucket).directGet, JSON.stringify({ seq: from, next_by_subj: `${prefix}>`, batch: BATCH }), { reply: inbox });
-  });
+  let last = from - 1;
+  const replies = await nc.requestMany(bucketReadRequests(bucket).directGet, JSON.stringify({ seq: from, next_by_subj: `${prefix}>`, batch: BATCH }), { strategy: 'sentinel', maxWait: REQUEST_TIMEOUT_MS, noMux: true });
+  for await (const msg of replies) {
+    const headers = msg.headers;
+    if (headers?.code === 404) return { last, more: false };
+    if (headers?.code === 204) return { last, more: Number(headers.get('Nats-Num-Pending') || '0') > 0 };
+    if (!headers || headers.hasError) throw new IsthmusError('ISTHMUS_NATS_READ_FAILED', `bucket ${bucket}: direct get failed: ${headers?.code ?? ''} ${headers?.description ?? 'no headers'}`);
+    const subject = headers.last('Nats-Subject');
+    const revision = Number(headers.last('Nats-Sequence'));
+    if (!subject.startsWith(prefix) || !Number.isSafeInteger(revision)) throw new IsthmusError('ISTHMUS_NATS_READ_FAILED', `bucket ${bucket}: direct get returned ${subject} #${revision}`);
+    const operation = headers.last('KV-Operation');
+    last = revision;
+    onMessage({ key: subject.slice(prefix.length), revision, operation: operation === 'DEL' || operation === 'PURGE' ? operation : 'PUT', value: msg.data });
+  }
+  throw new IsthmusError('ISTHMUS_NATS_READ_FAILED', `bucket ${bucket}: the direct get did not finish within ${REQUEST_TIMEOUT_MS} ms`);
 }

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ZodError } from 'zod';
 import { CATALOG_BUCKET, catalogEntrySchema, catalogKey, parseCatalogTombstone, type CatalogEntry } from '../../common/catalog.ts';
-import { IsthmusError, describeError } from '../../common/errors.ts';
+import { IsthmusError, describeError, isIsthmusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import { backoffDelay } from '../../common/backoff.ts';
 import { bucketSubjects } from '../../common/nats-authorization.ts';
@@ -28,7 +28,12 @@ export interface KvSource<T> {
   readonly parse: (key: string, value: unknown) => T;
   /** Set for a bucket whose writer marks deletions with a tombstone value: then only a tombstone removes a key at once. */
   readonly isTombstone?: (key: string, value: unknown) => boolean;
+  /** Set for a bucket the hub creates only once it has something to put in it: until then it reads as empty. */
+  readonly mayBeAbsent?: boolean;
 }
+
+/** What a watcher knows of a key: an entry (possibly held after it vanished), ended by a tombstone, or never seen. */
+export type KeyState = 'present' | 'vanished' | 'tombstoned' | 'unknown';
 
 /** The federated catalog (the default source). */
 export const catalogSource: KvSource<CatalogEntry> = {
@@ -169,6 +174,12 @@ export class CatalogWatcher<T = CatalogEntry> {
     return since === undefined ? this.#vanishedGraceMs : Math.max(0, Math.ceil(since + this.#vanishedGraceMs - performance.now()));
   }
 
+  keyState(key: string): KeyState {
+    if (this.#vanished.has(key)) return 'vanished';
+    if (this.#entries.has(key)) return 'present';
+    return this.#tombstoned.has(key) ? 'tombstoned' : 'unknown';
+  }
+
   /** Registers a listener; returns its removal. */
   onChange(listener: CatalogListener<T>): () => void {
     this.#listeners.add(listener);
@@ -240,14 +251,14 @@ export class CatalogWatcher<T = CatalogEntry> {
 
   /** Reads what the bucket holds beyond the last revision applied (all of it for a snapshot). */
   async #readOnce(): Promise<void> {
-    const lastSeq = await lastRevision(this.#nc, this.#source.bucket);
+    const lastSeq = await this.#lastRevision();
     if (lastSeq < this.#revision) {
       this.#log.warn({ revision: this.#revision, lastSeq }, 'catalog bucket was recreated; reading it again from the start');
       this.#snapshotComplete = false;
       this.#revision = 0;
     }
     const snapshot: Set<string> | undefined = this.#snapshotComplete ? undefined : new Set();
-    await readFrom(this.#nc, this.#source.bucket, snapshot ? 1 : this.#revision + 1, (message) => {
+    if (lastSeq > 0) await readFrom(this.#nc, this.#source.bucket, snapshot ? 1 : this.#revision + 1, (message) => {
       if (this.#stopped) return;
       this.#apply(message);
       snapshot?.add(message.key);
@@ -260,6 +271,16 @@ export class CatalogWatcher<T = CatalogEntry> {
       this.#log.warn({ revision: this.#revision, lastSeq }, 'catalog bucket lost messages; reading it again');
       this.#snapshotComplete = false;
       await this.#readOnce();
+    }
+  }
+
+  /** The bucket's last revision; 0 for a bucket that may be absent and is. */
+  async #lastRevision(): Promise<number> {
+    try {
+      return await lastRevision(this.#nc, this.#source.bucket);
+    } catch (err) {
+      if (this.#source.mayBeAbsent && isIsthmusError(err, 'ISTHMUS_NATS_BUCKET_MISSING')) return 0;
+      throw err;
     }
   }
 

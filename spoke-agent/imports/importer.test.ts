@@ -328,7 +328,8 @@ describe('importer', () => {
     await put(entry('shop', 'legacy', [cluster('west')]));
     await waitFor('conflict reported', () => Promise.resolve(importer.status().conflicts.some((c) => c.kind === 'ServiceImport' && c.name === 'legacy')), 10_000, 50);
     await waitFor('slices of legacy', async () => (await slices('shop', 'legacy')).length === 1, 10_000, 50);
-    await sleep(700); // a few conflict retries
+    const reconciled = importer.status().reconciles;
+    await waitFor('three conflict retries', () => Promise.resolve(importer.status().reconciles >= reconciled + 3), 10_000, 50);
     expect((await serviceImport('shop', 'legacy'))?.metadata.resourceVersion).toBe(foreign?.metadata.resourceVersion);
 
     await tombstone('shop.legacy');

@@ -1,18 +1,19 @@
-// The importing side of the agent: the catalog watcher feeds catalog keys into a rate-limited work
+// The importing side of the agent: the member's catalog (the shared bucket and its own scoped one) feeds catalog keys into a rate-limited work
 // queue, and the reconciler writes ServiceImports, EndpointSlices and clusterset Services into
 // this cluster. Changes to the importer's own objects and new namespaces queue their keys too.
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { LABEL_SERVICE_NAME, MCS_GROUP, MCS_VERSION, SERVICE_IMPORT_KIND, SERVICE_IMPORT_PLURAL } from '../../common/api/mcs.ts';
-import { catalogKey, parseCatalogKey, type CatalogEntry } from '../../common/catalog.ts';
+import { catalogKey, parseCatalogKey, scopedCatalogBucket, type CatalogEntry } from '../../common/catalog.ts';
 import { Informer, WorkQueue, customResource, kinds } from '../../common/kube/index.ts';
 import type { Logger } from '../../common/logger.ts';
-import { CatalogWatcher, type CatalogListener, type CatalogWatcherOptions } from './catalog-watcher.ts';
+import type { CatalogListener, CatalogWatcherOptions } from './catalog-watcher.ts';
 import type { OutboundListener } from './desired-objects.ts';
 import type { ImporterStatus } from './metrics.ts';
 import { OWNED_SELECTOR, OWNED_SLICE_SELECTOR } from './naming.ts';
 import { ObjectWriter } from './object-writer.ts';
 import { ImportReconciler } from './reconciler.ts';
+import { MemberCatalog } from './member-catalog.ts';
 
 export interface ImporterOptions {
   /** The agent's own cluster. */
@@ -78,7 +79,13 @@ export function ownedServiceImports(kc: KubeConfig, log: Logger): Informer<Kuber
 export function createImporter(options: ImporterOptions): Importer {
   const { kc, clusterId } = options;
   const log = options.log.child({ part: 'importer' });
-  const watcher = new CatalogWatcher({ nc: options.nc, log, retry: options.watchRetry, ...(options.vanishedGraceMs ? { vanishedGraceMs: options.vanishedGraceMs } : {}) });
+  const watcher = new MemberCatalog({
+    nc: options.nc,
+    scopedBucket: scopedCatalogBucket(clusterId),
+    log,
+    retry: options.watchRetry,
+    ...(options.vanishedGraceMs ? { vanishedGraceMs: options.vanishedGraceMs } : {}),
+  });
   const queue = new WorkQueue<string>({ name: 'imports', logger: log, maxDelayMs: 30_000 });
   const namespaces = new Informer({ kubeConfig: kc, resource: kinds.namespaces, logger: log });
   const serviceImports = options.serviceImports ?? ownedServiceImports(kc, log);
@@ -86,6 +93,7 @@ export function createImporter(options: ImporterOptions): Importer {
   const slices = new Informer({ kubeConfig: kc, resource: kinds.endpointSlices, labelSelector: OWNED_SLICE_SELECTOR, logger: log });
   const owned = [serviceImports, services, slices] as const;
   let writes = 0;
+  let reconciles = 0;
   const reconciler = new ImportReconciler({
     clusterId,
     catalog: watcher,
@@ -134,6 +142,7 @@ export function createImporter(options: ImporterOptions): Importer {
     watchRestarts: watcher.restarts,
     malformedEntries: watcher.malformed,
     writes,
+    reconciles,
     pending: queue.length + queue.processing,
     conflicts: reconciler.conflicts(),
   });
@@ -162,6 +171,7 @@ export function createImporter(options: ImporterOptions): Importer {
           void queue.run(options.workers ?? IMPORTER_DEFAULTS.workers, async (key) => {
             const started = performance.now();
             const result = await reconciler.reconcile(key);
+            reconciles++;
             log.debug({ key, ms: Math.round((performance.now() - started) * 10) / 10 }, 'import reconciled');
             return result;
           });

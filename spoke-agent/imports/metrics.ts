@@ -11,6 +11,8 @@ export interface ImporterStatus {
   readonly malformedEntries: number;
   /** API writes (create, patch, delete, status) the importer made. */
   readonly writes: number;
+  /** Reconciles run (one per key taken from the queue, conflict retries included). */
+  readonly reconciles: number;
   /** Keys waiting for or in reconcile (not those waiting for a retry delay). */
   readonly pending: number;
   readonly conflicts: readonly ImportConflict[];
@@ -47,6 +49,7 @@ export function registerImporterMetrics(registry: Registry, status: () => Import
   mirroredCounter(registry, 'isthmus_agent_catalog_watch_restarts_total', 'Catalog watches started again after they ended or failed.', () => status().watchRestarts);
   mirroredCounter(registry, 'isthmus_agent_catalog_malformed_entries_total', 'Catalog entries skipped as malformed.', () => status().malformedEntries);
   mirroredCounter(registry, 'isthmus_agent_import_writes_total', 'Kubernetes API writes made by the importer.', () => status().writes);
+  mirroredCounter(registry, 'isthmus_agent_import_reconciles_total', 'Import reconciles run, retries included.', () => status().reconciles);
   mirroredGauge(registry, 'isthmus_agent_import_pending', 'Catalog keys waiting for or in reconcile.', () => status().pending);
   mirroredGauge(registry, 'isthmus_agent_import_conflicts', 'Objects not imported because one of that name exists that the agent does not own.', () => status().conflicts.length);
 }
