@@ -24,8 +24,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { backoffDelay } from '../common/backoff.ts';
 import { CATALOG_BUCKET, MEMBERS_BUCKET, catalogKey, type CatalogEntry } from '../common/catalog.ts';
 import { isHubCallError, type ExportedService, type ReportExportsResponse } from '../common/hub-api/index.ts';
-import { Federation } from '../e2e/federation/index.ts';
-import { waitFor, type ManagedProcess } from '../e2e/testbed/index.ts';
+import { Federation } from '../local/federation/index.ts';
+import { waitFor, type ManagedProcess } from '../local/testbed/index.ts';
 import { HubSession } from '../spoke-agent/hub-session.ts';
 import { generateJoinKeys, isTerminalJoinError, join as joinHub } from '../spoke-agent/join.ts';
 

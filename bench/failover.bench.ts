@@ -31,10 +31,10 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { dialGreeting as dial } from '../e2e/gateway/greeting-client.ts';
-import type { Federation } from '../e2e/federation/index.ts';
+import { dialGreeting as dial } from '../local/workloads/greeting-client.ts';
+import type { Federation } from '../local/federation/index.ts';
 import type { Backend, Timeline } from '../e2e/gateway/scenario.ts';
-import type { LocalCluster, ManagedProcess } from '../e2e/testbed/index.ts';
+import type { LocalCluster, ManagedProcess } from '../local/testbed/index.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const CLIENT_FLAG = '--client';
@@ -186,9 +186,9 @@ const since = (at: number | undefined, t0: number): number | undefined => (at ==
 
 async function loadHarness() {
   const [testbed, scenario, federation, kube, config, policies, picker] = await Promise.all([
-    import('../e2e/testbed/index.ts'),
+    import('../local/testbed/index.ts'),
     import('../e2e/gateway/scenario.ts'),
-    import('../e2e/federation/index.ts'),
+    import('../local/federation/index.ts'),
     import('../common/kube/index.ts'),
     import('../east-west-gateway/config.ts'),
     import('../east-west-gateway/policies.ts'),

@@ -12,7 +12,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ProcessSupervisor } from '../e2e/testbed/processes.ts';
+import { ProcessSupervisor } from '../local/testbed/processes.ts';
 import { startBackend, type Backend } from './gateway/backend.ts';
 import { haproxyTopology, haproxyVersion } from './gateway/haproxy.ts';
 // The Isthmus side: bench/gateway/isthmus.ts is a placeholder until the east-west gateway's

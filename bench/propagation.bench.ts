@@ -6,11 +6,11 @@
 import type { KubernetesObject, V1EndpointSlice } from '@kubernetes/client-node';
 import { LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER, MCS_GROUP, MCS_VERSION, SERVICE_IMPORT_KIND, SERVICE_IMPORT_PLURAL } from '../common/api/index.ts';
 import { Informer, customResource, ensureNamespace, kinds } from '../common/kube/index.ts';
-import { createBackend, createServiceExport } from '../e2e/catalog/exports.ts';
-import { Federation } from '../e2e/federation/index.ts';
+import { createBackend, createServiceExport } from '../local/exports.ts';
+import { Federation } from '../local/federation/index.ts';
 import { Kvm } from '@nats-io/kv';
 import { CATALOG_BUCKET } from '../common/catalog.ts';
-import { waitFor, type LocalCluster } from '../e2e/testbed/index.ts';
+import { waitFor, type LocalCluster } from '../local/testbed/index.ts';
 
 const CHANGES = Number(process.env.ISTHMUS_BENCH_CHANGES ?? 200);
 const NS = 'bench';

@@ -1,7 +1,7 @@
 // Test bed start-up: how long 1 and 4 clusters (etcd + kube-apiserver + CRDs each) plus NATS take
 // to be ready with cached binaries, how long teardown takes, and the peak memory of 4 clusters.
 // Run: npm run bench -- testbed
-import { startTestbed } from '../e2e/testbed/index.ts';
+import { startTestbed } from '../local/testbed/index.ts';
 
 const RUNS = 3;
 const rows: string[][] = [];

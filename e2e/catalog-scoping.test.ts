@@ -9,10 +9,10 @@ import { agentInboxPrefix, bucketReadRequests, bucketSubjects } from '../common/
 import { readFrom } from '../spoke-agent/imports/bucket-reader.ts';
 import { MCS_GROUP, MCS_VERSION, SERVICE_EXPORT_PLURAL } from '../common/api/mcs.ts';
 import { mergePatchCustomObject } from '../common/kube/index.ts';
-import { exportService, readServiceImport } from './catalog/exports.ts';
-import { agentCredentialsOf, connectAsAgent } from './federation/agent-identity.ts';
-import { Federation } from './federation/index.ts';
-import { waitFor, type LocalCluster } from './testbed/index.ts';
+import { exportService, readServiceImport } from '../local/exports.ts';
+import { agentCredentialsOf, connectAsAgent } from './agent-identity.ts';
+import { Federation } from '../local/federation/index.ts';
+import { waitFor, type LocalCluster } from '../local/testbed/index.ts';
 
 const NS = 'bank';
 

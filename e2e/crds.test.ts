@@ -2,7 +2,7 @@
 // message that names the problem.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { invalidObjects, validObjects } from './crds.fixtures.ts';
-import { startTestbed, type LocalCluster, type Testbed } from './testbed/index.ts';
+import { startTestbed, type LocalCluster, type Testbed } from '../local/testbed/index.ts';
 
 const plurals: Record<string, { plural: string; namespaced: boolean }> = {
   MemberCluster: { plural: 'memberclusters', namespaced: false },

@@ -8,9 +8,9 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureNamespace } from '../common/kube/index.ts';
 import { dnsOutcome, resolverFor } from '../spoke-agent/dns/dns.testkit.ts';
-import { createServiceExport, exportService, readServiceImport, unexportService } from './catalog/exports.ts';
-import { Federation } from './federation/index.ts';
-import { startCoreDns, waitFor, type LocalCluster, type LocalCoreDns } from './testbed/index.ts';
+import { createServiceExport, exportService, readServiceImport, unexportService } from '../local/exports.ts';
+import { Federation } from '../local/federation/index.ts';
+import { startCoreDns, waitFor, type LocalCluster, type LocalCoreDns } from '../local/testbed/index.ts';
 
 const NS = 'shop';
 

@@ -9,8 +9,8 @@ import { findCondition } from '../common/api/conditions.ts';
 import { FAILOVER_DEFAULTS, type FailoverPolicy } from '../common/api/isthmus.ts';
 import { ANNOTATION_HUB_GENERATION, LABEL_POLICY_SERVICE, POLICIES_BUCKET, policyRecordSchema } from '../common/failover-policy.ts';
 import { ensureNamespace, isNotFound } from '../common/kube/index.ts';
-import { Federation } from './federation/index.ts';
-import { waitFor, type LocalCluster } from './testbed/index.ts';
+import { Federation } from '../local/federation/index.ts';
+import { waitFor, type LocalCluster } from '../local/testbed/index.ts';
 
 const NS = 'shop';
 const ref = { group: 'isthmus.dev', version: 'v1alpha1', plural: 'failoverpolicies' } as const;

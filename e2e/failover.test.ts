@@ -8,9 +8,9 @@ import { DiscoveryV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER } from '../common/api/mcs.ts';
 import { ensureNamespace } from '../common/kube/index.ts';
-import { Federation } from './federation/index.ts';
+import { Federation } from '../local/federation/index.ts';
 import { applyFailoverPolicy, clustersetEndpoint, connect, exportWithBackends, killBackends, metric, reviveBackends, routeShares, timeline, type Timeline } from './gateway/scenario.ts';
-import { netnsAvailable, waitFor, type LocalCluster } from './testbed/index.ts';
+import { netnsAvailable, waitFor, type LocalCluster } from '../local/testbed/index.ts';
 
 const NS = 'shop';
 const available = await netnsAvailable();

@@ -15,10 +15,10 @@ import { ClusterAuthority } from '../common/pki/index.ts';
 import { issueSvid } from '../common/pki/svid.ts';
 import { importKeyPair, parseCertificates, type x509 } from '../common/pki/x509.ts';
 import { AgentSecrets } from '../spoke-agent/credentials.ts';
-import { readServiceImport } from './catalog/exports.ts';
+import { readServiceImport } from '../local/exports.ts';
 import { clustersetEndpoint as clustersetEndpointOf, connect as connectFrom, exportWithBackends as exportBackends, metric, routeShares, type Backend, type ConnectReport } from './gateway/scenario.ts';
-import { Federation } from './federation/index.ts';
-import { netnsAvailable, waitFor, type LocalCluster } from './testbed/index.ts';
+import { Federation } from '../local/federation/index.ts';
+import { netnsAvailable, waitFor, type LocalCluster } from '../local/testbed/index.ts';
 
 const NS = 'shop';
 const available = await netnsAvailable();

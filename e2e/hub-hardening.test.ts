@@ -17,8 +17,8 @@ import { HubSession, hubIdentityCheck } from '../spoke-agent/hub-session.ts';
 import { generateKeyPair } from '../common/pki/index.ts';
 import { join as joinHub, type JoinKeyPairs } from '../spoke-agent/join.ts';
 import { TokenStore } from '../hub/tokens.ts';
-import { Federation, type CliResult } from './federation/index.ts';
-import { waitFor } from './testbed/index.ts';
+import { Federation, type CliResult } from '../local/federation/index.ts';
+import { waitFor } from '../local/testbed/index.ts';
 
 type Token = Awaited<ReturnType<Federation['createToken']>>;
 

@@ -8,9 +8,9 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findCondition } from '../common/api/conditions.ts';
 import { ensureNamespace } from '../common/kube/index.ts';
-import { createBackend, createServiceExport, importedSlices, readServiceExport, readServiceImport } from './catalog/exports.ts';
-import { Federation } from './federation/index.ts';
-import { waitFor, type LocalCluster } from './testbed/index.ts';
+import { createBackend, createServiceExport, importedSlices, readServiceExport, readServiceImport } from '../local/exports.ts';
+import { Federation } from '../local/federation/index.ts';
+import { waitFor, type LocalCluster } from '../local/testbed/index.ts';
 
 const NS = 'mcs';
 

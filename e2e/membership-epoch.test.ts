@@ -17,8 +17,8 @@ import { certificateToPem, generateKeyPair, importKeyPair, issueCertificate, pri
 import { HubSession } from '../spoke-agent/hub-session.ts';
 import type { AgentCredentials } from '../spoke-agent/credentials.ts';
 import { join as joinHub } from '../spoke-agent/join.ts';
-import { Federation } from './federation/index.ts';
-import { startTestbed, waitFor } from './testbed/index.ts';
+import { Federation } from '../local/federation/index.ts';
+import { startTestbed, waitFor } from '../local/testbed/index.ts';
 
 type Token = Awaited<ReturnType<Federation['createToken']>>;
 

@@ -11,7 +11,7 @@ import { federationNatsAccounts } from '../common/nats-authorization.ts';
 import { AGENT_CERTIFICATE_SUBJECT } from '../common/pki/index.ts';
 import { createLogger } from '../common/logger.ts';
 import { CatalogWatcher, type KvSource } from '../spoke-agent/imports/catalog-watcher.ts';
-import { startTestbed, type Testbed } from './testbed/index.ts';
+import { startTestbed, type Testbed } from '../local/testbed/index.ts';
 
 let bed: Testbed;
 let hub: NatsConnection;

@@ -10,10 +10,10 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CATALOG_BUCKET, MEMBERS_BUCKET } from '../common/catalog.ts';
 import { AGENTS_ACCOUNT } from '../common/nats-authorization.ts';
-import { exportService, readServiceImport } from './catalog/exports.ts';
-import { agentCredentialsOf, connectAsAgent } from './federation/agent-identity.ts';
-import { Federation } from './federation/index.ts';
-import { waitFor, type LocalCluster, type LocalNats, type NatsNode } from './testbed/index.ts';
+import { exportService, readServiceImport } from '../local/exports.ts';
+import { agentCredentialsOf, connectAsAgent } from './agent-identity.ts';
+import { Federation } from '../local/federation/index.ts';
+import { waitFor, type LocalCluster, type LocalNats, type NatsNode } from '../local/testbed/index.ts';
 
 const NS = 'shop';
 const CATALOG_STREAM = `KV_${CATALOG_BUCKET}`;

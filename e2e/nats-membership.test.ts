@@ -5,9 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MEMBERS_BUCKET } from '../common/catalog.ts';
 import type { AgentCredentials } from '../spoke-agent/credentials.ts';
 import { lastRevision } from '../spoke-agent/imports/bucket-reader.ts';
-import { agentCredentialsOf, connectAsAgent } from './federation/agent-identity.ts';
-import { Federation } from './federation/index.ts';
-import { waitFor } from './testbed/index.ts';
+import { agentCredentialsOf, connectAsAgent } from './agent-identity.ts';
+import { Federation } from '../local/federation/index.ts';
+import { waitFor } from '../local/testbed/index.ts';
 
 const CUT_WITHIN_MS = 5_000;
 

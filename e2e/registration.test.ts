@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findCondition } from '../common/api/conditions.ts';
 import type { MemberCluster } from '../common/api/isthmus.ts';
 import { join as joinHub } from '../spoke-agent/join.ts';
-import { Federation, type CliResult } from './federation/index.ts';
-import { waitFor } from './testbed/index.ts';
+import { Federation, type CliResult } from '../local/federation/index.ts';
+import { waitFor } from '../local/testbed/index.ts';
 
 const HEARTBEAT_MS = 1_000;
 const MISSED = 3;

@@ -6,10 +6,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CATALOG_BUCKET } from '../common/catalog.ts';
 import { readFrom } from '../spoke-agent/imports/bucket-reader.ts';
-import { exportService, importedSlices } from './catalog/exports.ts';
-import { agentCredentialsOf, connectAsAgent } from './federation/agent-identity.ts';
-import { Federation } from './federation/index.ts';
-import { waitFor, type LocalCluster } from './testbed/index.ts';
+import { exportService, importedSlices } from '../local/exports.ts';
+import { agentCredentialsOf, connectAsAgent } from './agent-identity.ts';
+import { Federation } from '../local/federation/index.ts';
+import { waitFor, type LocalCluster } from '../local/testbed/index.ts';
 
 const NS = 'shop';
 

@@ -3,7 +3,7 @@
 import { Kvm } from '@nats-io/kv';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { startTestbed, type Testbed } from '../e2e/testbed/index.ts';
+import { startTestbed, type Testbed } from '../local/testbed/index.ts';
 import { openBucket } from './nats-buckets.ts';
 
 /** A logger whose warnings the test reads. */

@@ -6,7 +6,7 @@ import { isIsthmusError } from '../common/errors.ts';
 import { ensureNamespace } from '../common/kube/index.ts';
 import { createLogger } from '../common/logger.ts';
 import { createCertificateRequest, createIntermediateRequest, generateKeyPair } from '../common/pki/index.ts';
-import { startTestbed, type Testbed } from '../e2e/testbed/index.ts';
+import { startTestbed, type Testbed } from '../local/testbed/index.ts';
 import { createHubHandlers } from './hub-service.ts';
 import { MemberClusterStore } from './members.ts';
 import { TokenStore } from './tokens.ts';

@@ -19,9 +19,7 @@ import { DEFAULT_GATEWAY_NAME, type OutboundListenerRecord } from '../common/gat
 import { ensureNamespace } from '../common/kube/index.ts';
 import { runComponent } from '../common/main.ts';
 import { derivedServiceName } from '../spoke-agent/imports/naming.ts';
-import { exportService } from '../e2e/catalog/exports.ts';
-import { Federation } from '../e2e/federation/index.ts';
-import { netnsAvailable, waitFor, waitForProcess, type Fault, type LocalCluster, type ManagedProcess } from '../e2e/testbed/index.ts';
+import { Federation, exportService, netnsAvailable, waitFor, waitForProcess, type Fault, type LocalCluster, type ManagedProcess } from '../local/index.ts';
 
 const repo = fileURLToPath(new URL('../', import.meta.url));
 const NS = 'shop';
@@ -55,7 +53,7 @@ interface Backend {
   process: ManagedProcess | undefined;
 }
 
-/** One line of the client's output (e2e/gateway/netns-tool.ts loop): what ended in that second. */
+/** One line of the client's output (local/workloads/netns-tool.ts loop): what ended in that second. */
 interface ClientSecond {
   readonly at: number;
   readonly served: Record<string, number>;
@@ -327,7 +325,7 @@ await runComponent({
       client = await lab.cluster(a.name).startProcess({
         name: 'demo-client',
         command: process.execPath,
-        args: [join(repo, 'e2e/gateway/netns-tool.ts'), 'loop', target.address, String(target.port), String(CONNECTIONS_PER_SECOND), String(CLIENT_TIMEOUT_MS)],
+        args: [join(repo, 'local/workloads/netns-tool.ts'), 'loop', target.address, String(target.port), String(CONNECTIONS_PER_SECOND), String(CLIENT_TIMEOUT_MS)],
       });
       const started = client;
       await waitForProcess(started, 'the demo client reports', () => Promise.resolve(started.logTail(5).includes('"at"')), 15_000, 100);
@@ -388,7 +386,7 @@ await runComponent({
     }
 
     // The scenario: each scene acts, then holds for sceneSeconds; after the last it starts over at the second.
-    const backendScript = join(repo, 'e2e/gateway/backend.ts');
+    const backendScript = join(repo, 'local/workloads/backend.ts');
     async function killBackends(cluster: string): Promise<void> {
       await Promise.all(
         backends

@@ -17,8 +17,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { isAlreadyExists, isNotFound } from '../common/kube/index.ts';
-import { Federation } from '../e2e/federation/index.ts';
-import type { LocalCluster } from '../e2e/testbed/index.ts';
+import { Federation, type LocalCluster } from '../local/index.ts';
 
 const SKIPPED = '!DNS && !Connectivity';
 const STAND_IN_PERIOD_MS = 250;

@@ -3,7 +3,7 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { ensureNamespace } from '../common/kube/index.ts';
 import { RootAuthority, createIntermediateRequest, generateKeyPair, privateKeyToPem } from '../common/pki/index.ts';
-import { startTestbed } from '../e2e/testbed/index.ts';
+import { startTestbed } from '../local/testbed/index.ts';
 import type { AgentCredentials } from './credentials.ts';
 import { ISTIO_CACERTS_SECRET, writeIstioCacerts } from './istio-cacerts.ts';
 

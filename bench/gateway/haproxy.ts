@@ -9,9 +9,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../e2e/testbed/ports.ts';
+import { freePort } from '../../local/testbed/ports.ts';
 import { benchHost } from './bench-netns.ts';
-import { ProcessSupervisor, type ManagedProcess } from '../../e2e/testbed/processes.ts';
+import { ProcessSupervisor, type ManagedProcess } from '../../local/testbed/processes.ts';
 import { connectionsWithin, openFileLimit, waitForListening, type BenchCertificates, type Endpoint, type TopologyFactory, type TwoHopTopology } from './topology.ts';
 
 export const HAPROXY = process.env.HAPROXY ?? '/usr/sbin/haproxy';

@@ -26,8 +26,8 @@ import {
 } from '../../common/gateway-contract.ts';
 import { ensureNamespace } from '../../common/kube/index.ts';
 import { bundleToPem, type X509Svid } from '../../common/pki/index.ts';
-import { freePort } from '../../e2e/testbed/ports.ts';
-import { startTestbed, waitFor, waitForProcess, type LocalCluster, type ManagedProcess } from '../../e2e/testbed/index.ts';
+import { freePort } from '../../local/testbed/ports.ts';
+import { startTestbed, waitFor, waitForProcess, type LocalCluster, type ManagedProcess } from '../../local/testbed/index.ts';
 import { benchHost } from './bench-netns.ts';
 import { BENCH_MEMBERSHIP_EPOCH, accepts, connectionsWithin, openFileLimit, waitForListening, type BenchCertificates, type Endpoint, type TopologyFactory } from './topology.ts';
 

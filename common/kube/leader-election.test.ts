@@ -8,7 +8,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CoordinationV1Api, V1MicroTime, Watch, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestbed, waitFor, type Testbed } from '../../e2e/testbed/index.ts';
+import { startTestbed, waitFor, type Testbed } from '../../local/testbed/index.ts';
 import { createLogger } from '../logger.ts';
 import { LeaderElector, type LeaderElectionOptions } from './leader-election.ts';
 import { ensureNamespace, isConflict } from './objects.ts';

@@ -8,7 +8,7 @@ import {
   type V1CustomResourceDefinition,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestbed, waitFor, type Testbed } from '../../e2e/testbed/index.ts';
+import { startTestbed, waitFor, type Testbed } from '../../local/testbed/index.ts';
 import {
   describeKubeError,
   ensureNamespace,

@@ -5,9 +5,9 @@ import { DiscoveryV1Api } from '@kubernetes/client-node';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { FAILOVER_POLICY_PLURAL, ISTHMUS_API_VERSION, ISTHMUS_GROUP, ISTHMUS_VERSION, type FailoverPolicySpec } from '../../common/api/isthmus.ts';
 import { derivedServiceName } from '../../spoke-agent/imports/naming.ts';
-import { exportService } from '../catalog/exports.ts';
-import type { Federation } from '../federation/index.ts';
-import { waitFor, type LocalCluster, type ManagedProcess } from '../testbed/index.ts';
+import { exportService } from '../../local/exports.ts';
+import type { Federation } from '../../local/federation/index.ts';
+import { waitFor, type LocalCluster, type ManagedProcess } from '../../local/testbed/index.ts';
 
 export interface Backend {
   readonly id: string;

@@ -6,7 +6,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalogTombstone, parseCatalogTombstone } from '../../common/catalog.ts';
 import { createLogger } from '../../common/logger.ts';
-import { waitFor } from '../../e2e/testbed/index.ts';
+import { waitFor } from '../../local/testbed/index.ts';
 import { readCatalog } from './catalog-bucket.ts';
 import { CatalogPublisher, type PublisherOptions } from './catalog-publisher.ts';
 import { lastSequence, startHubNats } from './catalog.testkit.ts';

@@ -9,7 +9,7 @@ import { CATALOG_BUCKET, catalogEntrySchema, parseCatalogTombstone, scopedCatalo
 import { isIsthmusError } from '../../common/errors.ts';
 import type { ExportedService } from '../../common/hub-api/index.ts';
 import { createLogger } from '../../common/logger.ts';
-import { waitFor } from '../../e2e/testbed/index.ts';
+import { waitFor } from '../../local/testbed/index.ts';
 import { createCatalog, type Catalog } from './catalog.ts';
 import { FakeMemberCache, exported, lastSequence, locality, memberCluster, startHubNats } from './catalog.testkit.ts';
 

@@ -4,7 +4,7 @@ import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ISTHMUS_API_VERSION, MEMBER_CLUSTER_KIND, type MemberCluster } from '../../common/api/isthmus.ts';
 import type { ExportedService } from '../../common/hub-api/index.ts';
-import { startTestbed, type Testbed } from '../../e2e/testbed/index.ts';
+import { startTestbed, type Testbed } from '../../local/testbed/index.ts';
 import type { MemberCache } from '../membership.ts';
 import type { ClusterLocality } from './resolution.ts';
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MCS_API_VERSION, MCS_GROUP, MCS_VERSION, SERVICE_IMPORT_PLURAL } from '../../common/api/mcs.ts';
 import { Informer, ensureNamespace } from '../../common/kube/index.ts';
 import { createLogger } from '../../common/logger.ts';
-import { startTestbed, waitFor, type Testbed } from '../../e2e/testbed/index.ts';
+import { startTestbed, waitFor, type Testbed } from '../../local/testbed/index.ts';
 import { serviceImportResource } from '../imports/importer.ts';
 import { dnsOutcome, resolverFor } from './dns.testkit.ts';
 import { startClustersetDns, type DnsServer } from './index.ts';

@@ -16,7 +16,7 @@ import { findCondition, MCS_GROUP, MCS_VERSION, SERVICE_EXPORT_PLURAL, serviceEx
 import { ALLOWED_CLUSTERS_ANNOTATION } from '../../common/catalog.ts';
 import { ensureNamespace } from '../../common/kube/index.ts';
 import { createLogger } from '../../common/logger.ts';
-import { startTestbed, waitFor, type Testbed } from '../../e2e/testbed/index.ts';
+import { startTestbed, waitFor, type Testbed } from '../../local/testbed/index.ts';
 import { createExporter, type Exporter } from './exporter.ts';
 import { RecordingHub } from './recording-hub.testkit.ts';
 

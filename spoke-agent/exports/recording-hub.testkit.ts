@@ -2,7 +2,7 @@
 // answers as the hub does (applied = the request's generation). Tests can make it fail, hold its
 // answers, or report conflicts.
 import type { ExportConflict, ExportedService, ReportExportsRequest, ReportExportsResponse } from '../../common/hub-api/index.ts';
-import { waitFor } from '../../e2e/testbed/index.ts';
+import { waitFor } from '../../local/testbed/index.ts';
 import type { ReportSink } from './report-sink.ts';
 
 export interface RecordedReport {

@@ -5,7 +5,7 @@
 import { Kvm, type Bucket } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestbed, waitFor, type Testbed } from '../../e2e/testbed/index.ts';
+import { startTestbed, waitFor, type Testbed } from '../../local/testbed/index.ts';
 import { CATALOG_BUCKET, type CatalogEntry } from '../../common/catalog.ts';
 import { TcpProxy } from '../../common/kube/tcp-proxy.testkit.ts';
 import { createLogger } from '../../common/logger.ts';

@@ -8,7 +8,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestbed, waitFor, type Testbed } from '../../e2e/testbed/index.ts';
+import { startTestbed, waitFor, type Testbed } from '../../local/testbed/index.ts';
 import { MCS_API_VERSION, MCS_GROUP, MCS_VERSION, SERVICE_IMPORT_PLURAL } from '../../common/api/mcs.ts';
 import { CATALOG_BUCKET, catalogEntrySchema, type CatalogEntry } from '../../common/catalog.ts';
 import { ensureNamespace, isNotFound } from '../../common/kube/index.ts';

@@ -351,11 +351,11 @@ export class Federation implements AsyncDisposable {
     this.#gateways.delete(cluster);
   }
 
-  /** Runs e2e/gateway/netns-tool.ts inside a member's namespace and returns its stdout. */
+  /** Runs local/workloads/netns-tool.ts inside a member's namespace and returns its stdout. */
   async inCluster(cluster: string, args: readonly string[], timeoutMs = 120_000): Promise<string> {
     const lab = this.lab;
     if (!lab) throw new Error('no network namespaces (start the federation with gateways: true)');
-    return (await lab.cluster(cluster).run(process.execPath, [join(repo, 'e2e/gateway/netns-tool.ts'), ...args], { timeoutMs })).stdout;
+    return (await lab.cluster(cluster).run(process.execPath, [join(repo, 'local/workloads/netns-tool.ts'), ...args], { timeoutMs })).stdout;
   }
 
   /** Where a member agent answers the clusterset.local zone (UDP and TCP), as `127.0.0.1:<port>`. */
@@ -386,12 +386,12 @@ export class Federation implements AsyncDisposable {
     await waitForProcess(gateway, `gateway ${cluster} ready`, async () => (await this.inCluster(cluster, ['get', `http://127.0.0.1:${GATEWAY_STATUS_PORT}/readyz`])).trim() === 'ready', timeoutMs, 250);
   }
 
-  /** Starts a test backend (e2e/gateway/backend.ts) in a member's namespace, on a new address unless one is given (a restart). */
+  /** Starts a test backend (local/workloads/backend.ts) in a member's namespace, on a new address unless one is given (a restart). */
   async startBackend(cluster: string, id: string, port = 8080, at?: string): Promise<{ address: string; port: number; process: ManagedProcess }> {
     const lab = this.lab;
     if (!lab) throw new Error('no network namespaces (start the federation with gateways: true)');
     const address = at ?? (await lab.cluster(cluster).allocateAddress());
-    const backend = await lab.cluster(cluster).startProcess({ name: `backend-${id}`, command: process.execPath, args: [join(repo, 'e2e/gateway/backend.ts'), address, String(port), id] });
+    const backend = await lab.cluster(cluster).startProcess({ name: `backend-${id}`, command: process.execPath, args: [join(repo, 'local/workloads/backend.ts'), address, String(port), id] });
     await waitForProcess(backend, `backend ${id} listening`, async () => (await lab.cluster(cluster).tcpProbe(address, port, 2_000)) === 'connected', 30_000, 100);
     return { address, port, process: backend };
   }

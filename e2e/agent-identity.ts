@@ -3,8 +3,8 @@
 // which NATS refuses the replies its reads need).
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { agentInboxPrefix } from '../../common/nats-authorization.ts';
-import { AgentSecrets, type AgentCredentials } from '../../spoke-agent/credentials.ts';
+import { agentInboxPrefix } from '../common/nats-authorization.ts';
+import { AgentSecrets, type AgentCredentials } from '../spoke-agent/credentials.ts';
 
 /** The credentials the member's agent stored; throws when it has none yet. */
 export async function agentCredentialsOf(kc: KubeConfig, clusterId: string): Promise<AgentCredentials> {

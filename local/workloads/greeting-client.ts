@@ -1,4 +1,4 @@
-// One client connection to a test backend (e2e/gateway/backend.ts) through whatever is in between:
+// One client connection to a test backend (local/workloads/backend.ts) through whatever is in between:
 // read the greeting "<id>\n", send "ping\n" and half-close, read the echo, wait for the close.
 // Resolves with the backend's id; any other outcome (timeout, reset, a close before the greeting
 // or without the echo) rejects. Imports only node:* — it runs inside network namespaces.

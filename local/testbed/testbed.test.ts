@@ -4,7 +4,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
-import { validObjects } from '../crds.fixtures.ts';
+import { validObjects } from '../../e2e/crds.fixtures.ts';
 import { alive, startTestbed, waitFor } from './index.ts';
 
 describe('local test bed', () => {

@@ -1,8 +1,8 @@
-// Test helpers for the service catalog: create what a user creates in a member cluster (a
+// Sample services for a local federation: create what a user creates in a member cluster (a
 // Service with its EndpointSlice, a ServiceExport) and read what the agents import.
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type V1EndpointSlice } from '@kubernetes/client-node';
-import { LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER, MCS_GROUP, MCS_VERSION, SERVICE_EXPORT_PLURAL, SERVICE_IMPORT_PLURAL, type ServiceExport, type ServiceExportSpec, type ServiceImport } from '../../common/api/index.ts';
-import { ensureNamespace, isNotFound } from '../../common/kube/index.ts';
+import { LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER, MCS_GROUP, MCS_VERSION, SERVICE_EXPORT_PLURAL, SERVICE_IMPORT_PLURAL, type ServiceExport, type ServiceExportSpec, type ServiceImport } from '../common/api/index.ts';
+import { ensureNamespace, isNotFound } from '../common/kube/index.ts';
 
 export interface BackendSpec {
   readonly namespace: string;

@@ -1,6 +1,6 @@
 // Runs once per `vitest run`: builds or finds the pinned binaries (so test files don't race the
 // script) and clears anything an earlier, killed run left behind.
-import { reapAbandonedTestbeds, resolveBinaries } from './index.ts';
+import { reapAbandonedTestbeds, resolveBinaries } from '../local/testbed/index.ts';
 
 export default async function setup(): Promise<void> {
   reapAbandonedTestbeds();
