@@ -79,7 +79,8 @@ describe('agents against the federation NATS authorization', () => {
   it('still reads every bucket it needs: snapshot and live changes', async () => {
     const source: KvSource<unknown> = { bucket: CATALOG_BUCKET, parse: (_key, value) => value };
     const watcher = new CatalogWatcher<unknown>({ nc: agent, source, log: createLogger({ component: 'test' }) });
-    watcher.start();
+    const lifetime = new AbortController();
+    const running = watcher.run(lifetime.signal);
     try {
       await watcher.synced();
       expect(watcher.get('shop.cart')).toEqual({ genuine: true });
@@ -88,12 +89,18 @@ describe('agents against the federation NATS authorization', () => {
       await changed;
       expect(watcher.get('shop.live')).toEqual({ live: 1 });
     } finally {
-      await watcher.stop();
+      lifetime.abort();
+      await running;
     }
     const memberWatcher = new CatalogWatcher<unknown>({ nc: agent, source: { bucket: MEMBERS_BUCKET, parse: (_k, v) => v }, log: createLogger({ component: 'test' }) });
-    memberWatcher.start();
-    await memberWatcher.synced();
-    expect(memberWatcher.keys()).toEqual(['cluster-a']);
-    await memberWatcher.stop();
+    const memberLifetime = new AbortController();
+    const memberRunning = memberWatcher.run(memberLifetime.signal);
+    try {
+      await memberWatcher.synced();
+      expect(memberWatcher.keys()).toEqual(['cluster-a']);
+    } finally {
+      memberLifetime.abort();
+      await memberRunning;
+    }
   });
 });

@@ -12,7 +12,7 @@ export interface HealthMonitorOptions {
   readonly missedBeforeUnknown: number;
 }
 
-export function startHealthMonitor(cache: MemberCache, store: MemberClusterStore, options: HealthMonitorOptions, log: Logger, signal: AbortSignal): void {
+export function runHealthMonitor(cache: MemberCache, store: MemberClusterStore, options: HealthMonitorOptions, log: Logger, signal: AbortSignal): Promise<void> {
   const windowMs = options.intervalMs * options.missedBeforeUnknown;
   const tickMs = Math.max(100, Math.min(1_000, options.intervalMs / 2));
   const tick = async (): Promise<void> => {
@@ -29,5 +29,5 @@ export function startHealthMonitor(cache: MemberCache, store: MemberClusterStore
       ]);
     }
   };
-  void runPeriodically(tick, tickMs, signal, (err) => log.error({ err }, 'health check failed; retrying next tick'));
+  return runPeriodically(tick, tickMs, signal, (err) => log.error({ err }, 'health check failed; retrying next tick'));
 }

@@ -17,7 +17,7 @@ import { connectNats, tlsFromFiles } from '../common/nats.ts';
 import { bundleToPem, rootPin } from '../common/pki/index.ts';
 import { processMetricsRegistry, startStatusServer, type StatusServer } from '../common/status-server.ts';
 import type { HubConfig } from './config.ts';
-import { startHealthMonitor } from './health-monitor.ts';
+import { runHealthMonitor } from './health-monitor.ts';
 import { writeHubInfo } from './hub-info.ts';
 import { createCatalog } from './catalog/index.ts';
 import { createAgentAuthenticator, createHubHandlers } from './hub-service.ts';
@@ -138,7 +138,6 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   const grpcPort = await bindServer(server, `${config.grpc.host}:${config.grpc.port}`, credentials);
   const endpoints = config.advertiseEndpoints.length > 0 ? config.advertiseEndpoints : [`${config.grpc.host === '0.0.0.0' ? '127.0.0.1' : config.grpc.host}:${grpcPort}`];
 
-  let leadership: { publisher: MembershipPublisher; stopInformerHook: () => void } | undefined;
   /** This term's FailoverPolicy controller; heartbeats report to it. */
   let policies: PolicyController | undefined;
   const elector = new LeaderElector({
@@ -152,27 +151,28 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     logger: log.child({ part: 'leader-election' }),
     onStartedLeading: async (signal) => {
       log.info({ replica: config.replicaId }, 'leading');
-      // Started first so that a failure below cannot leave a leader without a catalog.
-      const catalogTerm = catalog.onStartedLeading(signal);
-      await trust.refresh();
-      await publishHubInfo();
-      startHealthMonitor(memberCache, members, { intervalMs: config.heartbeat.interval, missedBeforeUnknown: config.heartbeat.missedBeforeUnknown }, log.child({ part: 'health' }), signal);
-      startPolicies(signal);
-      const kv = await openBucket(nc, MEMBERS_BUCKET, config.nats, log.child({ part: 'membership' }));
-      const publisher = new MembershipPublisher(kv, memberCache, log.child({ part: 'membership' }), { staleAfterMs: config.heartbeat.staleAfter });
-      const stopInformerHook = informer.addEventHandler(() => publisher.trigger());
-      if (access) enforceNatsMembership(access.enforcer, signal);
-      leadership = { publisher, stopInformerHook };
-      // Resolves when the term ends, so a graceful stop flushes the catalog before releasing the lease.
-      await catalogTerm;
+      // The term's loops run until its signal aborts. The catalog starts first so that a failure
+      // below cannot leave a leader without a catalog.
+      const term: Promise<void>[] = [catalog.onStartedLeading(signal)];
+      try {
+        await trust.refresh();
+        await publishHubInfo();
+        term.push(runHealthMonitor(memberCache, members, { intervalMs: config.heartbeat.interval, missedBeforeUnknown: config.heartbeat.missedBeforeUnknown }, log.child({ part: 'health' }), signal));
+        term.push(runPolicies(signal));
+        const kv = await openBucket(nc, MEMBERS_BUCKET, config.nats, log.child({ part: 'membership' }));
+        const publisher = new MembershipPublisher(kv, memberCache, log.child({ part: 'membership' }), { staleAfterMs: config.heartbeat.staleAfter });
+        term.push(runWithInformerHook(() => publisher.trigger(), (s) => publisher.run(s), signal));
+        if (access) term.push(runNatsMembership(access.enforcer, signal));
+      } catch (err) {
+        log.error({ err }, 'leading without every loop of the term: one failed to start');
+      }
+      // Resolves when the term ends, so a graceful stop flushes the catalog and the membership
+      // before releasing the lease.
+      await Promise.all(term);
     },
     onStoppedLeading: () => {
       log.info({ replica: config.replicaId }, 'no longer leading');
       catalog.onStoppedLeading();
-      const current = leadership;
-      leadership = undefined;
-      current?.stopInformerHook();
-      void current?.publisher.stop();
     },
   });
 
@@ -185,29 +185,31 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     return { enforcer, system };
   }
 
+  /** Runs a term's loop with a hook on every MemberCluster change, removed when the term ends. */
+  async function runWithInformerHook(onMembersChanged: () => void, loop: (signal: AbortSignal) => Promise<void>, signal: AbortSignal): Promise<void> {
+    const removeHook = informer.addEventHandler(onMembersChanged);
+    try {
+      await loop(signal);
+    } finally {
+      removeHook();
+    }
+  }
+
   /** For one term: on every membership change, and every 10 s in case a change was missed. */
-  function enforceNatsMembership(enforcer: NatsAccess, signal: AbortSignal): void {
-    const stopHook = informer.addEventHandler(() => void enforcer.enforce());
-    signal.addEventListener('abort', stopHook, { once: true });
-    void runPeriodically(() => enforcer.enforce(), 10_000, signal, (err) => log.warn({ err }, 'enforcing NATS membership failed; retrying'));
+  function runNatsMembership(enforcer: NatsAccess, signal: AbortSignal): Promise<void> {
+    const enforce = (): Promise<void> => enforcer.enforce();
+    return runWithInformerHook(() => void enforce(), (s) => runPeriodically(enforce, 10_000, s, (err) => log.warn({ err }, 'enforcing NATS membership failed; retrying')), signal);
   }
 
   /** FailoverPolicy distribution for one term: stops (no write starts) when the term's signal aborts. */
-  function startPolicies(signal: AbortSignal): void {
-    if (signal.aborted) return;
+  async function runPolicies(signal: AbortSignal): Promise<void> {
     const controller = new PolicyController({ kc, nc, memberCache, buckets: config.nats, log: log.child({ part: 'policies' }) });
-    const stopHook = informer.addEventHandler(() => controller.membersChanged());
     policies = controller;
-    signal.addEventListener(
-      'abort',
-      () => {
-        stopHook();
-        if (policies === controller) policies = undefined;
-        void controller.stop();
-      },
-      { once: true },
-    );
-    controller.start();
+    try {
+      await runWithInformerHook(() => controller.membersChanged(), (s) => controller.run(s), signal);
+    } finally {
+      if (policies === controller) policies = undefined;
+    }
   }
 
   addHubService(

@@ -5,6 +5,7 @@
 // importers mark its endpoints not ready. Level-based: each pass compares the bucket with the
 // member cache and converges; a pass is due again when the next member would turn stale.
 import type { KV } from '@nats-io/kv';
+import { whenAborted, type Runnable } from '../common/lifecycle.ts';
 import type { Logger } from '../common/logger.ts';
 import { WorkQueue } from '../common/kube/index.ts';
 import type { MemberCluster } from '../common/api/isthmus.ts';
@@ -35,12 +36,12 @@ export function memberRecord(member: MemberCluster, staleAfterMs: number, now = 
   return JSON.stringify(record);
 }
 
-export class MembershipPublisher {
+export class MembershipPublisher implements Runnable {
   readonly #queue = new WorkQueue<string>({ maxDelayMs: 10_000 });
   readonly #kv: KV;
   readonly #cache: MemberCache;
   readonly #log: Logger;
-  readonly #resync: NodeJS.Timeout;
+  readonly #resyncMs: number;
   readonly #staleAfterMs: number;
   #staleTimer: NodeJS.Timeout | undefined;
   #published: Map<string, string> | undefined;
@@ -50,13 +51,22 @@ export class MembershipPublisher {
     this.#cache = cache;
     this.#log = log;
     this.#staleAfterMs = options.staleAfterMs;
-    const resyncMs = options.resyncMs ?? 30_000;
-    void this.#queue.run(1, () => this.#reconcile());
-    this.#resync = setInterval(() => {
+    this.#resyncMs = options.resyncMs ?? 30_000;
+  }
+
+  /** Publishes until `signal` aborts (the term ends), then finishes what is queued. */
+  async run(signal: AbortSignal): Promise<void> {
+    const working = this.#queue.run(1, () => this.#reconcile());
+    const resync = setInterval(() => {
       this.#published = undefined;
       this.trigger();
-    }, resyncMs);
+    }, this.#resyncMs);
     this.trigger();
+    await whenAborted(signal);
+    clearInterval(resync);
+    await this.#queue.shutDown({ drain: true });
+    await working;
+    clearTimeout(this.#staleTimer);
   }
 
   trigger(): void {
@@ -98,11 +108,5 @@ export class MembershipPublisher {
       if (entry?.operation === 'PUT') published.set(key, entry.string());
     }
     return published;
-  }
-
-  async stop(): Promise<void> {
-    clearInterval(this.#resync);
-    clearTimeout(this.#staleTimer);
-    await this.#queue.shutDown({ drain: true });
   }
 }

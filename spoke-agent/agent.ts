@@ -32,13 +32,15 @@ export interface RunningAgent extends Running {
 
 /** Hooks for what runs on top of membership (the service catalog). */
 export interface MemberExtension {
-  /** `heartbeatSoon` asks for the next heartbeat early (at most one a second), e.g. after the applied policies changed. */
-  start(context: { kc: KubeConfig; credentials: AgentCredentials; session: HubSession; signal: AbortSignal; heartbeatSoon: () => void }): Promise<void>;
+  /**
+   * Runs from the join until `context.signal` aborts (the agent stops), then resolves once
+   * everything it started has stopped. `heartbeatSoon` asks for the next heartbeat early (at most
+   * one a second), e.g. after the applied policies changed.
+   */
+  run(context: { kc: KubeConfig; credentials: AgentCredentials; session: HubSession; signal: AbortSignal; heartbeatSoon: () => void }): Promise<void>;
   exportCount(): number;
   /** The FailoverPolicy copies this cluster holds, for the heartbeat; undefined while not known yet. */
   appliedPolicies?(): readonly AppliedPolicy[] | undefined;
-  /** Resolves once everything it started has stopped (after the agent's signal aborted). */
-  stopped?(): Promise<void>;
   /** New credentials (renewal, rotation): connections that authenticate with them must follow. */
   credentialsChanged?(credentials: AgentCredentials): void;
 }
@@ -254,6 +256,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
     }
   }
 
+  const extensionRuns: Promise<void>[] = [];
   const run = async (): Promise<void> => {
     const stored = await secrets.loadCredentials();
     if (stored) log.info({ clusterId: stored.clusterId }, 'resuming membership from stored credentials');
@@ -268,9 +271,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
     renewals.push(startRenewal({ kind: 'authority', validity: validityOf(current.intermediateCertificate), renew: async () => validityOf((await renew({ agent: false, intermediate: true })).intermediateCertificate), onError: onError('intermediate') }));
     // The catalog may wait for NATS; membership (heartbeats, renewal) must not wait for it.
     for (const extension of extensions) {
-      extension.start({ kc, credentials: current, session: session as HubSession, signal, heartbeatSoon }).catch((err: unknown) => {
-        if (!signal.aborted) log.error({ err }, 'member extension failed to start');
-      });
+      extensionRuns.push(extension.run({ kc, credentials: current, session: session as HubSession, signal, heartbeatSoon }).catch((err: unknown) => log.error({ err }, 'member extension failed')));
     }
     await heartbeatLoop();
   };
@@ -295,7 +296,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
       abort.abort();
       for (const renewal of renewals) renewal.stop();
       await loop;
-      await Promise.all(extensions.map(async (extension) => extension.stopped?.()));
+      await Promise.all(extensionRuns);
       session?.close();
       await statusServer.close();
     },

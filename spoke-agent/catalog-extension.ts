@@ -11,6 +11,7 @@ import type { Logger } from '../common/logger.ts';
 import { agentInboxPrefix } from '../common/nats-authorization.ts';
 import { connectNats } from '../common/nats.ts';
 import type { MemberExtension } from './agent.ts';
+import { whenAborted } from '../common/lifecycle.ts';
 import type { AgentCredentials } from './credentials.ts';
 import { createExporter, hubReportSink, type Exporter } from './exports/index.ts';
 import { gatewayListeners, type GatewayListeners } from './gateway-listeners.ts';
@@ -50,7 +51,6 @@ export function catalogExtension(options: CatalogExtensionOptions): CatalogExten
   let listeners: GatewayListeners | undefined;
   let copies: PolicyCopies | undefined;
   let exporter: Exporter | undefined;
-  let exporterStopped: Promise<void> | undefined;
   let imports: Promise<ImportSide> | undefined;
   let context: { kc: KubeConfig; signal: AbortSignal } | undefined;
   let natsCertificate = '';
@@ -87,41 +87,50 @@ export function catalogExtension(options: CatalogExtensionOptions): CatalogExten
     });
     outbound.onChange(() => importer.resync());
     members.onChange(() => importer.resync());
-    const mirrorAbort = new AbortController();
-    const mirror = members.run(mirrorAbort.signal);
-    const policies = policyMirror({ kc, nc, copies: copies as PolicyCopies, log }).run(mirrorAbort.signal);
+    // This side runs until the agent stops or new credentials replace it.
+    const replaced = new AbortController();
+    const sideSignal = AbortSignal.any([signal, replaced.signal]);
     const target = exporter as Exporter;
     importer.onEntry((key, entry) => {
       const { namespace, name } = entry ?? parseCatalogKey(key);
       target.applyCatalogConflicts(namespace, name, entry?.conflicts ?? []);
     });
     activeImporter = importer;
-    await importer.start(signal);
+    const running = Promise.all([members.run(sideSignal), policyMirror({ kc, nc, copies: copies as PolicyCopies, log }).run(sideSignal), importer.run(sideSignal)]);
     return {
       importer,
       close: async () => {
-        mirrorAbort.abort();
-        await Promise.all([importer.stop(), mirror, policies]);
+        replaced.abort();
+        await running;
         await nc.drain();
       },
     };
   }
 
   return {
-    async start({ kc, credentials, session, signal, heartbeatSoon }) {
+    async run({ kc, credentials, session, signal, heartbeatSoon }) {
       context = { kc, signal };
-      listeners = gatewayListeners({ kc, namespace: options.namespace, gatewayName: options.gatewayName, log });
-      listeners.start();
+      const outbound = gatewayListeners({ kc, namespace: options.namespace, gatewayName: options.gatewayName, log });
+      listeners = outbound;
+      outbound.start();
       // Read from this cluster, not NATS: the hub hears which copies exist even while NATS is down.
-      copies = policyCopies({ kc, log });
-      copies.onChange(() => heartbeatSoon());
-      copies.start();
-      serviceImports = ownedServiceImports(kc, log.child({ part: 'imports' }));
-      serviceImports.start();
+      const ownCopies = policyCopies({ kc, log });
+      copies = ownCopies;
+      ownCopies.onChange(() => heartbeatSoon());
+      ownCopies.start();
+      const imported = ownedServiceImports(kc, log.child({ part: 'imports' }));
+      serviceImports = imported;
+      imported.start();
       exporter = createExporter({ kc, clusterId: credentials.clusterId, hub: hubReportSink(session), log: log.child({ part: 'exports' }) });
-      exporterStopped = exporter.start(signal).catch((err: unknown) => log.error({ err }, 'exporter stopped with an error'));
+      const exporting = exporter.run(signal).catch((err: unknown) => log.error({ err }, 'exporter stopped with an error'));
       imports = startImports(credentials);
-      await imports;
+      imports.catch((err: unknown) => log.error({ err }, 'cannot start the catalog side'));
+      await whenAborted(signal);
+      await exporting;
+      // A connection still waiting for an unreachable NATS has nothing to close; don't wait for it.
+      const side = await Promise.race([imports.catch(() => undefined), sleep(2_000)]);
+      await side?.close();
+      await Promise.all([outbound.stop(), ownCopies.stop(), imported.stop()]);
     },
     serviceImports: () => serviceImports,
     exportCount: () => exporter?.exportCount() ?? 0,
@@ -140,15 +149,6 @@ export function catalogExtension(options: CatalogExtensionOptions): CatalogExten
           return startImports(credentials);
         });
       imports.catch((err: unknown) => log.error({ err }, 'cannot reconnect the catalog with the new certificate'));
-    },
-    stopped: async () => {
-      await exporterStopped;
-      // A connection still waiting for an unreachable NATS has nothing to close; don't wait for it.
-      const side = await Promise.race([imports?.catch(() => undefined), sleep(2_000)]);
-      await side?.close();
-      await listeners?.stop();
-      await copies?.stop();
-      await serviceImports?.stop();
     },
   };
 }

@@ -10,6 +10,7 @@ import { putConfigMap, putSecret } from '../common/kube/index.ts';
 import type { Logger } from '../common/logger.ts';
 import { ClusterAuthority, startRenewal, type RenewalHandle, type X509Svid } from '../common/pki/index.ts';
 import type { MemberExtension } from './agent.ts';
+import { whenAborted } from '../common/lifecycle.ts';
 import type { AgentCredentials } from './credentials.ts';
 
 export const GATEWAY_COMPONENT_LABEL = { 'app.kubernetes.io/managed-by': 'isthmus-agent', 'app.kubernetes.io/component': 'east-west-gateway' } as const;
@@ -100,15 +101,17 @@ export function gatewayProvisioner(options: GatewayProvisionerOptions): MemberEx
   }
 
   return {
-    async start(context) {
+    async run(context) {
       kc = context.kc;
       current = context.credentials;
-      context.signal.addEventListener('abort', () => renewal?.stop(), { once: true });
       await retryWithBackoff(() => serialised(() => converge(current as AgentCredentials, true)), {
         backoff: WRITE_BACKOFF,
         signal: context.signal,
         onError: (err, retryInMs) => log.warn({ err: describeError(err), retryInMs }, 'cannot write the gateway credentials yet'),
       });
+      await whenAborted(context.signal);
+      renewal?.stop();
+      await chain;
     },
     exportCount: () => 0,
     credentialsChanged(credentials) {

@@ -7,6 +7,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { MEMBERS_BUCKET, memberRecordSchema, type MemberRecord } from '../common/catalog.ts';
 import { MEMBERS_CONFIGMAP, type MembersDocument } from '../common/gateway-contract.ts';
 import { WorkQueue, putConfigMap } from '../common/kube/index.ts';
+import type { Runnable } from '../common/lifecycle.ts';
 import type { Logger } from '../common/logger.ts';
 import { GATEWAY_COMPONENT_LABEL } from './gateway-provisioner.ts';
 import { CatalogWatcher, type KvSource } from './imports/catalog-watcher.ts';
@@ -20,8 +21,7 @@ const membersSource: KvSource<MemberRecord> = {
   },
 };
 
-export interface MembersMirror {
-  run(signal: AbortSignal): Promise<void>;
+export interface MembersMirror extends Runnable {
   /** Whether the hub says this member's endpoints are stale (unavailable past the bound). */
   isStale(clusterId: string): boolean;
   /** Called after any change of the membership, once it is synced. */
@@ -58,19 +58,17 @@ export function membersMirror(options: { kc: KubeConfig; nc: NatsConnection; nam
         queue.add('members');
         for (const listener of listeners) listener();
       });
-      watcher.start();
-      const stop = async (): Promise<void> => {
-        await watcher.stop();
-        await queue.shutDown();
-      };
-      if (signal.aborted) return stop();
-      const stopped = new Promise<void>((resolve) => signal.addEventListener('abort', () => void stop().then(resolve), { once: true }));
-      await watcher.synced().then(
-        () => queue.add('members'),
+      const watching = watcher.run(signal);
+      void watcher.synced().then(
+        () => {
+          if (signal.aborted) return;
+          queue.add('members');
+          void queue.run(1, write);
+        },
         () => undefined,
       );
-      void queue.run(1, write);
-      await stopped;
+      await watching;
+      await queue.shutDown();
     },
   };
 }

@@ -38,6 +38,7 @@ import {
 } from '../common/failover-policy.ts';
 import { MAX_APPLIED_POLICIES, type AppliedPolicy } from '../common/hub-api/messages.ts';
 import { Informer, WorkQueue, describeKubeError, kinds, type WorkResult } from '../common/kube/index.ts';
+import { whenAborted, type Runnable } from '../common/lifecycle.ts';
 import type { Logger } from '../common/logger.ts';
 import { CatalogWatcher, type CatalogWatcherOptions, type KvSource } from './imports/catalog-watcher.ts';
 import { withIntentHash, type DesiredObject } from './imports/desired-objects.ts';
@@ -145,10 +146,8 @@ export interface PolicyMirrorOptions {
   readonly watchRetry?: CatalogWatcherOptions['retry'];
 }
 
-export interface PolicyMirror {
-  /** Mirrors until `signal` aborts; resolves once stopped. What it wrote stays. */
-  run(signal: AbortSignal): Promise<void>;
-}
+/** Mirrors until `signal` aborts; resolves once stopped. What it wrote stays. */
+export type PolicyMirror = Runnable;
 
 export function policyMirror(options: PolicyMirrorOptions): PolicyMirror {
   const log = options.log.child({ part: 'policy-mirror' });
@@ -232,24 +231,23 @@ export function policyMirror(options: PolicyMirrorOptions): PolicyMirror {
           for (const key of watcher.keys()) if (parsePolicyKey(key).namespace === namespace.metadata?.name) queue.add(key);
         }),
       ];
-      watcher.start();
-      const stop = async (): Promise<void> => {
-        for (const remove of removeHandlers) remove();
-        await watcher.stop();
-        await queue.shutDown();
-      };
-      if (signal.aborted) return stop();
-      const stopped = new Promise<void>((resolve) => signal.addEventListener('abort', () => void stop().then(resolve), { once: true }));
-      const ready = await Promise.all([watcher.synced(), options.copies.synced()]).then(
-        () => true,
-        () => false,
-      );
+      const watching = watcher.run(signal);
+      const ready = await Promise.race([
+        Promise.all([watcher.synced(), options.copies.synced()]).then(
+          () => true,
+          () => false,
+        ),
+        whenAborted(signal).then(() => false),
+      ]);
       if (ready && !signal.aborted) {
         resync();
         void queue.run(options.workers ?? POLICY_MIRROR_DEFAULTS.workers, reconcile);
         log.info({ policies: watcher.size }, 'failover policies synced; mirroring');
       }
-      await stopped;
+      await whenAborted(signal);
+      for (const remove of removeHandlers) remove();
+      await watching;
+      await queue.shutDown();
     },
   };
 }

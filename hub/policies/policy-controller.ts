@@ -27,6 +27,7 @@ import { describeError } from '../../common/errors.ts';
 import { POLICIES_BUCKET, failoverPolicyResource, parsePolicyKey, policyKey, policyRecordSchema, type PolicyRecord } from '../../common/failover-policy.ts';
 import type { AppliedPolicy } from '../../common/hub-api/messages.ts';
 import { Informer, WorkQueue, isNotFound, mergePatchCustomObjectStatus, objectKey } from '../../common/kube/index.ts';
+import { whenAborted, type Runnable } from '../../common/lifecycle.ts';
 import type { Logger } from '../../common/logger.ts';
 import { currentMemberIds, type MemberCache } from '../membership.ts';
 import { SINGLE_SERVER_BUCKETS, openBucket, type BucketSettings } from '../nats-buckets.ts';
@@ -70,7 +71,7 @@ function sameClusters(a: readonly AppliedCluster[] | undefined, b: readonly Appl
   return left.length === b.length && left.every((c, i) => c.cluster === b[i]?.cluster && c.appliedGeneration === b[i]?.appliedGeneration);
 }
 
-export class PolicyController {
+export class PolicyController implements Runnable {
   readonly #options: PolicyControllerOptions;
   readonly #log: Logger;
   readonly #informer: Informer<KubernetesObject>;
@@ -97,10 +98,19 @@ export class PolicyController {
     this.#informer.addEventHandler((type, object) => this.#onPolicyEvent(type, object));
   }
 
-  /** Starts watching; reconciling begins once the cache is filled. */
-  start(): void {
+  /**
+   * Watches, and once the cache is filled reconciles, until `signal` aborts (the term ends); then
+   * no write starts, writes in flight finish, and it resolves.
+   */
+  async run(signal: AbortSignal): Promise<void> {
     this.#informer.start();
     void this.#begin();
+    await whenAborted(signal);
+    this.#stopped = true;
+    clearInterval(this.#resync);
+    await this.#queue.shutDown();
+    await this.#informer.stop();
+    await this.#workers;
   }
 
   /** A MemberCluster changed: when the set of current members did, every policy is checked again. */
@@ -124,15 +134,6 @@ export class PolicyController {
     }
   }
 
-  /** No write starts after this; writes in flight finish. */
-  async stop(): Promise<void> {
-    if (this.#stopped) return;
-    this.#stopped = true;
-    clearInterval(this.#resync);
-    await this.#queue.shutDown();
-    await this.#informer.stop();
-    await this.#workers;
-  }
 
   async #begin(): Promise<void> {
     try {

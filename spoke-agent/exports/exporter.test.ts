@@ -40,7 +40,7 @@ beforeAll(async () => {
   discovery = kc.makeApiClient(DiscoveryV1Api);
   custom = kc.makeApiClient(CustomObjectsApi);
   exporter = createExporter({ kc, clusterId: CLUSTER_ID, hub, log, timing: { retryInitialMs: 20, retryMaxMs: 200 } });
-  running = exporter.start(stop.signal);
+  running = exporter.run(stop.signal);
   await exporter.synced();
 });
 

@@ -9,6 +9,7 @@ import type { CatalogConflict } from '../../common/catalog.ts';
 import { formatIssues } from '../../common/config.ts';
 import { IsthmusError } from '../../common/errors.ts';
 import { Informer, WorkQueue, isConflict, isNotFound, kinds, objectKey, type WorkResult } from '../../common/kube/index.ts';
+import { whenAborted, type Runnable } from '../../common/lifecycle.ts';
 import type { Logger } from '../../common/logger.ts';
 import { exportConditions } from './export-conditions.ts';
 import { ExportReporter, type ReportTiming } from './export-reporter.ts';
@@ -35,12 +36,13 @@ export interface ExporterOptions {
   readonly statusWorkers?: number;
 }
 
-export interface Exporter {
+export interface Exporter extends Runnable {
   /**
    * Watches, reports and writes conditions until `signal` aborts; resolves once everything has
-   * stopped. The export set is first reported when the caches are synced (even if empty).
+   * stopped. The export set is first reported when the caches are synced (even if empty). An
+   * exporter runs once.
    */
-  start(signal: AbortSignal): Promise<void>;
+  run(signal: AbortSignal): Promise<void>;
   /** Resolves when the caches are synced and the initial export set is complete; rejects if stopped before. */
   synced(): Promise<void>;
   /** Valid exports of this cluster (the heartbeat's exportCount). */
@@ -124,10 +126,7 @@ export function createExporter(options: ExporterOptions): Exporter {
   }
 
   async function run(signal: AbortSignal): Promise<void> {
-    const aborted = new Promise<void>((resolve) => {
-      if (signal.aborted) resolve();
-      else signal.addEventListener('abort', () => resolve(), { once: true });
-    });
+    const aborted = whenAborted(signal);
     for (const informer of informers) informer.start();
     const workers: Promise<void>[] = [];
     try {
@@ -150,8 +149,8 @@ export function createExporter(options: ExporterOptions): Exporter {
   }
 
   return {
-    start(signal) {
-      if (started) return Promise.reject(new IsthmusError('ISTHMUS_INPUT_INVALID', 'exporter already started'));
+    run(signal) {
+      if (started) return Promise.reject(new IsthmusError('ISTHMUS_INPUT_INVALID', 'an exporter runs once'));
       started = true;
       return run(signal);
     },

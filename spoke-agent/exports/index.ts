@@ -2,7 +2,7 @@
 // and the hub's verdict → ServiceExport conditions.
 //
 //   const exporter = createExporter({ kc, clusterId, hub: hubReportSink(session), log });
-//   const stopped = exporter.start(signal);   // runs until `signal` aborts
+//   const stopped = exporter.run(signal);   // runs until `signal` aborts
 //   await exporter.synced();                  // optional: the first report is on its way
 //   exporter.exportCount();                   // for heartbeats
 //   exporter.applyCatalogConflicts(ns, name, entry.conflicts);   // from the catalog watcher

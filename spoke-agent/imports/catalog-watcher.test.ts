@@ -69,11 +69,13 @@ async function withWatcher(body: (watcher: CatalogWatcher, changes: string[]) =>
   const watcher = new CatalogWatcher({ nc: agent, log, retry: { initialMs: 50, maxMs: 500 }, progressCheckMs: 300, ...(vanishedGraceMs ? { vanishedGraceMs } : {}) });
   const changes: string[] = [];
   watcher.onChange((key, value) => changes.push(`${value ? 'set' : 'removed'} ${key}${value ? `:${value.ports[0]?.port}` : ''}`));
-  watcher.start();
+  const lifetime = new AbortController();
+  const running = watcher.run(lifetime.signal);
   try {
     await body(watcher, changes);
   } finally {
-    await watcher.stop();
+    lifetime.abort();
+    await running;
   }
 }
 

@@ -16,6 +16,7 @@ import { CATALOG_BUCKET, catalogEntrySchema, catalogKey, parseCatalogTombstone, 
 import { IsthmusError, describeError, isIsthmusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import { backoffDelay } from '../../common/backoff.ts';
+import type { Runnable } from '../../common/lifecycle.ts';
 import { bucketSubjects } from '../../common/nats-authorization.ts';
 import { lastRevision, readFrom, type BucketMessage } from './bucket-reader.ts';
 
@@ -67,7 +68,7 @@ export const CATALOG_WATCHER_DEFAULTS = {
   vanishedGraceMs: 24 * 60 * 60 * 1000,
 } as const;
 
-export class CatalogWatcher<T = CatalogEntry> {
+export class CatalogWatcher<T = CatalogEntry> implements Runnable {
   readonly #nc: NatsConnection;
   readonly #source: KvSource<T>;
   readonly #log: Logger;
@@ -93,7 +94,6 @@ export class CatalogWatcher<T = CatalogEntry> {
   #nudge: ((reason: 'changed' | 'reconnected') => void) | undefined;
   /** Aborted to cut a retry delay short (a reconnect) or on stop. */
   #wake = new AbortController();
-  #loop: Promise<void> | undefined;
   #started = false;
   #stopped = false;
   #synced = false;
@@ -114,11 +114,30 @@ export class CatalogWatcher<T = CatalogEntry> {
     this.#syncedPromise.catch(() => undefined); // callers that never ask must not see an unhandled rejection
   }
 
-  start(): void {
-    if (this.#started || this.#stopped) return;
+  /**
+   * Watches until `signal` aborts, then resolves once the watch ended; the entries stay readable.
+   * A watcher runs once.
+   */
+  async run(signal: AbortSignal): Promise<void> {
+    if (this.#started) throw new IsthmusError('ISTHMUS_INPUT_INVALID', 'a catalog watcher runs once');
     this.#started = true;
-    this.#loop = this.#run();
+    const stop = (): void => {
+      this.#stopped = true;
+      this.#nudge?.('reconnected');
+      this.#wake.abort();
+    };
+    if (signal.aborted) stop();
+    else signal.addEventListener('abort', stop, { once: true });
     void this.#followConnection();
+    try {
+      await this.#run();
+    } finally {
+      signal.removeEventListener('abort', stop);
+      stop();
+      for (const { timer } of this.#vanished.values()) clearTimeout(timer);
+      this.#vanished.clear();
+      if (!this.#synced) this.#rejectSynced(new IsthmusError('ISTHMUS_STOPPED', 'catalog watcher stopped before its first snapshot'));
+    }
   }
 
   /** Resolves once the first full snapshot of the bucket is applied; rejects if stopped before. */
@@ -184,17 +203,6 @@ export class CatalogWatcher<T = CatalogEntry> {
   onChange(listener: CatalogListener<T>): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
-  }
-
-  async stop(): Promise<void> {
-    if (this.#stopped) return;
-    this.#stopped = true;
-    this.#nudge?.('reconnected');
-    this.#wake.abort();
-    await this.#loop;
-    for (const { timer } of this.#vanished.values()) clearTimeout(timer);
-    this.#vanished.clear();
-    if (!this.#synced) this.#rejectSynced(new IsthmusError('ISTHMUS_STOPPED', 'catalog watcher stopped before its first snapshot'));
   }
 
   async #run(): Promise<void> {

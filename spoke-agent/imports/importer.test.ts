@@ -34,6 +34,7 @@ let kv: KV;
 let proxy: TcpProxy;
 let agent: NatsConnection;
 let importer: Importer;
+let stopImporter: (() => Promise<void>) | undefined;
 let registry: Registry;
 /** What the gateway listens on; tests change it and call `resync()`, as the agent will. */
 let outboundListener: OutboundListener = () => undefined;
@@ -156,12 +157,17 @@ async function startImporter(): Promise<void> {
   });
   const started = importer;
   registerImporterMetrics(registry, () => started.status());
-  await importer.start();
+  const lifetime = new AbortController();
+  const running = importer.run(lifetime.signal);
+  stopImporter = async () => {
+    lifetime.abort();
+    await running;
+  };
   await importer.synced();
 }
 
 afterAll(async () => {
-  await importer?.stop();
+  await stopImporter?.();
   await agent?.close();
   await hub?.close();
   await proxy?.[Symbol.asyncDispose]();
@@ -371,7 +377,7 @@ describe('importer', () => {
   it('after a restart, keeps an import whose key vanished meanwhile without a tombstone', async () => {
     await settled();
     const keep = await versions('shop', 'keep');
-    await importer.stop();
+    await stopImporter?.();
     await kv.delete('shop.keep');
     await startImporter();
     await caughtUp((await kv.status()).streamInfo.state.last_seq);
@@ -385,7 +391,7 @@ describe('importer', () => {
   it('after a restart, deletes what the hub ended meanwhile and writes nothing else', async () => {
     await settled();
     const keep = await versions('shop', 'keep');
-    await importer.stop();
+    await stopImporter?.();
     await tombstone('shop.api');
     await startImporter();
     await goneEntirely('shop', 'api');

@@ -5,7 +5,9 @@ import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { LABEL_SERVICE_NAME, MCS_GROUP, MCS_VERSION, SERVICE_IMPORT_KIND, SERVICE_IMPORT_PLURAL } from '../../common/api/mcs.ts';
 import { catalogKey, parseCatalogKey, scopedCatalogBucket, type CatalogEntry } from '../../common/catalog.ts';
+import { IsthmusError } from '../../common/errors.ts';
 import { Informer, WorkQueue, customResource, kinds } from '../../common/kube/index.ts';
+import { whenAborted, type Runnable } from '../../common/lifecycle.ts';
 import type { Logger } from '../../common/logger.ts';
 import type { CatalogListener, CatalogWatcherOptions } from './catalog-watcher.ts';
 import type { OutboundListener } from './desired-objects.ts';
@@ -45,13 +47,14 @@ export interface ImporterOptions {
   readonly serviceImports?: Informer<KubernetesObject>;
 }
 
-export interface Importer {
-  /** Starts watching and, once the catalog and caches are synced, reconciling; returns at once. Aborting `signal` stops. */
-  start(signal?: AbortSignal): Promise<void>;
+export interface Importer extends Runnable {
+  /**
+   * Watches and, once the catalog and caches are synced, reconciles until `signal` aborts; then
+   * stops writing and resolves. What it wrote stays. An importer runs once.
+   */
+  run(signal: AbortSignal): Promise<void>;
   /** Resolves once the catalog's first snapshot is applied and the caches are filled. */
   synced(): Promise<void>;
-  /** Stops watching and writing; what it wrote stays. */
-  stop(): Promise<void>;
   /** Tells `listener` of every change of a catalog entry (conflicts included), from the first snapshot on; returns its removal. */
   onEntry(listener: CatalogListener): () => void;
   /** The current catalog entry of a service, if any. */
@@ -132,7 +135,6 @@ export function createImporter(options: ImporterOptions): Importer {
   const syncedPromise = Promise.all([watcher.synced(), namespaces.synced(), ...owned.map((informer) => informer.synced())]).then(() => undefined);
   syncedPromise.catch(() => undefined); // callers that never ask must not see an unhandled rejection
   let started = false;
-  let stopped = false;
   let synced = false;
 
   const status = (): ImporterStatus => ({
@@ -147,42 +149,37 @@ export function createImporter(options: ImporterOptions): Importer {
     conflicts: reconciler.conflicts(),
   });
 
-  const stop = async (): Promise<void> => {
-    stopped = true;
-    await watcher.stop();
+  async function run(signal: AbortSignal): Promise<void> {
+    if (started) throw new IsthmusError('ISTHMUS_INPUT_INVALID', 'an importer runs once');
+    started = true;
+    for (const informer of [namespaces, ...owned]) informer.start();
+    const watching = watcher.run(signal);
+    syncedPromise.then(
+      () => {
+        if (signal.aborted) return;
+        synced = true;
+        resync();
+        void queue.run(options.workers ?? IMPORTER_DEFAULTS.workers, async (key) => {
+          const began = performance.now();
+          const result = await reconciler.reconcile(key);
+          reconciles++;
+          log.debug({ key, ms: Math.round((performance.now() - began) * 10) / 10 }, 'import reconciled');
+          return result;
+        });
+        log.info({ entries: watcher.size }, 'importer synced; reconciling');
+      },
+      () => undefined,
+    );
+    await whenAborted(signal);
+    await watching;
     await queue.shutDown();
     for (const remove of removeHandlers) remove();
     await Promise.all([namespaces, ...owned].filter((informer) => informer !== options.serviceImports).map((informer) => informer.stop()));
-  };
+  }
 
   return {
-    start: (signal) => {
-      if (started || stopped) return Promise.resolve();
-      started = true;
-      if (signal?.aborted) return stop();
-      signal?.addEventListener('abort', () => void stop(), { once: true });
-      for (const informer of [namespaces, ...owned]) informer.start();
-      watcher.start();
-      syncedPromise.then(
-        () => {
-          if (stopped) return;
-          synced = true;
-          resync();
-          void queue.run(options.workers ?? IMPORTER_DEFAULTS.workers, async (key) => {
-            const started = performance.now();
-            const result = await reconciler.reconcile(key);
-            reconciles++;
-            log.debug({ key, ms: Math.round((performance.now() - started) * 10) / 10 }, 'import reconciled');
-            return result;
-          });
-          log.info({ entries: watcher.size }, 'importer synced; reconciling');
-        },
-        () => undefined,
-      );
-      return Promise.resolve();
-    },
+    run,
     synced: () => syncedPromise,
-    stop,
     onEntry: (listener) => watcher.onChange(listener),
     entry: (namespace, name) => watcher.get(catalogKey(namespace, name)),
     resync,

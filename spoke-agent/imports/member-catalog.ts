@@ -7,6 +7,7 @@
 // the agent started waits for the grace period from the first snapshot, as in CatalogWatcher.
 import type { NatsConnection } from '@nats-io/transport-node';
 import { CATALOG_BUCKET, type CatalogEntry } from '../../common/catalog.ts';
+import type { Runnable } from '../../common/lifecycle.ts';
 import type { Logger } from '../../common/logger.ts';
 import { CatalogWatcher, catalogSource, type CatalogListener, type CatalogWatcherOptions } from './catalog-watcher.ts';
 
@@ -19,7 +20,7 @@ export interface MemberCatalogOptions {
   readonly vanishedGraceMs?: number;
 }
 
-export class MemberCatalog {
+export class MemberCatalog implements Runnable {
   readonly #shared: CatalogWatcher;
   readonly #own: CatalogWatcher;
 
@@ -29,13 +30,9 @@ export class MemberCatalog {
     this.#own = new CatalogWatcher({ ...common, source: { ...catalogSource, bucket: options.scopedBucket, mayBeAbsent: true }, log: options.log.child({ bucket: options.scopedBucket }) });
   }
 
-  start(): void {
-    this.#shared.start();
-    this.#own.start();
-  }
-
-  async stop(): Promise<void> {
-    await Promise.all([this.#shared.stop(), this.#own.stop()]);
+  /** Watches both buckets until `signal` aborts. */
+  async run(signal: AbortSignal): Promise<void> {
+    await Promise.all([this.#shared.run(signal), this.#own.run(signal)]);
   }
 
   /** Resolves once both buckets' first snapshots are applied. */
