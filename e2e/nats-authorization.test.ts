@@ -10,6 +10,7 @@ import { CATALOG_BUCKET, MEMBERS_BUCKET } from '../common/catalog.ts';
 import { federationNatsAccounts } from '../common/nats-authorization.ts';
 import { AGENT_CERTIFICATE_SUBJECT } from '../common/pki/index.ts';
 import { createLogger } from '../common/logger.ts';
+import { runInBackground } from '../common/lifecycle.testkit.ts';
 import { CatalogWatcher, type KvSource } from '../spoke-agent/imports/catalog-watcher.ts';
 import { startTestbed, type Testbed } from '../local/testbed/index.ts';
 
@@ -79,28 +80,16 @@ describe('agents against the federation NATS authorization', () => {
   it('still reads every bucket it needs: snapshot and live changes', async () => {
     const source: KvSource<unknown> = { bucket: CATALOG_BUCKET, parse: (_key, value) => value };
     const watcher = new CatalogWatcher<unknown>({ nc: agent, source, log: createLogger({ component: 'test' }) });
-    const lifetime = new AbortController();
-    const running = watcher.run(lifetime.signal);
-    try {
-      await watcher.synced();
-      expect(watcher.get('shop.cart')).toEqual({ genuine: true });
-      const changed = new Promise<void>((resolve) => watcher.onChange((key) => key === 'shop.live' && resolve()));
-      await catalog.put('shop.live', '{"live":1}');
-      await changed;
-      expect(watcher.get('shop.live')).toEqual({ live: 1 });
-    } finally {
-      lifetime.abort();
-      await running;
-    }
+    await using _catalog = runInBackground(watcher);
+    await watcher.synced();
+    expect(watcher.get('shop.cart')).toEqual({ genuine: true });
+    const changed = new Promise<void>((resolve) => watcher.onChange((key) => key === 'shop.live' && resolve()));
+    await catalog.put('shop.live', '{"live":1}');
+    await changed;
+    expect(watcher.get('shop.live')).toEqual({ live: 1 });
     const memberWatcher = new CatalogWatcher<unknown>({ nc: agent, source: { bucket: MEMBERS_BUCKET, parse: (_k, v) => v }, log: createLogger({ component: 'test' }) });
-    const memberLifetime = new AbortController();
-    const memberRunning = memberWatcher.run(memberLifetime.signal);
-    try {
-      await memberWatcher.synced();
-      expect(memberWatcher.keys()).toEqual(['cluster-a']);
-    } finally {
-      memberLifetime.abort();
-      await memberRunning;
-    }
+    await using _members = runInBackground(memberWatcher);
+    await memberWatcher.synced();
+    expect(memberWatcher.keys()).toEqual(['cluster-a']);
   });
 });

@@ -134,7 +134,6 @@ export class PolicyController implements Runnable {
     }
   }
 
-
   async #begin(): Promise<void> {
     try {
       await this.#informer.synced();

@@ -11,6 +11,7 @@ import { TcpProxy } from '../../common/kube/tcp-proxy.testkit.ts';
 import { createLogger } from '../../common/logger.ts';
 import { federationNatsAccounts } from '../../common/nats-authorization.ts';
 import { AGENT_CERTIFICATE_SUBJECT } from '../../common/pki/index.ts';
+import { runInBackground } from '../../common/lifecycle.testkit.ts';
 import { CatalogWatcher } from './catalog-watcher.ts';
 import { putEntry, putTombstone, reconnectAttempts } from './catalog.testkit.ts';
 
@@ -69,14 +70,8 @@ async function withWatcher(body: (watcher: CatalogWatcher, changes: string[]) =>
   const watcher = new CatalogWatcher({ nc: agent, log, retry: { initialMs: 50, maxMs: 500 }, progressCheckMs: 300, ...(vanishedGraceMs ? { vanishedGraceMs } : {}) });
   const changes: string[] = [];
   watcher.onChange((key, value) => changes.push(`${value ? 'set' : 'removed'} ${key}${value ? `:${value.ports[0]?.port}` : ''}`));
-  const lifetime = new AbortController();
-  const running = watcher.run(lifetime.signal);
-  try {
-    await body(watcher, changes);
-  } finally {
-    lifetime.abort();
-    await running;
-  }
+  await using _running = runInBackground(watcher);
+  await body(watcher, changes);
 }
 
 beforeAll(async () => {

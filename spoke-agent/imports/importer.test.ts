@@ -13,6 +13,7 @@ import { MCS_API_VERSION, MCS_GROUP, MCS_VERSION, SERVICE_IMPORT_PLURAL } from '
 import { CATALOG_BUCKET, catalogEntrySchema, type CatalogEntry } from '../../common/catalog.ts';
 import { ensureNamespace, isNotFound } from '../../common/kube/index.ts';
 import { TcpProxy } from '../../common/kube/tcp-proxy.testkit.ts';
+import { runInBackground } from '../../common/lifecycle.testkit.ts';
 import { createLogger } from '../../common/logger.ts';
 import { federationNatsAccounts } from '../../common/nats-authorization.ts';
 import { AGENT_CERTIFICATE_SUBJECT } from '../../common/pki/index.ts';
@@ -157,12 +158,7 @@ async function startImporter(): Promise<void> {
   });
   const started = importer;
   registerImporterMetrics(registry, () => started.status());
-  const lifetime = new AbortController();
-  const running = importer.run(lifetime.signal);
-  stopImporter = async () => {
-    lifetime.abort();
-    await running;
-  };
+  stopImporter = runInBackground(importer).stop;
   await importer.synced();
 }
 
