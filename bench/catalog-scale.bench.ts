@@ -61,7 +61,11 @@ async function within<T>(what: string, ms: number, promise: Promise<T>): Promise
 }
 
 /** Runs `fn` over `items`, at most `limit` at a time; results in the items' order. */
-async function boundedMap<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+async function boundedMap<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const results: R[] = new Array<R>(items.length);
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -131,13 +135,21 @@ function serviceExport(service: number, cluster: number): ExportedService {
 }
 
 /** Joins every cluster, CONNECT_CONCURRENCY at a time, one token per worker (concurrent joins on one token would fight over its use counter). */
-async function joinAgents(fed: Federation, clusters: number, services: number, exporters: number): Promise<{ agents: SimulatedAgent[]; tokensMs: number }> {
+async function joinAgents(
+  fed: Federation,
+  clusters: number,
+  services: number,
+  exporters: number,
+): Promise<{ agents: SimulatedAgent[]; tokensMs: number }> {
   const exportsBy = Array.from({ length: clusters }, () => [] as ExportedService[]);
-  for (let s = 0; s < services; s++) for (const c of exportersOf(s, clusters, exporters)) exportsBy[c]?.push(serviceExport(s, c));
+  for (let s = 0; s < services; s++)
+    for (const c of exportersOf(s, clusters, exporters)) exportsBy[c]?.push(serviceExport(s, c));
   const workers = Math.min(CONNECT_CONCURRENCY, clusters);
   const perWorker = Math.ceil(clusters / workers);
   const tokensStarted = performance.now();
-  const tokens = await Promise.all(Array.from({ length: workers }, () => fed.createToken(['--usages', String(perWorker), '--ttl', '1h'])));
+  const tokens = await Promise.all(
+    Array.from({ length: workers }, () => fed.createToken(['--usages', String(perWorker), '--ttl', '1h'])),
+  );
   const tokensMs = performance.now() - tokensStarted;
   const agents: SimulatedAgent[] = [];
   await Promise.all(
@@ -155,8 +167,16 @@ async function joinAgents(fed: Federation, clusters: number, services: number, e
           agentVersion: 'bench',
         };
         const keys = await generateJoinKeys(); // every retry of one join offers the same keys
-        const credentials = await retrying(() => joinHub(token, facts, keys), (err) => !isTerminalJoinError(err));
-        agents[c] = { clusterId, session: new HubSession(credentials.hubEndpoints, credentials), services: exportsBy[c] ?? [], generation: 0 };
+        const credentials = await retrying(
+          () => joinHub(token, facts, keys),
+          (err) => !isTerminalJoinError(err),
+        );
+        agents[c] = {
+          clusterId,
+          session: new HubSession(credentials.hubEndpoints, credentials),
+          services: exportsBy[c] ?? [],
+          generation: 0,
+        };
       }
     }),
   );
@@ -165,15 +185,16 @@ async function joinAgents(fed: Federation, clusters: number, services: number, e
 
 /** An agent's first heartbeat: opens its mTLS channel, as a real agent's does before it reports. */
 async function heartbeat(agent: SimulatedAgent): Promise<void> {
-  const call = (): Promise<unknown> => agent.session.call('Heartbeat', {
-    agentVersion: 'bench',
-    trustBundleSequence: 0,
-    exportCount: agent.services.length,
-    intermediateExpiry: '',
-    rootInUse: '',
-    appliedPolicies: [],
-    appliedPoliciesKnown: false,
-  });
+  const call = (): Promise<unknown> =>
+    agent.session.call('Heartbeat', {
+      agentVersion: 'bench',
+      trustBundleSequence: 0,
+      exportCount: agent.services.length,
+      intermediateExpiry: '',
+      rootInUse: '',
+      appliedPolicies: [],
+      appliedPoliciesKnown: false,
+    });
   await retrying(call, (err) => isHubCallError(err) && err.retryable);
 }
 
@@ -189,7 +210,10 @@ async function report(agent: SimulatedAgent): Promise<ReportExportsResponse> {
 
 class CatalogObserver {
   readonly #exporters: number;
-  readonly #waiters = new Map<string, Set<{ matches: (entry: CatalogEntry) => boolean; resolve: (at: number) => void }>>();
+  readonly #waiters = new Map<
+    string,
+    Set<{ matches: (entry: CatalogEntry) => boolean; resolve: (at: number) => void }>
+  >();
   /** Keys whose entry lists every exporter. */
   readonly #complete = new Set<string>();
   readonly #seen = new Set<string>();
@@ -203,18 +227,25 @@ class CatalogObserver {
 
   static async start(nc: NatsConnection, exporters: number): Promise<{ observer: CatalogObserver; kv: KV }> {
     let kv: KV | undefined;
-    await waitFor('the catalog bucket', async () => {
-      kv = await new Kvm(nc).open(CATALOG_BUCKET).catch(() => undefined);
-      return kv !== undefined;
-    }, 60_000, 100);
+    await waitFor(
+      'the catalog bucket',
+      async () => {
+        kv = await new Kvm(nc).open(CATALOG_BUCKET).catch(() => undefined);
+        return kv !== undefined;
+      },
+      60_000,
+      100,
+    );
     const observer = new CatalogObserver(exporters);
     void (async () => {
-      for await (const status of nc.status()) observer.#connectionEvents.set(status.type, (observer.#connectionEvents.get(status.type) ?? 0) + 1);
+      for await (const status of nc.status())
+        observer.#connectionEvents.set(status.type, (observer.#connectionEvents.get(status.type) ?? 0) + 1);
     })();
     const watch = await (kv as KV).watch();
     void (async () => {
       // Taken as the hub wrote it, not validated: the observer shares the 2 cores it measures.
-      for await (const update of watch) observer.#apply(update.key, update.operation === 'PUT' ? update.json<Partial<CatalogEntry>>() : undefined);
+      for await (const update of watch)
+        observer.#apply(update.key, update.operation === 'PUT' ? update.json<Partial<CatalogEntry>>() : undefined);
     })();
     return { observer, kv: kv as KV };
   }
@@ -283,9 +314,11 @@ async function hubMemory(process: ManagedProcess, statusPort: number): Promise<H
   const status = readFileSync(`/proc/${process.pid}/status`, 'utf8');
   const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
   const metrics = await (await fetch(`http://127.0.0.1:${statusPort}/metrics`)).text();
-  const gauge = (name: string): number => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
+  const gauge = (name: string): number =>
+    Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
   const spaces = new Map<string, number>();
-  for (const m of metrics.matchAll(/^nodejs_heap_space_size_used_bytes\{[^}]*\bspace="([^"]+)"[^}]*\} (\S+)$/gm)) spaces.set(m[1] as string, Number(m[2]));
+  for (const m of metrics.matchAll(/^nodejs_heap_space_size_used_bytes\{[^}]*\bspace="([^"]+)"[^}]*\} (\S+)$/gm))
+    spaces.set(m[1] as string, Number(m[2]));
   return {
     rss: kb('VmRSS'),
     rssAnon: kb('RssAnon'),
@@ -308,7 +341,11 @@ async function loadedMemory(modules: readonly string[]): Promise<{ rss: number; 
     globalThis.gc();
     const rss = Number(/^VmRSS:\\s+(\\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]) * 1024;
     console.log(JSON.stringify({ rss, heapUsed: process.memoryUsage().heapUsed }));`;
-  const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', '--input-type=module', '-e', script, JSON.stringify(modules)], { timeout: 60_000 });
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--expose-gc', '--input-type=module', '-e', script, JSON.stringify(modules)],
+    { timeout: 60_000 },
+  );
   return JSON.parse(stdout) as { rss: number; heapUsed: number };
 }
 
@@ -337,7 +374,9 @@ interface HeapAnalysis {
 }
 
 interface HeapSnapshotFile {
-  readonly snapshot: { readonly meta: { readonly node_fields: string[]; readonly node_types: [string[]]; readonly edge_fields: string[] } };
+  readonly snapshot: {
+    readonly meta: { readonly node_fields: string[]; readonly node_types: [string[]]; readonly edge_fields: string[] };
+  };
   readonly nodes: number[];
   readonly edges: number[];
   readonly strings: string[];
@@ -357,8 +396,13 @@ function analyzeHeapSnapshot(file: string): HeapAnalysis {
   const nf = snapshot.meta.node_fields;
   const nodeFields = nf.length;
   const edgeFields = snapshot.meta.edge_fields.length;
-  const [typeAt, nameAt, sizeAt, edgeCountAt] = ['type', 'name', 'self_size', 'edge_count'].map((f) => nf.indexOf(f)) as [number, number, number, number];
-  const [edgeNameAt, edgeToAt] = ['name_or_index', 'to_node'].map((f) => snapshot.meta.edge_fields.indexOf(f)) as [number, number];
+  const [typeAt, nameAt, sizeAt, edgeCountAt] = ['type', 'name', 'self_size', 'edge_count'].map((f) =>
+    nf.indexOf(f),
+  ) as [number, number, number, number];
+  const [edgeNameAt, edgeToAt] = ['name_or_index', 'to_node'].map((f) => snapshot.meta.edge_fields.indexOf(f)) as [
+    number,
+    number,
+  ];
   const types = snapshot.meta.node_types[0];
   const typeOf = (node: number): string => types[nodes[node + typeAt] as number] ?? 'unknown';
   const firstEdge = new Int32Array(nodes.length / nodeFields + 1);
@@ -369,7 +413,8 @@ function analyzeHeapSnapshot(file: string): HeapAnalysis {
   const edgesOf = function* (node: number): Generator<{ name: string; to: number }> {
     const start = firstEdge[node / nodeFields] as number;
     const end = start + (nodes[node + edgeCountAt] as number) * edgeFields;
-    for (let e = start; e < end; e += edgeFields) yield { name: strings[edges[e + edgeNameAt] as number] ?? '', to: edges[e + edgeToAt] as number };
+    for (let e = start; e < end; e += edgeFields)
+      yield { name: strings[edges[e + edgeNameAt] as number] ?? '', to: edges[e + edgeToAt] as number };
   };
   const counted = new Set<number>();
   /** A string's characters: its own, or a cons string's parts (each counted once). */
@@ -412,17 +457,22 @@ async function hubHeapSnapshot(process: ManagedProcess, dir: string): Promise<He
   let analysis: HeapAnalysis | undefined;
   let lastSize = -1;
   // Written by the hub's main thread, so complete once its size stops changing and it parses.
-  await waitFor('the hub heap snapshot', async () => {
-    file ??= (await readdir(dir)).find((f) => f.endsWith('.heapsnapshot') && !before.has(f));
-    if (!file) return false;
-    const { size } = await stat(join(dir, file));
-    if (size !== lastSize) {
-      lastSize = size;
-      return false;
-    }
-    analysis = analyzeHeapSnapshot(join(dir, file));
-    return true;
-  }, 60_000, 500);
+  await waitFor(
+    'the hub heap snapshot',
+    async () => {
+      file ??= (await readdir(dir)).find((f) => f.endsWith('.heapsnapshot') && !before.has(f));
+      if (!file) return false;
+      const { size } = await stat(join(dir, file));
+      if (size !== lastSize) {
+        lastSize = size;
+        return false;
+      }
+      analysis = analyzeHeapSnapshot(join(dir, file));
+      return true;
+    },
+    60_000,
+    500,
+  );
   rmSync(join(dir, file as string), { force: true });
   return analysis as HeapAnalysis;
 }
@@ -518,7 +568,11 @@ interface CpuUse {
 
 function cpuNow(fed: Federation): CpuUse {
   const nats = fed.bed.nats?.process.pid;
-  return { hub: cpuSeconds(hubProcess(fed).pid), nats: nats === undefined ? Number.NaN : cpuSeconds(nats), bench: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6 };
+  return {
+    hub: cpuSeconds(hubProcess(fed).pid),
+    nats: nats === undefined ? Number.NaN : cpuSeconds(nats),
+    bench: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6,
+  };
 }
 
 function cpuSince(before: CpuUse, after: CpuUse): CpuUse {
@@ -556,12 +610,22 @@ async function run(clusters: number, services: number, exporters: number, diagno
     const loaded = await loadedMemories();
 
     const joinStarted = performance.now();
-    const joined = await within('joining every agent', PHASE_TIMEOUT_MS, joinAgents(fed, clusters, services, exporters));
+    const joined = await within(
+      'joining every agent',
+      PHASE_TIMEOUT_MS,
+      joinAgents(fed, clusters, services, exporters),
+    );
     agents.push(...joined.agents);
     const members = await new Kvm(nc).open(MEMBERS_BUCKET);
     await waitFor('every member published', async () => (await members.status()).values >= clusters, 60_000, 100);
     const joinMs = performance.now() - joinStarted;
-    const lag: Record<'join' | 'connect' | 'convergence' | 'updates' | 'restart', number> = { join: await lagOf(fed), connect: 0, convergence: 0, updates: 0, restart: 0 };
+    const lag: Record<'join' | 'connect' | 'convergence' | 'updates' | 'restart', number> = {
+      join: await lagOf(fed),
+      connect: 0,
+      convergence: 0,
+      updates: 0,
+      restart: 0,
+    };
     const connectStarted = performance.now();
     await within('first heartbeats', PHASE_TIMEOUT_MS, boundedMap(agents, CONNECT_CONCURRENCY, heartbeat));
     const connectMs = performance.now() - connectStarted;
@@ -583,9 +647,10 @@ async function run(clusters: number, services: number, exporters: number, diagno
         }),
       ),
     );
-    const convergenceMs = (await within('initial convergence', CONVERGENCE_TIMEOUT_MS, converged).catch((err: unknown) => {
-      throw new Error(`${String(err)}: ${observer.describe()}; ${services} expected`);
-    })) - reportStarted;
+    const convergenceMs =
+      (await within('initial convergence', CONVERGENCE_TIMEOUT_MS, converged).catch((err: unknown) => {
+        throw new Error(`${String(err)}: ${observer.describe()}; ${services} expected`);
+      })) - reportStarted;
     const convergenceCpu = cpuSince(cpuBefore, cpuNow(fed));
     const convergenceWrites = (await lastSequence(kv)) - sequenceBefore;
     lag.convergence = await lagOf(fed);
@@ -600,7 +665,9 @@ async function run(clusters: number, services: number, exporters: number, diagno
       const service = agent.services[index] as ExportedService;
       const ready = 1_000 + i;
       agent.services[index] = { ...service, endpoints: [{ zone: ZONES[0] as string, ready, total: ready }] };
-      const seen = observer.awaitEntry(catalogKey(service.namespace, service.name), (e) => e.clusters.some((c) => c.clusterId === agent.clusterId && c.endpoints[0]?.ready === ready));
+      const seen = observer.awaitEntry(catalogKey(service.namespace, service.name), (e) =>
+        e.clusters.some((c) => c.clusterId === agent.clusterId && c.endpoints[0]?.ready === ready),
+      );
       const begun = performance.now();
       await within('an update report', UPDATE_TIMEOUT_MS, report(agent));
       updateAcks.push(performance.now() - begun);
@@ -614,7 +681,11 @@ async function run(clusters: number, services: number, exporters: number, diagno
     const failoverStarted = performance.now();
     const sequenceBeforeFailover = await lastSequence(kv);
     await fed.startHub('hub-0');
-    await within('the re-reports after the hub restart', PHASE_TIMEOUT_MS, boundedMap(agents, CONNECT_CONCURRENCY, report));
+    await within(
+      'the re-reports after the hub restart',
+      PHASE_TIMEOUT_MS,
+      boundedMap(agents, CONNECT_CONCURRENCY, report),
+    );
     const failoverMs = performance.now() - failoverStarted;
     const failoverWrites = (await lastSequence(kv)) - sequenceBeforeFailover;
     const steady = await memoryOf(fed);
@@ -646,7 +717,9 @@ async function run(clusters: number, services: number, exporters: number, diagno
       lag,
     };
   } catch (err) {
-    throw new Error(`${String(err)}\nthe hub's log:\n${fed.hubs[0]?.process?.logTail(40) ?? '(no hub running)'}`, { cause: err });
+    throw new Error(`${String(err)}\nthe hub's log:\n${fed.hubs[0]?.process?.logTail(40) ?? '(no hub running)'}`, {
+      cause: err,
+    });
   } finally {
     for (const agent of agents) agent.session.close();
     await nc.close();
@@ -660,23 +733,53 @@ function printTable(r: Result): void {
   const ms = (value: number): string => (value >= 100 ? `${value.toFixed(0)} ms` : `${value.toFixed(1)} ms`);
   const m = (bytes: number): string => `${mb(bytes).toFixed(1)} MB`;
   const rows: [string, string, string, string][] = [
-    ['initial convergence (all entries in KV)', ms(r.convergenceMs), `≤ ${TARGETS.convergenceMs / 1000} s`, verdict(r.convergenceMs <= TARGETS.convergenceMs)],
+    [
+      'initial convergence (all entries in KV)',
+      ms(r.convergenceMs),
+      `≤ ${TARGETS.convergenceMs / 1000} s`,
+      verdict(r.convergenceMs <= TARGETS.convergenceMs),
+    ],
     ['update, report → KV watch: p50', ms(r.update.p50), '', ''],
-    ['update, report → KV watch: p99', ms(r.update.p99), `≤ ${TARGETS.updateP99Ms} ms`, verdict(r.update.p99 <= TARGETS.updateP99Ms)],
-    ['hub RSS per remote cluster', `${rssPerCluster.toFixed(2)} MB`, `≤ ${TARGETS.rssPerClusterMb} MB`, verdict(rssPerCluster <= TARGETS.rssPerClusterMb)],
-    ['  vs Istio ~180 MB per remote cluster', `${(ISTIO_MB_PER_CLUSTER / Math.max(rssPerCluster, 0.01)).toFixed(0)}× less`, '', ''],
+    [
+      'update, report → KV watch: p99',
+      ms(r.update.p99),
+      `≤ ${TARGETS.updateP99Ms} ms`,
+      verdict(r.update.p99 <= TARGETS.updateP99Ms),
+    ],
+    [
+      'hub RSS per remote cluster',
+      `${rssPerCluster.toFixed(2)} MB`,
+      `≤ ${TARGETS.rssPerClusterMb} MB`,
+      verdict(rssPerCluster <= TARGETS.rssPerClusterMb),
+    ],
+    [
+      '  vs Istio ~180 MB per remote cluster',
+      `${(ISTIO_MB_PER_CLUSTER / Math.max(rssPerCluster, 0.01)).toFixed(0)}× less`,
+      '',
+      '',
+    ],
   ];
   const width = Math.max(...rows.map(([label]) => label.length)) + 2;
   console.log(`${'metric'.padEnd(width)}${'measured'.padStart(14)}${'DESIGN §8'.padStart(12)}${'verdict'.padStart(9)}`);
   console.log('-'.repeat(width + 35));
-  for (const [label, value, target, result] of rows) console.log(`${label.padEnd(width)}${value.padStart(14)}${target.padStart(12)}${result.padStart(9)}`);
+  for (const [label, value, target, result] of rows)
+    console.log(`${label.padEnd(width)}${value.padStart(14)}${target.padStart(12)}${result.padStart(9)}`);
   const { idle, idleHeap: heap, loaded } = r;
   const spaces = [...idle.spaces]
     .filter(([, used]) => used >= 64 * 1024)
     .sort(([, a], [, b]) => b - a)
-    .map(([space, used]) => `${space} ${m(used)}`).join(', ');
-  const types = [...heap.byType].sort(([, a], [, b]) => b - a).slice(0, 6).map(([type, bytes]) => `${type} ${m(bytes)}`).join(', ');
-  const sources = [...heap.sourceByPackage].sort(([, a], [, b]) => b - a).slice(0, 5).map(([pkg, bytes]) => `${pkg} ${m(bytes)}`).join(', ');
+    .map(([space, used]) => `${space} ${m(used)}`)
+    .join(', ');
+  const types = [...heap.byType]
+    .sort(([, a], [, b]) => b - a)
+    .slice(0, 6)
+    .map(([type, bytes]) => `${type} ${m(bytes)}`)
+    .join(', ');
+  const sources = [...heap.sourceByPackage]
+    .sort(([, a], [, b]) => b - a)
+    .slice(0, 5)
+    .map(([pkg, bytes]) => `${pkg} ${m(bytes)}`)
+    .join(', ');
   console.log(`
 details
   ${r.clusters} agents joined (real Join RPC, token per worker, ${CONNECT_CONCURRENCY} at once) in ${ms(r.joinMs)} (${ms(r.tokensMs)} of it creating the tokens); first heartbeats (mTLS channels, ${CONNECT_CONCURRENCY} at once) in ${ms(r.connectMs)}
@@ -716,15 +819,30 @@ if (import.meta.main) {
   const diagnostics = mkdtempSync(join(tmpdir(), 'isthmus-catalog-scale-'));
   // Every Node child (the hub, the CLI) inherits these; only the hub is ever signalled, and with
   // --profile-hub each writes a CPU profile when it exits.
-  const diagnosticOptions = [`--heapsnapshot-signal=SIGUSR2`, `--diagnostic-dir=${diagnostics}`, ...(values['profile-hub'] ? ['--cpu-prof'] : [])];
+  const diagnosticOptions = [
+    `--heapsnapshot-signal=SIGUSR2`,
+    `--diagnostic-dir=${diagnostics}`,
+    ...(values['profile-hub'] ? ['--cpu-prof'] : []),
+  ];
   process.env.NODE_OPTIONS = [process.env.NODE_OPTIONS ?? '', ...diagnosticOptions].join(' ').trim();
-  console.log(`Isthmus catalog scale benchmark — Node ${process.version}, ${availableParallelism()} × ${cpus()[0]?.model ?? 'unknown CPU'}, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-  console.log(`${clusters} simulated agents, ${services} services, each exported by ${exporters} clusters; real hub process, real nats-server, mTLS gRPC\n`);
+  console.log(
+    `Isthmus catalog scale benchmark — Node ${process.version}, ${availableParallelism()} × ${cpus()[0]?.model ?? 'unknown CPU'}, load ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
+  console.log(
+    `${clusters} simulated agents, ${services} services, each exported by ${exporters} clusters; real hub process, real nats-server, mTLS gRPC\n`,
+  );
   try {
     printTable(await run(clusters, services, exporters, diagnostics));
   } finally {
-    if (values['profile-hub']) console.log(`\nCPU profiles (hub-0, then the restarted hub, and the CLI's): ${diagnostics}`);
+    if (values['profile-hub'])
+      console.log(`\nCPU profiles (hub-0, then the restarted hub, and the CLI's): ${diagnostics}`);
     else rmSync(diagnostics, { recursive: true, force: true });
   }
-  console.log(`load at the end: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(
+    `load at the end: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
 }

@@ -99,7 +99,6 @@ interface TrialResult {
 // ---------------------------------------------------------------------------------------------
 // The client (runs inside A's namespace).
 
-
 /**
  * New connections until SIGTERM (or maxSeconds): "sequential" opens the next as soon as the last
  * ended (as e2e's timeline does), "paced" opens one every 1000/perSecond ms, each on its own.
@@ -128,7 +127,10 @@ async function client(mode: string, host: string, port: number, perSecond: numbe
     return done;
   };
   const stop = new AbortController();
-  const stopped = Promise.race([once(process, 'SIGTERM'), sleep(maxSeconds * 1000, undefined, { signal: stop.signal }).catch(() => undefined)]).then(() => {
+  const stopped = Promise.race([
+    once(process, 'SIGTERM'),
+    sleep(maxSeconds * 1000, undefined, { signal: stop.signal }).catch(() => undefined),
+  ]).then(() => {
     stopping = true;
     stop.abort();
   });
@@ -145,7 +147,6 @@ async function client(mode: string, host: string, port: number, perSecond: numbe
   console.log(JSON.stringify({ startedAt, connections }));
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Reading a timeline.
 
@@ -156,7 +157,8 @@ function clusterOf(outcome: string): string {
 const failed = (c: Connection): boolean => c[1].startsWith('!');
 const startOf = (t: Timeline, c: Connection): number => t.startedAt + c[0];
 const endOf = (t: Timeline, c: Connection): number => t.startedAt + c[0] + c[2];
-const errorsOf = (t: Timeline): string[] => [...new Set(t.connections.filter(failed).map((c) => c[1].slice(1)))].slice(0, 3);
+const errorsOf = (t: Timeline): string[] =>
+  [...new Set(t.connections.filter(failed).map((c) => c[1].slice(1)))].slice(0, 3);
 
 /**
  * The start (epoch ms) of the earliest connection from which on every connection satisfies `ok`,
@@ -179,7 +181,8 @@ function firstStart(t: Timeline, ok: (c: Connection) => boolean): number | undef
 }
 
 /** Milliseconds from `t0`; a connection that started just before it counts as 0. */
-const since = (at: number | undefined, t0: number): number | undefined => (at === undefined ? undefined : Math.max(0, at - t0));
+const since = (at: number | undefined, t0: number): number | undefined =>
+  at === undefined ? undefined : Math.max(0, at - t0);
 
 // ---------------------------------------------------------------------------------------------
 // The benchmark.
@@ -219,18 +222,25 @@ interface Setup {
 
 function trialCount(): number {
   const flag = process.argv.findIndex((arg) => arg === '--trials' || arg.startsWith('--trials='));
-  const raw = flag < 0 ? process.env.ISTHMUS_BENCH_TRIALS : (process.argv[flag]?.split('=')[1] ?? process.argv[flag + 1]);
+  const raw =
+    flag < 0 ? process.env.ISTHMUS_BENCH_TRIALS : (process.argv[flag]?.split('=')[1] ?? process.argv[flag + 1]);
   const trials = Number(raw ?? DEFAULT_TRIALS);
-  if (!Number.isInteger(trials) || trials < 1) throw new Error(`--trials / ISTHMUS_BENCH_TRIALS must be a positive integer, not ${raw}`);
+  if (!Number.isInteger(trials) || trials < 1)
+    throw new Error(`--trials / ISTHMUS_BENCH_TRIALS must be a positive integer, not ${raw}`);
   return trials;
 }
 
 /** Waits until `count` sequential connections from A are all served by `cluster` (a, b or c). */
 async function serves({ h, fed, a, vip }: Setup, cluster: string, count = 5): Promise<void> {
-  await h.waitFor(`${cluster.toUpperCase()} serves ${count} of ${count}`, async () => {
-    const report = await h.connect(fed, a, vip, count);
-    return report.failed === 0 && Object.keys(report.served).every((id) => clusterOf(id) === cluster);
-  }, 60_000, 200);
+  await h.waitFor(
+    `${cluster.toUpperCase()} serves ${count} of ${count}`,
+    async () => {
+      const report = await h.connect(fed, a, vip, count);
+      return report.failed === 0 && Object.keys(report.served).every((id) => clusterOf(id) === cluster);
+    },
+    60_000,
+    200,
+  );
 }
 
 /**
@@ -238,7 +248,14 @@ async function serves({ h, fed, a, vip }: Setup, cluster: string, count = 5): Pr
  * returns the moment the window starts from; stops the client `windowMs` after it and returns
  * what it saw.
  */
-async function around(setup: Setup, name: string, mode: 'sequential' | 'paced', expected: string, windowMs: number, act: () => Promise<number>): Promise<Timeline> {
+async function around(
+  setup: Setup,
+  name: string,
+  mode: 'sequential' | 'paced',
+  expected: string,
+  windowMs: number,
+  act: () => Promise<number>,
+): Promise<Timeline> {
   const { h, fed, a, vip } = setup;
   const lab = fed.lab as NonNullable<Federation['lab']>;
   const running: ManagedProcess = await lab.cluster(a.name).startProcess({
@@ -247,8 +264,22 @@ async function around(setup: Setup, name: string, mode: 'sequential' | 'paced', 
     args: [SELF, CLIENT_FLAG, mode, vip.address, String(vip.port), String(PACED_PER_SECOND), '300'],
   });
   try {
-    await h.waitForProcess(running, `${name} under way`, () => Promise.resolve(running.logTail().includes('{"first"')), 60_000, 20);
-    const first = (JSON.parse(running.logTail().split('\n').find((l) => l.startsWith('{"first"')) ?? '{}') as { first?: string }).first ?? '';
+    await h.waitForProcess(
+      running,
+      `${name} under way`,
+      () => Promise.resolve(running.logTail().includes('{"first"')),
+      60_000,
+      20,
+    );
+    const first =
+      (
+        JSON.parse(
+          running
+            .logTail()
+            .split('\n')
+            .find((l) => l.startsWith('{"first"')) ?? '{}',
+        ) as { first?: string }
+      ).first ?? '';
     if (clusterOf(first) !== expected) throw new Error(`${name}: served by ${first}, expected cluster ${expected}`);
     const t0 = await act();
     await sleep(Math.max(0, t0 + windowMs - Date.now()));
@@ -262,7 +293,9 @@ async function around(setup: Setup, name: string, mode: 'sequential' | 'paced', 
     mkdirSync(keep, { recursive: true });
     copyFileSync(running.logFile, join(keep, `${name}.log`));
   }
-  const line = readFileSync(running.logFile, 'utf8').split('\n').find((l) => l.startsWith('{"startedAt"'));
+  const line = readFileSync(running.logFile, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('{"startedAt"'));
   if (!line) throw new Error(`${name} printed no timeline:\n${running.logTail()}`);
   return JSON.parse(line) as Timeline;
 }
@@ -310,8 +343,13 @@ async function blackholePhase(setup: Setup, trial: number): Promise<TrialResult[
   const moved = settledFrom(t, atC);
   const lastHeldUp = t.connections.findLast((c) => !atC(c));
   // The same client's connections that ended before the fault: how slow the load alone makes one.
-  const before = t.connections.filter((c) => endOf(t, c) <= blackholed).map((c) => c[2]).sort((x, y) => x - y);
-  const caught = t.connections.filter((c) => !failed(c) && endOf(t, c) > blackholed && c[2] >= SLOW_MS && (moved === undefined || startOf(t, c) < moved));
+  const before = t.connections
+    .filter((c) => endOf(t, c) <= blackholed)
+    .map((c) => c[2])
+    .sort((x, y) => x - y);
+  const caught = t.connections.filter(
+    (c) => !failed(c) && endOf(t, c) > blackholed && c[2] >= SLOW_MS && (moved === undefined || startOf(t, c) < moved),
+  );
   return {
     connections: t.connections.length,
     failedNew: failures.filter((c) => startOf(t, c) >= blackholed).length,
@@ -347,7 +385,9 @@ function probeFailure({ fed, a }: Setup, cluster: string, after: number): number
 
 /** How many times a backend has said it listens, in its log (one file across restarts). */
 function listeningLines(logFile: string): number {
-  return readFileSync(logFile, 'utf8').split('\n').filter((line) => line.startsWith('listening ')).length;
+  return readFileSync(logFile, 'utf8')
+    .split('\n')
+    .filter((line) => line.startsWith('listening ')).length;
 }
 
 async function failbackPhase(setup: Setup, trial: number): Promise<TrialResult['failback']> {
@@ -362,9 +402,16 @@ async function failbackPhase(setup: Setup, trial: number): Promise<TrialResult['
       ...backendsA.map(async (backend) => {
         backend.process = (await fed.startBackend(a.name, backend.id, backend.port, backend.address)).process;
       }),
-      h.waitFor("A's backends listen", () => Promise.resolve(logs.every((log, i) => listeningLines(log) > (before[i] ?? 0))), 60_000, 5).then(() => {
-        revived = Date.now();
-      }),
+      h
+        .waitFor(
+          "A's backends listen",
+          () => Promise.resolve(logs.every((log, i) => listeningLines(log) > (before[i] ?? 0))),
+          60_000,
+          5,
+        )
+        .then(() => {
+          revived = Date.now();
+        }),
     ]);
     return revived;
   });
@@ -397,7 +444,9 @@ const ms = (value: number | undefined): string => (value === undefined ? 'n/o' :
 function median(values: readonly number[]): number {
   const sorted = [...values].sort((x, y) => x - y);
   const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
 function printTrial(trial: number, r: TrialResult): void {
@@ -412,7 +461,9 @@ function printTrial(trial: number, r: TrialResult): void {
   console.log(
     `             before the fault p99 ${ms(r.blackhole.beforeP99Ms)} ms, slowest ${ms(r.blackhole.beforeMaxMs)} ms; last held up: ${r.blackhole.lastHeldUp ?? 'none'}${errors(r.blackhole.errors)}`,
   );
-  console.log(`  failback   first at A ${ms(r.failback.firstMs)} ms, all ${ms(r.failback.allMs)} ms; failed ${r.failback.failed}; ${r.failback.connections} connections${errors(r.failback.errors)}`);
+  console.log(
+    `  failback   first at A ${ms(r.failback.firstMs)} ms, all ${ms(r.failback.allMs)} ms; failed ${r.failback.failed}; ${r.failback.connections} connections${errors(r.failback.errors)}`,
+  );
 }
 
 interface Row {
@@ -427,26 +478,72 @@ interface Row {
 
 function printTable(results: readonly TrialResult[]): void {
   const rows: Row[] = [
-    { label: 'refusing: failed new connections', values: results.map((r) => r.refusing.failedNew), kind: 'count', target: TARGETS.refusingFailed },
-    { label: 'refusing: failed, open at the kill', values: results.map((r) => r.refusing.failedOpen), kind: 'count', note: 'cut by their backend\'s exit, not refused' },
+    {
+      label: 'refusing: failed new connections',
+      values: results.map((r) => r.refusing.failedNew),
+      kind: 'count',
+      target: TARGETS.refusingFailed,
+    },
+    {
+      label: 'refusing: failed, open at the kill',
+      values: results.map((r) => r.refusing.failedOpen),
+      kind: 'count',
+      note: "cut by their backend's exit, not refused",
+    },
     { label: 'refusing: first served elsewhere', values: results.map((r) => r.refusing.firstElsewhereMs), kind: 'ms' },
     { label: 'refusing: every new one elsewhere', values: results.map((r) => r.refusing.movedMs), kind: 'ms' },
-    { label: 'blackhole: new connections at C', values: results.map((r) => r.blackhole.movedMs), kind: 'ms', target: TARGETS.blackholeMovedMs },
-    { label: "blackhole: B's probe fails at A", values: results.map((r) => r.blackhole.markedDownMs), kind: 'ms', note: "A's gateway log: B out of new connections" },
-    { label: 'blackhole: slowest before the fault', values: results.map((r) => r.blackhole.beforeMaxMs), kind: 'ms', note: `the load's own delay, vs the ${SLOW_MS} ms cut` },
+    {
+      label: 'blackhole: new connections at C',
+      values: results.map((r) => r.blackhole.movedMs),
+      kind: 'ms',
+      target: TARGETS.blackholeMovedMs,
+    },
+    {
+      label: "blackhole: B's probe fails at A",
+      values: results.map((r) => r.blackhole.markedDownMs),
+      kind: 'ms',
+      note: "A's gateway log: B out of new connections",
+    },
+    {
+      label: 'blackhole: slowest before the fault',
+      values: results.map((r) => r.blackhole.beforeMaxMs),
+      kind: 'ms',
+      note: `the load's own delay, vs the ${SLOW_MS} ms cut`,
+    },
     { label: 'blackhole: connections caught', values: results.map((r) => r.blackhole.caught), kind: 'count' },
-    { label: 'blackhole: worst connect, caught', values: results.map((r) => r.blackhole.worstCaughtMs), kind: 'ms', note: 'held until B is found dead (at most the connect timeout), then C' },
+    {
+      label: 'blackhole: worst connect, caught',
+      values: results.map((r) => r.blackhole.worstCaughtMs),
+      kind: 'ms',
+      note: 'held until B is found dead (at most the connect timeout), then C',
+    },
     { label: 'blackhole: failed new connections', values: results.map((r) => r.blackhole.failedNew), kind: 'count' },
-    { label: 'blackhole: failed, open at the fault', values: results.map((r) => r.blackhole.failedOpen), kind: 'count', note: 'established: they stall' },
-    { label: 'failback: first served by A', values: results.map((r) => r.failback.firstMs), kind: 'ms', target: TARGETS.failbackMs },
-    { label: 'failback: every one served by A', values: results.map((r) => r.failback.allMs), kind: 'ms', target: TARGETS.failbackMs },
+    {
+      label: 'blackhole: failed, open at the fault',
+      values: results.map((r) => r.blackhole.failedOpen),
+      kind: 'count',
+      note: 'established: they stall',
+    },
+    {
+      label: 'failback: first served by A',
+      values: results.map((r) => r.failback.firstMs),
+      kind: 'ms',
+      target: TARGETS.failbackMs,
+    },
+    {
+      label: 'failback: every one served by A',
+      values: results.map((r) => r.failback.allMs),
+      kind: 'ms',
+      target: TARGETS.failbackMs,
+    },
     { label: 'failback: failed connections', values: results.map((r) => r.failback.failed), kind: 'count' },
   ];
   const header = ['measurement', 'median', 'worst', 'total', 'DESIGN §8 target', 'verdict'];
   const lines = rows.map((row) => {
     const observed = row.values.filter((v): v is number => v !== undefined);
     const unobserved = row.values.length - observed.length;
-    const format = (v: number | undefined): string => (v === undefined ? 'n/o' : row.kind === 'ms' ? `${ms(v)} ms` : `${v}`);
+    const format = (v: number | undefined): string =>
+      v === undefined ? 'n/o' : row.kind === 'ms' ? `${ms(v)} ms` : `${v}`;
     const within = row.values.filter((v) => v !== undefined && row.target !== undefined && v <= row.target).length;
     return [
       row.label,
@@ -454,11 +551,19 @@ function printTable(results: readonly TrialResult[]): void {
       unobserved > 0 ? 'n/o' : format(Math.max(...observed)),
       row.kind === 'count' ? `${observed.reduce((x, y) => x + y, 0)}` : '',
       row.target === undefined ? '—' : row.kind === 'ms' ? `≤ ${row.target} ms` : `${row.target}`,
-      row.target === undefined ? (row.note ?? '') : within === row.values.length ? 'met' : `missed (${within} of ${row.values.length} trials met it)`,
+      row.target === undefined
+        ? (row.note ?? '')
+        : within === row.values.length
+          ? 'met'
+          : `missed (${within} of ${row.values.length} trials met it)`,
     ];
   });
   const widths = header.map((title, i) => Math.max(title.length, ...lines.map((l) => (l[i] ?? '').length)));
-  const render = (cells: readonly string[]): string => cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ').trimEnd();
+  const render = (cells: readonly string[]): string =>
+    cells
+      .map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
   console.log(`\n${render(header)}\n${'-'.repeat(widths.reduce((x, y) => x + y + 2, -2))}`);
   for (const line of lines) console.log(render(line));
   const count = (pick: (r: TrialResult) => number): number => results.reduce((sum, r) => sum + pick(r), 0);
@@ -496,8 +601,14 @@ function printConfiguration(h: Harness): void {
 
 async function main(): Promise<void> {
   const trials = trialCount();
-  console.log(`Isthmus failover benchmark — Node ${process.version}, ${availableParallelism()} × ${cpus()[0]?.model ?? 'unknown CPU'}`);
-  console.log(`load average at start ${loadavg().map((l) => l.toFixed(2)).join(' ')} (1, 5, 15 min; other work on these cores colours the times); ${trials} trials\n`);
+  console.log(
+    `Isthmus failover benchmark — Node ${process.version}, ${availableParallelism()} × ${cpus()[0]?.model ?? 'unknown CPU'}`,
+  );
+  console.log(
+    `load average at start ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} (1, 5, 15 min; other work on these cores colours the times); ${trials} trials\n`,
+  );
   const h = await loadHarness();
   const available = await h.netnsAvailable();
   if (!available.ok) {
@@ -527,10 +638,15 @@ async function main(): Promise<void> {
   await h.exportWithBackends(fed, b, NS, SERVICE, [`${SERVICE}-b1`, `${SERVICE}-b2`]);
   await h.exportWithBackends(fed, c, NS, SERVICE, [`${SERVICE}-c1`]);
   const vip = await h.clustersetEndpoint(a, NS, SERVICE);
-  await h.waitFor('A imports from all three', async () => {
-    const { shares } = await h.routeShares(fed, a, NS, SERVICE);
-    return shares.has(b.name) && shares.has(c.name);
-  }, 60_000, 250);
+  await h.waitFor(
+    'A imports from all three',
+    async () => {
+      const { shares } = await h.routeShares(fed, a, NS, SERVICE);
+      return shares.has(b.name) && shares.has(c.name);
+    },
+    60_000,
+    250,
+  );
   const setup: Setup = { h, fed, a, b, backendsA, vip };
   console.log(`federation ready in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   printConfiguration(h);
@@ -555,7 +671,11 @@ async function main(): Promise<void> {
     }
   }
   printTable(results);
-  console.log(`load average at end ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ${((performance.now() - started) / 1000).toFixed(0)} s from the federation's start`);
+  console.log(
+    `load average at end ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}; ${((performance.now() - started) / 1000).toFixed(0)} s from the federation's start`,
+  );
 }
 
 if (import.meta.main) {

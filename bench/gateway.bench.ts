@@ -28,7 +28,15 @@ import {
   openIdle,
   rssBytes,
 } from './gateway/load.ts';
-import { connectionsWithin, createBenchCertificates, openFilesFor, raiseOpenFileLimit, type Endpoint, type TopologyFactory, type TwoHopTopology } from './gateway/topology.ts';
+import {
+  connectionsWithin,
+  createBenchCertificates,
+  openFilesFor,
+  raiseOpenFileLimit,
+  type Endpoint,
+  type TopologyFactory,
+  type TwoHopTopology,
+} from './gateway/topology.ts';
 
 const ROUNDS = 5;
 const OPEN_PINGS = 5_000;
@@ -93,21 +101,28 @@ interface Target {
 
 function percentiles(values: number[]): Percentiles {
   const sorted = values.sort((a, b) => a - b);
-  const at = (fraction: number): number => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * fraction))] ?? Number.NaN;
+  const at = (fraction: number): number =>
+    sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * fraction))] ?? Number.NaN;
   return { p50: at(0.5), p99: at(0.99), samples: sorted.length };
 }
 
 const describe = (err: unknown): string => (err instanceof Error ? err.message : String(err));
-const factoryName = (factory: TopologyFactory, index: number): string => factory.name.replace(/Topology$/, '') || `topology ${index + 1}`;
+const factoryName = (factory: TopologyFactory, index: number): string =>
+  factory.name.replace(/Topology$/, '') || `topology ${index + 1}`;
 
 /** Runs `step` for every target still standing; a proxy's failure retires that proxy, direct's ends the run. */
-async function forEachTarget(targets: readonly Target[], what: string, step: (target: Target) => Promise<void>): Promise<void> {
+async function forEachTarget(
+  targets: readonly Target[],
+  what: string,
+  step: (target: Target) => Promise<void>,
+): Promise<void> {
   for (const target of targets) {
     if (target.result.error !== undefined) continue;
     try {
       await step(target);
     } catch (err) {
-      if (target.topology === undefined) throw new Error(`${what}, direct to the backend: ${describe(err)}`, { cause: err });
+      if (target.topology === undefined)
+        throw new Error(`${what}, direct to the backend: ${describe(err)}`, { cause: err });
       target.result.error = `${what}: ${describe(err)}`;
       process.stderr.write(`${target.result.name}: ${target.result.error}\n`);
     }
@@ -125,13 +140,16 @@ async function measureOpenConnection(targets: readonly Target[]): Promise<void> 
     });
     for (let round = 0; round < ROUNDS; round++) {
       await forEachTarget(targets, 'open connection', async (target) => {
-        await connections.get(target)?.run(OPEN_PINGS / ROUNDS, performance.now() + LATENCY_BUDGET_MS / ROUNDS, latencies.get(target) ?? []);
+        await connections
+          .get(target)
+          ?.run(OPEN_PINGS / ROUNDS, performance.now() + LATENCY_BUDGET_MS / ROUNDS, latencies.get(target) ?? []);
       });
     }
   } finally {
     for (const connection of connections.values()) connection.close();
   }
-  for (const target of targets) if (target.result.error === undefined) target.result.open = percentiles(latencies.get(target) ?? []);
+  for (const target of targets)
+    if (target.result.error === undefined) target.result.open = percentiles(latencies.get(target) ?? []);
 }
 
 async function measureNewConnections(targets: readonly Target[]): Promise<void> {
@@ -143,10 +161,12 @@ async function measureNewConnections(targets: readonly Target[]): Promise<void> 
     await forEachTarget(targets, 'new connection', async (target) => {
       const samples = latencies.get(target) ?? [];
       const until = performance.now() + LATENCY_BUDGET_MS / ROUNDS;
-      for (let i = 0; i < NEW_CONNECTIONS / ROUNDS && performance.now() < until; i++) samples.push(await connectPingClose(target.entry));
+      for (let i = 0; i < NEW_CONNECTIONS / ROUNDS && performance.now() < until; i++)
+        samples.push(await connectPingClose(target.entry));
     });
   }
-  for (const target of targets) if (target.result.error === undefined) target.result.fresh = percentiles(latencies.get(target) ?? []);
+  for (const target of targets)
+    if (target.result.error === undefined) target.result.fresh = percentiles(latencies.get(target) ?? []);
 }
 
 async function measureBulk(targets: readonly Target[]): Promise<void> {
@@ -162,7 +182,11 @@ async function measureBulk(targets: readonly Target[]): Promise<void> {
       const seconds = await bulkStream(target.entry, bytes, BULK_PARALLEL);
       const own = process.cpuUsage(ownBefore);
       const sofar = target.result.bulk ?? { bytes: 0, seconds: 0, benchCpuSeconds: 0 };
-      target.result.bulk = { bytes: sofar.bytes + bytes, seconds: sofar.seconds + seconds, benchCpuSeconds: sofar.benchCpuSeconds + (own.user + own.system) / 1e6 };
+      target.result.bulk = {
+        bytes: sofar.bytes + bytes,
+        seconds: sofar.seconds + seconds,
+        benchCpuSeconds: sofar.benchCpuSeconds + (own.user + own.system) / 1e6,
+      };
       if (pids && before && target.result.proxy) {
         const cpu = (target.result.proxy.bulkCpuSeconds ??= { outbound: 0, inbound: 0 });
         cpu.outbound += cpuSeconds(pids.outbound) - before.outbound;
@@ -183,7 +207,11 @@ async function measureIdle(targets: readonly Target[], backend: Backend, count: 
     const before = { outbound: rssBytes(pids.outbound), inbound: rssBytes(pids.inbound) };
     // The barrier after each batch: every connection so far has reached the backend through both hops.
     const idle = await openIdle(target.entry, count, IDLE_BATCH, (opened) =>
-      backend.waitForOpen(`${opened} idle connections through ${target.result.name}`, (open) => open >= openBefore + opened, STALL_MS),
+      backend.waitForOpen(
+        `${opened} idle connections through ${target.result.name}`,
+        (open) => open >= openBefore + opened,
+        STALL_MS,
+      ),
     );
     try {
       proxy.idle = {
@@ -194,7 +222,11 @@ async function measureIdle(targets: readonly Target[], backend: Backend, count: 
     } finally {
       idle.close();
       // Closed through both hops before the next topology's turn.
-      await backend.waitForOpen(`closing idle connections through ${target.result.name}`, (open) => open <= openBefore, STALL_MS);
+      await backend.waitForOpen(
+        `closing idle connections through ${target.result.name}`,
+        (open) => open <= openBefore,
+        STALL_MS,
+      );
     }
   });
 }
@@ -210,10 +242,14 @@ export async function runGatewayBench(factories: readonly TopologyFactory[]): Pr
   const idleCount = Math.min(IDLE_CONNECTIONS, connectionsWithin(limits.soft));
   const notes: string[] = [];
   if (idleCount < IDLE_MINIMUM) {
-    throw new Error(`the idle test needs ${openFilesFor(IDLE_CONNECTIONS)} open files per process (${limits.shortfall}); run as root, or raise the hard limit first (ulimit -Hn)`);
+    throw new Error(
+      `the idle test needs ${openFilesFor(IDLE_CONNECTIONS)} open files per process (${limits.shortfall}); run as root, or raise the hard limit first (ulimit -Hn)`,
+    );
   }
   if (idleCount < IDLE_CONNECTIONS) {
-    notes.push(`idle test: ${idleCount} connections, not ${IDLE_CONNECTIONS}, scaled to 10k — ${limits.shortfall}; 10,000 proxied connections need ${openFilesFor(IDLE_CONNECTIONS)} files in each hop`);
+    notes.push(
+      `idle test: ${idleCount} connections, not ${IDLE_CONNECTIONS}, scaled to 10k — ${limits.shortfall}; 10,000 proxied connections need ${openFilesFor(IDLE_CONNECTIONS)} files in each hop`,
+    );
     console.log(`note: ${notes.at(-1)}`);
   }
   await using stack = new AsyncDisposableStack();
@@ -229,7 +265,10 @@ export async function runGatewayBench(factories: readonly TopologyFactory[]): Pr
   for (const [index, factory] of factories.entries()) {
     try {
       const topology = stack.use(await factory(backend.endpoint, certs));
-      if (topology.pids.outbound === topology.pids.inbound) throw new Error(`both hops are pid ${topology.pids.outbound}: per-gateway CPU and memory need one process per hop`);
+      if (topology.pids.outbound === topology.pids.inbound)
+        throw new Error(
+          `both hops are pid ${topology.pids.outbound}: per-gateway CPU and memory need one process per hop`,
+        );
       const rssStartBytes = { outbound: rssBytes(topology.pids.outbound), inbound: rssBytes(topology.pids.inbound) };
       targets.push({ entry: topology.entry, topology, result: { name: topology.name, proxy: { rssStartBytes } } });
     } catch (err) {
@@ -260,7 +299,8 @@ interface Row {
   readonly target?: string;
 }
 
-const added = (value: number | undefined, base: number | undefined): number | undefined => (value === undefined || base === undefined ? undefined : value - base);
+const added = (value: number | undefined, base: number | undefined): number | undefined =>
+  value === undefined || base === undefined ? undefined : value - base;
 /** MB moved per CPU second of the busier hop: throughput / (its CPU seconds / wall seconds). */
 const perGatewayCore = (r: TargetResult): number | undefined => {
   const cpu = r.proxy?.bulkCpuSeconds;
@@ -269,28 +309,112 @@ const perGatewayCore = (r: TargetResult): number | undefined => {
 const perTenThousand = (r: TargetResult, hop: 'outbound' | 'inbound' | 'both'): number | undefined => {
   const idle = r.proxy?.idle;
   if (idle === undefined) return undefined;
-  const bytes = hop === 'both' ? idle.outboundBytes + idle.inboundBytes : hop === 'outbound' ? idle.outboundBytes : idle.inboundBytes;
+  const bytes =
+    hop === 'both'
+      ? idle.outboundBytes + idle.inboundBytes
+      : hop === 'outbound'
+        ? idle.outboundBytes
+        : idle.inboundBytes;
   return (bytes / MIB) * (10_000 / idle.connections);
 };
 
 const ROWS: readonly Row[] = [
   { label: 'open conn: round trip p50 (ms)', better: 'lower', decimals: 3, pick: (r) => r.open?.p50 },
   { label: 'open conn: round trip p99 (ms)', better: 'lower', decimals: 3, pick: (r) => r.open?.p99 },
-  { label: 'open conn: added p50 (ms)', better: 'lower', decimals: 3, proxiesOnly: true, target: `≤ ${TARGETS.openP50Ms}`, pick: (r, d) => added(r.open?.p50, d.open?.p50) },
-  { label: 'open conn: added p99 (ms)', better: 'lower', decimals: 3, proxiesOnly: true, target: `≤ ${TARGETS.openP99Ms}`, pick: (r, d) => added(r.open?.p99, d.open?.p99) },
+  {
+    label: 'open conn: added p50 (ms)',
+    better: 'lower',
+    decimals: 3,
+    proxiesOnly: true,
+    target: `≤ ${TARGETS.openP50Ms}`,
+    pick: (r, d) => added(r.open?.p50, d.open?.p50),
+  },
+  {
+    label: 'open conn: added p99 (ms)',
+    better: 'lower',
+    decimals: 3,
+    proxiesOnly: true,
+    target: `≤ ${TARGETS.openP99Ms}`,
+    pick: (r, d) => added(r.open?.p99, d.open?.p99),
+  },
   { label: 'new conn: connect→echo p50 (ms)', better: 'lower', decimals: 3, pick: (r) => r.fresh?.p50 },
   { label: 'new conn: connect→echo p99 (ms)', better: 'lower', decimals: 3, pick: (r) => r.fresh?.p99 },
-  { label: 'new conn: added p50 (ms)', better: 'lower', decimals: 3, proxiesOnly: true, pick: (r, d) => added(r.fresh?.p50, d.fresh?.p50) },
-  { label: 'new conn: added p99 (ms)', better: 'lower', decimals: 3, proxiesOnly: true, target: `≤ ${TARGETS.newP99Ms}`, pick: (r, d) => added(r.fresh?.p99, d.fresh?.p99) },
-  { label: `bulk: throughput, ${BULK_PARALLEL} streams (MB/s)`, better: 'higher', decimals: 0, pick: (r) => r.bulk && r.bulk.bytes / 1e6 / r.bulk.seconds },
-  { label: 'bulk: outbound hop CPU (% of a core)', better: 'lower', decimals: 0, proxiesOnly: true, pick: (r) => r.bulk && r.proxy?.bulkCpuSeconds && (100 * r.proxy.bulkCpuSeconds.outbound) / r.bulk.seconds },
-  { label: 'bulk: inbound hop CPU (% of a core)', better: 'lower', decimals: 0, proxiesOnly: true, pick: (r) => r.bulk && r.proxy?.bulkCpuSeconds && (100 * r.proxy.bulkCpuSeconds.inbound) / r.bulk.seconds },
-  { label: 'bulk: load client + backend CPU (% of a core)', better: 'lower', decimals: 0, pick: (r) => r.bulk && (100 * r.bulk.benchCpuSeconds) / r.bulk.seconds },
-  { label: 'bulk: MB/s per gateway core (busier hop)', better: 'higher', decimals: 0, proxiesOnly: true, pick: perGatewayCore },
-  { label: 'RSS at start, both hops (MiB)', better: 'lower', decimals: 1, proxiesOnly: true, pick: (r) => r.proxy && (r.proxy.rssStartBytes.outbound + r.proxy.rssStartBytes.inbound) / MIB },
-  { label: 'memory per 10k idle conns, outbound (MiB)', better: 'lower', decimals: 1, proxiesOnly: true, pick: (r) => perTenThousand(r, 'outbound') },
-  { label: 'memory per 10k idle conns, inbound (MiB)', better: 'lower', decimals: 1, proxiesOnly: true, pick: (r) => perTenThousand(r, 'inbound') },
-  { label: 'memory per 10k idle conns, both (MiB)', better: 'lower', decimals: 1, proxiesOnly: true, pick: (r) => perTenThousand(r, 'both') },
+  {
+    label: 'new conn: added p50 (ms)',
+    better: 'lower',
+    decimals: 3,
+    proxiesOnly: true,
+    pick: (r, d) => added(r.fresh?.p50, d.fresh?.p50),
+  },
+  {
+    label: 'new conn: added p99 (ms)',
+    better: 'lower',
+    decimals: 3,
+    proxiesOnly: true,
+    target: `≤ ${TARGETS.newP99Ms}`,
+    pick: (r, d) => added(r.fresh?.p99, d.fresh?.p99),
+  },
+  {
+    label: `bulk: throughput, ${BULK_PARALLEL} streams (MB/s)`,
+    better: 'higher',
+    decimals: 0,
+    pick: (r) => r.bulk && r.bulk.bytes / 1e6 / r.bulk.seconds,
+  },
+  {
+    label: 'bulk: outbound hop CPU (% of a core)',
+    better: 'lower',
+    decimals: 0,
+    proxiesOnly: true,
+    pick: (r) => r.bulk && r.proxy?.bulkCpuSeconds && (100 * r.proxy.bulkCpuSeconds.outbound) / r.bulk.seconds,
+  },
+  {
+    label: 'bulk: inbound hop CPU (% of a core)',
+    better: 'lower',
+    decimals: 0,
+    proxiesOnly: true,
+    pick: (r) => r.bulk && r.proxy?.bulkCpuSeconds && (100 * r.proxy.bulkCpuSeconds.inbound) / r.bulk.seconds,
+  },
+  {
+    label: 'bulk: load client + backend CPU (% of a core)',
+    better: 'lower',
+    decimals: 0,
+    pick: (r) => r.bulk && (100 * r.bulk.benchCpuSeconds) / r.bulk.seconds,
+  },
+  {
+    label: 'bulk: MB/s per gateway core (busier hop)',
+    better: 'higher',
+    decimals: 0,
+    proxiesOnly: true,
+    pick: perGatewayCore,
+  },
+  {
+    label: 'RSS at start, both hops (MiB)',
+    better: 'lower',
+    decimals: 1,
+    proxiesOnly: true,
+    pick: (r) => r.proxy && (r.proxy.rssStartBytes.outbound + r.proxy.rssStartBytes.inbound) / MIB,
+  },
+  {
+    label: 'memory per 10k idle conns, outbound (MiB)',
+    better: 'lower',
+    decimals: 1,
+    proxiesOnly: true,
+    pick: (r) => perTenThousand(r, 'outbound'),
+  },
+  {
+    label: 'memory per 10k idle conns, inbound (MiB)',
+    better: 'lower',
+    decimals: 1,
+    proxiesOnly: true,
+    pick: (r) => perTenThousand(r, 'inbound'),
+  },
+  {
+    label: 'memory per 10k idle conns, both (MiB)',
+    better: 'lower',
+    decimals: 1,
+    proxiesOnly: true,
+    pick: (r) => perTenThousand(r, 'both'),
+  },
 ];
 
 export function printTable(result: GatewayBenchResult): void {
@@ -303,17 +427,31 @@ export function printTable(result: GatewayBenchResult): void {
   const byName = (name: string): TargetResult | undefined => result.targets.find((r) => r.name === name);
   const width = Math.max(...ROWS.map((row) => row.label.length)) + 2;
   const cell = (text: string): string => text.padStart(11);
-  const format = (value: number | undefined, decimals: number): string => (value === undefined || !Number.isFinite(value) ? 'n/a' : value.toFixed(decimals));
-  console.log(`${'metric'.padEnd(width)}${columns.map((c) => cell(c.name)).join('')}${cell('isthmus/')}${cell('better')}${cell('DESIGN §8')}`);
+  const format = (value: number | undefined, decimals: number): string =>
+    value === undefined || !Number.isFinite(value) ? 'n/a' : value.toFixed(decimals);
+  console.log(
+    `${'metric'.padEnd(width)}${columns.map((c) => cell(c.name)).join('')}${cell('isthmus/')}${cell('better')}${cell('DESIGN §8')}`,
+  );
   console.log(`${''.padEnd(width)}${columns.map(() => cell('')).join('')}${cell('haproxy')}`);
   console.log('-'.repeat(width + 11 * (columns.length + 3)));
   for (const row of ROWS) {
-    const values = columns.map((c) => (c.result === undefined || (row.proxiesOnly && c.result.proxy === undefined) ? undefined : row.pick(c.result, direct)));
-    const texts = columns.map((c, i) => (row.proxiesOnly && c.result !== undefined && c.result.proxy === undefined ? '—' : format(values[i], row.decimals)));
+    const values = columns.map((c) =>
+      c.result === undefined || (row.proxiesOnly && c.result.proxy === undefined)
+        ? undefined
+        : row.pick(c.result, direct),
+    );
+    const texts = columns.map((c, i) =>
+      row.proxiesOnly && c.result !== undefined && c.result.proxy === undefined ? '—' : format(values[i], row.decimals),
+    );
     const isthmus = byName('isthmus');
     const haproxy = byName('haproxy');
-    const ratio = isthmus && haproxy ? (row.pick(isthmus, direct) ?? Number.NaN) / (row.pick(haproxy, direct) ?? Number.NaN) : undefined;
-    console.log(`${row.label.padEnd(width)}${texts.map(cell).join('')}${cell(ratio === undefined || !Number.isFinite(ratio) ? 'n/a' : `${ratio.toFixed(2)}×`)}${cell(row.better)}${cell(row.target ?? '')}`);
+    const ratio =
+      isthmus && haproxy
+        ? (row.pick(isthmus, direct) ?? Number.NaN) / (row.pick(haproxy, direct) ?? Number.NaN)
+        : undefined;
+    console.log(
+      `${row.label.padEnd(width)}${texts.map(cell).join('')}${cell(ratio === undefined || !Number.isFinite(ratio) ? 'n/a' : `${ratio.toFixed(2)}×`)}${cell(row.better)}${cell(row.target ?? '')}`,
+    );
   }
   console.log('');
   for (const r of result.targets) {
@@ -330,8 +468,11 @@ export function printTable(result: GatewayBenchResult): void {
     );
   }
   for (const s of result.skipped) console.log(`${s.name}: n/a — ${s.reason}`);
-  const samples = (pick: (r: TargetResult) => Percentiles | undefined): string => result.targets.map((r) => `${r.name} ${pick(r)?.samples ?? 0}`).join(', ');
-  console.log(`samples: open-connection ping-pongs ${samples((r) => r.open)}; new connections ${samples((r) => r.fresh)}`);
+  const samples = (pick: (r: TargetResult) => Percentiles | undefined): string =>
+    result.targets.map((r) => `${r.name} ${pick(r)?.samples ?? 0}`).join(', ');
+  console.log(
+    `samples: open-connection ping-pongs ${samples((r) => r.open)}; new connections ${samples((r) => r.fresh)}`,
+  );
   console.log(
     `bulk: ${BULK_BYTES / MIB} MiB per target over ${BULK_PARALLEL} connections (after ${BULK_WARM_UP_BYTES / MIB} MiB warm-up); ` +
       `per gateway core = MB moved / CPU seconds of the busier hop. Idle: RSS growth of each hop once all ` +
@@ -345,8 +486,12 @@ if (exitCode !== undefined) {
   process.exitCode = exitCode;
 } else if (import.meta.main) {
   const started = performance.now();
-  console.log(`Isthmus gateway benchmark — Node ${process.version}, ${availableParallelism()} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${haproxyVersion()}`);
-  console.log(`load client and backend in this process, every hop a separate process, ${benchHost()}${benchHost() === BENCH_ADDRESS ? ' (a network namespace of its own)' : ''}; load average at start ${loadavg()[0]?.toFixed(2)}\n`);
+  console.log(
+    `Isthmus gateway benchmark — Node ${process.version}, ${availableParallelism()} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${haproxyVersion()}`,
+  );
+  console.log(
+    `load client and backend in this process, every hop a separate process, ${benchHost()}${benchHost() === BENCH_ADDRESS ? ' (a network namespace of its own)' : ''}; load average at start ${loadavg()[0]?.toFixed(2)}\n`,
+  );
   const result = await runGatewayBench([haproxyTopology, isthmusTopology]);
   console.log('');
   printTable(result);

@@ -56,7 +56,13 @@ async function measureSideBySide(
   operations: Record<KeyAlgorithm, () => Promise<void>>,
 ): Promise<Record<KeyAlgorithm, Measurement>> {
   const sliceMs = 500;
-  const runs = ALGORITHMS.map((algorithm) => ({ algorithm, operation: operations[algorithm], latencies: [] as number[], cpuMicros: 0, elapsedMs: 0 }));
+  const runs = ALGORITHMS.map((algorithm) => ({
+    algorithm,
+    operation: operations[algorithm],
+    latencies: [] as number[],
+    cpuMicros: 0,
+    elapsedMs: 0,
+  }));
   for (const run of runs) {
     const warmUpEnd = performance.now() + 300;
     while (performance.now() < warmUpEnd) await run.operation();
@@ -99,8 +105,17 @@ const BENCH_EPOCH = 1;
 
 async function joinCluster(root: RootAuthority, clusterId: string): Promise<ClusterAuthority> {
   const keys = await generateKeyPair('P-256');
-  const { certificatePem } = await root.signIntermediate(clusterId, BENCH_EPOCH, await createIntermediateRequest(keys, clusterId));
-  return ClusterAuthority.create({ trustDomain: TRUST_DOMAIN, clusterId, privateKey: keys.privateKey, intermediatePem: certificatePem });
+  const { certificatePem } = await root.signIntermediate(
+    clusterId,
+    BENCH_EPOCH,
+    await createIntermediateRequest(keys, clusterId),
+  );
+  return ClusterAuthority.create({
+    trustDomain: TRUST_DOMAIN,
+    clusterId,
+    privateKey: keys.privateKey,
+    intermediatePem: certificatePem,
+  });
 }
 
 /** Resolves when the server has verified us, answered and hung up. */
@@ -119,20 +134,31 @@ export async function runPkiBenchmark(): Promise<PkiBenchmarkResult> {
   const root = await RootAuthority.generate({ trustDomain: TRUST_DOMAIN });
   const [clusterA, clusterB] = await Promise.all([joinCluster(root, 'a'), joinCluster(root, 'b')]);
   const bundle = createTrustBundle({ trustDomain: TRUST_DOMAIN, sequence: 1, roots: [root.certificatePem] });
-  const gateway = (clusterId: string): string => formatSpiffeId({ kind: 'gateway', trustDomain: TRUST_DOMAIN, clusterId, name: 'bench' });
+  const gateway = (clusterId: string): string =>
+    formatSpiffeId({ kind: 'gateway', trustDomain: TRUST_DOMAIN, clusterId, name: 'bench' });
 
   // The leaf key is generated where the leaf is issued, so issuance includes key generation.
   const issue = (keyAlgorithm: KeyAlgorithm) => async (): Promise<void> => {
     await clusterA.issueLeaf(gateway('a'), { keyAlgorithm });
   };
-  const issuance = await measureSideBySide(ISSUANCE_BUDGET_MS, 1, { 'P-256': issue('P-256'), 'RSA-2048': issue('RSA-2048') });
+  const issuance = await measureSideBySide(ISSUANCE_BUDGET_MS, 1, {
+    'P-256': issue('P-256'),
+    'RSA-2048': issue('RSA-2048'),
+  });
 
   // Server in cluster A, client in cluster B, both with leaves of the algorithm under test.
   const servers: Server[] = [];
   const handshakes = {} as Record<KeyAlgorithm, () => Promise<void>>;
   for (const keyAlgorithm of ALGORITHMS) {
     const credentials = async (cluster: ClusterAuthority): Promise<MtlsCredentials> =>
-      new MtlsCredentials({ svid: await cluster.issueLeaf(gateway(cluster.clusterId), { keyAlgorithm }), bundle, members: new Map([['a', BENCH_EPOCH], ['b', BENCH_EPOCH]]) });
+      new MtlsCredentials({
+        svid: await cluster.issueLeaf(gateway(cluster.clusterId), { keyAlgorithm }),
+        bundle,
+        members: new Map([
+          ['a', BENCH_EPOCH],
+          ['b', BENCH_EPOCH],
+        ]),
+      });
     const server = createMtlsServer(await credentials(clusterA), (socket) => socket.end('ok'));
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
@@ -158,10 +184,26 @@ function printTable(result: PkiBenchmarkResult): void {
     ['leaf issuance p50 (ms)', (m) => [m.issuance[ec].p50Ms, m.issuance[rsa].p50Ms], 'lower'],
     ['leaf issuance p99 (ms)', (m) => [m.issuance[ec].p99Ms, m.issuance[rsa].p99Ms], 'lower'],
     ['leaf issuance CPU (ms)', (m) => [m.issuance[ec].cpuMs, m.issuance[rsa].cpuMs], 'lower'],
-    [`mTLS handshakes / s (${HANDSHAKE_CONCURRENCY} in flight)`, (m) => [m.handshakeThroughput[ec].perSecond, m.handshakeThroughput[rsa].perSecond], 'higher'],
-    ['mTLS handshake p50 (ms, 1 in flight)', (m) => [m.handshakeLatency[ec].p50Ms, m.handshakeLatency[rsa].p50Ms], 'lower'],
-    ['mTLS handshake p99 (ms, 1 in flight)', (m) => [m.handshakeLatency[ec].p99Ms, m.handshakeLatency[rsa].p99Ms], 'lower'],
-    ['mTLS handshake CPU, both sides (ms)', (m) => [m.handshakeThroughput[ec].cpuMs, m.handshakeThroughput[rsa].cpuMs], 'lower'],
+    [
+      `mTLS handshakes / s (${HANDSHAKE_CONCURRENCY} in flight)`,
+      (m) => [m.handshakeThroughput[ec].perSecond, m.handshakeThroughput[rsa].perSecond],
+      'higher',
+    ],
+    [
+      'mTLS handshake p50 (ms, 1 in flight)',
+      (m) => [m.handshakeLatency[ec].p50Ms, m.handshakeLatency[rsa].p50Ms],
+      'lower',
+    ],
+    [
+      'mTLS handshake p99 (ms, 1 in flight)',
+      (m) => [m.handshakeLatency[ec].p99Ms, m.handshakeLatency[rsa].p99Ms],
+      'lower',
+    ],
+    [
+      'mTLS handshake CPU, both sides (ms)',
+      (m) => [m.handshakeThroughput[ec].cpuMs, m.handshakeThroughput[rsa].cpuMs],
+      'lower',
+    ],
   ];
   const width = Math.max(...rows.map(([label]) => label.length)) + 2;
   const cell = (text: string): string => text.padStart(12);
@@ -171,17 +213,25 @@ function printTable(result: PkiBenchmarkResult): void {
   for (const [label, pick, better] of rows) {
     const [ecValue, rsaValue] = pick(result);
     const advantage = better === 'higher' ? ecValue / rsaValue : rsaValue / ecValue;
-    console.log(`${label.padEnd(width)}${cell(format(ecValue))}${cell(format(rsaValue))}${cell(`${advantage.toFixed(1)}×`)}`);
+    console.log(
+      `${label.padEnd(width)}${cell(format(ecValue))}${cell(format(rsaValue))}${cell(`${advantage.toFixed(1)}×`)}`,
+    );
   }
   const verdict = (ms: number): string => `${format(ms)} ms (${ms <= LEAF_ISSUANCE_TARGET_MS ? 'met' : 'missed'})`;
   console.log(
     `\nDESIGN §8 target, P-256 leaf issuance ≤ ${LEAF_ISSUANCE_TARGET_MS} ms: p50 ${verdict(result.issuance[ec].p50Ms)}, p99 ${verdict(result.issuance[ec].p99Ms)}`,
   );
-  console.log(`samples: issuance ${result.issuance[ec].samples}/${result.issuance[rsa].samples}, handshakes ${result.handshakeThroughput[ec].samples}/${result.handshakeThroughput[rsa].samples}`);
+  console.log(
+    `samples: issuance ${result.issuance[ec].samples}/${result.issuance[rsa].samples}, handshakes ${result.handshakeThroughput[ec].samples}/${result.handshakeThroughput[rsa].samples}`,
+  );
 }
 
 if (import.meta.main) {
-  console.log(`Isthmus PKI benchmark — Node ${process.version}, ${availableParallelism()} × ${cpus()[0]?.model ?? 'unknown CPU'}`);
-  console.log(`client and server share this process over loopback; load average at start ${loadavg()[0]?.toFixed(2)}\n`);
+  console.log(
+    `Isthmus PKI benchmark — Node ${process.version}, ${availableParallelism()} × ${cpus()[0]?.model ?? 'unknown CPU'}`,
+  );
+  console.log(
+    `client and server share this process over loopback; load average at start ${loadavg()[0]?.toFixed(2)}\n`,
+  );
   printTable(await runPkiBenchmark());
 }

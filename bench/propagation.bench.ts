@@ -4,7 +4,14 @@
 // before it even pushes, and production p90 of 1.5–4.5 s has been reported.
 // Run: npm run bench -- propagation
 import type { KubernetesObject, V1EndpointSlice } from '@kubernetes/client-node';
-import { LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER, MCS_GROUP, MCS_VERSION, SERVICE_IMPORT_KIND, SERVICE_IMPORT_PLURAL } from '../common/api/index.ts';
+import {
+  LABEL_SERVICE_NAME,
+  LABEL_SOURCE_CLUSTER,
+  MCS_GROUP,
+  MCS_VERSION,
+  SERVICE_IMPORT_KIND,
+  SERVICE_IMPORT_PLURAL,
+} from '../common/api/index.ts';
 import { Informer, customResource, ensureNamespace, kinds } from '../common/kube/index.ts';
 import { createBackend, createServiceExport } from '../local/exports.ts';
 import { Federation } from '../local/federation/index.ts';
@@ -14,7 +21,13 @@ import { waitFor, type LocalCluster } from '../local/testbed/index.ts';
 
 const CHANGES = Number(process.env.ISTHMUS_BENCH_CHANGES ?? 200);
 const NS = 'bench';
-const serviceImports = customResource({ group: MCS_GROUP, version: MCS_VERSION, kind: SERVICE_IMPORT_KIND, plural: SERVICE_IMPORT_PLURAL, namespaced: true });
+const serviceImports = customResource({
+  group: MCS_GROUP,
+  version: MCS_VERSION,
+  kind: SERVICE_IMPORT_KIND,
+  plural: SERVICE_IMPORT_PLURAL,
+  namespaced: true,
+});
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
@@ -34,14 +47,28 @@ const seen = new Map<string, number>();
 const watchers: Informer<KubernetesObject>[] = [];
 for (const cluster of others) {
   const kc = cluster.kubeConfig();
-  const record = (kind: string) => (_type: string, object: KubernetesObject): void => {
-    const name = kind === 'slice' ? (object as V1EndpointSlice).metadata?.labels?.[LABEL_SERVICE_NAME] : object.metadata?.name;
-    const key = `${cluster.name}/${kind}/${name ?? ''}`;
-    if (!seen.has(key)) seen.set(key, performance.now());
-  };
+  const record =
+    (kind: string) =>
+    (_type: string, object: KubernetesObject): void => {
+      const name =
+        kind === 'slice' ? (object as V1EndpointSlice).metadata?.labels?.[LABEL_SERVICE_NAME] : object.metadata?.name;
+      const key = `${cluster.name}/${kind}/${name ?? ''}`;
+      if (!seen.has(key)) seen.set(key, performance.now());
+    };
   watchers.push(
-    new Informer<KubernetesObject>({ kubeConfig: kc, resource: serviceImports, namespace: NS, onEvent: record('import') }),
-    new Informer<KubernetesObject>({ kubeConfig: kc, resource: kinds.endpointSlices, namespace: NS, labelSelector: `${LABEL_SOURCE_CLUSTER}=${a.name}`, onEvent: record('slice') }),
+    new Informer<KubernetesObject>({
+      kubeConfig: kc,
+      resource: serviceImports,
+      namespace: NS,
+      onEvent: record('import'),
+    }),
+    new Informer<KubernetesObject>({
+      kubeConfig: kc,
+      resource: kinds.endpointSlices,
+      namespace: NS,
+      labelSelector: `${LABEL_SOURCE_CLUSTER}=${a.name}`,
+      onEvent: record('slice'),
+    }),
   );
 }
 for (const w of watchers) w.start();
@@ -66,7 +93,12 @@ const kcA = a.kubeConfig();
 const started = performance.now();
 for (let i = 0; i < CHANGES; i++) {
   const name = `svc-${i}`;
-  await createBackend(kcA, { namespace: NS, name, ports: [{ name: 'http', port: 8000 + (i % 1000) }], endpoints: [{ ip: '198.51.100.20', zone: 'eu-west-1a' }] });
+  await createBackend(kcA, {
+    namespace: NS,
+    name,
+    ports: [{ name: 'http', port: 8000 + (i % 1000) }],
+    endpoints: [{ ip: '198.51.100.20', zone: 'eu-west-1a' }],
+  });
   // The export is the ServiceExport: the clock starts when it is sent.
   const t0 = performance.now();
   await createServiceExport(kcA, NS, name);
@@ -83,7 +115,11 @@ const wall = performance.now() - started;
 for (const w of watchers) await w.stop();
 
 const sorted = [...latencies].sort((x, y) => x - y);
-const median = (xs: number[]): number => percentile([...xs].sort((x, y) => x - y), 50);
+const median = (xs: number[]): number =>
+  percentile(
+    [...xs].sort((x, y) => x - y),
+    50,
+  );
 const p50 = percentile(sorted, 50);
 const p99 = percentile(sorted, 99);
 const rows = [
@@ -91,11 +127,19 @@ const rows = [
   ['p50 export→import (ms)', p50.toFixed(1), '≤ 100', `Istio waits 100 ms (debounce) before it starts pushing`],
   ['  of which: POST export', median(created).toFixed(1), '', 'the ServiceExport create call in A, median'],
   ['  ServiceExport → KV', median(toCatalog).toFixed(1), '', 'agent debounce + ReportExports + hub publish, median'],
-  ['p90 (ms)', percentile(sorted, 90).toFixed(1), '', `Istio production p90 1,500–4,500 ms: ${(1500 / percentile(sorted, 90)).toFixed(0)}–${(4500 / percentile(sorted, 90)).toFixed(0)}× faster`],
+  [
+    'p90 (ms)',
+    percentile(sorted, 90).toFixed(1),
+    '',
+    `Istio production p90 1,500–4,500 ms: ${(1500 / percentile(sorted, 90)).toFixed(0)}–${(4500 / percentile(sorted, 90)).toFixed(0)}× faster`,
+  ],
   ['p99 (ms)', p99.toFixed(1), '≤ 300', p99 <= 300 ? 'met' : 'missed'],
   ['max (ms)', (sorted.at(-1) ?? NaN).toFixed(1), '', ''],
   ['wall time (s)', (wall / 1000).toFixed(1), '', 'includes creating each Service and EndpointSlice before its export'],
 ];
-process.stdout.write(`Catalog propagation: ServiceExport in ${a.name} → ServiceImport + EndpointSlice in ${others.map((c) => c.name).join(' and ')}\n\n`);
+process.stdout.write(
+  `Catalog propagation: ServiceExport in ${a.name} → ServiceImport + EndpointSlice in ${others.map((c) => c.name).join(' and ')}\n\n`,
+);
 const widths = [26, 10, 8];
-for (const r of [['metric', 'Isthmus', 'target', 'vs peer'], ...rows]) process.stdout.write(r.map((c, i) => (i < 3 ? c.padEnd(widths[i] ?? 0) : c)).join('  ') + '\n');
+for (const r of [['metric', 'Isthmus', 'target', 'vs peer'], ...rows])
+  process.stdout.write(r.map((c, i) => (i < 3 ? c.padEnd(widths[i] ?? 0) : c)).join('  ') + '\n');

@@ -17,13 +17,20 @@ const benches = readdirSync(dir)
   .filter((f) => wanted.length === 0 || wanted.some((w) => f.startsWith(w)))
   .sort();
 if (benches.length === 0) {
-  process.stderr.write(`no benchmark matches ${wanted.join(', ')}; available: ${readdirSync(dir).filter((f) => f.endsWith('.bench.ts')).join(', ')}\n`);
+  process.stderr.write(
+    `no benchmark matches ${wanted.join(', ')}; available: ${readdirSync(dir)
+      .filter((f) => f.endsWith('.bench.ts'))
+      .join(', ')}\n`,
+  );
   process.exit(2);
 }
 let failed = 0;
 for (const bench of benches) {
   process.stdout.write(`\n=== ${bench}\n`);
-  const result = spawnSync(process.execPath, [`${dir}${bench}`, ...flags], { stdio: 'inherit', env: { ...process.env, ISTHMUS_LOG_LEVEL: process.env.ISTHMUS_LOG_LEVEL ?? 'warn' } });
+  const result = spawnSync(process.execPath, [`${dir}${bench}`, ...flags], {
+    stdio: 'inherit',
+    env: { ...process.env, ISTHMUS_LOG_LEVEL: process.env.ISTHMUS_LOG_LEVEL ?? 'warn' },
+  });
   if (result.status !== 0) failed++;
 }
 process.exit(failed > 0 ? 1 : 0);

@@ -18,8 +18,14 @@ for (const clusters of [1, 4]) {
     teardown.push(performance.now() - t0);
   }
   const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
-  rows.push([`${clusters} cluster(s) + NATS`, `${median(ready)} ms`, `${Math.round(median(teardown))} ms`, `${Math.round(peak / 2 ** 20)} MiB`]);
+  rows.push([
+    `${clusters} cluster(s) + NATS`,
+    `${median(ready)} ms`,
+    `${Math.round(median(teardown))} ms`,
+    `${Math.round(peak / 2 ** 20)} MiB`,
+  ]);
 }
 const header = ['test bed', 'ready (median of 3)', 'teardown', 'peak RSS (all processes)'];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-for (const line of [header, ...rows]) process.stdout.write(line.map((c, i) => c.padEnd(widths[i] ?? 0)).join('   ') + '\n');
+for (const line of [header, ...rows])
+  process.stdout.write(line.map((c, i) => c.padEnd(widths[i] ?? 0)).join('   ') + '\n');

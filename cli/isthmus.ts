@@ -33,11 +33,23 @@ function help(command: Command): string {
     const def = 'default' in spec && spec.default !== undefined ? ` (default ${JSON.stringify(spec.default)})` : '';
     return `  --${name}${spec.type === 'string' ? ' <value>' : ''}${def}`;
   });
-  return [`isthmus ${command.path.join(' ')}: ${command.summary}`, '', `Usage: ${command.usage}`, '', 'Flags:', ...flags, '  -o, --output table|json|yaml', '  -h, --help', ''].join('\n');
+  return [
+    `isthmus ${command.path.join(' ')}: ${command.summary}`,
+    '',
+    `Usage: ${command.usage}`,
+    '',
+    'Flags:',
+    ...flags,
+    '  -o, --output table|json|yaml',
+    '  -h, --help',
+    '',
+  ].join('\n');
 }
 
 function findCommand(words: string[]): { command: Command; rest: string[] } | undefined {
-  const matches = commands.filter((c) => c.path.every((w, i) => words[i] === w)).sort((a, b) => b.path.length - a.path.length);
+  const matches = commands
+    .filter((c) => c.path.every((w, i) => words[i] === w))
+    .sort((a, b) => b.path.length - a.path.length);
   const command = matches[0];
   return command ? { command, rest: words.slice(command.path.length) } : undefined;
 }
@@ -55,7 +67,12 @@ export async function main(argv: string[]): Promise<number> {
   const { command } = found;
   let parsed;
   try {
-    parsed = parseArgs({ args: argv.slice(command.path.length), options: { ...globalOptions, ...command.options }, allowPositionals: true, strict: true });
+    parsed = parseArgs({
+      args: argv.slice(command.path.length),
+      options: { ...globalOptions, ...command.options },
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (err) {
     process.stderr.write(`isthmus ${command.path.join(' ')}: ${describeError(err)}\n\n${help(command)}`);
     return 2;

@@ -13,11 +13,20 @@ export interface Column<T> {
 export function renderTable<T>(rows: readonly T[], columns: readonly Column<T>[]): string {
   const cells = [columns.map((c) => c.header), ...rows.map((row) => columns.map((c) => c.value(row)))];
   const widths = columns.map((_, i) => Math.max(...cells.map((line) => (line[i] ?? '').length)));
-  return cells.map((line) => line.map((cell, i) => (i === line.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('   ')).join('\n') + '\n';
+  return (
+    cells
+      .map((line) => line.map((cell, i) => (i === line.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('   '))
+      .join('\n') + '\n'
+  );
 }
 
 /** Renders `data` (json/yaml) or `rows` through `columns` (table). */
-export function render<T>(format: OutputFormat, data: unknown, rows: readonly T[], columns: readonly Column<T>[]): string {
+export function render<T>(
+  format: OutputFormat,
+  data: unknown,
+  rows: readonly T[],
+  columns: readonly Column<T>[],
+): string {
   if (format === 'json') return JSON.stringify(data, null, 2) + '\n';
   if (format === 'yaml') return stringifyYaml(data);
   return renderTable(rows, columns);

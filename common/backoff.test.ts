@@ -78,7 +78,12 @@ describe('retryWithBackoff', () => {
   });
 
   it('returns at once what succeeds the first time', async () => {
-    await expect(retryWithBackoff(() => Promise.resolve(42), { backoff: { initialMs: 100, maxMs: 1_000 }, signal: new AbortController().signal })).resolves.toBe(42);
+    await expect(
+      retryWithBackoff(() => Promise.resolve(42), {
+        backoff: { initialMs: 100, maxMs: 1_000 },
+        signal: new AbortController().signal,
+      }),
+    ).resolves.toBe(42);
   });
 
   it('stops waiting and resolves undefined when the signal aborts', async () => {
@@ -96,7 +101,9 @@ describe('retryWithBackoff', () => {
 
   it('does not start work when the signal aborted before', async () => {
     const work = vi.fn(() => Promise.resolve('never'));
-    await expect(retryWithBackoff(work, { backoff: { initialMs: 1, maxMs: 1 }, signal: AbortSignal.abort() })).resolves.toBeUndefined();
+    await expect(
+      retryWithBackoff(work, { backoff: { initialMs: 1, maxMs: 1 }, signal: AbortSignal.abort() }),
+    ).resolves.toBeUndefined();
     expect(work).not.toHaveBeenCalled();
   });
 
@@ -106,7 +113,9 @@ describe('retryWithBackoff', () => {
       controller.abort();
       return Promise.reject(new Error('down'));
     });
-    await expect(retryWithBackoff(work, { backoff: { initialMs: 60_000, maxMs: 60_000 }, signal: controller.signal })).resolves.toBeUndefined();
+    await expect(
+      retryWithBackoff(work, { backoff: { initialMs: 60_000, maxMs: 60_000 }, signal: controller.signal }),
+    ).resolves.toBeUndefined();
     expect(work).toHaveBeenCalledTimes(1);
   });
 });

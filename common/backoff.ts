@@ -23,7 +23,11 @@ export function backoffDelay(attempt: number, backoff: Backoff, random: () => nu
  */
 export async function retryWithBackoff<T>(
   work: () => Promise<T>,
-  options: { readonly backoff: Backoff; readonly signal: AbortSignal; readonly onError?: (err: unknown, retryInMs: number) => void },
+  options: {
+    readonly backoff: Backoff;
+    readonly signal: AbortSignal;
+    readonly onError?: (err: unknown, retryInMs: number) => void;
+  },
 ): Promise<T | undefined> {
   for (let attempt = 1; !options.signal.aborted; attempt++) {
     try {

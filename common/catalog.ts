@@ -63,7 +63,9 @@ export const catalogClusterSchema = z.object({
   sessionAffinity: z.enum(['None', 'ClientIP']).default('None'),
   sessionAffinityTimeoutSeconds: z.number().int().min(0).default(0),
   /** Ready endpoints per zone in that cluster, and all of them (0: not reported). */
-  endpoints: z.array(z.object({ zone: z.string(), ready: z.number().int().min(0), total: z.number().int().min(0).default(0) })).default([]),
+  endpoints: z
+    .array(z.object({ zone: z.string(), ready: z.number().int().min(0), total: z.number().int().min(0).default(0) }))
+    .default([]),
   /** Empty: every member may import. */
   allowedClusters: z.array(z.string()).default([]),
   ...serviceWideFields(),
@@ -109,7 +111,12 @@ export type CatalogTombstone = z.infer<typeof catalogTombstoneSchema>;
 
 export function catalogTombstone(key: string, deletedAt: Date): string {
   const { namespace, name } = parseCatalogKey(key);
-  return JSON.stringify({ namespace, name, tombstone: true, deletedAt: deletedAt.toISOString() } satisfies CatalogTombstone);
+  return JSON.stringify({
+    namespace,
+    name,
+    tombstone: true,
+    deletedAt: deletedAt.toISOString(),
+  } satisfies CatalogTombstone);
 }
 
 /** The tombstone a stored value is, if it is one (of that key). */

@@ -23,7 +23,10 @@ describe('loadConfig', () => {
       const file = join(dir, 'hub.yaml');
       writeFileSync(file, 'trustDomain: example.org\n');
       expect(loadConfig(schema, ['--config', file])).toEqual({ trustDomain: 'example.org', grpc: { port: 9443 } });
-      expect(loadConfig(schema, ['--config', file, '--set', 'grpc.port=7000'])).toEqual({ trustDomain: 'example.org', grpc: { port: 7000 } });
+      expect(loadConfig(schema, ['--config', file, '--set', 'grpc.port=7000'])).toEqual({
+        trustDomain: 'example.org',
+        grpc: { port: 7000 },
+      });
     } finally {
       rmSync(dir, { recursive: true });
     }
@@ -42,7 +45,9 @@ describe('loadConfig', () => {
 
   it('refuses unknown arguments and unreadable files', () => {
     expect(() => loadConfig(schema, ['--verbose'])).toThrow(/unknown argument "--verbose"/);
-    expect(() => loadConfig(schema, ['--config', '/nonexistent/hub.yaml'])).toThrow(/cannot read \/nonexistent\/hub.yaml/);
+    expect(() => loadConfig(schema, ['--config', '/nonexistent/hub.yaml'])).toThrow(
+      /cannot read \/nonexistent\/hub.yaml/,
+    );
   });
 });
 
@@ -54,6 +59,8 @@ describe('a component started with bad configuration', () => {
       (err: { code: number; stderr: string }) => err,
     );
     expect(result.code).toBe(2);
-    expect(result.stderr.trim().split('\n')).toEqual(['isthmus-demo: invalid configuration: members: the failover scenario needs exactly 3 members (cluster-a and cluster-b in eu-west, cluster-c in us-east)']);
+    expect(result.stderr.trim().split('\n')).toEqual([
+      'isthmus-demo: invalid configuration: members: the failover scenario needs exactly 3 members (cluster-a and cluster-b in eu-west, cluster-c in us-east)',
+    ]);
   });
 });

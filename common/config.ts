@@ -39,7 +39,10 @@ export function loadConfig<S extends z.ZodType>(schema: S, argv: readonly string
       setPath(raw, value.slice(0, eq).split('.'), parseScalar(value.slice(eq + 1)));
       i++;
     } else {
-      throw new IsthmusError('ISTHMUS_CONFIG_INVALID', `unknown argument "${arg}" (use --config <file> or --set key=value)`);
+      throw new IsthmusError(
+        'ISTHMUS_CONFIG_INVALID',
+        `unknown argument "${arg}" (use --config <file> or --set key=value)`,
+      );
     }
   }
   const result = schema.safeParse(raw);

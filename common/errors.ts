@@ -47,7 +47,10 @@ const specs = {
   ISTHMUS_CA_PIN_MISMATCH: { message: 'hub CA does not match the pin: %s', grpc: 'UNAUTHENTICATED' },
   ISTHMUS_CLUSTER_ID_TAKEN: { message: 'cluster id is already taken: %s', grpc: 'ALREADY_EXISTS' },
   ISTHMUS_CLUSTER_NOT_MEMBER: { message: 'cluster is not a member: %s', grpc: 'PERMISSION_DENIED' },
-  ISTHMUS_MEMBERSHIP_SUPERSEDED: { message: 'certificate of an earlier membership of this cluster id: %s', grpc: 'PERMISSION_DENIED' },
+  ISTHMUS_MEMBERSHIP_SUPERSEDED: {
+    message: 'certificate of an earlier membership of this cluster id: %s',
+    grpc: 'PERMISSION_DENIED',
+  },
   ISTHMUS_CLUSTER_NOT_ACCEPTED: { message: 'cluster is not accepted yet: %s', grpc: 'FAILED_PRECONDITION' },
   ISTHMUS_CLUSTER_NOT_FOUND: { message: 'no such cluster: %s', grpc: 'NOT_FOUND' },
   ISTHMUS_PEER_REFUSED: { message: 'peer certificate refused: %s', grpc: 'UNAUTHENTICATED' },
@@ -56,7 +59,10 @@ const specs = {
   ISTHMUS_JOIN_REFUSED: { message: 'join refused: %s', grpc: 'PERMISSION_DENIED' },
   ISTHMUS_STALE_REPORT: { message: 'stale export report: %s', grpc: 'FAILED_PRECONDITION' },
   // Hub hardening: a pending join is bound to the keys of its first request; load is bounded per peer.
-  ISTHMUS_JOIN_KEYS_MISMATCH: { message: 'join refused: the pending join of this cluster id was made with other keys: %s', grpc: 'PERMISSION_DENIED' },
+  ISTHMUS_JOIN_KEYS_MISMATCH: {
+    message: 'join refused: the pending join of this cluster id was made with other keys: %s',
+    grpc: 'PERMISSION_DENIED',
+  },
   ISTHMUS_RATE_LIMITED: { message: 'too many requests: %s', grpc: 'RESOURCE_EXHAUSTED' },
   ISTHMUS_MESSAGE_TOO_LARGE: { message: 'message too large: %s', grpc: 'RESOURCE_EXHAUSTED' },
   ISTHMUS_EXPORT_QUOTA_EXCEEDED: { message: 'export quota exceeded: %s', grpc: 'RESOURCE_EXHAUSTED' },

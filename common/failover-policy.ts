@@ -7,7 +7,13 @@
 // and annotated with the hub's generation; the gateway reads those objects, never the bucket.
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { z } from 'zod';
-import { FAILOVER_POLICY_KIND, FAILOVER_POLICY_PLURAL, ISTHMUS_GROUP, ISTHMUS_VERSION, failoverPolicySpecSchema } from './api/isthmus.ts';
+import {
+  FAILOVER_POLICY_KIND,
+  FAILOVER_POLICY_PLURAL,
+  ISTHMUS_GROUP,
+  ISTHMUS_VERSION,
+  failoverPolicySpecSchema,
+} from './api/isthmus.ts';
 import { dns1035LabelSchema, dns1123LabelSchema, timestampSchema } from './api/meta.ts';
 import { catalogKey, parseCatalogKey } from './catalog.ts';
 import { customResource } from './kube/resources.ts';

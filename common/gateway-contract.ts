@@ -44,7 +44,16 @@ export const outboundListenerRecordSchema = z.object({
   reason: z.string().default(''),
   /** How new connections split now, and why (for `isthmus routes`). */
   routes: z
-    .array(z.object({ cluster: z.string(), level: z.int(), share: z.number(), healthy: z.int(), total: z.int(), reason: z.string() }))
+    .array(
+      z.object({
+        cluster: z.string(),
+        level: z.int(),
+        share: z.number(),
+        healthy: z.int(),
+        total: z.int(),
+        reason: z.string(),
+      }),
+    )
     .default([]),
   /** The FailoverPolicy in force (namespace/name and generation), empty for the defaults. */
   policy: z.string().default(''),
@@ -70,8 +79,15 @@ export const ANNOTATION_READY_ENDPOINTS = 'isthmus.dev/ready-endpoints';
 
 /** The remote gateways of one source cluster, as the agent annotates its EndpointSlice. */
 export const gatewayAddressListSchema = z.array(gatewayAddressSchema);
-export const sliceLocalitySchema = z.object({ region: z.string(), zone: z.string(), network: z.string(), labels: z.record(z.string(), z.string()) });
-export const readyEndpointsSchema = z.array(z.object({ zone: z.string(), ready: z.int().min(0), total: z.int().min(0).optional() }));
+export const sliceLocalitySchema = z.object({
+  region: z.string(),
+  zone: z.string(),
+  network: z.string(),
+  labels: z.record(z.string(), z.string()),
+});
+export const readyEndpointsSchema = z.array(
+  z.object({ zone: z.string(), ready: z.int().min(0), total: z.int().min(0).optional() }),
+);
 export const exportedPortsSchema = z.array(z.string());
 
 const CLUSTERSET_SUFFIX = '.svc.clusterset.local';

@@ -24,9 +24,13 @@ export function loadKubeConfig(path: string | undefined): KubeConfig {
     if (path) kc.loadFromFile(path);
     else kc.loadFromDefault();
   } catch (err) {
-    throw new IsthmusError('ISTHMUS_CONFIG_INVALID', `cannot load kubeconfig${path ? ` ${path}` : ''}: ${describeError(err)}`);
+    throw new IsthmusError(
+      'ISTHMUS_CONFIG_INVALID',
+      `cannot load kubeconfig${path ? ` ${path}` : ''}: ${describeError(err)}`,
+    );
   }
-  if (!kc.getCurrentCluster()) throw new IsthmusError('ISTHMUS_CONFIG_INVALID', 'the kubeconfig names no current cluster; pass --kubeconfig');
+  if (!kc.getCurrentCluster())
+    throw new IsthmusError('ISTHMUS_CONFIG_INVALID', 'the kubeconfig names no current cluster; pass --kubeconfig');
   return keepConnectionsAlive(kc);
 }
 

@@ -18,7 +18,10 @@ export interface ComponentSpec<S extends z.ZodType> {
   readonly stopTimeoutMs?: number;
 }
 
-export async function runComponent<S extends z.ZodType>(spec: ComponentSpec<S>, argv = process.argv.slice(2)): Promise<void> {
+export async function runComponent<S extends z.ZodType>(
+  spec: ComponentSpec<S>,
+  argv = process.argv.slice(2),
+): Promise<void> {
   let config: z.output<S>;
   try {
     config = loadConfig(spec.configSchema, argv);

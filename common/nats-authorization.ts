@@ -32,7 +32,10 @@ export const AGENTS_ACCOUNT = 'AGENTS';
 export const AGENT_API_PREFIX = 'ISTHMUS.HUB.API';
 
 /** The subjects that read a bucket, batch direct get and stream info (for its last revision), under an API prefix. */
-export function bucketReadRequests(bucket: string, apiPrefix = AGENT_API_PREFIX): { directGet: string; streamInfo: string } {
+export function bucketReadRequests(
+  bucket: string,
+  apiPrefix = AGENT_API_PREFIX,
+): { directGet: string; streamInfo: string } {
   return { directGet: `${apiPrefix}.DIRECT.GET.KV_${bucket}`, streamInfo: `${apiPrefix}.STREAM.INFO.KV_${bucket}` };
 }
 
@@ -60,7 +63,8 @@ function everyStreamReadRequests(apiPrefix = AGENT_API_PREFIX): { directGet: str
  * members cannot be told apart, so that user reads every bucket and scoping is not enforced.
  */
 export function agentPermissions(clusterId?: string): { publish: string[]; subscribe: string[] } {
-  if (!clusterId) return { publish: Object.values(everyStreamReadRequests()), subscribe: ['_INBOX.>', bucketSubjects('*')] };
+  if (!clusterId)
+    return { publish: Object.values(everyStreamReadRequests()), subscribe: ['_INBOX.>', bucketSubjects('*')] };
   const buckets = [...AGENT_READABLE_BUCKETS, scopedCatalogBucket(clusterId)];
   return {
     publish: buckets.flatMap((bucket) => Object.values(bucketReadRequests(bucket))),
@@ -81,10 +85,17 @@ export interface NatsAuthCallout {
  * with `callout`, each member its own user decided by the hub per connect (the `tls` block sets
  * `verify`), and a system account for the hub's removal enforcement.
  */
-export function federationNatsAccounts(hubNkeys: readonly string[], callout?: NatsAuthCallout): { config: string; mapCertificates: boolean } {
+export function federationNatsAccounts(
+  hubNkeys: readonly string[],
+  callout?: NatsAuthCallout,
+): { config: string; mapCertificates: boolean } {
   // Every stream's read services and every bucket's live subjects: which of them an agent may use is in its user's permissions.
   const [hub, local] = [everyStreamReadRequests('$JS.API'), everyStreamReadRequests()];
-  const exports = [`{ service: ${q(hub.directGet)}, response_type: stream }`, `{ service: ${q(hub.streamInfo)} }`, `{ stream: ${q(bucketSubjects('*'))} }`];
+  const exports = [
+    `{ service: ${q(hub.directGet)}, response_type: stream }`,
+    `{ service: ${q(hub.streamInfo)} }`,
+    `{ stream: ${q(bucketSubjects('*'))} }`,
+  ];
   const imports = [
     `{ service: { account: ${HUB_ACCOUNT}, subject: ${q(hub.directGet)} }, to: ${q(local.directGet)} }`,
     `{ service: { account: ${HUB_ACCOUNT}, subject: ${q(hub.streamInfo)} }, to: ${q(local.streamInfo)} }`,

@@ -19,7 +19,11 @@ export interface NatsTls {
 type NatsTlsOptions = NonNullable<Parameters<typeof connect>[0]>['tls'];
 
 export async function tlsFromFiles(files: { caFile: string; certFile: string; keyFile: string }): Promise<NatsTls> {
-  const [ca, cert, key] = await Promise.all([readFile(files.caFile, 'utf8'), readFile(files.certFile, 'utf8'), readFile(files.keyFile, 'utf8')]);
+  const [ca, cert, key] = await Promise.all([
+    readFile(files.caFile, 'utf8'),
+    readFile(files.certFile, 'utf8'),
+    readFile(files.keyFile, 'utf8'),
+  ]);
   return { ca, cert, key };
 }
 
@@ -28,7 +32,12 @@ export async function tlsFromFiles(files: { caFile: string; certFile: string; ke
  * intermediates' name constraints), then Node calls checkServerIdentity, which wants spiffe://<td>/nats.
  */
 export function natsTlsOptions(trustDomain: string, tls: NatsTls): NatsTlsOptions {
-  return { ca: tls.ca, cert: tls.cert, key: tls.key, checkServerIdentity: serverIdentityCheck(trustDomain, tls.ca, 'nats') } as NatsTlsOptions;
+  return {
+    ca: tls.ca,
+    cert: tls.cert,
+    key: tls.key,
+    checkServerIdentity: serverIdentityCheck(trustDomain, tls.ca, 'nats'),
+  } as NatsTlsOptions;
 }
 
 export async function connectNats(options: {
@@ -48,7 +57,9 @@ export async function connectNats(options: {
     name: options.name,
     tls: natsTlsOptions(options.trustDomain, options.tls),
     ...(options.inboxPrefix ? { inboxPrefix: options.inboxPrefix } : {}),
-    ...(options.nkeySeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(options.nkeySeed.trim())) } : {}),
+    ...(options.nkeySeed
+      ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(options.nkeySeed.trim())) }
+      : {}),
     maxReconnectAttempts: -1,
     // Agents are admitted by the hub (auth callout): while no hub replica answers, NATS refuses
     // them, and nats.js would otherwise give up for good after the same refusal twice.
@@ -61,7 +72,10 @@ export async function connectNats(options: {
   void (async () => {
     for await (const status of nc.status()) {
       if (status.type === 'disconnect' || status.type === 'reconnect' || status.type === 'error') {
-        options.log.warn({ nats: status.type, server: 'server' in status ? status.server : undefined }, 'NATS connection status');
+        options.log.warn(
+          { nats: status.type, server: 'server' in status ? status.server : undefined },
+          'NATS connection status',
+        );
       }
     }
   })();

@@ -8,7 +8,11 @@ export function splitEndpoint(endpoint: string): { host: string; port: number } 
 }
 
 /** Completes one TLS handshake with `endpoint` and returns the certificate chain it presented. */
-export function tlsHandshake(endpoint: string, options: ConnectionOptions, timeoutMs = 5_000): Promise<DetailedPeerCertificate> {
+export function tlsHandshake(
+  endpoint: string,
+  options: ConnectionOptions,
+  timeoutMs = 5_000,
+): Promise<DetailedPeerCertificate> {
   const { host, port } = splitEndpoint(endpoint);
   return new Promise((resolve, reject) => {
     const socket = connect({ ...options, host, port, ALPNProtocols: ['h2'], timeout: timeoutMs }, () => {
@@ -17,6 +21,8 @@ export function tlsHandshake(endpoint: string, options: ConnectionOptions, timeo
       resolve(peer);
     });
     socket.once('timeout', () => socket.destroy(new Error(`no TLS handshake within ${timeoutMs} ms`)));
-    socket.once('error', (err) => reject(new IsthmusError('ISTHMUS_HUB_UNAVAILABLE', `${endpoint}: ${describeError(err)}`)));
+    socket.once('error', (err) =>
+      reject(new IsthmusError('ISTHMUS_HUB_UNAVAILABLE', `${endpoint}: ${describeError(err)}`)),
+    );
   });
 }

@@ -21,11 +21,17 @@ export interface AgentConnectionOptions {
 }
 
 /** A NATS connection as the member's agent: its certificate, the federation bundle, its inbox prefix. */
-export function connectAsAgent(clusterId: string, credentials: AgentCredentials, options: AgentConnectionOptions = {}): Promise<NatsConnection> {
+export function connectAsAgent(
+  clusterId: string,
+  credentials: AgentCredentials,
+  options: AgentConnectionOptions = {},
+): Promise<NatsConnection> {
   return connect({
     servers: options.servers ?? credentials.natsUrls,
     tls: { ca: credentials.trustBundlePem, cert: credentials.agentCertificate, key: credentials.agentKey },
     inboxPrefix: agentInboxPrefix(clusterId),
-    ...(options.reconnect ? { maxReconnectAttempts: -1, reconnectTimeWait: 100, reconnectJitter: 0 } : { reconnect: false }),
+    ...(options.reconnect
+      ? { maxReconnectAttempts: -1, reconnectTimeWait: 100, reconnectJitter: 0 }
+      : { reconnect: false }),
   });
 }

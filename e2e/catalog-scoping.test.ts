@@ -58,7 +58,12 @@ describe('exports scoped to some clusters', () => {
   }
 
   it('imports a scoped export only where allowed, and other members cannot read it from NATS', async () => {
-    await exportService(a.kubeConfig(), { namespace: NS, name: 'vault', ports: [{ name: 'https', port: 8443 }], annotations: { [ALLOWED_CLUSTERS_ANNOTATION]: 'cluster-b' } });
+    await exportService(a.kubeConfig(), {
+      namespace: NS,
+      name: 'vault',
+      ports: [{ name: 'https', port: 8443 }],
+      annotations: { [ALLOWED_CLUSTERS_ANNOTATION]: 'cluster-b' },
+    });
     // Exported after vault by the same agent, in the same full report: once C imports it, C has
     // seen every catalog write that carried vault.
     await exportService(a.kubeConfig(), { namespace: NS, name: 'lobby', ports: [{ name: 'http', port: 80 }] });
@@ -71,15 +76,27 @@ describe('exports scoped to some clusters', () => {
       // The shared bucket names the public export and nothing of the scoped one.
       const shared = await readBucket(asC, CATALOG_BUCKET);
       expect([...shared.keys()]).toContain(`${NS}.lobby`);
-      expect([...shared.entries()].filter(([key, value]) => key.includes('vault') || value.includes('vault'))).toEqual([]);
+      expect([...shared.entries()].filter(([key, value]) => key.includes('vault') || value.includes('vault'))).toEqual(
+        [],
+      );
       // B's own bucket: neither readable nor watchable, and B's inboxes cannot be tapped.
       const refused = permissionError(asC);
       await expect(readBucket(asC, scopedCatalogBucket('cluster-b'))).rejects.toThrow(/permission/i);
       expect(await refused).toMatch(/permissions violation for publish/i);
-      for (const subject of [bucketSubjects(scopedCatalogBucket('cluster-b')), `${agentInboxPrefix('cluster-b')}.>`, '_INBOX.>', '>']) {
+      for (const subject of [
+        bucketSubjects(scopedCatalogBucket('cluster-b')),
+        `${agentInboxPrefix('cluster-b')}.>`,
+        '_INBOX.>',
+        '>',
+      ]) {
         const violation = permissionError(asC);
         asC.subscribe(subject);
-        expect(await violation).toMatch(new RegExp(`permissions violation for subscription to "${subject.replaceAll('.', '\\.').replaceAll('$', '\\$').replaceAll('>', '\\>')}"`, 'i'));
+        expect(await violation).toMatch(
+          new RegExp(
+            `permissions violation for subscription to "${subject.replaceAll('.', '\\.').replaceAll('$', '\\$').replaceAll('>', '\\>')}"`,
+            'i',
+          ),
+        );
       }
     } finally {
       await asC.close().catch(() => undefined);
@@ -88,7 +105,11 @@ describe('exports scoped to some clusters', () => {
     const asB = await connectAs('cluster-b');
     try {
       const own = await readBucket(asB, scopedCatalogBucket('cluster-b'));
-      expect(JSON.parse(own.get(`${NS}.vault`) ?? '{}')).toMatchObject({ namespace: NS, name: 'vault', clusters: [expect.objectContaining({ clusterId: 'cluster-a' })] });
+      expect(JSON.parse(own.get(`${NS}.vault`) ?? '{}')).toMatchObject({
+        namespace: NS,
+        name: 'vault',
+        clusters: [expect.objectContaining({ clusterId: 'cluster-a' })],
+      });
       // B may read its own bucket, and only through its own request subject.
       expect(bucketReadRequests(scopedCatalogBucket('cluster-b')).directGet).toContain('cluster-b');
     } finally {
@@ -97,12 +118,25 @@ describe('exports scoped to some clusters', () => {
   });
 
   it('follows a change of the allowed clusters: C imports once allowed and drops the import once no longer allowed', async () => {
-    await exportService(a.kubeConfig(), { namespace: NS, name: 'ledger', ports: [{ name: 'http', port: 8080 }], annotations: { [ALLOWED_CLUSTERS_ANNOTATION]: 'cluster-b,cluster-c' } });
+    await exportService(a.kubeConfig(), {
+      namespace: NS,
+      name: 'ledger',
+      ports: [{ name: 'http', port: 8080 }],
+      annotations: { [ALLOWED_CLUSTERS_ANNOTATION]: 'cluster-b,cluster-c' },
+    });
     await waitFor('c imports ledger', () => imported(c, 'ledger'), 30_000);
     await waitFor('b imports ledger', () => imported(b, 'ledger'), 30_000);
     // Narrowed to B: C's own view ends with a tombstone, and C deletes the import at once (no grace period).
-    await mergePatchCustomObject(a.kubeConfig(), { group: MCS_GROUP, version: MCS_VERSION, plural: SERVICE_EXPORT_PLURAL, namespace: NS, name: 'ledger' }, { metadata: { annotations: { [ALLOWED_CLUSTERS_ANNOTATION]: 'cluster-b' } } });
-    await waitFor('c drops ledger', async () => (await readServiceImport(c.kubeConfig(), NS, 'ledger')) === undefined, 30_000);
+    await mergePatchCustomObject(
+      a.kubeConfig(),
+      { group: MCS_GROUP, version: MCS_VERSION, plural: SERVICE_EXPORT_PLURAL, namespace: NS, name: 'ledger' },
+      { metadata: { annotations: { [ALLOWED_CLUSTERS_ANNOTATION]: 'cluster-b' } } },
+    );
+    await waitFor(
+      'c drops ledger',
+      async () => (await readServiceImport(c.kubeConfig(), NS, 'ledger')) === undefined,
+      30_000,
+    );
     expect(await imported(b, 'ledger')).toBe(true);
   });
 });

@@ -29,10 +29,15 @@ describe('CRDs on a real apiserver', () => {
     await bed?.[Symbol.asyncDispose]();
   });
 
-  it.each(validObjects.map((o) => [`${o.kind}/${o.metadata.name}`, o] as const))('accepts valid %s', async (_name, object) => {
-    const created = (await cluster.rawRequest('POST', collectionPath(object), object)) as { metadata: { uid: string } };
-    expect(created.metadata.uid).toBeTruthy();
-  });
+  it.each(validObjects.map((o) => [`${o.kind}/${o.metadata.name}`, o] as const))(
+    'accepts valid %s',
+    async (_name, object) => {
+      const created = (await cluster.rawRequest('POST', collectionPath(object), object)) as {
+        metadata: { uid: string };
+      };
+      expect(created.metadata.uid).toBeTruthy();
+    },
+  );
 
   it.each(invalidObjects.map((f) => [f.name, f] as const))('refuses %s', async (_name, fixture) => {
     const object = fixture.object as { apiVersion: string; kind: string; metadata?: { namespace?: string } };
@@ -49,28 +54,69 @@ describe('CRDs on a real apiserver', () => {
     })) as Record<string, unknown> & { metadata: Record<string, unknown> };
     const statusPath = `${path}/status-clusters/status`;
     const withStatus = (status: unknown): unknown => ({ ...created, status });
-    const stored = (await cluster.rawRequest('PUT', statusPath, withStatus({ observedGeneration: 1, clusters: [{ cluster: 'east-1', appliedGeneration: 1 }, { cluster: 'west-2', appliedGeneration: 1 }] }))) as {
+    const stored = (await cluster.rawRequest(
+      'PUT',
+      statusPath,
+      withStatus({
+        observedGeneration: 1,
+        clusters: [
+          { cluster: 'east-1', appliedGeneration: 1 },
+          { cluster: 'west-2', appliedGeneration: 1 },
+        ],
+      }),
+    )) as {
       status: { clusters: unknown[] };
       metadata: { resourceVersion: string };
     };
-    expect(stored.status.clusters).toEqual([{ cluster: 'east-1', appliedGeneration: 1 }, { cluster: 'west-2', appliedGeneration: 1 }]);
+    expect(stored.status.clusters).toEqual([
+      { cluster: 'east-1', appliedGeneration: 1 },
+      { cluster: 'west-2', appliedGeneration: 1 },
+    ]);
     const current = { ...created, metadata: { ...created.metadata, resourceVersion: stored.metadata.resourceVersion } };
     const put = (status: unknown): Promise<unknown> => cluster.rawRequest('PUT', statusPath, { ...current, status });
-    await expect(put({ clusters: [{ cluster: 'east-1', appliedGeneration: 0 }] })).rejects.toThrow(/status\.clusters\[0\]\.appliedGeneration: Invalid value: 0: .*should be greater than or equal to 1/);
-    await expect(put({ clusters: [{ cluster: 'East_1', appliedGeneration: 1 }] })).rejects.toThrow(/status\.clusters\[0\]\.cluster: Invalid value: "East_1": .*should match/);
-    await expect(put({ clusters: [{ cluster: 'east-1' }] })).rejects.toThrow('status.clusters[0].appliedGeneration: Required value');
-    await expect(put({ clusters: [{ cluster: 'east-1', appliedGeneration: 1 }, { cluster: 'east-1', appliedGeneration: 2 }] })).rejects.toThrow('status.clusters[1]: Duplicate value');
-    const crd = (await cluster.rawRequest('GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/failoverpolicies.isthmus.dev')) as {
+    await expect(put({ clusters: [{ cluster: 'east-1', appliedGeneration: 0 }] })).rejects.toThrow(
+      /status\.clusters\[0\]\.appliedGeneration: Invalid value: 0: .*should be greater than or equal to 1/,
+    );
+    await expect(put({ clusters: [{ cluster: 'East_1', appliedGeneration: 1 }] })).rejects.toThrow(
+      /status\.clusters\[0\]\.cluster: Invalid value: "East_1": .*should match/,
+    );
+    await expect(put({ clusters: [{ cluster: 'east-1' }] })).rejects.toThrow(
+      'status.clusters[0].appliedGeneration: Required value',
+    );
+    await expect(
+      put({
+        clusters: [
+          { cluster: 'east-1', appliedGeneration: 1 },
+          { cluster: 'east-1', appliedGeneration: 2 },
+        ],
+      }),
+    ).rejects.toThrow('status.clusters[1]: Duplicate value');
+    const crd = (await cluster.rawRequest(
+      'GET',
+      '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/failoverpolicies.isthmus.dev',
+    )) as {
       spec: { versions: { additionalPrinterColumns: { name: string }[] }[] };
     };
-    expect(crd.spec.versions[0]?.additionalPrinterColumns.map((c) => c.name)).toEqual(['Service', 'Priority', 'Ready', 'Reason', 'Applied-In', 'Age']);
+    expect(crd.spec.versions[0]?.additionalPrinterColumns.map((c) => c.name)).toEqual([
+      'Service',
+      'Priority',
+      'Ready',
+      'Reason',
+      'Applied-In',
+      'Age',
+    ]);
   });
 
   it('serves the printer columns the design names', async () => {
-    const crd = (await cluster.rawRequest('GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/memberclusters.isthmus.dev')) as {
+    const crd = (await cluster.rawRequest(
+      'GET',
+      '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/memberclusters.isthmus.dev',
+    )) as {
       spec: { versions: { additionalPrinterColumns: { name: string }[] }[] };
     };
     const columns = crd.spec.versions[0]?.additionalPrinterColumns.map((c) => c.name);
-    expect(columns).toEqual(expect.arrayContaining(['Cluster', 'Region', 'Zone', 'Accepted', 'Available', 'Exports', 'Age']));
+    expect(columns).toEqual(
+      expect.arrayContaining(['Cluster', 'Region', 'Zone', 'Accepted', 'Available', 'Exports', 'Age']),
+    );
   });
 });

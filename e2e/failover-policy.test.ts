@@ -7,7 +7,12 @@ import { Kvm } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findCondition } from '../common/api/conditions.ts';
 import { FAILOVER_DEFAULTS, type FailoverPolicy } from '../common/api/isthmus.ts';
-import { ANNOTATION_HUB_GENERATION, LABEL_POLICY_SERVICE, POLICIES_BUCKET, policyRecordSchema } from '../common/failover-policy.ts';
+import {
+  ANNOTATION_HUB_GENERATION,
+  LABEL_POLICY_SERVICE,
+  POLICIES_BUCKET,
+  policyRecordSchema,
+} from '../common/failover-policy.ts';
 import { ensureNamespace, isNotFound } from '../common/kube/index.ts';
 import { Federation } from '../local/federation/index.ts';
 import { waitFor, type LocalCluster } from '../local/testbed/index.ts';
@@ -29,7 +34,9 @@ async function readPolicy(kc: KubeConfig, name: string, namespace = NS): Promise
   }
 }
 
-function ready(policy: FailoverPolicy | undefined): { status: string; reason: string; message: string; observedGeneration?: number } | undefined {
+function ready(
+  policy: FailoverPolicy | undefined,
+): { status: string; reason: string; message: string; observedGeneration?: number } | undefined {
   return findCondition(policy?.status?.conditions, 'Ready');
 }
 
@@ -44,40 +51,64 @@ describe('FailoverPolicy distribution', () => {
     members = fed.members;
     await ensureNamespace(hub, NS);
     await fed.joinAll(NS);
-    await waitFor('all members Joined', async () => (await Promise.all(members.map((m) => fed.memberCluster(m.name)))).every((mc) => findCondition(mc.status?.conditions, 'Joined')?.status === 'True'), WAIT_MS);
+    await waitFor(
+      'all members Joined',
+      async () =>
+        (await Promise.all(members.map((m) => fed.memberCluster(m.name)))).every(
+          (mc) => findCondition(mc.status?.conditions, 'Joined')?.status === 'True',
+        ),
+      WAIT_MS,
+    );
   });
   afterAll(async () => {
     await fed?.[Symbol.asyncDispose]();
   });
 
   async function createPolicy(name: string, spec: Record<string, unknown>): Promise<FailoverPolicy> {
-    return (await api(hub).createNamespacedCustomObject({ ...ref, namespace: NS, body: { apiVersion: 'isthmus.dev/v1alpha1', kind: 'FailoverPolicy', metadata: { name }, spec } })) as FailoverPolicy;
+    return (await api(hub).createNamespacedCustomObject({
+      ...ref,
+      namespace: NS,
+      body: { apiVersion: 'isthmus.dev/v1alpha1', kind: 'FailoverPolicy', metadata: { name }, spec },
+    })) as FailoverPolicy;
   }
 
   async function patchSpec(name: string, spec: Record<string, unknown>): Promise<FailoverPolicy> {
-    return (await api(hub).patchNamespacedCustomObject({ ...ref, namespace: NS, name, body: { spec } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))) as FailoverPolicy;
+    return (await api(hub).patchNamespacedCustomObject(
+      { ...ref, namespace: NS, name, body: { spec } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    )) as FailoverPolicy;
   }
 
   /** Waits until the hub says Ready=True/Distributed for this generation and every member applied it. */
   async function distributed(name: string, generation: number): Promise<FailoverPolicy> {
-    await waitFor(`${name} generation ${generation} Distributed and applied everywhere`, async () => {
-      const policy = await readPolicy(hub, name);
-      const condition = ready(policy);
-      const done =
-        condition?.status === 'True' &&
-        condition.reason === 'Distributed' &&
-        condition.observedGeneration === generation &&
-        policy?.status?.observedGeneration === generation &&
-        JSON.stringify(policy.status.clusters?.map((c) => [c.cluster, c.appliedGeneration])) === JSON.stringify(members.map((m) => [m.name, generation]));
-      // Not done yet: the status as it stands goes into the timeout message.
-      if (!done) throw new Error(`status ${JSON.stringify(policy?.status)}`);
-      return true;
-    }, WAIT_MS);
+    await waitFor(
+      `${name} generation ${generation} Distributed and applied everywhere`,
+      async () => {
+        const policy = await readPolicy(hub, name);
+        const condition = ready(policy);
+        const done =
+          condition?.status === 'True' &&
+          condition.reason === 'Distributed' &&
+          condition.observedGeneration === generation &&
+          policy?.status?.observedGeneration === generation &&
+          JSON.stringify(policy.status.clusters?.map((c) => [c.cluster, c.appliedGeneration])) ===
+            JSON.stringify(members.map((m) => [m.name, generation]));
+        // Not done yet: the status as it stands goes into the timeout message.
+        if (!done) throw new Error(`status ${JSON.stringify(policy?.status)}`);
+        return true;
+      },
+      WAIT_MS,
+    );
     return (await readPolicy(hub, name)) as FailoverPolicy;
   }
 
   async function copiesGone(name: string): Promise<void> {
-    for (const m of members) await waitFor(`${m.name}: copy of ${name} removed`, async () => (await readPolicy(m.kubeConfig(), name)) === undefined, WAIT_MS);
+    for (const m of members)
+      await waitFor(
+        `${m.name}: copy of ${name} removed`,
+        async () => (await readPolicy(m.kubeConfig(), name)) === undefined,
+        WAIT_MS,
+      );
   }
 
   async function bucketValue(key: string): Promise<unknown> {
@@ -108,24 +139,46 @@ describe('FailoverPolicy distribution', () => {
     // What was given, with every default the hub applies.
     const expectedSpec = {
       ...given,
-      outlierDetection: { consecutiveFailures: FAILOVER_DEFAULTS.consecutiveFailures, interval: FAILOVER_DEFAULTS.interval, baseEjectionTime: FAILOVER_DEFAULTS.baseEjectionTime, maxEjectionPercent: FAILOVER_DEFAULTS.maxEjectionPercent },
+      outlierDetection: {
+        consecutiveFailures: FAILOVER_DEFAULTS.consecutiveFailures,
+        interval: FAILOVER_DEFAULTS.interval,
+        baseEjectionTime: FAILOVER_DEFAULTS.baseEjectionTime,
+        maxEjectionPercent: FAILOVER_DEFAULTS.maxEjectionPercent,
+      },
       failback: { enabled: FAILOVER_DEFAULTS.failbackEnabled, delay: FAILOVER_DEFAULTS.failbackDelay },
     };
     const record = policyRecordSchema.parse(await bucketValue(`${NS}.cart`));
-    expect(record).toMatchObject({ namespace: NS, service: 'cart', policyName: 'cart', generation: created.metadata.generation, spec: expectedSpec });
+    expect(record).toMatchObject({
+      namespace: NS,
+      service: 'cart',
+      policyName: 'cart',
+      generation: created.metadata.generation,
+      spec: expectedSpec,
+    });
 
     for (const m of members) {
       const copy = await readPolicy(m.kubeConfig(), 'cart');
-      expect(copy?.metadata.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'isthmus-agent', [LABEL_POLICY_SERVICE]: 'cart' });
+      expect(copy?.metadata.labels).toMatchObject({
+        'app.kubernetes.io/managed-by': 'isthmus-agent',
+        [LABEL_POLICY_SERVICE]: 'cart',
+      });
       expect(copy?.metadata.annotations?.[ANNOTATION_HUB_GENERATION]).toBe(String(created.metadata.generation));
       expect(copy?.spec).toEqual(expectedSpec);
     }
     // The copy says it is the hub's, on the member's own status.
-    await waitFor('copy status Ready', async () => ready(await readPolicy(members[0]!.kubeConfig(), 'cart'))?.status === 'True', WAIT_MS);
+    await waitFor(
+      'copy status Ready',
+      async () => ready(await readPolicy(members[0]!.kubeConfig(), 'cart'))?.status === 'True',
+      WAIT_MS,
+    );
   });
 
   it('propagates an update (a new generation) to every member, and status follows', async () => {
-    const created = await createPolicy('orders', { service: 'orders', minHealthyPercent: 80, weights: [{ cluster: 'cluster-c', weight: 10 }] });
+    const created = await createPolicy('orders', {
+      service: 'orders',
+      minHealthyPercent: 80,
+      weights: [{ cluster: 'cluster-c', weight: 10 }],
+    });
     const first = created.metadata.generation ?? 1;
     await distributed('orders', first);
     const updated = await patchSpec('orders', { minHealthyPercent: 50, weights: null, failback: { delay: '30s' } });
@@ -145,20 +198,49 @@ describe('FailoverPolicy distribution', () => {
     const created = await createPolicy('payments', { service: 'payments' });
     await distributed('payments', created.metadata.generation ?? 1);
     const invalid = await patchSpec('payments', { weights: [{ cluster: 'zz', weight: 100 }] });
-    await waitFor('payments InvalidPolicy', async () => ready(await readPolicy(hub, 'payments'))?.reason === 'InvalidPolicy', WAIT_MS);
+    await waitFor(
+      'payments InvalidPolicy',
+      async () => ready(await readPolicy(hub, 'payments'))?.reason === 'InvalidPolicy',
+      WAIT_MS,
+    );
     const policy = await readPolicy(hub, 'payments');
-    expect(ready(policy)).toMatchObject({ status: 'False', reason: 'InvalidPolicy', observedGeneration: invalid.metadata.generation, message: 'spec.weights[0].cluster: cluster "zz" is not a member' });
+    expect(ready(policy)).toMatchObject({
+      status: 'False',
+      reason: 'InvalidPolicy',
+      observedGeneration: invalid.metadata.generation,
+      message: 'spec.weights[0].cluster: cluster "zz" is not a member',
+    });
     await copiesGone('payments');
     expect(await bucketValue(`${NS}.payments`)).toBeUndefined();
-    await waitFor('payments status.clusters empty', async () => ((await readPolicy(hub, 'payments'))?.status?.clusters ?? []).length === 0, WAIT_MS);
+    await waitFor(
+      'payments status.clusters empty',
+      async () => ((await readPolicy(hub, 'payments'))?.status?.clusters ?? []).length === 0,
+      WAIT_MS,
+    );
   });
 
   it('refuses a region mapping that loops, naming spec.regionMapping, removes the copies, and distributes again once fixed', async () => {
-    const created = await createPolicy('search', { service: 'search', regionMapping: [{ from: 'eu-west', to: ['us-east'] }] });
+    const created = await createPolicy('search', {
+      service: 'search',
+      regionMapping: [{ from: 'eu-west', to: ['us-east'] }],
+    });
     await distributed('search', created.metadata.generation ?? 1);
-    await patchSpec('search', { regionMapping: [{ from: 'eu-west', to: ['us-east'] }, { from: 'us-east', to: ['ap-south'] }, { from: 'ap-south', to: ['eu-west'] }] });
-    await waitFor('search InvalidPolicy', async () => ready(await readPolicy(hub, 'search'))?.reason === 'InvalidPolicy', WAIT_MS);
-    expect(ready(await readPolicy(hub, 'search'))).toMatchObject({ status: 'False', message: expect.stringMatching(/^spec\.regionMapping: .*eu-west → us-east → ap-south → eu-west/) as string });
+    await patchSpec('search', {
+      regionMapping: [
+        { from: 'eu-west', to: ['us-east'] },
+        { from: 'us-east', to: ['ap-south'] },
+        { from: 'ap-south', to: ['eu-west'] },
+      ],
+    });
+    await waitFor(
+      'search InvalidPolicy',
+      async () => ready(await readPolicy(hub, 'search'))?.reason === 'InvalidPolicy',
+      WAIT_MS,
+    );
+    expect(ready(await readPolicy(hub, 'search'))).toMatchObject({
+      status: 'False',
+      message: expect.stringMatching(/^spec\.regionMapping: .*eu-west → us-east → ap-south → eu-west/) as string,
+    });
     await copiesGone('search');
     const fixed = await patchSpec('search', { regionMapping: [{ from: 'eu-west', to: ['us-east'] }] });
     await distributed('search', fixed.metadata.generation ?? 0);
@@ -168,8 +250,15 @@ describe('FailoverPolicy distribution', () => {
     const older = await createPolicy('inventory-a', { service: 'inventory', minHealthyPercent: 10 });
     await distributed('inventory-a', older.metadata.generation ?? 1);
     await createPolicy('inventory-b', { service: 'inventory', minHealthyPercent: 90 });
-    await waitFor('inventory-b Conflict', async () => ready(await readPolicy(hub, 'inventory-b'))?.reason === 'Conflict', WAIT_MS);
-    expect(ready(await readPolicy(hub, 'inventory-b'))).toMatchObject({ status: 'False', message: expect.stringContaining('"inventory-a" is older') as string });
+    await waitFor(
+      'inventory-b Conflict',
+      async () => ready(await readPolicy(hub, 'inventory-b'))?.reason === 'Conflict',
+      WAIT_MS,
+    );
+    expect(ready(await readPolicy(hub, 'inventory-b'))).toMatchObject({
+      status: 'False',
+      message: expect.stringContaining('"inventory-a" is older') as string,
+    });
     expect(ready(await readPolicy(hub, 'inventory-a'))?.status).toBe('True');
     for (const m of members) expect((await readPolicy(m.kubeConfig(), 'inventory-a'))?.spec.minHealthyPercent).toBe(10);
     // The older one goes: the newer applies, and the copies follow it.
@@ -185,15 +274,33 @@ describe('FailoverPolicy distribution', () => {
     const foreign = (await api(foreignCluster.kubeConfig()).createNamespacedCustomObject({
       ...ref,
       namespace: NS,
-      body: { apiVersion: 'isthmus.dev/v1alpha1', kind: 'FailoverPolicy', metadata: { name: 'reviews' }, spec: { service: 'reviews', minHealthyPercent: 33 } },
+      body: {
+        apiVersion: 'isthmus.dev/v1alpha1',
+        kind: 'FailoverPolicy',
+        metadata: { name: 'reviews' },
+        spec: { service: 'reviews', minHealthyPercent: 33 },
+      },
     })) as FailoverPolicy;
     await createPolicy('reviews', { service: 'reviews', minHealthyPercent: 77 });
     const others = members.filter((m) => m !== foreignCluster);
-    await waitFor('reviews applied by the other members', async () => {
-      const clusters = (await readPolicy(hub, 'reviews'))?.status?.clusters ?? [];
-      return JSON.stringify(clusters.map((c) => c.cluster)) === JSON.stringify(others.map((m) => m.name));
-    }, WAIT_MS);
-    await waitFor(`${foreignCluster.name} agent saw the foreign object`, () => Promise.resolve(/not managed by isthmus-agent; left alone, the hub policy is not applied here/.test(fed.agent(foreignCluster.name)?.logTail(400) ?? '')), WAIT_MS);
+    await waitFor(
+      'reviews applied by the other members',
+      async () => {
+        const clusters = (await readPolicy(hub, 'reviews'))?.status?.clusters ?? [];
+        return JSON.stringify(clusters.map((c) => c.cluster)) === JSON.stringify(others.map((m) => m.name));
+      },
+      WAIT_MS,
+    );
+    await waitFor(
+      `${foreignCluster.name} agent saw the foreign object`,
+      () =>
+        Promise.resolve(
+          /not managed by isthmus-agent; left alone, the hub policy is not applied here/.test(
+            fed.agent(foreignCluster.name)?.logTail(400) ?? '',
+          ),
+        ),
+      WAIT_MS,
+    );
     const after = await readPolicy(foreignCluster.kubeConfig(), 'reviews');
     expect(after?.metadata.resourceVersion).toBe(foreign.metadata.resourceVersion);
     expect(after?.spec.minHealthyPercent).toBe(33);
@@ -226,6 +333,10 @@ describe('FailoverPolicy distribution', () => {
     await distributed('shipping', created.metadata.generation ?? 1);
     await api(hub).deleteNamespacedCustomObject({ ...ref, namespace: NS, name: 'shipping' });
     await copiesGone('shipping');
-    await waitFor('shipping key deleted from the bucket', async () => (await bucketValue(`${NS}.shipping`)) === undefined, WAIT_MS);
+    await waitFor(
+      'shipping key deleted from the bucket',
+      async () => (await bucketValue(`${NS}.shipping`)) === undefined,
+      WAIT_MS,
+    );
   });
 });

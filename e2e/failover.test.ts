@@ -9,7 +9,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER } from '../common/api/mcs.ts';
 import { ensureNamespace } from '../common/kube/index.ts';
 import { Federation } from '../local/federation/index.ts';
-import { applyFailoverPolicy, clustersetEndpoint, connect, exportWithBackends, killBackends, metric, reviveBackends, routeShares, timeline, type Timeline } from './gateway/scenario.ts';
+import {
+  applyFailoverPolicy,
+  clustersetEndpoint,
+  connect,
+  exportWithBackends,
+  killBackends,
+  metric,
+  reviveBackends,
+  routeShares,
+  timeline,
+  type Timeline,
+} from './gateway/scenario.ts';
 import { netnsAvailable, waitFor, type LocalCluster } from '../local/testbed/index.ts';
 
 const NS = 'shop';
@@ -54,15 +65,24 @@ describe.skipIf(!available.ok)('locality-aware failover', () => {
   it('moves from A to B to C as backends die and a gateway is blackholed, with zero failed connections, and fails back', async () => {
     const name = 'cart';
     // Regions first (A, B in eu-west before C in us-east); a short failback delay for the test.
-    await applyFailoverPolicy(fed, NS, name, { service: name, localityPriority: ['region', 'zone', 'cluster'], failback: { enabled: true, delay: '1s' } });
+    await applyFailoverPolicy(fed, NS, name, {
+      service: name,
+      localityPriority: ['region', 'zone', 'cluster'],
+      failback: { enabled: true, delay: '1s' },
+    });
     const backendsA = await exportWithBackends(fed, a, NS, name, ['cart-a1', 'cart-a2']);
     const backendsB = await exportWithBackends(fed, b, NS, name, ['cart-b1', 'cart-b2']);
     await exportWithBackends(fed, c, NS, name, ['cart-c1']);
     const vip = await clustersetEndpoint(a, NS, name);
-    await waitFor('A imports from all three, under the policy', async () => {
-      const routes = await routeShares(fed, a, NS, name);
-      return routes.shares.has(c.name) && routes.policy !== '';
-    }, 30_000, 250);
+    await waitFor(
+      'A imports from all three, under the policy',
+      async () => {
+        const routes = await routeShares(fed, a, NS, name);
+        return routes.shares.has(c.name) && routes.policy !== '';
+      },
+      30_000,
+      250,
+    );
 
     // 1. A client in A is served by A.
     expect(byCluster((await connect(fed, a, vip, 20)).served)).toEqual({ a: 20 });
@@ -81,8 +101,19 @@ describe.skipIf(!available.ok)('locality-aware failover', () => {
 
     // 4. B recovers, then its gateway is blackholed (connections hang): new connections leave B within 1 s.
     await reviveBackends(fed, b, backendsB);
-    await waitFor('B serves again', async () => byCluster((await connect(fed, a, vip, 5)).served)['b'] === 5, 30_000, 500);
-    const outboundToB = async (): Promise<number> => metric(await fed.gatewayMetrics(a.name), 'isthmus_gateway_connections_total', { direction: 'outbound', service: name, destination_cluster: b.name, result: 'connected' });
+    await waitFor(
+      'B serves again',
+      async () => byCluster((await connect(fed, a, vip, 5)).served)['b'] === 5,
+      30_000,
+      500,
+    );
+    const outboundToB = async (): Promise<number> =>
+      metric(await fed.gatewayMetrics(a.name), 'isthmus_gateway_connections_total', {
+        direction: 'outbound',
+        service: name,
+        destination_cluster: b.name,
+        result: 'connected',
+      });
     const before = await outboundToB();
     // A connection caught mid-way by the blackhole hangs (its packets are dropped): 5 s ends it.
     const watching = timeline(fed, a, vip, 15, 5_000);
@@ -98,11 +129,18 @@ describe.skipIf(!available.ok)('locality-aware failover', () => {
       await fault?.heal();
     }
     // Only the one connection in flight when the rule went in may fail (hang).
-    const caught = ([start, , duration]: [number, string, number]): boolean => t.startedAt + start < blackholedAt && t.startedAt + start + duration > blackholing;
+    const caught = ([start, , duration]: [number, string, number]): boolean =>
+      t.startedAt + start < blackholedAt && t.startedAt + start + duration > blackholing;
     const unexpected = t.connections.filter((c) => !caught(c) && c[1].startsWith('!'));
     if (unexpected.length > 0) {
-      const log = (fed.gateway(a.name)?.logTail(400) ?? '').split('\n').filter((line) => !line.includes('"access":true')).slice(-40).join('\n');
-      throw new Error(`failed after the blackhole (at +${blackholedAt - t.startedAt} ms): ${JSON.stringify(unexpected)}\ngateway A:\n${log}`);
+      const log = (fed.gateway(a.name)?.logTail(400) ?? '')
+        .split('\n')
+        .filter((line) => !line.includes('"access":true'))
+        .slice(-40)
+        .join('\n');
+      throw new Error(
+        `failed after the blackhole (at +${blackholedAt - t.startedAt} ms): ${JSON.stringify(unexpected)}\ngateway A:\n${log}`,
+      );
     }
     expect(failures(t).length).toBeLessThanOrEqual(1);
     const settled = t.connections.filter(([start]) => t.startedAt + start >= blackholedAt + 1_000);
@@ -122,13 +160,25 @@ describe.skipIf(!available.ok)('locality-aware failover', () => {
     expect(afterReturn.every(([, outcome]) => clusterOf(outcome) === 'a')).toBe(true);
   }, 300_000);
 
-  it('splits by the policy\'s weights within a level: 90/10 across B and C over 2,000 connections', async () => {
+  it("splits by the policy's weights within a level: 90/10 across B and C over 2,000 connections", async () => {
     const name = 'canary';
-    await applyFailoverPolicy(fed, NS, name, { service: name, localityPriority: ['network'], weights: [{ cluster: b.name, weight: 90 }, { cluster: c.name, weight: 10 }] });
+    await applyFailoverPolicy(fed, NS, name, {
+      service: name,
+      localityPriority: ['network'],
+      weights: [
+        { cluster: b.name, weight: 90 },
+        { cluster: c.name, weight: 10 },
+      ],
+    });
     await exportWithBackends(fed, b, NS, name, ['canary-b1']);
     await exportWithBackends(fed, c, NS, name, ['canary-c1']);
     const vip = await clustersetEndpoint(a, NS, name);
-    await waitFor('the policy is in force at A', async () => (await routeShares(fed, a, NS, name)).shares.get(b.name) === 0.9, 30_000, 250);
+    await waitFor(
+      'the policy is in force at A',
+      async () => (await routeShares(fed, a, NS, name)).shares.get(b.name) === 0.9,
+      30_000,
+      250,
+    );
     const report = await connect(fed, a, vip, 2_000);
     expect(report.failed).toBe(0);
     const shares = byCluster(report.served);
@@ -143,7 +193,12 @@ describe.skipIf(!available.ok)('locality-aware failover', () => {
     await exportWithBackends(fed, a, NS, name, ['graded-a1', 'graded-a2', 'graded-a3', 'graded-a4'], { notReady: 6 });
     await exportWithBackends(fed, b, NS, name, ['graded-b1']);
     const vip = await clustersetEndpoint(a, NS, name);
-    await waitFor('A imports from B too', async () => (await routeShares(fed, a, NS, name)).shares.has(b.name), 30_000, 250);
+    await waitFor(
+      'A imports from B too',
+      async () => (await routeShares(fed, a, NS, name)).shares.has(b.name),
+      30_000,
+      250,
+    );
     const report = await connect(fed, a, vip, 1_000);
     expect(report.failed).toBe(0);
     const atA = (byCluster(report.served)['a'] ?? 0) / 1_000;
@@ -152,22 +207,46 @@ describe.skipIf(!available.ok)('locality-aware failover', () => {
   }, 300_000);
 
   // Last: it stops C's agent and gateway.
-  it('marks a silent member\'s endpoints not ready everywhere within the staleness bound, and ready again when it returns', async () => {
+  it("marks a silent member's endpoints not ready everywhere within the staleness bound, and ready again when it returns", async () => {
     const name = 'ledger';
     await exportWithBackends(fed, c, NS, name, ['ledger-c1']);
     const readyInSliceOf = async (cluster: LocalCluster): Promise<boolean | undefined> => {
-      const slices = await cluster.kubeConfig().makeApiClient(DiscoveryV1Api).listNamespacedEndpointSlice({ namespace: NS, labelSelector: `${LABEL_SERVICE_NAME}=${name},${LABEL_SOURCE_CLUSTER}=${c.name}` });
+      const slices = await cluster
+        .kubeConfig()
+        .makeApiClient(DiscoveryV1Api)
+        .listNamespacedEndpointSlice({
+          namespace: NS,
+          labelSelector: `${LABEL_SERVICE_NAME}=${name},${LABEL_SOURCE_CLUSTER}=${c.name}`,
+        });
       return slices.items[0]?.endpoints?.[0]?.conditions?.ready;
     };
-    for (const cluster of [a, b]) await waitFor(`${cluster.name} has C's endpoint ready`, async () => (await readyInSliceOf(cluster)) === true, 30_000, 250);
+    for (const cluster of [a, b])
+      await waitFor(
+        `${cluster.name} has C's endpoint ready`,
+        async () => (await readyInSliceOf(cluster)) === true,
+        30_000,
+        250,
+      );
     await fed.stopAgent(c.name, 'SIGKILL');
     await fed.stopGateway(c.name, 'SIGKILL');
     const silentAt = Date.now();
     // Unknown after 3 missed 1 s heartbeats, then the 4 s bound: well within 20 s.
-    for (const cluster of [a, b]) await waitFor(`${cluster.name} marks C's endpoint not ready`, async () => (await readyInSliceOf(cluster)) === false, 20_000, 250);
+    for (const cluster of [a, b])
+      await waitFor(
+        `${cluster.name} marks C's endpoint not ready`,
+        async () => (await readyInSliceOf(cluster)) === false,
+        20_000,
+        250,
+      );
     expect(Date.now() - silentAt).toBeGreaterThan(4_000);
     await fed.startAgent(c.name);
     await fed.startGateway(c.name);
-    for (const cluster of [a, b]) await waitFor(`${cluster.name} has C's endpoint ready again`, async () => (await readyInSliceOf(cluster)) === true, 30_000, 250);
+    for (const cluster of [a, b])
+      await waitFor(
+        `${cluster.name} has C's endpoint ready again`,
+        async () => (await readyInSliceOf(cluster)) === true,
+        30_000,
+        250,
+      );
   }, 300_000);
 });

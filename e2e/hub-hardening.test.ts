@@ -10,7 +10,13 @@ import { Kvm } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findCondition } from '../common/api/conditions.ts';
 import { catalogEntrySchema } from '../common/catalog.ts';
-import { HubClient, hubChannelCredentials, isHubCallError, type ClusterFacts, type ExportedService } from '../common/hub-api/index.ts';
+import {
+  HubClient,
+  hubChannelCredentials,
+  isHubCallError,
+  type ClusterFacts,
+  type ExportedService,
+} from '../common/hub-api/index.ts';
 import { AgentSecrets, BOOTSTRAP_SECRET } from '../spoke-agent/credentials.ts';
 import { discoverHubCa } from '../spoke-agent/hub-discovery.ts';
 import { HubSession, hubIdentityCheck } from '../spoke-agent/hub-session.ts';
@@ -28,7 +34,16 @@ async function generateJoinKeys(): Promise<JoinKeyPairs> {
 }
 
 function facts(clusterId: string, overrides: Partial<ClusterFacts> = {}): ClusterFacts {
-  return { clusterId, region: 'eu-west', zone: 'eu-west-1a', network: 'loopback', gatewayAddresses: [], labels: {}, agentVersion: 'attacker', ...overrides };
+  return {
+    clusterId,
+    region: 'eu-west',
+    zone: 'eu-west-1a',
+    network: 'loopback',
+    gatewayAddresses: [],
+    labels: {},
+    agentVersion: 'attacker',
+    ...overrides,
+  };
 }
 
 /** SHA-256 SPKI fingerprint of a CryptoKey pair's public half, as the hub pins it. */
@@ -57,14 +72,24 @@ describe('hub hardening (issue 8)', () => {
     const endpoint = fed.hubEndpoints[0] as string;
     const info = await fed.createToken();
     const hub = await discoverHubCa(endpoint, info.caPin);
-    return new HubClient(endpoint, hubChannelCredentials(hub.caPem, undefined, { checkServerIdentity: hubIdentityCheck(hub.trustDomain, hub.caPem) }));
+    return new HubClient(
+      endpoint,
+      hubChannelCredentials(hub.caPem, undefined, {
+        checkServerIdentity: hubIdentityCheck(hub.trustDomain, hub.caPem),
+      }),
+    );
   }
 
   async function pending(clusterId: string): Promise<void> {
-    await waitFor(`${clusterId} pending acceptance`, async () => {
-      const member = await fed.memberCluster(clusterId).catch(() => undefined);
-      return findCondition(member?.status?.conditions, 'Accepted')?.reason === 'PendingAcceptance';
-    }, 30_000, 100);
+    await waitFor(
+      `${clusterId} pending acceptance`,
+      async () => {
+        const member = await fed.memberCluster(clusterId).catch(() => undefined);
+        return findCondition(member?.status?.conditions, 'Accepted')?.reason === 'PendingAcceptance';
+      },
+      30_000,
+      100,
+    );
   }
 
   beforeAll(async () => {
@@ -99,14 +124,23 @@ describe('hub hardening (issue 8)', () => {
       expect(await refusalOf(thief)).toBe('ISTHMUS_JOIN_KEYS_MISMATCH');
 
       const listed = await fed.cli(['cluster', 'list'], 'hub');
-      expect(listed.stdout).toMatch(new RegExp(`takeover-target.*${pinned['isthmus.dev/agent-key-sha256']?.slice(0, 23)}`));
+      expect(listed.stdout).toMatch(
+        new RegExp(`takeover-target.*${pinned['isthmus.dev/agent-key-sha256']?.slice(0, 23)}`),
+      );
       const accepted = await fed.cli(['cluster', 'accept', 'takeover-target'], 'hub');
-      expect(accepted.stdout).toContain(`agent key ${pinned['isthmus.dev/agent-key-sha256']}, intermediate key ${pinned['isthmus.dev/intermediate-key-sha256']}`);
+      expect(accepted.stdout).toContain(
+        `agent key ${pinned['isthmus.dev/agent-key-sha256']}, intermediate key ${pinned['isthmus.dev/intermediate-key-sha256']}`,
+      );
       // The owner's join may have timed out waiting for acceptance; its retry with the same keys completes it.
       const outcome = await ownerOutcome;
       const credentials = outcome.credentials ?? (await joinHub(bootstrap, facts('takeover-target'), owner));
-      const issuedKey = new X509Certificate(credentials.agentCertificate).publicKey.export({ type: 'spki', format: 'der' });
-      const ownerKey = Buffer.from(await (await import('node:crypto')).webcrypto.subtle.exportKey('spki', owner.agent.publicKey));
+      const issuedKey = new X509Certificate(credentials.agentCertificate).publicKey.export({
+        type: 'spki',
+        format: 'der',
+      });
+      const ownerKey = Buffer.from(
+        await (await import('node:crypto')).webcrypto.subtle.exportKey('spki', owner.agent.publicKey),
+      );
       expect(Buffer.compare(issuedKey, ownerKey)).toBe(0);
     });
 
@@ -115,9 +149,13 @@ describe('hub hardening (issue 8)', () => {
       const tokenId = token.token.split('.')[0] as string;
       const bootstrap = { hubEndpoints: token.hubEndpoints, token: token.token, caPin: token.caPin };
       // A network name that is a label value but not the DNS-1123 label the CRD wants.
-      expect(await refusalOf(joinHub(bootstrap, facts('bad-facts', { network: 'Not_A_Dns_Label' })))).toBe('ISTHMUS_INPUT_INVALID');
+      expect(await refusalOf(joinHub(bootstrap, facts('bad-facts', { network: 'Not_A_Dns_Label' })))).toBe(
+        'ISTHMUS_INPUT_INVALID',
+      );
       // A label key that is no qualified name.
-      expect(await refusalOf(joinHub(bootstrap, facts('bad-facts', { labels: { 'not a key!': 'x' } })))).toBe('ISTHMUS_INPUT_INVALID');
+      expect(await refusalOf(joinHub(bootstrap, facts('bad-facts', { labels: { 'not a key!': 'x' } })))).toBe(
+        'ISTHMUS_INPUT_INVALID',
+      );
       const tokens = await new TokenStore(fed.hubCluster.kubeConfig(), 'isthmus-system').list();
       expect(tokens.find((t) => t.id === tokenId)?.usesLeft).toBe(1);
       await expect(fed.memberCluster('bad-facts')).rejects.toThrow();
@@ -127,10 +165,15 @@ describe('hub hardening (issue 8)', () => {
       expect(joined.code, joined.stderr).toBe(0);
       expect(joined.stdout).toContain('cluster cluster-a joined the federation');
       const core = fed.bed.cluster('cluster-a').kubeConfig().makeApiClient(CoreV1Api);
-      await waitFor('bootstrap Secret deleted', async () => {
-        const secrets = await core.listNamespacedSecret({ namespace: 'isthmus-system' });
-        return !secrets.items.some((s) => s.metadata?.name === BOOTSTRAP_SECRET);
-      }, 10_000, 100);
+      await waitFor(
+        'bootstrap Secret deleted',
+        async () => {
+          const secrets = await core.listNamespacedSecret({ namespace: 'isthmus-system' });
+          return !secrets.items.some((s) => s.metadata?.name === BOOTSTRAP_SECRET);
+        },
+        10_000,
+        100,
+      );
       const remaining = await core.listNamespacedSecret({ namespace: 'isthmus-system' });
       expect(remaining.items.map((s) => s.metadata?.name)).not.toContain('isthmus-join-keys');
     });
@@ -140,8 +183,16 @@ describe('hub hardening (issue 8)', () => {
     it('refuses a call without a certificate before decoding or validating its body', async () => {
       const client = await anonymousClient();
       try {
-        const invalid = { generation: 1, services: [{ namespace: 'NOT A NAMESPACE', name: '', type: 'ClusterSetIP', ports: [], exportCreatedAt: 'never' }] };
-        const refusal = await client.call('ReportExports', invalid as never).then(() => undefined, (err: unknown) => err);
+        const invalid = {
+          generation: 1,
+          services: [
+            { namespace: 'NOT A NAMESPACE', name: '', type: 'ClusterSetIP', ports: [], exportCreatedAt: 'never' },
+          ],
+        };
+        const refusal = await client.call('ReportExports', invalid as never).then(
+          () => undefined,
+          (err: unknown) => err,
+        );
         expect(isHubCallError(refusal, 'ISTHMUS_PEER_REFUSED')).toBe(true);
       } finally {
         client.close();
@@ -152,10 +203,27 @@ describe('hub hardening (issue 8)', () => {
       const client = await anonymousClient();
       try {
         const bigJoin = { token: 'x'.repeat(256 * 1024), facts: facts('big'), intermediateCsr: '', agentCsr: '' };
-        const joinRefusal = await client.call('Join', bigJoin).then(() => undefined, (err: unknown) => err);
+        const joinRefusal = await client.call('Join', bigJoin).then(
+          () => undefined,
+          (err: unknown) => err,
+        );
         expect(isHubCallError(joinRefusal, 'ISTHMUS_MESSAGE_TOO_LARGE')).toBe(true);
-        const huge = { generation: 1, services: [{ namespace: 'x'.repeat(20 * 1024 * 1024), name: 'a', type: 'ClusterSetIP', ports: [], exportCreatedAt: '2025-01-01T00:00:00Z' }] };
-        const hugeRefusal = await client.call('ReportExports', huge as never, 60_000).then(() => undefined, (err: unknown) => err);
+        const huge = {
+          generation: 1,
+          services: [
+            {
+              namespace: 'x'.repeat(20 * 1024 * 1024),
+              name: 'a',
+              type: 'ClusterSetIP',
+              ports: [],
+              exportCreatedAt: '2025-01-01T00:00:00Z',
+            },
+          ],
+        };
+        const hugeRefusal = await client.call('ReportExports', huge as never, 60_000).then(
+          () => undefined,
+          (err: unknown) => err,
+        );
         expect(hugeRefusal).toMatchObject({ grpcCode: 8 }); // RESOURCE_EXHAUSTED from the transport, never decoded
       } finally {
         client.close();
@@ -166,13 +234,22 @@ describe('hub hardening (issue 8)', () => {
       const client = await anonymousClient();
       try {
         const ask = (): Promise<string | undefined> =>
-          client.call('Join', { token: 'not-a-token', facts: facts('flood'), intermediateCsr: '-----BEGIN', agentCsr: '-----BEGIN' }).then(
-            () => 'accepted',
-            (err: unknown) => (isHubCallError(err) ? err.code : 'transport'),
-          );
+          client
+            .call('Join', {
+              token: 'not-a-token',
+              facts: facts('flood'),
+              intermediateCsr: '-----BEGIN',
+              agentCsr: '-----BEGIN',
+            })
+            .then(
+              () => 'accepted',
+              (err: unknown) => (isHubCallError(err) ? err.code : 'transport'),
+            );
         const outcomes = await Promise.all(Array.from({ length: 120 }, ask));
         const limited = outcomes.filter((o) => o === 'ISTHMUS_RATE_LIMITED').length;
-        console.info(`flood of 120 Joins: ${limited} refused with ISTHMUS_RATE_LIMITED, ${outcomes.filter((o) => o === 'ISTHMUS_TOKEN_MALFORMED').length} refused for the token`);
+        console.info(
+          `flood of 120 Joins: ${limited} refused with ISTHMUS_RATE_LIMITED, ${outcomes.filter((o) => o === 'ISTHMUS_TOKEN_MALFORMED').length} refused for the token`,
+        );
         expect(limited).toBeGreaterThan(0);
         expect(outcomes.every((o) => o === 'ISTHMUS_RATE_LIMITED' || o === 'ISTHMUS_TOKEN_MALFORMED')).toBe(true);
         // Barrier: the address is served again (the other tests do not depend on this one's bucket).
@@ -196,7 +273,8 @@ describe('hub hardening (issue 8)', () => {
           const text = Buffer.from(value, 'base64').toString('utf8').replaceAll('\\n', '\n');
           const where = `${secret.metadata?.namespace}/${secret.metadata?.name} ${key}`;
           expect(text.replaceAll('\n', ''), where).not.toContain(pkcs8Body);
-          for (const pem of text.match(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g) ?? []) {
+          for (const pem of text.match(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g) ??
+            []) {
             const publicHalf = createPublicKey(createPrivateKey(pem)).export({ type: 'spki', format: 'der' });
             expect(Buffer.compare(publicHalf, rootPublic), `${where} holds the root's private key`).not.toBe(0);
           }
@@ -204,14 +282,19 @@ describe('hub hardening (issue 8)', () => {
       }
       const trustSecrets = secrets.filter((s) => s.metadata?.name === 'isthmus-trust');
       expect(trustSecrets.map((s) => s.metadata?.namespace)).toEqual(['isthmus-trust']);
-      const tokenNamespace = secrets.filter((s) => s.metadata?.namespace === 'isthmus-system').map((s) => s.metadata?.name);
+      const tokenNamespace = secrets
+        .filter((s) => s.metadata?.namespace === 'isthmus-system')
+        .map((s) => s.metadata?.name);
       expect(tokenNamespace.every((name) => name?.startsWith('isthmus-token-'))).toBe(true);
     });
   });
 
   describe('hole 8: one member poisoning a service', () => {
     async function memberSession(): Promise<HubSession> {
-      const credentials = await new AgentSecrets(fed.bed.cluster('cluster-a').kubeConfig(), 'isthmus-system').loadCredentials();
+      const credentials = await new AgentSecrets(
+        fed.bed.cluster('cluster-a').kubeConfig(),
+        'isthmus-system',
+      ).loadCredentials();
       if (!credentials) throw new Error('cluster-a holds no credentials');
       return new HubSession(credentials.hubEndpoints, credentials);
     }
@@ -238,7 +321,10 @@ describe('hub hardening (issue 8)', () => {
       const session = await memberSession();
       try {
         const bad = service({ ports: [{ name: 'Not_A_Port_Name', protocol: 'TCP', port: 80, appProtocol: '' }] });
-        const refusal = await session.call('ReportExports', { generation: Date.now() * 10, services: [bad] }).then(() => undefined, (err: unknown) => err);
+        const refusal = await session.call('ReportExports', { generation: Date.now() * 10, services: [bad] }).then(
+          () => undefined,
+          (err: unknown) => err,
+        );
         expect(isHubCallError(refusal, 'ISTHMUS_INPUT_INVALID')).toBe(true);
       } finally {
         session.close();

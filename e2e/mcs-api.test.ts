@@ -8,7 +8,13 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findCondition } from '../common/api/conditions.ts';
 import { ensureNamespace } from '../common/kube/index.ts';
-import { createBackend, createServiceExport, importedSlices, readServiceExport, readServiceImport } from '../local/exports.ts';
+import {
+  createBackend,
+  createServiceExport,
+  importedSlices,
+  readServiceExport,
+  readServiceImport,
+} from '../local/exports.ts';
 import { Federation } from '../local/federation/index.ts';
 import { waitFor, type LocalCluster } from '../local/testbed/index.ts';
 
@@ -28,16 +34,26 @@ describe('MCS API details', () => {
     await fed?.[Symbol.asyncDispose]();
   });
 
-  async function conflictOf(cluster: LocalCluster, name: string): Promise<{ status: string; reason: string; message: string } | undefined> {
+  async function conflictOf(
+    cluster: LocalCluster,
+    name: string,
+  ): Promise<{ status: string; reason: string; message: string } | undefined> {
     return findCondition((await readServiceExport(cluster.kubeConfig(), NS, name)).status?.conditions, 'Conflict');
   }
 
-  it('puts the oldest export\'s exportedLabels and exportedAnnotations on every ServiceImport, and a disagreement is a LabelsConflict on both exports', async () => {
+  it("puts the oldest export's exportedLabels and exportedAnnotations on every ServiceImport, and a disagreement is a LabelsConflict on both exports", async () => {
     const ports = [{ name: 'http', port: 8080 }];
     await createBackend(a.kubeConfig(), { namespace: NS, name: 'catalog', ports });
-    await createServiceExport(a.kubeConfig(), NS, 'catalog', undefined, { exportedLabels: { tier: 'web' }, exportedAnnotations: { 'example.com/owner': 'team-a' } });
+    await createServiceExport(a.kubeConfig(), NS, 'catalog', undefined, {
+      exportedLabels: { tier: 'web' },
+      exportedAnnotations: { 'example.com/owner': 'team-a' },
+    });
     for (const cluster of [a, b]) {
-      await waitFor(`${cluster.name}: ServiceImport with the exported labels`, async () => (await readServiceImport(cluster.kubeConfig(), NS, 'catalog'))?.metadata.labels?.['tier'] === 'web', 20_000);
+      await waitFor(
+        `${cluster.name}: ServiceImport with the exported labels`,
+        async () => (await readServiceImport(cluster.kubeConfig(), NS, 'catalog'))?.metadata.labels?.['tier'] === 'web',
+        20_000,
+      );
       const imported = await readServiceImport(cluster.kubeConfig(), NS, 'catalog');
       expect(imported?.metadata.annotations).toMatchObject({ 'example.com/owner': 'team-a' });
     }
@@ -45,14 +61,27 @@ describe('MCS API details', () => {
 
     // The newer export in B asks for other labels and annotations: A's stay, both exports say so.
     await createBackend(b.kubeConfig(), { namespace: NS, name: 'catalog', ports });
-    await createServiceExport(b.kubeConfig(), NS, 'catalog', undefined, { exportedLabels: { tier: 'db' }, exportedAnnotations: { 'example.com/owner': 'team-b' } });
+    await createServiceExport(b.kubeConfig(), NS, 'catalog', undefined, {
+      exportedLabels: { tier: 'db' },
+      exportedAnnotations: { 'example.com/owner': 'team-b' },
+    });
     for (const cluster of [a, b]) {
-      await waitFor(`${cluster.name}: Conflict=True`, async () => (await conflictOf(cluster, 'catalog'))?.status === 'True', 20_000);
+      await waitFor(
+        `${cluster.name}: Conflict=True`,
+        async () => (await conflictOf(cluster, 'catalog'))?.status === 'True',
+        20_000,
+      );
       const conflict = await conflictOf(cluster, 'catalog');
       expect(conflict?.reason.split(',').sort()).toEqual(['AnnotationsConflict', 'LabelsConflict']);
-      expect(conflict?.message).toContain('exportedLabels: cluster-a (oldest export) has {tier=web}, which applies; cluster-b has {tier=db}');
+      expect(conflict?.message).toContain(
+        'exportedLabels: cluster-a (oldest export) has {tier=web}, which applies; cluster-b has {tier=db}',
+      );
     }
-    await waitFor('B imports from both', async () => (await readServiceImport(b.kubeConfig(), NS, 'catalog'))?.status?.clusters?.length === 2, 20_000);
+    await waitFor(
+      'B imports from both',
+      async () => (await readServiceImport(b.kubeConfig(), NS, 'catalog'))?.status?.clusters?.length === 2,
+      20_000,
+    );
     for (const cluster of [a, b]) {
       const imported = await readServiceImport(cluster.kubeConfig(), NS, 'catalog');
       expect(imported?.metadata.labels?.['tier']).toBe('web');
@@ -62,13 +91,28 @@ describe('MCS API details', () => {
 
   it('names the IP family of each clusterset IP and copies internalTrafficPolicy and trafficDistribution onto the ServiceImport', async () => {
     await ensureNamespace(a.kubeConfig(), NS);
-    await a.kubeConfig().makeApiClient(CoreV1Api).createNamespacedService({
-      namespace: NS,
-      body: { metadata: { name: 'search' }, spec: { ports: [{ name: 'http', port: 80 }], selector: { app: 'search' }, internalTrafficPolicy: 'Local', trafficDistribution: 'PreferClose' } },
-    });
+    await a
+      .kubeConfig()
+      .makeApiClient(CoreV1Api)
+      .createNamespacedService({
+        namespace: NS,
+        body: {
+          metadata: { name: 'search' },
+          spec: {
+            ports: [{ name: 'http', port: 80 }],
+            selector: { app: 'search' },
+            internalTrafficPolicy: 'Local',
+            trafficDistribution: 'PreferClose',
+          },
+        },
+      });
     await createServiceExport(a.kubeConfig(), NS, 'search');
     for (const cluster of [a, b]) {
-      await waitFor(`${cluster.name}: ServiceImport with a clusterset IP`, async () => ((await readServiceImport(cluster.kubeConfig(), NS, 'search'))?.spec?.ips?.length ?? 0) > 0, 20_000);
+      await waitFor(
+        `${cluster.name}: ServiceImport with a clusterset IP`,
+        async () => ((await readServiceImport(cluster.kubeConfig(), NS, 'search'))?.spec?.ips?.length ?? 0) > 0,
+        20_000,
+      );
       const spec = (await readServiceImport(cluster.kubeConfig(), NS, 'search'))?.spec;
       expect(spec?.ipFamilies).toEqual(spec?.ips?.map((ip) => (ip.includes(':') ? 'IPv6' : 'IPv4')));
       expect(spec?.ipFamilies).toEqual(['IPv4']);
@@ -78,16 +122,33 @@ describe('MCS API details', () => {
 
   it('refuses a Headless export in every importing cluster: Ready=False HeadlessNotSupported, and no EndpointSlice', async () => {
     await ensureNamespace(a.kubeConfig(), NS);
-    await a.kubeConfig().makeApiClient(CoreV1Api).createNamespacedService({
-      namespace: NS,
-      body: { metadata: { name: 'ledger' }, spec: { clusterIP: 'None', ports: [{ name: 'pg', port: 5432 }], selector: { app: 'ledger' } } },
-    });
+    await a
+      .kubeConfig()
+      .makeApiClient(CoreV1Api)
+      .createNamespacedService({
+        namespace: NS,
+        body: {
+          metadata: { name: 'ledger' },
+          spec: { clusterIP: 'None', ports: [{ name: 'pg', port: 5432 }], selector: { app: 'ledger' } },
+        },
+      });
     await createServiceExport(a.kubeConfig(), NS, 'ledger');
     for (const cluster of [a, b]) {
       // The Ready condition is written after the slices in the same reconcile: none were written.
-      await waitFor(`${cluster.name}: ledger import refused`, async () => findCondition((await readServiceImport(cluster.kubeConfig(), NS, 'ledger'))?.status?.conditions, 'Ready')?.reason === 'HeadlessNotSupported', 20_000);
+      await waitFor(
+        `${cluster.name}: ledger import refused`,
+        async () =>
+          findCondition((await readServiceImport(cluster.kubeConfig(), NS, 'ledger'))?.status?.conditions, 'Ready')
+            ?.reason === 'HeadlessNotSupported',
+        20_000,
+      );
       const imported = await readServiceImport(cluster.kubeConfig(), NS, 'ledger');
-      expect(findCondition(imported?.status?.conditions, 'Ready')).toMatchObject({ status: 'False', message: expect.stringContaining('per-endpoint routing through the east-west gateways is not supported; export a ClusterSetIP service') as string });
+      expect(findCondition(imported?.status?.conditions, 'Ready')).toMatchObject({
+        status: 'False',
+        message: expect.stringContaining(
+          'per-endpoint routing through the east-west gateways is not supported; export a ClusterSetIP service',
+        ) as string,
+      });
       expect(imported?.spec).toMatchObject({ type: 'Headless' });
       expect(imported?.spec?.ips).toBeUndefined();
       expect(imported?.status?.clusters).toEqual([{ cluster: 'cluster-a' }]);

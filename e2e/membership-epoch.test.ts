@@ -13,7 +13,16 @@ import { MEMBERS_BUCKET, memberRecordSchema } from '../common/catalog.ts';
 import type { ClusterFacts, HeartbeatRequest } from '../common/hub-api/index.ts';
 import { natsTlsOptions } from '../common/nats.ts';
 import { ClusterAuthority, formatSpiffeId, parseBundlePem, verifyPeer } from '../common/pki/index.ts';
-import { certificateToPem, generateKeyPair, importKeyPair, issueCertificate, privateKeyToPem, validityWindow, x509, EKU } from '../common/pki/x509.ts';
+import {
+  certificateToPem,
+  generateKeyPair,
+  importKeyPair,
+  issueCertificate,
+  privateKeyToPem,
+  validityWindow,
+  x509,
+  EKU,
+} from '../common/pki/x509.ts';
 import { HubSession } from '../spoke-agent/hub-session.ts';
 import type { AgentCredentials } from '../spoke-agent/credentials.ts';
 import { join as joinHub } from '../spoke-agent/join.ts';
@@ -23,7 +32,15 @@ import { startTestbed, waitFor } from '../local/testbed/index.ts';
 type Token = Awaited<ReturnType<Federation['createToken']>>;
 
 function facts(clusterId: string): ClusterFacts {
-  return { clusterId, region: 'eu-west', zone: 'eu-west-1a', network: 'loopback', gatewayAddresses: [], labels: {}, agentVersion: 'e2e' };
+  return {
+    clusterId,
+    region: 'eu-west',
+    zone: 'eu-west-1a',
+    network: 'loopback',
+    gatewayAddresses: [],
+    labels: {},
+    agentVersion: 'e2e',
+  };
 }
 
 function sessionOf(credentials: AgentCredentials): HubSession {
@@ -55,7 +72,11 @@ describe('membership epoch and server identities (issue 8, holes 1 and 4)', () =
   let fed: Federation;
   let token: Token;
 
-  const bootstrap = (): { hubEndpoints: string[]; token: string; caPin: string } => ({ hubEndpoints: token.hubEndpoints, token: token.token, caPin: token.caPin });
+  const bootstrap = (): { hubEndpoints: string[]; token: string; caPin: string } => ({
+    hubEndpoints: token.hubEndpoints,
+    token: token.token,
+    caPin: token.caPin,
+  });
 
   beforeAll(async () => {
     fed = await Federation.start({ members: 0, hubReplicas: 1, autoAccept: true, heartbeatInterval: '1s' });
@@ -71,18 +92,32 @@ describe('membership epoch and server identities (issue 8, holes 1 and 4)', () =
     expect(await outcomeOf(firstSession.call('Heartbeat', heartbeat))).toBe('ok');
 
     expect((await fed.cli(['cluster', 'remove', 'epoch-c'], 'hub')).code).toBe(0);
-    await waitFor('the hub refuses the removed cluster', async () => (await outcomeOf(firstSession.call('Heartbeat', heartbeat))) === 'ISTHMUS_CLUSTER_NOT_MEMBER', 30_000, 100);
+    await waitFor(
+      'the hub refuses the removed cluster',
+      async () => (await outcomeOf(firstSession.call('Heartbeat', heartbeat))) === 'ISTHMUS_CLUSTER_NOT_MEMBER',
+      30_000,
+      100,
+    );
 
     const second = await joinHub(bootstrap(), facts('epoch-c'));
     const secondSession = sessionOf(second);
-    await waitFor('the hub knows the new membership', async () => (await outcomeOf(secondSession.call('Heartbeat', heartbeat))) === 'ok', 30_000, 100);
+    await waitFor(
+      'the hub knows the new membership',
+      async () => (await outcomeOf(secondSession.call('Heartbeat', heartbeat))) === 'ok',
+      30_000,
+      100,
+    );
 
     // The first membership's agent certificate, still valid for weeks, gets nothing from the hub.
     expect(await outcomeOf(firstSession.call('Heartbeat', heartbeat))).toBe('ISTHMUS_MEMBERSHIP_SUPERSEDED');
     const renewal = { agentCsr: '', intermediateCsr: await (await authorityOf(first)).createRequest() };
     expect(await outcomeOf(firstSession.call('Renew', renewal))).toBe('ISTHMUS_MEMBERSHIP_SUPERSEDED');
-    expect(await outcomeOf(firstSession.call('ReportExports', { generation: 1, services: [] }))).toBe('ISTHMUS_MEMBERSHIP_SUPERSEDED');
-    expect(await outcomeOf(firstSession.call('Leave', { reason: 'an old certificate tries to end the new membership' }))).toBe('ISTHMUS_MEMBERSHIP_SUPERSEDED');
+    expect(await outcomeOf(firstSession.call('ReportExports', { generation: 1, services: [] }))).toBe(
+      'ISTHMUS_MEMBERSHIP_SUPERSEDED',
+    );
+    expect(
+      await outcomeOf(firstSession.call('Leave', { reason: 'an old certificate tries to end the new membership' })),
+    ).toBe('ISTHMUS_MEMBERSHIP_SUPERSEDED');
     // Nothing of the above touched the new membership.
     expect(await outcomeOf(secondSession.call('Heartbeat', heartbeat))).toBe('ok');
     const member = await fed.memberCluster('epoch-c');
@@ -97,17 +132,33 @@ describe('membership epoch and server identities (issue 8, holes 1 and 4)', () =
         const entry = await kv.get('epoch-c');
         return entry?.operation === 'PUT' ? memberRecordSchema.parse(entry.json()) : undefined;
       };
-      await waitFor('the new membership is published', async () => (await published())?.epoch === member.spec.membershipEpoch, 30_000, 100);
+      await waitFor(
+        'the new membership is published',
+        async () => (await published())?.epoch === member.spec.membershipEpoch,
+        30_000,
+        100,
+      );
       const record = (await published()) as ReturnType<typeof memberRecordSchema.parse>;
-      const context = { bundle: parseBundlePem(second.trustBundlePem, second.trustDomain, second.trustBundleSequence), members: new Map([[record.clusterId, record.epoch]]) };
-      const gateway = formatSpiffeId({ kind: 'gateway', trustDomain: second.trustDomain, clusterId: 'epoch-c', name: 'east-west' });
+      const context = {
+        bundle: parseBundlePem(second.trustBundlePem, second.trustDomain, second.trustBundleSequence),
+        members: new Map([[record.clusterId, record.epoch]]),
+      };
+      const gateway = formatSpiffeId({
+        kind: 'gateway',
+        trustDomain: second.trustDomain,
+        clusterId: 'epoch-c',
+        name: 'east-west',
+      });
       const chainOf = async (credentials: AgentCredentials): Promise<string[]> => {
         const svid = await (await authorityOf(credentials)).issueLeaf(gateway);
         return svid.certificateChainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
       };
       expect(verifyPeer([first.agentCertificate], context)).toMatchObject({ ok: false, reason: 'EPOCH_SUPERSEDED' });
       expect(verifyPeer(await chainOf(first), context)).toMatchObject({ ok: false, reason: 'EPOCH_SUPERSEDED' });
-      expect(verifyPeer([second.agentCertificate], context)).toMatchObject({ ok: true, peer: { clusterId: 'epoch-c' } });
+      expect(verifyPeer([second.agentCertificate], context)).toMatchObject({
+        ok: true,
+        peer: { clusterId: 'epoch-c' },
+      });
       expect(verifyPeer(await chainOf(second), context)).toMatchObject({ ok: true, peer: { clusterId: 'epoch-c' } });
     } finally {
       await nc.close();
@@ -127,7 +178,12 @@ describe('membership epoch and server identities (issue 8, holes 1 and 4)', () =
     /** One connection attempt with the TLS settings agents use for NATS; no retries. */
     const attempt = async (url: string): Promise<string> => {
       try {
-        const nc = await connectNatsServer({ servers: url, tls: natsTlsOptions(forger.trustDomain, agentTls), maxReconnectAttempts: 0, timeout: 10_000 });
+        const nc = await connectNatsServer({
+          servers: url,
+          tls: natsTlsOptions(forger.trustDomain, agentTls),
+          maxReconnectAttempts: 0,
+          timeout: 10_000,
+        });
         await nc.close();
         return 'connected';
       } catch (err) {
@@ -140,26 +196,51 @@ describe('membership epoch and server identities (issue 8, holes 1 and 4)', () =
     expect(await attempt(nats.url)).toBe('connected');
 
     const forgeries = {
-      'the NATS host name': { uri: [formatSpiffeId({ kind: 'cluster', trustDomain: forger.trustDomain, clusterId: 'forger' }) + '/gateway/x'], dns: ['localhost'], ip: ['127.0.0.1'] },
+      'the NATS host name': {
+        uri: [formatSpiffeId({ kind: 'cluster', trustDomain: forger.trustDomain, clusterId: 'forger' }) + '/gateway/x'],
+        dns: ['localhost'],
+        ip: ['127.0.0.1'],
+      },
       'spiffe://<td>/nats': { uri: [natsId] },
-      'both': { uri: [natsId], dns: ['localhost'], ip: ['127.0.0.1'] },
+      both: { uri: [natsId], dns: ['localhost'], ip: ['127.0.0.1'] },
     };
     for (const [what, san] of Object.entries(forgeries)) {
       const keys = await generateKeyPair();
-      const leaf = await issueCertificate({ subject: 'CN=nats', publicKey: keys.publicKey, ...validityWindow(new Date(), 3_600_000), isCa: false, san, extendedKeyUsages: [EKU.serverAuth] }, stolen);
+      const leaf = await issueCertificate(
+        {
+          subject: 'CN=nats',
+          publicKey: keys.publicKey,
+          ...validityWindow(new Date(), 3_600_000),
+          isCa: false,
+          san,
+          extendedKeyUsages: [EKU.serverAuth],
+        },
+        stolen,
+      );
       await using impostor = await startTestbed({
         names: [],
         installCrds: false,
         natsTrustedCas: [rootPem],
-        natsServerCertificate: { certPem: certificateToPem(leaf) + forger.intermediateCertificate, keyPem: await privateKeyToPem(keys.privateKey), caPem: rootPem },
+        natsServerCertificate: {
+          certPem: certificateToPem(leaf) + forger.intermediateCertificate,
+          keyPem: await privateKeyToPem(keys.privateKey),
+          caPem: rootPem,
+        },
       });
       const url = (impostor.nats as NonNullable<typeof impostor.nats>).url;
       // OpenSSL applies the intermediate's name constraints; the SPIFFE check refuses what they allow.
-      expect(await attempt(url), `a certificate minted for ${what}`).toMatch(/excluded subtree violation|CLUSTER_MISMATCH/);
+      expect(await attempt(url), `a certificate minted for ${what}`).toMatch(
+        /excluded subtree violation|CLUSTER_MISMATCH/,
+      );
     }
   });
 });
 
 async function authorityOf(credentials: AgentCredentials): Promise<ClusterAuthority> {
-  return ClusterAuthority.create({ trustDomain: credentials.trustDomain, clusterId: credentials.clusterId, privateKey: credentials.intermediateKey, intermediatePem: credentials.intermediateCertificate });
+  return ClusterAuthority.create({
+    trustDomain: credentials.trustDomain,
+    clusterId: credentials.clusterId,
+    privateKey: credentials.intermediateKey,
+    intermediatePem: credentials.intermediateCertificate,
+  });
 }

@@ -21,7 +21,10 @@ let catalog: KV;
 let members: KV;
 
 beforeAll(async () => {
-  bed = await startTestbed({ names: [], natsAuthorization: (adminNkey) => federationNatsAccounts([nkeys.createUser().getPublicKey(), adminNkey]) });
+  bed = await startTestbed({
+    names: [],
+    natsAuthorization: (adminNkey) => federationNatsAccounts([nkeys.createUser().getPublicKey(), adminNkey]),
+  });
   const nats = bed.nats!;
   hub = await nats.connect('hub');
   catalog = await new Kvm(hub).create(CATALOG_BUCKET, { history: 1 });
@@ -29,7 +32,12 @@ beforeAll(async () => {
   await catalog.put('shop.cart', '{"genuine":true}');
   await members.put('cluster-a', '{"clusterId":"cluster-a"}');
   const files = await nats.ca.issue('agent', AGENT_CERTIFICATE_SUBJECT, { client: true });
-  agent = await connect({ servers: nats.url, name: 'agent', tls: { ca: nats.serverCaPem, cert: files.certPem, key: files.keyPem }, maxReconnectAttempts: -1 });
+  agent = await connect({
+    servers: nats.url,
+    name: 'agent',
+    tls: { ca: nats.serverCaPem, cert: files.certPem, key: files.keyPem },
+    maxReconnectAttempts: -1,
+  });
 });
 
 afterAll(async () => {
@@ -46,16 +54,53 @@ function attempts(): Array<{ key: string; send: () => Promise<unknown> }> {
     return agent.flush();
   };
   return [
-    { key: 'shop.forged-publish', send: async () => { agent.publish(forged('publish'), '{}'); return agent.flush(); } },
+    {
+      key: 'shop.forged-publish',
+      send: async () => {
+        agent.publish(forged('publish'), '{}');
+        return agent.flush();
+      },
+    },
     {
       key: 'shop.forged-deliver',
-      send: request('$JS.API.CONSUMER.CREATE.KV_isthmus_members', { stream_name: 'KV_isthmus_members', config: { deliver_subject: forged('deliver'), ack_policy: 'none', deliver_policy: 'all' } }, forged('create-reply')),
+      send: request(
+        '$JS.API.CONSUMER.CREATE.KV_isthmus_members',
+        {
+          stream_name: 'KV_isthmus_members',
+          config: { deliver_subject: forged('deliver'), ack_policy: 'none', deliver_policy: 'all' },
+        },
+        forged('create-reply'),
+      ),
     },
     { key: 'shop.forged-create-reply', send: () => Promise.resolve() }, // written, if at all, by the consumer create above
-    { key: 'shop.forged-info-reply', send: request('$JS.API.STREAM.INFO.KV_isthmus_members', '', forged('info-reply')) },
-    { key: 'shop.forged-direct-reply', send: request('$JS.API.DIRECT.GET.KV_isthmus_members', { last_by_subj: '$KV.isthmus_members.cluster-a' }, forged('direct-reply')) },
-    { key: 'shop.forged-subject-direct-reply', send: request('$JS.API.DIRECT.GET.KV_isthmus_members.$KV.isthmus_members.cluster-a', '', forged('subject-direct-reply')) },
-    { key: 'shop.forged-msg-get-reply', send: request('$JS.API.STREAM.MSG.GET.KV_isthmus_members', { last_by_subj: '$KV.isthmus_members.cluster-a' }, forged('msg-get-reply')) },
+    {
+      key: 'shop.forged-info-reply',
+      send: request('$JS.API.STREAM.INFO.KV_isthmus_members', '', forged('info-reply')),
+    },
+    {
+      key: 'shop.forged-direct-reply',
+      send: request(
+        '$JS.API.DIRECT.GET.KV_isthmus_members',
+        { last_by_subj: '$KV.isthmus_members.cluster-a' },
+        forged('direct-reply'),
+      ),
+    },
+    {
+      key: 'shop.forged-subject-direct-reply',
+      send: request(
+        '$JS.API.DIRECT.GET.KV_isthmus_members.$KV.isthmus_members.cluster-a',
+        '',
+        forged('subject-direct-reply'),
+      ),
+    },
+    {
+      key: 'shop.forged-msg-get-reply',
+      send: request(
+        '$JS.API.STREAM.MSG.GET.KV_isthmus_members',
+        { last_by_subj: '$KV.isthmus_members.cluster-a' },
+        forged('msg-get-reply'),
+      ),
+    },
     { key: 'shop.forged-js-put', send: request(forged('js-put'), '{}', '_INBOX.forged') },
   ];
 }
@@ -87,7 +132,11 @@ describe('agents against the federation NATS authorization', () => {
     await catalog.put('shop.live', '{"live":1}');
     await changed;
     expect(watcher.get('shop.live')).toEqual({ live: 1 });
-    const memberWatcher = new CatalogWatcher<unknown>({ nc: agent, source: { bucket: MEMBERS_BUCKET, parse: (_k, v) => v }, log: createLogger({ component: 'test' }) });
+    const memberWatcher = new CatalogWatcher<unknown>({
+      nc: agent,
+      source: { bucket: MEMBERS_BUCKET, parse: (_k, v) => v },
+      log: createLogger({ component: 'test' }),
+    });
     await using _members = runInBackground(memberWatcher);
     await memberWatcher.synced();
     expect(memberWatcher.keys()).toEqual(['cluster-a']);

@@ -42,14 +42,29 @@ describe('NATS as a 3-node cluster', () => {
   }
 
   /** The client connections a node holds, with the user the hub admitted (the cluster id for agents). */
-  async function connections(node: NatsNode): Promise<Array<{ name?: string; account?: string; authorized_user?: string }>> {
-    return (await monitor<{ connections?: Array<{ name?: string; account?: string; authorized_user?: string }> }>(node, '/connz?auth=true&limit=10000')).connections ?? [];
+  async function connections(
+    node: NatsNode,
+  ): Promise<Array<{ name?: string; account?: string; authorized_user?: string }>> {
+    return (
+      (
+        await monitor<{ connections?: Array<{ name?: string; account?: string; authorized_user?: string }> }>(
+          node,
+          '/connz?auth=true&limit=10000',
+        )
+      ).connections ?? []
+    );
   }
 
   /** Agent connections on the running nodes. */
   async function agentConnections(): Promise<Array<{ node: string; cluster: string | undefined }>> {
     const running = nats.nodes.filter((n) => n.running);
-    const perNode = await Promise.all(running.map(async (n) => (await connections(n)).filter((c) => c.account === AGENTS_ACCOUNT).map((c) => ({ node: n.name, cluster: c.authorized_user }))));
+    const perNode = await Promise.all(
+      running.map(async (n) =>
+        (await connections(n))
+          .filter((c) => c.account === AGENTS_ACCOUNT)
+          .map((c) => ({ node: n.name, cluster: c.authorized_user })),
+      ),
+    );
     return perNode.flat();
   }
 
@@ -68,8 +83,11 @@ describe('NATS as a 3-node cluster', () => {
 
   /** The catalog stream's last sequence as one node stores it (its monitoring endpoint). */
   async function catalogSequenceOn(node: NatsNode): Promise<number | undefined> {
-    const jsz = await monitor<{ account_details?: Array<{ stream_detail?: Array<{ name: string; state?: { last_seq?: number } }> }> }>(node, '/jsz?streams=true');
-    return jsz.account_details?.flatMap((a) => a.stream_detail ?? []).find((s) => s.name === CATALOG_STREAM)?.state?.last_seq;
+    const jsz = await monitor<{
+      account_details?: Array<{ stream_detail?: Array<{ name: string; state?: { last_seq?: number } }> }>;
+    }>(node, '/jsz?streams=true');
+    return jsz.account_details?.flatMap((a) => a.stream_detail ?? []).find((s) => s.name === CATALOG_STREAM)?.state
+      ?.last_seq;
   }
 
   /** Each member's ServiceImport of `name`: its uid and its IPs (the VIP), to show nothing was deleted and recreated. */
@@ -90,7 +108,9 @@ describe('NATS as a 3-node cluster', () => {
         async () => {
           const imported = await readServiceImport(cluster.kubeConfig(), NS, name);
           const clusters = (imported?.status?.clusters ?? []).map((c) => c.cluster).sort();
-          return (imported?.spec?.ips?.length ?? 0) > 0 && JSON.stringify(clusters) === JSON.stringify([...from].sort());
+          return (
+            (imported?.spec?.ips?.length ?? 0) > 0 && JSON.stringify(clusters) === JSON.stringify([...from].sort())
+          );
         },
         timeoutMs,
         200,
@@ -114,49 +134,84 @@ describe('NATS as a 3-node cluster', () => {
    * that existed keep their uid and VIP. Then the node returns and catches up. The test's own
    * JetStream questions go to a node that stays up.
    */
-  async function survive(victim: NatsNode, step: { exporter: LocalCluster; added: string; changed: string; changedFrom: readonly string[] }, kept: readonly string[]): Promise<void> {
+  async function survive(
+    victim: NatsNode,
+    step: { exporter: LocalCluster; added: string; changed: string; changedFrom: readonly string[] },
+    kept: readonly string[],
+  ): Promise<void> {
     await withJsm(
       nats.nodes.find((n) => n !== victim),
       async (jsm) => {
-        const before = new Map(await Promise.all(kept.map(async (name) => [name, await importIdentities(name)] as const)));
+        const before = new Map(
+          await Promise.all(kept.map(async (name) => [name, await importIdentities(name)] as const)),
+        );
         const agentsBefore = (await agentConnections()).length;
-        console.log(`killing ${victim.name}: catalog leader ${(await jsm.streams.info(CATALOG_STREAM)).cluster?.leader}, hub on ${(await hubNode()).name}, agents ${JSON.stringify(await agentConnections())}`);
+        console.log(
+          `killing ${victim.name}: catalog leader ${(await jsm.streams.info(CATALOG_STREAM)).cluster?.leader}, hub on ${(await hubNode()).name}, agents ${JSON.stringify(await agentConnections())}`,
+        );
         const killedAt = performance.now();
         await victim.stop('SIGKILL');
 
-        await exportService(step.exporter.kubeConfig(), { namespace: NS, name: step.added, ports: [{ name: 'http', port: 8080 }] });
-        await exportService(step.exporter.kubeConfig(), { namespace: NS, name: step.changed, ports: [{ name: 'http', port: 8080 }] });
+        await exportService(step.exporter.kubeConfig(), {
+          namespace: NS,
+          name: step.added,
+          ports: [{ name: 'http', port: 8080 }],
+        });
+        await exportService(step.exporter.kubeConfig(), {
+          namespace: NS,
+          name: step.changed,
+          ports: [{ name: 'http', port: 8080 }],
+        });
         await importedEverywhere(step.added, [step.exporter.name]);
         await importedEverywhere(step.changed, [...step.changedFrom, step.exporter.name]);
-        console.log(`${victim.name} down: ${step.added} and the change of ${step.changed} imported everywhere ${Math.round(performance.now() - killedAt)} ms after the kill`);
+        console.log(
+          `${victim.name} down: ${step.added} and the change of ${step.changed} imported everywhere ${Math.round(performance.now() - killedAt)} ms after the kill`,
+        );
         // Every agent connection the dead node held was admitted again elsewhere (auth callout across the cluster).
-        await waitFor(`${agentsBefore} agent connections on the surviving nodes`, async () => (await agentConnections()).length >= agentsBefore, 30_000, 200);
+        await waitFor(
+          `${agentsBefore} agent connections on the surviving nodes`,
+          async () => (await agentConnections()).length >= agentsBefore,
+          30_000,
+          200,
+        );
         expect(new Set((await agentConnections()).map((c) => c.cluster))).toEqual(new Set(members.map((m) => m.name)));
-        for (const name of kept) expect(await importIdentities(name), `${name} kept its import`).toEqual(before.get(name));
+        for (const name of kept)
+          expect(await importIdentities(name), `${name} kept its import`).toEqual(before.get(name));
         expect((await jsm.streams.info(CATALOG_STREAM)).cluster?.leader).not.toBe(victim.name);
         const added = await importIdentities(step.added);
 
         const restartedAt = performance.now();
         await victim.start();
         const leaderSequence = (await jsm.streams.info(CATALOG_STREAM)).state.last_seq;
-        await waitFor(`${victim.name} caught up to catalog sequence ${leaderSequence}`, async () => ((await catalogSequenceOn(victim)) ?? 0) >= leaderSequence, 30_000, 200);
+        await waitFor(
+          `${victim.name} caught up to catalog sequence ${leaderSequence}`,
+          async () => ((await catalogSequenceOn(victim)) ?? 0) >= leaderSequence,
+          30_000,
+          200,
+        );
         await waitFor(
           `${victim.name} a current replica of the catalog`,
           async () => {
             const cluster = (await jsm.streams.info(CATALOG_STREAM)).cluster;
-            return cluster?.leader === victim.name || (cluster?.replicas ?? []).some((r) => r.name === victim.name && r.current);
+            return (
+              cluster?.leader === victim.name ||
+              (cluster?.replicas ?? []).some((r) => r.name === victim.name && r.current)
+            );
           },
           30_000,
           200,
         );
-        console.log(`${victim.name} back and current ${Math.round(performance.now() - restartedAt)} ms after its restart`);
-        for (const name of kept) expect(await importIdentities(name), `${name} kept its import`).toEqual(before.get(name));
+        console.log(
+          `${victim.name} back and current ${Math.round(performance.now() - restartedAt)} ms after its restart`,
+        );
+        for (const name of kept)
+          expect(await importIdentities(name), `${name} kept its import`).toEqual(before.get(name));
         expect(await importIdentities(step.added)).toEqual(added);
       },
     );
   }
 
-  it('loses nothing and deletes no import when the catalog leader\'s node, then the hub\'s node, dies and returns', async () => {
+  it("loses nothing and deletes no import when the catalog leader's node, then the hub's node, dies and returns", async () => {
     const [a, b, c] = members as [LocalCluster, LocalCluster, LocalCluster];
     await exportService(a.kubeConfig(), { namespace: NS, name: 'cart', ports: [{ name: 'http', port: 8080 }] });
     await importedEverywhere('cart', ['cluster-a']);
@@ -169,12 +224,24 @@ describe('NATS as a 3-node cluster', () => {
       expect(buckets.get(`KV_${MEMBERS_BUCKET}`)).toBe(3);
       expect([...buckets].filter(([, replicas]) => replicas !== 3)).toEqual([]);
       // All three copies of the stream agree before anything dies.
-      await waitFor('every catalog replica current', async () => ((await jsm.streams.info(CATALOG_STREAM)).cluster?.replicas ?? []).filter((r) => r.current).length === 2, 30_000, 200);
+      await waitFor(
+        'every catalog replica current',
+        async () =>
+          ((await jsm.streams.info(CATALOG_STREAM)).cluster?.replicas ?? []).filter((r) => r.current).length === 2,
+        30_000,
+        200,
+      );
       return (await jsm.streams.info(CATALOG_STREAM)).cluster?.leader;
     });
 
-    await survive(nodeNamed(leader), { exporter: b, added: 'orders', changed: 'cart', changedFrom: ['cluster-a'] }, ['cart']);
-    await survive(await hubNode(), { exporter: c, added: 'payments', changed: 'cart', changedFrom: ['cluster-a', 'cluster-b'] }, ['cart', 'orders']);
+    await survive(nodeNamed(leader), { exporter: b, added: 'orders', changed: 'cart', changedFrom: ['cluster-a'] }, [
+      'cart',
+    ]);
+    await survive(
+      await hubNode(),
+      { exporter: c, added: 'payments', changed: 'cart', changedFrom: ['cluster-a', 'cluster-b'] },
+      ['cart', 'orders'],
+    );
     expect(await importIdentities('cart')).toEqual(cart);
     await waitFor(
       'every node holds the same catalog',
@@ -184,7 +251,7 @@ describe('NATS as a 3-node cluster', () => {
     );
   });
 
-  it('cuts a removed cluster\'s NATS connections on every node', async () => {
+  it("cuts a removed cluster's NATS connections on every node", async () => {
     const credentials = await agentCredentialsOf(fed.bed.cluster('cluster-c').kubeConfig(), 'cluster-c');
     // One connection to each node, so the hub's kick must reach nodes its system connection is not on.
     const held: NatsConnection[] = await Promise.all(
@@ -194,7 +261,12 @@ describe('NATS as a 3-node cluster', () => {
       const closed = held.map((nc) => nc.closed());
       const removed = await fed.cli(['cluster', 'remove', 'cluster-c'], 'hub');
       expect(removed.stdout).toContain('cluster cluster-c removed');
-      await waitFor('cluster-c connections cut on every node', async () => (await agentConnections()).every((c) => c.cluster !== 'cluster-c'), 10_000, 100);
+      await waitFor(
+        'cluster-c connections cut on every node',
+        async () => (await agentConnections()).every((c) => c.cluster !== 'cluster-c'),
+        10_000,
+        100,
+      );
       await Promise.all(closed);
       expect(new Set((await agentConnections()).map((c) => c.cluster))).toEqual(new Set(['cluster-a', 'cluster-b']));
     } finally {

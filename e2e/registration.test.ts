@@ -21,21 +21,41 @@ describe('cluster registration', () => {
   let token: Awaited<ReturnType<Federation['createToken']>>;
 
   beforeAll(async () => {
-    fed = await Federation.start({ members: 3, hubReplicas: 2, autoAccept: false, heartbeatInterval: `${HEARTBEAT_MS / 1000}s`, missedBeforeUnknown: MISSED });
+    fed = await Federation.start({
+      members: 3,
+      hubReplicas: 2,
+      autoAccept: false,
+      heartbeatInterval: `${HEARTBEAT_MS / 1000}s`,
+      missedBeforeUnknown: MISSED,
+    });
   });
   afterAll(async () => {
     await fed?.[Symbol.asyncDispose]();
   });
 
   /** The hub does not auto-accept here: join, wait until the cluster is pending, accept it. */
-  async function joinAccepted(cluster: string, with_: Awaited<ReturnType<Federation['createToken']>>): Promise<CliResult> {
+  async function joinAccepted(
+    cluster: string,
+    with_: Awaited<ReturnType<Federation['createToken']>>,
+  ): Promise<CliResult> {
     const joining = fed.join(cluster, with_);
     // The hub creates the MemberCluster, then sets its conditions: wait for both.
-    await waitFor(`${cluster} pending acceptance`, async () => {
-      const member = await fed.memberCluster(cluster).catch(() => undefined);
-      return member?.spec.accepted === false && findCondition(member.status?.conditions, 'Accepted')?.reason === 'PendingAcceptance';
-    }, 30_000, 100);
-    expect(findCondition((await fed.memberCluster(cluster)).status?.conditions, 'Joined')).toMatchObject({ status: 'False', reason: 'PendingAcceptance' });
+    await waitFor(
+      `${cluster} pending acceptance`,
+      async () => {
+        const member = await fed.memberCluster(cluster).catch(() => undefined);
+        return (
+          member?.spec.accepted === false &&
+          findCondition(member.status?.conditions, 'Accepted')?.reason === 'PendingAcceptance'
+        );
+      },
+      30_000,
+      100,
+    );
+    expect(findCondition((await fed.memberCluster(cluster)).status?.conditions, 'Joined')).toMatchObject({
+      status: 'False',
+      reason: 'PendingAcceptance',
+    });
     const accepted = await fed.cli(['cluster', 'accept', cluster], 'hub');
     expect(accepted.stdout).toContain(`cluster ${cluster} accepted`);
     return joining;
@@ -46,7 +66,9 @@ describe('cluster registration', () => {
     await new Promise((r) => setTimeout(r, 1_200));
     const expiredJoin = await fed.join('cluster-c', expired);
     expect(expiredJoin.code).toBe(1);
-    expect(expiredJoin.stderr).toMatch(/bootstrap token has expired: token \w+ expired at .*; create a new one \[ISTHMUS_TOKEN_EXPIRED\]/);
+    expect(expiredJoin.stderr).toMatch(
+      /bootstrap token has expired: token \w+ expired at .*; create a new one \[ISTHMUS_TOKEN_EXPIRED\]/,
+    );
 
     const good = await fed.createToken();
     const wrongPin = await fed.join('cluster-c', { ...good, caPin: `sha256:${'0'.repeat(64)}` });
@@ -57,14 +79,18 @@ describe('cluster registration', () => {
     expect((await joinAccepted('cluster-a', single)).code).toBe(0);
     const reused = await fed.join('cluster-c', single);
     expect(reused.code).toBe(1);
-    expect(reused.stderr).toMatch(/bootstrap token has no uses left: token \w+ was already used 1 time\(s\); create a new one \[ISTHMUS_TOKEN_EXHAUSTED\]/);
+    expect(reused.stderr).toMatch(
+      /bootstrap token has no uses left: token \w+ was already used 1 time\(s\); create a new one \[ISTHMUS_TOKEN_EXHAUSTED\]/,
+    );
 
     const unknown = await fed.join('cluster-c', { ...good, token: 'abcdef.0123456789abcdef' });
     expect(unknown.stderr).toMatch(/\[ISTHMUS_TOKEN_UNKNOWN\]/);
 
     const revoked = await fed.createToken();
     expect((await fed.cli(['token', 'revoke', revoked.token.split('.')[0] as string], 'hub')).code).toBe(0);
-    expect((await fed.join('cluster-c', revoked)).stderr).toMatch(/bootstrap token was revoked: token \w+ \[ISTHMUS_TOKEN_REVOKED\]/);
+    expect((await fed.join('cluster-c', revoked)).stderr).toMatch(
+      /bootstrap token was revoked: token \w+ \[ISTHMUS_TOKEN_REVOKED\]/,
+    );
   });
 
   it('joins all clusters with tokens and lists them Available', async () => {
@@ -74,11 +100,15 @@ describe('cluster registration', () => {
       expect(joined.code, joined.stderr).toBe(0);
       expect(joined.stdout).toContain(`cluster ${cluster} joined the federation`);
     }
-    await waitFor('all members Available', async () => {
-      const list = await fed.cli(['cluster', 'list', '-o', 'json'], 'hub');
-      const members = JSON.parse(list.stdout) as MemberCluster[];
-      return members.length === 3 && members.every((m) => available(m) === 'True');
-    }, 10_000);
+    await waitFor(
+      'all members Available',
+      async () => {
+        const list = await fed.cli(['cluster', 'list', '-o', 'json'], 'hub');
+        const members = JSON.parse(list.stdout) as MemberCluster[];
+        return members.length === 3 && members.every((m) => available(m) === 'True');
+      },
+      10_000,
+    );
     const table = await fed.cli(['cluster', 'list'], 'hub');
     console.info(`isthmus cluster list:\n${table.stdout}`);
     expect(table.stdout).toMatch(/cluster-a\s+eu-west\s+eu-west-1a\s+true\s+True\s+True/);
@@ -88,7 +118,12 @@ describe('cluster registration', () => {
     // The About API tells in-cluster tools who they are.
     const properties = fed.bed.cluster('cluster-b').kubeConfig().makeApiClient(CustomObjectsApi);
     const property = (name: string): Promise<{ spec: { value: string } }> =>
-      properties.getClusterCustomObject({ group: 'about.k8s.io', version: 'v1alpha1', plural: 'clusterproperties', name }) as Promise<{ spec: { value: string } }>;
+      properties.getClusterCustomObject({
+        group: 'about.k8s.io',
+        version: 'v1alpha1',
+        plural: 'clusterproperties',
+        name,
+      }) as Promise<{ spec: { value: string } }>;
     expect((await property('cluster.clusterset.k8s.io')).spec.value).toBe('cluster-b');
     expect((await property('clusterset.k8s.io')).spec.value).toBe('isthmus');
   });
@@ -96,15 +131,31 @@ describe('cluster registration', () => {
   it('a cluster id that is taken is refused', async () => {
     // cluster-a is a member; a second cluster claiming its id runs the agent's own join code.
     const t = await fed.createToken();
-    await expect(joinHub({ hubEndpoints: t.hubEndpoints, token: t.token, caPin: t.caPin }, { clusterId: 'cluster-a', region: '', zone: '', network: '', gatewayAddresses: [], labels: {}, agentVersion: 'test' })).rejects.toThrow(
-      /cluster id "cluster-a" belongs to a member/,
-    );
+    await expect(
+      joinHub(
+        { hubEndpoints: t.hubEndpoints, token: t.token, caPin: t.caPin },
+        {
+          clusterId: 'cluster-a',
+          region: '',
+          zone: '',
+          network: '',
+          gatewayAddresses: [],
+          labels: {},
+          agentVersion: 'test',
+        },
+      ),
+    ).rejects.toThrow(/cluster id "cluster-a" belongs to a member/);
   });
 
   it('turns Available Unknown when an agent dies and back to True when it returns, without a new join', async () => {
     await fed.stopAgent('cluster-b', 'SIGKILL');
     const killedAt = Date.now();
-    await waitFor('cluster-b Available=Unknown', async () => available(await fed.memberCluster('cluster-b')) === 'Unknown', 15_000, 100);
+    await waitFor(
+      'cluster-b Available=Unknown',
+      async () => available(await fed.memberCluster('cluster-b')) === 'Unknown',
+      15_000,
+      100,
+    );
     const unknownAfter = Date.now() - killedAt;
     console.info(`Available=Unknown ${unknownAfter} ms after the agent died (window ${MISSED} × ${HEARTBEAT_MS} ms)`);
     expect(unknownAfter).toBeLessThan(MISSED * HEARTBEAT_MS + 2_500);
@@ -117,34 +168,49 @@ describe('cluster registration', () => {
     expect(check.stdout).toMatch(/× heartbeat freshness/);
 
     const agent = await fed.startAgent('cluster-b');
-    await waitFor('cluster-b Available=True', async () => available(await fed.memberCluster('cluster-b')) === 'True', 15_000, 100);
+    await waitFor(
+      'cluster-b Available=True',
+      async () => available(await fed.memberCluster('cluster-b')) === 'True',
+      15_000,
+      100,
+    );
     // The log file is shared by both runs of the agent: look at the restarted one only.
     const restarted = agent.logTail(400).split('"msg":"started"').at(-1) ?? '';
     expect(restarted).toMatch(/resuming membership from stored credentials/);
     expect(restarted).not.toMatch(/joined the federation/);
   });
 
-  it('ends a removed cluster\'s membership: its calls are refused and it leaves the published list', async () => {
+  it("ends a removed cluster's membership: its calls are refused and it leaves the published list", async () => {
     const nc = await fed.bed.nats!.connect('registration-test');
     try {
       const kv = await new Kvm(nc).open('isthmus_members');
       await waitFor('cluster-c published', async () => (await kv.get('cluster-c'))?.operation === 'PUT', 10_000);
       const removed = await fed.cli(['cluster', 'remove', 'cluster-c'], 'hub');
       expect(removed.stdout).toContain('cluster cluster-c removed');
-      await waitFor('cluster-c unpublished', async () => {
-        const entry = await kv.get('cluster-c');
-        return entry === null || entry.operation !== 'PUT';
-      }, 10_000);
+      await waitFor(
+        'cluster-c unpublished',
+        async () => {
+          const entry = await kv.get('cluster-c');
+          return entry === null || entry.operation !== 'PUT';
+        },
+        10_000,
+      );
       expect((await kv.get('cluster-a'))?.json()).toMatchObject({ clusterId: 'cluster-a', region: 'eu-west' });
     } finally {
       await nc.close();
     }
-    await waitFor('cluster-c agent refused', () => Promise.resolve(/no longer a member/.test(fed.agent('cluster-c')?.logTail(50) ?? '')), 10_000);
+    await waitFor(
+      'cluster-c agent refused',
+      () => Promise.resolve(/no longer a member/.test(fed.agent('cluster-c')?.logTail(50) ?? '')),
+      10_000,
+    );
     // The refusal reason reaches the hubs' metrics.
     const refusals = await Promise.all(
       fed.hubs.map(async (hub) => {
         const text = await (await fetch(`http://127.0.0.1:${hub.statusPort}/metrics`)).text();
-        return Number(/isthmus_peer_verification_failures_total\{[^}]*reason="NOT_A_MEMBER"[^}]*\} (\d+)/.exec(text)?.[1] ?? 0);
+        return Number(
+          /isthmus_peer_verification_failures_total\{[^}]*reason="NOT_A_MEMBER"[^}]*\} (\d+)/.exec(text)?.[1] ?? 0,
+        );
       }),
     );
     expect(refusals.reduce((x, y) => x + y, 0)).toBeGreaterThan(0);
@@ -155,19 +221,26 @@ describe('cluster registration', () => {
 
   it('the standby hub serves within 15 s of the leader dying', async () => {
     const leases = fed.hubCluster.kubeConfig().makeApiClient(CoordinationV1Api);
-    const holder = (await leases.readNamespacedLease({ name: 'isthmus-hub', namespace: 'isthmus-system' })).spec?.holderIdentity;
+    const holder = (await leases.readNamespacedLease({ name: 'isthmus-hub', namespace: 'isthmus-system' })).spec
+      ?.holderIdentity;
     expect(['hub-0', 'hub-1']).toContain(holder);
     const before = (await fed.memberCluster('cluster-a')).status?.lastHeartbeatTime ?? '';
     await fed.stopHub(holder as string, 'SIGKILL');
     const killedAt = Date.now();
-    await waitFor('a heartbeat served by the standby', async () => {
-      const last = (await fed.memberCluster('cluster-a')).status?.lastHeartbeatTime ?? '';
-      return last > before && Date.parse(last) > killedAt;
-    }, 20_000, 200);
+    await waitFor(
+      'a heartbeat served by the standby',
+      async () => {
+        const last = (await fed.memberCluster('cluster-a')).status?.lastHeartbeatTime ?? '';
+        return last > before && Date.parse(last) > killedAt;
+      },
+      20_000,
+      200,
+    );
     const tookMs = Date.now() - killedAt;
     console.info(`standby served ${tookMs} ms after the leader was killed`);
     expect(tookMs).toBeLessThan(15_000);
-    const newHolder = (await leases.readNamespacedLease({ name: 'isthmus-hub', namespace: 'isthmus-system' })).spec?.holderIdentity;
+    const newHolder = (await leases.readNamespacedLease({ name: 'isthmus-hub', namespace: 'isthmus-system' })).spec
+      ?.holderIdentity;
     expect(newHolder).not.toBe(holder);
   });
 });

@@ -23,8 +23,17 @@ interface TrustStatus {
 
 /** Exports `name` from `from` and waits until `to` imports it (read from NATS by its agent). */
 async function exportAndAwaitImport(from: LocalCluster, to: LocalCluster, name: string): Promise<void> {
-  await exportService(from.kubeConfig(), { namespace: NS, name, ports: [{ name: 'http', port: 8080 }], endpoints: [{ ip: '198.51.100.10', zone: 'eu-west-1a' }] });
-  await waitFor(`${to.name} imports ${name}`, async () => (await importedSlices(to.kubeConfig(), NS, name)).has(from.name), 60_000);
+  await exportService(from.kubeConfig(), {
+    namespace: NS,
+    name,
+    ports: [{ name: 'http', port: 8080 }],
+    endpoints: [{ ip: '198.51.100.10', zone: 'eu-west-1a' }],
+  });
+  await waitFor(
+    `${to.name} imports ${name}`,
+    async () => (await importedSlices(to.kubeConfig(), NS, name)).has(from.name),
+    60_000,
+  );
 }
 
 describe('root rotation', () => {
@@ -43,22 +52,40 @@ describe('root rotation', () => {
   }
 
   it('moves every cluster to a new root with no failed call', async () => {
-    await waitFor('members report their root', async () => (await status()).clusters.every((c) => c.onTargetRoot), 30_000);
+    await waitFor(
+      'members report their root',
+      async () => (await status()).clusters.every((c) => c.onTargetRoot),
+      30_000,
+    );
     const before = await status();
     expect(before).toMatchObject({ stage: 'stable', bundleRoots: [before.targetRoot] });
     const [a, b] = fed.members as [LocalCluster, LocalCluster];
-    await waitFor('NATS serves the certificate the hub issued', () => Promise.resolve(fed.natsServingRoot === before.targetRoot), 30_000);
+    await waitFor(
+      'NATS serves the certificate the hub issued',
+      () => Promise.resolve(fed.natsServingRoot === before.targetRoot),
+      30_000,
+    );
     await exportAndAwaitImport(a, b, 'before-rotation');
 
     const pinBefore = (await fed.createToken()).caPin;
     const started = Date.now();
     expect((await fed.cli(['trust', 'rotate'], 'hub')).code).toBe(0);
     const stages = new Set<string>();
-    await waitFor('rotation complete', async () => {
-      const now = await status();
-      stages.add(now.stage);
-      return now.stage === 'stable' && now.targetRoot !== before.targetRoot && now.bundleRoots.length === 1 && now.clusters.every((c) => c.onTargetRoot && c.bundleSequence === now.bundleSequence);
-    }, 120_000, 200);
+    await waitFor(
+      'rotation complete',
+      async () => {
+        const now = await status();
+        stages.add(now.stage);
+        return (
+          now.stage === 'stable' &&
+          now.targetRoot !== before.targetRoot &&
+          now.bundleRoots.length === 1 &&
+          now.clusters.every((c) => c.onTargetRoot && c.bundleSequence === now.bundleSequence)
+        );
+      },
+      120_000,
+      200,
+    );
     console.info(`rotation took ${Date.now() - started} ms through stages ${[...stages].join(' → ')}`);
     const table = await fed.cli(['trust', 'status'], 'hub');
     console.info(`isthmus trust status:\n${table.stdout}`);
@@ -78,7 +105,9 @@ describe('root rotation', () => {
     try {
       // Read as agents do: batch direct get through their account's imports.
       const values = new Map<string, unknown>();
-      await readFrom(nc, CATALOG_BUCKET, 1, (m) => values.set(m.key, m.operation === 'PUT' ? JSON.parse(new TextDecoder().decode(m.value)) : undefined));
+      await readFrom(nc, CATALOG_BUCKET, 1, (m) =>
+        values.set(m.key, m.operation === 'PUT' ? JSON.parse(new TextDecoder().decode(m.value)) : undefined),
+      );
       expect(values.get(`${NS}.after-rotation`)).toMatchObject({ namespace: NS, name: 'after-rotation' });
     } finally {
       await nc.close();

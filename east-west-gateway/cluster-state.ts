@@ -3,7 +3,14 @@
 // it imports (the agent's ServiceImports and per-source-cluster EndpointSlices, whose annotations
 // say where each source cluster's gateways are), and the identity, trust bundle and membership the
 // agent writes. Informers restart themselves; the last known state stays in use meanwhile.
-import type { KubeConfig, KubernetesObject, V1ConfigMap, V1EndpointSlice, V1Secret, V1Service } from '@kubernetes/client-node';
+import type {
+  KubeConfig,
+  KubernetesObject,
+  V1ConfigMap,
+  V1EndpointSlice,
+  V1Secret,
+  V1Service,
+} from '@kubernetes/client-node';
 import { X509Certificate } from 'node:crypto';
 import type { z } from 'zod';
 import {
@@ -82,7 +89,9 @@ export interface GatewayIdentity {
   readonly bundle: TrustBundle;
 }
 
-type ServiceImportObject = KubernetesObject & { spec?: { type?: string; ports?: { protocol?: string; port: number }[] } };
+type ServiceImportObject = KubernetesObject & {
+  spec?: { type?: string; ports?: { protocol?: string; port: number }[] };
+};
 
 function parseJson<S extends z.ZodType>(schema: S, text: string | undefined): z.output<S> | undefined {
   if (text === undefined) return undefined;
@@ -97,14 +106,22 @@ function parseJson<S extends z.ZodType>(schema: S, text: string | undefined): z.
 function sourceClusterOf(slice: V1EndpointSlice): SourceCluster {
   const clusterId = slice.metadata?.labels?.[LABEL_SOURCE_CLUSTER] ?? '';
   const annotations = slice.metadata?.annotations ?? {};
-  const locality = parseJson(sliceLocalitySchema, annotations[ANNOTATION_LOCALITY]) ?? { region: '', zone: '', network: '', labels: {} };
+  const locality = parseJson(sliceLocalitySchema, annotations[ANNOTATION_LOCALITY]) ?? {
+    region: '',
+    zone: '',
+    network: '',
+    labels: {},
+  };
   const ready = parseJson(readyEndpointsSchema, annotations[ANNOTATION_READY_ENDPOINTS]) ?? [];
   const readyEndpoints = ready.reduce((sum, zone) => sum + zone.ready, 0);
   return {
     locality: { clusterId, ...locality },
     gatewayAddresses: parseJson(gatewayAddressListSchema, annotations[ANNOTATION_GATEWAY_ADDRESSES]) ?? [],
     readyEndpoints,
-    totalEndpoints: Math.max(readyEndpoints, ready.reduce((sum, zone) => sum + (zone.total ?? zone.ready), 0)),
+    totalEndpoints: Math.max(
+      readyEndpoints,
+      ready.reduce((sum, zone) => sum + (zone.total ?? zone.ready), 0),
+    ),
     ports: new Set(parseJson(exportedPortsSchema, annotations[ANNOTATION_EXPORTED_PORTS]) ?? []),
   };
 }
@@ -133,16 +150,62 @@ export class ClusterState {
     this.#namespace = namespace;
     this.#secretName = gatewayTlsSecretName(options.gatewayName);
     this.#log = log;
-    const custom = (kind: string, plural: string) => customResource<KubernetesObject>({ group: MCS_GROUP, version: MCS_VERSION, kind, plural, namespaced: true });
-    this.#serviceExports = new Informer({ kubeConfig: kc, resource: custom(SERVICE_EXPORT_KIND, SERVICE_EXPORT_PLURAL), logger: log });
+    const custom = (kind: string, plural: string) =>
+      customResource<KubernetesObject>({ group: MCS_GROUP, version: MCS_VERSION, kind, plural, namespaced: true });
+    this.#serviceExports = new Informer({
+      kubeConfig: kc,
+      resource: custom(SERVICE_EXPORT_KIND, SERVICE_EXPORT_PLURAL),
+      logger: log,
+    });
     this.#services = new Informer({ kubeConfig: kc, resource: kinds.services, logger: log });
-    this.#localSlices = new Informer({ kubeConfig: kc, resource: kinds.endpointSlices, labelSelector: `${LABEL_ENDPOINTSLICE_MANAGED_BY}!=${ENDPOINTSLICE_MANAGED_BY_AGENT}`, logger: log });
-    this.#serviceImports = new Informer({ kubeConfig: kc, resource: custom(SERVICE_IMPORT_KIND, SERVICE_IMPORT_PLURAL), labelSelector: OWNED_BY_AGENT, logger: log }) as Informer<ServiceImportObject>;
-    this.#sourceSlices = new Informer({ kubeConfig: kc, resource: kinds.endpointSlices, labelSelector: `${OWNED_BY_AGENT},${LABEL_ENDPOINTSLICE_MANAGED_BY}=${ENDPOINTSLICE_MANAGED_BY_AGENT},${LABEL_SOURCE_CLUSTER}`, logger: log });
-    this.#secrets = new Informer({ kubeConfig: kc, resource: kinds.secrets, namespace, fieldSelector: `metadata.name=${this.#secretName}`, logger: log });
-    this.#configMaps = new Informer({ kubeConfig: kc, resource: kinds.configMaps, namespace, labelSelector: 'app.kubernetes.io/component=east-west-gateway', logger: log });
-    this.#all = [this.#serviceExports, this.#services, this.#localSlices, this.#serviceImports, this.#sourceSlices, this.#secrets, this.#configMaps] as unknown as Informer<KubernetesObject>[];
-    for (const informer of [this.#serviceExports, this.#services, this.#localSlices, this.#serviceImports, this.#sourceSlices] as unknown as Informer<KubernetesObject>[]) {
+    this.#localSlices = new Informer({
+      kubeConfig: kc,
+      resource: kinds.endpointSlices,
+      labelSelector: `${LABEL_ENDPOINTSLICE_MANAGED_BY}!=${ENDPOINTSLICE_MANAGED_BY_AGENT}`,
+      logger: log,
+    });
+    this.#serviceImports = new Informer({
+      kubeConfig: kc,
+      resource: custom(SERVICE_IMPORT_KIND, SERVICE_IMPORT_PLURAL),
+      labelSelector: OWNED_BY_AGENT,
+      logger: log,
+    }) as Informer<ServiceImportObject>;
+    this.#sourceSlices = new Informer({
+      kubeConfig: kc,
+      resource: kinds.endpointSlices,
+      labelSelector: `${OWNED_BY_AGENT},${LABEL_ENDPOINTSLICE_MANAGED_BY}=${ENDPOINTSLICE_MANAGED_BY_AGENT},${LABEL_SOURCE_CLUSTER}`,
+      logger: log,
+    });
+    this.#secrets = new Informer({
+      kubeConfig: kc,
+      resource: kinds.secrets,
+      namespace,
+      fieldSelector: `metadata.name=${this.#secretName}`,
+      logger: log,
+    });
+    this.#configMaps = new Informer({
+      kubeConfig: kc,
+      resource: kinds.configMaps,
+      namespace,
+      labelSelector: 'app.kubernetes.io/component=east-west-gateway',
+      logger: log,
+    });
+    this.#all = [
+      this.#serviceExports,
+      this.#services,
+      this.#localSlices,
+      this.#serviceImports,
+      this.#sourceSlices,
+      this.#secrets,
+      this.#configMaps,
+    ] as unknown as Informer<KubernetesObject>[];
+    for (const informer of [
+      this.#serviceExports,
+      this.#services,
+      this.#localSlices,
+      this.#serviceImports,
+      this.#sourceSlices,
+    ] as unknown as Informer<KubernetesObject>[]) {
       informer.addEventHandler(() => this.#emit('routes'));
     }
     this.#secrets.addEventHandler(() => this.#refreshIdentity());
@@ -184,14 +247,27 @@ export class ClusterState {
     const serviceExport = this.#serviceExports.get(namespace, name);
     const service = this.#services.get(namespace, name);
     if (!serviceExport || !service) return 'NOT_EXPORTED';
-    if (!(service.spec?.ports ?? []).some((p) => p.port === port && (p.protocol ?? 'TCP') === 'TCP')) return 'NO_SUCH_PORT';
+    if (!(service.spec?.ports ?? []).some((p) => p.port === port && (p.protocol ?? 'TCP') === 'TCP'))
+      return 'NO_SUCH_PORT';
     const allowed = serviceExport.metadata?.annotations?.[ALLOWED_CLUSTERS_ANNOTATION];
-    return { namespace, name, port, allowedClusters: allowed ? allowed.split(',').map((c) => c.trim()).filter(Boolean) : [] };
+    return {
+      namespace,
+      name,
+      port,
+      allowedClusters: allowed
+        ? allowed
+            .split(',')
+            .map((c) => c.trim())
+            .filter(Boolean)
+        : [],
+    };
   }
 
   /** Endpoints of a local service for a service port, from its EndpointSlices (target ports resolved by port name). */
   localEndpoints(namespace: string, name: string, port: number): LocalEndpoint[] {
-    const servicePort = this.#services.get(namespace, name)?.spec?.ports?.find((p) => p.port === port && (p.protocol ?? 'TCP') === 'TCP');
+    const servicePort = this.#services
+      .get(namespace, name)
+      ?.spec?.ports?.find((p) => p.port === port && (p.protocol ?? 'TCP') === 'TCP');
     if (!servicePort) return [];
     const portName = servicePort.name ?? '';
     const endpoints: LocalEndpoint[] = [];
@@ -201,7 +277,8 @@ export class ClusterState {
       if (target === undefined) continue;
       for (const endpoint of slice.endpoints ?? []) {
         const ready = endpoint.conditions?.ready !== false;
-        for (const address of endpoint.addresses.slice(0, 1)) endpoints.push({ address, port: target, zone: endpoint.zone ?? '', ready });
+        for (const address of endpoint.addresses.slice(0, 1))
+          endpoints.push({ address, port: target, zone: endpoint.zone ?? '', ready });
       }
     }
     return endpoints;
@@ -262,7 +339,13 @@ export class ClusterState {
     if (identityKey === this.#identityKey) return;
     try {
       const leaf = new X509Certificate(chain);
-      const svid: X509Svid = { spiffeId, certificateChainPem: chain, privateKeyPem: key, notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo) };
+      const svid: X509Svid = {
+        spiffeId,
+        certificateChainPem: chain,
+        privateKeyPem: key,
+        notBefore: new Date(leaf.validFrom),
+        notAfter: new Date(leaf.validTo),
+      };
       this.#identity = { svid, bundle: parseBundlePem(bundlePem, trustDomain, sequence) };
       this.#identityKey = identityKey;
       this.#emit('identity');

@@ -49,7 +49,12 @@ export const gatewayConfigSchema = z
     /** Circuit breaker: open connections per candidate (a remote cluster or a local endpoint). */
     maxConnectionsPerCandidate: z.number().int().min(1).default(10_000),
     /** Client bytes held before the far side confirmed a backend, for replay on failover. */
-    replayBufferBytes: z.number().int().min(1_024).max(16 * 1024 * 1024).default(64 * 1024),
+    replayBufferBytes: z
+      .number()
+      .int()
+      .min(1_024)
+      .max(16 * 1024 * 1024)
+      .default(64 * 1024),
     outlierDetection: z
       .object({
         consecutiveFailures: z.number().int().min(1).default(3),

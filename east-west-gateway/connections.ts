@@ -33,7 +33,16 @@ export class ConnectionTracker {
     return this.#open.size;
   }
 
-  track(direction: FlowLabels['direction'], peerCluster: string, labels: FlowLabels, target: string, downstream: Socket, upstream: Socket, idleTimeoutMs: number, onClose: () => void): void {
+  track(
+    direction: FlowLabels['direction'],
+    peerCluster: string,
+    labels: FlowLabels,
+    target: string,
+    downstream: Socket,
+    upstream: Socket,
+    idleTimeoutMs: number,
+    onClose: () => void,
+  ): void {
     const started = performance.now();
     gatewayMetrics.activeConnections.inc({ direction });
     gatewayMetrics.connections.inc({ ...labels, result: 'connected' });
@@ -47,7 +56,16 @@ export class ConnectionTracker {
           gatewayMetrics.bytes.inc({ ...labels, flow: 'sent' }, stats.sent);
           gatewayMetrics.bytes.inc({ ...labels, flow: 'received' }, stats.received);
           this.#log.info(
-            { access: true, ...labels, target, client: `${downstream.remoteAddress}:${downstream.remotePort}`, sent: stats.sent, received: stats.received, durationMs: Math.round(performance.now() - started), end: stats.reason },
+            {
+              access: true,
+              ...labels,
+              target,
+              client: `${downstream.remoteAddress}:${downstream.remotePort}`,
+              sent: stats.sent,
+              received: stats.received,
+              durationMs: Math.round(performance.now() - started),
+              end: stats.reason,
+            },
             'connection',
           );
           onClose();

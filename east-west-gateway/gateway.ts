@@ -34,7 +34,12 @@ const HEALTH_REFRESH_MS = 2_000;
 
 export async function startGateway(config: GatewayConfig, log: Logger): Promise<RunningGateway> {
   const kc = loadKubeConfig(config.kubeconfig || undefined);
-  const state = new ClusterState({ kc, namespace: config.namespace, gatewayName: config.name, log: log.child({ part: 'state' }) });
+  const state = new ClusterState({
+    kc,
+    namespace: config.namespace,
+    gatewayName: config.name,
+    log: log.child({ part: 'state' }),
+  });
   const health = new TargetHealthTable({
     settings: config.outlierDetection,
     maxConnections: config.maxConnectionsPerCandidate,
@@ -91,7 +96,12 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       const healthy = candidates.some((c) => c.share > 0);
       const routes = candidates.map((c) => ({ ...c, share: Math.round(c.share * 1000) / 1000 }));
       const policyName = policy.source ? `${policy.source} (generation ${policy.generation})` : '';
-      return { healthy, reason: healthy ? '' : 'no cluster has a ready endpoint the gateway can reach', routes, policy: policyName };
+      return {
+        healthy,
+        reason: healthy ? '' : 'no cluster has a ready endpoint the gateway can reach',
+        routes,
+        policy: policyName,
+      };
     },
   });
 
@@ -102,7 +112,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     const remotes = new Map<string, readonly { address: string; port: number }[]>();
     for (const port of ports) {
       for (const source of state.sourceClusters(port.namespace, port.name)) {
-        if (source.locality.clusterId !== config.clusterId) remotes.set(source.locality.clusterId, source.gatewayAddresses);
+        if (source.locality.clusterId !== config.clusterId)
+          remotes.set(source.locality.clusterId, source.gatewayAddresses);
       }
     }
     prober.setTargets(remotes);
@@ -113,16 +124,35 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     const identity = state.identity;
     if (!identity) return;
     if (!credentials) {
-      credentials = new MtlsCredentials({ svid: identity.svid, bundle: identity.bundle, members: membershipOf(state.members?.values() ?? []) });
-      inbound = new InboundServer({ clusterId: config.clusterId, credentials, state, health, connections, connectTimeoutMs: config.connectTimeout, idleTimeoutMs: config.idleTimeout, log: log.child({ part: 'inbound' }) });
+      credentials = new MtlsCredentials({
+        svid: identity.svid,
+        bundle: identity.bundle,
+        members: membershipOf(state.members?.values() ?? []),
+      });
+      inbound = new InboundServer({
+        clusterId: config.clusterId,
+        credentials,
+        state,
+        health,
+        connections,
+        connectTimeoutMs: config.connectTimeout,
+        idleTimeoutMs: config.idleTimeout,
+        log: log.child({ part: 'inbound' }),
+      });
       inboundPort = await inbound.listen(config.inbound.host, config.inbound.port);
-      log.info({ host: config.inbound.host, port: inboundPort, spiffeId: identity.svid.spiffeId }, 'inbound listener open');
+      log.info(
+        { host: config.inbound.host, port: inboundPort, spiffeId: identity.svid.spiffeId },
+        'inbound listener open',
+      );
       prober.start();
       return;
     }
     if (credentials.svid.certificateChainPem !== identity.svid.certificateChainPem) {
       credentials.updateSvid(identity.svid);
-      log.info({ notAfter: identity.svid.notAfter.toISOString() }, 'gateway certificate reloaded; applies to new handshakes');
+      log.info(
+        { notAfter: identity.svid.notAfter.toISOString() },
+        'gateway certificate reloaded; applies to new handshakes',
+      );
     }
     if (credentials.updateBundle(identity.bundle)) {
       inbound?.forgetSessions();
@@ -139,7 +169,10 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     credentials.updateMembers(membershipOf(members.values()));
     for (const clusterId of ended) {
       const closed = connections.closeCluster(clusterId, 'cluster left the federation');
-      log.warn({ cluster: clusterId, closed, rejoined: members.has(clusterId) }, 'membership of the cluster ended; its connections are closed');
+      log.warn(
+        { cluster: clusterId, closed, rejoined: members.has(clusterId) },
+        'membership of the cluster ended; its connections are closed',
+      );
     }
   };
 
@@ -186,11 +219,20 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
         });
         continue;
       }
-      const source = state.sourceClusters(remote.port.namespace, remote.port.name).find((s) => s.locality.clusterId === remote.clusterId);
+      const source = state
+        .sourceClusters(remote.port.namespace, remote.port.name)
+        .find((s) => s.locality.clusterId === remote.clusterId);
       const [address] = source?.gatewayAddresses ?? [];
       if (!address || !credentials) continue;
       const sni = serviceSni(remote.port.namespace, remote.port.name, remote.port.port);
-      void openTunnel({ address, sni, expectCluster: remote.clusterId, credentials, sessions, timeoutMs: config.probe.timeout }).then((result) => {
+      void openTunnel({
+        address,
+        sni,
+        expectCluster: remote.clusterId,
+        credentials,
+        sessions,
+        timeoutMs: config.probe.timeout,
+      }).then((result) => {
         if (result.ok) result.socket.destroy();
         reinstate(target, result.ok);
       });

@@ -24,7 +24,12 @@ export class TargetHealthTable {
   readonly #targets = new Map<string, TargetHealth>();
   readonly #onEject: (target: string, forMs: number) => void;
 
-  constructor(options: { settings: OutlierSettings; maxConnections: number; now?: () => number; onEject?: (target: string, forMs: number) => void }) {
+  constructor(options: {
+    settings: OutlierSettings;
+    maxConnections: number;
+    now?: () => number;
+    onEject?: (target: string, forMs: number) => void;
+  }) {
     this.#settings = options.settings;
     this.#maxConnections = options.maxConnections;
     this.#now = options.now ?? Date.now;
@@ -65,7 +70,10 @@ export class TargetHealthTable {
     health.failures++;
     if (health.failures < settings.consecutiveFailures || health.ejectedUntil > this.#now()) return false;
     health.ejections++;
-    const forMs = backoffDelay(health.ejections, { initialMs: settings.baseEjectionTime, maxMs: settings.maxEjectionTime });
+    const forMs = backoffDelay(health.ejections, {
+      initialMs: settings.baseEjectionTime,
+      maxMs: settings.maxEjectionTime,
+    });
     health.ejectedUntil = this.#now() + forMs;
     health.failures = 0;
     this.#onEject(target, forMs);
@@ -97,6 +105,7 @@ export class TargetHealthTable {
 
   /** Forgets targets that no longer exist (and hold no connection). */
   retain(targets: ReadonlySet<string>): void {
-    for (const [target, health] of this.#targets) if (!targets.has(target) && health.open === 0) this.#targets.delete(target);
+    for (const [target, health] of this.#targets)
+      if (!targets.has(target) && health.open === 0) this.#targets.delete(target);
   }
 }

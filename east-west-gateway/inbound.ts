@@ -6,7 +6,13 @@
 // refuses is skipped for the next. The caller learns the outcome from the first byte.
 import { connect as tcpConnect, type Socket } from 'node:net';
 import type { Server, TLSSocket } from 'node:tls';
-import { PROBE_SNI, TUNNEL_ALPN, TUNNEL_CONNECTED, TUNNEL_REFUSED, parseServiceSni } from '../common/gateway-contract.ts';
+import {
+  PROBE_SNI,
+  TUNNEL_ALPN,
+  TUNNEL_CONNECTED,
+  TUNNEL_REFUSED,
+  parseServiceSni,
+} from '../common/gateway-contract.ts';
 import type { Logger } from '../common/logger.ts';
 import { createMtlsServer, type MtlsCredentials, type VerifiedPeer } from '../common/pki/index.ts';
 import type { ClusterState, LocalEndpoint } from './cluster-state.ts';
@@ -27,8 +33,14 @@ export interface InboundOptions {
 }
 
 /** Ready endpoints, the caller's zone first, each group in random order (spreads the load). */
-export function orderEndpoints(endpoints: readonly LocalEndpoint[], callerZone: string, random: () => number = Math.random): LocalEndpoint[] {
-  const ready = endpoints.filter((e) => e.ready).map((e) => ({ e, key: (e.zone === callerZone && callerZone !== '' ? 0 : 1) + random() }));
+export function orderEndpoints(
+  endpoints: readonly LocalEndpoint[],
+  callerZone: string,
+  random: () => number = Math.random,
+): LocalEndpoint[] {
+  const ready = endpoints
+    .filter((e) => e.ready)
+    .map((e) => ({ e, key: (e.zone === callerZone && callerZone !== '' ? 0 : 1) + random() }));
   return ready.sort((a, b) => a.key - b.key).map(({ e }) => e);
 }
 
@@ -46,7 +58,10 @@ export async function connectFirst(
     const socket = await tcpConnectWithin(endpoint.address, endpoint.port, options.timeoutMs);
     if (socket) {
       options.health.recordSuccess(target);
-      gatewayMetrics.connectDuration.observe({ destination_cluster: options.clusterId, target: 'endpoint' }, (performance.now() - started) / 1000);
+      gatewayMetrics.connectDuration.observe(
+        { destination_cluster: options.clusterId, target: 'endpoint' },
+        (performance.now() - started) / 1000,
+      );
       return { socket, target };
     }
     options.health.recordFailure(target);
@@ -55,7 +70,9 @@ export async function connectFirst(
 }
 
 export function targetOf(endpoint: { address: string; port: number }): string {
-  return endpoint.address.includes(':') ? `[${endpoint.address}]:${endpoint.port}` : `${endpoint.address}:${endpoint.port}`;
+  return endpoint.address.includes(':')
+    ? `[${endpoint.address}]:${endpoint.port}`
+    : `${endpoint.address}:${endpoint.port}`;
 }
 
 /** A TCP connection, or undefined if refused, unreachable or not established in time. */
@@ -125,7 +142,10 @@ export class InboundServer {
 
   #refused(socket: TLSSocket | Socket, reason: string, detail: string): void {
     gatewayMetrics.refusals.inc({ reason });
-    this.#options.log.warn({ reason, detail, remote: `${socket.remoteAddress}:${socket.remotePort}` }, 'inbound connection refused');
+    this.#options.log.warn(
+      { reason, detail, remote: `${socket.remoteAddress}:${socket.remotePort}` },
+      'inbound connection refused',
+    );
     socket.destroy();
   }
 
@@ -135,24 +155,46 @@ export class InboundServer {
     socket.setNoDelay(true);
     this.#chains.remember(socket);
     const caller = peer.clusterId as string;
-    if (socket.alpnProtocol !== TUNNEL_ALPN) return this.#refused(socket, 'BAD_ALPN', `ALPN ${String(socket.alpnProtocol)} is not ${TUNNEL_ALPN}`);
+    if (socket.alpnProtocol !== TUNNEL_ALPN)
+      return this.#refused(socket, 'BAD_ALPN', `ALPN ${String(socket.alpnProtocol)} is not ${TUNNEL_ALPN}`);
     const sni = socket.servername || '';
     if (sni === PROBE_SNI) {
       socket.end(Buffer.from([TUNNEL_CONNECTED]));
       return;
     }
     const target = parseServiceSni(sni);
-    if (!target) return this.#refused(socket, sni ? 'BAD_SNI' : 'NO_SNI', sni ? `SNI ${sni} names no service port` : 'no SNI');
+    if (!target)
+      return this.#refused(socket, sni ? 'BAD_SNI' : 'NO_SNI', sni ? `SNI ${sni} names no service port` : 'no SNI');
     const exported = state.exportedPort(target.namespace, target.name, target.port);
-    if (exported === 'NOT_EXPORTED') return this.#refused(socket, 'NOT_EXPORTED', `${target.namespace}/${target.name} is not exported from this cluster`);
-    if (exported === 'NO_SUCH_PORT') return this.#refused(socket, 'NO_SUCH_PORT', `${target.namespace}/${target.name} has no TCP port ${target.port}`);
+    if (exported === 'NOT_EXPORTED')
+      return this.#refused(
+        socket,
+        'NOT_EXPORTED',
+        `${target.namespace}/${target.name} is not exported from this cluster`,
+      );
+    if (exported === 'NO_SUCH_PORT')
+      return this.#refused(socket, 'NO_SUCH_PORT', `${target.namespace}/${target.name} has no TCP port ${target.port}`);
     if (exported.allowedClusters.length > 0 && !exported.allowedClusters.includes(caller)) {
-      return this.#refused(socket, 'NOT_ALLOWED', `${target.namespace}/${target.name} is not exported to cluster ${caller}`);
+      return this.#refused(
+        socket,
+        'NOT_ALLOWED',
+        `${target.namespace}/${target.name} is not exported to cluster ${caller}`,
+      );
     }
-    const labels: FlowLabels = { direction: 'inbound', namespace: target.namespace, service: target.name, source_cluster: caller, destination_cluster: this.#options.clusterId };
+    const labels: FlowLabels = {
+      direction: 'inbound',
+      namespace: target.namespace,
+      service: target.name,
+      source_cluster: caller,
+      destination_cluster: this.#options.clusterId,
+    };
     const callerZone = state.members?.get(caller)?.zone ?? '';
     const endpoints = orderEndpoints(state.localEndpoints(target.namespace, target.name, target.port), callerZone);
-    const backend = await connectFirst(endpoints, { health: this.#options.health, timeoutMs: this.#options.connectTimeoutMs, clusterId: this.#options.clusterId });
+    const backend = await connectFirst(endpoints, {
+      health: this.#options.health,
+      timeoutMs: this.#options.connectTimeoutMs,
+      clusterId: this.#options.clusterId,
+    });
     if (socket.destroyed) {
       backend?.socket.destroy();
       return;
@@ -160,11 +202,25 @@ export class InboundServer {
     if (!backend) {
       gatewayMetrics.connections.inc({ ...labels, result: 'no_endpoint' });
       log.info({ ...labels, endpoints: endpoints.length }, 'no local endpoint accepted; the caller fails over');
-      socket.end(Buffer.concat([Buffer.from([TUNNEL_REFUSED]), Buffer.from(`no ready endpoint of ${target.namespace}/${target.name}:${target.port} accepted`)]));
+      socket.end(
+        Buffer.concat([
+          Buffer.from([TUNNEL_REFUSED]),
+          Buffer.from(`no ready endpoint of ${target.namespace}/${target.name}:${target.port} accepted`),
+        ]),
+      );
       return;
     }
     socket.write(Buffer.from([TUNNEL_CONNECTED]));
     this.#options.health.opened(backend.target);
-    this.#options.connections.track('inbound', caller, labels, backend.target, socket, backend.socket, this.#options.idleTimeoutMs, () => this.#options.health.closed(backend.target));
+    this.#options.connections.track(
+      'inbound',
+      caller,
+      labels,
+      backend.target,
+      socket,
+      backend.socket,
+      this.#options.idleTimeoutMs,
+      () => this.#options.health.closed(backend.target),
+    );
   }
 }

@@ -6,7 +6,13 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { gatewayListenersConfigMapName, listenerKey, listenersDocumentSchema, type ListenersDocument, type OutboundListenerRecord } from '../common/gateway-contract.ts';
+import {
+  gatewayListenersConfigMapName,
+  listenerKey,
+  listenersDocumentSchema,
+  type ListenersDocument,
+  type OutboundListenerRecord,
+} from '../common/gateway-contract.ts';
 import { WorkQueue, apiClient, isNotFound, putConfigMap } from '../common/kube/index.ts';
 import type { Logger } from '../common/logger.ts';
 import type { ImportedPort } from './cluster-state.ts';
@@ -47,11 +53,18 @@ export class ListenerManager {
   /** Reads the table an earlier run published, so listeners come back on the same ports. */
   async loadPrevious(): Promise<void> {
     try {
-      const configMap = await apiClient(this.#options.kc, CoreV1Api).readNamespacedConfigMap({ name: gatewayListenersConfigMapName(this.#options.gatewayName), namespace: this.#options.namespace });
+      const configMap = await apiClient(this.#options.kc, CoreV1Api).readNamespacedConfigMap({
+        name: gatewayListenersConfigMapName(this.#options.gatewayName),
+        namespace: this.#options.namespace,
+      });
       const parsed = listenersDocumentSchema.safeParse(JSON.parse(configMap.data?.['listeners.json'] ?? '{}'));
-      if (parsed.success) this.#previous = new Map(parsed.data.listeners.map((l) => [listenerKey(l.namespace, l.name, l.protocol, l.port), l.listenPort]));
+      if (parsed.success)
+        this.#previous = new Map(
+          parsed.data.listeners.map((l) => [listenerKey(l.namespace, l.name, l.protocol, l.port), l.listenPort]),
+        );
     } catch (err) {
-      if (!isNotFound(err)) this.#options.log.warn({ err }, 'cannot read the previous listener table; ports are assigned afresh');
+      if (!isNotFound(err))
+        this.#options.log.warn({ err }, 'cannot read the previous listener table; ports are assigned afresh');
     }
     void this.#publishQueue.run(1, () => this.#publish());
   }
@@ -104,14 +117,19 @@ export class ListenerManager {
 
   async #openListener(key: string, port: ImportedPort): Promise<OpenListener | undefined> {
     for (const listenPort of this.#candidatePorts(key)) {
-      const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => this.#options.onConnection(port, socket));
+      const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) =>
+        this.#options.onConnection(port, socket),
+      );
       const bound = await new Promise<boolean>((resolve) => {
         server.once('error', () => resolve(false));
         server.listen({ host: this.#options.address, port: listenPort, backlog: 4096 }, () => resolve(true));
       });
       if (bound) {
         server.on('error', (err) => this.#options.log.error({ err, listener: key }, 'outbound listener error'));
-        this.#options.log.info({ listener: key, address: this.#options.address, port: listenPort }, 'outbound listener open');
+        this.#options.log.info(
+          { listener: key, address: this.#options.address, port: listenPort },
+          'outbound listener open',
+        );
         return { port, listenPort, server };
       }
     }
@@ -121,15 +139,28 @@ export class ListenerManager {
 
   async #publish(): Promise<void> {
     const listeners: OutboundListenerRecord[] = [...this.#open.values()]
-      .map(({ port, listenPort }) => ({ ...port, address: this.#options.address, listenPort, ...this.#options.health(port) }))
-      .sort((a, b) => listenerKey(a.namespace, a.name, a.protocol, a.port).localeCompare(listenerKey(b.namespace, b.name, b.protocol, b.port)));
+      .map(({ port, listenPort }) => ({
+        ...port,
+        address: this.#options.address,
+        listenPort,
+        ...this.#options.health(port),
+      }))
+      .sort((a, b) =>
+        listenerKey(a.namespace, a.name, a.protocol, a.port).localeCompare(
+          listenerKey(b.namespace, b.name, b.protocol, b.port),
+        ),
+      );
     const document: ListenersDocument = { listeners };
     const json = JSON.stringify(document);
     if (json === this.#published) return;
     await putConfigMap(this.#options.kc, {
       apiVersion: 'v1',
       kind: 'ConfigMap',
-      metadata: { name: gatewayListenersConfigMapName(this.#options.gatewayName), namespace: this.#options.namespace, labels: { 'app.kubernetes.io/managed-by': 'isthmus-gateway' } },
+      metadata: {
+        name: gatewayListenersConfigMapName(this.#options.gatewayName),
+        namespace: this.#options.namespace,
+        labels: { 'app.kubernetes.io/managed-by': 'isthmus-gateway' },
+      },
       data: { 'listeners.json': json },
     });
     this.#published = json;

@@ -9,4 +9,9 @@ import { startGateway } from './gateway.ts';
 // only while data waits.
 setDefaultHighWaterMark(false, 128 * 1024);
 
-await runComponent({ name: 'gateway', configSchema: gatewayConfigSchema, start: (config, log) => startGateway(config, log), stopTimeoutMs: 60_000 });
+await runComponent({
+  name: 'gateway',
+  configSchema: gatewayConfigSchema,
+  start: (config, log) => startGateway(config, log),
+  stopTimeoutMs: 60_000,
+});

@@ -1,7 +1,16 @@
 // The locality picker as pure functions: levels by locality priority, graded spill-over at
 // minHealthyPercent, weights within a level, and the order of clusters one connection tries.
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_PICKER_POLICY, candidateOrder, levelOf, planTraffic, type Candidate, type Locality, type PickerPolicy, type TrafficPlan } from './picker.ts';
+import {
+  DEFAULT_PICKER_POLICY,
+  candidateOrder,
+  levelOf,
+  planTraffic,
+  type Candidate,
+  type Locality,
+  type PickerPolicy,
+  type TrafficPlan,
+} from './picker.ts';
 
 function locality(clusterId: string, region: string, zone: string, labels: Record<string, string> = {}): Locality {
   return { clusterId, region, zone, network: 'net', labels };
@@ -76,7 +85,12 @@ describe('levelOf', () => {
 
 describe('planTraffic', () => {
   it('gives everything to the own cluster when everything is healthy', () => {
-    const plan = planTraffic(home, [candidate(farAway, 10), candidate(sameRegion, 10), candidate(sameZone, 10), candidate(home, 10)]);
+    const plan = planTraffic(home, [
+      candidate(farAway, 10),
+      candidate(sameRegion, 10),
+      candidate(sameZone, 10),
+      candidate(home, 10),
+    ]);
     expect(shareOf(plan, 'home')).toBe(1);
     expect(shareOf(plan, 'zone-mate')).toBe(0);
     expect(shareOf(plan, 'region-mate')).toBe(0);
@@ -119,7 +133,11 @@ describe('planTraffic', () => {
   ])('shares traffic across levels as Envoy does: $healthy % healthy -> $traffic', ({ healthy, traffic }) => {
     const envoy = policy({ minHealthyPercent: 100 / 1.4 });
     const places = [home, sameZone, farAway];
-    const plan = planTraffic(home, healthy.map((h, i) => candidate(places[i] as Locality, h, 100)), envoy);
+    const plan = planTraffic(
+      home,
+      healthy.map((h, i) => candidate(places[i] as Locality, h, 100)),
+      envoy,
+    );
     expect(plan.levels.map((l) => l.traffic)).toHaveLength(traffic.length);
     for (const [i, expected] of traffic.entries()) expect(plan.levels[i]?.traffic).toBeCloseTo(expected, 10);
   });
@@ -132,8 +150,17 @@ describe('planTraffic', () => {
   });
 
   it('splits within a level by weight, 90/10', () => {
-    const weighted = policy({ weights: new Map([['zone-mate', 90], ['zone-mate-2', 10]]) });
-    const plan = planTraffic(home, [candidate(sameZone, 10), candidate(locality('zone-mate-2', 'eu', 'eu-1'), 10)], weighted);
+    const weighted = policy({
+      weights: new Map([
+        ['zone-mate', 90],
+        ['zone-mate-2', 10],
+      ]),
+    });
+    const plan = planTraffic(
+      home,
+      [candidate(sameZone, 10), candidate(locality('zone-mate-2', 'eu', 'eu-1'), 10)],
+      weighted,
+    );
     expect(shareOf(plan, 'zone-mate')).toBeCloseTo(0.9, 10);
     expect(shareOf(plan, 'zone-mate-2')).toBeCloseTo(0.1, 10);
   });
@@ -205,7 +232,11 @@ describe('candidateOrder', () => {
   it('draws the first cluster in proportion to the plan (2,000 seeded draws, within ±5 %)', () => {
     const mate2 = locality('zone-mate-2', 'eu', 'eu-1');
     // home 4/7; the rest 3/7 split 2:1 by weight in the zone-mates' level.
-    const plan = planTraffic(home, [candidate(home, 4), candidate(sameZone, 10), candidate(mate2, 10)], policy({ weights: new Map([['zone-mate', 200]]) }));
+    const plan = planTraffic(
+      home,
+      [candidate(home, 4), candidate(sameZone, 10), candidate(mate2, 10)],
+      policy({ weights: new Map([['zone-mate', 200]]) }),
+    );
     const random = mulberry32(20_240_601);
     const draws = 2000;
     const firsts = new Map<string, number>();

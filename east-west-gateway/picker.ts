@@ -79,7 +79,11 @@ function localityValue(locality: Locality, key: string): string {
 export function levelOf(client: Locality, target: Locality, policy: PickerPolicy): number {
   const keys = policy.localityPriority;
   let shared = 0;
-  while (shared < keys.length && localityValue(client, keys[shared] as string) === localityValue(target, keys[shared] as string)) shared++;
+  while (
+    shared < keys.length &&
+    localityValue(client, keys[shared] as string) === localityValue(target, keys[shared] as string)
+  )
+    shared++;
   const level = keys.length - shared;
   const regionIndex = keys.indexOf('region');
   const mapped = policy.regionMapping.get(client.region);
@@ -88,11 +92,17 @@ export function levelOf(client: Locality, target: Locality, policy: PickerPolicy
   const sameRegionLevel = keys.length - regionIndex - 1;
   if (level <= sameRegionLevel) return level;
   const position = mapped.indexOf(target.region);
-  return position >= 0 ? sameRegionLevel + 1 + position : sameRegionLevel + 1 + mapped.length + (level - sameRegionLevel - 1);
+  return position >= 0
+    ? sameRegionLevel + 1 + position
+    : sameRegionLevel + 1 + mapped.length + (level - sameRegionLevel - 1);
 }
 
 /** How new connections split across clusters now. Clusters with no endpoints take nothing. */
-export function planTraffic(client: Locality, candidates: readonly Candidate[], policy: PickerPolicy = DEFAULT_PICKER_POLICY): TrafficPlan {
+export function planTraffic(
+  client: Locality,
+  candidates: readonly Candidate[],
+  policy: PickerPolicy = DEFAULT_PICKER_POLICY,
+): TrafficPlan {
   const byLevel = new Map<number, Candidate[]>();
   for (const candidate of candidates) {
     if (candidate.total <= 0) continue;
@@ -111,7 +121,10 @@ export function planTraffic(client: Locality, candidates: readonly Candidate[], 
     });
   // Levels that together cannot carry everything share it in proportion to what each can carry
   // (Envoy's normalized total health); with nothing healthy at all, nobody takes anything.
-  const totalCapacity = Math.min(1, ordered.reduce((sum, l) => sum + l.capacity, 0));
+  const totalCapacity = Math.min(
+    1,
+    ordered.reduce((sum, l) => sum + l.capacity, 0),
+  );
   let remaining = 1;
   const levels: LevelShare[] = [];
   const clusters = new Map<string, number>();
@@ -125,9 +138,15 @@ export function planTraffic(client: Locality, candidates: readonly Candidate[], 
   return { levels, clusters, healthy };
 }
 
-function splitWithinLevel(members: readonly Candidate[], traffic: number, policy: PickerPolicy, into: Map<string, number>): void {
+function splitWithinLevel(
+  members: readonly Candidate[],
+  traffic: number,
+  policy: PickerPolicy,
+  into: Map<string, number>,
+): void {
   // Weight counts only where there is something healthy to send to.
-  const weightOf = (c: Candidate): number => (c.healthy > 0 ? (policy.weights.get(c.locality.clusterId) ?? DEFAULT_CLUSTER_WEIGHT) : 0);
+  const weightOf = (c: Candidate): number =>
+    c.healthy > 0 ? (policy.weights.get(c.locality.clusterId) ?? DEFAULT_CLUSTER_WEIGHT) : 0;
   const totalWeight = members.reduce((sum, c) => sum + weightOf(c), 0);
   for (const c of members) into.set(c.locality.clusterId, totalWeight > 0 ? (traffic * weightOf(c)) / totalWeight : 0);
 }
@@ -150,7 +169,17 @@ export function candidateOrder(plan: TrafficPlan, draw: number): string[] {
     }
   }
   first ??= shares.at(-1)?.[0];
-  const rest = shares.filter(([cluster]) => cluster !== first).sort(([, a], [, b]) => b - a).map(([cluster]) => cluster);
-  const idle = plan.levels.flatMap((level) => level.clusters).filter((cluster) => cluster !== first && !rest.includes(cluster));
-  return [...(first ? [first] : []), ...rest, ...idle.filter((c) => plan.healthy.has(c)), ...idle.filter((c) => !plan.healthy.has(c))];
+  const rest = shares
+    .filter(([cluster]) => cluster !== first)
+    .sort(([, a], [, b]) => b - a)
+    .map(([cluster]) => cluster);
+  const idle = plan.levels
+    .flatMap((level) => level.clusters)
+    .filter((cluster) => cluster !== first && !rest.includes(cluster));
+  return [
+    ...(first ? [first] : []),
+    ...rest,
+    ...idle.filter((c) => plan.healthy.has(c)),
+    ...idle.filter((c) => !plan.healthy.has(c)),
+  ];
 }

@@ -3,7 +3,15 @@
 // needs them: per service, the picker's policy, the outlier settings and failback. A service
 // without a policy, or with one that does not parse, gets the defaults of DESIGN §6.
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
-import { FAILOVER_POLICY_KIND, FAILOVER_POLICY_PLURAL, ISTHMUS_GROUP, ISTHMUS_VERSION, failoverPolicySpecSchema, parseDurationMs, type FailoverPolicySpec } from '../common/api/isthmus.ts';
+import {
+  FAILOVER_POLICY_KIND,
+  FAILOVER_POLICY_PLURAL,
+  ISTHMUS_GROUP,
+  ISTHMUS_VERSION,
+  failoverPolicySpecSchema,
+  parseDurationMs,
+  type FailoverPolicySpec,
+} from '../common/api/isthmus.ts';
 import { ANNOTATION_HUB_GENERATION } from '../common/failover-policy.ts';
 import { Informer, customResource } from '../common/kube/index.ts';
 import type { Logger } from '../common/logger.ts';
@@ -64,7 +72,13 @@ export class PolicyTable {
     this.#log = options.log;
     this.#informer = new Informer<PolicyObject>({
       kubeConfig: options.kc,
-      resource: customResource({ group: ISTHMUS_GROUP, version: ISTHMUS_VERSION, kind: FAILOVER_POLICY_KIND, plural: FAILOVER_POLICY_PLURAL, namespaced: true }),
+      resource: customResource({
+        group: ISTHMUS_GROUP,
+        version: ISTHMUS_VERSION,
+        kind: FAILOVER_POLICY_KIND,
+        plural: FAILOVER_POLICY_PLURAL,
+        namespaced: true,
+      }),
       labelSelector: 'app.kubernetes.io/managed-by=isthmus-agent',
       logger: options.log,
     });
@@ -94,16 +108,23 @@ export class PolicyTable {
   #rebuild(): void {
     const next = new Map<string, ServicePolicy>();
     // Oldest first, so of two policies for one service the older one wins (as on the hub).
-    const objects = [...this.#informer.list()].sort((a, b) => String(a.metadata?.creationTimestamp ?? '').localeCompare(String(b.metadata?.creationTimestamp ?? '')));
+    const objects = [...this.#informer.list()].sort((a, b) =>
+      String(a.metadata?.creationTimestamp ?? '').localeCompare(String(b.metadata?.creationTimestamp ?? '')),
+    );
     for (const object of objects) {
       const source = `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
       const parsed = failoverPolicySpecSchema.safeParse(object.spec);
       if (!parsed.success) {
-        this.#log.warn({ policy: source, problem: parsed.error.message }, 'failover policy does not parse; its service keeps the defaults');
+        this.#log.warn(
+          { policy: source, problem: parsed.error.message },
+          'failover policy does not parse; its service keeps the defaults',
+        );
         continue;
       }
       const key = `${object.metadata?.namespace ?? ''}/${parsed.data.service}`;
-      const hubGeneration = Number(object.metadata?.annotations?.[ANNOTATION_HUB_GENERATION] ?? object.metadata?.generation ?? 0);
+      const hubGeneration = Number(
+        object.metadata?.annotations?.[ANNOTATION_HUB_GENERATION] ?? object.metadata?.generation ?? 0,
+      );
       if (!next.has(key)) next.set(key, servicePolicyOf(source, hubGeneration, parsed.data));
     }
     this.#byService = next;

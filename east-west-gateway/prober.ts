@@ -88,7 +88,14 @@ export class RemoteProber {
       const [address] = addresses;
       if (state.inFlight >= MAX_IN_FLIGHT || address === undefined) continue;
       state.inFlight++;
-      void openTunnel({ address, sni: PROBE_SNI, expectCluster: clusterId, credentials, sessions: this.#sessions, timeoutMs: this.#settings.timeout }).then((result) => {
+      void openTunnel({
+        address,
+        sni: PROBE_SNI,
+        expectCluster: clusterId,
+        credentials,
+        sessions: this.#sessions,
+        timeoutMs: this.#settings.timeout,
+      }).then((result) => {
         state.inFlight--;
         if (result.ok) result.socket.destroy();
         if (this.#states.get(clusterId) !== state) return;

@@ -113,9 +113,20 @@ export class OutboundRouter {
     const { state, clusterId, health, prober } = this.#options;
     const policy = this.policyOf(port);
     const key = `TCP/${port.port}`;
-    const sources = new Map(state.sourceClusters(port.namespace, port.name).filter((s) => s.ports.size === 0 || s.ports.has(key)).map((s) => [s.locality.clusterId, s]));
+    const sources = new Map(
+      state
+        .sourceClusters(port.namespace, port.name)
+        .filter((s) => s.ports.size === 0 || s.ports.has(key))
+        .map((s) => [s.locality.clusterId, s]),
+    );
     const self = state.members?.get(clusterId);
-    const client: Locality = sources.get(clusterId)?.locality ?? { clusterId, region: self?.region ?? '', zone: self?.zone ?? '', network: self?.network ?? '', labels: self?.labels ?? {} };
+    const client: Locality = sources.get(clusterId)?.locality ?? {
+      clusterId,
+      region: self?.region ?? '',
+      zone: self?.zone ?? '',
+      network: self?.network ?? '',
+      labels: self?.labels ?? {},
+    };
     const remotes = [...sources.keys()].filter((id) => id !== clusterId);
     // maxEjectionPercent: beyond it, ejected clusters count as healthy again (as Envoy does).
     const maxEjected = Math.floor((remotes.length * (policy.outlier?.maxEjectionPercent ?? 100)) / 100);
@@ -132,7 +143,8 @@ export class OutboundRouter {
         const healthy = ready.filter((e) => !health.isEjected(targetOf(e))).length;
         candidate = { locality: source.locality, healthy, total: endpoints.length };
         if (endpoints.length === 0) reason = 'no local endpoints';
-        else if (healthy < endpoints.length) reason = `${healthy} of ${endpoints.length} local endpoints ready and not ejected`;
+        else if (healthy < endpoints.length)
+          reason = `${healthy} of ${endpoints.length} local endpoints ready and not ejected`;
       } else {
         const member = state.members?.get(id);
         const ejected = health.isEjected(remoteTarget(id, port)) && ejectedSoFar++ < maxEjected;
@@ -143,7 +155,11 @@ export class OutboundRouter {
         else if (source.readyEndpoints === 0) reason = 'no ready endpoints';
         candidate = remoteCandidate(source, reason === '');
       }
-      const held = this.#holdForFailback(`${port.namespace}/${port.name}/${port.port}|${id}`, candidate.healthy > 0, policy.failbackDelayMs);
+      const held = this.#holdForFailback(
+        `${port.namespace}/${port.name}/${port.port}|${id}`,
+        candidate.healthy > 0,
+        policy.failbackDelayMs,
+      );
       if (held) {
         candidate = { ...candidate, healthy: 0 };
         reason = held;
@@ -152,7 +168,9 @@ export class OutboundRouter {
       candidates.push(candidate);
     }
     const plan = planTraffic(client, candidates, policy.picker);
-    const levelOfCluster = new Map(plan.levels.flatMap((level) => level.clusters.map((c) => [c, level.level] as const)));
+    const levelOfCluster = new Map(
+      plan.levels.flatMap((level) => level.clusters.map((c) => [c, level.level] as const)),
+    );
     const explained: RouteCandidate[] = candidates.map((c) => ({
       cluster: c.locality.clusterId,
       level: levelOfCluster.get(c.locality.clusterId) ?? -1,
@@ -183,7 +201,9 @@ export class OutboundRouter {
       state.healthySince = undefined;
       return undefined;
     }
-    return Number.isFinite(delayMs) ? `recovered; takes traffic back after ${Math.round(delayMs / 1000)} s healthy (failback)` : 'recovered; failback is off';
+    return Number.isFinite(delayMs)
+      ? `recovered; takes traffic back after ${Math.round(delayMs / 1000)} s healthy (failback)`
+      : 'recovered; failback is off';
   }
 
   /** One log line, and the share gauges, whenever the clusters taking a service's traffic change. */
@@ -194,15 +214,27 @@ export class OutboundRouter {
     const previous = this.#serving.get(key);
     if (previous === signature) return;
     this.#serving.set(key, signature);
-    for (const c of candidates) gatewayMetrics.trafficShare.set({ namespace: port.namespace, service: port.name, port: String(port.port), cluster: c.cluster, level: String(c.level) }, c.share);
+    for (const c of candidates)
+      gatewayMetrics.trafficShare.set(
+        {
+          namespace: port.namespace,
+          service: port.name,
+          port: String(port.port),
+          cluster: c.cluster,
+          level: String(c.level),
+        },
+        c.share,
+      );
     if (previous === undefined && serving.length > 0 && serving[0]?.level === 0) return; // the normal start: nothing to explain
     this.#options.log.info(
       {
         service: key,
         serving: serving.map((c) => ({ cluster: c.cluster, level: c.level, share: Math.round(c.share * 1000) / 1000 })),
-        held: candidates.filter((c) => c.reason !== '').map((c) => ({ cluster: c.cluster, level: c.level, why: c.reason })),
+        held: candidates
+          .filter((c) => c.reason !== '')
+          .map((c) => ({ cluster: c.cluster, level: c.level, why: c.reason })),
       },
-      serving.length === 0 ? 'no cluster can take this service\'s traffic' : 'traffic moved',
+      serving.length === 0 ? "no cluster can take this service's traffic" : 'traffic moved',
     );
   }
 
@@ -213,23 +245,45 @@ export class OutboundRouter {
     const { sources, plan } = this.plan(port);
     const order = candidateOrder(plan, Math.random());
     const replay: Buffer[] = [];
-    const labels = { direction: 'outbound' as const, namespace: port.namespace, service: port.name, source_cluster: clusterId };
+    const labels = {
+      direction: 'outbound' as const,
+      namespace: port.namespace,
+      service: port.name,
+      source_cluster: clusterId,
+    };
     for (const [index, candidate] of order.entries()) {
       if (downstream.destroyed) return;
       // What the client sent meanwhile is replayed to each candidate until one answers.
-      for (let chunk: Buffer | null = downstream.read() as Buffer | null; chunk !== null; chunk = downstream.read() as Buffer | null) replay.push(chunk);
+      for (
+        let chunk: Buffer | null = downstream.read() as Buffer | null;
+        chunk !== null;
+        chunk = downstream.read() as Buffer | null
+      )
+        replay.push(chunk);
       const source = sources.get(candidate);
       if (!source) continue;
       // Abandoning a slow connect helps only where something healthy is left to try.
       const alternative = order.slice(index + 1).some((c) => plan.healthy.has(c));
-      const connected = candidate === clusterId ? await this.#connectLocal(port, replay) : await this.#connectRemote(port, source, replay, alternative);
+      const connected =
+        candidate === clusterId
+          ? await this.#connectLocal(port, replay)
+          : await this.#connectRemote(port, source, replay, alternative);
       if (connected) {
         if (downstream.destroyed) {
           connected.socket.destroy();
           connected.release();
           return;
         }
-        this.#options.connections.track('outbound', candidate, { ...labels, destination_cluster: candidate }, connected.target, downstream, connected.socket, this.#options.idleTimeoutMs, connected.release);
+        this.#options.connections.track(
+          'outbound',
+          candidate,
+          { ...labels, destination_cluster: candidate },
+          connected.target,
+          downstream,
+          connected.socket,
+          this.#options.idleTimeoutMs,
+          connected.release,
+        );
         return;
       }
       gatewayMetrics.failovers.inc({ namespace: port.namespace, service: port.name, failed_cluster: candidate });
@@ -239,7 +293,10 @@ export class OutboundRouter {
     downstream.destroy();
   }
 
-  async #connectLocal(port: ImportedPort, replay: readonly Buffer[]): Promise<{ socket: Socket; target: string; release: () => void } | undefined> {
+  async #connectLocal(
+    port: ImportedPort,
+    replay: readonly Buffer[],
+  ): Promise<{ socket: Socket; target: string; release: () => void } | undefined> {
     const { state, health, clusterId, connectTimeoutMs } = this.#options;
     const endpoints = state.localEndpoints(port.namespace, port.name, port.port).filter((e) => e.ready);
     const connected = await connectFirst(shuffle(endpoints), { health, timeoutMs: connectTimeoutMs, clusterId });
@@ -249,7 +306,12 @@ export class OutboundRouter {
     return { ...connected, release: () => health.closed(connected.target) };
   }
 
-  async #connectRemote(port: ImportedPort, source: SourceCluster, replay: readonly Buffer[], abandonable: boolean): Promise<{ socket: Socket; target: string; release: () => void } | undefined> {
+  async #connectRemote(
+    port: ImportedPort,
+    source: SourceCluster,
+    replay: readonly Buffer[],
+    abandonable: boolean,
+  ): Promise<{ socket: Socket; target: string; release: () => void } | undefined> {
     const { health, connectTimeoutMs, log } = this.#options;
     const credentials = this.#options.credentials();
     const clusterId = source.locality.clusterId;
@@ -260,15 +322,39 @@ export class OutboundRouter {
       const attempts = this.#inFlight.get(clusterId) ?? new Set<AbortController>();
       // The only way left is waited for to its timeout: a probe lost on a busy machine must not fail it.
       if (abandonable) this.#inFlight.set(clusterId, attempts.add(attempt));
-      const result = await openTunnel({ address, sni: serviceSni(port.namespace, port.name, port.port), expectCluster: clusterId, credentials, sessions: this.#options.sessions, timeoutMs: connectTimeoutMs, firstBytes: replay, signal: attempt.signal });
+      const result = await openTunnel({
+        address,
+        sni: serviceSni(port.namespace, port.name, port.port),
+        expectCluster: clusterId,
+        credentials,
+        sessions: this.#options.sessions,
+        timeoutMs: connectTimeoutMs,
+        firstBytes: replay,
+        signal: attempt.signal,
+      });
       attempts.delete(attempt);
       if (result.ok) {
-        gatewayMetrics.connectDuration.observe({ destination_cluster: clusterId, target: 'gateway' }, (performance.now() - started) / 1000);
+        gatewayMetrics.connectDuration.observe(
+          { destination_cluster: clusterId, target: 'gateway' },
+          (performance.now() - started) / 1000,
+        );
         health.recordSuccess(remoteTarget(clusterId, port));
         health.opened(clusterId);
-        return { socket: result.socket, target: `${address.address}:${address.port}`, release: () => health.closed(clusterId) };
+        return {
+          socket: result.socket,
+          target: `${address.address}:${address.port}`,
+          release: () => health.closed(clusterId),
+        };
       }
-      log.info({ cluster: clusterId, gateway: `${address.address}:${address.port}`, service: `${port.namespace}/${port.name}:${port.port}`, err: result.reason }, 'remote connect failed; trying the next candidate');
+      log.info(
+        {
+          cluster: clusterId,
+          gateway: `${address.address}:${address.port}`,
+          service: `${port.namespace}/${port.name}:${port.port}`,
+          err: result.reason,
+        },
+        'remote connect failed; trying the next candidate',
+      );
       health.recordFailure(remoteTarget(clusterId, port), this.policyOf(port).outlier);
     }
     return undefined;

@@ -35,13 +35,22 @@ function accepted(server: Server): Promise<Socket> {
  * connect. The client and the backend allow half-open only when asked (a plain socket answers a
  * FIN with its own and closes).
  */
-async function rig(options: { idleTimeoutMs?: number; clientHalfOpen?: boolean; backendHalfOpen?: boolean; beforeSplice?: (r: { client: Socket; downstream: Socket }) => Promise<void> } = {}): Promise<Rig> {
+async function rig(
+  options: {
+    idleTimeoutMs?: number;
+    clientHalfOpen?: boolean;
+    backendHalfOpen?: boolean;
+    beforeSplice?: (r: { client: Socket; downstream: Socket }) => Promise<void>;
+  } = {},
+): Promise<Rig> {
   const backendServer = createServer({ allowHalfOpen: options.backendHalfOpen ?? false });
   const frontServer = createServer({ allowHalfOpen: true, pauseOnConnect: true });
   const sockets: Socket[] = [];
   const dispose = async (): Promise<void> => {
     for (const socket of sockets) socket.destroy();
-    await Promise.all([backendServer, frontServer].map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    await Promise.all(
+      [backendServer, frontServer].map((server) => new Promise<void>((resolve) => server.close(() => resolve()))),
+    );
   };
   try {
     const [backendPort, frontPort] = await Promise.all([listen(backendServer), listen(frontServer)]);
@@ -50,7 +59,12 @@ async function rig(options: { idleTimeoutMs?: number; clientHalfOpen?: boolean; 
     const client = connect({ host: '127.0.0.1', port: frontPort, allowHalfOpen: options.clientHalfOpen ?? false });
     const upstream = connect({ host: '127.0.0.1', port: backendPort, allowHalfOpen: true });
     sockets.push(client, upstream);
-    const [backend, downstream] = await Promise.all([backendAccepted, frontAccepted, once(client, 'connect'), once(upstream, 'connect')]);
+    const [backend, downstream] = await Promise.all([
+      backendAccepted,
+      frontAccepted,
+      once(client, 'connect'),
+      once(upstream, 'connect'),
+    ]);
     sockets.push(backend, downstream);
     await options.beforeSplice?.({ client, downstream });
     let calls = 0;
@@ -63,7 +77,16 @@ async function rig(options: { idleTimeoutMs?: number; clientHalfOpen?: boolean; 
         settle(stats);
       },
     });
-    return { client, backend, downstream, upstream, splice: joined, closed, onCloseCalls: () => calls, [Symbol.asyncDispose]: dispose };
+    return {
+      client,
+      backend,
+      downstream,
+      upstream,
+      splice: joined,
+      closed,
+      onCloseCalls: () => calls,
+      [Symbol.asyncDispose]: dispose,
+    };
   } catch (err) {
     await dispose();
     throw err;
@@ -178,19 +201,23 @@ describe('splice', () => {
     await allClosed(r.client, r.downstream, r.upstream);
   });
 
-  it('takes the other side down when one is destroyed, even after the other sent its FIN', { timeout: 10_000 }, async () => {
-    await using r = await rig({ clientHalfOpen: true, backendHalfOpen: true });
-    // The backend has answered in full; the client is still sending.
-    const atClient = readToEnd(r.client);
-    r.backend.end('all of it');
-    expect((await atClient).toString()).toBe('all of it');
-    expect(r.upstream.readableEnded).toBe(true);
-    // Then the client's side goes away without a FIN: the backend must not wait for one.
-    r.downstream.destroy();
-    const stats = await r.closed;
-    expect(stats.reason).not.toBe('idle');
-    await allClosed(r.upstream);
-  });
+  it(
+    'takes the other side down when one is destroyed, even after the other sent its FIN',
+    { timeout: 10_000 },
+    async () => {
+      await using r = await rig({ clientHalfOpen: true, backendHalfOpen: true });
+      // The backend has answered in full; the client is still sending.
+      const atClient = readToEnd(r.client);
+      r.backend.end('all of it');
+      expect((await atClient).toString()).toBe('all of it');
+      expect(r.upstream.readableEnded).toBe(true);
+      // Then the client's side goes away without a FIN: the backend must not wait for one.
+      r.downstream.destroy();
+      const stats = await r.closed;
+      expect(stats.reason).not.toBe('idle');
+      await allClosed(r.upstream);
+    },
+  );
 
   it('closes both sides after the idle timeout', async () => {
     await using r = await rig({ idleTimeoutMs: 50 });

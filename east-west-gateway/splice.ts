@@ -19,7 +19,11 @@ export interface Splice {
   close(reason: string): void;
 }
 
-export function splice(downstream: Socket, upstream: Socket, options: { idleTimeoutMs: number; onClose: (stats: SpliceStats) => void }): Splice {
+export function splice(
+  downstream: Socket,
+  upstream: Socket,
+  options: { idleTimeoutMs: number; onClose: (stats: SpliceStats) => void },
+): Splice {
   let sent = 0;
   let received = 0;
   let reason = 'closed';

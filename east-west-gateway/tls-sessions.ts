@@ -51,7 +51,8 @@ export class SessionCache<P> {
   }
 
   set(target: string, session: Buffer, peer: P): void {
-    if (this.#sessions.size >= MEMORY_LIMIT && !this.#sessions.has(target)) this.#sessions.delete(this.#sessions.keys().next().value as string);
+    if (this.#sessions.size >= MEMORY_LIMIT && !this.#sessions.has(target))
+      this.#sessions.delete(this.#sessions.keys().next().value as string);
     this.#sessions.set(target, { session, peer });
   }
 

@@ -31,7 +31,12 @@ async function federation(clusters: readonly string[]) {
   const credentials = new Map<string, MtlsCredentials>();
   for (const clusterId of clusters) {
     const authority = await joinCluster(root, clusterId);
-    const svid = await authority.issueLeaf({ kind: 'gateway', trustDomain: TRUST_DOMAIN, clusterId, name: 'east-west' });
+    const svid = await authority.issueLeaf({
+      kind: 'gateway',
+      trustDomain: TRUST_DOMAIN,
+      clusterId,
+      name: 'east-west',
+    });
     credentials.set(clusterId, credentialsFor(svid, bundle, clusters));
   }
   const of = (clusterId: string): MtlsCredentials => {
@@ -72,7 +77,11 @@ async function echoBackend(): Promise<{ port: number; endpoint: LocalEndpoint } 
 }
 
 /** The real inbound side of cluster `clusterId`, exporting SERVICE and OTHER with `endpoints`. */
-async function inbound(clusterId: string, credentials: MtlsCredentials, endpoints: readonly LocalEndpoint[]): Promise<{ port: number; connections: ConnectionTracker; server: InboundServer } & AsyncDisposable> {
+async function inbound(
+  clusterId: string,
+  credentials: MtlsCredentials,
+  endpoints: readonly LocalEndpoint[],
+): Promise<{ port: number; connections: ConnectionTracker; server: InboundServer } & AsyncDisposable> {
   const exports = [SERVICE, OTHER];
   const state = {
     members: new Map<string, { zone: string }>(),
@@ -88,7 +97,10 @@ async function inbound(clusterId: string, credentials: MtlsCredentials, endpoint
     clusterId,
     credentials,
     state,
-    health: new TargetHealthTable({ settings: { consecutiveFailures: 5, baseEjectionTime: 30_000, maxEjectionTime: 300_000 }, maxConnections: 100 }),
+    health: new TargetHealthTable({
+      settings: { consecutiveFailures: 5, baseEjectionTime: 30_000, maxEjectionTime: 300_000 },
+      maxConnections: 100,
+    }),
     connections,
     connectTimeoutMs: 5_000,
     idleTimeoutMs: 60_000,
@@ -115,8 +127,15 @@ interface SilentConnection {
  * A TLS server with `credentials` that completes handshakes and then never says a word; it
  * records what the first client sends until that client goes away.
  */
-async function silentGateway(credentials: MtlsCredentials): Promise<{ port: number } & SilentConnection & AsyncDisposable> {
-  const server = createTlsServer({ ...secureContextOptionsFor(credentials.svid), requestCert: true, rejectUnauthorized: false, ALPNProtocols: [TUNNEL_ALPN] });
+async function silentGateway(
+  credentials: MtlsCredentials,
+): Promise<{ port: number } & SilentConnection & AsyncDisposable> {
+  const server = createTlsServer({
+    ...secureContextOptionsFor(credentials.svid),
+    requestCert: true,
+    rejectUnauthorized: false,
+    ALPNProtocols: [TUNNEL_ALPN],
+  });
   const sockets = new Set<TLSSocket>();
   const finished = new Promise<string>((resolve) => {
     server.once('secureConnection', (socket: TLSSocket) => {
@@ -142,8 +161,21 @@ async function silentGateway(credentials: MtlsCredentials): Promise<{ port: numb
   };
 }
 
-function tunnelTo(port: number, credentials: MtlsCredentials, sessions: SessionCache<VerifiedPeer>, extra: Partial<TunnelOptions> = {}): Promise<TunnelResult> {
-  return openTunnel({ address: { address: '127.0.0.1', port }, sni: SNI, expectCluster: 'b', credentials, sessions, timeoutMs: 10_000, ...extra });
+function tunnelTo(
+  port: number,
+  credentials: MtlsCredentials,
+  sessions: SessionCache<VerifiedPeer>,
+  extra: Partial<TunnelOptions> = {},
+): Promise<TunnelResult> {
+  return openTunnel({
+    address: { address: '127.0.0.1', port },
+    sni: SNI,
+    expectCluster: 'b',
+    credentials,
+    sessions,
+    timeoutMs: 10_000,
+    ...extra,
+  });
 }
 
 /** Sends `text` through an open tunnel and reads the echo back. */
@@ -168,7 +200,12 @@ function expectOk(result: TunnelResult): { socket: TLSSocket; peer: VerifiedPeer
 }
 
 /** Opens a tunnel, checks it works, and closes it; the session stays cached. */
-async function roundTrip(port: number, credentials: MtlsCredentials, sessions: SessionCache<VerifiedPeer>, sni = SNI): Promise<{ reused: boolean; peer: VerifiedPeer }> {
+async function roundTrip(
+  port: number,
+  credentials: MtlsCredentials,
+  sessions: SessionCache<VerifiedPeer>,
+  sni = SNI,
+): Promise<{ reused: boolean; peer: VerifiedPeer }> {
   const { socket, peer } = expectOk(await tunnelTo(port, credentials, sessions, { sni }));
   try {
     expect(await echo(socket, 'ping')).toBe('ping');
@@ -178,14 +215,17 @@ async function roundTrip(port: number, credentials: MtlsCredentials, sessions: S
   }
 }
 
-const gatewayOf = (clusterId: string): string => formatSpiffeId({ kind: 'gateway', trustDomain: TRUST_DOMAIN, clusterId, name: 'east-west' });
+const gatewayOf = (clusterId: string): string =>
+  formatSpiffeId({ kind: 'gateway', trustDomain: TRUST_DOMAIN, clusterId, name: 'east-west' });
 
 describe('openTunnel', () => {
   it('reaches a backend through a gateway of the expected cluster, first bytes first', async () => {
     const fed = await federation(['a', 'b']);
     await using backend = await echoBackend();
     await using server = await inbound('b', fed.of('b'), [backend.endpoint]);
-    const result = await tunnelTo(server.port, fed.of('a'), new SessionCache(), { firstBytes: [Buffer.from('hello '), Buffer.from('there, ')] });
+    const result = await tunnelTo(server.port, fed.of('a'), new SessionCache(), {
+      firstBytes: [Buffer.from('hello '), Buffer.from('there, ')],
+    });
     const { socket, peer } = expectOk(result);
     try {
       expect(peer.clusterId).toBe('b');
@@ -201,7 +241,9 @@ describe('openTunnel', () => {
   it('refuses a gateway of another cluster than expected, and sends it nothing', async () => {
     const fed = await federation(['a', 'b', 'c']);
     await using impostor = await silentGateway(fed.of('c'));
-    const result = await tunnelTo(impostor.port, fed.of('a'), new SessionCache(), { firstBytes: [Buffer.from('secret request')] });
+    const result = await tunnelTo(impostor.port, fed.of('a'), new SessionCache(), {
+      firstBytes: [Buffer.from('secret request')],
+    });
     expect(result.ok).toBe(false);
     expect(!result.ok && result.reason).toMatch(/^NOT_AUTHORIZED: /);
     // The server sees the client hang up without a byte of the request.
@@ -237,7 +279,8 @@ describe('openTunnel', () => {
     await using server = await inbound('b', fed.of('b'), [backend.endpoint]);
     const sessions = new SessionCache<VerifiedPeer>();
     const reused: boolean[] = [];
-    for (const sni of [SNI, OTHER_SNI, SNI, OTHER_SNI]) reused.push((await roundTrip(server.port, fed.of('a'), sessions, sni)).reused);
+    for (const sni of [SNI, OTHER_SNI, SNI, OTHER_SNI])
+      reused.push((await roundTrip(server.port, fed.of('a'), sessions, sni)).reused);
     expect(reused).toEqual([false, false, true, true]);
   });
 
@@ -278,7 +321,10 @@ describe('openTunnel', () => {
     const sessions = new SessionCache<VerifiedPeer>();
     await roundTrip(server.port, fed.of('a'), sessions);
     server.server.forgetSessions();
-    expect(await roundTrip(server.port, fed.of('a'), sessions)).toMatchObject({ reused: false, peer: { clusterId: 'b' } });
+    expect(await roundTrip(server.port, fed.of('a'), sessions)).toMatchObject({
+      reused: false,
+      peer: { clusterId: 'b' },
+    });
     expect((await roundTrip(server.port, fed.of('a'), sessions)).reused).toBe(true);
   });
 
@@ -306,7 +352,10 @@ describe('openTunnel', () => {
     await roundTrip(server.port, client, sessions);
     const otherRoot = await RootAuthority.generate({ trustDomain: TRUST_DOMAIN });
     expect(client.updateBundle(bundleOf(2, otherRoot))).toBe(true);
-    expect(await tunnelTo(server.port, client, sessions)).toEqual({ ok: false, reason: 'resumed session no longer trusted: UNKNOWN_ROOT' });
+    expect(await tunnelTo(server.port, client, sessions)).toEqual({
+      ok: false,
+      reason: 'resumed session no longer trusted: UNKNOWN_ROOT',
+    });
   });
 
   it('reports a REFUSED answer with its reason', async () => {
@@ -337,7 +386,10 @@ describe('openTunnel', () => {
   it('gives up on a gateway that never answers after the timeout', async () => {
     const fed = await federation(['a', 'b']);
     await using mute = await silentGateway(fed.of('b'));
-    const result = await tunnelTo(mute.port, fed.of('a'), new SessionCache(), { timeoutMs: 200, firstBytes: [Buffer.from('anyone?')] });
+    const result = await tunnelTo(mute.port, fed.of('a'), new SessionCache(), {
+      timeoutMs: 200,
+      firstBytes: [Buffer.from('anyone?')],
+    });
     expect(result).toEqual({ ok: false, reason: 'no answer within 200 ms' });
     // The server was verified (the first bytes went out), then the client hung up.
     expect(await mute.finished).toBe('anyone?');

@@ -7,10 +7,19 @@
 import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import type { GatewayAddress } from '../common/api/isthmus.ts';
 import { TUNNEL_ALPN, TUNNEL_CONNECTED } from '../common/gateway-contract.ts';
-import { mtlsClientOptions, peerChainOf, rootFingerprint, verifyPeer, type MtlsCredentials, type VerifiedPeer } from '../common/pki/index.ts';
+import {
+  mtlsClientOptions,
+  peerChainOf,
+  rootFingerprint,
+  verifyPeer,
+  type MtlsCredentials,
+  type VerifiedPeer,
+} from '../common/pki/index.ts';
 import type { SessionCache } from './tls-sessions.ts';
 
-export type TunnelResult = { readonly ok: true; readonly socket: TLSSocket; readonly peer: VerifiedPeer } | { readonly ok: false; readonly reason: string };
+export type TunnelResult =
+  | { readonly ok: true; readonly socket: TLSSocket; readonly peer: VerifiedPeer }
+  | { readonly ok: false; readonly reason: string };
 
 export interface TunnelOptions {
   readonly address: GatewayAddress;
@@ -70,7 +79,10 @@ export function openTunnel(options: TunnelOptions): Promise<TunnelResult> {
       }
       resolve(result);
     };
-    const timer = setTimeout(() => finish({ ok: false, reason: `no answer within ${options.timeoutMs} ms` }), options.timeoutMs);
+    const timer = setTimeout(
+      () => finish({ ok: false, reason: `no answer within ${options.timeoutMs} ms` }),
+      options.timeoutMs,
+    );
     const onAbort = (): void => finish({ ok: false, reason: 'abandoned: the gateway failed its probe' });
     if (options.signal?.aborted) onAbort();
     options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -93,12 +105,15 @@ export function openTunnel(options: TunnelOptions): Promise<TunnelResult> {
     socket.once('secureConnect', () => {
       if (socket.isSessionReused() && cached) {
         const problem = stillTrusted(cached.peer, options.credentials);
-        if (problem || cached.peer.clusterId !== options.expectCluster) return finish({ ok: false, reason: `resumed session no longer trusted: ${problem ?? 'other cluster'}` });
+        if (problem || cached.peer.clusterId !== options.expectCluster)
+          return finish({ ok: false, reason: `resumed session no longer trusted: ${problem ?? 'other cluster'}` });
         verified = cached.peer;
       } else {
         const verdict = verifyPeer(
           peerChainOf(socket.getPeerCertificate(true)),
-          options.credentials.verificationContext((id) => id.kind === 'gateway' && id.clusterId === options.expectCluster),
+          options.credentials.verificationContext(
+            (id) => id.kind === 'gateway' && id.clusterId === options.expectCluster,
+          ),
         );
         if (!verdict.ok) return finish({ ok: false, reason: `${verdict.reason}: ${verdict.detail}` });
         verified = verdict.peer;

@@ -23,12 +23,18 @@ export const hubConfigSchema = z
   .object({
     trustDomain: trustDomainSchema.default('isthmus.local'),
     /** Namespace on the hub cluster for tokens, leases and hub info (the root CA is in trustNamespace). */
-    namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).default('isthmus-system'),
+    namespace: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
+      .default('isthmus-system'),
     /**
      * Namespace of the Secret with the root CA keys (isthmus-trust), apart from the token Secrets in
      * `namespace`: grant token operators Secrets in `namespace` only; nobody but the hub needs this one.
      */
-    trustNamespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).default('isthmus-trust'),
+    trustNamespace: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
+      .default('isthmus-trust'),
     /** Path to the hub cluster's kubeconfig; empty means in-cluster or $KUBECONFIG. */
     kubeconfig: z.string().default(''),
     /** Name of this replica in leader election; defaults to host name and pid. */
@@ -63,7 +69,10 @@ export const hubConfigSchema = z
       })
       .strict()
       .prefault({})
-      .refine((c) => (c.rootCertFile === undefined) === (c.rootKeyFile === undefined), 'rootCertFile and rootKeyFile go together'),
+      .refine(
+        (c) => (c.rootCertFile === undefined) === (c.rootKeyFile === undefined),
+        'rootCertFile and rootKeyFile go together',
+      ),
     // With rootCertFile/rootKeyFile, the root's key is read from the files by every replica and never written to a Secret.
     nats: z
       .object({
@@ -77,7 +86,11 @@ export const hubConfigSchema = z
          * 3 (or 5) on a JetStream cluster, so losing a node loses nothing. `urls` should then name
          * every node: the hub and the agents reconnect to a surviving one.
          */
-        replicas: z.union([z.literal(1), z.literal(3), z.literal(5)], { error: 'must be 1, 3 or 5 (a JetStream cluster keeps an odd number of copies)' }).default(1),
+        replicas: z
+          .union([z.literal(1), z.literal(3), z.literal(5)], {
+            error: 'must be 1, 3 or 5 (a JetStream cluster keeps an odd number of copies)',
+          })
+          .default(1),
         /** The hub's NATS nkey seed (HUB account): the hub alone may write; agents read from the AGENTS account. */
         nkeySeedFile: z.string().optional(),
         /**
@@ -89,7 +102,10 @@ export const hubConfigSchema = z
         serverTlsSecret: z
           .object({
             namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/),
-            name: z.string().regex(/^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/).default('isthmus-nats-tls'),
+            name: z
+              .string()
+              .regex(/^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/)
+              .default('isthmus-nats-tls'),
             /** Host names and addresses NATS is dialled at (for clients that check names). */
             dnsNames: z.array(z.string().min(1)).default([]),
             ipAddresses: z.array(z.ipv4().or(z.ipv6())).default([]),
@@ -103,18 +119,36 @@ export const hubConfigSchema = z
          * `auth_callout.issuer` names, and of a system account user (to find and disconnect removed
          * clusters' connections).
          */
-        authCallout: z.object({ issuerSeedFile: z.string().min(1), systemNkeySeedFile: z.string().min(1) }).strict().optional(),
+        authCallout: z
+          .object({ issuerSeedFile: z.string().min(1), systemNkeySeedFile: z.string().min(1) })
+          .strict()
+          .optional(),
       })
       .strict(),
     /** Bounds on what any caller can make the hub do (issue 8, hole 3 and 8). */
     limits: z
       .object({
         /** Largest Join request (two CSRs and the cluster facts are a few KiB). */
-        joinMaxBytes: z.number().int().min(4096).max(1024 * 1024).default(64 * 1024),
+        joinMaxBytes: z
+          .number()
+          .int()
+          .min(4096)
+          .max(1024 * 1024)
+          .default(64 * 1024),
         /** Largest Renew, Heartbeat or Leave request. */
-        smallCallMaxBytes: z.number().int().min(4096).max(1024 * 1024).default(64 * 1024),
+        smallCallMaxBytes: z
+          .number()
+          .int()
+          .min(4096)
+          .max(1024 * 1024)
+          .default(64 * 1024),
         /** Largest ReportExports request, also the gRPC server's receive limit. */
-        reportMaxBytes: z.number().int().min(64 * 1024).max(64 * 1024 * 1024).default(16 * 1024 * 1024),
+        reportMaxBytes: z
+          .number()
+          .int()
+          .min(64 * 1024)
+          .max(64 * 1024 * 1024)
+          .default(16 * 1024 * 1024),
         /** Join calls per remote address. */
         join: limitPolicySchema({ burst: 50, perSecond: 5, maxInFlight: 16 }),
         /** Calls per member cluster (heartbeats, reports, renewals). */
@@ -122,7 +156,12 @@ export const hubConfigSchema = z
         /** Services one cluster may export; a report over it is refused as a whole. */
         exportsPerCluster: z.number().int().min(1).max(50_000).default(5_000),
         /** Largest catalog entry (JSON), kept below NATS's max_payload (1 MiB by default). */
-        catalogEntryMaxBytes: z.number().int().min(4096).max(8 * 1024 * 1024).default(512 * 1024),
+        catalogEntryMaxBytes: z
+          .number()
+          .int()
+          .min(4096)
+          .max(8 * 1024 * 1024)
+          .default(512 * 1024),
         /** How long an unexported service's tombstone stays in the catalog (agents away for longer fall back on their grace period). */
         catalogTombstoneRetention: durationSchema.default(24 * 3_600_000),
       })

@@ -12,7 +12,13 @@ export interface HealthMonitorOptions {
   readonly missedBeforeUnknown: number;
 }
 
-export function runHealthMonitor(cache: MemberCache, store: MemberClusterStore, options: HealthMonitorOptions, log: Logger, signal: AbortSignal): Promise<void> {
+export function runHealthMonitor(
+  cache: MemberCache,
+  store: MemberClusterStore,
+  options: HealthMonitorOptions,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<void> {
   const windowMs = options.intervalMs * options.missedBeforeUnknown;
   const tickMs = Math.max(100, Math.min(1_000, options.intervalMs / 2));
   const tick = async (): Promise<void> => {
@@ -25,7 +31,12 @@ export function runHealthMonitor(cache: MemberCache, store: MemberClusterStore, 
       const missed = Math.floor(silentMs / options.intervalMs);
       log.warn({ clusterId: member.spec.clusterId, silentMs }, 'member missed heartbeats');
       await store.patchStatus(member, {}, [
-        { type: 'Available', status: 'Unknown', reason: 'HeartbeatMissed', message: `no heartbeat for ${Math.round(silentMs / 1000)} s (${missed} missed, limit ${options.missedBeforeUnknown})` },
+        {
+          type: 'Available',
+          status: 'Unknown',
+          reason: 'HeartbeatMissed',
+          message: `no heartbeat for ${Math.round(silentMs / 1000)} s (${missed} missed, limit ${options.missedBeforeUnknown})`,
+        },
       ]);
     }
   };

@@ -20,7 +20,12 @@ export type HubInfo = z.infer<typeof hubInfoSchema>;
 export async function writeHubInfo(kc: KubeConfig, namespace: string, info: HubInfo): Promise<void> {
   await putConfigMap(kc, {
     metadata: { name: HUB_INFO_CONFIGMAP, namespace },
-    data: { endpoints: info.endpoints.join(','), 'ca-pin': info.caPin, 'trust-domain': info.trustDomain, 'trust-namespace': info.trustNamespace },
+    data: {
+      endpoints: info.endpoints.join(','),
+      'ca-pin': info.caPin,
+      'trust-domain': info.trustDomain,
+      'trust-namespace': info.trustNamespace,
+    },
   });
 }
 
@@ -31,7 +36,10 @@ export async function readHubInfo(kc: KubeConfig, namespace: string): Promise<Hu
     cm = await api.readNamespacedConfigMap({ name: HUB_INFO_CONFIGMAP, namespace });
   } catch (err) {
     if (isNotFound(err)) {
-      throw new IsthmusError('ISTHMUS_HUB_UNAVAILABLE', `no ConfigMap ${namespace}/${HUB_INFO_CONFIGMAP}: is the hub running against this cluster and namespace?`);
+      throw new IsthmusError(
+        'ISTHMUS_HUB_UNAVAILABLE',
+        `no ConfigMap ${namespace}/${HUB_INFO_CONFIGMAP}: is the hub running against this cluster and namespace?`,
+      );
     }
     throw err;
   }
@@ -39,7 +47,12 @@ export async function readHubInfo(kc: KubeConfig, namespace: string): Promise<Hu
   return parseInput(
     hubInfoSchema,
     // Hubs before the trust namespace kept the trust Secret in their own namespace.
-    { endpoints: (data.endpoints ?? '').split(',').filter(Boolean), caPin: data['ca-pin'], trustDomain: data['trust-domain'], trustNamespace: data['trust-namespace'] ?? namespace },
+    {
+      endpoints: (data.endpoints ?? '').split(',').filter(Boolean),
+      caPin: data['ca-pin'],
+      trustDomain: data['trust-domain'],
+      trustNamespace: data['trust-namespace'] ?? namespace,
+    },
     `ConfigMap ${namespace}/${HUB_INFO_CONFIGMAP}`,
   );
 }

@@ -5,7 +5,13 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { MemberCluster } from '../common/api/isthmus.ts';
 import type { CallContext } from '../common/hub-api/index.ts';
-import { RootAuthority, createCertificateRequest, createIntermediateRequest, generateKeyPair, verifyPeer } from '../common/pki/index.ts';
+import {
+  RootAuthority,
+  createCertificateRequest,
+  createIntermediateRequest,
+  generateKeyPair,
+  verifyPeer,
+} from '../common/pki/index.ts';
 import { TRUST_DOMAIN, bundleOf } from '../common/pki/test-support.ts';
 import { createAgentVerifier, createHubHandlers, type HubServiceDeps } from './hub-service.ts';
 import type { MemberCache } from './membership.ts';
@@ -16,7 +22,11 @@ function member(clusterId: string, epoch: number): MemberCluster {
     kind: 'MemberCluster',
     metadata: { name: clusterId },
     spec: { clusterId, accepted: true, membershipEpoch: epoch },
-    status: { conditions: [{ type: 'Joined', status: 'True', reason: 'Joined', message: '', lastTransitionTime: '2026-01-01T00:00:00Z' }] },
+    status: {
+      conditions: [
+        { type: 'Joined', status: 'True', reason: 'Joined', message: '', lastTransitionTime: '2026-01-01T00:00:00Z' },
+      ],
+    },
   };
 }
 
@@ -25,18 +35,32 @@ function cacheOf(members: MemberCluster[]): MemberCache {
 }
 
 async function agentCall(root: RootAuthority, clusterId: string, epoch: number): Promise<CallContext> {
-  const issued = await root.signAgentCertificate(clusterId, epoch, await createCertificateRequest(await generateKeyPair(), 'CN=agent'));
+  const issued = await root.signAgentCertificate(
+    clusterId,
+    epoch,
+    await createCertificateRequest(await generateKeyPair(), 'CN=agent'),
+  );
   return { peerCertificate: Buffer.from(new X509Certificate(issued.certificatePem).raw), peer: 'ipv4:127.0.0.1:1' };
 }
 
 describe('agent calls and the membership epoch', () => {
   it("admits the current membership's certificate and refuses an earlier one, a later one and a removed cluster's", async () => {
     const root = await RootAuthority.generate({ trustDomain: TRUST_DOMAIN });
-    const verify = createAgentVerifier({ trust: { bundle: bundleOf(1, root) }, memberCache: cacheOf([member('c', 20)]) });
+    const verify = createAgentVerifier({
+      trust: { bundle: bundleOf(1, root) },
+      memberCache: cacheOf([member('c', 20)]),
+    });
     expect(verify(await agentCall(root, 'c', 20))).toEqual({ clusterId: 'c', epoch: 20 });
-    await expect(agentCall(root, 'c', 10).then(verify)).rejects.toMatchObject({ code: 'ISTHMUS_MEMBERSHIP_SUPERSEDED' });
-    await expect(agentCall(root, 'c', 30).then(verify)).rejects.toMatchObject({ code: 'ISTHMUS_PEER_REFUSED', message: expect.stringContaining('EPOCH_UNKNOWN') as string });
-    await expect(agentCall(root, 'gone', 20).then(verify)).rejects.toMatchObject({ code: 'ISTHMUS_CLUSTER_NOT_MEMBER' });
+    await expect(agentCall(root, 'c', 10).then(verify)).rejects.toMatchObject({
+      code: 'ISTHMUS_MEMBERSHIP_SUPERSEDED',
+    });
+    await expect(agentCall(root, 'c', 30).then(verify)).rejects.toMatchObject({
+      code: 'ISTHMUS_PEER_REFUSED',
+      message: expect.stringContaining('EPOCH_UNKNOWN') as string,
+    });
+    await expect(agentCall(root, 'gone', 20).then(verify)).rejects.toMatchObject({
+      code: 'ISTHMUS_CLUSTER_NOT_MEMBER',
+    });
   });
 
   it('Renew signs for the epoch of the presented certificate only, and refuses one of an earlier membership', async () => {
@@ -49,7 +73,15 @@ describe('agent calls and the membership epoch', () => {
       isLeader: () => true,
       leader: () => 'hub-0',
       log: pino({ level: 'silent' }),
-      settings: { autoAccept: true, agentTtlMs: 3_600_000, intermediateTtlMs: 3_600_000, heartbeatIntervalMs: 1_000, acceptanceWaitMs: 0, hubEndpoints: [], natsUrls: [] },
+      settings: {
+        autoAccept: true,
+        agentTtlMs: 3_600_000,
+        intermediateTtlMs: 3_600_000,
+        heartbeatIntervalMs: 1_000,
+        acceptanceWaitMs: 0,
+        hubEndpoints: [],
+        natsUrls: [],
+      },
     } as unknown as HubServiceDeps;
     const handlers = createHubHandlers(deps);
     const request = {
@@ -59,10 +91,18 @@ describe('agent calls and the membership epoch', () => {
 
     const renewed = await handlers.Renew(request, await agentCall(root, 'c', 20));
     const context = { bundle: bundleOf(1, root), members: new Map([['c', 20]]) };
-    expect(verifyPeer([renewed.credentials.agentCertificate], context)).toMatchObject({ ok: true, peer: { clusterId: 'c', epoch: 20 } });
+    expect(verifyPeer([renewed.credentials.agentCertificate], context)).toMatchObject({
+      ok: true,
+      peer: { clusterId: 'c', epoch: 20 },
+    });
     const later = new Map([['c', 21]]);
-    expect(verifyPeer([renewed.credentials.agentCertificate], { ...context, members: later })).toMatchObject({ ok: false, reason: 'EPOCH_SUPERSEDED' });
+    expect(verifyPeer([renewed.credentials.agentCertificate], { ...context, members: later })).toMatchObject({
+      ok: false,
+      reason: 'EPOCH_SUPERSEDED',
+    });
 
-    await expect(handlers.Renew(request, await agentCall(root, 'c', 19))).rejects.toMatchObject({ code: 'ISTHMUS_MEMBERSHIP_SUPERSEDED' });
+    await expect(handlers.Renew(request, await agentCall(root, 'c', 19))).rejects.toMatchObject({
+      code: 'ISTHMUS_MEMBERSHIP_SUPERSEDED',
+    });
   });
 });

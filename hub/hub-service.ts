@@ -11,9 +11,24 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { findCondition } from '../common/api/conditions.ts';
 import type { MemberCluster } from '../common/api/isthmus.ts';
 import { IsthmusError } from '../common/errors.ts';
-import type { AppliedPolicy, CallContext, Credentials, HubHandlers, JoinRequest, ReportExportsRequest, ReportExportsResponse } from '../common/hub-api/index.ts';
+import type {
+  AppliedPolicy,
+  CallContext,
+  Credentials,
+  HubHandlers,
+  JoinRequest,
+  ReportExportsRequest,
+  ReportExportsResponse,
+} from '../common/hub-api/index.ts';
 import type { Logger } from '../common/logger.ts';
-import { RefusalReason, bundleToPem, bundleToSpiffeJson, needsReissue, verifyPeer, type TrustBundle } from '../common/pki/index.ts';
+import {
+  RefusalReason,
+  bundleToPem,
+  bundleToSpiffeJson,
+  needsReissue,
+  verifyPeer,
+  type TrustBundle,
+} from '../common/pki/index.ts';
 import { describeJoinKeys, joinKeysOf, pinnedJoinKeys, sameJoinKeys, type JoinKeys } from './join-keys.ts';
 import { TOKEN_ID_ANNOTATION, type MemberClusterStore } from './members.ts';
 import { CachedMembership, isCurrentMember, membershipEpochOf, type MemberCache } from './membership.ts';
@@ -65,11 +80,17 @@ export interface AuthenticatedAgent {
  * Verifies the calling agent's certificate against the current membership: refuses non-members,
  * and certificates of an earlier membership of a re-joined cluster id (DESIGN §3).
  */
-export function createAgentVerifier(deps: { readonly trust: { readonly bundle: TrustBundle }; readonly memberCache: MemberCache }): (context: CallContext) => AuthenticatedAgent {
+export function createAgentVerifier(deps: {
+  readonly trust: { readonly bundle: TrustBundle };
+  readonly memberCache: MemberCache;
+}): (context: CallContext) => AuthenticatedAgent {
   const members = new CachedMembership(deps.memberCache);
   return (context) => {
     if (!context.peerCertificate) {
-      throw new IsthmusError('ISTHMUS_PEER_REFUSED', 'no verified client certificate: this call needs the agent certificate from Join');
+      throw new IsthmusError(
+        'ISTHMUS_PEER_REFUSED',
+        'no verified client certificate: this call needs the agent certificate from Join',
+      );
     }
     const verdict = verifyPeer([context.peerCertificate], {
       bundle: deps.trust.bundle,
@@ -77,14 +98,18 @@ export function createAgentVerifier(deps: { readonly trust: { readonly bundle: T
       authorize: (id) => id.kind === 'agent',
     });
     if (verdict.ok) return { clusterId: verdict.peer.clusterId as string, epoch: verdict.peer.epoch as number };
-    if (verdict.reason === RefusalReason.NOT_A_MEMBER) throw new IsthmusError('ISTHMUS_CLUSTER_NOT_MEMBER', `${verdict.detail}; it was removed from the federation`);
-    if (verdict.reason === RefusalReason.EPOCH_SUPERSEDED) throw new IsthmusError('ISTHMUS_MEMBERSHIP_SUPERSEDED', verdict.detail);
+    if (verdict.reason === RefusalReason.NOT_A_MEMBER)
+      throw new IsthmusError('ISTHMUS_CLUSTER_NOT_MEMBER', `${verdict.detail}; it was removed from the federation`);
+    if (verdict.reason === RefusalReason.EPOCH_SUPERSEDED)
+      throw new IsthmusError('ISTHMUS_MEMBERSHIP_SUPERSEDED', verdict.detail);
     throw new IsthmusError('ISTHMUS_PEER_REFUSED', `${verdict.reason}: ${verdict.detail}`);
   };
 }
 
 /** The calling agent's cluster id; the server runs this before it decodes a request (HubServerGuards.authenticate). */
-export function createAgentAuthenticator(deps: Parameters<typeof createAgentVerifier>[0]): (context: CallContext) => string {
+export function createAgentAuthenticator(
+  deps: Parameters<typeof createAgentVerifier>[0],
+): (context: CallContext) => string {
   const verify = createAgentVerifier(deps);
   return (context) => verify(context).clusterId;
 }
@@ -97,7 +122,10 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
   function requireLeader(): void {
     if (!deps.isLeader()) {
       const leader = deps.leader();
-      throw new IsthmusError('ISTHMUS_NOT_LEADER', leader ? `the leader is ${leader}; try another hub endpoint` : 'no leader elected yet; retry shortly');
+      throw new IsthmusError(
+        'ISTHMUS_NOT_LEADER',
+        leader ? `the leader is ${leader}; try another hub endpoint` : 'no leader elected yet; retry shortly',
+      );
     }
   }
 
@@ -112,7 +140,13 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
 
   function credentials(agentCertificate: string, intermediateCertificate: string): Credentials {
     const bundle = trust.bundle;
-    return { agentCertificate, intermediateCertificate, trustBundlePem: bundleToPem(bundle), trustBundleJson: bundleToSpiffeJson(bundle), trustBundleSequence: bundle.sequence };
+    return {
+      agentCertificate,
+      intermediateCertificate,
+      trustBundlePem: bundleToPem(bundle),
+      trustBundleJson: bundleToSpiffeJson(bundle),
+      trustBundleSequence: bundle.sequence,
+    };
   }
 
   /** Marks a freshly created MemberCluster pending, after spending its token use. */
@@ -122,11 +156,22 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
       await tokens.consume(tokenId);
     } catch (err) {
       // No use left (a concurrent join took the last one): this join never happened.
-      await members.delete(id).catch((cleanup: unknown) => log.warn({ clusterId: id, err: cleanup }, 'could not delete the MemberCluster of a refused join'));
+      await members
+        .delete(id)
+        .catch((cleanup: unknown) =>
+          log.warn({ clusterId: id, err: cleanup }, 'could not delete the MemberCluster of a refused join'),
+        );
       throw err;
     }
     await members.patchStatus(member, { agentVersion: request.facts.agentVersion || undefined }, [
-      { type: 'Accepted', status: settings.autoAccept ? 'True' : 'False', reason: settings.autoAccept ? 'Accepted' : 'PendingAcceptance', message: settings.autoAccept ? 'accepted automatically (hub autoAccept)' : `waiting for \`isthmus cluster accept ${id}\`` },
+      {
+        type: 'Accepted',
+        status: settings.autoAccept ? 'True' : 'False',
+        reason: settings.autoAccept ? 'Accepted' : 'PendingAcceptance',
+        message: settings.autoAccept
+          ? 'accepted automatically (hub autoAccept)'
+          : `waiting for \`isthmus cluster accept ${id}\``,
+      },
       { type: 'Joined', status: 'False', reason: 'PendingAcceptance', message: 'the cluster asked to join' },
       { type: 'Available', status: 'Unknown', reason: 'NeverConnected', message: 'no heartbeat yet' },
     ]);
@@ -143,16 +188,29 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
       const created = await members.create(request.facts, { accepted: settings.autoAccept, tokenId, keys });
       if (created) {
         await spendAndMarkPending(created, request, tokenId);
-        log.info({ clusterId: id, tokenId, accepted: settings.autoAccept, agentKey: keys.agent, intermediateKey: keys.intermediate }, 'cluster asked to join');
+        log.info(
+          {
+            clusterId: id,
+            tokenId,
+            accepted: settings.autoAccept,
+            agentKey: keys.agent,
+            intermediateKey: keys.intermediate,
+          },
+          'cluster asked to join',
+        );
         return;
       }
       existing = (await members.get(id)) ?? undefined;
-      if (!existing) throw new IsthmusError('ISTHMUS_HUB_UNAVAILABLE', `${id} was created and removed concurrently; ask again`);
+      if (!existing)
+        throw new IsthmusError('ISTHMUS_HUB_UNAVAILABLE', `${id} was created and removed concurrently; ask again`);
     }
     const joined = findCondition(existing.status?.conditions, 'Joined')?.status === 'True';
     const sameJoin = existing.metadata.annotations?.[TOKEN_ID_ANNOTATION] === tokenId;
     if (joined || !sameJoin) {
-      throw new IsthmusError('ISTHMUS_CLUSTER_ID_TAKEN', `cluster id "${id}" belongs to a ${joined ? 'member' : 'pending join'}; pick another id, or run \`isthmus cluster remove ${id}\` first if that cluster is gone`);
+      throw new IsthmusError(
+        'ISTHMUS_CLUSTER_ID_TAKEN',
+        `cluster id "${id}" belongs to a ${joined ? 'member' : 'pending join'}; pick another id, or run \`isthmus cluster remove ${id}\` first if that cluster is gone`,
+      );
     }
     const pinned = pinnedJoinKeys(existing);
     if (!sameJoinKeys(pinned, keys)) {
@@ -170,9 +228,14 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
     const deadline = Date.now() + settings.acceptanceWaitMs;
     for (;;) {
       const member = (await members.get(clusterId)) ?? undefined;
-      if (!member) throw new IsthmusError('ISTHMUS_CLUSTER_NOT_FOUND', `${clusterId} was removed while waiting for acceptance`);
+      if (!member)
+        throw new IsthmusError('ISTHMUS_CLUSTER_NOT_FOUND', `${clusterId} was removed while waiting for acceptance`);
       if (member.spec.accepted) return member;
-      if (Date.now() >= deadline) throw new IsthmusError('ISTHMUS_CLUSTER_NOT_ACCEPTED', `${clusterId}: run \`isthmus cluster accept ${clusterId}\` on the hub after checking the keys it pinned (${describeJoinKeys(keys)}); the agent keeps asking`);
+      if (Date.now() >= deadline)
+        throw new IsthmusError(
+          'ISTHMUS_CLUSTER_NOT_ACCEPTED',
+          `${clusterId}: run \`isthmus cluster accept ${clusterId}\` on the hub after checking the keys it pinned (${describeJoinKeys(keys)}); the agent keeps asking`,
+        );
       await sleep(250);
     }
   }
@@ -185,19 +248,36 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
       await admit(request, token.id, keys);
       const member = await awaitAcceptance(request.facts.clusterId, keys);
       // Removed and re-created by another join while this one waited: not this join's any more.
-      if (!sameJoinKeys(pinnedJoinKeys(member), keys)) throw new IsthmusError('ISTHMUS_JOIN_KEYS_MISMATCH', `cluster id "${request.facts.clusterId}" was re-pinned to ${describeJoinKeys(pinnedJoinKeys(member))} while this join waited`);
+      if (!sameJoinKeys(pinnedJoinKeys(member), keys))
+        throw new IsthmusError(
+          'ISTHMUS_JOIN_KEYS_MISMATCH',
+          `cluster id "${request.facts.clusterId}" was re-pinned to ${describeJoinKeys(pinnedJoinKeys(member))} while this join waited`,
+        );
       const signer = trust.signingAuthority();
       const epoch = membershipEpochOf(member);
       const [intermediate, agent] = await Promise.all([
-        signer.signIntermediate(request.facts.clusterId, epoch, request.intermediateCsr, { lifetimeMs: settings.intermediateTtlMs }),
-        signer.signAgentCertificate(request.facts.clusterId, epoch, request.agentCsr, { lifetimeMs: settings.agentTtlMs }),
+        signer.signIntermediate(request.facts.clusterId, epoch, request.intermediateCsr, {
+          lifetimeMs: settings.intermediateTtlMs,
+        }),
+        signer.signAgentCertificate(request.facts.clusterId, epoch, request.agentCsr, {
+          lifetimeMs: settings.agentTtlMs,
+        }),
       ]);
       // The roots the hub issued under are what root rotation counts as progress (never the agent's word).
-      await members.patchStatus(member, { certificateExpiry: agent.notAfter.toISOString(), lastHeartbeatTime: new Date().toISOString(), intermediateRoot: signer.fingerprint, agentCertificateRoot: signer.fingerprint }, [
-        { type: 'Accepted', status: 'True', reason: 'Accepted', message: 'accepted into the federation' },
-        { type: 'Joined', status: 'True', reason: 'Joined', message: `joined with token ${token.id}` },
-        { type: 'Available', status: 'True', reason: 'HeartbeatReceived', message: 'the agent joined just now' },
-      ]);
+      await members.patchStatus(
+        member,
+        {
+          certificateExpiry: agent.notAfter.toISOString(),
+          lastHeartbeatTime: new Date().toISOString(),
+          intermediateRoot: signer.fingerprint,
+          agentCertificateRoot: signer.fingerprint,
+        },
+        [
+          { type: 'Accepted', status: 'True', reason: 'Accepted', message: 'accepted into the federation' },
+          { type: 'Joined', status: 'True', reason: 'Joined', message: `joined with token ${token.id}` },
+          { type: 'Available', status: 'True', reason: 'HeartbeatReceived', message: 'the agent joined just now' },
+        ],
+      );
       log.info({ clusterId: request.facts.clusterId, tokenId: token.id, epoch }, 'cluster joined');
       return {
         credentials: credentials(agent.certificatePem, intermediate.certificatePem),
@@ -214,16 +294,27 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
       const { clusterId, epoch } = verifyAgent(context);
       requireLeader();
       const signer = trust.signingAuthority();
-      const agent = request.agentCsr ? await signer.signAgentCertificate(clusterId, epoch, request.agentCsr, { lifetimeMs: settings.agentTtlMs }) : undefined;
-      const intermediate = request.intermediateCsr ? await signer.signIntermediate(clusterId, epoch, request.intermediateCsr, { lifetimeMs: settings.intermediateTtlMs }) : undefined;
+      const agent = request.agentCsr
+        ? await signer.signAgentCertificate(clusterId, epoch, request.agentCsr, { lifetimeMs: settings.agentTtlMs })
+        : undefined;
+      const intermediate = request.intermediateCsr
+        ? await signer.signIntermediate(clusterId, epoch, request.intermediateCsr, {
+            lifetimeMs: settings.intermediateTtlMs,
+          })
+        : undefined;
       const member = cached(clusterId);
       if (member && (agent || intermediate)) {
         await members.patchStatus(member, {
-          ...(agent ? { certificateExpiry: agent.notAfter.toISOString(), agentCertificateRoot: signer.fingerprint } : {}),
+          ...(agent
+            ? { certificateExpiry: agent.notAfter.toISOString(), agentCertificateRoot: signer.fingerprint }
+            : {}),
           ...(intermediate ? { intermediateRoot: signer.fingerprint } : {}),
         });
       }
-      log.info({ clusterId, agent: agent !== undefined, intermediate: intermediate !== undefined }, 'certificates renewed');
+      log.info(
+        { clusterId, agent: agent !== undefined, intermediate: intermediate !== undefined },
+        'certificates renewed',
+      );
       return { credentials: credentials(agent?.certificatePem ?? '', intermediate?.certificatePem ?? '') };
     },
 
@@ -252,7 +343,10 @@ export function createHubHandlers(deps: HubServiceDeps): HubHandlers {
         heartbeatIntervalSeconds: heartbeatSeconds,
         trustBundlePem: behind ? bundleToPem(bundle) : '',
         trustBundleJson: behind ? bundleToSpiffeJson(bundle) : '',
-        reissueIntermediate: needsReissue(rotation, { report: { bundleSequence: request.trustBundleSequence, rootInUse: request.rootInUse }, issuedRoot: observeMember(member).issuedRoot }),
+        reissueIntermediate: needsReissue(rotation, {
+          report: { bundleSequence: request.trustBundleSequence, rootInUse: request.rootInUse },
+          issuedRoot: observeMember(member).issuedRoot,
+        }),
         resendExports: deps.exports.wantsReport?.(clusterId, request.exportCount) ?? false,
       };
     },

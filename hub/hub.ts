@@ -7,8 +7,19 @@ import { readFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { ISTHMUS_GROUP, ISTHMUS_VERSION, MEMBER_CLUSTER_KIND, MEMBER_CLUSTER_PLURAL, type MemberCluster } from '../common/api/isthmus.ts';
-import { OptionalClientCertCredentials, addHubService, keepaliveServerOptions, type ServerIdentity } from '../common/hub-api/index.ts';
+import {
+  ISTHMUS_GROUP,
+  ISTHMUS_VERSION,
+  MEMBER_CLUSTER_KIND,
+  MEMBER_CLUSTER_PLURAL,
+  type MemberCluster,
+} from '../common/api/isthmus.ts';
+import {
+  OptionalClientCertCredentials,
+  addHubService,
+  keepaliveServerOptions,
+  type ServerIdentity,
+} from '../common/hub-api/index.ts';
 import { Informer, LeaderElector, customResource, ensureNamespace } from '../common/kube/index.ts';
 import { loadKubeConfig } from '../common/kubeconfig.ts';
 import type { Logger } from '../common/logger.ts';
@@ -34,7 +45,13 @@ import { runPeriodically } from '../common/periodic.ts';
 import { NatsAccess } from './nats-access.ts';
 import { openBucket } from './nats-buckets.ts';
 
-const memberClusters = customResource({ group: ISTHMUS_GROUP, version: ISTHMUS_VERSION, kind: MEMBER_CLUSTER_KIND, plural: MEMBER_CLUSTER_PLURAL, namespaced: false });
+const memberClusters = customResource({
+  group: ISTHMUS_GROUP,
+  version: ISTHMUS_VERSION,
+  kind: MEMBER_CLUSTER_KIND,
+  plural: MEMBER_CLUSTER_PLURAL,
+  namespaced: false,
+});
 
 /** How long Join waits for `isthmus cluster accept` before telling the agent to ask again. */
 const ACCEPTANCE_WAIT_MS = 20_000;
@@ -50,11 +67,17 @@ async function serverIdentity(trust: TrustStore): Promise<ServerIdentity> {
   const signer = trust.signingAuthority();
   const svid = await signer.issueHubSvid();
   // The root rides along in the chain so a joining agent can check it against its CA pin.
-  return { certChain: svid.certificateChainPem + signer.certificatePem, key: svid.privateKeyPem, trustedRoots: bundleToPem(trust.bundle) };
+  return {
+    certChain: svid.certificateChainPem + signer.certificatePem,
+    key: svid.privateKeyPem,
+    trustedRoots: bundleToPem(trust.bundle),
+  };
 }
 
 function bindServer(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
-  return new Promise((resolve, reject) => server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port))));
+  return new Promise((resolve, reject) =>
+    server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port))),
+  );
 }
 
 export async function startHub(config: HubConfig, log: Logger): Promise<RunningHub> {
@@ -69,7 +92,11 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     rootKeyFile: config.certificates.rootKeyFile,
   });
 
-  const informer = new Informer<KubernetesObject>({ kubeConfig: kc, resource: memberClusters, logger: log.child({ informer: 'memberclusters' }) });
+  const informer = new Informer<KubernetesObject>({
+    kubeConfig: kc,
+    resource: memberClusters,
+    logger: log.child({ informer: 'memberclusters' }),
+  });
   const memberCache: MemberCache = {
     get: (id) => informer.get(undefined, id) as unknown as MemberCluster | undefined,
     list: () => informer.list() as unknown as MemberCluster[],
@@ -81,7 +108,14 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   const tokens = new TokenStore(kc, config.namespace);
   const nkeySeed = config.nats.nkeySeedFile ? await readFile(config.nats.nkeySeedFile, 'utf8') : undefined;
   const natsClientTls = await tlsFromFiles(config.nats);
-  const nc: NatsConnection = await connectNats({ urls: config.nats.urls, name: `isthmus-hub-${config.replicaId}`, trustDomain: config.trustDomain, tls: natsClientTls, log, ...(nkeySeed ? { nkeySeed } : {}) });
+  const nc: NatsConnection = await connectNats({
+    urls: config.nats.urls,
+    name: `isthmus-hub-${config.replicaId}`,
+    trustDomain: config.trustDomain,
+    tls: natsClientTls,
+    log,
+    ...(nkeySeed ? { nkeySeed } : {}),
+  });
   const catalog = createCatalog({
     nc,
     memberCache,
@@ -99,7 +133,12 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   let svidRoot = trust.signingAuthority().fingerprint;
   let identitySequence = trust.bundle.sequence;
   const publishHubInfo = (): Promise<void> =>
-    writeHubInfo(kc, config.namespace, { endpoints, caPin: rootPin(new X509Certificate(trust.signingAuthority().certificatePem)), trustDomain: trust.bundle.trustDomain, trustNamespace: config.trustNamespace });
+    writeHubInfo(kc, config.namespace, {
+      endpoints,
+      caPin: rootPin(new X509Certificate(trust.signingAuthority().certificatePem)),
+      trustDomain: trust.bundle.trustDomain,
+      trustNamespace: config.trustNamespace,
+    });
   const natsServerTls = config.nats.serverTlsSecret;
   const natsTls = natsServerTls
     ? new NatsTlsPublisher({
@@ -134,9 +173,15 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     log.info({ root: svidRoot, bundleSequence: identitySequence }, 'hub identity and trusted roots reloaded');
     if (elector.isLeader()) await publishHubInfo();
   };
-  const server = new grpc.Server({ ...keepaliveServerOptions, 'grpc.max_receive_message_length': config.limits.reportMaxBytes });
+  const server = new grpc.Server({
+    ...keepaliveServerOptions,
+    'grpc.max_receive_message_length': config.limits.reportMaxBytes,
+  });
   const grpcPort = await bindServer(server, `${config.grpc.host}:${config.grpc.port}`, credentials);
-  const endpoints = config.advertiseEndpoints.length > 0 ? config.advertiseEndpoints : [`${config.grpc.host === '0.0.0.0' ? '127.0.0.1' : config.grpc.host}:${grpcPort}`];
+  const endpoints =
+    config.advertiseEndpoints.length > 0
+      ? config.advertiseEndpoints
+      : [`${config.grpc.host === '0.0.0.0' ? '127.0.0.1' : config.grpc.host}:${grpcPort}`];
 
   /** This term's FailoverPolicy controller; heartbeats report to it. */
   let policies: PolicyController | undefined;
@@ -157,11 +202,27 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
       try {
         await trust.refresh();
         await publishHubInfo();
-        term.push(runHealthMonitor(memberCache, members, { intervalMs: config.heartbeat.interval, missedBeforeUnknown: config.heartbeat.missedBeforeUnknown }, log.child({ part: 'health' }), signal));
+        term.push(
+          runHealthMonitor(
+            memberCache,
+            members,
+            { intervalMs: config.heartbeat.interval, missedBeforeUnknown: config.heartbeat.missedBeforeUnknown },
+            log.child({ part: 'health' }),
+            signal,
+          ),
+        );
         term.push(runPolicies(signal));
         const kv = await openBucket(nc, MEMBERS_BUCKET, config.nats, log.child({ part: 'membership' }));
-        const publisher = new MembershipPublisher(kv, memberCache, log.child({ part: 'membership' }), { staleAfterMs: config.heartbeat.staleAfter });
-        term.push(runWithInformerHook(() => publisher.trigger(), (s) => publisher.run(s), signal));
+        const publisher = new MembershipPublisher(kv, memberCache, log.child({ part: 'membership' }), {
+          staleAfterMs: config.heartbeat.staleAfter,
+        });
+        term.push(
+          runWithInformerHook(
+            () => publisher.trigger(),
+            (s) => publisher.run(s),
+            signal,
+          ),
+        );
         if (access) term.push(runNatsMembership(access.enforcer, signal));
       } catch (err) {
         log.error({ err }, 'leading without every loop of the term: one failed to start');
@@ -177,16 +238,40 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   });
 
   /** Every replica answers NATS auth callout; the leader disconnects removed clusters. */
-  async function startNatsAccess(files: { issuerSeedFile: string; systemNkeySeedFile: string }): Promise<{ enforcer: NatsAccess; system: NatsConnection }> {
-    const [issuerSeed, systemSeed] = await Promise.all([readFile(files.issuerSeedFile, 'utf8'), readFile(files.systemNkeySeedFile, 'utf8')]);
-    const system = await connectNats({ urls: config.nats.urls, name: `isthmus-hub-${config.replicaId}-system`, trustDomain: config.trustDomain, tls: natsClientTls, log, nkeySeed: systemSeed });
-    const enforcer = new NatsAccess({ nc, system, issuerSeed, authenticate: createAgentAuthenticator({ trust, memberCache }), memberCache, log: log.child({ part: 'nats-access' }) });
+  async function startNatsAccess(files: {
+    issuerSeedFile: string;
+    systemNkeySeedFile: string;
+  }): Promise<{ enforcer: NatsAccess; system: NatsConnection }> {
+    const [issuerSeed, systemSeed] = await Promise.all([
+      readFile(files.issuerSeedFile, 'utf8'),
+      readFile(files.systemNkeySeedFile, 'utf8'),
+    ]);
+    const system = await connectNats({
+      urls: config.nats.urls,
+      name: `isthmus-hub-${config.replicaId}-system`,
+      trustDomain: config.trustDomain,
+      tls: natsClientTls,
+      log,
+      nkeySeed: systemSeed,
+    });
+    const enforcer = new NatsAccess({
+      nc,
+      system,
+      issuerSeed,
+      authenticate: createAgentAuthenticator({ trust, memberCache }),
+      memberCache,
+      log: log.child({ part: 'nats-access' }),
+    });
     enforcer.serve(lifetime.signal);
     return { enforcer, system };
   }
 
   /** Runs a term's loop with a hook on every MemberCluster change, removed when the term ends. */
-  async function runWithInformerHook(onMembersChanged: () => void, loop: (signal: AbortSignal) => Promise<void>, signal: AbortSignal): Promise<void> {
+  async function runWithInformerHook(
+    onMembersChanged: () => void,
+    loop: (signal: AbortSignal) => Promise<void>,
+    signal: AbortSignal,
+  ): Promise<void> {
     const removeHook = informer.addEventHandler(onMembersChanged);
     try {
       await loop(signal);
@@ -198,15 +283,30 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   /** For one term: on every membership change, and every 10 s in case a change was missed. */
   function runNatsMembership(enforcer: NatsAccess, signal: AbortSignal): Promise<void> {
     const enforce = (): Promise<void> => enforcer.enforce();
-    return runWithInformerHook(() => void enforce(), (s) => runPeriodically(enforce, 10_000, s, (err) => log.warn({ err }, 'enforcing NATS membership failed; retrying')), signal);
+    return runWithInformerHook(
+      () => void enforce(),
+      (s) =>
+        runPeriodically(enforce, 10_000, s, (err) => log.warn({ err }, 'enforcing NATS membership failed; retrying')),
+      signal,
+    );
   }
 
   /** FailoverPolicy distribution for one term: stops (no write starts) when the term's signal aborts. */
   async function runPolicies(signal: AbortSignal): Promise<void> {
-    const controller = new PolicyController({ kc, nc, memberCache, buckets: config.nats, log: log.child({ part: 'policies' }) });
+    const controller = new PolicyController({
+      kc,
+      nc,
+      memberCache,
+      buckets: config.nats,
+      log: log.child({ part: 'policies' }),
+    });
     policies = controller;
     try {
-      await runWithInformerHook(() => controller.membersChanged(), (s) => controller.run(s), signal);
+      await runWithInformerHook(
+        () => controller.membersChanged(),
+        (s) => controller.run(s),
+        signal,
+      );
     } finally {
       if (policies === controller) policies = undefined;
     }
@@ -249,14 +349,17 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     },
   );
   elector.start();
-  void runPeriodically(trustTick, 1_000, lifetime.signal, (err) => log.warn({ err }, 'trust state refresh or rotation step failed; retrying'));
+  void runPeriodically(trustTick, 1_000, lifetime.signal, (err) =>
+    log.warn({ err }, 'trust state refresh or rotation step failed; retrying'),
+  );
 
   const registry = processMetricsRegistry('hub');
   const status: StatusServer = await startStatusServer({
     host: config.status.host,
     port: config.status.port,
     registry,
-    notReadyReason: () => (!informer.hasSynced ? 'member cache not synced' : nc.isClosed() ? 'NATS connection closed' : undefined),
+    notReadyReason: () =>
+      !informer.hasSynced ? 'member cache not synced' : nc.isClosed() ? 'NATS connection closed' : undefined,
   });
   log.info({ grpcPort, statusPort: status.port, endpoints, trustDomain: config.trustDomain }, 'hub serving');
 

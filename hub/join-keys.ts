@@ -24,14 +24,20 @@ export async function csrKeyFingerprint(csrPem: string, what: string): Promise<s
   try {
     request = new x509.Pkcs10CertificateRequest(csrPem);
   } catch (err) {
-    throw new IsthmusError('ISTHMUS_PKI_CSR_INVALID', `${what}: not a PKCS#10 request: ${describeError(err)}`, { cause: err });
+    throw new IsthmusError('ISTHMUS_PKI_CSR_INVALID', `${what}: not a PKCS#10 request: ${describeError(err)}`, {
+      cause: err,
+    });
   }
-  if (!(await request.verify().catch(() => false))) throw new IsthmusError('ISTHMUS_PKI_CSR_INVALID', `${what}: signature does not verify with the key it carries`);
+  if (!(await request.verify().catch(() => false)))
+    throw new IsthmusError('ISTHMUS_PKI_CSR_INVALID', `${what}: signature does not verify with the key it carries`);
   return `sha256:${createHash('sha256').update(Buffer.from(request.publicKey.rawData)).digest('hex')}`;
 }
 
 export async function joinKeysOf(request: { agentCsr: string; intermediateCsr: string }): Promise<JoinKeys> {
-  const [agent, intermediate] = await Promise.all([csrKeyFingerprint(request.agentCsr, 'agentCsr'), csrKeyFingerprint(request.intermediateCsr, 'intermediateCsr')]);
+  const [agent, intermediate] = await Promise.all([
+    csrKeyFingerprint(request.agentCsr, 'agentCsr'),
+    csrKeyFingerprint(request.intermediateCsr, 'intermediateCsr'),
+  ]);
   return { agent, intermediate };
 }
 

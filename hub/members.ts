@@ -47,11 +47,17 @@ export class MemberClusterStore {
    * Creates the MemberCluster with the join's token and key pins and a new membership epoch;
    * undefined when one exists already.
    */
-  async create(facts: ClusterFacts, options: { accepted: boolean; tokenId: string; keys: JoinKeys; now?: Date }): Promise<MemberCluster | undefined> {
+  async create(
+    facts: ClusterFacts,
+    options: { accepted: boolean; tokenId: string; keys: JoinKeys; now?: Date },
+  ): Promise<MemberCluster | undefined> {
     const body = {
       apiVersion: ISTHMUS_API_VERSION,
       kind: MEMBER_CLUSTER_KIND,
-      metadata: { name: facts.clusterId, annotations: { [TOKEN_ID_ANNOTATION]: options.tokenId, ...joinKeyAnnotations(options.keys) } },
+      metadata: {
+        name: facts.clusterId,
+        annotations: { [TOKEN_ID_ANNOTATION]: options.tokenId, ...joinKeyAnnotations(options.keys) },
+      },
       spec: { ...memberSpecOf(facts, options.accepted), membershipEpoch: newMembershipEpoch(options.now) },
     };
     try {
@@ -82,10 +88,19 @@ export class MemberClusterStore {
    * Merge-patches status fields and conditions; lastTransitionTime is kept for a condition whose
    * status does not change. Returns the object as stored.
    */
-  async patchStatus(member: MemberCluster, fields: Omit<MemberClusterStatus, 'conditions'>, conditions: readonly ConditionUpdate[] = [], now = new Date()): Promise<MemberCluster> {
+  async patchStatus(
+    member: MemberCluster,
+    fields: Omit<MemberClusterStatus, 'conditions'>,
+    conditions: readonly ConditionUpdate[] = [],
+    now = new Date(),
+  ): Promise<MemberCluster> {
     let next: Condition[] = [...(member.status?.conditions ?? [])];
-    for (const update of conditions) next = setCondition(next, { ...update, observedGeneration: member.metadata.generation }, now).conditions;
+    for (const update of conditions)
+      next = setCondition(next, { ...update, observedGeneration: member.metadata.generation }, now).conditions;
     const body = { status: { ...fields, conditions: next } };
-    return (await this.#api.patchClusterCustomObjectStatus({ ...ref, name: member.spec.clusterId, body }, mergePatch)) as MemberCluster;
+    return (await this.#api.patchClusterCustomObjectStatus(
+      { ...ref, name: member.spec.clusterId, body },
+      mergePatch,
+    )) as MemberCluster;
   }
 }

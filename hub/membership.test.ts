@@ -2,16 +2,38 @@ import { describe, expect, it } from 'vitest';
 import type { MemberCluster } from '../common/api/isthmus.ts';
 import { LEGACY_MEMBERSHIP_EPOCH, newMembershipEpoch } from '../common/pki/index.ts';
 import { memberRecord } from './membership-publisher.ts';
-import { CachedMembership, currentMemberIds, currentMembership, isCurrentMember, membershipEpochOf, type MemberCache } from './membership.ts';
+import {
+  CachedMembership,
+  currentMemberIds,
+  currentMembership,
+  isCurrentMember,
+  membershipEpochOf,
+  type MemberCache,
+} from './membership.ts';
 
-function member(clusterId: string, options: { accepted?: boolean; joined?: 'True' | 'False'; deleting?: boolean; epoch?: number } = {}): MemberCluster {
+function member(
+  clusterId: string,
+  options: { accepted?: boolean; joined?: 'True' | 'False'; deleting?: boolean; epoch?: number } = {},
+): MemberCluster {
   return {
     apiVersion: 'isthmus.dev/v1alpha1',
     kind: 'MemberCluster',
     metadata: { name: clusterId, ...(options.deleting ? { deletionTimestamp: '2026-01-01T00:00:00Z' } : {}) },
-    spec: { clusterId, accepted: options.accepted ?? true, ...(options.epoch === undefined ? {} : { membershipEpoch: options.epoch }) },
+    spec: {
+      clusterId,
+      accepted: options.accepted ?? true,
+      ...(options.epoch === undefined ? {} : { membershipEpoch: options.epoch }),
+    },
     status: {
-      conditions: [{ type: 'Joined', status: options.joined ?? 'True', reason: 'Joined', message: '', lastTransitionTime: '2026-01-01T00:00:00Z' }],
+      conditions: [
+        {
+          type: 'Joined',
+          status: options.joined ?? 'True',
+          reason: 'Joined',
+          message: '',
+          lastTransitionTime: '2026-01-01T00:00:00Z',
+        },
+      ],
     },
   };
 }
@@ -27,12 +49,22 @@ describe('membership', () => {
   });
 
   it('lists the ids of current members only', () => {
-    const ids = currentMemberIds([member('a'), member('b', { accepted: false }), member('c', { joined: 'False' }), member('d', { deleting: true }), member('e')]);
+    const ids = currentMemberIds([
+      member('a'),
+      member('b', { accepted: false }),
+      member('c', { joined: 'False' }),
+      member('d', { deleting: true }),
+      member('e'),
+    ]);
     expect([...ids].sort()).toEqual(['a', 'e']);
   });
 
   it('maps each current member to the epoch of its membership; objects from before epochs have the legacy one', () => {
-    const membership = currentMembership([member('a', { epoch: 5 }), member('b'), member('c', { epoch: 9, accepted: false })]);
+    const membership = currentMembership([
+      member('a', { epoch: 5 }),
+      member('b'),
+      member('c', { epoch: 9, accepted: false }),
+    ]);
     expect([...membership]).toEqual([
       ['a', 5],
       ['b', LEGACY_MEMBERSHIP_EPOCH],
@@ -42,7 +74,14 @@ describe('membership', () => {
 
   it('the cached view answers as currentMembership does, and follows the cache', () => {
     const objects = new Map<string, MemberCluster>();
-    for (const m of [member('a', { epoch: 5 }), member('b'), member('c', { epoch: 9, accepted: false }), member('d', { deleting: true }), member('e', { joined: 'False' })]) objects.set(m.metadata.name, m);
+    for (const m of [
+      member('a', { epoch: 5 }),
+      member('b'),
+      member('c', { epoch: 9, accepted: false }),
+      member('d', { deleting: true }),
+      member('e', { joined: 'False' }),
+    ])
+      objects.set(m.metadata.name, m);
     const cache: MemberCache = { get: (id) => objects.get(id), list: () => [...objects.values()] };
     const view = new CachedMembership(cache);
     const expected = currentMembership(cache.list());
@@ -67,6 +106,9 @@ describe('membership', () => {
 
   it('publishes the epoch with each member', () => {
     expect(JSON.parse(memberRecord(member('a', { epoch: 7 }), 60_000))).toMatchObject({ clusterId: 'a', epoch: 7 });
-    expect(JSON.parse(memberRecord(member('b'), 60_000))).toMatchObject({ clusterId: 'b', epoch: LEGACY_MEMBERSHIP_EPOCH });
+    expect(JSON.parse(memberRecord(member('b'), 60_000))).toMatchObject({
+      clusterId: 'b',
+      epoch: LEGACY_MEMBERSHIP_EPOCH,
+    });
   });
 });

@@ -6,7 +6,12 @@ import type { MemberCluster } from '../common/api/isthmus.ts';
 import { LEGACY_MEMBERSHIP_EPOCH, type Membership } from '../common/pki/index.ts';
 
 export function isCurrentMember(member: MemberCluster | undefined): member is MemberCluster {
-  return member !== undefined && member.spec.accepted === true && member.metadata.deletionTimestamp === undefined && isConditionTrue(member.status?.conditions, 'Joined');
+  return (
+    member !== undefined &&
+    member.spec.accepted === true &&
+    member.metadata.deletionTimestamp === undefined &&
+    isConditionTrue(member.status?.conditions, 'Joined')
+  );
 }
 
 export function currentMemberIds(members: readonly MemberCluster[]): Set<string> {
@@ -54,7 +59,10 @@ export class CachedMembership implements Membership {
     return this.#all().size;
   }
 
-  forEach(callback: (epoch: number, clusterId: string, map: ReadonlyMap<string, number>) => void, thisArg?: unknown): void {
+  forEach(
+    callback: (epoch: number, clusterId: string, map: ReadonlyMap<string, number>) => void,
+    thisArg?: unknown,
+  ): void {
     for (const [clusterId, epoch] of this.#all()) callback.call(thisArg, epoch, clusterId, this);
   }
 

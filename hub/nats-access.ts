@@ -30,14 +30,22 @@ const authRequestSchema = z.object({
   nats: z.object({
     server_id: z.object({ id: z.string().min(1) }),
     user_nkey: z.string().min(1),
-    client_tls: z.object({ certs: z.array(z.string()).optional(), verified_chains: z.array(z.array(z.string())).optional() }).optional(),
+    client_tls: z
+      .object({ certs: z.array(z.string()).optional(), verified_chains: z.array(z.array(z.string())).optional() })
+      .optional(),
   }),
 });
 
 const connzSchema = z.object({
   server: z.object({ id: z.string() }),
   data: z
-    .object({ connections: z.array(z.object({ cid: z.number().int(), account: z.string().optional(), authorized_user: z.string().optional() })).nullish() })
+    .object({
+      connections: z
+        .array(
+          z.object({ cid: z.number().int(), account: z.string().optional(), authorized_user: z.string().optional() }),
+        )
+        .nullish(),
+    })
     .nullish(),
 });
 
@@ -85,7 +93,10 @@ export class NatsAccess {
 
   /** Answers auth callout requests until `signal` aborts (every replica). */
   serve(signal: AbortSignal): void {
-    const sub = this.#options.nc.subscribe(AUTH_CALLOUT_SUBJECT, { queue: 'isthmus-hub-auth', callback: (err, msg) => (err ? undefined : this.#answer(msg)) });
+    const sub = this.#options.nc.subscribe(AUTH_CALLOUT_SUBJECT, {
+      queue: 'isthmus-hub-auth',
+      callback: (err, msg) => (err ? undefined : this.#answer(msg)),
+    });
     signal.addEventListener('abort', () => sub.unsubscribe(), { once: true });
   }
 
@@ -112,7 +123,15 @@ export class NatsAccess {
             aud: AGENTS_ACCOUNT,
             name: clusterId,
             exp: Math.floor(Date.now() / 1000) + USER_VALIDITY_S,
-            nats: { pub: { allow: permissions.publish }, sub: { allow: permissions.subscribe }, subs: -1, data: -1, payload: -1, type: 'user', version: 2 },
+            nats: {
+              pub: { allow: permissions.publish },
+              sub: { allow: permissions.subscribe },
+              subs: -1,
+              data: -1,
+              payload: -1,
+              type: 'user',
+              version: 2,
+            },
           },
           this.#issuer,
         ),
@@ -122,7 +141,12 @@ export class NatsAccess {
       verdict = { error: describeError(err) };
       log.warn({ err: verdict.error, server: server.id }, 'NATS connection refused');
     }
-    msg.respond(signNatsJwt({ sub: userNkey, aud: server.id, nats: { ...verdict, type: 'authorization_response', version: 2 } }, this.#issuer));
+    msg.respond(
+      signNatsJwt(
+        { sub: userNkey, aud: server.id, nats: { ...verdict, type: 'authorization_response', version: 2 } },
+        this.#issuer,
+      ),
+    );
   }
 
   /** Disconnects every agent connection whose cluster is no longer a current member (coalesces overlapping calls). */
@@ -134,7 +158,12 @@ export class NatsAccess {
     this.#enforcing = (async () => {
       do {
         this.#again = false;
-        await this.#enforceOnce().catch((err: unknown) => this.#options.log.warn({ err: describeError(err) }, 'enforcing NATS membership failed; retried at the next change or check'));
+        await this.#enforceOnce().catch((err: unknown) =>
+          this.#options.log.warn(
+            { err: describeError(err) },
+            'enforcing NATS membership failed; retried at the next change or check',
+          ),
+        );
       } while (this.#again);
     })().finally(() => {
       this.#enforcing = undefined;
@@ -145,7 +174,11 @@ export class NatsAccess {
   async #enforceOnce(): Promise<void> {
     const { system, memberCache, log } = this.#options;
     const members = currentMemberIds(memberCache.list());
-    const replies = await system.requestMany('$SYS.REQ.SERVER.PING.CONNZ', JSON.stringify({ acc: AGENTS_ACCOUNT, auth: true, limit: 100_000 }), { strategy: 'stall', stall: 250, maxWait: 2_000 });
+    const replies = await system.requestMany(
+      '$SYS.REQ.SERVER.PING.CONNZ',
+      JSON.stringify({ acc: AGENTS_ACCOUNT, auth: true, limit: 100_000 }),
+      { strategy: 'stall', stall: 250, maxWait: 2_000 },
+    );
     const kicks: Promise<unknown>[] = [];
     for await (const reply of replies) {
       const parsed = connzSchema.safeParse(reply.json());
@@ -154,8 +187,15 @@ export class NatsAccess {
         // nats-server reports a callout user by the name the hub gave it: the cluster id.
         const clusterId = conn.authorized_user;
         if (conn.account !== AGENTS_ACCOUNT || !clusterId || members.has(clusterId)) continue;
-        log.info({ clusterId, server: parsed.data.server.id, cid: conn.cid }, 'disconnecting the NATS connection of a removed cluster');
-        kicks.push(system.request(`$SYS.REQ.SERVER.${parsed.data.server.id}.KICK`, JSON.stringify({ cid: conn.cid }), { timeout: 2_000 }));
+        log.info(
+          { clusterId, server: parsed.data.server.id, cid: conn.cid },
+          'disconnecting the NATS connection of a removed cluster',
+        );
+        kicks.push(
+          system.request(`$SYS.REQ.SERVER.${parsed.data.server.id}.KICK`, JSON.stringify({ cid: conn.cid }), {
+            timeout: 2_000,
+          }),
+        );
       }
     }
     await Promise.all(kicks);

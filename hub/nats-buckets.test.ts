@@ -9,7 +9,10 @@ import { openBucket } from './nats-buckets.ts';
 /** A logger whose warnings the test reads. */
 function recordingLogger(): { log: pino.Logger; warnings: Array<Record<string, unknown>> } {
   const warnings: Array<Record<string, unknown>> = [];
-  const log = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line) as Record<string, unknown>) });
+  const log = pino(
+    { level: 'warn' },
+    { write: (line: string) => void warnings.push(JSON.parse(line) as Record<string, unknown>) },
+  );
   return { log, warnings };
 }
 
@@ -30,7 +33,14 @@ describe('hub buckets on a NATS cluster', () => {
       await new Kvm(nc).create('isthmus_single', { history: 1, replicas: 1 });
       const existing = await openBucket(nc, 'isthmus_single', { replicas: 3 }, log);
       expect((await existing.status()).replicas).toBe(1);
-      expect(warnings).toEqual([expect.objectContaining({ bucket: 'isthmus_single', replicas: 1, configured: 3, msg: expect.stringContaining('nats.replicas') as string })]);
+      expect(warnings).toEqual([
+        expect.objectContaining({
+          bucket: 'isthmus_single',
+          replicas: 1,
+          configured: 3,
+          msg: expect.stringContaining('nats.replicas') as string,
+        }),
+      ]);
     } finally {
       await nc.close();
     }

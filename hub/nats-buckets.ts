@@ -22,7 +22,12 @@ export function bucketOptions(settings: BucketSettings): Partial<KvOptions> {
 }
 
 /** Creates the bucket if missing, or opens it; warns when an existing one has another replica count. */
-export async function openBucket(nc: NatsConnection, bucket: string, settings: BucketSettings, log: Logger): Promise<KV> {
+export async function openBucket(
+  nc: NatsConnection,
+  bucket: string,
+  settings: BucketSettings,
+  log: Logger,
+): Promise<KV> {
   const kv = await new Kvm(nc).create(bucket, bucketOptions(settings));
   const { replicas } = await kv.status();
   if (replicas !== settings.replicas) {

@@ -50,23 +50,44 @@ export class NatsTlsPublisher {
   async sync(bundle: TrustBundle, signer: RootAuthority, now = Date.now()): Promise<void> {
     // Read every time: another replica may have led (and written) in between.
     const current = (this.#published = await this.#read());
-    if (current && current.sequence === bundle.sequence && current.root === signer.fingerprint && now < current.renewAt) return;
+    if (current && current.sequence === bundle.sequence && current.root === signer.fingerprint && now < current.renewAt)
+      return;
     const { namespace, name, hostNames, lifetimeMs, log } = this.#options;
     const svid = await signer.issueNatsSvid({ hostNames, lifetimeMs, now: new Date(now) });
     const b64 = (s: string): string => Buffer.from(s).toString('base64');
     await putSecret(this.#options.kc, {
-      metadata: { name, namespace, annotations: { [BUNDLE_SEQUENCE_ANNOTATION]: String(bundle.sequence), [SIGNING_ROOT_ANNOTATION]: signer.fingerprint } },
+      metadata: {
+        name,
+        namespace,
+        annotations: {
+          [BUNDLE_SEQUENCE_ANNOTATION]: String(bundle.sequence),
+          [SIGNING_ROOT_ANNOTATION]: signer.fingerprint,
+        },
+      },
       type: 'kubernetes.io/tls',
-      data: { 'ca.crt': b64(bundleToPem(bundle)), 'tls.crt': b64(svid.certificateChainPem), 'tls.key': b64(svid.privateKeyPem) },
+      data: {
+        'ca.crt': b64(bundleToPem(bundle)),
+        'tls.crt': b64(svid.certificateChainPem),
+        'tls.key': b64(svid.privateKeyPem),
+      },
     });
-    this.#published = { sequence: bundle.sequence, root: signer.fingerprint, renewAt: halfLife(svid.notBefore.getTime(), svid.notAfter.getTime()) };
-    log.info({ secret: `${namespace}/${name}`, bundleSequence: bundle.sequence, root: signer.fingerprint }, 'NATS trusted CAs and certificate published');
+    this.#published = {
+      sequence: bundle.sequence,
+      root: signer.fingerprint,
+      renewAt: halfLife(svid.notBefore.getTime(), svid.notAfter.getTime()),
+    };
+    log.info(
+      { secret: `${namespace}/${name}`, bundleSequence: bundle.sequence, root: signer.fingerprint },
+      'NATS trusted CAs and certificate published',
+    );
   }
 
   async #read(): Promise<Published | undefined> {
     let secret: V1Secret;
     try {
-      secret = await this.#options.kc.makeApiClient(CoreV1Api).readNamespacedSecret({ name: this.#options.name, namespace: this.#options.namespace });
+      secret = await this.#options.kc
+        .makeApiClient(CoreV1Api)
+        .readNamespacedSecret({ name: this.#options.name, namespace: this.#options.namespace });
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;

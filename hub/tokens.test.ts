@@ -31,7 +31,9 @@ async function settle<T>(promises: Promise<T>[]): Promise<{ ok: number; codes: s
   const results = await Promise.allSettled(promises);
   return {
     ok: results.filter((r) => r.status === 'fulfilled').length,
-    codes: results.flatMap((r) => (r.status === 'rejected' ? [isIsthmusError(r.reason) ? r.reason.code : String(r.reason)] : [])),
+    codes: results.flatMap((r) =>
+      r.status === 'rejected' ? [isIsthmusError(r.reason) ? r.reason.code : String(r.reason)] : [],
+    ),
   };
 }
 
@@ -65,7 +67,10 @@ describe('TokenStore', () => {
 
 describe('Join handler use accounting', () => {
   async function handlers() {
-    const trust = await TrustStore.open(kc, 'tokens-test-trust', { trustDomain: 'isthmus.local', rootTtlMs: 86_400_000 });
+    const trust = await TrustStore.open(kc, 'tokens-test-trust', {
+      trustDomain: 'isthmus.local',
+      rootTtlMs: 86_400_000,
+    });
     const tokens = new TokenStore(kc, 'tokens-test');
     const members = new MemberClusterStore(kc);
     const api = createHubHandlers({
@@ -77,7 +82,15 @@ describe('Join handler use accounting', () => {
       isLeader: () => true,
       leader: () => 'test',
       log,
-      settings: { autoAccept: true, agentTtlMs: 3_600_000, intermediateTtlMs: 86_400_000, heartbeatIntervalMs: 1_000, acceptanceWaitMs: 5_000, hubEndpoints: ['127.0.0.1:1'], natsUrls: ['tls://127.0.0.1:2'] },
+      settings: {
+        autoAccept: true,
+        agentTtlMs: 3_600_000,
+        intermediateTtlMs: 86_400_000,
+        heartbeatIntervalMs: 1_000,
+        acceptanceWaitMs: 5_000,
+        hubEndpoints: ['127.0.0.1:1'],
+        natsUrls: ['tls://127.0.0.1:2'],
+      },
     });
     return { api, tokens, members };
   }
@@ -86,7 +99,10 @@ describe('Join handler use accounting', () => {
     const { api, tokens, members } = await handlers();
     const { token, record } = await tokens.create({ ttlMs: 600_000, maxUses: 1 });
     const context = { peerCertificate: undefined, peer: 'ipv4:127.0.0.1:1' };
-    const outcome = await settle([api.Join(await joinRequest('race-a', token), context), api.Join(await joinRequest('race-b', token), context)]);
+    const outcome = await settle([
+      api.Join(await joinRequest('race-a', token), context),
+      api.Join(await joinRequest('race-b', token), context),
+    ]);
     expect(outcome.ok).toBe(1);
     expect(outcome.codes).toEqual(['ISTHMUS_TOKEN_EXHAUSTED']);
     const left = (await Promise.all(['race-a', 'race-b'].map((id) => members.get(id)))).filter(Boolean);

@@ -77,7 +77,8 @@ export class TokenStore {
 
   async create(options: { ttlMs: number; maxUses: number; description?: string }): Promise<CreatedToken> {
     if (!(options.ttlMs > 0)) throw new IsthmusError('ISTHMUS_INPUT_INVALID', 'token TTL must be positive');
-    if (!Number.isInteger(options.maxUses) || options.maxUses < 1) throw new IsthmusError('ISTHMUS_INPUT_INVALID', 'token usages must be a whole number ≥ 1');
+    if (!Number.isInteger(options.maxUses) || options.maxUses < 1)
+      throw new IsthmusError('ISTHMUS_INPUT_INVALID', 'token usages must be a whole number ≥ 1');
     const id = randomString(6);
     const secret = randomString(16);
     const record = {
@@ -92,7 +93,11 @@ export class TokenStore {
     };
     await this.#api.createNamespacedSecret({
       namespace: this.#namespace,
-      body: { metadata: { name: secretName(id), labels: { [TOKEN_LABEL]: 'true' } }, type: SECRET_TYPE, data: encode(record) },
+      body: {
+        metadata: { name: secretName(id), labels: { [TOKEN_LABEL]: 'true' } },
+        type: SECRET_TYPE,
+        data: encode(record),
+      },
     });
     return { token: `${id}.${secret}`, record };
   }
@@ -115,17 +120,27 @@ export class TokenStore {
    */
   async authenticate(token: string, now = new Date()): Promise<TokenRecord> {
     const match = TOKEN_FORMAT.exec(token);
-    if (!match) throw new IsthmusError('ISTHMUS_TOKEN_MALFORMED', 'expected "<6 characters>.<16 characters>" as printed by `isthmus token create`');
+    if (!match)
+      throw new IsthmusError(
+        'ISTHMUS_TOKEN_MALFORMED',
+        'expected "<6 characters>.<16 characters>" as printed by `isthmus token create`',
+      );
     const [, id, secret] = match as unknown as [string, string, string];
     const stored = await this.#read(id);
     const given = Buffer.from(hashSecret(secret), 'hex');
     const expected = Buffer.from(stored?.secretHash ?? '', 'hex');
     if (!stored || expected.length !== given.length || !timingSafeEqual(expected, given)) {
-      throw new IsthmusError('ISTHMUS_TOKEN_UNKNOWN', `token ${id} does not exist on this hub; create one with \`isthmus token create\``);
+      throw new IsthmusError(
+        'ISTHMUS_TOKEN_UNKNOWN',
+        `token ${id} does not exist on this hub; create one with \`isthmus token create\``,
+      );
     }
     if (stored.revoked) throw new IsthmusError('ISTHMUS_TOKEN_REVOKED', `token ${id}`);
     if (stored.expiresAt.getTime() <= now.getTime()) {
-      throw new IsthmusError('ISTHMUS_TOKEN_EXPIRED', `token ${id} expired at ${stored.expiresAt.toISOString()}; create a new one`);
+      throw new IsthmusError(
+        'ISTHMUS_TOKEN_EXPIRED',
+        `token ${id} expired at ${stored.expiresAt.toISOString()}; create a new one`,
+      );
     }
     const { secretHash: _hash, ...record } = stored;
     return record;
@@ -135,9 +150,16 @@ export class TokenStore {
   async consume(id: string, now = new Date()): Promise<TokenRecord> {
     return this.#update(id, (record) => {
       if (record.revoked) throw new IsthmusError('ISTHMUS_TOKEN_REVOKED', `token ${id}`);
-      if (record.expiresAt.getTime() <= now.getTime()) throw new IsthmusError('ISTHMUS_TOKEN_EXPIRED', `token ${id} expired at ${record.expiresAt.toISOString()}; create a new one`);
+      if (record.expiresAt.getTime() <= now.getTime())
+        throw new IsthmusError(
+          'ISTHMUS_TOKEN_EXPIRED',
+          `token ${id} expired at ${record.expiresAt.toISOString()}; create a new one`,
+        );
       if (record.usesLeft <= 0) {
-        throw new IsthmusError('ISTHMUS_TOKEN_EXHAUSTED', `token ${id} was already used ${record.maxUses} time(s); create a new one`);
+        throw new IsthmusError(
+          'ISTHMUS_TOKEN_EXHAUSTED',
+          `token ${id} was already used ${record.maxUses} time(s); create a new one`,
+        );
       }
       return { ...record, usesLeft: record.usesLeft - 1 };
     });
@@ -153,7 +175,10 @@ export class TokenStore {
   }
 
   /** Read-modify-write with the resourceVersion as a precondition; retried on conflicts. */
-  async #update(id: string, change: (record: TokenRecord & { secretHash: string }) => TokenRecord & { secretHash: string }): Promise<TokenRecord> {
+  async #update(
+    id: string,
+    change: (record: TokenRecord & { secretHash: string }) => TokenRecord & { secretHash: string },
+  ): Promise<TokenRecord> {
     for (let attempt = 0; attempt < 10; attempt++) {
       let current: V1Secret;
       try {

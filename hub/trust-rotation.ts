@@ -38,13 +38,26 @@ export interface TrustRotationDeps {
 export function observeMember(member: MemberCluster): ClusterTrustObservation {
   const { trustBundleSequence, trustRoot, intermediateRoot, agentCertificateRoot } = member.status ?? {};
   return {
-    report: trustBundleSequence !== undefined && trustRoot ? { bundleSequence: trustBundleSequence, rootInUse: trustRoot } : undefined,
+    report:
+      trustBundleSequence !== undefined && trustRoot
+        ? { bundleSequence: trustBundleSequence, rootInUse: trustRoot }
+        : undefined,
     issuedRoot: intermediateRoot && intermediateRoot === agentCertificateRoot ? intermediateRoot : undefined,
   };
 }
 
-export function observeMembers(members: readonly MemberCluster[], hubRootInUse: string, now: number, natsIssuedRoot?: string): RotationObservation {
-  return { members: new Map(members.filter(isCurrentMember).map((m) => [m.spec.clusterId, observeMember(m)])), hubRootInUse, now, ...(natsIssuedRoot !== undefined ? { natsIssuedRoot } : {}) };
+export function observeMembers(
+  members: readonly MemberCluster[],
+  hubRootInUse: string,
+  now: number,
+  natsIssuedRoot?: string,
+): RotationObservation {
+  return {
+    members: new Map(members.filter(isCurrentMember).map((m) => [m.spec.clusterId, observeMember(m)])),
+    hubRootInUse,
+    now,
+    ...(natsIssuedRoot !== undefined ? { natsIssuedRoot } : {}),
+  };
 }
 
 /** The trust state after `step`: its bundle publications and root retirements applied. */
@@ -54,11 +67,17 @@ export function applyRotationStep(state: TrustState, step: RotationStep): TrustS
   for (const action of step.actions) {
     if (action.kind === 'publish-bundle') {
       const pem = (fingerprint: string): string => {
-        const held = roots.get(fingerprint)?.certificatePem ?? bundle.roots.find((r) => rootFingerprint(r) === fingerprint)?.toString();
+        const held =
+          roots.get(fingerprint)?.certificatePem ??
+          bundle.roots.find((r) => rootFingerprint(r) === fingerprint)?.toString();
         if (!held) throw new Error(`rotation names root ${fingerprint}, which the hub does not know`);
         return held;
       };
-      bundle = createTrustBundle({ trustDomain: bundle.trustDomain, sequence: action.sequence, roots: action.roots.map(pem) });
+      bundle = createTrustBundle({
+        trustDomain: bundle.trustDomain,
+        sequence: action.sequence,
+        roots: action.roots.map(pem),
+      });
     } else if (action.kind === 'retire-root') {
       roots.delete(action.root);
     }
@@ -68,7 +87,10 @@ export function applyRotationStep(state: TrustState, step: RotationStep): TrustS
 }
 
 function sameStep(state: TrustState, step: RotationStep): boolean {
-  return JSON.stringify(state.rotation) === JSON.stringify(step.state) && !step.actions.some((a) => a.kind === 'publish-bundle' || a.kind === 'retire-root');
+  return (
+    JSON.stringify(state.rotation) === JSON.stringify(step.state) &&
+    !step.actions.some((a) => a.kind === 'publish-bundle' || a.kind === 'retire-root')
+  );
 }
 
 /**
@@ -80,15 +102,29 @@ export async function stepTrustRotation(deps: TrustRotationDeps): Promise<void> 
   const { trust, log } = deps;
   const state = trust.state;
   // A managed NATS whose Secret was never written yet counts as not moved ('').
-  const observation = observeMembers(deps.memberCache.list(), deps.hubRootInUse(), Date.now(), deps.natsIssuedRoot && (deps.natsIssuedRoot() ?? ''));
+  const observation = observeMembers(
+    deps.memberCache.list(),
+    deps.hubRootInUse(),
+    Date.now(),
+    deps.natsIssuedRoot && (deps.natsIssuedRoot() ?? ''),
+  );
   let next: TrustState | undefined;
   const request = trust.pendingRotationRequest;
   if (state.rotation.stage === 'stable' && request) {
     const newRoot = await RootAuthority.generate({ trustDomain: state.bundle.trustDomain, lifetimeMs: deps.rootTtlMs });
-    if (!deps.natsIssuedRoot) log.warn('the hub does not manage NATS\'s TLS (nats.serverTlsSecret): NATS must trust the new root, and present a certificate under it, before the old root is retired, or agents lose the catalog');
+    if (!deps.natsIssuedRoot)
+      log.warn(
+        "the hub does not manage NATS's TLS (nats.serverTlsSecret): NATS must trust the new root, and present a certificate under it, before the old root is retired, or agents lose the catalog",
+      );
     const step = beginRotation(state.rotation, newRoot.fingerprint, observation);
-    next = applyRotationStep({ ...state, roots: new Map([...state.roots, [newRoot.fingerprint, newRoot]]), handledRequest: request }, step);
-    log.info({ oldRoot: state.rotation.root, newRoot: newRoot.fingerprint, bundleSequence: next.bundle.sequence }, 'root rotation started');
+    next = applyRotationStep(
+      { ...state, roots: new Map([...state.roots, [newRoot.fingerprint, newRoot]]), handledRequest: request },
+      step,
+    );
+    log.info(
+      { oldRoot: state.rotation.root, newRoot: newRoot.fingerprint, bundleSequence: next.bundle.sequence },
+      'root rotation started',
+    );
   } else if (state.rotation.stage !== 'stable') {
     const step = advanceRotation(state.rotation, observation, { stageTimeoutMs: deps.stageTimeoutMs });
     if (!sameStep(state, step)) {
@@ -100,7 +136,16 @@ export async function stepTrustRotation(deps: TrustRotationDeps): Promise<void> 
           `root rotation stage ${action.forced.stage} timed out: stepping on without ${action.forced.clusters.join(', ')}, which did not follow`,
         );
       }
-      log.info({ stage: step.state.stage, bundleSequence: next.bundle.sequence, waitingFor: step.status.filter((c) => !c.leftBehind && (!c.hasCurrentBundle || !c.onTargetRoot)).map((c) => c.clusterId) }, 'root rotation advanced');
+      log.info(
+        {
+          stage: step.state.stage,
+          bundleSequence: next.bundle.sequence,
+          waitingFor: step.status
+            .filter((c) => !c.leftBehind && (!c.hasCurrentBundle || !c.onTargetRoot))
+            .map((c) => c.clusterId),
+        },
+        'root rotation advanced',
+      );
     }
   }
   if (next) await trust.save(next);

@@ -82,16 +82,34 @@ export class TrustStore {
       }
       return store;
     }
-    const root = store.#external ?? (await RootAuthority.generate({ trustDomain: options.trustDomain, lifetimeMs: options.rootTtlMs }));
+    const root =
+      store.#external ??
+      (await RootAuthority.generate({ trustDomain: options.trustDomain, lifetimeMs: options.rootTtlMs }));
     const bundle = createTrustBundle({ trustDomain: options.trustDomain, sequence: 1, roots: [root.certificatePem] });
-    const state: TrustState = { roots: new Map([[root.fingerprint, root]]), bundle, rotation: { stage: 'stable', root: root.fingerprint, bundleSequence: 1 }, handledRequest: '' };
+    const state: TrustState = {
+      roots: new Map([[root.fingerprint, root]]),
+      bundle,
+      rotation: { stage: 'stable', root: root.fingerprint, bundleSequence: 1 },
+      handledRequest: '',
+    };
     try {
-      await store.#api.createNamespacedSecret({ namespace, body: { metadata: { name: TRUST_SECRET, namespace }, type: 'Opaque', data: await encode(state, store.#external) } });
+      await store.#api.createNamespacedSecret({
+        namespace,
+        body: {
+          metadata: { name: TRUST_SECRET, namespace },
+          type: 'Opaque',
+          data: await encode(state, store.#external),
+        },
+      });
     } catch (err) {
       // Another replica created it first: use theirs.
       if (!isConflict(err) && !isAlreadyExists(err)) throw err;
     }
-    if (!(await store.refresh())) throw new IsthmusError('ISTHMUS_KUBE_REQUEST_FAILED', `Secret ${namespace}/${TRUST_SECRET} vanished after creation`);
+    if (!(await store.refresh()))
+      throw new IsthmusError(
+        'ISTHMUS_KUBE_REQUEST_FAILED',
+        `Secret ${namespace}/${TRUST_SECRET} vanished after creation`,
+      );
     return store;
   }
 
@@ -110,7 +128,14 @@ export class TrustStore {
       throw err;
     }
     try {
-      await api.createNamespacedSecret({ namespace: to, body: { metadata: { name: TRUST_SECRET, namespace: to, annotations: legacy.metadata?.annotations ?? {} }, type: 'Opaque', data: legacy.data ?? {} } });
+      await api.createNamespacedSecret({
+        namespace: to,
+        body: {
+          metadata: { name: TRUST_SECRET, namespace: to, annotations: legacy.metadata?.annotations ?? {} },
+          type: 'Opaque',
+          data: legacy.data ?? {},
+        },
+      });
     } catch (err) {
       if (!isConflict(err) && !isAlreadyExists(err)) throw err;
     }
@@ -123,16 +148,23 @@ export class TrustStore {
 
   /** Asks the leader for a root rotation (what `isthmus trust rotate` does). */
   static async requestRotation(kc: KubeConfig, namespace: string, now = new Date()): Promise<void> {
-    await kc.makeApiClient(CoreV1Api).patchNamespacedSecret(
-      { name: TRUST_SECRET, namespace, body: { metadata: { annotations: { [ROTATION_REQUEST_ANNOTATION]: now.toISOString() } } } },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
+    await kc
+      .makeApiClient(CoreV1Api)
+      .patchNamespacedSecret(
+        {
+          name: TRUST_SECRET,
+          namespace,
+          body: { metadata: { annotations: { [ROTATION_REQUEST_ANNOTATION]: now.toISOString() } } },
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
   }
 
   /** Reads the trust state without creating anything (for the CLI). */
   static async read(kc: KubeConfig, namespace: string, trustDomain: string): Promise<TrustStore> {
     const store = new TrustStore(kc, namespace, { trustDomain, rootTtlMs: 0 }, false);
-    if (!(await store.refresh())) throw new IsthmusError('ISTHMUS_HUB_UNAVAILABLE', `no Secret ${namespace}/${TRUST_SECRET}: has the hub started?`);
+    if (!(await store.refresh()))
+      throw new IsthmusError('ISTHMUS_HUB_UNAVAILABLE', `no Secret ${namespace}/${TRUST_SECRET}: has the hub started?`);
     return store;
   }
 
@@ -182,7 +214,16 @@ export class TrustStore {
       const written = await this.#api.replaceNamespacedSecret({
         name: TRUST_SECRET,
         namespace: this.#namespace,
-        body: { metadata: { name: TRUST_SECRET, namespace: this.#namespace, resourceVersion: this.#resourceVersion, annotations: this.#annotations }, type: 'Opaque', data: await encode(next, this.#external) },
+        body: {
+          metadata: {
+            name: TRUST_SECRET,
+            namespace: this.#namespace,
+            resourceVersion: this.#resourceVersion,
+            annotations: this.#annotations,
+          },
+          type: 'Opaque',
+          data: await encode(next, this.#external),
+        },
       });
       this.#state = next;
       this.#holdsExternalKey = false;
@@ -202,7 +243,10 @@ export class TrustStore {
     let certificatePem: string;
     let privateKeyPem: string;
     try {
-      [certificatePem, privateKeyPem] = await Promise.all([readFile(rootCertFile, 'utf8'), readFile(rootKeyFile, 'utf8')]);
+      [certificatePem, privateKeyPem] = await Promise.all([
+        readFile(rootCertFile, 'utf8'),
+        readFile(rootKeyFile, 'utf8'),
+      ]);
     } catch (err) {
       throw new IsthmusError('ISTHMUS_CONFIG_INVALID', `certificates.rootCertFile/rootKeyFile: ${describeError(err)}`);
     }
@@ -212,7 +256,11 @@ export class TrustStore {
 
 async function encode(state: TrustState, external: RootAuthority | undefined): Promise<Record<string, string>> {
   const roots = await Promise.all(
-    [...state.roots.values()].map(async (r) => (r.fingerprint === external?.fingerprint ? { certificatePem: r.certificatePem } : { certificatePem: r.certificatePem, privateKeyPem: await r.exportPrivateKeyPem() })),
+    [...state.roots.values()].map(async (r) =>
+      r.fingerprint === external?.fingerprint
+        ? { certificatePem: r.certificatePem }
+        : { certificatePem: r.certificatePem, privateKeyPem: await r.exportPrivateKeyPem() },
+    ),
   );
   const b64 = (s: string): string => Buffer.from(s).toString('base64');
   return {
@@ -223,7 +271,12 @@ async function encode(state: TrustState, external: RootAuthority | undefined): P
   };
 }
 
-async function decode(secret: V1Secret, trustDomain: string, external: RootAuthority | undefined, withKeys: boolean): Promise<{ state: TrustState; holdsExternalKey: boolean }> {
+async function decode(
+  secret: V1Secret,
+  trustDomain: string,
+  external: RootAuthority | undefined,
+  withKeys: boolean,
+): Promise<{ state: TrustState; holdsExternalKey: boolean }> {
   const text = (key: string): string => Buffer.from(secret.data?.[key] ?? '', 'base64').toString('utf8');
   try {
     const roots = rootsSchema.parse(JSON.parse(text('roots.json')));
@@ -236,8 +289,15 @@ async function decode(secret: V1Secret, trustDomain: string, external: RootAutho
               holdsExternalKey ||= r.privateKeyPem !== undefined;
               return external;
             }
-            if (r.privateKeyPem === undefined) throw new Error(`root ${fingerprint} is held outside the cluster, and this hub's certificates.rootCertFile/rootKeyFile do not hold it`);
-            return RootAuthority.load({ trustDomain, certificatePem: r.certificatePem, privateKeyPem: r.privateKeyPem });
+            if (r.privateKeyPem === undefined)
+              throw new Error(
+                `root ${fingerprint} is held outside the cluster, and this hub's certificates.rootCertFile/rootKeyFile do not hold it`,
+              );
+            return RootAuthority.load({
+              trustDomain,
+              certificatePem: r.certificatePem,
+              privateKeyPem: r.privateKeyPem,
+            });
           }),
         )
       : [];
@@ -251,6 +311,8 @@ async function decode(secret: V1Secret, trustDomain: string, external: RootAutho
       },
     };
   } catch (err) {
-    throw new IsthmusError('ISTHMUS_PKI_INVALID', `Secret ${TRUST_SECRET} is damaged: ${describeError(err)}`, { cause: err });
+    throw new IsthmusError('ISTHMUS_PKI_INVALID', `Secret ${TRUST_SECRET} is damaged: ${describeError(err)}`, {
+      cause: err,
+    });
   }
 }

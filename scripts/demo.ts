@@ -19,7 +19,16 @@ import { DEFAULT_GATEWAY_NAME, type OutboundListenerRecord } from '../common/gat
 import { ensureNamespace } from '../common/kube/index.ts';
 import { runComponent } from '../common/main.ts';
 import { derivedServiceName } from '../spoke-agent/imports/naming.ts';
-import { Federation, exportService, netnsAvailable, waitFor, waitForProcess, type Fault, type LocalCluster, type ManagedProcess } from '../local/index.ts';
+import {
+  Federation,
+  exportService,
+  netnsAvailable,
+  waitFor,
+  waitForProcess,
+  type Fault,
+  type LocalCluster,
+  type ManagedProcess,
+} from '../local/index.ts';
 
 const repo = fileURLToPath(new URL('../', import.meta.url));
 const NS = 'shop';
@@ -36,7 +45,10 @@ const demoConfig = z
     members: z
       .number()
       .int()
-      .refine((n) => n === 3, { message: 'the failover scenario needs exactly 3 members (cluster-a and cluster-b in eu-west, cluster-c in us-east)' })
+      .refine((n) => n === 3, {
+        message:
+          'the failover scenario needs exactly 3 members (cluster-a and cluster-b in eu-west, cluster-c in us-east)',
+      })
       .default(3),
     hubReplicas: z.number().int().min(1).max(2).default(1),
     /** Tear down after this many seconds of the live view (0 = run until Ctrl-C). */
@@ -108,7 +120,13 @@ class LiveView {
   #drawnLines = 0;
   #notes: string[] = [];
 
-  constructor(options: { clusters: readonly ClusterInfo[]; client: string; target: { address: string; port: number }; backends: readonly Backend[]; tty: boolean }) {
+  constructor(options: {
+    clusters: readonly ClusterInfo[];
+    client: string;
+    target: { address: string; port: number };
+    backends: readonly Backend[];
+    tty: boolean;
+  }) {
     this.#clusters = options.clusters;
     this.#client = options.client;
     this.#target = options.target;
@@ -121,7 +139,17 @@ class LiveView {
   }
 
   startScene(scene: Scene): void {
-    const record: SceneRecord = { number: this.#scenes.length + 1, label: scene.label, title: scene.title, expect: scene.expect, startedAt: Date.now(), served: new Map(), failed: 0, failedFirstSecond: 0, seconds: 0 };
+    const record: SceneRecord = {
+      number: this.#scenes.length + 1,
+      label: scene.label,
+      title: scene.title,
+      expect: scene.expect,
+      startedAt: Date.now(),
+      served: new Map(),
+      failed: 0,
+      failedFirstSecond: 0,
+      seconds: 0,
+    };
     this.#scenes.push(record);
     if (this.#tty) this.#draw();
     // No tally here: a connection that hangs fails up to CLIENT_TIMEOUT_MS later, and counts
@@ -166,7 +194,14 @@ class LiveView {
     // On a TTY the last frame stays as drawn (log lines may have followed it).
     if (this.#tty) process.stdout.write('\x1b[?25h');
     const played = this.#scenes.filter((x) => x.seconds > 0);
-    process.stdout.write(['', 'Connections per scene: served, by cluster; FAILED, those begun in the scene that failed; LATER, of those, the ones begun after its first second:', ...this.#sceneTable(played), ''].join('\n') + '\n');
+    process.stdout.write(
+      [
+        '',
+        'Connections per scene: served, by cluster; FAILED, those begun in the scene that failed; LATER, of those, the ones begun after its first second:',
+        ...this.#sceneTable(played),
+        '',
+      ].join('\n') + '\n',
+    );
   }
 
   #byCluster(line: ClientSecond): Map<string, number> {
@@ -182,7 +217,10 @@ class LiveView {
     const route = this.#plan?.routes.find((r) => r.cluster === cluster);
     if (!route) return { text: `${'-'.padEnd(5)} ${'-'.padStart(6)} ${'-'.padEnd(7)}`, why: '' };
     const why = route.reason || (route.share > 0 ? 'serving' : 'not needed: a better level takes it all');
-    return { text: `${`L${route.level < 0 ? '-' : route.level}`.padEnd(5)} ${pct(route.share).padStart(6)} ${`${route.healthy}/${route.total}`.padEnd(7)}`, why };
+    return {
+      text: `${`L${route.level < 0 ? '-' : route.level}`.padEnd(5)} ${pct(route.share).padStart(6)} ${`${route.healthy}/${route.total}`.padEnd(7)}`,
+      why,
+    };
   }
 
   #elapsed(since: number): string {
@@ -197,14 +235,21 @@ class LiveView {
     const served = line ? this.#byCluster(line) : new Map<string, number>();
     const ok = [...served.values()].reduce((sum, n) => sum + n, 0);
     const rows: { text: string; style?: string }[] = [];
-    rows.push({ text: `[${this.#elapsed(this.#startedAt)}] Isthmus live failover — client in ${this.#client} → ${NS}/${SERVICE} via ${this.#target.address}:${this.#target.port}, ${CONNECTIONS_PER_SECOND} new connections/s` });
+    rows.push({
+      text: `[${this.#elapsed(this.#startedAt)}] Isthmus live failover — client in ${this.#client} → ${NS}/${SERVICE} via ${this.#target.address}:${this.#target.port}, ${CONNECTIONS_PER_SECOND} new connections/s`,
+    });
     rows.push({ text: '' });
-    rows.push({ text: scene ? `Scene ${scene.number} (${this.#elapsed(scene.startedAt)}): ${scene.title}` : 'Starting…', style: '\x1b[1m' });
+    rows.push({
+      text: scene ? `Scene ${scene.number} (${this.#elapsed(scene.startedAt)}): ${scene.title}` : 'Starting…',
+      style: '\x1b[1m',
+    });
     rows.push({ text: scene ? `  expect: ${scene.expect}` : '' });
     rows.push({ text: '' });
     const planColumn = 10 + 1 + 11 + 1 + 23;
     rows.push({ text: `${' '.repeat(planColumn)}${this.#client}'s gateway plan (isthmus routes)` });
-    rows.push({ text: `${'CLUSTER'.padEnd(10)} ${'LOCALITY'.padEnd(11)} ${'LAST SECOND'.padEnd(23)}${'LEVEL'.padEnd(5)} ${'SHARE'.padStart(6)} ${'HEALTHY'.padEnd(7)} WHY` });
+    rows.push({
+      text: `${'CLUSTER'.padEnd(10)} ${'LOCALITY'.padEnd(11)} ${'LAST SECOND'.padEnd(23)}${'LEVEL'.padEnd(5)} ${'SHARE'.padStart(6)} ${'HEALTHY'.padEnd(7)} WHY`,
+    });
     for (const cluster of this.#clusters) {
       const n = served.get(cluster.name) ?? 0;
       const share = ok > 0 ? n / ok : 0;
@@ -240,7 +285,9 @@ class LiveView {
 
   #plainLine(line: ClientSecond, served: Map<string, number>, ok: number): string {
     const scene = this.#scenes.at(-1);
-    const shares = this.#clusters.map((cl) => `${cl.name} ${pct(ok > 0 ? (served.get(cl.name) ?? 0) / ok : 0).padStart(4)}`).join(' ');
+    const shares = this.#clusters
+      .map((cl) => `${cl.name} ${pct(ok > 0 ? (served.get(cl.name) ?? 0) / ok : 0).padStart(4)}`)
+      .join(' ');
     const plan = this.#clusters.map((cl) => {
       const route = this.#route(cl.name);
       return `${cl.name} ${route.text.replace(/\s+/g, ' ').trim()} (${route.why})`;
@@ -275,8 +322,16 @@ await runComponent({
   stopTimeoutMs: 60_000,
   start: async (config, log) => {
     const available = await netnsAvailable();
-    if (!available.ok) throw new Error(`the demo runs each cluster in a network namespace and needs root (or CAP_NET_ADMIN with ip and nft): ${available.reason ?? ''}`);
-    const fed = await Federation.start({ members: config.members, hubReplicas: config.hubReplicas, heartbeatInterval: '2s', gateways: true });
+    if (!available.ok)
+      throw new Error(
+        `the demo runs each cluster in a network namespace and needs root (or CAP_NET_ADMIN with ip and nft): ${available.reason ?? ''}`,
+      );
+    const fed = await Federation.start({
+      members: config.members,
+      hubReplicas: config.hubReplicas,
+      heartbeatInterval: '2s',
+      gateways: true,
+    });
     const lab = fed.lab as NonNullable<Federation['lab']>;
     const backends: Backend[] = [];
     let client: ManagedProcess | undefined;
@@ -295,7 +350,10 @@ await runComponent({
           const spec = (await fed.memberCluster(m.name)).spec;
           const region = spec?.region ?? '?';
           const zone = spec?.zone ?? '?';
-          return { name: m.name, locality: `${region}/${zone.startsWith(`${region}-`) ? zone.slice(region.length + 1) : zone}` };
+          return {
+            name: m.name,
+            locality: `${region}/${zone.startsWith(`${region}-`) ? zone.slice(region.length + 1) : zone}`,
+          };
         }),
       );
       // shop/cart, exported from every member with two live backends each (cart-a1, cart-a2, …).
@@ -309,7 +367,12 @@ await runComponent({
           backends.push({ id, cluster: member.name, address: started.address, process: started.process });
           endpoints.push({ ip: started.address, zone });
         }
-        await exportService(member.kubeConfig(), { namespace: NS, name: SERVICE, ports: [{ name: 'tcp', port: PORT }], endpoints });
+        await exportService(member.kubeConfig(), {
+          namespace: NS,
+          name: SERVICE,
+          ports: [{ name: 'tcp', port: PORT }],
+          endpoints,
+        });
       }
       await fed.gatewayReady(a.name);
       target = await clustersetEndpoint(a);
@@ -317,7 +380,11 @@ await runComponent({
         `${a.name}'s gateway plans shop/cart over all three clusters`,
         async () => {
           const routes = (await listener(a))?.routes ?? [];
-          return routes.length === fed.members.length && routes.every((r) => r.healthy === BACKENDS_PER_CLUSTER) && routes.find((r) => r.cluster === a.name)?.share === 1;
+          return (
+            routes.length === fed.members.length &&
+            routes.every((r) => r.healthy === BACKENDS_PER_CLUSTER) &&
+            routes.find((r) => r.cluster === a.name)?.share === 1
+          );
         },
         90_000,
         250,
@@ -325,10 +392,23 @@ await runComponent({
       client = await lab.cluster(a.name).startProcess({
         name: 'demo-client',
         command: process.execPath,
-        args: [join(repo, 'local/workloads/netns-tool.ts'), 'loop', target.address, String(target.port), String(CONNECTIONS_PER_SECOND), String(CLIENT_TIMEOUT_MS)],
+        args: [
+          join(repo, 'local/workloads/netns-tool.ts'),
+          'loop',
+          target.address,
+          String(target.port),
+          String(CONNECTIONS_PER_SECOND),
+          String(CLIENT_TIMEOUT_MS),
+        ],
       });
       const started = client;
-      await waitForProcess(started, 'the demo client reports', () => Promise.resolve(started.logTail(5).includes('"at"')), 15_000, 100);
+      await waitForProcess(
+        started,
+        'the demo client reports',
+        () => Promise.resolve(started.logTail(5).includes('"at"')),
+        15_000,
+        100,
+      );
       const list = await fed.cli(['cluster', 'list'], 'hub');
       const cli = 'npx isthmus';
       process.stdout.write(
@@ -353,7 +433,9 @@ await runComponent({
           `  ${cli} cluster list --kubeconfig ${fed.hubCluster.kubeconfigPath}`,
           `  kubectl --kubeconfig ${a.kubeconfigPath} get serviceimports,endpointslices -n ${NS}`,
           '',
-          config.exitAfterSeconds > 0 ? `Tearing down in ${config.exitAfterSeconds} s.` : 'Press Ctrl-C to tear everything down.',
+          config.exitAfterSeconds > 0
+            ? `Tearing down in ${config.exitAfterSeconds} s.`
+            : 'Press Ctrl-C to tear everything down.',
           '',
         ].join('\n'),
       );
@@ -368,7 +450,10 @@ await runComponent({
       await waitFor(
         `${NS}/${SERVICE} clusterset endpoint in ${cluster.name}`,
         async () => {
-          const slices = await discovery.listNamespacedEndpointSlice({ namespace: NS, labelSelector: `kubernetes.io/service-name=${derivedServiceName(NS, SERVICE)}` });
+          const slices = await discovery.listNamespacedEndpointSlice({
+            namespace: NS,
+            labelSelector: `kubernetes.io/service-name=${derivedServiceName(NS, SERVICE)}`,
+          });
           const slice = slices.items.find((s) => s.endpoints?.some((e) => e.conditions?.ready));
           const address = slice?.endpoints?.[0]?.addresses[0];
           const port = slice?.ports?.[0]?.port;
@@ -382,7 +467,9 @@ await runComponent({
     }
 
     async function listener(cluster: LocalCluster): Promise<OutboundListenerRecord | undefined> {
-      return (await readListenerTable(cluster.kubeConfig(), GATEWAY_NAMESPACE, DEFAULT_GATEWAY_NAME)).find((l) => l.namespace === NS && l.name === SERVICE && l.port === PORT);
+      return (await readListenerTable(cluster.kubeConfig(), GATEWAY_NAMESPACE, DEFAULT_GATEWAY_NAME)).find(
+        (l) => l.namespace === NS && l.name === SERVICE && l.port === PORT,
+      );
     }
 
     // The scenario: each scene acts, then holds for sceneSeconds; after the last it starts over at the second.
@@ -404,9 +491,19 @@ await runComponent({
         backends
           .filter((x) => x.cluster === cluster && !x.process?.running)
           .map(async (x) => {
-            const started = await lc.startProcess({ name: `backend-${x.id}`, command: process.execPath, args: [backendScript, x.address, String(PORT), x.id] });
+            const started = await lc.startProcess({
+              name: `backend-${x.id}`,
+              command: process.execPath,
+              args: [backendScript, x.address, String(PORT), x.id],
+            });
             x.process = started;
-            await waitForProcess(started, `backend ${x.id} listening`, async () => (await lc.tcpProbe(x.address, PORT, 2_000)) === 'connected', 30_000, 100);
+            await waitForProcess(
+              started,
+              `backend ${x.id} listening`,
+              async () => (await lc.tcpProbe(x.address, PORT, 2_000)) === 'connected',
+              30_000,
+              100,
+            );
           }),
       );
     }
@@ -416,7 +513,12 @@ await runComponent({
     // again only after a full scene of rest (a remote cluster ejected by outlier detection
     // comes back when its ejection runs out, which doubles while it stays dead).
     const scenes: Scene[] = [
-      { label: 'all healthy', title: 'all backends up, no faults', expect: `${a.name} serves: own cluster first`, act: () => Promise.resolve() },
+      {
+        label: 'all healthy',
+        title: 'all backends up, no faults',
+        expect: `${a.name} serves: own cluster first`,
+        act: () => Promise.resolve(),
+      },
       {
         label: `${a.name} backends killed`,
         title: `killed ${a.name}'s backends (their EndpointSlice still says ready)`,
@@ -440,7 +542,12 @@ await runComponent({
           blackholed = undefined;
         },
       },
-      { label: `${b.name} backends killed`, title: `killed ${b.name}'s backends too`, expect: `${c.name} serves (other region), zero failed connections`, act: () => killBackends(b.name) },
+      {
+        label: `${b.name} backends killed`,
+        title: `killed ${b.name}'s backends too`,
+        expect: `${c.name} serves (other region), zero failed connections`,
+        act: () => killBackends(b.name),
+      },
       {
         label: `${a.name}+${b.name.slice(-1)} backends back`,
         title: `restarted ${a.name}'s and ${b.name}'s backends`,
@@ -468,7 +575,9 @@ await runComponent({
           if (aborted.signal.aborted) return;
           throw err;
         }
-        await delay(Math.max(0, startedAt + config.sceneSeconds * 1000 - Date.now()), undefined, { signal: aborted.signal }).catch(() => undefined);
+        await delay(Math.max(0, startedAt + config.sceneSeconds * 1000 - Date.now()), undefined, {
+          signal: aborted.signal,
+        }).catch(() => undefined);
       }
     })().catch((err: unknown) => {
       view.note(`the scenario stopped: ${err instanceof Error ? err.message : String(err)}`);
@@ -517,7 +626,8 @@ await runComponent({
     }, 500);
 
     let timer: NodeJS.Timeout | undefined;
-    if (config.exitAfterSeconds > 0) timer = setTimeout(() => process.kill(process.pid, 'SIGTERM'), config.exitAfterSeconds * 1000);
+    if (config.exitAfterSeconds > 0)
+      timer = setTimeout(() => process.kill(process.pid, 'SIGTERM'), config.exitAfterSeconds * 1000);
     return {
       stop: async () => {
         clearTimeout(timer);

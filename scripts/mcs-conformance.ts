@@ -24,13 +24,17 @@ const STAND_IN_PERIOD_MS = 250;
 
 const binary = process.env['MCS_CONFORMANCE_TEST'];
 if (!binary) {
-  process.stderr.write('MCS_CONFORMANCE_TEST must name the compiled conformance suite (go test -c in mcs-api/conformance)\n');
+  process.stderr.write(
+    'MCS_CONFORMANCE_TEST must name the compiled conformance suite (go test -c in mcs-api/conformance)\n',
+  );
   process.exit(2);
 }
 
 /** One kubeconfig with every member's context (named after the cluster), as the suite's --contexts wants. */
 function mergedKubeconfig(members: readonly LocalCluster[]): string {
-  const parts = members.map((m) => parseYaml(m.kubeconfigYaml) as { clusters: unknown[]; contexts: unknown[]; users: unknown[] });
+  const parts = members.map(
+    (m) => parseYaml(m.kubeconfigYaml) as { clusters: unknown[]; contexts: unknown[]; users: unknown[] },
+  );
   return stringifyYaml({
     apiVersion: 'v1',
     kind: 'Config',
@@ -53,19 +57,35 @@ async function standIn(kc: KubeConfig, signal: AbortSignal): Promise<void> {
         // One namespace refusing (e.g. being deleted) must not hold up the others.
         await core.readNamespacedServiceAccount({ name: 'default', namespace }).catch(async (err: unknown) => {
           if (!isNotFound(err)) return;
-          await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'default' } } }).catch((e: unknown) => {
-            if (!isAlreadyExists(e)) process.stderr.write(`stand-in: service account in ${namespace}: ${String(e)}\n`);
-          });
+          await core
+            .createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'default' } } })
+            .catch((e: unknown) => {
+              if (!isAlreadyExists(e))
+                process.stderr.write(`stand-in: service account in ${namespace}: ${String(e)}\n`);
+            });
         });
       }
       for (const pod of (await core.listPodForAllNamespaces()).items) {
         if (pod.status?.phase === 'Running' || pod.metadata?.deletionTimestamp) continue;
         const ip = `10.244.0.${(podIp++ % 250) + 2}`;
         const now = new Date();
-        pod.status = { ...pod.status, phase: 'Running', podIP: ip, podIPs: [{ ip }], startTime: now, conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now }] };
-        await core.replaceNamespacedPodStatus({ name: pod.metadata?.name ?? '', namespace: pod.metadata?.namespace ?? '', body: pod }).catch((e: unknown) => {
-          if (!isNotFound(e)) process.stderr.write(`stand-in: pod status: ${String(e)}\n`);
-        });
+        pod.status = {
+          ...pod.status,
+          phase: 'Running',
+          podIP: ip,
+          podIPs: [{ ip }],
+          startTime: now,
+          conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now }],
+        };
+        await core
+          .replaceNamespacedPodStatus({
+            name: pod.metadata?.name ?? '',
+            namespace: pod.metadata?.namespace ?? '',
+            body: pod,
+          })
+          .catch((e: unknown) => {
+            if (!isNotFound(e)) process.stderr.write(`stand-in: pod status: ${String(e)}\n`);
+          });
       }
     } catch (err) {
       if (!signal.aborted) process.stderr.write(`stand-in: ${String(err)}\n`);

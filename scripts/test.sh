@@ -29,6 +29,7 @@ step "network tools" ensure_network_tools
 step "pinned binaries" bash scripts/ensure-binaries.sh
 step "typecheck" tsc -p tsconfig.json
 step "lint" eslint .
+step "format" prettier --check --log-level=warn "**/*.{ts,js}"
 echo "== tests"
 vitest run --reporter=default --reporter=json --outputFile.json="$results" "$@"
 vitest_rc=$?

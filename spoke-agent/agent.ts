@@ -8,12 +8,26 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { backoffDelay } from '../common/backoff.ts';
 import { describeError, isIsthmusError } from '../common/errors.ts';
-import { MAX_APPLIED_POLICIES, isHubCallError, type AppliedPolicy, type ClusterFacts } from '../common/hub-api/index.ts';
+import {
+  MAX_APPLIED_POLICIES,
+  isHubCallError,
+  type AppliedPolicy,
+  type ClusterFacts,
+} from '../common/hub-api/index.ts';
 import { ensureNamespace } from '../common/kube/index.ts';
 import { loadKubeConfig } from '../common/kubeconfig.ts';
 import type { Logger } from '../common/logger.ts';
 import type { Running } from '../common/main.ts';
-import { ClusterAuthority, createCertificateRequest, generateKeyPair, parseBundlePem, privateKeyToPem, rootFingerprint, startRenewal, type RenewalHandle } from '../common/pki/index.ts';
+import {
+  ClusterAuthority,
+  createCertificateRequest,
+  generateKeyPair,
+  parseBundlePem,
+  privateKeyToPem,
+  rootFingerprint,
+  startRenewal,
+  type RenewalHandle,
+} from '../common/pki/index.ts';
 import { processMetricsRegistry, startStatusServer } from '../common/status-server.ts';
 import { writeClusterProperties } from './about.ts';
 import { writeIstioCacerts } from './istio-cacerts.ts';
@@ -37,7 +51,13 @@ export interface MemberExtension {
    * everything it started has stopped. `heartbeatSoon` asks for the next heartbeat early (at most
    * one a second), e.g. after the applied policies changed.
    */
-  run(context: { kc: KubeConfig; credentials: AgentCredentials; session: HubSession; signal: AbortSignal; heartbeatSoon: () => void }): Promise<void>;
+  run(context: {
+    kc: KubeConfig;
+    credentials: AgentCredentials;
+    session: HubSession;
+    signal: AbortSignal;
+    heartbeatSoon: () => void;
+  }): Promise<void>;
   exportCount(): number;
   /** The FailoverPolicy copies this cluster holds, for the heartbeat; undefined while not known yet. */
   appliedPolicies?(): readonly AppliedPolicy[] | undefined;
@@ -86,7 +106,11 @@ function validityOf(pem: string): { notBefore: Date; notAfter: Date } {
   return { notBefore: new Date(cert.validFrom), notAfter: new Date(cert.validTo) };
 }
 
-export async function startAgent(config: AgentConfig, log: Logger, extensions: readonly MemberExtension[] = []): Promise<RunningAgent> {
+export async function startAgent(
+  config: AgentConfig,
+  log: Logger,
+  extensions: readonly MemberExtension[] = [],
+): Promise<RunningAgent> {
   const kc = loadKubeConfig(config.kubeconfig || undefined);
   await ensureNamespace(kc, config.namespace);
   const secrets = new AgentSecrets(kc, config.namespace);
@@ -95,7 +119,16 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
   let credentials: AgentCredentials | undefined;
   let session: HubSession | undefined;
   const renewals: RenewalHandle[] = [];
-  let status: AgentStatus = { phase: 'WaitingForJoin', clusterId: config.clusterId, lastHeartbeatTime: '', heartbeatIntervalSeconds: 10, lastError: '', lastErrorCode: '', trustBundleSequence: 0, hubEndpoint: '' };
+  let status: AgentStatus = {
+    phase: 'WaitingForJoin',
+    clusterId: config.clusterId,
+    lastHeartbeatTime: '',
+    heartbeatIntervalSeconds: 10,
+    lastError: '',
+    lastErrorCode: '',
+    trustBundleSequence: 0,
+    hubEndpoint: '',
+  };
   let resolveJoined!: (c: AgentCredentials) => void;
   const joinedPromise = new Promise<AgentCredentials>((resolve) => (resolveJoined = resolve));
 
@@ -107,7 +140,9 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
 
   const publishStatus = async (next: Partial<AgentStatus>): Promise<void> => {
     status = { ...status, ...next };
-    await writeAgentStatus(kc, config.namespace, status).catch((err: unknown) => log.warn({ err: describeError(err) }, 'cannot write agent status'));
+    await writeAgentStatus(kc, config.namespace, status).catch((err: unknown) =>
+      log.warn({ err: describeError(err) }, 'cannot write agent status'),
+    );
   };
 
   /** Waits for a join request and joins; a refused request is reported and not retried until it changes. */
@@ -131,7 +166,10 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
       try {
         const joined = await join(bootstrap, factsOf(config), await loadJoinKeys(secrets));
         await secrets.saveCredentials(joined);
-        await secrets.reportJoin('Joined', `cluster ${config.clusterId} joined the federation (trust domain ${joined.trustDomain})`);
+        await secrets.reportJoin(
+          'Joined',
+          `cluster ${config.clusterId} joined the federation (trust domain ${joined.trustDomain})`,
+        );
         await secrets.finishJoin();
         log.info({ clusterId: config.clusterId, hubEndpoints: joined.hubEndpoints }, 'joined the federation');
         return joined;
@@ -156,10 +194,20 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
 
   async function adopt(next: AgentCredentials): Promise<void> {
     // Refuse unusable credentials early: the intermediate must match the key kept here.
-    await ClusterAuthority.create({ trustDomain: next.trustDomain, clusterId: next.clusterId, privateKey: next.intermediateKey, intermediatePem: next.intermediateCertificate });
+    await ClusterAuthority.create({
+      trustDomain: next.trustDomain,
+      clusterId: next.clusterId,
+      privateKey: next.intermediateKey,
+      intermediatePem: next.intermediateCertificate,
+    });
     const previous = credentials;
     credentials = next;
-    const identity = { trustDomain: next.trustDomain, trustBundlePem: next.trustBundlePem, agentCertificate: next.agentCertificate, agentKey: next.agentKey };
+    const identity = {
+      trustDomain: next.trustDomain,
+      trustBundlePem: next.trustBundlePem,
+      agentCertificate: next.agentCertificate,
+      agentKey: next.agentKey,
+    };
     if (session) session.updateIdentity(identity, next.hubEndpoints);
     else session = new HubSession(next.hubEndpoints, identity);
     if (previous) for (const extension of extensions) extension.credentialsChanged?.(next);
@@ -174,7 +222,11 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
   async function publishIstioCacerts(): Promise<void> {
     if (!config.istioCacerts.enabled || !credentials) return;
     const written = await writeIstioCacerts(kc, config.istioCacerts.namespace, credentials);
-    if (!written) log.warn({ namespace: config.istioCacerts.namespace }, 'istioCacerts is on but the namespace does not exist; nothing written');
+    if (!written)
+      log.warn(
+        { namespace: config.istioCacerts.namespace },
+        'istioCacerts is on but the namespace does not exist; nothing written',
+      );
   }
 
   /** One Renew call for the agent certificate, the intermediate (same key), or both (root rotation). */
@@ -182,7 +234,12 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
     const current = credentials as AgentCredentials;
     const agentKeys = what.agent ? await generateKeyPair() : undefined;
     const authority = what.intermediate
-      ? await ClusterAuthority.create({ trustDomain: current.trustDomain, clusterId: current.clusterId, privateKey: current.intermediateKey, intermediatePem: current.intermediateCertificate })
+      ? await ClusterAuthority.create({
+          trustDomain: current.trustDomain,
+          clusterId: current.clusterId,
+          privateKey: current.intermediateKey,
+          intermediatePem: current.intermediateCertificate,
+        })
       : undefined;
     const response = await (session as HubSession).call('Renew', {
       agentCsr: agentKeys ? await createCertificateRequest(agentKeys, `CN=isthmus agent ${current.clusterId}`) : '',
@@ -191,7 +248,12 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
     const renewed: AgentCredentials = {
       ...current,
       ...bundleFields(response.credentials),
-      ...(agentKeys ? { agentCertificate: response.credentials.agentCertificate, agentKey: await privateKeyToPem(agentKeys.privateKey) } : {}),
+      ...(agentKeys
+        ? {
+            agentCertificate: response.credentials.agentCertificate,
+            agentKey: await privateKeyToPem(agentKeys.privateKey),
+          }
+        : {}),
       ...(authority ? { intermediateCertificate: response.credentials.intermediateCertificate } : {}),
     };
     await saveAndAdopt(renewed);
@@ -200,15 +262,28 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
     return renewed;
   }
 
-  function bundleFields(c: { trustBundlePem: string; trustBundleJson: string; trustBundleSequence: number }): Partial<AgentCredentials> {
-    return c.trustBundlePem ? { trustBundlePem: c.trustBundlePem, trustBundleJson: c.trustBundleJson, trustBundleSequence: c.trustBundleSequence } : {};
+  function bundleFields(c: {
+    trustBundlePem: string;
+    trustBundleJson: string;
+    trustBundleSequence: number;
+  }): Partial<AgentCredentials> {
+    return c.trustBundlePem
+      ? {
+          trustBundlePem: c.trustBundlePem,
+          trustBundleJson: c.trustBundleJson,
+          trustBundleSequence: c.trustBundleSequence,
+        }
+      : {};
   }
 
   /** The policy copies every extension that tracks them reports; known only once all of them know. */
   function appliedPolicies(): { appliedPolicies: AppliedPolicy[]; appliedPoliciesKnown: boolean } {
     const reports = extensions.filter((e) => e.appliedPolicies !== undefined).map((e) => e.appliedPolicies?.());
     const known = reports.length > 0 && reports.every((r) => r !== undefined);
-    return { appliedPolicies: known ? reports.flatMap((r) => r ?? []).slice(0, MAX_APPLIED_POLICIES) : [], appliedPoliciesKnown: known };
+    return {
+      appliedPolicies: known ? reports.flatMap((r) => r ?? []).slice(0, MAX_APPLIED_POLICIES) : [],
+      appliedPoliciesKnown: known,
+    };
   }
 
   async function heartbeatLoop(): Promise<void> {
@@ -229,7 +304,12 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
         });
         intervalMs = response.heartbeatIntervalSeconds * 1000;
         if (response.trustBundlePem) {
-          await saveAndAdopt({ ...current, trustBundlePem: response.trustBundlePem, trustBundleJson: response.trustBundleJson, trustBundleSequence: response.trustBundleSequence });
+          await saveAndAdopt({
+            ...current,
+            trustBundlePem: response.trustBundlePem,
+            trustBundleJson: response.trustBundleJson,
+            trustBundleSequence: response.trustBundleSequence,
+          });
           log.info({ sequence: response.trustBundleSequence }, 'trust bundle updated');
         }
         // Root rotation: both the intermediate and the agent certificate move to the new root.
@@ -237,15 +317,33 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
         if (response.resendExports) (session as HubSession).exportsWanted();
         unreachable = 0;
         delayMs = intervalMs;
-        await publishStatus({ phase: 'Member', lastHeartbeatTime: new Date().toISOString(), heartbeatIntervalSeconds: response.heartbeatIntervalSeconds, lastError: '', lastErrorCode: '', trustBundleSequence: (credentials as AgentCredentials).trustBundleSequence });
+        await publishStatus({
+          phase: 'Member',
+          lastHeartbeatTime: new Date().toISOString(),
+          heartbeatIntervalSeconds: response.heartbeatIntervalSeconds,
+          lastError: '',
+          lastErrorCode: '',
+          trustBundleSequence: (credentials as AgentCredentials).trustBundleSequence,
+        });
       } catch (err) {
         const code = isHubCallError(err) ? err.code : undefined;
         // Removed, or removed and joined again under this id with other certificates.
         const removed = code === 'ISTHMUS_CLUSTER_NOT_MEMBER' || code === 'ISTHMUS_MEMBERSHIP_SUPERSEDED';
         // No hub reachable: probe again soon, so the hub's return is seen (and pending work flushed) within seconds.
-        if (!isHubCallError(err) || err.retryable) delayMs = backoffDelay(++unreachable, { ...UNREACHABLE_HEARTBEAT_BACKOFF, maxMs: Math.min(intervalMs, UNREACHABLE_HEARTBEAT_BACKOFF.maxMs) });
-        log[removed ? 'error' : 'warn']({ code, err: describeError(err) }, removed ? 'the hub says this cluster is no longer a member' : 'heartbeat failed');
-        await publishStatus({ phase: removed ? 'Removed' : status.phase, lastError: describeError(err), lastErrorCode: code ?? '' });
+        if (!isHubCallError(err) || err.retryable)
+          delayMs = backoffDelay(++unreachable, {
+            ...UNREACHABLE_HEARTBEAT_BACKOFF,
+            maxMs: Math.min(intervalMs, UNREACHABLE_HEARTBEAT_BACKOFF.maxMs),
+          });
+        log[removed ? 'error' : 'warn'](
+          { code, err: describeError(err) },
+          removed ? 'the hub says this cluster is no longer a member' : 'heartbeat failed',
+        );
+        await publishStatus({
+          phase: removed ? 'Removed' : status.phase,
+          lastError: describeError(err),
+          lastErrorCode: code ?? '',
+        });
       }
       await sleep(delayMs, undefined, { signal: wakeHeartbeat.signal }).catch(() => undefined);
       if (wakeHeartbeat.signal.aborted && !signal.aborted) {
@@ -264,14 +362,37 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
     const current = credentials as AgentCredentials;
     await writeClusterProperties(kc, current.clusterId, config.clustersetName);
     await publishIstioCacerts();
-    await publishStatus({ phase: 'Member', heartbeatIntervalSeconds: current.heartbeatIntervalSeconds, trustBundleSequence: current.trustBundleSequence });
+    await publishStatus({
+      phase: 'Member',
+      heartbeatIntervalSeconds: current.heartbeatIntervalSeconds,
+      trustBundleSequence: current.trustBundleSequence,
+    });
     resolveJoined(current);
-    const onError = (what: string) => (err: unknown, retryInMs: number) => log.warn({ err: describeError(err), retryInMs }, `${what} renewal failed`);
-    renewals.push(startRenewal({ kind: 'leaf', validity: validityOf(current.agentCertificate), renew: async () => validityOf((await renew({ agent: true, intermediate: false })).agentCertificate), onError: onError('agent certificate') }));
-    renewals.push(startRenewal({ kind: 'authority', validity: validityOf(current.intermediateCertificate), renew: async () => validityOf((await renew({ agent: false, intermediate: true })).intermediateCertificate), onError: onError('intermediate') }));
+    const onError = (what: string) => (err: unknown, retryInMs: number) =>
+      log.warn({ err: describeError(err), retryInMs }, `${what} renewal failed`);
+    renewals.push(
+      startRenewal({
+        kind: 'leaf',
+        validity: validityOf(current.agentCertificate),
+        renew: async () => validityOf((await renew({ agent: true, intermediate: false })).agentCertificate),
+        onError: onError('agent certificate'),
+      }),
+    );
+    renewals.push(
+      startRenewal({
+        kind: 'authority',
+        validity: validityOf(current.intermediateCertificate),
+        renew: async () => validityOf((await renew({ agent: false, intermediate: true })).intermediateCertificate),
+        onError: onError('intermediate'),
+      }),
+    );
     // The catalog may wait for NATS; membership (heartbeats, renewal) must not wait for it.
     for (const extension of extensions) {
-      extensionRuns.push(extension.run({ kc, credentials: current, session: session as HubSession, signal, heartbeatSoon }).catch((err: unknown) => log.error({ err }, 'member extension failed')));
+      extensionRuns.push(
+        extension
+          .run({ kc, credentials: current, session: session as HubSession, signal, heartbeatSoon })
+          .catch((err: unknown) => log.error({ err }, 'member extension failed')),
+      );
     }
     await heartbeatLoop();
   };
@@ -285,7 +406,8 @@ export async function startAgent(config: AgentConfig, log: Logger, extensions: r
     host: config.status.host,
     port: config.status.port,
     registry,
-    notReadyReason: () => (status.phase === 'Member' ? undefined : `phase ${status.phase}${status.lastError ? `: ${status.lastError}` : ''}`),
+    notReadyReason: () =>
+      status.phase === 'Member' ? undefined : `phase ${status.phase}${status.lastError ? `: ${status.lastError}` : ''}`,
   });
 
   return {

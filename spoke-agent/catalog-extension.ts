@@ -17,7 +17,13 @@ import { createExporter, hubReportSink, type Exporter } from './exports/index.ts
 import { gatewayListeners, type GatewayListeners } from './gateway-listeners.ts';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Informer } from '../common/kube/index.ts';
-import { createImporter, ownedServiceImports, registerImporterMetrics, type Importer, type ImporterStatus } from './imports/index.ts';
+import {
+  createImporter,
+  ownedServiceImports,
+  registerImporterMetrics,
+  type Importer,
+  type ImporterStatus,
+} from './imports/index.ts';
 import { membersMirror } from './members-mirror.ts';
 import { policyCopies, policyMirror, type PolicyCopies } from './policy-mirror.ts';
 
@@ -26,7 +32,17 @@ interface ImportSide {
   readonly close: () => Promise<void>;
 }
 
-const IMPORTER_NOT_STARTED: ImporterStatus = { synced: false, entries: 0, revision: 0, watchRestarts: 0, malformedEntries: 0, writes: 0, reconciles: 0, pending: 0, conflicts: [] };
+const IMPORTER_NOT_STARTED: ImporterStatus = {
+  synced: false,
+  entries: 0,
+  revision: 0,
+  watchRestarts: 0,
+  malformedEntries: 0,
+  writes: 0,
+  reconciles: 0,
+  pending: 0,
+  conflicts: [],
+};
 
 export interface CatalogExtensionOptions {
   readonly log: Logger;
@@ -96,7 +112,11 @@ export function catalogExtension(options: CatalogExtensionOptions): CatalogExten
       target.applyCatalogConflicts(namespace, name, entry?.conflicts ?? []);
     });
     activeImporter = importer;
-    const running = Promise.all([members.run(sideSignal), policyMirror({ kc, nc, copies: copies as PolicyCopies, log }).run(sideSignal), importer.run(sideSignal)]);
+    const running = Promise.all([
+      members.run(sideSignal),
+      policyMirror({ kc, nc, copies: copies as PolicyCopies, log }).run(sideSignal),
+      importer.run(sideSignal),
+    ]);
     return {
       importer,
       close: async () => {
@@ -121,8 +141,15 @@ export function catalogExtension(options: CatalogExtensionOptions): CatalogExten
       const imported = ownedServiceImports(kc, log.child({ part: 'imports' }));
       serviceImports = imported;
       imported.start();
-      exporter = createExporter({ kc, clusterId: credentials.clusterId, hub: hubReportSink(session), log: log.child({ part: 'exports' }) });
-      const exporting = exporter.run(signal).catch((err: unknown) => log.error({ err }, 'exporter stopped with an error'));
+      exporter = createExporter({
+        kc,
+        clusterId: credentials.clusterId,
+        hub: hubReportSink(session),
+        log: log.child({ part: 'exports' }),
+      });
+      const exporting = exporter
+        .run(signal)
+        .catch((err: unknown) => log.error({ err }, 'exporter stopped with an error'));
       imports = startImports(credentials);
       imports.catch((err: unknown) => log.error({ err }, 'cannot start the catalog side'));
       await whenAborted(signal);
@@ -145,7 +172,9 @@ export function catalogExtension(options: CatalogExtensionOptions): CatalogExten
       imports = previous
         .catch(() => undefined)
         .then(async (side) => {
-          await side?.close().catch((err: unknown) => log.warn({ err }, 'closing the catalog connection of the old certificate failed'));
+          await side
+            ?.close()
+            .catch((err: unknown) => log.warn({ err }, 'closing the catalog connection of the old certificate failed'));
           return startImports(credentials);
         });
       imports.catch((err: unknown) => log.error({ err }, 'cannot reconnect the catalog with the new certificate'));

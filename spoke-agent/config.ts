@@ -1,6 +1,11 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { dns1123LabelSchema, gatewayAddressSchema, labelValueSchema, qualifiedNameSchema } from '../common/api/index.ts';
+import {
+  dns1123LabelSchema,
+  gatewayAddressSchema,
+  labelValueSchema,
+  qualifiedNameSchema,
+} from '../common/api/index.ts';
 import { durationSchema } from '../common/duration.ts';
 import { DEFAULT_GATEWAY_NAME } from '../common/gateway-contract.ts';
 
@@ -34,7 +39,10 @@ export const agentConfigSchema = z
     dns: z
       .object({
         enabled: z.boolean().default(true),
-        host: z.string().refine((host) => isIP(host) !== 0, 'must be an IPv4 or IPv6 address').default('127.0.0.1'),
+        host: z
+          .string()
+          .refine((host) => isIP(host) !== 0, 'must be an IPv4 or IPv6 address')
+          .default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(10053),
       })
       .strict()

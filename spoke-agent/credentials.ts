@@ -67,13 +67,19 @@ export class AgentSecrets {
   async loadCredentials(): Promise<AgentCredentials | undefined> {
     const secret = await readSecret(this.#api, this.#namespace, CREDENTIALS_SECRET);
     const text = secret && field(secret, JSON_KEY);
-    return text === undefined ? undefined : parseInput(agentCredentialsSchema, JSON.parse(text), `Secret ${this.#namespace}/${CREDENTIALS_SECRET}`);
+    return text === undefined
+      ? undefined
+      : parseInput(agentCredentialsSchema, JSON.parse(text), `Secret ${this.#namespace}/${CREDENTIALS_SECRET}`);
   }
 
   /** Creates or replaces the credentials Secret. */
   async saveCredentials(credentials: AgentCredentials): Promise<void> {
     const body: V1Secret = {
-      metadata: { name: CREDENTIALS_SECRET, namespace: this.#namespace, labels: { 'app.kubernetes.io/managed-by': 'isthmus-agent' } },
+      metadata: {
+        name: CREDENTIALS_SECRET,
+        namespace: this.#namespace,
+        labels: { 'app.kubernetes.io/managed-by': 'isthmus-agent' },
+      },
       type: 'Opaque',
       data: { [JSON_KEY]: Buffer.from(JSON.stringify(credentials)).toString('base64') },
     };
@@ -94,7 +100,11 @@ export class AgentSecrets {
     if (!secret) return undefined;
     return parseInput(
       bootstrapSchema,
-      { hubEndpoints: (field(secret, 'hub-endpoints') ?? '').split(',').filter(Boolean), token: field(secret, 'token'), caPin: field(secret, 'ca-pin') },
+      {
+        hubEndpoints: (field(secret, 'hub-endpoints') ?? '').split(',').filter(Boolean),
+        token: field(secret, 'token'),
+        caPin: field(secret, 'ca-pin'),
+      },
       `Secret ${this.#namespace}/${BOOTSTRAP_SECRET}`,
     );
   }
@@ -105,7 +115,11 @@ export class AgentSecrets {
     const body: V1Secret = {
       metadata: { name: BOOTSTRAP_SECRET, namespace: this.#namespace },
       type: 'Opaque',
-      data: { 'hub-endpoints': b64(bootstrap.hubEndpoints.join(',')), token: b64(bootstrap.token), 'ca-pin': b64(bootstrap.caPin) },
+      data: {
+        'hub-endpoints': b64(bootstrap.hubEndpoints.join(',')),
+        token: b64(bootstrap.token),
+        'ca-pin': b64(bootstrap.caPin),
+      },
     };
     await putSecret(this.#kc, body);
   }
@@ -138,7 +152,9 @@ export class AgentSecrets {
   }
 
   /** The private keys (PKCS#8 PEM) of the join in progress, created on first use and kept until it completes. */
-  async joinKeys(generate: () => Promise<{ intermediateKey: string; agentKey: string }>): Promise<{ intermediateKey: string; agentKey: string }> {
+  async joinKeys(
+    generate: () => Promise<{ intermediateKey: string; agentKey: string }>,
+  ): Promise<{ intermediateKey: string; agentKey: string }> {
     const secret = await readSecret(this.#api, this.#namespace, JOIN_KEYS_SECRET);
     const intermediateKey = secret && field(secret, 'intermediate.key');
     const agentKey = secret && field(secret, 'agent.key');
@@ -146,7 +162,11 @@ export class AgentSecrets {
     const keys = await generate();
     const b64 = (s: string): string => Buffer.from(s).toString('base64');
     await putSecret(this.#kc, {
-      metadata: { name: JOIN_KEYS_SECRET, namespace: this.#namespace, labels: { 'app.kubernetes.io/managed-by': 'isthmus-agent' } },
+      metadata: {
+        name: JOIN_KEYS_SECRET,
+        namespace: this.#namespace,
+        labels: { 'app.kubernetes.io/managed-by': 'isthmus-agent' },
+      },
       type: 'Opaque',
       data: { 'intermediate.key': b64(keys.intermediateKey), 'agent.key': b64(keys.agentKey) },
     });

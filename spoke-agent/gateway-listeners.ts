@@ -3,7 +3,12 @@
 // told to reconcile again whenever the gateway's table changes. A missing or unreadable table
 // means "no listener yet", never an error.
 import type { KubeConfig, V1ConfigMap } from '@kubernetes/client-node';
-import { gatewayListenersConfigMapName, listenerKey, listenersDocumentSchema, type OutboundListenerRecord } from '../common/gateway-contract.ts';
+import {
+  gatewayListenersConfigMapName,
+  listenerKey,
+  listenersDocumentSchema,
+  type OutboundListenerRecord,
+} from '../common/gateway-contract.ts';
 import { Informer, kinds } from '../common/kube/index.ts';
 import type { Logger } from '../common/logger.ts';
 import type { OutboundListener } from './imports/index.ts';
@@ -16,10 +21,21 @@ export interface GatewayListeners {
   onChange(listener: () => void): void;
 }
 
-export function gatewayListeners(options: { kc: KubeConfig; namespace: string; gatewayName: string; log: Logger }): GatewayListeners {
+export function gatewayListeners(options: {
+  kc: KubeConfig;
+  namespace: string;
+  gatewayName: string;
+  log: Logger;
+}): GatewayListeners {
   const name = gatewayListenersConfigMapName(options.gatewayName);
   const log = options.log.child({ part: 'gateway-listeners' });
-  const informer = new Informer<V1ConfigMap>({ kubeConfig: options.kc, resource: kinds.configMaps, namespace: options.namespace, fieldSelector: `metadata.name=${name}`, logger: log });
+  const informer = new Informer<V1ConfigMap>({
+    kubeConfig: options.kc,
+    resource: kinds.configMaps,
+    namespace: options.namespace,
+    fieldSelector: `metadata.name=${name}`,
+    logger: log,
+  });
   let table = new Map<string, OutboundListenerRecord>();
   let raw: string | undefined;
   const listeners = new Set<() => void>();
@@ -29,8 +45,14 @@ export function gatewayListeners(options: { kc: KubeConfig; namespace: string; g
     if (json === raw) return;
     raw = json;
     const parsed = json === undefined ? undefined : listenersDocumentSchema.safeParse(safeJson(json));
-    if (parsed && !parsed.success) log.warn({ problem: parsed.error.message }, 'gateway listener table unreadable; treated as empty');
-    table = new Map((parsed?.success ? parsed.data.listeners : []).map((l) => [listenerKey(l.namespace, l.name, l.protocol, l.port), l]));
+    if (parsed && !parsed.success)
+      log.warn({ problem: parsed.error.message }, 'gateway listener table unreadable; treated as empty');
+    table = new Map(
+      (parsed?.success ? parsed.data.listeners : []).map((l) => [
+        listenerKey(l.namespace, l.name, l.protocol, l.port),
+        l,
+      ]),
+    );
     for (const listener of listeners) listener();
   };
   informer.addEventHandler(refresh);
@@ -38,7 +60,9 @@ export function gatewayListeners(options: { kc: KubeConfig; namespace: string; g
   return {
     lookup: (namespace, service, port) => {
       const record = table.get(listenerKey(namespace, service, port.protocol, port.port));
-      return record && { address: record.address, port: record.listenPort, healthy: record.healthy, reason: record.reason };
+      return (
+        record && { address: record.address, port: record.listenPort, healthy: record.healthy, reason: record.reason }
+      );
     },
     start: () => informer.start(),
     stop: () => informer.stop(),

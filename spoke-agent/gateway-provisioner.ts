@@ -13,7 +13,10 @@ import type { MemberExtension } from './agent.ts';
 import { whenAborted } from '../common/lifecycle.ts';
 import type { AgentCredentials } from './credentials.ts';
 
-export const GATEWAY_COMPONENT_LABEL = { 'app.kubernetes.io/managed-by': 'isthmus-agent', 'app.kubernetes.io/component': 'east-west-gateway' } as const;
+export const GATEWAY_COMPONENT_LABEL = {
+  'app.kubernetes.io/managed-by': 'isthmus-agent',
+  'app.kubernetes.io/component': 'east-west-gateway',
+} as const;
 
 const WRITE_BACKOFF = { initialMs: 500, maxMs: 30_000, jitter: 0.3 } as const;
 
@@ -39,7 +42,12 @@ export function gatewayProvisioner(options: GatewayProvisionerOptions): MemberEx
       privateKey: credentials.intermediateKey,
       intermediatePem: credentials.intermediateCertificate,
     });
-    return authority.issueLeaf({ kind: 'gateway', trustDomain: credentials.trustDomain, clusterId: credentials.clusterId, name: options.gatewayName });
+    return authority.issueLeaf({
+      kind: 'gateway',
+      trustDomain: credentials.trustDomain,
+      clusterId: credentials.clusterId,
+      name: options.gatewayName,
+    });
   }
 
   async function writeLeaf(credentials: AgentCredentials): Promise<X509Svid> {
@@ -48,7 +56,11 @@ export function gatewayProvisioner(options: GatewayProvisionerOptions): MemberEx
       apiVersion: 'v1',
       kind: 'Secret',
       type: 'kubernetes.io/tls',
-      metadata: { name: gatewayTlsSecretName(options.gatewayName), namespace: options.namespace, labels: { ...GATEWAY_COMPONENT_LABEL } },
+      metadata: {
+        name: gatewayTlsSecretName(options.gatewayName),
+        namespace: options.namespace,
+        labels: { ...GATEWAY_COMPONENT_LABEL },
+      },
       stringData: { 'tls.crt': svid.certificateChainPem, 'tls.key': svid.privateKeyPem, 'spiffe-id': svid.spiffeId },
     });
     log.info({ spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString() }, 'gateway certificate issued');
@@ -65,7 +77,7 @@ export function gatewayProvisioner(options: GatewayProvisionerOptions): MemberEx
       data: {
         'bundle.pem': credentials.trustBundlePem,
         'bundle.spiffe.json': credentials.trustBundleJson,
-        'sequence': String(credentials.trustBundleSequence),
+        sequence: String(credentials.trustBundleSequence),
         'trust-domain': credentials.trustDomain,
       },
     });
@@ -81,7 +93,8 @@ export function gatewayProvisioner(options: GatewayProvisionerOptions): MemberEx
         const renewed = await serialised(() => writeLeaf(current as AgentCredentials));
         return { notBefore: renewed.notBefore, notAfter: renewed.notAfter };
       },
-      onError: (err, retryInMs) => log.warn({ err: describeError(err), retryInMs }, 'gateway certificate renewal failed'),
+      onError: (err, retryInMs) =>
+        log.warn({ err: describeError(err), retryInMs }, 'gateway certificate renewal failed'),
     });
   }
 
@@ -107,7 +120,8 @@ export function gatewayProvisioner(options: GatewayProvisionerOptions): MemberEx
       await retryWithBackoff(() => serialised(() => converge(current as AgentCredentials, true)), {
         backoff: WRITE_BACKOFF,
         signal: context.signal,
-        onError: (err, retryInMs) => log.warn({ err: describeError(err), retryInMs }, 'cannot write the gateway credentials yet'),
+        onError: (err, retryInMs) =>
+          log.warn({ err: describeError(err), retryInMs }, 'cannot write the gateway credentials yet'),
       });
       await whenAborted(context.signal);
       renewal?.stop();
@@ -119,7 +133,9 @@ export function gatewayProvisioner(options: GatewayProvisionerOptions): MemberEx
       current = credentials;
       if (!kc) return;
       const intermediateChanged = previous?.intermediateCertificate !== credentials.intermediateCertificate;
-      serialised(() => converge(credentials, intermediateChanged)).catch((err: unknown) => log.error({ err: describeError(err) }, 'cannot update the gateway credentials'));
+      serialised(() => converge(credentials, intermediateChanged)).catch((err: unknown) =>
+        log.error({ err: describeError(err) }, 'cannot update the gateway credentials'),
+      );
     },
   };
 }

@@ -15,19 +15,30 @@ export interface DiscoveredHub {
 /** Learns the hub's root CA and trust domain when `endpoint` presents a chain to a root matching `pin`. */
 export async function discoverHubCa(endpoint: string, pin: string, timeoutMs = 5_000): Promise<DiscoveredHub> {
   // No verification here on purpose: the pin check below is the verification.
-  const chain = peerChainOf(await tlsHandshake(endpoint, { rejectUnauthorized: false }, timeoutMs)).map((der) => new X509Certificate(der));
+  const chain = peerChainOf(await tlsHandshake(endpoint, { rejectUnauthorized: false }, timeoutMs)).map(
+    (der) => new X509Certificate(der),
+  );
   const leaf = chain[0];
   const root = chain.find((cert) => cert.ca && rootPin(cert) === pin);
   if (!leaf || !root) {
     const offered = chain.filter((c) => c.ca).map((c) => rootPin(c));
-    throw new IsthmusError('ISTHMUS_CA_PIN_MISMATCH', `${endpoint} presents CA ${offered.join(', ') || '(none)'}, expected ${pin}; check the --ca-pin from \`isthmus token create\``);
+    throw new IsthmusError(
+      'ISTHMUS_CA_PIN_MISMATCH',
+      `${endpoint} presents CA ${offered.join(', ') || '(none)'}, expected ${pin}; check the --ca-pin from \`isthmus token create\``,
+    );
   }
   if (!leaf.checkIssued(root) || !leaf.verify(root.publicKey)) {
-    throw new IsthmusError('ISTHMUS_CA_PIN_MISMATCH', `${endpoint}: the server certificate is not signed by the pinned CA`);
+    throw new IsthmusError(
+      'ISTHMUS_CA_PIN_MISMATCH',
+      `${endpoint}: the server certificate is not signed by the pinned CA`,
+    );
   }
   const id = safeParseSpiffeId(/URI:([^,\s]+)/.exec(leaf.subjectAltName ?? '')?.[1] ?? '');
   if (!id.ok || id.id.kind !== 'hub') {
-    throw new IsthmusError('ISTHMUS_PEER_REFUSED', `${endpoint} is not an Isthmus hub (its certificate names ${leaf.subjectAltName ?? 'no SPIFFE ID'})`);
+    throw new IsthmusError(
+      'ISTHMUS_PEER_REFUSED',
+      `${endpoint} is not an Isthmus hub (its certificate names ${leaf.subjectAltName ?? 'no SPIFFE ID'})`,
+    );
   }
   return { caPem: root.toString(), trustDomain: id.id.trustDomain };
 }

@@ -21,7 +21,10 @@ export interface SessionIdentity {
  * grpc-js calls this instead of a host-name check: the hub is verified by its SPIFFE ID
  * (spiffe://<td>/hub, which only the root issues), never by a host name.
  */
-export function hubIdentityCheck(trustDomain: string, bundlePem: string): (hostname: string, cert: PeerCertificate) => Error | undefined {
+export function hubIdentityCheck(
+  trustDomain: string,
+  bundlePem: string,
+): (hostname: string, cert: PeerCertificate) => Error | undefined {
   return serverIdentityCheck(trustDomain, bundlePem, 'hub');
 }
 
@@ -46,7 +49,11 @@ export class HubSession {
     this.close();
   }
 
-  async call<M extends HubMethod>(method: M, request: HubMethods[M]['request'], deadlineMs = 10_000): Promise<HubMethods[M]['response']> {
+  async call<M extends HubMethod>(
+    method: M,
+    request: HubMethods[M]['request'],
+    deadlineMs = 10_000,
+  ): Promise<HubMethods[M]['response']> {
     let lastError: unknown;
     for (let i = 0; i < this.#endpoints.length; i++) {
       const index = (this.#preferred + i) % this.#endpoints.length;
@@ -98,7 +105,11 @@ export class HubSession {
     let client = this.#clients.get(endpoint);
     if (!client) {
       const { trustDomain, trustBundlePem, agentCertificate, agentKey } = this.#identity;
-      const credentials = hubChannelCredentials(trustBundlePem, { certChain: agentCertificate, key: agentKey }, { checkServerIdentity: hubIdentityCheck(trustDomain, trustBundlePem) });
+      const credentials = hubChannelCredentials(
+        trustBundlePem,
+        { certChain: agentCertificate, key: agentKey },
+        { checkServerIdentity: hubIdentityCheck(trustDomain, trustBundlePem) },
+      );
       client = new HubClient(endpoint, credentials);
       this.#clients.set(endpoint, client);
     }

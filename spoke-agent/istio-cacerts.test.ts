@@ -13,7 +13,11 @@ describe('Istio cacerts Secret', () => {
     const kc = bed.clusters[0]!.kubeConfig();
     const root = await RootAuthority.generate({ trustDomain: 'isthmus.local' });
     const keys = await generateKeyPair();
-    const intermediate = await root.signIntermediate('cluster-a', 1, await createIntermediateRequest(keys, 'cluster-a'));
+    const intermediate = await root.signIntermediate(
+      'cluster-a',
+      1,
+      await createIntermediateRequest(keys, 'cluster-a'),
+    );
     const credentials = {
       clusterId: 'cluster-a',
       trustDomain: 'isthmus.local',
@@ -28,8 +32,12 @@ describe('Istio cacerts Secret', () => {
     expect(await writeIstioCacerts(kc, 'istio-system', credentials)).toBe(true);
     expect(await writeIstioCacerts(kc, 'istio-system', credentials)).toBe(true);
 
-    const secret = await kc.makeApiClient(CoreV1Api).readNamespacedSecret({ name: ISTIO_CACERTS_SECRET, namespace: 'istio-system' });
-    const data = Object.fromEntries(Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]));
+    const secret = await kc
+      .makeApiClient(CoreV1Api)
+      .readNamespacedSecret({ name: ISTIO_CACERTS_SECRET, namespace: 'istio-system' });
+    const data = Object.fromEntries(
+      Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]),
+    );
     expect(Object.keys(data).sort()).toEqual(['ca-cert.pem', 'ca-key.pem', 'cert-chain.pem', 'root-cert.pem']);
     const ca = new X509Certificate(data['ca-cert.pem']!);
     expect(ca.ca).toBe(true);

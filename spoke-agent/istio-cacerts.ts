@@ -8,7 +8,11 @@ import type { AgentCredentials } from './credentials.ts';
 export const ISTIO_CACERTS_SECRET = 'cacerts';
 
 /** Writes or refreshes the Secret; false when the namespace does not exist (no mesh installed). */
-export async function writeIstioCacerts(kc: KubeConfig, namespace: string, credentials: AgentCredentials): Promise<boolean> {
+export async function writeIstioCacerts(
+  kc: KubeConfig,
+  namespace: string,
+  credentials: AgentCredentials,
+): Promise<boolean> {
   const api = kc.makeApiClient(CoreV1Api);
   try {
     await api.readNamespace({ name: namespace });

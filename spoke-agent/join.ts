@@ -5,7 +5,13 @@
 import { createPrivateKey, createPublicKey, webcrypto } from 'node:crypto';
 import { HubClient, hubChannelCredentials, isHubCallError, type ClusterFacts } from '../common/hub-api/index.ts';
 import { IsthmusError, isIsthmusError, type ErrorCode } from '../common/errors.ts';
-import { createCertificateRequest, createIntermediateRequest, generateKeyPair, privateKeyToPem, type KeyPair } from '../common/pki/index.ts';
+import {
+  createCertificateRequest,
+  createIntermediateRequest,
+  generateKeyPair,
+  privateKeyToPem,
+  type KeyPair,
+} from '../common/pki/index.ts';
 import type { AgentCredentials, AgentSecrets, Bootstrap } from './credentials.ts';
 import { discoverHubCa } from './hub-discovery.ts';
 import { hubIdentityCheck } from './hub-session.ts';
@@ -42,7 +48,9 @@ export async function keyPairFromPem(privatePem: string): Promise<KeyPair> {
   const ecdsa = { name: 'ECDSA', namedCurve: 'P-256' } as const;
   const [privateKey, publicKey] = await Promise.all([
     webcrypto.subtle.importKey('pkcs8', key.export({ type: 'pkcs8', format: 'der' }), ecdsa, true, ['sign']),
-    webcrypto.subtle.importKey('spki', createPublicKey(key).export({ type: 'spki', format: 'der' }), ecdsa, true, ['verify']),
+    webcrypto.subtle.importKey('spki', createPublicKey(key).export({ type: 'spki', format: 'der' }), ecdsa, true, [
+      'verify',
+    ]),
   ]);
   return { algorithm: 'P-256', privateKey, publicKey };
 }
@@ -56,9 +64,15 @@ export function isTerminalJoinError(err: unknown): boolean {
 export async function loadJoinKeys(secrets: AgentSecrets): Promise<JoinKeyPairs> {
   const pems = await secrets.joinKeys(async () => {
     const fresh = await generateJoinKeys();
-    return { intermediateKey: await privateKeyToPem(fresh.intermediate.privateKey), agentKey: await privateKeyToPem(fresh.agent.privateKey) };
+    return {
+      intermediateKey: await privateKeyToPem(fresh.intermediate.privateKey),
+      agentKey: await privateKeyToPem(fresh.agent.privateKey),
+    };
   });
-  const [intermediate, agent] = await Promise.all([keyPairFromPem(pems.intermediateKey), keyPairFromPem(pems.agentKey)]);
+  const [intermediate, agent] = await Promise.all([
+    keyPairFromPem(pems.intermediateKey),
+    keyPairFromPem(pems.agentKey),
+  ]);
   return { intermediate, agent };
 }
 
@@ -74,7 +88,12 @@ export async function join(bootstrap: Bootstrap, facts: ClusterFacts, keys?: Joi
     let client: HubClient | undefined;
     try {
       const hub = await discoverHubCa(endpoint, bootstrap.caPin);
-      client = new HubClient(endpoint, hubChannelCredentials(hub.caPem, undefined, { checkServerIdentity: hubIdentityCheck(hub.trustDomain, hub.caPem) }));
+      client = new HubClient(
+        endpoint,
+        hubChannelCredentials(hub.caPem, undefined, {
+          checkServerIdentity: hubIdentityCheck(hub.trustDomain, hub.caPem),
+        }),
+      );
       // Join may wait on the hub for `isthmus cluster accept`.
       const response = await client.call('Join', { token: bootstrap.token, facts, intermediateCsr, agentCsr }, 60_000);
       return {

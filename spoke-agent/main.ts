@@ -12,11 +12,28 @@ await runComponent({
   configSchema: agentConfigSchema,
   start: async (config, log) => {
     const registry = processMetricsRegistry('spoke-agent');
-    const catalog = catalogExtension({ log, registry, namespace: config.namespace, gatewayName: config.gatewayName, vanishedGraceMs: config.catalogVanishedGrace });
+    const catalog = catalogExtension({
+      log,
+      registry,
+      namespace: config.namespace,
+      gatewayName: config.gatewayName,
+      vanishedGraceMs: config.catalogVanishedGrace,
+    });
     // Listening before the agent joins: until the imports are cached, the zone answers SERVFAIL.
-    const dns = config.dns.enabled ? await startClustersetDns({ host: config.dns.host, port: config.dns.port, serviceImports: () => catalog.serviceImports(), log: log.child({ part: 'dns' }), registry }) : undefined;
+    const dns = config.dns.enabled
+      ? await startClustersetDns({
+          host: config.dns.host,
+          port: config.dns.port,
+          serviceImports: () => catalog.serviceImports(),
+          log: log.child({ part: 'dns' }),
+          registry,
+        })
+      : undefined;
     try {
-      const agent = await startAgent(config, log, [catalog, gatewayProvisioner({ log, namespace: config.namespace, gatewayName: config.gatewayName })]);
+      const agent = await startAgent(config, log, [
+        catalog,
+        gatewayProvisioner({ log, namespace: config.namespace, gatewayName: config.gatewayName }),
+      ]);
       return {
         stop: async () => {
           await agent.stop();

@@ -28,7 +28,12 @@ export interface MembersMirror extends Runnable {
   onChange(listener: () => void): void;
 }
 
-export function membersMirror(options: { kc: KubeConfig; nc: NatsConnection; namespace: string; log: Logger }): MembersMirror {
+export function membersMirror(options: {
+  kc: KubeConfig;
+  nc: NatsConnection;
+  namespace: string;
+  log: Logger;
+}): MembersMirror {
   const log = options.log.child({ part: 'members-mirror' });
   const watcher = new CatalogWatcher<MemberRecord>({ nc: options.nc, log, source: membersSource });
   const queue = new WorkQueue<string>({ name: 'members-mirror', logger: log, maxDelayMs: 30_000 });
@@ -36,7 +41,12 @@ export function membersMirror(options: { kc: KubeConfig; nc: NatsConnection; nam
   const listeners = new Set<() => void>();
 
   async function write(): Promise<void> {
-    const document: MembersDocument = { members: watcher.keys().sort().map((key) => watcher.get(key) as MemberRecord) };
+    const document: MembersDocument = {
+      members: watcher
+        .keys()
+        .sort()
+        .map((key) => watcher.get(key) as MemberRecord),
+    };
     const json = JSON.stringify(document);
     if (json === written) return;
     await putConfigMap(options.kc, {

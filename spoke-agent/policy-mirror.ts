@@ -51,7 +51,8 @@ const policiesSource: KvSource<PolicyRecord> = {
   bucket: POLICIES_BUCKET,
   parse: (key, value) => {
     const record = policyRecordSchema.parse(value);
-    if (policyKey(record.namespace, record.service) !== key) throw new Error(`record names ${record.namespace}/${record.service}`);
+    if (policyKey(record.namespace, record.service) !== key)
+      throw new Error(`record names ${record.namespace}/${record.service}`);
     return record;
   },
 };
@@ -77,7 +78,10 @@ export function desiredCopy(record: PolicyRecord): DesiredObject {
       name: record.policyName,
       namespace: record.namespace,
       labels: { [LABEL_MANAGED_BY]: FIELD_MANAGER, [LABEL_POLICY_SERVICE]: record.service },
-      annotations: { [ANNOTATION_HUB_GENERATION]: String(record.generation), [ANNOTATION_POLICY_UPDATED_AT]: record.updatedAt },
+      annotations: {
+        [ANNOTATION_HUB_GENERATION]: String(record.generation),
+        [ANNOTATION_POLICY_UPDATED_AT]: record.updatedAt,
+      },
     },
     spec,
   });
@@ -98,7 +102,12 @@ export interface PolicyCopies {
 
 export function policyCopies(options: { kc: KubeConfig; log: Logger }): PolicyCopies {
   const log = options.log.child({ part: 'policy-copies' });
-  const copies = new Informer({ kubeConfig: options.kc, resource: failoverPolicyResource, labelSelector: `${LABEL_MANAGED_BY}=${FIELD_MANAGER}`, logger: log });
+  const copies = new Informer({
+    kubeConfig: options.kc,
+    resource: failoverPolicyResource,
+    labelSelector: `${LABEL_MANAGED_BY}=${FIELD_MANAGER}`,
+    logger: log,
+  });
   const namespaces = new Informer({ kubeConfig: options.kc, resource: kinds.namespaces, logger: log });
   let truncatedWarned = false;
   return {
@@ -118,12 +127,18 @@ export function policyCopies(options: { kc: KubeConfig; log: Logger }): PolicyCo
         const { name, namespace, annotations } = copy.metadata ?? {};
         const service = serviceOf(copy);
         const generation = Number(annotations?.[ANNOTATION_HUB_GENERATION]);
-        if (name && namespace && service && Number.isSafeInteger(generation) && generation >= 1) applied.push({ namespace, service, policyName: name, generation });
+        if (name && namespace && service && Number.isSafeInteger(generation) && generation >= 1)
+          applied.push({ namespace, service, policyName: name, generation });
       }
-      applied.sort((a, b) => (a.namespace === b.namespace ? (a.service < b.service ? -1 : 1) : a.namespace < b.namespace ? -1 : 1));
+      applied.sort((a, b) =>
+        a.namespace === b.namespace ? (a.service < b.service ? -1 : 1) : a.namespace < b.namespace ? -1 : 1,
+      );
       if (applied.length > MAX_APPLIED_POLICIES && !truncatedWarned) {
         truncatedWarned = true;
-        log.warn({ copies: applied.length, reported: MAX_APPLIED_POLICIES }, 'more FailoverPolicy copies than a heartbeat carries; the hub hears of the first ones only');
+        log.warn(
+          { copies: applied.length, reported: MAX_APPLIED_POLICIES },
+          'more FailoverPolicy copies than a heartbeat carries; the hub hears of the first ones only',
+        );
       }
       return applied.slice(0, MAX_APPLIED_POLICIES);
     },
@@ -152,7 +167,12 @@ export type PolicyMirror = Runnable;
 export function policyMirror(options: PolicyMirrorOptions): PolicyMirror {
   const log = options.log.child({ part: 'policy-mirror' });
   const { copies, namespaces } = options.copies;
-  const watcher = new CatalogWatcher<PolicyRecord>({ nc: options.nc, log, source: policiesSource, retry: options.watchRetry });
+  const watcher = new CatalogWatcher<PolicyRecord>({
+    nc: options.nc,
+    log,
+    source: policiesSource,
+    retry: options.watchRetry,
+  });
   const queue = new WorkQueue<string>({ name: 'policy-mirror', logger: log, maxDelayMs: 30_000 });
   const writer = new ObjectWriter(options.kc, () => undefined);
   const conflictRetryMs = options.conflictRetryMs ?? POLICY_MIRROR_DEFAULTS.conflictRetryMs;
@@ -186,7 +206,11 @@ export function policyMirror(options: PolicyMirrorOptions): PolicyMirror {
         const result = await writer.ensure(desiredCopy(record), copies.get(namespace, record.policyName));
         if ('foreign' in result) {
           conflict = true;
-          if (!conflicts.has(key)) log.warn({ key, namespace, name: record.policyName }, 'a FailoverPolicy of that name exists and is not managed by isthmus-agent; left alone, the hub policy is not applied here');
+          if (!conflicts.has(key))
+            log.warn(
+              { key, namespace, name: record.policyName },
+              'a FailoverPolicy of that name exists and is not managed by isthmus-agent; left alone, the hub policy is not applied here',
+            );
         } else {
           const copy = result.owned as unknown as FailoverPolicy;
           const { conditions } = setCondition(
@@ -200,7 +224,10 @@ export function policyMirror(options: PolicyMirrorOptions): PolicyMirror {
             },
             new Date(),
           );
-          await writer.ensureStatus(result.owned, fpResource, { observedGeneration: copy.metadata.generation, conditions });
+          await writer.ensureStatus(result.owned, fpResource, {
+            observedGeneration: copy.metadata.generation,
+            conditions,
+          });
         }
       } catch (err) {
         failures.push(err);
@@ -210,14 +237,24 @@ export function policyMirror(options: PolicyMirrorOptions): PolicyMirror {
       if (serviceOf(copy) !== service || copy.metadata?.name === record?.policyName) continue;
       try {
         await writer.remove(copy);
-        log.info({ key, namespace, name: copy.metadata?.name }, record ? 'FailoverPolicy copy replaced by another policy of the service' : 'FailoverPolicy copy removed: the hub withdrew the policy');
+        log.info(
+          { key, namespace, name: copy.metadata?.name },
+          record
+            ? 'FailoverPolicy copy replaced by another policy of the service'
+            : 'FailoverPolicy copy removed: the hub withdrew the policy',
+        );
       } catch (err) {
         failures.push(err);
       }
     }
     if (conflict) conflicts.add(key);
     else conflicts.delete(key);
-    if (failures.length > 0) throw new IsthmusError('ISTHMUS_KUBE_REQUEST_FAILED', `FailoverPolicy copy for ${key}: ${failures.map(describeKubeError).join('; ')}`, { cause: failures[0] });
+    if (failures.length > 0)
+      throw new IsthmusError(
+        'ISTHMUS_KUBE_REQUEST_FAILED',
+        `FailoverPolicy copy for ${key}: ${failures.map(describeKubeError).join('; ')}`,
+        { cause: failures[0] },
+      );
     return conflict ? { requeueAfterMs: conflictRetryMs } : undefined;
   }
 
@@ -228,7 +265,8 @@ export function policyMirror(options: PolicyMirrorOptions): PolicyMirror {
         copies.addEventHandler((_type, object) => enqueueCopy(object)),
         namespaces.addEventHandler((type, namespace) => {
           if (type !== 'add') return;
-          for (const key of watcher.keys()) if (parsePolicyKey(key).namespace === namespace.metadata?.name) queue.add(key);
+          for (const key of watcher.keys())
+            if (parsePolicyKey(key).namespace === namespace.metadata?.name) queue.add(key);
         }),
       ];
       const watching = watcher.run(signal);

@@ -81,7 +81,8 @@ export async function startBackend(host = '127.0.0.1'): Promise<Backend> {
       let moved = performance.now();
       while (!done(sockets.size)) {
         if (sockets.size !== last) [last, moved] = [sockets.size, performance.now()];
-        if (performance.now() - moved > stallMs) throw new Error(`${what}: the backend has had ${sockets.size} connections open for ${stallMs} ms`);
+        if (performance.now() - moved > stallMs)
+          throw new Error(`${what}: the backend has had ${sockets.size} connections open for ${stallMs} ms`);
         await sleep(5);
       }
     },

@@ -36,7 +36,11 @@ export async function reexecInBenchNamespace(): Promise<number | undefined> {
   try {
     ip('-n', netns, 'link', 'set', 'lo', 'up');
     ip('-n', netns, 'addr', 'add', `${BENCH_ADDRESS}/32`, 'dev', 'lo');
-    const child = spawn('ip', ['netns', 'exec', netns, process.execPath, ...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, [MARKER]: BENCH_ADDRESS } });
+    const child = spawn(
+      'ip',
+      ['netns', 'exec', netns, process.execPath, ...process.execArgv, ...process.argv.slice(1)],
+      { stdio: 'inherit', env: { ...process.env, [MARKER]: BENCH_ADDRESS } },
+    );
     const forward = (signal: NodeJS.Signals): void => void child.kill(signal);
     process.on('SIGINT', forward);
     process.on('SIGTERM', forward);

@@ -12,7 +12,15 @@ import { join } from 'node:path';
 import { freePort } from '../../local/testbed/ports.ts';
 import { benchHost } from './bench-netns.ts';
 import { ProcessSupervisor, type ManagedProcess } from '../../local/testbed/processes.ts';
-import { connectionsWithin, openFileLimit, waitForListening, type BenchCertificates, type Endpoint, type TopologyFactory, type TwoHopTopology } from './topology.ts';
+import {
+  connectionsWithin,
+  openFileLimit,
+  waitForListening,
+  type BenchCertificates,
+  type Endpoint,
+  type TopologyFactory,
+  type TwoHopTopology,
+} from './topology.ts';
 
 export const HAPROXY = process.env.HAPROXY ?? '/usr/sbin/haproxy';
 /** Enough for the idle test's 10,000 connections with room to spare... */
@@ -101,7 +109,8 @@ export const haproxyTopology: TopologyFactory = async (backend, certs) => {
     };
     const inbound = await start('inbound', inboundConfig(inboundListen, backend, certs));
     const outbound = await start('outbound', outboundConfig(entry, inboundListen, certs));
-    const describe = (): string => [inbound, outbound].map((p) => `${p.name} (${p.running ? 'running' : 'exited'}):\n${p.logTail(15)}`).join('\n');
+    const describe = (): string =>
+      [inbound, outbound].map((p) => `${p.name} (${p.running ? 'running' : 'exited'}):\n${p.logTail(15)}`).join('\n');
     await waitForListening([inboundListen, entry], Promise.race([inbound.exited(), outbound.exited()]), describe);
     const topology: TwoHopTopology = {
       name: 'haproxy',

@@ -26,7 +26,9 @@ export function connectTo(target: Endpoint): Promise<Socket> {
       socket.destroy();
       reject(err);
     };
-    socket.setTimeout(STALL_MS, () => fail(new Error(`connect to ${target.host}:${target.port}: no answer in ${STALL_MS} ms`)));
+    socket.setTimeout(STALL_MS, () =>
+      fail(new Error(`connect to ${target.host}:${target.port}: no answer in ${STALL_MS} ms`)),
+    );
     socket.on('error', fail);
     socket.once('connect', () => {
       connected = true;
@@ -114,7 +116,9 @@ export async function connectPingClose(target: Endpoint): Promise<number> {
         if (received >= PING_BYTES) resolve(performance.now() - start);
       });
       socket.on('error', reject);
-      socket.once('close', () => reject(new Error(`connection closed after ${received} of ${PING_BYTES} echoed bytes`)));
+      socket.once('close', () =>
+        reject(new Error(`connection closed after ${received} of ${PING_BYTES} echoed bytes`)),
+      );
     });
     socket.setTimeout(STALL_MS, stalled(socket, 'connect + ping-pong'));
     socket.once('connect', () => socket.write(PING));
@@ -144,7 +148,7 @@ async function streamOne(target: Endpoint, bytes: number): Promise<void> {
     header[0] = SINK_MARK;
     header.writeBigUInt64BE(BigInt(bytes), 1);
     socket.write(header);
-    for (let sent = 0; sent < bytes; ) {
+    for (let sent = 0; sent < bytes;) {
       const n = Math.min(CHUNK.length, bytes - sent);
       sent += n;
       if (!socket.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) {
@@ -161,7 +165,11 @@ async function streamOne(target: Endpoint, bytes: number): Promise<void> {
 export async function bulkStream(target: Endpoint, totalBytes: number, parallel: number): Promise<number> {
   const per = Math.floor(totalBytes / parallel);
   const start = performance.now();
-  await Promise.all(Array.from({ length: parallel }, (_, i) => streamOne(target, i === parallel - 1 ? totalBytes - per * (parallel - 1) : per)));
+  await Promise.all(
+    Array.from({ length: parallel }, (_, i) =>
+      streamOne(target, i === parallel - 1 ? totalBytes - per * (parallel - 1) : per),
+    ),
+  );
   return (performance.now() - start) / 1000;
 }
 
@@ -177,7 +185,12 @@ export interface IdleConnections {
  * `established(opened)` must resolve once that many have reached the far end (a barrier, so the
  * handshakes in flight through a proxy stay bounded by `batch`).
  */
-export async function openIdle(target: Endpoint, count: number, batch: number, established: (opened: number) => Promise<void>): Promise<IdleConnections> {
+export async function openIdle(
+  target: Endpoint,
+  count: number,
+  batch: number,
+  established: (opened: number) => Promise<void>,
+): Promise<IdleConnections> {
   const sockets: Socket[] = [];
   let lost = 0;
   const idle: IdleConnections = {
@@ -199,7 +212,8 @@ export async function openIdle(target: Endpoint, count: number, batch: number, e
         }),
       );
       const failure = outcomes.find((outcome) => outcome.status === 'rejected');
-      if (failure !== undefined) throw new Error(`idle connection ${sockets.length + 1} of ${count}: ${String(failure.reason)}`);
+      if (failure !== undefined)
+        throw new Error(`idle connection ${sockets.length + 1} of ${count}: ${String(failure.reason)}`);
       await established(sockets.length);
       if (lost > 0) throw new Error(`${lost} of ${sockets.length} idle connections were closed by the far side`);
     }

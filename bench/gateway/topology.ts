@@ -89,12 +89,26 @@ export const BENCH_MEMBERSHIP_EPOCH = 1;
 
 async function joinCluster(root: RootAuthority, clusterId: string): Promise<ClusterAuthority> {
   const keys = await generateKeyPair('P-256');
-  const { certificatePem } = await root.signIntermediate(clusterId, BENCH_MEMBERSHIP_EPOCH, await createIntermediateRequest(keys, clusterId));
-  return ClusterAuthority.create({ trustDomain: root.trustDomain, clusterId, privateKey: keys.privateKey, intermediatePem: certificatePem });
+  const { certificatePem } = await root.signIntermediate(
+    clusterId,
+    BENCH_MEMBERSHIP_EPOCH,
+    await createIntermediateRequest(keys, clusterId),
+  );
+  return ClusterAuthority.create({
+    trustDomain: root.trustDomain,
+    clusterId,
+    privateKey: keys.privateKey,
+    intermediatePem: certificatePem,
+  });
 }
 
 async function gatewayIdentity(dir: string, cluster: ClusterAuthority): Promise<BenchIdentity> {
-  const spiffeId = formatSpiffeId({ kind: 'gateway', trustDomain: cluster.trustDomain, clusterId: cluster.clusterId, name: 'bench' });
+  const spiffeId = formatSpiffeId({
+    kind: 'gateway',
+    trustDomain: cluster.trustDomain,
+    clusterId: cluster.clusterId,
+    name: 'bench',
+  });
   const svid = await cluster.issueLeaf(spiffeId, { keyAlgorithm: 'P-256' });
   const file = (suffix: string): string => join(dir, `${cluster.clusterId}-${suffix}`);
   const identity: BenchIdentity = {
@@ -115,7 +129,10 @@ async function gatewayIdentity(dir: string, cluster: ClusterAuthority): Promise<
 /** Writes the run's certificates into `dir` (the caller owns and removes it). */
 export async function createBenchCertificates(dir: string): Promise<BenchCertificates> {
   const root = await RootAuthority.generate({ trustDomain: BENCH_TRUST_DOMAIN, algorithm: 'P-256' });
-  const [outboundCluster, inboundCluster] = await Promise.all([joinCluster(root, OUTBOUND_CLUSTER), joinCluster(root, INBOUND_CLUSTER)]);
+  const [outboundCluster, inboundCluster] = await Promise.all([
+    joinCluster(root, OUTBOUND_CLUSTER),
+    joinCluster(root, INBOUND_CLUSTER),
+  ]);
   const bundle = createTrustBundle({ trustDomain: BENCH_TRUST_DOMAIN, sequence: 1, roots: [root.certificatePem] });
   const rootCaFile = join(dir, 'root-ca.pem');
   await writeFile(rootCaFile, bundleToPem(bundle));
@@ -146,7 +163,12 @@ export async function accepts(endpoint: Endpoint): Promise<boolean> {
  * Resolves once every endpoint accepts TCP connections; rejects at once with `describeExit()` if
  * `exited` settles first, and after `timeoutMs` otherwise.
  */
-export async function waitForListening(endpoints: readonly Endpoint[], exited: Promise<unknown>, describeExit: () => string, timeoutMs = 10_000): Promise<void> {
+export async function waitForListening(
+  endpoints: readonly Endpoint[],
+  exited: Promise<unknown>,
+  describeExit: () => string,
+  timeoutMs = 10_000,
+): Promise<void> {
   let gone = false;
   void exited.then(
     () => (gone = true),
@@ -157,7 +179,10 @@ export async function waitForListening(endpoints: readonly Endpoint[], exited: P
     if (gone) throw new Error(describeExit());
     const ready = await Promise.all(endpoints.map(accepts));
     if (ready.every(Boolean)) return;
-    if (performance.now() > deadline) throw new Error(`not listening after ${timeoutMs} ms on ${endpoints.map((e) => `${e.host}:${e.port}`).join(', ')}\n${describeExit()}`);
+    if (performance.now() > deadline)
+      throw new Error(
+        `not listening after ${timeoutMs} ms on ${endpoints.map((e) => `${e.host}:${e.port}`).join(', ')}\n${describeExit()}`,
+      );
     await sleep(50);
   }
 }
@@ -180,7 +205,9 @@ export function raiseOpenFileLimit(wanted: number): { soft: number; hard: number
   let why = '';
   const attempt = (soft: number, hard: number): boolean => {
     try {
-      execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${soft}:${hard}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+      execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${soft}:${hard}`], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       return true;
     } catch (err) {
       why = (err as { stderr?: Buffer }).stderr?.toString().trim() || String(err);
@@ -189,7 +216,9 @@ export function raiseOpenFileLimit(wanted: number): { soft: number; hard: number
   };
   if (!attempt(wanted, Math.max(wanted, before.hard)) && before.soft < before.hard) attempt(before.hard, before.hard);
   const after = openFileLimit();
-  return after.soft >= wanted ? after : { ...after, shortfall: `RLIMIT_NOFILE stays at ${after.soft} (hard ${after.hard}): ${why || 'cannot raise it'}` };
+  return after.soft >= wanted
+    ? after
+    : { ...after, shortfall: `RLIMIT_NOFILE stays at ${after.soft} (hard ${after.hard}): ${why || 'cannot raise it'}` };
 }
 
 /** Headroom for listeners, epoll, logs, pipes and probes in a process that holds proxied connections. */

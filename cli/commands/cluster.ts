@@ -14,7 +14,10 @@ const columns: Column<MemberCluster>[] = [
   { header: 'ACCEPTED', value: (m) => String(m.spec.accepted) },
   { header: 'JOINED', value: (m) => findCondition(m.status?.conditions, 'Joined')?.status ?? 'Unknown' },
   { header: 'AVAILABLE', value: (m) => findCondition(m.status?.conditions, 'Available')?.status ?? 'Unknown' },
-  { header: 'LAST HEARTBEAT', value: (m) => (m.status?.lastHeartbeatTime ? `${age(m.status.lastHeartbeatTime)} ago` : 'never') },
+  {
+    header: 'LAST HEARTBEAT',
+    value: (m) => (m.status?.lastHeartbeatTime ? `${age(m.status.lastHeartbeatTime)} ago` : 'never'),
+  },
   { header: 'EXPORTS', value: (m) => String(m.status?.exportCount ?? 0) },
   { header: 'AGE', value: (m) => age(m.metadata.creationTimestamp) },
   // The keys the first Join pinned: compare with what `isthmus join` printed on the member before accepting.
@@ -33,7 +36,11 @@ function store(ctx: CommandContext): MemberClusterStore {
 
 function clusterIdArgument(ctx: CommandContext, verb: string): string {
   const id = ctx.positionals[0];
-  if (!id) throw new IsthmusError('ISTHMUS_INPUT_INVALID', `name the cluster to ${verb}: isthmus cluster ${verb} <cluster id>`);
+  if (!id)
+    throw new IsthmusError(
+      'ISTHMUS_INPUT_INVALID',
+      `name the cluster to ${verb}: isthmus cluster ${verb} <cluster id>`,
+    );
   return id;
 }
 
@@ -44,7 +51,11 @@ export const clusterList: Command = {
   options: { ...kubeconfigOption },
   run: async (ctx) => {
     const members = (await store(ctx).list()).sort((a, b) => a.spec.clusterId.localeCompare(b.spec.clusterId));
-    ctx.stdout(members.length === 0 && ctx.output === 'table' ? 'No member clusters.\n' : render(ctx.output, members, members, columns));
+    ctx.stdout(
+      members.length === 0 && ctx.output === 'table'
+        ? 'No member clusters.\n'
+        : render(ctx.output, members, members, columns),
+    );
     return 0;
   },
 };
@@ -68,12 +79,13 @@ export const clusterAccept: Command = {
 
 export const clusterRemove: Command = {
   path: ['cluster', 'remove'],
-  summary: 'end a cluster\'s membership: the hub refuses its calls and drops it from the membership list',
+  summary: "end a cluster's membership: the hub refuses its calls and drops it from the membership list",
   usage: 'isthmus cluster remove <cluster id> --kubeconfig <hub kubeconfig>',
   options: { ...kubeconfigOption },
   run: async (ctx) => {
     const id = clusterIdArgument(ctx, 'remove');
-    if (!(await store(ctx).delete(id))) throw new IsthmusError('ISTHMUS_CLUSTER_NOT_FOUND', `${id}; see \`isthmus cluster list\``);
+    if (!(await store(ctx).delete(id)))
+      throw new IsthmusError('ISTHMUS_CLUSTER_NOT_FOUND', `${id}; see \`isthmus cluster list\``);
     ctx.stdout(`cluster ${id} removed\n`);
     return 0;
   },

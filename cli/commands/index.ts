@@ -6,4 +6,16 @@ import { routes } from './routes.ts';
 import { tokenCreate, tokenList, tokenRevoke } from './token.ts';
 import { trustRotate, trustStatus } from './trust.ts';
 
-export const commands: readonly Command[] = [tokenCreate, tokenList, tokenRevoke, join, clusterList, clusterAccept, clusterRemove, trustRotate, trustStatus, check, routes];
+export const commands: readonly Command[] = [
+  tokenCreate,
+  tokenList,
+  tokenRevoke,
+  join,
+  clusterList,
+  clusterAccept,
+  clusterRemove,
+  trustRotate,
+  trustStatus,
+  check,
+  routes,
+];

@@ -10,12 +10,23 @@ import { kubeconfigOption, stringValue, type Command } from '../command.ts';
 export const join: Command = {
   path: ['join'],
   summary: 'ask the agent in a member cluster to join the hub, and wait for the outcome',
-  usage: 'isthmus join --hub <host:port>[,<host:port>] --token <token> --ca-pin sha256:<hex> --kubeconfig <member kubeconfig> [--wait 2m]',
-  options: { ...kubeconfigOption, hub: { type: 'string' }, token: { type: 'string' }, 'ca-pin': { type: 'string' }, wait: { type: 'string', default: '2m' } },
+  usage:
+    'isthmus join --hub <host:port>[,<host:port>] --token <token> --ca-pin sha256:<hex> --kubeconfig <member kubeconfig> [--wait 2m]',
+  options: {
+    ...kubeconfigOption,
+    hub: { type: 'string' },
+    token: { type: 'string' },
+    'ca-pin': { type: 'string' },
+    wait: { type: 'string', default: '2m' },
+  },
   run: async (ctx) => {
     const bootstrap = parseInput(
       bootstrapSchema,
-      { hubEndpoints: (stringValue(ctx, 'hub') ?? '').split(',').filter(Boolean), token: stringValue(ctx, 'token'), caPin: stringValue(ctx, 'ca-pin') },
+      {
+        hubEndpoints: (stringValue(ctx, 'hub') ?? '').split(',').filter(Boolean),
+        token: stringValue(ctx, 'token'),
+        caPin: stringValue(ctx, 'ca-pin'),
+      },
       'join flags (--hub, --token, --ca-pin)',
     );
     const wait = durationSchema.safeParse(stringValue(ctx, 'wait'));
@@ -31,7 +42,8 @@ export const join: Command = {
     while (Date.now() < deadline) {
       const outcome = await secrets.joinOutcome();
       // The agent deletes the join request (with its token) once joined.
-      const joined = outcome === undefined && !(await secrets.hasBootstrap()) ? await secrets.loadCredentials() : undefined;
+      const joined =
+        outcome === undefined && !(await secrets.hasBootstrap()) ? await secrets.loadCredentials() : undefined;
       if (joined) {
         ctx.stdout(`cluster ${joined.clusterId} joined the federation (trust domain ${joined.trustDomain})\n`);
         return 0;
@@ -47,6 +59,9 @@ export const join: Command = {
       }
       await sleep(250);
     }
-    throw new IsthmusError('ISTHMUS_TIMEOUT', `no answer from the agent in ${namespace} within ${stringValue(ctx, 'wait')}: is the agent running in this cluster? (${lastMessage || 'no progress reported'})`);
+    throw new IsthmusError(
+      'ISTHMUS_TIMEOUT',
+      `no answer from the agent in ${namespace} within ${stringValue(ctx, 'wait')}: is the agent running in this cluster? (${lastMessage || 'no progress reported'})`,
+    );
   },
 };

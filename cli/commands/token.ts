@@ -18,7 +18,12 @@ export const tokenCreate: Command = {
   path: ['token', 'create'],
   summary: 'create a bootstrap token and print the join command for a member cluster',
   usage: 'isthmus token create [--ttl 24h] [--usages 1] [--description text] --kubeconfig <hub kubeconfig>',
-  options: { ...kubeconfigOption, ttl: { type: 'string', default: '24h' }, usages: { type: 'string', default: '1' }, description: { type: 'string' } },
+  options: {
+    ...kubeconfigOption,
+    ttl: { type: 'string', default: '24h' },
+    usages: { type: 'string', default: '1' },
+    description: { type: 'string' },
+  },
   run: async (ctx) => {
     const ttl = durationSchema.safeParse(stringValue(ctx, 'ttl'));
     if (!ttl.success) throw new IsthmusError('ISTHMUS_INPUT_INVALID', `--ttl: ${ttl.error.issues[0]?.message}`);
@@ -26,12 +31,33 @@ export const tokenCreate: Command = {
     const kc = loadKubeConfig(stringValue(ctx, 'kubeconfig'));
     const namespace = stringValue(ctx, 'namespace') ?? 'isthmus-system';
     const info = await readHubInfo(kc, namespace);
-    const { token, record } = await new TokenStore(kc, namespace).create({ ttlMs: ttl.data, maxUses: usages, description: stringValue(ctx, 'description') });
+    const { token, record } = await new TokenStore(kc, namespace).create({
+      ttlMs: ttl.data,
+      maxUses: usages,
+      description: stringValue(ctx, 'description'),
+    });
     const joinCommand = `isthmus join --hub ${info.endpoints.join(',')} --token ${token} --ca-pin ${info.caPin} --kubeconfig <member kubeconfig>`;
     if (ctx.output === 'table') {
-      ctx.stdout(`Token ${record.id} created; valid until ${record.expiresAt.toISOString()} for ${record.maxUses} join(s).\n\nJoin a cluster with:\n\n  ${joinCommand}\n`);
+      ctx.stdout(
+        `Token ${record.id} created; valid until ${record.expiresAt.toISOString()} for ${record.maxUses} join(s).\n\nJoin a cluster with:\n\n  ${joinCommand}\n`,
+      );
     } else {
-      ctx.stdout(render(ctx.output, { token, id: record.id, expiresAt: record.expiresAt, maxUses: record.maxUses, hubEndpoints: info.endpoints, caPin: info.caPin, joinCommand }, [], []));
+      ctx.stdout(
+        render(
+          ctx.output,
+          {
+            token,
+            id: record.id,
+            expiresAt: record.expiresAt,
+            maxUses: record.maxUses,
+            hubEndpoints: info.endpoints,
+            caPin: info.caPin,
+            joinCommand,
+          },
+          [],
+          [],
+        ),
+      );
     }
     return 0;
   },

@@ -22,7 +22,8 @@ interface ClusterTrustRow {
   available: string;
 }
 
-const short = (fingerprint: string): string => (fingerprint ? `${fingerprint.replaceAll(':', '').slice(0, 12).toLowerCase()}…` : '-');
+const short = (fingerprint: string): string =>
+  fingerprint ? `${fingerprint.replaceAll(':', '').slice(0, 12).toLowerCase()}…` : '-';
 
 const columns: Column<ClusterTrustRow>[] = [
   { header: 'CLUSTER', value: (r) => r.clusterId },
@@ -43,7 +44,9 @@ export const trustRotate: Command = {
     const kc = loadKubeConfig(stringValue(ctx, 'kubeconfig'));
     const info = await readHubInfo(kc, stringValue(ctx, 'namespace') ?? 'isthmus-system');
     await TrustStore.requestRotation(kc, info.trustNamespace);
-    ctx.stdout('Root rotation requested. Follow it with `isthmus trust status`: add new root → distribute → re-issue intermediates → retire old root.\n');
+    ctx.stdout(
+      'Root rotation requested. Follow it with `isthmus trust status`: add new root → distribute → re-issue intermediates → retire old root.\n',
+    );
     return 0;
   },
 };
@@ -62,7 +65,9 @@ export const trustStatus: Command = {
     const target = rotation.stage === 'stable' ? rotation.root : rotation.newRoot;
     const members = (await new MemberClusterStore(kc).list()).filter(isCurrentMember);
     // The hub's own judgement (rotation.ts), from the same MemberCluster fields it reads.
-    const status = new Map(rotationStatus(rotation, observeMembers(members, '', Date.now())).map((c) => [c.clusterId, c]));
+    const status = new Map(
+      rotationStatus(rotation, observeMembers(members, '', Date.now())).map((c) => [c.clusterId, c]),
+    );
     const rows: ClusterTrustRow[] = members.map((m) => {
       const cluster = status.get(m.spec.clusterId);
       return {
@@ -76,11 +81,22 @@ export const trustStatus: Command = {
       };
     });
     const forced = rotation.forced ?? [];
-    const summary = { stage: rotation.stage, bundleSequence: bundle.sequence, bundleRoots: bundle.roots.map(rootFingerprint), targetRoot: target, forced, clusters: rows };
+    const summary = {
+      stage: rotation.stage,
+      bundleSequence: bundle.sequence,
+      bundleRoots: bundle.roots.map(rootFingerprint),
+      targetRoot: target,
+      forced,
+      clusters: rows,
+    };
     if (ctx.output === 'table') {
-      ctx.stdout(`Stage: ${rotation.stage}   bundle sequence: ${bundle.sequence}   roots: ${bundle.roots.map((r) => short(rootFingerprint(r))).join(', ')}   target root: ${short(target)}\n`);
+      ctx.stdout(
+        `Stage: ${rotation.stage}   bundle sequence: ${bundle.sequence}   roots: ${bundle.roots.map((r) => short(rootFingerprint(r))).join(', ')}   target root: ${short(target)}\n`,
+      );
       for (const step of forced) {
-        ctx.stdout(`WARNING: stage ${step.stage} timed out at ${step.at}; the rotation went on without ${step.clusters.join(', ')}, which did not follow (re-join them if they lost trust)\n`);
+        ctx.stdout(
+          `WARNING: stage ${step.stage} timed out at ${step.at}; the rotation went on without ${step.clusters.join(', ')}, which did not follow (re-join them if they lost trust)\n`,
+        );
       }
       ctx.stdout('\n');
     }

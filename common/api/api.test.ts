@@ -44,7 +44,11 @@ describe('conditions', () => {
   });
 
   it('adds a new condition stamped with now', () => {
-    const { conditions, changed } = setCondition(undefined, { type: 'Ready', status: 'True', reason: 'Exported', message: 'ok' }, NOW);
+    const { conditions, changed } = setCondition(
+      undefined,
+      { type: 'Ready', status: 'True', reason: 'Exported', message: 'ok' },
+      NOW,
+    );
     expect(changed).toBe(true);
     expect(conditions).toEqual([
       { type: 'Ready', status: 'True', reason: 'Exported', message: 'ok', lastTransitionTime: '2025-06-01T12:34:56Z' },
@@ -81,7 +85,11 @@ describe('conditions', () => {
 
   it('moves lastTransitionTime to now (or the supplied time) when the status changes', () => {
     const other = { ...ready('True'), type: 'Valid' };
-    const a = setCondition([other, ready('False')], { type: 'Ready', status: 'True', reason: 'Exported', message: '' }, NOW);
+    const a = setCondition(
+      [other, ready('False')],
+      { type: 'Ready', status: 'True', reason: 'Exported', message: '' },
+      NOW,
+    );
     expect(a.changed).toBe(true);
     expect(a.conditions.map((c) => c.type)).toEqual(['Valid', 'Ready']); // order kept
     expect(a.conditions[1]?.lastTransitionTime).toBe('2025-06-01T12:34:56Z');
@@ -94,9 +102,17 @@ describe('conditions', () => {
   });
 
   it('reports no change for an identical update and drops a cleared observedGeneration', () => {
-    const same = setCondition([ready('True', { observedGeneration: 2 })], { ...ready('True', { observedGeneration: 2 }) }, NOW);
+    const same = setCondition(
+      [ready('True', { observedGeneration: 2 })],
+      { ...ready('True', { observedGeneration: 2 }) },
+      NOW,
+    );
     expect(same.changed).toBe(false);
-    const cleared = setCondition([ready('True', { observedGeneration: 2 })], { type: 'Ready', status: 'True', reason: 'Exported', message: '' }, NOW);
+    const cleared = setCondition(
+      [ready('True', { observedGeneration: 2 })],
+      { type: 'Ready', status: 'True', reason: 'Exported', message: '' },
+      NOW,
+    );
     expect(cleared.changed).toBe(true);
     expect('observedGeneration' in (cleared.conditions[0] ?? {})).toBe(false);
   });
@@ -129,10 +145,13 @@ describe('zod schemas and fixtures', () => {
     }
   });
 
-  it.each(validObjects.map((o) => [`${o.kind} ${o.metadata.name}`, o] as const))('accepts valid %s', (_name, object) => {
-    const result = schemaFor(object).safeParse(object);
-    expect(result.error?.issues ?? []).toEqual([]);
-  });
+  it.each(validObjects.map((o) => [`${o.kind} ${o.metadata.name}`, o] as const))(
+    'accepts valid %s',
+    (_name, object) => {
+      const result = schemaFor(object).safeParse(object);
+      expect(result.error?.issues ?? []).toEqual([]);
+    },
+  );
 
   it('fills in FailoverPolicy defaults as the CRD does', () => {
     const minimal = validObjects.find((o) => o.kind === 'FailoverPolicy' && o.metadata.name === 'checkout');
@@ -149,7 +168,9 @@ describe('zod schemas and fixtures', () => {
 
   it('has at least 8 invalid fixtures across all kinds', () => {
     expect(invalidObjects.length).toBeGreaterThanOrEqual(8);
-    expect(new Set(invalidObjects.map((f) => (f.object as { kind: string }).kind))).toEqual(new Set(Object.keys(schemaByKind)));
+    expect(new Set(invalidObjects.map((f) => (f.object as { kind: string }).kind))).toEqual(
+      new Set(Object.keys(schemaByKind)),
+    );
   });
 
   it.each(invalidObjects.map((f) => [f.name, f] as const))('rejects %s', (_name, fixture) => {
@@ -163,8 +184,13 @@ describe('zod schemas and fixtures', () => {
       { cluster: 'west-2', appliedGeneration: 2 },
     ];
     expect(failoverPolicySchema.safeParse({ ...base, status: { observedGeneration: 3, clusters } }).success).toBe(true);
-    expect(failoverPolicySchema.safeParse({ ...base, status: { clusters: [...clusters, clusters[0]] } }).success).toBe(false);
-    expect(failoverPolicySchema.safeParse({ ...base, status: { clusters: [{ cluster: 'east-1', appliedGeneration: 0 }] } }).success).toBe(false);
+    expect(failoverPolicySchema.safeParse({ ...base, status: { clusters: [...clusters, clusters[0]] } }).success).toBe(
+      false,
+    );
+    expect(
+      failoverPolicySchema.safeParse({ ...base, status: { clusters: [{ cluster: 'east-1', appliedGeneration: 0 }] } })
+        .success,
+    ).toBe(false);
   });
 
   it('parses status with conditions and rejects duplicate condition types', () => {
@@ -196,9 +222,13 @@ describe('helpers', () => {
 
   it('joins conflict reasons with commas', () => {
     expect(conflictReason([])).toBe('NoConflicts');
-    expect(conflictReason([ServiceExportReason.PortConflict, ServiceExportReason.TypeConflict, ServiceExportReason.PortConflict])).toBe(
-      'PortConflict,TypeConflict',
-    );
+    expect(
+      conflictReason([
+        ServiceExportReason.PortConflict,
+        ServiceExportReason.TypeConflict,
+        ServiceExportReason.PortConflict,
+      ]),
+    ).toBe('PortConflict,TypeConflict');
   });
 });
 
@@ -222,7 +252,8 @@ const crds = new Map<string, Crd>(
     .filter((f) => f.endsWith('.yaml'))
     .map((f) => {
       const docs = parseAllDocuments(readFileSync(join(crdDir, f), 'utf8'));
-      if (docs.length !== 1 || docs[0] === undefined || docs[0].errors.length > 0) throw new Error(`${f}: expected one clean YAML document`);
+      if (docs.length !== 1 || docs[0] === undefined || docs[0].errors.length > 0)
+        throw new Error(`${f}: expected one clean YAML document`);
       return [f, docs[0].toJS() as Crd];
     }),
 );

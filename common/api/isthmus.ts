@@ -41,7 +41,8 @@ export const MemberClusterReason = {
 export type MemberClusterReason = (typeof MemberClusterReason)[keyof typeof MemberClusterReason];
 
 export const FailoverPolicyConditionType = { Ready: 'Ready' } as const;
-export type FailoverPolicyConditionType = (typeof FailoverPolicyConditionType)[keyof typeof FailoverPolicyConditionType];
+export type FailoverPolicyConditionType =
+  (typeof FailoverPolicyConditionType)[keyof typeof FailoverPolicyConditionType];
 
 export const FailoverPolicyReason = {
   Distributed: 'Distributed',

@@ -27,5 +27,9 @@ export class OptionalClientCertCredentials extends grpc.ServerCredentials {
 }
 
 function toContextOptions(identity: ServerIdentity): { cert: Buffer; key: Buffer; ca: Buffer } {
-  return { cert: Buffer.from(identity.certChain), key: Buffer.from(identity.key), ca: Buffer.from(identity.trustedRoots) };
+  return {
+    cert: Buffer.from(identity.certChain),
+    key: Buffer.from(identity.key),
+    ca: Buffer.from(identity.trustedRoots),
+  };
 }

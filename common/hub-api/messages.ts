@@ -5,12 +5,24 @@
 // exported services, ports and zones obey the Service API's naming rules, so no member can make
 // every importer's API server writes fail.
 import { z } from 'zod';
-import { dns1035LabelSchema, dns1123LabelSchema, gatewayAddressSchema, labelValueSchema, memberClusterSpecSchema, qualifiedNameSchema, type MemberClusterSpec } from '../api/index.ts';
+import {
+  dns1035LabelSchema,
+  dns1123LabelSchema,
+  gatewayAddressSchema,
+  labelValueSchema,
+  memberClusterSpecSchema,
+  qualifiedNameSchema,
+  type MemberClusterSpec,
+} from '../api/index.ts';
 
 const dns1123Label = dns1123LabelSchema;
 // Locality values are label values (the hub writes them into MemberCluster), empty when unknown.
 const localityName = z.union([z.literal(''), labelValueSchema]);
-const pem = (what: string) => z.string().max(16 * 1024).includes('-----BEGIN', { message: `${what} must be PEM` });
+const pem = (what: string) =>
+  z
+    .string()
+    .max(16 * 1024)
+    .includes('-----BEGIN', { message: `${what} must be PEM` });
 
 /** Bounds on the lists a message may carry (a cap on work per call, before any quota). */
 export const MESSAGE_LIMITS = {
@@ -52,7 +64,8 @@ export function memberSpecOf(facts: z.infer<typeof clusterFactsObject>, accepted
 /** Facts checked with the MemberCluster CRD's own schema (duplicates, label count, ...). */
 export const clusterFactsSchema = clusterFactsObject.superRefine((facts, ctx) => {
   const spec = memberClusterSpecSchema.safeParse(memberSpecOf(facts, false));
-  if (!spec.success) for (const issue of spec.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+  if (!spec.success)
+    for (const issue of spec.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
 });
 export type ClusterFacts = z.infer<typeof clusterFactsSchema>;
 
@@ -81,8 +94,14 @@ export interface JoinResponse {
 }
 
 export const renewRequestSchema = z.object({
-  agentCsr: z.string().max(16 * 1024).default(''),
-  intermediateCsr: z.string().max(16 * 1024).default(''),
+  agentCsr: z
+    .string()
+    .max(16 * 1024)
+    .default(''),
+  intermediateCsr: z
+    .string()
+    .max(16 * 1024)
+    .default(''),
 });
 export type RenewRequest = z.infer<typeof renewRequestSchema>;
 
@@ -135,10 +154,17 @@ function checkPorts(ports: readonly z.infer<typeof servicePortSchema>[], ctx: z.
   const names = new Set<string>();
   const numbers = new Set<string>();
   ports.forEach((p, i) => {
-    if (ports.length > 1 && p.name === '') ctx.addIssue({ code: 'custom', message: 'must have a name when the service has several ports', path: ['ports', i, 'name'] });
-    if (p.name !== '' && names.has(p.name)) ctx.addIssue({ code: 'custom', message: `duplicate port name "${p.name}"`, path: ['ports', i, 'name'] });
+    if (ports.length > 1 && p.name === '')
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must have a name when the service has several ports',
+        path: ['ports', i, 'name'],
+      });
+    if (p.name !== '' && names.has(p.name))
+      ctx.addIssue({ code: 'custom', message: `duplicate port name "${p.name}"`, path: ['ports', i, 'name'] });
     const number = `${p.port}/${p.protocol}`;
-    if (numbers.has(number)) ctx.addIssue({ code: 'custom', message: `duplicate port ${number}`, path: ['ports', i, 'port'] });
+    if (numbers.has(number))
+      ctx.addIssue({ code: 'custom', message: `duplicate port ${number}`, path: ['ports', i, 'port'] });
     names.add(p.name);
     numbers.add(number);
   });
@@ -165,7 +191,13 @@ export const exportedServiceSchema = z
     sessionAffinityTimeoutSeconds: z.number().int().min(0).max(86_400).default(0),
     exportCreatedAt: z.iso.datetime({ offset: true }),
     endpoints: z
-      .array(z.object({ zone: labelValueSchema, ready: z.number().int().min(0).max(1_000_000), total: z.number().int().min(0).max(1_000_000).default(0) }))
+      .array(
+        z.object({
+          zone: labelValueSchema,
+          ready: z.number().int().min(0).max(1_000_000),
+          total: z.number().int().min(0).max(1_000_000).default(0),
+        }),
+      )
       .max(MESSAGE_LIMITS.endpointZones)
       .default([]),
     allowedClusters: z.array(dns1123Label).max(MESSAGE_LIMITS.allowedClusters).default([]),
@@ -175,11 +207,16 @@ export const exportedServiceSchema = z
     trafficDistribution: z.union([z.literal(''), qualifiedNameSchema]).default(''),
     // Copied onto every importer's ServiceImport, so they obey the label and annotation rules.
     exportedLabels: boundedRecord(labelValueSchema, MESSAGE_LIMITS.exportedLabels, 'exportedLabels'),
-    exportedAnnotations: boundedRecord(z.string().max(MESSAGE_LIMITS.exportedAnnotationValue), MESSAGE_LIMITS.exportedAnnotations, 'exportedAnnotations'),
+    exportedAnnotations: boundedRecord(
+      z.string().max(MESSAGE_LIMITS.exportedAnnotationValue),
+      MESSAGE_LIMITS.exportedAnnotations,
+      'exportedAnnotations',
+    ),
   })
   .superRefine((service, ctx) => {
     checkPorts(service.ports, ctx);
-    if (new Set(service.ipFamilies).size !== service.ipFamilies.length) ctx.addIssue({ code: 'custom', message: 'duplicate IP family', path: ['ipFamilies'] });
+    if (new Set(service.ipFamilies).size !== service.ipFamilies.length)
+      ctx.addIssue({ code: 'custom', message: 'duplicate IP family', path: ['ipFamilies'] });
   });
 export type ExportedService = z.infer<typeof exportedServiceSchema>;
 

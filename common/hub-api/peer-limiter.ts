@@ -13,7 +13,8 @@ export interface LimitPolicy {
   readonly maxInFlight: number;
 }
 
-export type Admission = { readonly ok: true; release(): void } | { readonly ok: false; readonly reason: 'rate' | 'concurrency' };
+export type Admission =
+  { readonly ok: true; release(): void } | { readonly ok: false; readonly reason: 'rate' | 'concurrency' };
 
 interface Bucket {
   tokens: number;

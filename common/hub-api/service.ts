@@ -17,7 +17,14 @@ import { PeerLimiter, type LimitPolicy } from './peer-limiter.ts';
 import { HubCallError, toServiceError } from './status.ts';
 
 const protoFile = fileURLToPath(new URL('./hub.proto', import.meta.url));
-const definition = loadSync(protoFile, { keepCase: false, longs: Number, enums: String, defaults: true, arrays: true, objects: true });
+const definition = loadSync(protoFile, {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  arrays: true,
+  objects: true,
+});
 const loaded = grpc.loadPackageDefinition(definition) as unknown as {
   isthmus: { hub: { v1: { Hub: grpc.ServiceClientConstructor } } };
 };
@@ -109,11 +116,18 @@ export function addHubService(server: grpc.Server, handlers: HubHandlers, log: L
         const key = method === 'Join' ? `address:${remoteAddress(base.peer)}` : `cluster:${context.clusterId}`;
         admission = limiter.acquire(key, method === 'Join' ? guards.joinLimit : guards.agentLimit);
         if (!admission.ok) {
-          throw new IsthmusError('ISTHMUS_RATE_LIMITED', `${method}: ${admission.reason === 'rate' ? 'too many calls per second' : 'too many calls in flight'} from ${key}; retry later`);
+          throw new IsthmusError(
+            'ISTHMUS_RATE_LIMITED',
+            `${method}: ${admission.reason === 'rate' ? 'too many calls per second' : 'too many calls in flight'} from ${key}; retry later`,
+          );
         }
         try {
           const size = call.request.length;
-          if (size > guards.maxMessageBytes[method]) throw new IsthmusError('ISTHMUS_MESSAGE_TOO_LARGE', `${method} request of ${size} bytes; the limit is ${guards.maxMessageBytes[method]}`);
+          if (size > guards.maxMessageBytes[method])
+            throw new IsthmusError(
+              'ISTHMUS_MESSAGE_TOO_LARGE',
+              `${method} request of ${size} bytes; the limit is ${guards.maxMessageBytes[method]}`,
+            );
           let decoded: unknown;
           try {
             decoded = decode(call.request);
@@ -121,7 +135,8 @@ export function addHubService(server: grpc.Server, handlers: HubHandlers, log: L
             throw new IsthmusError('ISTHMUS_INPUT_INVALID', `${method}: not a valid protobuf message`, { cause: err });
           }
           const parsed = (requestSchemas[method] as z.ZodType).safeParse(decoded);
-          if (!parsed.success) throw new IsthmusError('ISTHMUS_INPUT_INVALID', `${method}: ${formatIssues(parsed.error)}`);
+          if (!parsed.success)
+            throw new IsthmusError('ISTHMUS_INPUT_INVALID', `${method}: ${formatIssues(parsed.error)}`);
           request = parsed.data;
         } catch (err) {
           admission.release();
@@ -167,15 +182,26 @@ export class HubClient {
     this.#client = new HubServiceClient(endpoint, credentials, keepaliveClientOptions);
   }
 
-  call<M extends HubMethod>(method: M, request: HubMethods[M]['request'], deadlineMs = 10_000): Promise<HubMethods[M]['response']> {
+  call<M extends HubMethod>(
+    method: M,
+    request: HubMethods[M]['request'],
+    deadlineMs = 10_000,
+  ): Promise<HubMethods[M]['response']> {
     const lower = method.charAt(0).toLowerCase() + method.slice(1);
-    const fn = (this.#client as unknown as Record<string, grpc.requestCallback<unknown> & ((...args: unknown[]) => void)>)[lower];
+    const fn = (
+      this.#client as unknown as Record<string, grpc.requestCallback<unknown> & ((...args: unknown[]) => void)>
+    )[lower];
     if (!fn) throw new Error(`hub client has no method ${method}`);
     return new Promise((resolve, reject) => {
-      fn.call(this.#client, request, { deadline: Date.now() + deadlineMs }, (err: grpc.ServiceError | null, response: unknown) => {
-        if (err) reject(new HubCallError(method, err));
-        else resolve(response as HubMethods[M]['response']);
-      });
+      fn.call(
+        this.#client,
+        request,
+        { deadline: Date.now() + deadlineMs },
+        (err: grpc.ServiceError | null, response: unknown) => {
+          if (err) reject(new HubCallError(method, err));
+          else resolve(response as HubMethods[M]['response']);
+        },
+      );
     });
   }
 

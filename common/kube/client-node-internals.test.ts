@@ -18,12 +18,21 @@ describe('@kubernetes/client-node internals the informer uses', () => {
     const raw = {
       apiVersion: 'discovery.k8s.io/v1',
       kind: 'EndpointSlice',
-      metadata: { name: 'cart-abc', namespace: 'shop', creationTimestamp: '2026-01-02T03:04:05Z', labels: { 'kubernetes.io/service-name': 'cart' } },
+      metadata: {
+        name: 'cart-abc',
+        namespace: 'shop',
+        creationTimestamp: '2026-01-02T03:04:05Z',
+        labels: { 'kubernetes.io/service-name': 'cart' },
+      },
       addressType: 'IPv4',
       endpoints: [{ addresses: ['10.0.0.1'], conditions: { ready: true }, zone: 'a' }],
       ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
     };
-    const typed = ObjectSerializer.deserialize(raw, 'V1EndpointSlice') as { metadata: { creationTimestamp: unknown; labels: Record<string, string> }; endpoints: { conditions: { ready: boolean }; zone: string }[]; ports: { port: number }[] };
+    const typed = ObjectSerializer.deserialize(raw, 'V1EndpointSlice') as {
+      metadata: { creationTimestamp: unknown; labels: Record<string, string> };
+      endpoints: { conditions: { ready: boolean }; zone: string }[];
+      ports: { port: number }[];
+    };
     expect(typed.metadata.creationTimestamp).toEqual(new Date('2026-01-02T03:04:05Z'));
     expect(typed.metadata.labels).toEqual(raw.metadata.labels);
     expect(typed.endpoints[0]).toMatchObject({ conditions: { ready: true }, zone: 'a' });

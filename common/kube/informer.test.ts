@@ -16,7 +16,10 @@ import { ensureNamespace, isNotFound, objectKey } from './objects.ts';
 import { customResource, kinds } from './resources.ts';
 import { TcpProxy } from './tcp-proxy.testkit.ts';
 
-const logger = createLogger({ component: 'informer-test', level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent' });
+const logger = createLogger({
+  component: 'informer-test',
+  level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent',
+});
 const fastBackoff = { initialMs: 100, maxMs: 1_000 };
 
 let bed: Testbed;
@@ -35,7 +38,11 @@ afterAll(async () => {
 });
 
 /** Records every event as "type key". */
-function recorder<T extends KubernetesObject>(): { events: string[]; last: Map<string, T>; handler: (type: InformerEventType, object: T) => void } {
+function recorder<T extends KubernetesObject>(): {
+  events: string[];
+  last: Map<string, T>;
+  handler: (type: InformerEventType, object: T) => void;
+} {
   const events: string[] = [];
   const last = new Map<string, T>();
   return {
@@ -53,7 +60,12 @@ function until(what: string, condition: () => boolean, timeoutMs = 10_000): Prom
   return waitFor(what, () => Promise.resolve(condition()), timeoutMs, 20);
 }
 
-function configMap(namespace: string, name: string, labels: Record<string, string>, data: Record<string, string> = {}): V1ConfigMap {
+function configMap(
+  namespace: string,
+  name: string,
+  labels: Record<string, string>,
+  data: Record<string, string> = {},
+): V1ConfigMap {
   return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace, labels }, data };
 }
 
@@ -61,11 +73,21 @@ describe('Informer on a real kube-apiserver', () => {
   it('lists and watches ConfigMaps through a label selector: add, update, delete', async () => {
     const ns = 'informer-cm';
     await ensureNamespace(kc, ns);
-    await core.createNamespacedConfigMap({ namespace: ns, body: configMap(ns, 'pre-existing', { app: 'isthmus' }, { v: '1' }) });
+    await core.createNamespacedConfigMap({
+      namespace: ns,
+      body: configMap(ns, 'pre-existing', { app: 'isthmus' }, { v: '1' }),
+    });
     await core.createNamespacedConfigMap({ namespace: ns, body: configMap(ns, 'unrelated', { app: 'other' }) });
 
     const rec = recorder<V1ConfigMap>();
-    await using informer = new Informer({ kubeConfig: kc, resource: kinds.configMaps, namespace: ns, labelSelector: 'app=isthmus', onEvent: rec.handler, logger });
+    await using informer = new Informer({
+      kubeConfig: kc,
+      resource: kinds.configMaps,
+      namespace: ns,
+      labelSelector: 'app=isthmus',
+      onEvent: rec.handler,
+      logger,
+    });
     informer.start();
     await informer.synced();
     expect(informer.hasSynced).toBe(true);
@@ -83,9 +105,11 @@ describe('Informer on a real kube-apiserver', () => {
     expect(watched?.data).toEqual({ v: '1' });
     expect(watched?.metadata?.creationTimestamp).toBeInstanceOf(Date);
 
-    await core.patchNamespacedConfigMap(
-      { name: 'new', namespace: ns, body: [{ op: 'replace', path: '/data/v', value: '2' }] },
-    );
+    await core.patchNamespacedConfigMap({
+      name: 'new',
+      namespace: ns,
+      body: [{ op: 'replace', path: '/data/v', value: '2' }],
+    });
     await until('update event', () => rec.events.includes(`update ${ns}/new`), 10_000);
     expect(informer.get(ns, 'new')?.data).toEqual({ v: '2' });
 
@@ -94,16 +118,35 @@ describe('Informer on a real kube-apiserver', () => {
     expect(informer.get(ns, 'pre-existing')).toBeUndefined();
 
     // Objects outside the selector never show up; relabelling one in makes it appear.
-    await core.replaceNamespacedConfigMap({ name: 'unrelated', namespace: ns, body: configMap(ns, 'unrelated', { app: 'other' }, { touched: 'yes' }) });
-    await core.replaceNamespacedConfigMap({ name: 'unrelated', namespace: ns, body: configMap(ns, 'unrelated', { app: 'isthmus' }) });
+    await core.replaceNamespacedConfigMap({
+      name: 'unrelated',
+      namespace: ns,
+      body: configMap(ns, 'unrelated', { app: 'other' }, { touched: 'yes' }),
+    });
+    await core.replaceNamespacedConfigMap({
+      name: 'unrelated',
+      namespace: ns,
+      body: configMap(ns, 'unrelated', { app: 'isthmus' }),
+    });
     await until('relabelled object', () => rec.events.includes(`add ${ns}/unrelated`), 10_000);
-    expect(rec.events).toEqual([`add ${ns}/pre-existing`, `add ${ns}/new`, `update ${ns}/new`, `delete ${ns}/pre-existing`, `add ${ns}/unrelated`]);
+    expect(rec.events).toEqual([
+      `add ${ns}/pre-existing`,
+      `add ${ns}/new`,
+      `update ${ns}/new`,
+      `delete ${ns}/pre-existing`,
+      `add ${ns}/unrelated`,
+    ]);
     expect(informer.restarts).toBe(0);
   });
 
   it('watches cluster-scoped kinds and survives a throwing handler', async () => {
     const seen: string[] = [];
-    await using informer = new Informer({ kubeConfig: kc, resource: kinds.namespaces, labelSelector: 'informer-test=yes', logger });
+    await using informer = new Informer({
+      kubeConfig: kc,
+      resource: kinds.namespaces,
+      labelSelector: 'informer-test=yes',
+      logger,
+    });
     informer.addEventHandler(() => {
       throw new Error('handler bug');
     });
@@ -130,33 +173,66 @@ describe('Informer on a real kube-apiserver', () => {
         group: 'informer.test.isthmus.dev',
         names: { kind: 'Widget', plural: 'widgets', singular: 'widget', listKind: 'WidgetList' },
         scope: 'Namespaced',
-        versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', x_kubernetes_preserve_unknown_fields: true } } }],
+        versions: [
+          {
+            name: 'v1',
+            served: true,
+            storage: true,
+            schema: { openAPIV3Schema: { type: 'object', x_kubernetes_preserve_unknown_fields: true } },
+          },
+        ],
       },
     };
     const installCrd = async (): Promise<void> => {
       await crds.createCustomResourceDefinition({ body: crd });
-      await waitFor('CRD established', async () => {
-        const state = await crds.readCustomResourceDefinition({ name: crd.metadata!.name! });
-        return state.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') ?? false;
-      }, 20_000, 50);
+      await waitFor(
+        'CRD established',
+        async () => {
+          const state = await crds.readCustomResourceDefinition({ name: crd.metadata!.name! });
+          return state.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') ?? false;
+        },
+        20_000,
+        50,
+      );
     };
     const createWidget = async (name: string): Promise<void> => {
       // Right after Established the new storage may answer 404 for a moment: retry.
-      await waitFor(`widget ${name} created`, async () => {
-        await custom.createNamespacedCustomObject({
-          group: 'informer.test.isthmus.dev', version: 'v1', namespace: ns, plural: 'widgets',
-          body: { apiVersion: 'informer.test.isthmus.dev/v1', kind: 'Widget', metadata: { name }, size: name.length },
-        });
-        return true;
-      }, 10_000, 50);
+      await waitFor(
+        `widget ${name} created`,
+        async () => {
+          await custom.createNamespacedCustomObject({
+            group: 'informer.test.isthmus.dev',
+            version: 'v1',
+            namespace: ns,
+            plural: 'widgets',
+            body: { apiVersion: 'informer.test.isthmus.dev/v1', kind: 'Widget', metadata: { name }, size: name.length },
+          });
+          return true;
+        },
+        10_000,
+        50,
+      );
     };
     const ns = 'informer-crd';
     await ensureNamespace(kc, ns);
     await installCrd();
 
-    const widgets = customResource({ group: 'informer.test.isthmus.dev', version: 'v1', kind: 'Widget', plural: 'widgets', namespaced: true });
+    const widgets = customResource({
+      group: 'informer.test.isthmus.dev',
+      version: 'v1',
+      kind: 'Widget',
+      plural: 'widgets',
+      namespaced: true,
+    });
     const rec = recorder<KubernetesObject & { size?: number }>();
-    await using informer = new Informer({ kubeConfig: kc, resource: widgets, namespace: ns, onEvent: rec.handler, logger, backoff: fastBackoff });
+    await using informer = new Informer({
+      kubeConfig: kc,
+      resource: widgets,
+      namespace: ns,
+      onEvent: rec.handler,
+      logger,
+      backoff: fastBackoff,
+    });
     informer.start();
     await informer.synced();
     await createWidget('before');
@@ -164,15 +240,20 @@ describe('Informer on a real kube-apiserver', () => {
     expect(rec.last.get(`${ns}/before`)?.size).toBe(6); // custom resources stay plain JSON
 
     await crds.deleteCustomResourceDefinition({ name: crd.metadata!.name! });
-    await waitFor('CRD gone', async () => {
-      try {
-        await crds.readCustomResourceDefinition({ name: crd.metadata!.name! });
-        return false;
-      } catch (err) {
-        if (isNotFound(err)) return true;
-        throw err;
-      }
-    }, 20_000, 50);
+    await waitFor(
+      'CRD gone',
+      async () => {
+        try {
+          await crds.readCustomResourceDefinition({ name: crd.metadata!.name! });
+          return false;
+        } catch (err) {
+          if (isNotFound(err)) return true;
+          throw err;
+        }
+      },
+      20_000,
+      50,
+    );
     await until('informer noticed and restarted', () => informer.restarts >= 1, 10_000);
 
     await installCrd();
@@ -189,7 +270,14 @@ describe('Informer on a real kube-apiserver', () => {
     await ensureNamespace(kc, ns);
     await using proxy = await TcpProxy.start(bed.clusters[0]!.server);
     const rec = recorder<V1ConfigMap>();
-    await using informer = new Informer({ kubeConfig: proxy.kubeConfig(kc), resource: kinds.configMaps, namespace: ns, onEvent: rec.handler, logger, backoff: fastBackoff });
+    await using informer = new Informer({
+      kubeConfig: proxy.kubeConfig(kc),
+      resource: kinds.configMaps,
+      namespace: ns,
+      onEvent: rec.handler,
+      logger,
+      backoff: fastBackoff,
+    });
     informer.start();
     await informer.synced();
     await core.createNamespacedConfigMap({ namespace: ns, body: configMap(ns, 'one', {}) });
@@ -206,7 +294,11 @@ describe('Informer on a real kube-apiserver', () => {
     expect(rec.events).toEqual([`add ${ns}/one`]);
     proxy.restore();
     // ...arrive once it can again.
-    await until('caught up', () => rec.events.includes(`add ${ns}/two`) && rec.events.includes(`delete ${ns}/one`), 15_000);
+    await until(
+      'caught up',
+      () => rec.events.includes(`add ${ns}/two`) && rec.events.includes(`delete ${ns}/one`),
+      15_000,
+    );
     expect(informer.list().map(objectKey)).toEqual([`${ns}/two`]);
     await core.createNamespacedConfigMap({ namespace: ns, body: configMap(ns, 'three', {}) });
     await until('live again', () => rec.events.includes(`add ${ns}/three`), 10_000);
@@ -216,26 +308,47 @@ describe('Informer on a real kube-apiserver', () => {
     const ns = 'informer-stop';
     await ensureNamespace(kc, ns);
     const rec = recorder<V1ConfigMap>();
-    const informer = new Informer({ kubeConfig: kc, resource: kinds.configMaps, namespace: ns, onEvent: rec.handler, logger });
+    const informer = new Informer({
+      kubeConfig: kc,
+      resource: kinds.configMaps,
+      namespace: ns,
+      onEvent: rec.handler,
+      logger,
+    });
     informer.start();
     await informer.synced();
     await informer.stop();
     await core.createNamespacedConfigMap({ namespace: ns, body: configMap(ns, 'after-stop', {}) });
     // Barrier: a watch started after the stop has seen the change, so a live one would have too.
     const witnessed = recorder<V1ConfigMap>();
-    const witness = new Informer({ kubeConfig: kc, resource: kinds.configMaps, namespace: ns, onEvent: witnessed.handler, logger });
+    const witness = new Informer({
+      kubeConfig: kc,
+      resource: kinds.configMaps,
+      namespace: ns,
+      onEvent: witnessed.handler,
+      logger,
+    });
     witness.start();
     await until('witness sees after-stop', () => witnessed.events.includes(`add ${ns}/after-stop`), 10_000);
     await witness.stop();
     expect(rec.events).toEqual([]);
 
-    const missing = customResource({ group: 'nowhere.isthmus.dev', version: 'v1', kind: 'Ghost', plural: 'ghosts', namespaced: true });
+    const missing = customResource({
+      group: 'nowhere.isthmus.dev',
+      version: 'v1',
+      kind: 'Ghost',
+      plural: 'ghosts',
+      namespaced: true,
+    });
     const never = new Informer({ kubeConfig: kc, resource: missing, logger, backoff: fastBackoff });
     never.start();
     await until('failing informer restarts', () => never.restarts >= 1, 10_000);
     expect(never.hasSynced).toBe(false);
     await never.stop();
-    const err: unknown = await never.synced().then(() => undefined, (e: unknown) => e);
+    const err: unknown = await never.synced().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(isIsthmusError(err, 'ISTHMUS_STOPPED')).toBe(true);
     const restarts = never.restarts;
     // Barrier: an informer with the same backoff, started after the stop, restarts twice meanwhile.
@@ -247,6 +360,8 @@ describe('Informer on a real kube-apiserver', () => {
   });
 
   it('refuses a namespace for a cluster-scoped kind', () => {
-    expect(() => new Informer({ kubeConfig: kc, resource: kinds.namespaces, namespace: 'x', logger })).toThrow(/cluster-scoped/);
+    expect(() => new Informer({ kubeConfig: kc, resource: kinds.namespaces, namespace: 'x', logger })).toThrow(
+      /cluster-scoped/,
+    );
   });
 });

@@ -2,7 +2,13 @@
 // plus what it lacks. On most errors a client-node informer stops for good; this one restarts it
 // with jittered exponential backoff, resuming its cache, and never lets a stopped informer
 // reconnect or a throwing handler break the watch.
-import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import {
+  ListWatch,
+  Watch,
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
 // Not re-exported by the package index; the same serializer its typed API clients use.
 // A private module: client-node-internals.test.ts pins the version and the behaviour relied on.
 import { ObjectSerializer } from '@kubernetes/client-node/dist/serializer.js';
@@ -84,7 +90,8 @@ class InformerWatch extends Watch {
       if (controller) this.#active.delete(controller);
       done(err);
     };
-    const onEvent = (phase: string, object: unknown, raw?: unknown): void => callback(phase, this.#convert(phase, object), raw);
+    const onEvent = (phase: string, object: unknown, raw?: unknown): void =>
+      callback(phase, this.#convert(phase, object), raw);
     try {
       controller = await super.watch(path, { ...queryParams, allowWatchBookmarks: true }, onEvent, onDone);
     } catch (err) {
@@ -152,7 +159,10 @@ export class Informer<T extends KubernetesObject> implements AsyncDisposable {
       ...(fieldSelector ? { fieldSelector } : {}),
     };
     if (this.namespace && !resource.namespaced) {
-      throw new IsthmusError('ISTHMUS_CONFIG_INVALID', `informer: ${resource.kind} is cluster-scoped, it cannot be watched in namespace ${this.namespace}`);
+      throw new IsthmusError(
+        'ISTHMUS_CONFIG_INVALID',
+        `informer: ${resource.kind} is cluster-scoped, it cannot be watched in namespace ${this.namespace}`,
+      );
     }
     this.#log = options.logger ?? createLogger({ component: 'informer' });
     this.#backoff = { ...INFORMER_DEFAULTS.backoff, ...options.backoff };
@@ -192,7 +202,15 @@ export class Informer<T extends KubernetesObject> implements AsyncDisposable {
       });
     this.#watch = new InformerWatch(kc, resource.model);
     // What makeInformer(kc, path, listFn, labelSelector) builds, with a field selector and delayFn.
-    this.#listWatch = new ListWatch<T>(collectionPath(resource, this.namespace), this.#watch, listFn, false, labelSelector, fieldSelector, { delayFn });
+    this.#listWatch = new ListWatch<T>(
+      collectionPath(resource, this.namespace),
+      this.#watch,
+      listFn,
+      false,
+      labelSelector,
+      fieldSelector,
+      { delayFn },
+    );
     this.#listWatch.on('add', (object) => this.#emit('add', object));
     this.#listWatch.on('update', (object) => this.#emit('update', object));
     this.#listWatch.on('delete', (object) => this.#emit('delete', object));
@@ -252,7 +270,10 @@ export class Informer<T extends KubernetesObject> implements AsyncDisposable {
     this.#timers.clear();
     this.#watch.close();
     await this.#listWatch.stop();
-    if (!this.#synced) this.#rejectSynced(new IsthmusError('ISTHMUS_STOPPED', `informer for ${this.resource.kind} stopped before its first list`));
+    if (!this.#synced)
+      this.#rejectSynced(
+        new IsthmusError('ISTHMUS_STOPPED', `informer for ${this.resource.kind} stopped before its first list`),
+      );
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -282,11 +303,15 @@ export class Informer<T extends KubernetesObject> implements AsyncDisposable {
     if (this.#stopped) return; // aborting the watch on stop reports an error too
     this.#attemptFailed = true;
     if (this.#restartTimer) return;
-    if (this.#healthySince !== undefined && Date.now() - this.#healthySince >= this.#backoff.resetAfterMs) this.#failures = 0;
+    if (this.#healthySince !== undefined && Date.now() - this.#healthySince >= this.#backoff.resetAfterMs)
+      this.#failures = 0;
     this.#healthySince = undefined;
     this.#failures++;
     const delayMs = backoffDelay(this.#failures, { ...this.#backoff, jitter: 0.5 });
-    this.#log.warn({ ...this.#describe, err: describeKubeError(err), failures: this.#failures, restartInMs: delayMs }, 'informer failed; restarting');
+    this.#log.warn(
+      { ...this.#describe, err: describeKubeError(err), failures: this.#failures, restartInMs: delayMs },
+      'informer failed; restarting',
+    );
     this.#restartTimer = setTimeout(() => {
       this.#restartTimer = undefined;
       this.#restarts++;
@@ -300,7 +325,10 @@ export class Informer<T extends KubernetesObject> implements AsyncDisposable {
       try {
         handler(type, object);
       } catch (err) {
-        this.#log.error({ ...this.#describe, type, name: object.metadata?.name, namespace: object.metadata?.namespace, err }, 'informer event handler threw');
+        this.#log.error(
+          { ...this.#describe, type, name: object.metadata?.name, namespace: object.metadata?.namespace, err },
+          'informer event handler threw',
+        );
       }
     }
   }

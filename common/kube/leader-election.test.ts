@@ -14,7 +14,10 @@ import { LeaderElector, type LeaderElectionOptions } from './leader-election.ts'
 import { ensureNamespace, isConflict } from './objects.ts';
 import { TcpProxy } from './tcp-proxy.testkit.ts';
 
-const logger = createLogger({ component: 'leader-election-test', level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent' });
+const logger = createLogger({
+  component: 'leader-election-test',
+  level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent',
+});
 const NS = 'isthmus-system';
 // Short timings where expiry and stepping down are under test: lease 4 s, renew deadline 3 s, retry
 // 0.5 s. (The renew deadline also bounds each attempt, a read and a write through a proxy; it must
@@ -82,7 +85,9 @@ class Election {
       ...timings,
       logger,
       onStartedLeading: (signal) => {
-        const others = this.candidates.filter((c) => c.elector !== elector && c.elector.isLeader()).map((c) => c.elector.identity);
+        const others = this.candidates
+          .filter((c) => c.elector !== elector && c.elector.isLeader())
+          .map((c) => c.elector.identity);
         if (others.length > 0) this.overlaps.push(`${identity} started while ${others.join(', ')} led`);
         signals.push(signal);
         record('started');
@@ -187,7 +192,9 @@ class LeaseHistory implements AsyncDisposable {
 
   /** The version where `holder` last took the lease from someone else (or from nobody), and the term before it. */
   takeover(holder: string): { readonly taken: LeaseVersion; readonly before: LeaseVersion[] } {
-    const at = this.versions.findLastIndex((v, i) => i > 0 && v.holder === holder && this.versions[i - 1]?.holder !== holder);
+    const at = this.versions.findLastIndex(
+      (v, i) => i > 0 && v.holder === holder && this.versions[i - 1]?.holder !== holder,
+    );
     expect(at, `${holder} took over the lease`).toBeGreaterThan(0);
     const previous = (this.versions[at - 1] as LeaseVersion).holder;
     let start = at - 1;
@@ -200,7 +207,9 @@ class LeaseHistory implements AsyncDisposable {
     this.versions.forEach((next, i) => {
       const prev = this.versions[i - 1];
       if (!prev || !prev.holder || !next.holder || prev.holder === next.holder) return;
-      expect(next.acquireTime, `${next.holder} took over from ${prev.holder}`).toBeGreaterThanOrEqual(prev.renewTime + prev.durationMs);
+      expect(next.acquireTime, `${next.holder} took over from ${prev.holder}`).toBeGreaterThanOrEqual(
+        prev.renewTime + prev.durationMs,
+      );
       expect(next.transitions).toBe(prev.transitions + 1);
     });
   }
@@ -322,7 +331,7 @@ describe('LeaderElector on a real kube-apiserver', () => {
     await successor.elector.stop();
   });
 
-  it('leaves a renewed lease alone although its own clock runs an hour ahead of the holder\'s', async () => {
+  it("leaves a renewed lease alone although its own clock runs an hour ahead of the holder's", async () => {
     const election = new Election('clock-ahead');
     const a = election.candidate('a', patient);
     a.elector.start();
@@ -338,7 +347,7 @@ describe('LeaderElector on a real kube-apiserver', () => {
     election.expectNeverTwoLeaders();
   });
 
-  it('takes over a crashed holder\'s lease one lease duration after it last saw it change, although its clock runs an hour behind', async () => {
+  it("takes over a crashed holder's lease one lease duration after it last saw it change, although its clock runs an hour behind", async () => {
     const election = new Election('clock-behind');
     const a = election.candidate('a');
     a.elector.start();
@@ -416,7 +425,16 @@ describe('LeaderElector on a real kube-apiserver', () => {
       async () => {
         const lease = await api.readNamespacedLease({ name: 'usurped', namespace: NS });
         const now = new V1MicroTime();
-        const body = { ...lease, spec: { ...lease.spec, holderIdentity: 'intruder', leaseDurationSeconds: 60, acquireTime: now, renewTime: now } };
+        const body = {
+          ...lease,
+          spec: {
+            ...lease.spec,
+            holderIdentity: 'intruder',
+            leaseDurationSeconds: 60,
+            acquireTime: now,
+            renewTime: now,
+          },
+        };
         try {
           await api.replaceNamespacedLease({ name: 'usurped', namespace: NS, body });
           return true;
@@ -460,7 +478,9 @@ describe('LeaderElector on a real kube-apiserver', () => {
 
   it('refuses inconsistent timings', () => {
     const base = { kubeConfig: kc, leaseName: 'x', namespace: NS, identity: 'a' };
-    expect(() => new LeaderElector({ ...base, leaseDurationMs: 2_000, renewDeadlineMs: 2_000 })).toThrow(/renewDeadline/);
+    expect(() => new LeaderElector({ ...base, leaseDurationMs: 2_000, renewDeadlineMs: 2_000 })).toThrow(
+      /renewDeadline/,
+    );
     expect(() => new LeaderElector({ ...base, retryPeriodMs: 8_000 })).toThrow(/retryPeriod/);
     expect(() => new LeaderElector({ ...base, identity: '' })).toThrow(/identity/);
   });

@@ -6,7 +6,13 @@
 // candidate last saw the lease record change, on its own clock, never by the holder's timestamps,
 // so replicas whose clocks disagree (by any amount) still never take over a lease that is being
 // renewed, nor wait for the holder's clock to catch up with theirs after it crashed.
-import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease, type V1LeaseSpec } from '@kubernetes/client-node';
+import {
+  CoordinationV1Api,
+  V1MicroTime,
+  type KubeConfig,
+  type V1Lease,
+  type V1LeaseSpec,
+} from '@kubernetes/client-node';
 import { IsthmusError } from '../errors.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { apiClient } from './clients.ts';
@@ -44,7 +50,11 @@ export interface StopOptions {
   readonly release?: boolean;
 }
 
-export const LEADER_ELECTION_DEFAULTS = { leaseDurationMs: 10_000, renewDeadlineMs: 7_000, retryPeriodMs: 2_000 } as const;
+export const LEADER_ELECTION_DEFAULTS = {
+  leaseDurationMs: 10_000,
+  renewDeadlineMs: 7_000,
+  retryPeriodMs: 2_000,
+} as const;
 
 type Attempt =
   | { readonly outcome: 'held'; readonly lease: V1Lease }
@@ -93,8 +103,13 @@ export class LeaderElector implements AsyncDisposable {
     this.leaseDurationMs = options.leaseDurationMs ?? LEADER_ELECTION_DEFAULTS.leaseDurationMs;
     this.renewDeadlineMs = options.renewDeadlineMs ?? LEADER_ELECTION_DEFAULTS.renewDeadlineMs;
     this.retryPeriodMs = options.retryPeriodMs ?? LEADER_ELECTION_DEFAULTS.retryPeriodMs;
-    if (!options.identity) throw new IsthmusError('ISTHMUS_CONFIG_INVALID', 'leader election: identity must not be empty');
-    if (!(this.retryPeriodMs > 0 && this.retryPeriodMs < this.renewDeadlineMs && this.renewDeadlineMs < this.leaseDurationMs)) {
+    if (!options.identity)
+      throw new IsthmusError('ISTHMUS_CONFIG_INVALID', 'leader election: identity must not be empty');
+    if (!(
+      this.retryPeriodMs > 0 &&
+      this.retryPeriodMs < this.renewDeadlineMs &&
+      this.renewDeadlineMs < this.leaseDurationMs
+    )) {
       throw new IsthmusError(
         'ISTHMUS_CONFIG_INVALID',
         `leader election: need 0 < retryPeriod (${this.retryPeriodMs} ms) < renewDeadline (${this.renewDeadlineMs} ms) < leaseDuration (${this.leaseDurationMs} ms)`,
@@ -102,7 +117,10 @@ export class LeaderElector implements AsyncDisposable {
     }
     this.#now = options.now ?? Date.now;
     this.#api = apiClient(options.kubeConfig, CoordinationV1Api);
-    this.#log = (options.logger ?? createLogger({ component: 'leader-election' })).child({ lease: `${this.namespace}/${this.leaseName}`, identity: this.identity });
+    this.#log = (options.logger ?? createLogger({ component: 'leader-election' })).child({
+      lease: `${this.namespace}/${this.leaseName}`,
+      identity: this.identity,
+    });
   }
 
   /** Starts campaigning; idempotent. */
@@ -145,7 +163,11 @@ export class LeaderElector implements AsyncDisposable {
         new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.renewDeadlineMs))),
       ]);
       clearTimeout(timer);
-      if (!finished) this.#log.warn({ waitedMs: this.renewDeadlineMs }, 'leader work did not finish after abort; releasing the lease anyway');
+      if (!finished)
+        this.#log.warn(
+          { waitedMs: this.renewDeadlineMs },
+          'leader work did not finish after abort; releasing the lease anyway',
+        );
     }
     this.#stepDown('stopped');
     if (release) await this.#release();
@@ -213,7 +235,12 @@ export class LeaderElector implements AsyncDisposable {
       try {
         const created = await this.#api.createNamespacedLease({
           namespace: this.namespace,
-          body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: this.leaseName, namespace: this.namespace }, spec: this.#spec(undefined, now) },
+          body: {
+            apiVersion: 'coordination.k8s.io/v1',
+            kind: 'Lease',
+            metadata: { name: this.leaseName, namespace: this.namespace },
+            spec: this.#spec(undefined, now),
+          },
         });
         return { outcome: 'held', lease: created };
       } catch (createErr) {
@@ -235,7 +262,13 @@ export class LeaderElector implements AsyncDisposable {
   #expired(lease: V1Lease): boolean {
     const spec = lease.spec;
     const now = this.#now();
-    const record = JSON.stringify([lease.metadata?.resourceVersion, spec?.holderIdentity, timeOf(spec?.renewTime), timeOf(spec?.acquireTime), spec?.leaseDurationSeconds]);
+    const record = JSON.stringify([
+      lease.metadata?.resourceVersion,
+      spec?.holderIdentity,
+      timeOf(spec?.renewTime),
+      timeOf(spec?.acquireTime),
+      spec?.leaseDurationSeconds,
+    ]);
     if (record !== this.#observedRecord) {
       this.#observedRecord = record;
       this.#observedAt = now;
@@ -271,7 +304,10 @@ export class LeaderElector implements AsyncDisposable {
       const lease = this.#lease;
       const time = new V1MicroTime(this.#now());
       try {
-        await this.#replace({ ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, acquireTime: time, renewTime: time } });
+        await this.#replace({
+          ...lease,
+          spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, acquireTime: time, renewTime: time },
+        });
         this.#log.info('released the lease');
         this.#observedHolder = undefined;
         break;

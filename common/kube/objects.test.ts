@@ -63,10 +63,15 @@ beforeAll(async () => {
   const api = kc.makeApiClient(ApiextensionsV1Api);
   const defs = [crd('gadgets', 'Gadget', 'Namespaced'), crd('clustergadgets', 'ClusterGadget', 'Cluster')];
   await Promise.all(defs.map((body) => api.createCustomResourceDefinition({ body })));
-  await waitFor('CRDs established', async () => {
-    const states = await Promise.all(defs.map((d) => api.readCustomResourceDefinition({ name: d.metadata!.name! })));
-    return states.every((s) => s.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True'));
-  }, 20_000, 50);
+  await waitFor(
+    'CRDs established',
+    async () => {
+      const states = await Promise.all(defs.map((d) => api.readCustomResourceDefinition({ name: d.metadata!.name! })));
+      return states.every((s) => s.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True'));
+    },
+    20_000,
+    50,
+  );
   await ensureNamespace(kc, 'objects');
 });
 
@@ -96,7 +101,9 @@ describe('object helpers on a real kube-apiserver', () => {
     expect([isAlreadyExists(exists), isConflict(exists), isNotFound(exists)]).toEqual([true, false, false]);
 
     await core.replaceNamespacedConfigMap({ name: 'cm', namespace: 'objects', body: { ...created, data: { a: '2' } } });
-    const stale = await expectRejected(core.replaceNamespacedConfigMap({ name: 'cm', namespace: 'objects', body: { ...created, data: { a: '3' } } }));
+    const stale = await expectRejected(
+      core.replaceNamespacedConfigMap({ name: 'cm', namespace: 'objects', body: { ...created, data: { a: '3' } } }),
+    );
     expect([isConflict(stale), isAlreadyExists(stale)]).toEqual([true, false]);
     expect([isNotFound(new Error('x')), isConflict(undefined), isAlreadyExists('409')]).toEqual([false, false, false]);
   });
@@ -108,7 +115,12 @@ describe('object helpers on a real kube-apiserver', () => {
       version: 'v1',
       namespace: 'objects',
       plural: 'gadgets',
-      body: { apiVersion: `${GROUP}/v1`, kind: 'Gadget', metadata: { name: 'g1' }, spec: { a: 1, nested: { keep: true } } },
+      body: {
+        apiVersion: `${GROUP}/v1`,
+        kind: 'Gadget',
+        metadata: { name: 'g1' },
+        spec: { a: 1, nested: { keep: true } },
+      },
     });
     const ref = { group: GROUP, version: 'v1', plural: 'gadgets', namespace: 'objects', name: 'g1' };
 
@@ -117,21 +129,35 @@ describe('object helpers on a real kube-apiserver', () => {
     expect(patched.spec).toEqual({ nested: { keep: true, added: 2 }, b: 'x' });
 
     // Status goes through the status subresource; spec is untouched by it.
-    const withStatus = await mergePatchCustomObjectStatus<Gadget>(kc, ref, { phase: 'Ready', conditions: [{ type: 'Ready', status: 'True' }] });
+    const withStatus = await mergePatchCustomObjectStatus<Gadget>(kc, ref, {
+      phase: 'Ready',
+      conditions: [{ type: 'Ready', status: 'True' }],
+    });
     expect(withStatus.status).toEqual({ phase: 'Ready', conditions: [{ type: 'Ready', status: 'True' }] });
     expect(withStatus.spec).toEqual(patched.spec);
     const again = await mergePatchCustomObjectStatus<Gadget>(kc, ref, { observedGeneration: 2 });
-    expect(again.status).toEqual({ phase: 'Ready', conditions: [{ type: 'Ready', status: 'True' }], observedGeneration: 2 });
+    expect(again.status).toEqual({
+      phase: 'Ready',
+      conditions: [{ type: 'Ready', status: 'True' }],
+      observedGeneration: 2,
+    });
 
     // The main resource ignores status when a status subresource exists.
     const ignored = await mergePatchCustomObject<Gadget>(kc, ref, { status: { phase: 'Hacked' } });
     expect(ignored.status?.phase).toBe('Ready');
 
     // resourceVersion turns the patch into a compare-and-swap.
-    const stale = await expectRejected(mergePatchCustomObject(kc, ref, { spec: { b: 'y' } }, { resourceVersion: patched.metadata!.resourceVersion }));
+    const stale = await expectRejected(
+      mergePatchCustomObject(kc, ref, { spec: { b: 'y' } }, { resourceVersion: patched.metadata!.resourceVersion }),
+    );
     expect(isConflict(stale)).toBe(true);
     const current = again.metadata!.resourceVersion!;
-    const swapped = await mergePatchCustomObjectStatus<Gadget>(kc, ref, { phase: 'Done' }, { resourceVersion: current });
+    const swapped = await mergePatchCustomObjectStatus<Gadget>(
+      kc,
+      ref,
+      { phase: 'Done' },
+      { resourceVersion: current },
+    );
     expect(swapped.status?.phase).toBe('Done');
 
     const missing = await expectRejected(mergePatchCustomObject(kc, { ...ref, name: 'nope' }, { spec: {} }));
@@ -155,7 +181,12 @@ describe('object helpers on a real kube-apiserver', () => {
   });
 
   it('server-side applies core and custom objects, with conflicts between managers', async () => {
-    const cm: V1ConfigMap = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'applied', namespace: 'objects' }, data: { owner: 'a' } };
+    const cm: V1ConfigMap = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'applied', namespace: 'objects' },
+      data: { owner: 'a' },
+    };
     const first = await serverSideApply(kc, cm, 'manager-a');
     expect(first.metadata?.uid).toBeTruthy();
     const again = await serverSideApply(kc, cm, 'manager-a');
@@ -172,7 +203,12 @@ describe('object helpers on a real kube-apiserver', () => {
     const trimmed = await serverSideApply(kc, { ...cm, data: { owner: 'b' } }, 'manager-a');
     expect(trimmed.data).toEqual({ owner: 'b' });
 
-    const gadget: Gadget = { apiVersion: `${GROUP}/v1`, kind: 'Gadget', metadata: { name: 'ssa', namespace: 'objects' }, spec: { size: 3 } };
+    const gadget: Gadget = {
+      apiVersion: `${GROUP}/v1`,
+      kind: 'Gadget',
+      metadata: { name: 'ssa', namespace: 'objects' },
+      spec: { size: 3 },
+    };
     const applied = await serverSideApply(kc, gadget, 'manager-a');
     expect(applied.spec).toEqual({ size: 3 });
   });

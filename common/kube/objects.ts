@@ -55,7 +55,10 @@ export function errorStatus(err: unknown): { reason?: string; message?: string }
   }
   if (typeof body !== 'object' || body === null) return undefined;
   const { reason, message } = body as { reason?: unknown; message?: unknown };
-  return { reason: typeof reason === 'string' ? reason : undefined, message: typeof message === 'string' ? message : undefined };
+  return {
+    reason: typeof reason === 'string' ? reason : undefined,
+    message: typeof message === 'string' ? message : undefined,
+  };
 }
 
 export function isNotFound(err: unknown): boolean {
@@ -120,7 +123,10 @@ export async function mergePatchCustomObject<T extends KubernetesObject = Kubern
   const { group, version, plural, name, namespace } = ref;
   const { fieldManager } = options;
   return (await (namespace
-    ? api.patchNamespacedCustomObject({ group, version, namespace, plural, name, body, fieldManager }, mergePatchOptions)
+    ? api.patchNamespacedCustomObject(
+        { group, version, namespace, plural, name, body, fieldManager },
+        mergePatchOptions,
+      )
     : api.patchClusterCustomObject({ group, version, plural, name, body, fieldManager }, mergePatchOptions))) as T;
 }
 
@@ -139,8 +145,14 @@ export async function mergePatchCustomObjectStatus<T extends KubernetesObject = 
   const { group, version, plural, name, namespace } = ref;
   const { fieldManager } = options;
   return (await (namespace
-    ? api.patchNamespacedCustomObjectStatus({ group, version, namespace, plural, name, body, fieldManager }, mergePatchOptions)
-    : api.patchClusterCustomObjectStatus({ group, version, plural, name, body, fieldManager }, mergePatchOptions))) as T;
+    ? api.patchNamespacedCustomObjectStatus(
+        { group, version, namespace, plural, name, body, fieldManager },
+        mergePatchOptions,
+      )
+    : api.patchClusterCustomObjectStatus(
+        { group, version, plural, name, body, fieldManager },
+        mergePatchOptions,
+      ))) as T;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -155,14 +167,28 @@ export interface ApplyOptions {
  * Server-side apply of a full intent (apiVersion, kind, metadata.name[, namespace] and the fields
  * this manager owns), for any kind, core or custom. Returns the object as stored.
  */
-export async function serverSideApply<T extends KubernetesObject>(kc: KubeConfig, object: T, fieldManager: string, options: ApplyOptions = {}): Promise<T> {
-  return objectApiClient(kc).patch(object, undefined, undefined, fieldManager, options.force ?? false, PatchStrategy.ServerSideApply);
+export async function serverSideApply<T extends KubernetesObject>(
+  kc: KubeConfig,
+  object: T,
+  fieldManager: string,
+  options: ApplyOptions = {},
+): Promise<T> {
+  return objectApiClient(kc).patch(
+    object,
+    undefined,
+    undefined,
+    fieldManager,
+    options.force ?? false,
+    PatchStrategy.ServerSideApply,
+  );
 }
 
 /** Creates the namespace unless it exists; true if this call created it. */
 export async function ensureNamespace(kc: KubeConfig, name: string, labels?: Record<string, string>): Promise<boolean> {
   try {
-    await apiClient(kc, CoreV1Api).createNamespace({ body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } } });
+    await apiClient(kc, CoreV1Api).createNamespace({
+      body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } },
+    });
     return true;
   } catch (err) {
     if (isAlreadyExists(err)) return false;

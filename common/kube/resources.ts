@@ -45,7 +45,10 @@ export function apiVersionOf(resource: Pick<ResourceType, 'group' | 'version'>):
 }
 
 /** URL path of the collection, e.g. /api/v1/namespaces/ns/configmaps or /apis/g/v/plural. */
-export function collectionPath(resource: Pick<ResourceType, 'group' | 'version' | 'plural'>, namespace?: string): string {
+export function collectionPath(
+  resource: Pick<ResourceType, 'group' | 'version' | 'plural'>,
+  namespace?: string,
+): string {
   const base = resource.group ? `/apis/${resource.group}/${resource.version}` : `/api/${resource.version}`;
   const ns = namespace ? `/namespaces/${encodeURIComponent(namespace)}` : '';
   return `${base}${ns}/${resource.plural}`;
@@ -141,7 +144,9 @@ export interface CustomResourceDefinition {
 }
 
 /** A custom resource, listed through CustomObjectsApi; objects are plain JSON typed as T. */
-export function customResource<T extends KubernetesObject = KubernetesObject>(definition: CustomResourceDefinition): ResourceType<T> {
+export function customResource<T extends KubernetesObject = KubernetesObject>(
+  definition: CustomResourceDefinition,
+): ResourceType<T> {
   const { group, version, plural } = definition;
   return {
     ...definition,
@@ -151,7 +156,13 @@ export function customResource<T extends KubernetesObject = KubernetesObject>(de
         ? await api.listClusterCustomObject({ group, version, plural, labelSelector, fieldSelector })
         : namespace
           ? await api.listNamespacedCustomObject({ group, version, namespace, plural, labelSelector, fieldSelector })
-          : await api.listCustomObjectForAllNamespaces({ group, version, resourcePlural: plural, labelSelector, fieldSelector });
+          : await api.listCustomObjectForAllNamespaces({
+              group,
+              version,
+              resourcePlural: plural,
+              labelSelector,
+              fieldSelector,
+            });
       return list as KubernetesListObject<T>;
     },
   };

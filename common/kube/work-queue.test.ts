@@ -50,7 +50,10 @@ describe('WorkQueue', () => {
       const n = (inFlight.get(key) ?? 0) + 1;
       inFlight.set(key, n);
       maxConcurrentSameKey = Math.max(maxConcurrentSameKey, n);
-      maxConcurrent = Math.max(maxConcurrent, [...inFlight.values()].reduce((a, b) => a + b, 0));
+      maxConcurrent = Math.max(
+        maxConcurrent,
+        [...inFlight.values()].reduce((a, b) => a + b, 0),
+      );
       counts.set(key, (counts.get(key) ?? 0) + 1);
       if (key === 'a' && counts.get('a') === 1) await first.promise;
       else await sleep(5);

@@ -142,7 +142,10 @@ export class WorkQueue<K = string> implements AsyncDisposable {
    */
   run(concurrency: number, handler: WorkHandler<K>): Promise<void> {
     if (!Number.isInteger(concurrency) || concurrency < 1) {
-      throw new IsthmusError('ISTHMUS_CONFIG_INVALID', `work queue ${this.name}: concurrency must be a positive integer`);
+      throw new IsthmusError(
+        'ISTHMUS_CONFIG_INVALID',
+        `work queue ${this.name}: concurrency must be a positive integer`,
+      );
     }
     if (this.#workers) throw new IsthmusError('ISTHMUS_INPUT_INVALID', `work queue ${this.name} is already running`);
     this.#workers = Promise.all(Array.from({ length: concurrency }, () => this.#worker(handler))).then(() => undefined);

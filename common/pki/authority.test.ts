@@ -30,10 +30,19 @@ function parse(pem: string): x509.X509Certificate {
 }
 
 function uriSans(certificate: x509.X509Certificate): string[] {
-  return certificate.getExtension(x509.SubjectAlternativeNameExtension)?.names.items.filter((n) => n.type === 'url').map((n) => n.value) ?? [];
+  return (
+    certificate
+      .getExtension(x509.SubjectAlternativeNameExtension)
+      ?.names.items.filter((n) => n.type === 'url')
+      .map((n) => n.value) ?? []
+  );
 }
 
-async function expectCode(promise: Promise<unknown>, code: Parameters<typeof isIsthmusError>[1], message: string): Promise<void> {
+async function expectCode(
+  promise: Promise<unknown>,
+  code: Parameters<typeof isIsthmusError>[1],
+  message: string,
+): Promise<void> {
   const error = await promise.then(
     () => undefined,
     (err: unknown) => err,
@@ -56,10 +65,18 @@ describe('root authority', () => {
     expect(intermediate.subject).toBe('CN=isthmus cluster staging, O=isthmus, OU=staging');
     expect(uriSans(intermediate)).toEqual(['spiffe://isthmus.test/cluster/staging']);
     // The membership it belongs to, and name constraints: trust-domain URIs only, no DNS or IP names.
-    expect(membershipClaimOf(intermediate.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [])).toEqual({ ok: true, clusterId: 'staging', epoch: 7 });
+    expect(
+      membershipClaimOf(intermediate.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? []),
+    ).toEqual({ ok: true, clusterId: 'staging', epoch: 7 });
     expect(intermediate.getExtension('2.5.29.30')?.critical).toBe(true);
-    expect(intermediate.getExtension(x509.BasicConstraintsExtension)).toMatchObject({ ca: true, pathLength: 0, critical: true });
-    expect((intermediate.getExtension(x509.KeyUsagesExtension)?.usages ?? 0) & x509.KeyUsageFlags.keyCertSign).not.toBe(0);
+    expect(intermediate.getExtension(x509.BasicConstraintsExtension)).toMatchObject({
+      ca: true,
+      pathLength: 0,
+      critical: true,
+    });
+    expect((intermediate.getExtension(x509.KeyUsagesExtension)?.usages ?? 0) & x509.KeyUsageFlags.keyCertSign).not.toBe(
+      0,
+    );
     expect(issued.notAfter.getTime() - issued.notBefore.getTime()).toBe(48 * HOUR + 60_000);
     expect(await intermediate.verify({ publicKey: root.certificate.publicKey, signatureOnly: true })).toBe(true);
   });
@@ -76,13 +93,21 @@ describe('root authority', () => {
       keys: { privateKey: p384.privateKey, publicKey: p384.publicKey },
       signingAlgorithm: { name: 'ECDSA', hash: 'SHA-384' },
     });
-    await expectCode(root.signIntermediate('a', 1, p384Csr.toString('pem')), 'ISTHMUS_PKI_CSR_INVALID', 'unsupported key EC secp384r1');
+    await expectCode(
+      root.signIntermediate('a', 1, p384Csr.toString('pem')),
+      'ISTHMUS_PKI_CSR_INVALID',
+      'unsupported key EC secp384r1',
+    );
     await expectCode(root.signIntermediate('Not_A_Label', 1, csrPem), 'ISTHMUS_PKI_SPIFFE_ID_INVALID', 'DNS-1123');
   });
 
   it('never lets an intermediate outlive the root', async () => {
     const shortRoot = await RootAuthority.generate({ trustDomain: TRUST_DOMAIN, lifetimeMs: 2 * HOUR });
-    const issued = await shortRoot.signIntermediate('a', 1, await createIntermediateRequest(await generateKeyPair(), 'a'));
+    const issued = await shortRoot.signIntermediate(
+      'a',
+      1,
+      await createIntermediateRequest(await generateKeyPair(), 'a'),
+    );
     expect(issued.notAfter.getTime()).toBe(shortRoot.certificate.notAfter.getTime());
   });
 
@@ -90,19 +115,33 @@ describe('root authority', () => {
     const hub = await root.issueHubSvid();
     expect(hub.spiffeId).toBe('spiffe://isthmus.test/hub');
     expect(parseCertificates(hub.certificateChainPem)).toHaveLength(1);
-    const agent = await root.signAgentCertificate('b', 1, await createCertificateRequest(await generateKeyPair(), 'CN=agent'));
+    const agent = await root.signAgentCertificate(
+      'b',
+      1,
+      await createCertificateRequest(await generateKeyPair(), 'CN=agent'),
+    );
     expect(uriSans(parse(agent.certificatePem))).toEqual(['spiffe://isthmus.test/cluster/b/agent']);
-    expect(membershipClaimOf(parse(agent.certificatePem).getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [])).toEqual({ ok: true, clusterId: 'b', epoch: 1 });
+    expect(
+      membershipClaimOf(
+        parse(agent.certificatePem).getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [],
+      ),
+    ).toEqual({ ok: true, clusterId: 'b', epoch: 1 });
     const nats = await root.issueNatsSvid({ hostNames: { dns: ['nats.example'], ip: ['127.0.0.1'] } });
     expect(uriSans(parse(nats.certificateChainPem))).toEqual(['spiffe://isthmus.test/nats']);
   });
 
   it('loads a plugged-in RSA root and keeps signing with it', async () => {
     const rsa = await RootAuthority.generate({ trustDomain: TRUST_DOMAIN, algorithm: 'RSA-2048' });
-    const loaded = await RootAuthority.load({ trustDomain: TRUST_DOMAIN, certificatePem: rsa.certificatePem, privateKeyPem: await rsa.exportPrivateKeyPem() });
+    const loaded = await RootAuthority.load({
+      trustDomain: TRUST_DOMAIN,
+      certificatePem: rsa.certificatePem,
+      privateKeyPem: await rsa.exportPrivateKeyPem(),
+    });
     expect(loaded.fingerprint).toBe(rsa.fingerprint);
     const cluster = await joinCluster(loaded, 'a');
-    expect(new X509Certificate(cluster.intermediatePem).verify(new X509Certificate(rsa.certificatePem).publicKey)).toBe(true);
+    expect(new X509Certificate(cluster.intermediatePem).verify(new X509Certificate(rsa.certificatePem).publicKey)).toBe(
+      true,
+    );
   });
 
   it('chains to a plugged-in root whose key identifier was computed by another method', async () => {
@@ -124,31 +163,50 @@ describe('root authority', () => {
       privateKeyPem: await privateKeyToPem(keys.privateKey),
     });
     const svid = await (await joinCluster(loaded, 'a')).issueLeaf('spiffe://isthmus.test/cluster/a/agent');
-    expect(verifyPeer(pemBlocks(svid.certificateChainPem), { bundle: bundleOf(1, loaded), members: testMembership(['a']) })).toMatchObject({ ok: true });
+    expect(
+      verifyPeer(pemBlocks(svid.certificateChainPem), { bundle: bundleOf(1, loaded), members: testMembership(['a']) }),
+    ).toMatchObject({ ok: true });
   });
 
   it('refuses a plugged-in root whose key does not match, that is not a CA, or that allows no intermediate', async () => {
     const other = await RootAuthority.generate({ trustDomain: TRUST_DOMAIN });
     await expectCode(
-      RootAuthority.load({ trustDomain: TRUST_DOMAIN, certificatePem: root.certificatePem, privateKeyPem: await other.exportPrivateKeyPem() }),
+      RootAuthority.load({
+        trustDomain: TRUST_DOMAIN,
+        certificatePem: root.certificatePem,
+        privateKeyPem: await other.exportPrivateKeyPem(),
+      }),
       'ISTHMUS_PKI_INVALID',
       'does not match',
     );
     const keys = await generateKeyPair('P-256');
     const keyPem = await privateKeyToPem(keys.privateKey);
     const selfSigned = async (isCa: boolean, pathLength?: number): Promise<string> =>
-      certificateToPem(await issueCertificate({ subject: 'CN=user root', publicKey: keys.publicKey, ...validityWindow(new Date(), HOUR), isCa, pathLength }, keys));
+      certificateToPem(
+        await issueCertificate(
+          { subject: 'CN=user root', publicKey: keys.publicKey, ...validityWindow(new Date(), HOUR), isCa, pathLength },
+          keys,
+        ),
+      );
     await expectCode(
       RootAuthority.load({ trustDomain: TRUST_DOMAIN, certificatePem: await selfSigned(false), privateKeyPem: keyPem }),
       'ISTHMUS_PKI_INVALID',
       'not a CA',
     );
     await expectCode(
-      RootAuthority.load({ trustDomain: TRUST_DOMAIN, certificatePem: await selfSigned(true, 0), privateKeyPem: keyPem }),
+      RootAuthority.load({
+        trustDomain: TRUST_DOMAIN,
+        certificatePem: await selfSigned(true, 0),
+        privateKeyPem: keyPem,
+      }),
       'ISTHMUS_PKI_INVALID',
       'pathLenConstraint 0',
     );
-    const loaded = await RootAuthority.load({ trustDomain: TRUST_DOMAIN, certificatePem: await selfSigned(true), privateKeyPem: keyPem });
+    const loaded = await RootAuthority.load({
+      trustDomain: TRUST_DOMAIN,
+      certificatePem: await selfSigned(true),
+      privateKeyPem: keyPem,
+    });
     expect(loaded.trustDomain).toBe(TRUST_DOMAIN);
   });
 });
@@ -191,13 +249,23 @@ describe('cluster authority', () => {
     const keys = await generateKeyPair();
     const forB = await root.signIntermediate('b', 1, await createIntermediateRequest(keys, 'b'));
     await expectCode(
-      ClusterAuthority.create({ trustDomain: TRUST_DOMAIN, clusterId: 'a', privateKey: keys.privateKey, intermediatePem: forB.certificatePem }),
+      ClusterAuthority.create({
+        trustDomain: TRUST_DOMAIN,
+        clusterId: 'a',
+        privateKey: keys.privateKey,
+        intermediatePem: forB.certificatePem,
+      }),
       'ISTHMUS_PKI_INVALID',
       'spiffe://isthmus.test/cluster/a',
     );
     const otherKey = await generateKeyPair();
     await expectCode(
-      ClusterAuthority.create({ trustDomain: TRUST_DOMAIN, clusterId: 'b', privateKey: otherKey.privateKey, intermediatePem: forB.certificatePem }),
+      ClusterAuthority.create({
+        trustDomain: TRUST_DOMAIN,
+        clusterId: 'b',
+        privateKey: otherKey.privateKey,
+        intermediatePem: forB.certificatePem,
+      }),
       'ISTHMUS_PKI_INVALID',
       'not issued for this cluster key',
     );
@@ -211,7 +279,9 @@ describe('cluster authority', () => {
       intermediatePem: cluster.intermediatePem,
     });
     const newRoot = await RootAuthority.generate({ trustDomain: TRUST_DOMAIN });
-    const reissued = await restored.withIntermediate((await newRoot.signIntermediate('a', 1, await restored.createRequest())).certificatePem);
+    const reissued = await restored.withIntermediate(
+      (await newRoot.signIntermediate('a', 1, await restored.createRequest())).certificatePem,
+    );
     const svid = await reissued.issueLeaf('spiffe://isthmus.test/cluster/a/agent');
     const [, intermediate] = parseCertificates(svid.certificateChainPem);
     expect(intermediate?.issuer).toBe(newRoot.certificate.subject);
@@ -219,13 +289,19 @@ describe('cluster authority', () => {
 
   it('produces Istio cacerts data from its intermediate', async () => {
     const newRoot = await RootAuthority.generate({ trustDomain: TRUST_DOMAIN });
-    const bundle = createTrustBundle({ trustDomain: TRUST_DOMAIN, sequence: 2, roots: [root.certificatePem, newRoot.certificatePem] });
+    const bundle = createTrustBundle({
+      trustDomain: TRUST_DOMAIN,
+      sequence: 2,
+      roots: [root.certificatePem, newRoot.certificatePem],
+    });
     const keyPem = await cluster.exportPrivateKeyPem();
     const data = istioCacertsData(cluster.intermediatePem, keyPem, bundle);
     expect(data['ca-cert.pem']).toBe(cluster.intermediatePem);
     expect(data['ca-key.pem']).toBe(keyPem);
     expect(parseCertificates(data['root-cert.pem'])).toHaveLength(2);
     expect(data['cert-chain.pem']).toBe(cluster.intermediatePem + root.certificatePem);
-    expect(() => istioCacertsData(cluster.intermediatePem, keyPem, bundleOf(1, newRoot))).toThrow('not signed by a root');
+    expect(() => istioCacertsData(cluster.intermediatePem, keyPem, bundleOf(1, newRoot))).toThrow(
+      'not signed by a root',
+    );
   });
 });

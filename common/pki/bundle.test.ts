@@ -28,7 +28,11 @@ describe('trust bundle', () => {
       RootAuthority.generate({ trustDomain: TRUST_DOMAIN }),
       RootAuthority.generate({ trustDomain: TRUST_DOMAIN, algorithm: 'RSA-2048' }),
     ]);
-    bundle = createTrustBundle({ trustDomain: TRUST_DOMAIN, sequence: 7, roots: [ecRoot.certificatePem, rsaRoot.certificatePem] });
+    bundle = createTrustBundle({
+      trustDomain: TRUST_DOMAIN,
+      sequence: 7,
+      roots: [ecRoot.certificatePem, rsaRoot.certificatePem],
+    });
   });
 
   it('round-trips through SPIFFE bundle JSON with EC and RSA keys', () => {
@@ -56,7 +60,10 @@ describe('trust bundle', () => {
     const document = bundleToSpiffeDocument(bundle);
     const { spiffe_sequence: _sequence, ...withoutSequence } = document;
     const jwtKey = { use: 'jwt-svid', kty: 'EC', kid: 'k1', crv: 'P-256', x: 'AA', y: 'AA' };
-    const parsed = parseSpiffeBundle({ ...withoutSequence, keys: [...document.keys, jwtKey], spiffe_refresh_hint: 300 }, TRUST_DOMAIN);
+    const parsed = parseSpiffeBundle(
+      { ...withoutSequence, keys: [...document.keys, jwtKey], spiffe_refresh_hint: 300 },
+      TRUST_DOMAIN,
+    );
     expect(parsed.sequence).toBe(0);
     expect(parsed.roots).toHaveLength(2);
   });
@@ -67,10 +74,12 @@ describe('trust bundle', () => {
     expect(() => parseSpiffeBundle('{', TRUST_DOMAIN)).toThrow('not JSON');
     expect(() => parseSpiffeBundle({ keys: 'nope' }, TRUST_DOMAIN)).toThrow('keys');
     expect(() => parseSpiffeBundle({ ...document, spiffe_sequence: -1 }, TRUST_DOMAIN)).toThrow('spiffe_sequence');
-    expect(() => parseSpiffeBundle({ keys: [{ ...ecKey, x: rsaKey?.n }] }, TRUST_DOMAIN)).toThrow('keys.0.x does not match');
-    expect(() => parseSpiffeBundle({ keys: [{ ...ecKey, x5c: [...(ecKey?.x5c ?? []), ...(ecKey?.x5c ?? [])] }] }, TRUST_DOMAIN)).toThrow(
-      'exactly one certificate',
+    expect(() => parseSpiffeBundle({ keys: [{ ...ecKey, x: rsaKey?.n }] }, TRUST_DOMAIN)).toThrow(
+      'keys.0.x does not match',
     );
+    expect(() =>
+      parseSpiffeBundle({ keys: [{ ...ecKey, x5c: [...(ecKey?.x5c ?? []), ...(ecKey?.x5c ?? [])] }] }, TRUST_DOMAIN),
+    ).toThrow('exactly one certificate');
     expect(() => parseSpiffeBundle({ keys: [] }, TRUST_DOMAIN)).toThrow('at least one root');
     expect(() => parseSpiffeBundle(document, 'Not A Domain')).toThrow('trust domain');
   });
@@ -78,7 +87,9 @@ describe('trust bundle', () => {
   it('refuses a certificate that is not a CA as a root', async () => {
     const cluster = await joinCluster(ecRoot, 'a');
     const leaf = await cluster.issueLeaf('spiffe://isthmus.test/cluster/a/agent');
-    expect(() => createTrustBundle({ trustDomain: TRUST_DOMAIN, sequence: 1, roots: [leaf.certificateChainPem] })).toThrow('not a CA');
+    expect(() =>
+      createTrustBundle({ trustDomain: TRUST_DOMAIN, sequence: 1, roots: [leaf.certificateChainPem] }),
+    ).toThrow('not a CA');
   });
 
   it('moves the sequence forward on every change and never empties', () => {

@@ -27,7 +27,9 @@ export function rootFingerprint(root: X509Certificate): string {
 
 /** kubeadm-style pin of a CA's public key, `sha256:<hex>` over its SubjectPublicKeyInfo. */
 export function rootPin(root: X509Certificate): string {
-  return `sha256:${createHash('sha256').update(root.publicKey.export({ type: 'spki', format: 'der' })).digest('hex')}`;
+  return `sha256:${createHash('sha256')
+    .update(root.publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex')}`;
 }
 
 /** A root as PEM text, DER bytes or already parsed. */
@@ -57,7 +59,11 @@ export function createTrustBundle(init: {
     byFingerprint.set(rootFingerprint(root), root);
   }
   if (byFingerprint.size === 0) throw invalid('a bundle needs at least one root');
-  return { trustDomain: parseTrustDomain(init.trustDomain), sequence: sequence.data, roots: [...byFingerprint.values()] };
+  return {
+    trustDomain: parseTrustDomain(init.trustDomain),
+    sequence: sequence.data,
+    roots: [...byFingerprint.values()],
+  };
 }
 
 /** The bundle plus `root`, at the next sequence; unchanged when `root` is already trusted. */
@@ -149,7 +155,8 @@ export function parseSpiffeBundle(input: unknown, trustDomain: string): TrustBun
     const root = toRoot(Buffer.from(key.x5c[0] as string, 'base64'));
     const expected = publicJwkOf(root);
     for (const member of KEY_MEMBERS) {
-      if (key[member] !== expected[member]) throw invalid(`keys.${index}.${member} does not match the certificate in x5c`);
+      if (key[member] !== expected[member])
+        throw invalid(`keys.${index}.${member} does not match the certificate in x5c`);
     }
     return [root];
   });

@@ -55,14 +55,19 @@ export class ClusterAuthority {
       throw unusable(`not PEM: ${describeError(err)}`);
     }
     const [certificate] = certificates;
-    if (certificate === undefined || certificates.length !== 1) throw unusable(`expected exactly one certificate, got ${certificates.length}`);
+    if (certificate === undefined || certificates.length !== 1)
+      throw unusable(`expected exactly one certificate, got ${certificates.length}`);
     if (certificate.getExtension(x509.BasicConstraintsExtension)?.ca !== true) throw unusable('not a CA certificate');
-    const uris = certificate.getExtension(x509.SubjectAlternativeNameExtension)?.names.items.filter((name) => name.type === 'url') ?? [];
+    const uris =
+      certificate
+        .getExtension(x509.SubjectAlternativeNameExtension)
+        ?.names.items.filter((name) => name.type === 'url') ?? [];
     const expected = formatSpiffeId({ kind: 'cluster', trustDomain, clusterId });
     if (uris.length !== 1 || uris[0]?.value !== expected) {
       throw unusable(`must carry exactly the URI SAN ${expected}, has [${uris.map((name) => name.value).join(', ')}]`);
     }
-    const privateKeyPem = typeof options.privateKey === 'string' ? options.privateKey : await privateKeyToPem(options.privateKey);
+    const privateKeyPem =
+      typeof options.privateKey === 'string' ? options.privateKey : await privateKeyToPem(options.privateKey);
     const keys = await importKeyPair(privateKeyPem, certificate);
     if (!(await keyPairMatches(keys))) throw unusable('was not issued for this cluster key');
     return new ClusterAuthority(trustDomain, clusterId, { certificate, keys });
@@ -98,7 +103,8 @@ export class ClusterAuthority {
     const refuse = (why: string): IsthmusError =>
       new IsthmusError('ISTHMUS_PKI_IDENTITY_REFUSED', `cluster ${this.clusterId} will not issue ${spiffeId}: ${why}`);
     if (id.trustDomain !== this.trustDomain) throw refuse(`trust domain is ${this.trustDomain}`);
-    if (id.kind === 'hub' || id.kind === 'nats' || id.kind === 'cluster') throw refuse('not a workload identity of a cluster');
+    if (id.kind === 'hub' || id.kind === 'nats' || id.kind === 'cluster')
+      throw refuse('not a workload identity of a cluster');
     if (id.clusterId !== this.clusterId) throw refuse('belongs to another cluster');
     return issueSvid(this.#issuer, spiffeId, { ...options, chainPem: this.intermediatePem });
   }

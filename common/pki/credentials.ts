@@ -59,7 +59,10 @@ export class MtlsCredentials {
    */
   updateBundle(bundle: TrustBundle): boolean {
     if (bundle.trustDomain !== this.#bundle.trustDomain) {
-      throw new IsthmusError('ISTHMUS_PKI_BUNDLE_INVALID', `bundle is for ${bundle.trustDomain}, not ${this.#bundle.trustDomain}`);
+      throw new IsthmusError(
+        'ISTHMUS_PKI_BUNDLE_INVALID',
+        `bundle is for ${bundle.trustDomain}, not ${this.#bundle.trustDomain}`,
+      );
     }
     if (bundle.sequence < this.#bundle.sequence) return false;
     this.#bundle = bundle;
@@ -83,7 +86,10 @@ export class MtlsCredentials {
   #install(svid: X509Svid): void {
     const id = parseSpiffeId(svid.spiffeId);
     if (id.trustDomain !== this.#bundle.trustDomain) {
-      throw new IsthmusError('ISTHMUS_PKI_INVALID', `${svid.spiffeId} is outside trust domain ${this.#bundle.trustDomain}`);
+      throw new IsthmusError(
+        'ISTHMUS_PKI_INVALID',
+        `${svid.spiffeId} is outside trust domain ${this.#bundle.trustDomain}`,
+      );
     }
     // Throws on a key that does not match the certificate, before anything is replaced.
     const secureContext = createSecureContext(secureContextOptionsFor(svid));

@@ -93,6 +93,14 @@ export {
   type RotationState,
   type RotationStep,
 } from './rotation.ts';
-export { RENEWAL_WINDOW, renewalTime, startRenewal, type CertificateKind, type RenewalHandle, type RenewalOptions, type Validity } from './renewal.ts';
+export {
+  RENEWAL_WINDOW,
+  renewalTime,
+  startRenewal,
+  type CertificateKind,
+  type RenewalHandle,
+  type RenewalOptions,
+  type Validity,
+} from './renewal.ts';
 export { istioCacertsData, type IstioCacertsData } from './istio.ts';
 export { createCertificateRequest, generateKeyPair, privateKeyToPem, type KeyAlgorithm, type KeyPair } from './x509.ts';

@@ -13,11 +13,18 @@ export interface IstioCacertsData {
   readonly 'cert-chain.pem': string;
 }
 
-export function istioCacertsData(intermediatePem: string, intermediateKeyPem: string, bundle: TrustBundle): IstioCacertsData {
+export function istioCacertsData(
+  intermediatePem: string,
+  intermediateKeyPem: string,
+  bundle: TrustBundle,
+): IstioCacertsData {
   const intermediate = new X509Certificate(intermediatePem);
   const issuer = bundle.roots.find((root) => intermediate.checkIssued(root) && intermediate.verify(root.publicKey));
   if (issuer === undefined) {
-    throw new IsthmusError('ISTHMUS_PKI_INVALID', `intermediate ${intermediate.subject} was not signed by a root of bundle ${bundle.sequence}`);
+    throw new IsthmusError(
+      'ISTHMUS_PKI_INVALID',
+      `intermediate ${intermediate.subject} was not signed by a root of bundle ${bundle.sequence}`,
+    );
   }
   const caCert = intermediate.toString().trimEnd() + '\n';
   return {

@@ -9,7 +9,11 @@ describe('membership names', () => {
     const names = membershipNames('cluster-a', 1_764_561_234_567).map(dn);
     expect(membershipClaimOf(names)).toEqual({ ok: true, clusterId: 'cluster-a', epoch: 1_764_561_234_567 });
     expect(membershipNames('cluster-a', LEGACY_MEMBERSHIP_EPOCH)).toEqual([]);
-    expect(membershipClaimOf([new x509.GeneralName('url', 'spiffe://isthmus.test/cluster/a/agent')])).toEqual({ ok: true, clusterId: undefined, epoch: LEGACY_MEMBERSHIP_EPOCH });
+    expect(membershipClaimOf([new x509.GeneralName('url', 'spiffe://isthmus.test/cluster/a/agent')])).toEqual({
+      ok: true,
+      clusterId: undefined,
+      epoch: LEGACY_MEMBERSHIP_EPOCH,
+    });
   });
 
   it.each([

@@ -59,11 +59,22 @@ export function membershipClaimOf(sanNames: readonly x509.GeneralName[]): Member
   const [organization, ...moreOrganizations] = name.getField('O');
   const [clusterId, ...moreUnits] = name.getField('OU');
   const [serial, ...moreSerials] = name.getField(SERIAL_NUMBER);
-  if (organization !== ORGANIZATION || moreOrganizations.length > 0 || clusterId === undefined || moreUnits.length > 0 || serial === undefined || moreSerials.length > 0) {
-    return { ok: false, problem: `directoryName SAN "${first.value}" is not a membership name (O=isthmus, OU=<cluster>, serialNumber=<epoch>)` };
+  if (
+    organization !== ORGANIZATION ||
+    moreOrganizations.length > 0 ||
+    clusterId === undefined ||
+    moreUnits.length > 0 ||
+    serial === undefined ||
+    moreSerials.length > 0
+  ) {
+    return {
+      ok: false,
+      problem: `directoryName SAN "${first.value}" is not a membership name (O=isthmus, OU=<cluster>, serialNumber=<epoch>)`,
+    };
   }
   const epoch = /^[1-9][0-9]{0,15}$/.test(serial) ? Number(serial) : Number.NaN;
-  if (!Number.isSafeInteger(epoch)) return { ok: false, problem: `membership epoch "${serial}" is not a positive integer` };
+  if (!Number.isSafeInteger(epoch))
+    return { ok: false, problem: `membership epoch "${serial}" is not a positive integer` };
   return { ok: true, clusterId, epoch };
 }
 

@@ -10,7 +10,8 @@ function validFor(lifetimeMs: number, from = Date.now()): Validity {
 
 describe('renewal time', () => {
   const issued = validFor(DAY, Date.UTC(2030, 0, 1));
-  const at = (kind: 'leaf' | 'authority', random: number): number => renewalTime(issued, kind, () => random).getTime() - issued.notBefore.getTime();
+  const at = (kind: 'leaf' | 'authority', random: number): number =>
+    renewalTime(issued, kind, () => random).getTime() - issued.notBefore.getTime();
 
   it('renews a leaf at half-life plus up to a tenth of its life of jitter', () => {
     expect(at('leaf', 0)).toBe(12 * HOUR);

@@ -67,20 +67,20 @@ export function startRenewal(options: RenewalOptions): RenewalHandle {
     Promise.resolve()
       .then(() => options.renew())
       .then(
-      (validity) => {
-        failures = 0;
-        dueAt = renewalTime(validity, options.kind, random).getTime();
-        arm();
-      },
-      (err: unknown) => {
-        failures += 1;
-        // Half fixed, half random: retries from many clusters spread out after a hub outage.
-        const retryInMs = backoffDelay(failures, { ...backoff, jitter: 0.5 }, random);
-        dueAt = Date.now() + retryInMs;
-        if (!stopped) options.onError?.(err, retryInMs);
-        arm();
-      },
-    );
+        (validity) => {
+          failures = 0;
+          dueAt = renewalTime(validity, options.kind, random).getTime();
+          arm();
+        },
+        (err: unknown) => {
+          failures += 1;
+          // Half fixed, half random: retries from many clusters spread out after a hub outage.
+          const retryInMs = backoffDelay(failures, { ...backoff, jitter: 0.5 }, random);
+          dueAt = Date.now() + retryInMs;
+          if (!stopped) options.onError?.(err, retryInMs);
+          arm();
+        },
+      );
   };
 
   arm();

@@ -118,7 +118,8 @@ export class RootAuthority {
       throw unusable(`certificate is not PEM: ${describeError(err)}`);
     }
     const [certificate] = certificates;
-    if (certificate === undefined || certificates.length !== 1) throw unusable(`expected exactly one certificate, got ${certificates.length}`);
+    if (certificate === undefined || certificates.length !== 1)
+      throw unusable(`expected exactly one certificate, got ${certificates.length}`);
     const constraints = certificate.getExtension(x509.BasicConstraintsExtension);
     if (constraints?.ca !== true) throw unusable('certificate is not a CA (basicConstraints cA is not true)');
     if (constraints.pathLength === 0) throw unusable('pathLenConstraint 0 leaves no room for cluster intermediates');
@@ -142,7 +143,12 @@ export class RootAuthority {
    * caller, who authenticated the cluster (bootstrap token or agent certificate); whatever
    * subject or extensions the CSR asks for are ignored, only its key is used.
    */
-  async signIntermediate(clusterId: string, epoch: number, csr: string | Uint8Array, options: SignOptions = {}): Promise<IssuedCertificate> {
+  async signIntermediate(
+    clusterId: string,
+    epoch: number,
+    csr: string | Uint8Array,
+    options: SignOptions = {},
+  ): Promise<IssuedCertificate> {
     const id = parseClusterId(clusterId);
     const publicKey = await readCertificateRequest(csr);
     const now = options.now ?? new Date();
@@ -153,7 +159,10 @@ export class RootAuthority {
         ...validityWindow(now, options.lifetimeMs ?? DEFAULT_INTERMEDIATE_LIFETIME_MS),
         isCa: true,
         pathLength: 0,
-        san: { uri: [formatSpiffeId({ kind: 'cluster', trustDomain: this.trustDomain, clusterId: id })], dn: membershipNames(id, epoch) },
+        san: {
+          uri: [formatSpiffeId({ kind: 'cluster', trustDomain: this.trustDomain, clusterId: id })],
+          dn: membershipNames(id, epoch),
+        },
         nameConstraints: { permittedUriHosts: [this.trustDomain], excludeDnsAndIp: true },
       },
       this.#issuer,
@@ -166,19 +175,35 @@ export class RootAuthority {
    * agent certificate has the same subject, AGENT_CERTIFICATE_SUBJECT, so NATS can map all agents
    * to one read-only user.
    */
-  async signAgentCertificate(clusterId: string, epoch: number, csr: string | Uint8Array, options: SignOptions = {}): Promise<IssuedCertificate> {
+  async signAgentCertificate(
+    clusterId: string,
+    epoch: number,
+    csr: string | Uint8Array,
+    options: SignOptions = {},
+  ): Promise<IssuedCertificate> {
     const id = parseClusterId(clusterId);
     const spiffeId = formatSpiffeId({ kind: 'agent', trustDomain: this.trustDomain, clusterId: id });
     const publicKey = await readCertificateRequest(csr);
-    const validity = validityWindow(options.now ?? new Date(), options.lifetimeMs ?? DEFAULT_AGENT_CERTIFICATE_LIFETIME_MS);
+    const validity = validityWindow(
+      options.now ?? new Date(),
+      options.lifetimeMs ?? DEFAULT_AGENT_CERTIFICATE_LIFETIME_MS,
+    );
     const template = svidTemplate(spiffeId, publicKey, validity);
-    return issued(await issueCertificate({ ...template, subject: AGENT_CERTIFICATE_SUBJECT, san: { ...template.san, dn: membershipNames(id, epoch) } }, this.#issuer));
+    return issued(
+      await issueCertificate(
+        { ...template, subject: AGENT_CERTIFICATE_SUBJECT, san: { ...template.san, dn: membershipNames(id, epoch) } },
+        this.#issuer,
+      ),
+    );
   }
 
   /** The hub's own serving and client identity, `spiffe://<td>/hub`, with a key generated here. */
   async issueHubSvid(options: SignOptions = {}): Promise<X509Svid> {
     const spiffeId = formatSpiffeId({ kind: 'hub', trustDomain: this.trustDomain });
-    return issueSvid(this.#issuer, spiffeId, { lifetimeMs: options.lifetimeMs ?? DEFAULT_HUB_SVID_LIFETIME_MS, now: options.now });
+    return issueSvid(this.#issuer, spiffeId, {
+      lifetimeMs: options.lifetimeMs ?? DEFAULT_HUB_SVID_LIFETIME_MS,
+      now: options.now,
+    });
   }
 
   /**
@@ -186,23 +211,46 @@ export class RootAuthority {
    * verify it by that SPIFFE ID; `hostNames` (DNS names, IP addresses) are only for other NATS
    * clients, which check host names — only the root can issue those (intermediates may not).
    */
-  async issueNatsSvid(options: SignOptions & { readonly hostNames?: { readonly dns?: readonly string[]; readonly ip?: readonly string[] } } = {}): Promise<X509Svid> {
+  async issueNatsSvid(
+    options: SignOptions & {
+      readonly hostNames?: { readonly dns?: readonly string[]; readonly ip?: readonly string[] };
+    } = {},
+  ): Promise<X509Svid> {
     const spiffeId = formatSpiffeId({ kind: 'nats', trustDomain: this.trustDomain });
     const keys = await generateKeyPair('P-256');
-    const template = svidTemplate(spiffeId, keys.publicKey, validityWindow(options.now ?? new Date(), options.lifetimeMs ?? DEFAULT_NATS_SVID_LIFETIME_MS));
-    const certificate = await issueCertificate({ ...template, san: { ...template.san, dns: options.hostNames?.dns ?? [], ip: options.hostNames?.ip ?? [] } }, this.#issuer);
-    return { spiffeId, certificateChainPem: certificateToPem(certificate), privateKeyPem: await privateKeyToPem(keys.privateKey), notBefore: certificate.notBefore, notAfter: certificate.notAfter };
+    const template = svidTemplate(
+      spiffeId,
+      keys.publicKey,
+      validityWindow(options.now ?? new Date(), options.lifetimeMs ?? DEFAULT_NATS_SVID_LIFETIME_MS),
+    );
+    const certificate = await issueCertificate(
+      { ...template, san: { ...template.san, dns: options.hostNames?.dns ?? [], ip: options.hostNames?.ip ?? [] } },
+      this.#issuer,
+    );
+    return {
+      spiffeId,
+      certificateChainPem: certificateToPem(certificate),
+      privateKeyPem: await privateKeyToPem(keys.privateKey),
+      notBefore: certificate.notBefore,
+      notAfter: certificate.notAfter,
+    };
   }
 }
 
 function issued(certificate: x509.X509Certificate): IssuedCertificate {
-  return { certificatePem: certificateToPem(certificate), notBefore: certificate.notBefore, notAfter: certificate.notAfter };
+  return {
+    certificatePem: certificateToPem(certificate),
+    notBefore: certificate.notBefore,
+    notAfter: certificate.notAfter,
+  };
 }
 
 /** Parses a PKCS#10 CSR (PEM or DER), checks its self-signature and key type, returns its key. */
 async function readCertificateRequest(csr: string | Uint8Array): Promise<webcrypto.CryptoKey> {
-  const refuse = (detail: string, cause?: unknown): IsthmusError => new IsthmusError('ISTHMUS_PKI_CSR_INVALID', detail, { cause });
-  if ((typeof csr === 'string' ? Buffer.byteLength(csr) : csr.byteLength) > CSR_MAX_BYTES) throw refuse(`larger than ${CSR_MAX_BYTES} bytes`);
+  const refuse = (detail: string, cause?: unknown): IsthmusError =>
+    new IsthmusError('ISTHMUS_PKI_CSR_INVALID', detail, { cause });
+  if ((typeof csr === 'string' ? Buffer.byteLength(csr) : csr.byteLength) > CSR_MAX_BYTES)
+    throw refuse(`larger than ${CSR_MAX_BYTES} bytes`);
   let request: x509.Pkcs10CertificateRequest;
   try {
     request = new x509.Pkcs10CertificateRequest(typeof csr === 'string' ? csr : Uint8Array.from(csr));

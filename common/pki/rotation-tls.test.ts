@@ -7,9 +7,24 @@ import { createTrustBundle, type TrustBundle } from './bundle.ts';
 import type { ClusterAuthority } from './cluster-authority.ts';
 import type { MtlsCredentials } from './credentials.ts';
 import { RootAuthority } from './root-authority.ts';
-import { advanceRotation, beginRotation, type RotationAction, type RotationObservation, type RotationState } from './rotation.ts';
+import {
+  advanceRotation,
+  beginRotation,
+  type RotationAction,
+  type RotationObservation,
+  type RotationState,
+} from './rotation.ts';
 import { formatSpiffeId } from './spiffe.ts';
-import { TEST_EPOCH, TRUST_DOMAIN, credentialsFor, exchange, joinCluster, presentTo, startServer, type TestServer } from './test-support.ts';
+import {
+  TEST_EPOCH,
+  TRUST_DOMAIN,
+  credentialsFor,
+  exchange,
+  joinCluster,
+  presentTo,
+  startServer,
+  type TestServer,
+} from './test-support.ts';
 import { RefusalReason } from './verify.ts';
 
 interface Cluster {
@@ -18,7 +33,8 @@ interface Cluster {
   readonly credentials: MtlsCredentials;
 }
 
-const gatewayOf = (clusterId: string): string => formatSpiffeId({ kind: 'gateway', trustDomain: TRUST_DOMAIN, clusterId, name: 'main' });
+const gatewayOf = (clusterId: string): string =>
+  formatSpiffeId({ kind: 'gateway', trustDomain: TRUST_DOMAIN, clusterId, name: 'main' });
 
 /** Opens a connection every `intervalMs` (at most `maxInFlight` at once) until stopped. */
 function startTraffic(client: MtlsCredentials, server: TestServer, intervalMs: number, maxInFlight: number) {
@@ -58,11 +74,19 @@ describe('root rotation under traffic', () => {
   it('moves every cluster from the old root to the new one with zero failed handshakes', async () => {
     const oldRoot = await RootAuthority.generate({ trustDomain: TRUST_DOMAIN });
     const roots = new Map([[oldRoot.fingerprint, oldRoot]]);
-    const initialBundle = createTrustBundle({ trustDomain: TRUST_DOMAIN, sequence: 1, roots: [oldRoot.certificatePem] });
+    const initialBundle = createTrustBundle({
+      trustDomain: TRUST_DOMAIN,
+      sequence: 1,
+      roots: [oldRoot.certificatePem],
+    });
     const clusters: Cluster[] = await Promise.all(
       ['a', 'b'].map(async (id) => {
         const authority = await joinCluster(oldRoot, id);
-        return { id, authority, credentials: credentialsFor(await authority.issueLeaf(gatewayOf(id)), initialBundle, ['a', 'b']) };
+        return {
+          id,
+          authority,
+          credentials: credentialsFor(await authority.issueLeaf(gatewayOf(id)), initialBundle, ['a', 'b']),
+        };
       }),
     );
     const [a, b] = clusters as [Cluster, Cluster];
@@ -73,7 +97,9 @@ describe('root rotation under traffic', () => {
 
     const rootSigning = (pem: string): string => {
       const cert = new X509Certificate(pem);
-      const issuer = [...roots.values()].find((root) => cert.verify(new X509Certificate(root.certificatePem).publicKey));
+      const issuer = [...roots.values()].find((root) =>
+        cert.verify(new X509Certificate(root.certificatePem).publicKey),
+      );
       return issuer?.fingerprint ?? 'unknown';
     };
     const observe = (): RotationObservation => ({
@@ -82,7 +108,10 @@ describe('root rotation under traffic', () => {
       members: new Map(
         clusters.map((c) => {
           const root = rootSigning(c.authority.intermediatePem);
-          return [c.id, { report: { bundleSequence: c.credentials.bundle.sequence, rootInUse: root }, issuedRoot: root }];
+          return [
+            c.id,
+            { report: { bundleSequence: c.credentials.bundle.sequence, rootInUse: root }, issuedRoot: root },
+          ];
         }),
       ),
     });
@@ -108,7 +137,11 @@ describe('root rotation under traffic', () => {
         }
         case 'reissue-intermediate': {
           const cluster = clusters.find((c) => c.id === action.clusterId) as Cluster;
-          const { certificatePem } = await rootOf(action.root).signIntermediate(cluster.id, TEST_EPOCH, await cluster.authority.createRequest());
+          const { certificatePem } = await rootOf(action.root).signIntermediate(
+            cluster.id,
+            TEST_EPOCH,
+            await cluster.authority.createRequest(),
+          );
           cluster.authority = await cluster.authority.withIntermediate(certificatePem);
           cluster.credentials.updateSvid(await cluster.authority.issueLeaf(gatewayOf(cluster.id)));
           return;

@@ -47,11 +47,20 @@ export type RotationState =
 
 export type RotationStage = RotationState['stage'];
 
-const forcedStepSchema = z.object({ stage: z.enum(['distributing', 'reissuing', 'retiring']), clusters: z.array(z.string()), at: z.iso.datetime() });
+const forcedStepSchema = z.object({
+  stage: z.enum(['distributing', 'reissuing', 'retiring']),
+  clusters: z.array(z.string()),
+  at: z.iso.datetime(),
+});
 
 /** For reading a persisted RotationState back (the hub keeps it in its trust Secret). */
 export const rotationStateSchema: z.ZodType<RotationState> = z.union([
-  z.object({ stage: z.literal('stable'), root: z.string().min(1), bundleSequence: z.number().int().nonnegative(), forced: z.array(forcedStepSchema).optional() }),
+  z.object({
+    stage: z.literal('stable'),
+    root: z.string().min(1),
+    bundleSequence: z.number().int().nonnegative(),
+    forced: z.array(forcedStepSchema).optional(),
+  }),
   z.object({
     stage: z.enum(['distributing', 'reissuing', 'retiring']),
     oldRoot: z.string().min(1),
@@ -152,7 +161,9 @@ export function signingRoot(state: RotationState): string {
  * its agent says it does not present them (it may have lost the response; asking again is harmless).
  */
 export function needsReissue(state: RotationState, cluster: ClusterTrustObservation): boolean {
-  return state.stage === 'reissuing' && (cluster.issuedRoot !== state.newRoot || cluster.report?.rootInUse !== state.newRoot);
+  return (
+    state.stage === 'reissuing' && (cluster.issuedRoot !== state.newRoot || cluster.report?.rootInUse !== state.newRoot)
+  );
 }
 
 /** Which cluster holds which bundle sequence and was issued certificates under which root. */
@@ -171,21 +182,39 @@ export function rotationStatus(state: RotationState, observation: RotationObserv
 
 /** Starts a rotation from a stable state: publish the bundle with both roots. */
 export function beginRotation(state: RotationState, newRoot: string, observation: RotationObservation): RotationStep {
-  if (state.stage !== 'stable') throw new IsthmusError('ISTHMUS_PKI_ROTATION_INVALID', `a rotation is already ${state.stage}`);
-  if (newRoot === state.root) throw new IsthmusError('ISTHMUS_PKI_ROTATION_INVALID', 'the new root is the current root');
-  const next: RotationState = { stage: 'distributing', oldRoot: state.root, newRoot, bundleSequence: state.bundleSequence + 1, since: new Date(observation.now).toISOString() };
-  return step(next, [{ kind: 'publish-bundle', roots: [state.root, newRoot], sequence: next.bundleSequence }], observation);
+  if (state.stage !== 'stable')
+    throw new IsthmusError('ISTHMUS_PKI_ROTATION_INVALID', `a rotation is already ${state.stage}`);
+  if (newRoot === state.root)
+    throw new IsthmusError('ISTHMUS_PKI_ROTATION_INVALID', 'the new root is the current root');
+  const next: RotationState = {
+    stage: 'distributing',
+    oldRoot: state.root,
+    newRoot,
+    bundleSequence: state.bundleSequence + 1,
+    since: new Date(observation.now).toISOString(),
+  };
+  return step(
+    next,
+    [{ kind: 'publish-bundle', roots: [state.root, newRoot], sequence: next.bundleSequence }],
+    observation,
+  );
 }
 
 /** Moves as far as the observation (and the stage deadline) allows and says what must happen next. */
-export function advanceRotation(state: RotationState, observation: RotationObservation, policy: RotationPolicy): RotationStep {
+export function advanceRotation(
+  state: RotationState,
+  observation: RotationObservation,
+  policy: RotationPolicy,
+): RotationStep {
   if (state.stage === 'stable') return step(state, [], observation);
   const status = rotationStatus(state, observation);
   const awaited = status.filter((cluster) => !cluster.leftBehind);
   const since = new Date(observation.now).toISOString();
   const overdue = observation.now - Date.parse(state.since) >= policy.stageTimeoutMs;
   /** Past the deadline: the same move as when everyone followed, recording who did not. */
-  const force = (laggards: readonly ClusterRotationStatus[]): { forced: readonly ForcedStep[]; warning: RotationAction[] } => {
+  const force = (
+    laggards: readonly ClusterRotationStatus[],
+  ): { forced: readonly ForcedStep[]; warning: RotationAction[] } => {
     if (laggards.length === 0) return { forced: state.forced ?? [], warning: [] };
     const forced: ForcedStep = { stage: state.stage, clusters: laggards.map((c) => c.clusterId), at: since };
     return { forced: [...(state.forced ?? []), forced], warning: [{ kind: 'warn-left-behind', forced }] };
@@ -197,7 +226,11 @@ export function advanceRotation(state: RotationState, observation: RotationObser
       if (lacking.length > 0 && !overdue) return step(state, [], observation);
       const { forced, warning } = force(lacking);
       if (state.stage === 'retiring') {
-        return step({ stage: 'stable', root: state.newRoot, bundleSequence: state.bundleSequence, forced }, [...warning, { kind: 'retire-root', root: state.oldRoot }], observation);
+        return step(
+          { stage: 'stable', root: state.newRoot, bundleSequence: state.bundleSequence, forced },
+          [...warning, { kind: 'retire-root', root: state.oldRoot }],
+          observation,
+        );
       }
       const next = advanceRotation({ ...state, stage: 'reissuing', since, forced }, observation, policy);
       return { ...next, actions: [...warning, ...next.actions] };
@@ -214,12 +247,26 @@ export function advanceRotation(state: RotationState, observation: RotationObser
       // The hub's and NATS's identities are never left behind: the hub issues them itself within a trust tick.
       if (!hubMoved || !natsMoved || (notIssued.length > 0 && !overdue)) return step(state, reissue, observation);
       const { forced, warning } = force(notIssued);
-      const next: RotationState = { ...state, stage: 'retiring', bundleSequence: state.bundleSequence + 1, since, forced };
-      return step(next, [...warning, { kind: 'publish-bundle', roots: [state.newRoot], sequence: next.bundleSequence }], observation);
+      const next: RotationState = {
+        ...state,
+        stage: 'retiring',
+        bundleSequence: state.bundleSequence + 1,
+        since,
+        forced,
+      };
+      return step(
+        next,
+        [...warning, { kind: 'publish-bundle', roots: [state.newRoot], sequence: next.bundleSequence }],
+        observation,
+      );
     }
   }
 }
 
-function step(state: RotationState, actions: readonly RotationAction[], observation: RotationObservation): RotationStep {
+function step(
+  state: RotationState,
+  actions: readonly RotationAction[],
+  observation: RotationObservation,
+): RotationStep {
   return { state, actions, status: rotationStatus(state, observation) };
 }

@@ -1,10 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import { isIsthmusError } from '../errors.ts';
-import { clusterIdOf, formatSpiffeId, parseClusterId, parseSpiffeId, parseTrustDomain, safeParseSpiffeId, trustDomainSchema, type SpiffeId } from './spiffe.ts';
+import {
+  clusterIdOf,
+  formatSpiffeId,
+  parseClusterId,
+  parseSpiffeId,
+  parseTrustDomain,
+  safeParseSpiffeId,
+  trustDomainSchema,
+  type SpiffeId,
+} from './spiffe.ts';
 
 describe('trust domains', () => {
   it('accepts lower-case letters, digits, ".", "-" and "_" up to 255 characters', () => {
-    for (const td of ['isthmus.local', 'prod-eu_1.example.com', 'a', 'x'.repeat(255)]) expect(parseTrustDomain(td)).toBe(td);
+    for (const td of ['isthmus.local', 'prod-eu_1.example.com', 'a', 'x'.repeat(255)])
+      expect(parseTrustDomain(td)).toBe(td);
   });
 
   it.each([
@@ -29,7 +39,10 @@ describe('SPIFFE IDs', () => {
     ['spiffe://isthmus.local/nats', { kind: 'nats', trustDomain: td }],
     ['spiffe://isthmus.local/cluster/eu-1', { kind: 'cluster', trustDomain: td, clusterId: 'eu-1' }],
     ['spiffe://isthmus.local/cluster/eu-1/agent', { kind: 'agent', trustDomain: td, clusterId: 'eu-1' }],
-    ['spiffe://isthmus.local/cluster/eu-1/gateway/east-west.v2', { kind: 'gateway', trustDomain: td, clusterId: 'eu-1', name: 'east-west.v2' }],
+    [
+      'spiffe://isthmus.local/cluster/eu-1/gateway/east-west.v2',
+      { kind: 'gateway', trustDomain: td, clusterId: 'eu-1', name: 'east-west.v2' },
+    ],
     [
       'spiffe://isthmus.local/cluster/eu-1/ns/shop/sa/checkout',
       { kind: 'workload', trustDomain: td, clusterId: 'eu-1', namespace: 'shop', serviceAccount: 'checkout' },

@@ -27,7 +27,10 @@ export const trustDomainSchema = z.string().superRefine((value, ctx) => {
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 /** Cluster ids, namespaces: RFC 1123 labels as Kubernetes defines them. */
-export const dnsLabelSchema = z.string().max(63).regex(DNS_LABEL, 'must be a DNS-1123 label (lower-case alphanumerics and "-")');
+export const dnsLabelSchema = z
+  .string()
+  .max(63)
+  .regex(DNS_LABEL, 'must be a DNS-1123 label (lower-case alphanumerics and "-")');
 export const clusterIdSchema = dnsLabelSchema;
 
 /** Kubernetes object names (gateway names, service accounts): RFC 1123 subdomains. */
@@ -54,7 +57,8 @@ export type SpiffeId =
       readonly serviceAccount: string;
     };
 
-export type SpiffeIdParse = { readonly ok: true; readonly id: SpiffeId } | { readonly ok: false; readonly problem: string };
+export type SpiffeIdParse =
+  { readonly ok: true; readonly id: SpiffeId } | { readonly ok: false; readonly problem: string };
 
 /** Validates a trust domain, throwing ISTHMUS_PKI_TRUST_DOMAIN_INVALID with the precise problem. */
 export function parseTrustDomain(value: string): string {
@@ -86,7 +90,8 @@ export function safeParseSpiffeId(uri: string): SpiffeIdParse {
   for (const segment of segments) {
     if (segment === '') return fail('path has an empty segment or a trailing "/"');
     if (segment === '.' || segment === '..') return fail('path has a relative segment');
-    if (!/^[a-zA-Z0-9._-]+$/.test(segment)) return fail(`path segment "${segment}" has characters outside [a-zA-Z0-9._-]`);
+    if (!/^[a-zA-Z0-9._-]+$/.test(segment))
+      return fail(`path segment "${segment}" has characters outside [a-zA-Z0-9._-]`);
   }
   return isthmusShape(trustDomain, segments);
 }
@@ -96,17 +101,20 @@ function isthmusShape(trustDomain: string, segments: readonly string[]): SpiffeI
   const shape = (problem: string): SpiffeIdParse => ({ ok: false, problem });
   if (segments.length === 1 && first === 'hub') return { ok: true, id: { kind: 'hub', trustDomain } };
   if (segments.length === 1 && first === 'nats') return { ok: true, id: { kind: 'nats', trustDomain } };
-  if (first !== 'cluster' || clusterId === undefined) return shape('is not an Isthmus identity (hub, nats or cluster/<id>/...)');
+  if (first !== 'cluster' || clusterId === undefined)
+    return shape('is not an Isthmus identity (hub, nats or cluster/<id>/...)');
   if (!clusterIdSchema.safeParse(clusterId).success) return shape(`cluster id "${clusterId}" is not a DNS-1123 label`);
   if (segments.length === 2) return { ok: true, id: { kind: 'cluster', trustDomain, clusterId } };
   if (segments.length === 3 && third === 'agent') return { ok: true, id: { kind: 'agent', trustDomain, clusterId } };
   if (segments.length === 4 && third === 'gateway' && fourth !== undefined) {
-    if (!dnsSubdomainSchema.safeParse(fourth).success) return shape(`gateway name "${fourth}" is not a DNS-1123 subdomain`);
+    if (!dnsSubdomainSchema.safeParse(fourth).success)
+      return shape(`gateway name "${fourth}" is not a DNS-1123 subdomain`);
     return { ok: true, id: { kind: 'gateway', trustDomain, clusterId, name: fourth } };
   }
   if (segments.length === 6 && third === 'ns' && fifth === 'sa' && fourth !== undefined && sixth !== undefined) {
     if (!dnsLabelSchema.safeParse(fourth).success) return shape(`namespace "${fourth}" is not a DNS-1123 label`);
-    if (!dnsSubdomainSchema.safeParse(sixth).success) return shape(`service account "${sixth}" is not a DNS-1123 subdomain`);
+    if (!dnsSubdomainSchema.safeParse(sixth).success)
+      return shape(`service account "${sixth}" is not a DNS-1123 subdomain`);
     return { ok: true, id: { kind: 'workload', trustDomain, clusterId, namespace: fourth, serviceAccount: sixth } };
   }
   return shape('is not an Isthmus identity (cluster/<id>/agent, /gateway/<name> or /ns/<ns>/sa/<sa>)');

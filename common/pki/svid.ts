@@ -32,7 +32,11 @@ export const DEFAULT_LEAF_LIFETIME_MS = 24 * HOUR_MS;
  * SPIFFE X.509-SVID rules: exactly one URI SAN, cA=false, digitalSignature, serverAuth+clientAuth.
  * The subject stays empty (the SAN, marked critical, is the identity), as the SPIFFE spec suggests.
  */
-export function svidTemplate(spiffeId: string, publicKey: CryptoKey, validity: { notBefore: Date; notAfter: Date }): CertificateTemplate {
+export function svidTemplate(
+  spiffeId: string,
+  publicKey: CryptoKey,
+  validity: { notBefore: Date; notAfter: Date },
+): CertificateTemplate {
   return {
     subject: '',
     publicKey,
@@ -55,7 +59,11 @@ export interface IssueSvidOptions {
 export async function issueSvid(issuer: Issuer, spiffeId: string, options: IssueSvidOptions = {}): Promise<X509Svid> {
   const now = options.now ?? new Date();
   const keys = await generateKeyPair(options.keyAlgorithm ?? 'P-256');
-  const template = svidTemplate(spiffeId, keys.publicKey, validityWindow(now, options.lifetimeMs ?? DEFAULT_LEAF_LIFETIME_MS));
+  const template = svidTemplate(
+    spiffeId,
+    keys.publicKey,
+    validityWindow(now, options.lifetimeMs ?? DEFAULT_LEAF_LIFETIME_MS),
+  );
   const leaf = await issueCertificate(template, issuer);
   return {
     spiffeId,

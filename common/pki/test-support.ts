@@ -23,10 +23,23 @@ export function testMembership(clusterIds: readonly string[]): Membership {
 }
 
 /** What an agent does at Join: key here, CSR to the hub, intermediate back. */
-export async function joinCluster(root: RootAuthority, clusterId: string, epoch = TEST_EPOCH): Promise<ClusterAuthority> {
+export async function joinCluster(
+  root: RootAuthority,
+  clusterId: string,
+  epoch = TEST_EPOCH,
+): Promise<ClusterAuthority> {
   const keys = await generateKeyPair('P-256');
-  const { certificatePem } = await root.signIntermediate(clusterId, epoch, await createIntermediateRequest(keys, clusterId));
-  return ClusterAuthority.create({ trustDomain: root.trustDomain, clusterId, privateKey: keys.privateKey, intermediatePem: certificatePem });
+  const { certificatePem } = await root.signIntermediate(
+    clusterId,
+    epoch,
+    await createIntermediateRequest(keys, clusterId),
+  );
+  return ClusterAuthority.create({
+    trustDomain: root.trustDomain,
+    clusterId,
+    privateKey: keys.privateKey,
+    intermediatePem: certificatePem,
+  });
 }
 
 /** Splits concatenated PEM certificates, e.g. an SVID chain into leaf and intermediate. */
@@ -38,8 +51,16 @@ export function bundleOf(sequence: number, ...roots: readonly RootAuthority[]): 
   return createTrustBundle({ trustDomain: TRUST_DOMAIN, sequence, roots: roots.map((root) => root.certificatePem) });
 }
 
-export function credentialsFor(svid: X509Svid, bundle: TrustBundle, members: readonly string[] | Membership): MtlsCredentials {
-  return new MtlsCredentials({ svid, bundle, members: Array.isArray(members) ? testMembership(members) : (members as Membership) });
+export function credentialsFor(
+  svid: X509Svid,
+  bundle: TrustBundle,
+  members: readonly string[] | Membership,
+): MtlsCredentials {
+  return new MtlsCredentials({
+    svid,
+    bundle,
+    members: Array.isArray(members) ? testMembership(members) : (members as Membership),
+  });
 }
 
 export interface TestServer {
@@ -55,7 +76,10 @@ export interface TestServer {
 export async function startServer(credentials: MtlsCredentials): Promise<TestServer> {
   const accepted: VerifiedPeer[] = [];
   const refusals: RefusalReason[] = [];
-  const logger = pino({ level: 'warn' }, { write: (line: string) => refusals.push((JSON.parse(line) as { reason: RefusalReason }).reason) });
+  const logger = pino(
+    { level: 'warn' },
+    { write: (line: string) => refusals.push((JSON.parse(line) as { reason: RefusalReason }).reason) },
+  );
   const server: Server = createMtlsServer(
     credentials,
     (socket, peer) => {
@@ -90,7 +114,9 @@ export async function exchange(client: MtlsCredentials, server: TestServer): Pro
 export async function presentTo(server: TestServer, svid?: X509Svid): Promise<'accepted' | RefusalReason> {
   const refusalsBefore = server.refusals.length;
   const credentials = svid === undefined ? {} : { key: svid.privateKeyPem, cert: svid.certificateChainPem };
-  const reply = await readToEnd(connect({ host: '127.0.0.1', port: server.port, rejectUnauthorized: false, ...credentials }));
+  const reply = await readToEnd(
+    connect({ host: '127.0.0.1', port: server.port, rejectUnauthorized: false, ...credentials }),
+  );
   if (reply === 'ok') return 'accepted';
   const reason = server.refusals[refusalsBefore];
   if (reason === undefined) throw new Error('connection closed without a reply or a refusal');

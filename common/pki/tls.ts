@@ -2,7 +2,16 @@
 // holds its leaf key) and nothing else: `rejectUnauthorized: false` turns its chain check off and
 // verifyPeer decides, so every refusal carries an Isthmus reason. Identity and trust are read
 // from MtlsCredentials per connection, so renewal and rotation never touch open connections.
-import { connect, createServer, type ConnectionOptions, type DetailedPeerCertificate, type PeerCertificate, type Server, type TLSSocket, type TlsOptions } from 'node:tls';
+import {
+  connect,
+  createServer,
+  type ConnectionOptions,
+  type DetailedPeerCertificate,
+  type PeerCertificate,
+  type Server,
+  type TLSSocket,
+  type TlsOptions,
+} from 'node:tls';
 import type { Logger } from '../logger.ts';
 import { parseBundlePem } from './bundle.ts';
 import { secureContextOptionsFor, type MtlsCredentials } from './credentials.ts';
@@ -42,11 +51,18 @@ export function peerChainOf(certificate: PeerCertificate | DetailedPeerCertifica
 }
 
 /** Verifies the peer of a connected socket; on refusal logs, destroys the socket and says why. */
-export function verifyTlsPeer(socket: TLSSocket, credentials: MtlsCredentials, options: MtlsEndpointOptions = {}): PeerVerdict {
+export function verifyTlsPeer(
+  socket: TLSSocket,
+  credentials: MtlsCredentials,
+  options: MtlsEndpointOptions = {},
+): PeerVerdict {
   const chain = options.peerChain?.(socket) ?? peerChainOf(socket.getPeerCertificate(true));
   const verdict = verifyPeer(chain, credentials.verificationContext(options.authorize));
   if (!verdict.ok) {
-    options.logger?.warn({ reason: verdict.reason, detail: verdict.detail, remote: `${socket.remoteAddress}:${socket.remotePort}` }, 'mTLS peer refused');
+    options.logger?.warn(
+      { reason: verdict.reason, detail: verdict.detail, remote: `${socket.remoteAddress}:${socket.remotePort}` },
+      'mTLS peer refused',
+    );
     options.onRefused?.(verdict.reason);
     socket.destroy();
   }
@@ -62,7 +78,12 @@ export function createMtlsServer(
   onPeer: (socket: TLSSocket, peer: VerifiedPeer) => void,
   options: MtlsServerOptions = {},
 ): Server {
-  const server = createServer({ ...options.server, ...secureContextOptionsFor(credentials.svid), requestCert: true, rejectUnauthorized: false });
+  const server = createServer({
+    ...options.server,
+    ...secureContextOptionsFor(credentials.svid),
+    requestCert: true,
+    rejectUnauthorized: false,
+  });
   const unsubscribe = credentials.onSvidChange((svid) => server.setSecureContext(secureContextOptionsFor(svid)));
   server.once('close', unsubscribe);
   server.on('secureConnection', (socket) => {
@@ -88,9 +109,17 @@ export interface MtlsConnectOptions extends MtlsEndpointOptions {
 }
 
 /** Connects and resolves once the server is verified; rejects with PeerRefusedError otherwise. */
-export function connectMtls(credentials: MtlsCredentials, options: MtlsConnectOptions): Promise<{ socket: TLSSocket; peer: VerifiedPeer }> {
+export function connectMtls(
+  credentials: MtlsCredentials,
+  options: MtlsConnectOptions,
+): Promise<{ socket: TLSSocket; peer: VerifiedPeer }> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ ...mtlsClientOptions(credentials), host: options.host, port: options.port, servername: options.servername });
+    const socket = connect({
+      ...mtlsClientOptions(credentials),
+      host: options.host,
+      port: options.port,
+      servername: options.servername,
+    });
     socket.once('error', reject);
     socket.once('secureConnect', () => {
       socket.off('error', reject);
@@ -122,10 +151,18 @@ export function spiffeServerIdentityCheck(
  * `spiffe://<td>/<server>`; host names in its certificate mean nothing here. The full chain is
  * judged, so a member's intermediate that minted that identity is refused by name.
  */
-export function serverIdentityCheck(trustDomain: string, bundlePem: string, server: 'hub' | 'nats'): (hostname: string, certificate: PeerCertificate) => Error | undefined {
+export function serverIdentityCheck(
+  trustDomain: string,
+  bundlePem: string,
+  server: 'hub' | 'nats',
+): (hostname: string, certificate: PeerCertificate) => Error | undefined {
   const bundle = parseBundlePem(bundlePem, trustDomain, 0);
   return (_hostname, certificate) => {
-    const verdict = verifyPeer(peerChainOf(certificate), { bundle, members: new Map(), authorize: (id) => id.kind === server });
+    const verdict = verifyPeer(peerChainOf(certificate), {
+      bundle,
+      members: new Map(),
+      authorize: (id) => id.kind === server,
+    });
     return verdict.ok ? undefined : new PeerRefusedError(verdict.reason, verdict.detail);
   };
 }

@@ -38,18 +38,29 @@ import {
 } from './x509.ts';
 
 const HOUR = 3_600_000;
-const gateway = (clusterId: string, name = 'main'): string => formatSpiffeId({ kind: 'gateway', trustDomain: TRUST_DOMAIN, clusterId, name });
+const gateway = (clusterId: string, name = 'main'): string =>
+  formatSpiffeId({ kind: 'gateway', trustDomain: TRUST_DOMAIN, clusterId, name });
 
 /** The intermediate's own key, as a compromised cluster would hold it. */
 async function stealIssuer(authority: ClusterAuthority): Promise<Issuer> {
-  return { certificate: authority.intermediate, keys: await importKeyPair(await authority.exportPrivateKeyPem(), authority.intermediate) };
+  return {
+    certificate: authority.intermediate,
+    keys: await importKeyPair(await authority.exportPrivateKeyPem(), authority.intermediate),
+  };
 }
 
 /** A leaf SVID with any SANs the forger likes, chained to `issuer`. */
-async function forgeSvid(issuer: Issuer, uris: readonly string[], hostNames: { dns?: string[]; ip?: string[] } = {}): Promise<X509Svid> {
+async function forgeSvid(
+  issuer: Issuer,
+  uris: readonly string[],
+  hostNames: { dns?: string[]; ip?: string[] } = {},
+): Promise<X509Svid> {
   const keys = await generateKeyPair('P-256');
   const [first = ''] = uris;
-  const leaf = await issueCertificate({ ...svidTemplate(first, keys.publicKey, validityWindow(new Date(), HOUR)), san: { uri: uris, ...hostNames } }, issuer);
+  const leaf = await issueCertificate(
+    { ...svidTemplate(first, keys.publicKey, validityWindow(new Date(), HOUR)), san: { uri: uris, ...hostNames } },
+    issuer,
+  );
   return {
     spiffeId: first,
     certificateChainPem: certificateToPem(leaf) + certificateToPem(issuer.certificate),
@@ -75,9 +86,19 @@ async function agentSvid(root: RootAuthority, clusterId: string, epoch: number):
 /** A cluster intermediate as roots signed them before name constraints (and epochs) existed, with its key. */
 async function unconstrainedIntermediate(root: RootAuthority, clusterId: string): Promise<Issuer> {
   const keys = await generateKeyPair('P-256');
-  const rootIssuer = { certificate: root.certificate, keys: await importKeyPair(await root.exportPrivateKeyPem(), root.certificate) };
+  const rootIssuer = {
+    certificate: root.certificate,
+    keys: await importKeyPair(await root.exportPrivateKeyPem(), root.certificate),
+  };
   const certificate = await issueCertificate(
-    { subject: `CN=isthmus cluster ${clusterId}`, publicKey: keys.publicKey, ...validityWindow(new Date(), HOUR), isCa: true, pathLength: 0, san: { uri: [formatSpiffeId({ kind: 'cluster', trustDomain: TRUST_DOMAIN, clusterId })] } },
+    {
+      subject: `CN=isthmus cluster ${clusterId}`,
+      publicKey: keys.publicKey,
+      ...validityWindow(new Date(), HOUR),
+      isCa: true,
+      pathLength: 0,
+      san: { uri: [formatSpiffeId({ kind: 'cluster', trustDomain: TRUST_DOMAIN, clusterId })] },
+    },
     rootIssuer,
   );
   return { certificate, keys };
@@ -106,7 +127,11 @@ describe('peer verification over mTLS', () => {
     const { socket, peer } = await connectMtls(client, { host: '127.0.0.1', port: server.port });
     expect(await readToEnd(socket)).toBe('ok');
     expect(peer).toMatchObject({ spiffeId: gateway('a', 'east'), clusterId: 'a', root: root.fingerprint });
-    expect(server.accepted.at(-1)).toMatchObject({ spiffeId: gateway('b', 'west'), clusterId: 'b', id: { kind: 'gateway', name: 'west' } });
+    expect(server.accepted.at(-1)).toMatchObject({
+      spiffeId: gateway('b', 'west'),
+      clusterId: 'b',
+      id: { kind: 'gateway', name: 'west' },
+    });
   });
 
   it("accepts the hub's root-issued identity and a root-issued agent certificate", async () => {
@@ -114,7 +139,11 @@ describe('peer verification over mTLS', () => {
     expect(server.accepted.at(-1)).toMatchObject({ id: { kind: 'hub' }, clusterId: undefined });
 
     const agentKeys = await generateKeyPair('P-256');
-    const agentCert = await root.signAgentCertificate('b', TEST_EPOCH, await createCertificateRequest(agentKeys, 'CN=whatever the agent asks'));
+    const agentCert = await root.signAgentCertificate(
+      'b',
+      TEST_EPOCH,
+      await createCertificateRequest(agentKeys, 'CN=whatever the agent asks'),
+    );
     const agentSvid: X509Svid = {
       spiffeId: formatSpiffeId({ kind: 'agent', trustDomain: TRUST_DOMAIN, clusterId: 'b' }),
       certificateChainPem: agentCert.certificatePem,
@@ -151,13 +180,17 @@ describe('peer verification over mTLS', () => {
   });
 
   it("refuses a cluster intermediate minting the hub's identity", async () => {
-    const forged = await forgeSvid(await stealIssuer(clusterB), [formatSpiffeId({ kind: 'hub', trustDomain: TRUST_DOMAIN })]);
+    const forged = await forgeSvid(await stealIssuer(clusterB), [
+      formatSpiffeId({ kind: 'hub', trustDomain: TRUST_DOMAIN }),
+    ]);
     expect(await presentTo(server, forged)).toBe(RefusalReason.CLUSTER_MISMATCH);
   });
 
   it('refuses a peer of another trust domain', async () => {
     const otherB = await joinCluster(await RootAuthority.generate({ trustDomain: 'other.test' }), 'b');
-    const svid = await otherB.issueLeaf(formatSpiffeId({ kind: 'gateway', trustDomain: 'other.test', clusterId: 'b', name: 'main' }));
+    const svid = await otherB.issueLeaf(
+      formatSpiffeId({ kind: 'gateway', trustDomain: 'other.test', clusterId: 'b', name: 'main' }),
+    );
     expect(await presentTo(server, svid)).toBe(RefusalReason.TRUST_DOMAIN_MISMATCH);
   });
 
@@ -168,7 +201,12 @@ describe('peer verification over mTLS', () => {
     serverA.updateMembers(testMembership(['a']));
     try {
       expect(await presentTo(server, svid)).toBe(RefusalReason.NOT_A_MEMBER);
-      serverA.updateMembers(new Map([['a', TEST_EPOCH], ['b', TEST_EPOCH + 1]]));
+      serverA.updateMembers(
+        new Map([
+          ['a', TEST_EPOCH],
+          ['b', TEST_EPOCH + 1],
+        ]),
+      );
       expect(await presentTo(server, svid)).toBe(RefusalReason.EPOCH_SUPERSEDED);
       expect(await presentTo(server, oldAgent)).toBe(RefusalReason.EPOCH_SUPERSEDED);
       expect(await presentTo(server, await rejoined.issueLeaf(gateway('b')))).toBe('accepted');
@@ -181,19 +219,34 @@ describe('peer verification over mTLS', () => {
   });
 
   it('refuses a leaf with a DNS or IP name under a cluster intermediate, even one without name constraints', async () => {
-    expect(await presentTo(server, await forgeSvid(await stealIssuer(clusterB), [gateway('b')], { dns: ['localhost'] }))).toBe(RefusalReason.NAME_NOT_PERMITTED);
-    expect(await presentTo(server, await forgeSvid(await stealIssuer(clusterB), [gateway('b')], { ip: ['127.0.0.1'] }))).toBe(RefusalReason.NAME_NOT_PERMITTED);
+    expect(
+      await presentTo(server, await forgeSvid(await stealIssuer(clusterB), [gateway('b')], { dns: ['localhost'] })),
+    ).toBe(RefusalReason.NAME_NOT_PERMITTED);
+    expect(
+      await presentTo(server, await forgeSvid(await stealIssuer(clusterB), [gateway('b')], { ip: ['127.0.0.1'] })),
+    ).toBe(RefusalReason.NAME_NOT_PERMITTED);
     // An intermediate from before name constraints (the root signs one without them).
     const unconstrained = await unconstrainedIntermediate(root, 'b');
-    expect(await presentTo(server, await forgeSvid(unconstrained, [gateway('b')], { dns: ['localhost'] }))).toBe(RefusalReason.NAME_NOT_PERMITTED);
+    expect(await presentTo(server, await forgeSvid(unconstrained, [gateway('b')], { dns: ['localhost'] }))).toBe(
+      RefusalReason.NAME_NOT_PERMITTED,
+    );
   });
 
   it("the intermediate's name constraints make OpenSSL refuse a server certificate it mints for a host name", async () => {
-    const forged = await forgeSvid(await stealIssuer(clusterB), [formatSpiffeId({ kind: 'nats', trustDomain: TRUST_DOMAIN })], { dns: ['localhost'], ip: ['127.0.0.1'] });
+    const forged = await forgeSvid(
+      await stealIssuer(clusterB),
+      [formatSpiffeId({ kind: 'nats', trustDomain: TRUST_DOMAIN })],
+      { dns: ['localhost'], ip: ['127.0.0.1'] },
+    );
     const impostor = await startServer(credentialsFor(forged, bundleOf(1, root), members));
     try {
       const error = await new Promise<string>((resolve) => {
-        const socket = connect({ host: '127.0.0.1', port: impostor.port, servername: 'localhost', ca: bundleToPem(bundleOf(1, root)) });
+        const socket = connect({
+          host: '127.0.0.1',
+          port: impostor.port,
+          servername: 'localhost',
+          ca: bundleToPem(bundleOf(1, root)),
+        });
         socket.on('secureConnect', () => resolve('connected'));
         socket.on('error', (err: NodeJS.ErrnoException) => resolve(`${err.code} ${err.message}`));
       });
@@ -205,10 +258,22 @@ describe('peer verification over mTLS', () => {
 
   it("accepts the root-issued NATS identity and refuses it minted by a cluster's intermediate", async () => {
     const nats = await root.issueNatsSvid({ hostNames: { dns: ['localhost'], ip: ['127.0.0.1'] } });
-    const onlyNats = { bundle: bundleOf(1, root), members: testMembership(members), authorize: (id: SpiffeId) => id.kind === 'nats' };
-    expect(verifyPeer(pemBlocks(nats.certificateChainPem), onlyNats)).toMatchObject({ ok: true, peer: { id: { kind: 'nats' }, clusterId: undefined } });
-    const forged = await forgeSvid(await stealIssuer(clusterB), [formatSpiffeId({ kind: 'nats', trustDomain: TRUST_DOMAIN })]);
-    expect(verifyPeer(pemBlocks(forged.certificateChainPem), onlyNats)).toMatchObject({ ok: false, reason: RefusalReason.CLUSTER_MISMATCH });
+    const onlyNats = {
+      bundle: bundleOf(1, root),
+      members: testMembership(members),
+      authorize: (id: SpiffeId) => id.kind === 'nats',
+    };
+    expect(verifyPeer(pemBlocks(nats.certificateChainPem), onlyNats)).toMatchObject({
+      ok: true,
+      peer: { id: { kind: 'nats' }, clusterId: undefined },
+    });
+    const forged = await forgeSvid(await stealIssuer(clusterB), [
+      formatSpiffeId({ kind: 'nats', trustDomain: TRUST_DOMAIN }),
+    ]);
+    expect(verifyPeer(pemBlocks(forged.certificateChainPem), onlyNats)).toMatchObject({
+      ok: false,
+      reason: RefusalReason.CLUSTER_MISMATCH,
+    });
   });
 
   it('refuses a leaf with two URI SANs', async () => {
@@ -222,7 +287,8 @@ describe('peer verification over mTLS', () => {
 
   it('counts refusals by reason', async () => {
     const count = async (): Promise<number> =>
-      (await peerVerificationFailures.get()).values.find((sample) => sample.labels.reason === RefusalReason.SAN_COUNT)?.value ?? 0;
+      (await peerVerificationFailures.get()).values.find((sample) => sample.labels.reason === RefusalReason.SAN_COUNT)
+        ?.value ?? 0;
     const before = await count();
     await presentTo(server, await forgeSvid(await stealIssuer(clusterB), [gateway('b'), gateway('b', 'other')]));
     expect(await count()).toBe(before + 1);
@@ -254,15 +320,24 @@ describe('verifyPeer on raw certificates', () => {
     const cluster = await joinCluster(root, 'a');
     const context = { bundle: bundleOf(1, root), members: testMembership(['a']) };
     expect(verifyPeer([], context)).toMatchObject({ ok: false, reason: RefusalReason.NO_CERTIFICATE });
-    expect(verifyPeer([new Uint8Array([48, 3, 2, 1, 0])], context)).toMatchObject({ ok: false, reason: RefusalReason.MALFORMED_CERTIFICATE });
-    expect(verifyPeer([cluster.intermediatePem], context)).toMatchObject({ ok: false, reason: RefusalReason.NOT_A_LEAF });
+    expect(verifyPeer([new Uint8Array([48, 3, 2, 1, 0])], context)).toMatchObject({
+      ok: false,
+      reason: RefusalReason.MALFORMED_CERTIFICATE,
+    });
+    expect(verifyPeer([cluster.intermediatePem], context)).toMatchObject({
+      ok: false,
+      reason: RefusalReason.NOT_A_LEAF,
+    });
 
     const svid = await cluster.issueLeaf(gateway('a'));
     const [leafPem = '', intermediatePem = ''] = pemBlocks(svid.certificateChainPem);
     expect(verifyPeer([leafPem, intermediatePem], context)).toMatchObject({ ok: true, peer: { clusterId: 'a' } });
     const tampered = Buffer.from(new X509Certificate(leafPem).raw);
     tampered[tampered.length - 5] = (tampered[tampered.length - 5] as number) ^ 0xff;
-    expect(verifyPeer([tampered, intermediatePem], context)).toMatchObject({ ok: false, reason: RefusalReason.BAD_SIGNATURE });
+    expect(verifyPeer([tampered, intermediatePem], context)).toMatchObject({
+      ok: false,
+      reason: RefusalReason.BAD_SIGNATURE,
+    });
     expect(verifyPeer([leafPem, intermediatePem], { ...context, now: new Date(Date.now() - 3 * HOUR) })).toMatchObject({
       ok: false,
       reason: RefusalReason.NOT_YET_VALID,

@@ -124,7 +124,8 @@ function evaluate(presented: readonly CertificateInput[], context: PeerVerificat
   const parsed = safeParseSpiffeId(uri);
   if (!parsed.ok) return refuse(RefusalReason.BAD_SPIFFE_ID, `${uri} ${parsed.problem}`);
   const id = parsed.id;
-  if (id.kind === 'cluster') return refuse(RefusalReason.BAD_SPIFFE_ID, `${uri} names a cluster authority, not a workload`);
+  if (id.kind === 'cluster')
+    return refuse(RefusalReason.BAD_SPIFFE_ID, `${uri} names a cluster authority, not a workload`);
   const trustDomain = context.bundle.trustDomain;
   if (id.trustDomain !== trustDomain) {
     return refuse(RefusalReason.TRUST_DOMAIN_MISMATCH, `${uri} is not in trust domain ${trustDomain}`);
@@ -135,44 +136,68 @@ function evaluate(presented: readonly CertificateInput[], context: PeerVerificat
   let root = issuerAmong(leaf, roots);
   let intermediate: X509Certificate | undefined;
   if (root === undefined) {
-    const signer = issuerAmong(leaf, others.filter((cert) => cert.ca));
+    const signer = issuerAmong(
+      leaf,
+      others.filter((cert) => cert.ca),
+    );
     if (signer === undefined) return unknownRoot(context.bundle, 'leaf');
-    if (signer === BAD_SIGNATURE) return refuse(RefusalReason.BAD_SIGNATURE, 'leaf signature does not verify with its issuer');
+    if (signer === BAD_SIGNATURE)
+      return refuse(RefusalReason.BAD_SIGNATURE, 'leaf signature does not verify with its issuer');
     intermediate = signer;
     root = issuerAmong(intermediate, roots);
     if (root === undefined) return unknownRoot(context.bundle, 'intermediate');
   }
   if (root === BAD_SIGNATURE) {
-    return refuse(RefusalReason.BAD_SIGNATURE, `${intermediate ? 'intermediate' : 'leaf'} signature does not verify with the root`);
+    return refuse(
+      RefusalReason.BAD_SIGNATURE,
+      `${intermediate ? 'intermediate' : 'leaf'} signature does not verify with the root`,
+    );
   }
 
   const now = context.now ?? new Date();
-  for (const [role, cert] of [['leaf', leaf], ['intermediate', intermediate], ['root', root]] as const) {
+  for (const [role, cert] of [
+    ['leaf', leaf],
+    ['intermediate', intermediate],
+    ['root', root],
+  ] as const) {
     if (cert === undefined) continue;
-    if (now < cert.validFromDate) return refuse(RefusalReason.NOT_YET_VALID, `${role} not valid before ${cert.validFromDate.toISOString()}`);
-    if (now > cert.validToDate) return refuse(RefusalReason.EXPIRED, `${role} expired at ${cert.validToDate.toISOString()}`);
+    if (now < cert.validFromDate)
+      return refuse(RefusalReason.NOT_YET_VALID, `${role} not valid before ${cert.validFromDate.toISOString()}`);
+    if (now > cert.validToDate)
+      return refuse(RefusalReason.EXPIRED, `${role} expired at ${cert.validToDate.toISOString()}`);
   }
 
   if (intermediate !== undefined && leafFacts.hostNames > 0) {
-    return refuse(RefusalReason.NAME_NOT_PERMITTED, `${uri} carries ${leafFacts.hostNames} DNS or IP names; a cluster intermediate may not issue any`);
+    return refuse(
+      RefusalReason.NAME_NOT_PERMITTED,
+      `${uri} carries ${leafFacts.hostNames} DNS or IP names; a cluster intermediate may not issue any`,
+    );
   }
 
   const clusterId = clusterIdOf(id);
   if (intermediate !== undefined) {
     // X.509 name constraints cannot confine a URI path, so the cluster binding is checked here.
     const authority = clusterAuthorityOf(intermediate);
-    if (authority === undefined) return refuse(RefusalReason.UNBOUND_INTERMEDIATE, 'intermediate names no cluster in a single URI SAN');
+    if (authority === undefined)
+      return refuse(RefusalReason.UNBOUND_INTERMEDIATE, 'intermediate names no cluster in a single URI SAN');
     if (authority.trustDomain !== trustDomain) {
-      return refuse(RefusalReason.TRUST_DOMAIN_MISMATCH, `intermediate belongs to trust domain ${authority.trustDomain}`);
+      return refuse(
+        RefusalReason.TRUST_DOMAIN_MISMATCH,
+        `intermediate belongs to trust domain ${authority.trustDomain}`,
+      );
     }
     if (authority.clusterId !== clusterId) {
-      return refuse(RefusalReason.CLUSTER_MISMATCH, `${uri} was signed by the intermediate of cluster ${authority.clusterId}`);
+      return refuse(
+        RefusalReason.CLUSTER_MISMATCH,
+        `${uri} was signed by the intermediate of cluster ${authority.clusterId}`,
+      );
     }
   }
   let epoch: number | undefined;
   if (clusterId !== undefined) {
     const current = context.members.get(clusterId);
-    if (current === undefined) return refuse(RefusalReason.NOT_A_MEMBER, `cluster ${clusterId} is not a current member`);
+    if (current === undefined)
+      return refuse(RefusalReason.NOT_A_MEMBER, `cluster ${clusterId} is not a current member`);
     // An intermediate's leaves belong to its membership; the root-issued agent certificate names its own.
     const claim = factsOf(intermediate ?? leaf).membership;
     if (!claim.ok) return refuse(RefusalReason.BAD_MEMBERSHIP_NAME, claim.problem);
@@ -181,18 +206,31 @@ function evaluate(presented: readonly CertificateInput[], context: PeerVerificat
     }
     epoch = claim.epoch;
     if (epoch < current) {
-      return refuse(RefusalReason.EPOCH_SUPERSEDED, `${uri} belongs to membership epoch ${epoch} of cluster ${clusterId}, which was removed; the current membership is epoch ${current}`);
+      return refuse(
+        RefusalReason.EPOCH_SUPERSEDED,
+        `${uri} belongs to membership epoch ${epoch} of cluster ${clusterId}, which was removed; the current membership is epoch ${current}`,
+      );
     }
-    if (epoch > current) return refuse(RefusalReason.EPOCH_UNKNOWN, `${uri} belongs to membership epoch ${epoch} of cluster ${clusterId}; the membership known here is epoch ${current}`);
+    if (epoch > current)
+      return refuse(
+        RefusalReason.EPOCH_UNKNOWN,
+        `${uri} belongs to membership epoch ${epoch} of cluster ${clusterId}; the membership known here is epoch ${current}`,
+      );
   }
   if (context.authorize !== undefined && !context.authorize(id)) {
     return refuse(RefusalReason.NOT_AUTHORIZED, `${uri} is not admitted by this endpoint`);
   }
-  return { ok: true, peer: { id, spiffeId: uri, clusterId, epoch, root: rootFingerprint(root), notAfter: leaf.validToDate } };
+  return {
+    ok: true,
+    peer: { id, spiffeId: uri, clusterId, epoch, root: rootFingerprint(root), notAfter: leaf.validToDate },
+  };
 }
 
 function unknownRoot(bundle: TrustBundle, role: string): PeerVerdict {
-  return refuse(RefusalReason.UNKNOWN_ROOT, `${role} does not chain to a root of the trust bundle (sequence ${bundle.sequence})`);
+  return refuse(
+    RefusalReason.UNKNOWN_ROOT,
+    `${role} does not chain to a root of the trust bundle (sequence ${bundle.sequence})`,
+  );
 }
 
 const BAD_SIGNATURE = Symbol('bad signature');
@@ -201,7 +239,10 @@ const BAD_SIGNATURE = Symbol('bad signature');
  * The candidate that issued `cert`: names and key identifiers match (checkIssued) and the
  * signature verifies. BAD_SIGNATURE when a candidate matches by name but none by signature.
  */
-function issuerAmong(cert: X509Certificate, candidates: readonly X509Certificate[]): X509Certificate | typeof BAD_SIGNATURE | undefined {
+function issuerAmong(
+  cert: X509Certificate,
+  candidates: readonly X509Certificate[],
+): X509Certificate | typeof BAD_SIGNATURE | undefined {
   const { verifiedIssuers } = factsOf(cert);
   let named = false;
   for (const candidate of candidates) {

@@ -4,7 +4,13 @@
 import 'reflect-metadata';
 import { createHash, createPublicKey, webcrypto } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
-import { GeneralName, GeneralSubtree, GeneralSubtrees, NameConstraints, id_ce_nameConstraints } from '@peculiar/asn1-x509';
+import {
+  GeneralName,
+  GeneralSubtree,
+  GeneralSubtrees,
+  NameConstraints,
+  id_ce_nameConstraints,
+} from '@peculiar/asn1-x509';
 import * as x509 from '@peculiar/x509';
 import { IsthmusError } from '../errors.ts';
 
@@ -117,7 +123,8 @@ const authorityKeyIdentifiers = new WeakMap<x509.X509Certificate, x509.Authority
 function authorityKeyIdentifierFor(issuer: x509.X509Certificate): x509.AuthorityKeyIdentifierExtension {
   let extension = authorityKeyIdentifiers.get(issuer);
   if (extension === undefined) {
-    const keyId = issuer.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ?? keyIdentifierOf(issuer.publicKey.rawData);
+    const keyId =
+      issuer.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ?? keyIdentifierOf(issuer.publicKey.rawData);
     extension = new x509.AuthorityKeyIdentifierExtension(keyId);
     authorityKeyIdentifiers.set(issuer, extension);
   }
@@ -125,7 +132,10 @@ function authorityKeyIdentifierFor(issuer: x509.X509Certificate): x509.Authority
 }
 
 /** Signs `template` with `issuer`, or self-signs it when `issuer` is the subject's own key pair. */
-export async function issueCertificate(template: CertificateTemplate, issuer: Issuer | KeyPair): Promise<x509.X509Certificate> {
+export async function issueCertificate(
+  template: CertificateTemplate,
+  issuer: Issuer | KeyPair,
+): Promise<x509.X509Certificate> {
   const issuerKeys = 'certificate' in issuer ? issuer.keys : issuer;
   const spki = await webcrypto.subtle.exportKey('spki', template.publicKey);
   const extensions: x509.Extension[] = [
@@ -134,7 +144,8 @@ export async function issueCertificate(template: CertificateTemplate, issuer: Is
       template.isCa
         ? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature
         : // keyEncipherment concerns the subject's own key: only an RSA key can do key transport.
-          x509.KeyUsageFlags.digitalSignature | (template.publicKey.algorithm.name === rsa.name ? x509.KeyUsageFlags.keyEncipherment : 0),
+          x509.KeyUsageFlags.digitalSignature |
+            (template.publicKey.algorithm.name === rsa.name ? x509.KeyUsageFlags.keyEncipherment : 0),
       true,
     ),
     new x509.SubjectKeyIdentifierExtension(keyIdentifierOf(spki)),
@@ -155,7 +166,10 @@ export async function issueCertificate(template: CertificateTemplate, issuer: Is
 
   const notBefore = template.notBefore ?? validityWindow(new Date(), 0).notBefore;
   // A certificate never outlives its issuer: past that point its chain would fail anyway.
-  const notAfter = 'certificate' in issuer && issuer.certificate.notAfter < template.notAfter ? issuer.certificate.notAfter : template.notAfter;
+  const notAfter =
+    'certificate' in issuer && issuer.certificate.notAfter < template.notAfter
+      ? issuer.certificate.notAfter
+      : template.notAfter;
   return x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
     subject: template.subject,
@@ -172,9 +186,12 @@ export async function issueCertificate(template: CertificateTemplate, issuer: Is
 
 /** RFC 5280 says a CA MUST mark name constraints critical: a verifier that cannot apply them must refuse the chain. */
 function nameConstraintsExtension(template: NameConstraintsTemplate): x509.Extension {
-  const subtree = (name: ConstructorParameters<typeof GeneralName>[0]): GeneralSubtree => new GeneralSubtree({ base: new GeneralName(name) });
+  const subtree = (name: ConstructorParameters<typeof GeneralName>[0]): GeneralSubtree =>
+    new GeneralSubtree({ base: new GeneralName(name) });
   const permitted = template.permittedUriHosts.map((host) => subtree({ uniformResourceIdentifier: host }));
-  const excluded = template.excludeDnsAndIp ? [subtree({ dNSName: '' }), subtree({ iPAddress: '0.0.0.0/0' }), subtree({ iPAddress: '::/0' })] : [];
+  const excluded = template.excludeDnsAndIp
+    ? [subtree({ dNSName: '' }), subtree({ iPAddress: '0.0.0.0/0' }), subtree({ iPAddress: '::/0' })]
+    : [];
   const constraints = new NameConstraints({
     ...(permitted.length > 0 ? { permittedSubtrees: new GeneralSubtrees(permitted) } : {}),
     ...(excluded.length > 0 ? { excludedSubtrees: new GeneralSubtrees(excluded) } : {}),
@@ -204,12 +221,22 @@ export async function publicKeyToPem(key: CryptoKey): Promise<string> {
  * bits (labelled 'RSA-2048': the label selects the signature scheme, not the modulus size).
  */
 export function keyAlgorithmOf(spki: ArrayBuffer | Uint8Array): KeyAlgorithm {
-  const key = createPublicKey({ key: Buffer.from(spki instanceof Uint8Array ? spki : new Uint8Array(spki)), format: 'der', type: 'spki' });
+  const key = createPublicKey({
+    key: Buffer.from(spki instanceof Uint8Array ? spki : new Uint8Array(spki)),
+    format: 'der',
+    type: 'spki',
+  });
   const details = key.asymmetricKeyDetails ?? {};
   if (key.asymmetricKeyType === 'ec' && details.namedCurve === 'prime256v1') return 'P-256';
   if (key.asymmetricKeyType === 'rsa' && (details.modulusLength ?? 0) >= 2048) return 'RSA-2048';
-  const described = key.asymmetricKeyType === 'ec' ? `EC ${details.namedCurve}` : `${key.asymmetricKeyType} ${details.modulusLength ?? ''} bits`;
-  throw new IsthmusError('ISTHMUS_PKI_INVALID', `unsupported key ${described} (ECDSA P-256 or RSA of 2048 bits or more)`);
+  const described =
+    key.asymmetricKeyType === 'ec'
+      ? `EC ${details.namedCurve}`
+      : `${key.asymmetricKeyType} ${details.modulusLength ?? ''} bits`;
+  throw new IsthmusError(
+    'ISTHMUS_PKI_INVALID',
+    `unsupported key ${described} (ECDSA P-256 or RSA of 2048 bits or more)`,
+  );
 }
 
 export async function importPublicKey(spki: ArrayBuffer | Uint8Array): Promise<CryptoKey> {

@@ -30,7 +30,11 @@ async function readValues(kv: KV): Promise<Map<string, StoredValue>> {
 }
 
 /** A stored value read the way the publisher compares it: canonical JSON for a valid entry, the raw value otherwise. */
-export function canonicalValue(key: string, raw: string, log: Logger): { readonly value: string; readonly entry?: CatalogEntry } {
+export function canonicalValue(
+  key: string,
+  raw: string,
+  log: Logger,
+): { readonly value: string; readonly entry?: CatalogEntry } {
   let json: unknown;
   try {
     json = JSON.parse(raw);

@@ -31,11 +31,20 @@ async function freshBucket(): Promise<KV> {
 }
 
 /** A publisher over what the bucket holds now, converging on `desired`. */
-async function publisher(kv: KV, desired: Map<string, string>, options: Partial<PublisherOptions> = {}): Promise<CatalogPublisher> {
+async function publisher(
+  kv: KV,
+  desired: Map<string, string>,
+  options: Partial<PublisherOptions> = {},
+): Promise<CatalogPublisher> {
   const stored = await readCatalog(kv, log);
-  return new CatalogPublisher(() => kv, (key) => desired.get(key), stored.values, log, { concurrency: 4, tombstoneRetentionMs: HOUR, conflictRetryMs: HOUR, ...options });
+  return new CatalogPublisher(
+    () => kv,
+    (key) => desired.get(key),
+    stored.values,
+    log,
+    { concurrency: 4, tombstoneRetentionMs: HOUR, conflictRetryMs: HOUR, ...options },
+  );
 }
-
 
 const entry = (name: string, port = 80): string => JSON.stringify({ namespace: 'shop', name, port });
 
@@ -50,7 +59,12 @@ describe('CatalogPublisher', () => {
     expect(await writer.published(['shop.cart'], 10_000)).toBe(true);
     const stored = await kv.get('shop.cart');
     expect(stored?.operation).toBe('PUT');
-    expect(parseCatalogTombstone('shop.cart', stored?.json())).toEqual({ namespace: 'shop', name: 'cart', tombstone: true, deletedAt: '2026-01-01T00:00:00.000Z' });
+    expect(parseCatalogTombstone('shop.cart', stored?.json())).toEqual({
+      namespace: 'shop',
+      name: 'cart',
+      tombstone: true,
+      deletedAt: '2026-01-01T00:00:00.000Z',
+    });
 
     // Within the retention a re-read leaves it; after it, the tombstone is purged.
     writer.reread((await readCatalog(kv, log)).values);

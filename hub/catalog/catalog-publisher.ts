@@ -89,7 +89,13 @@ export class CatalogPublisher {
   #unchanged = 0;
 
   /** Items are catalog-items.ts names; `stored`: the buckets as read at the start of the term (readCatalog), by item. */
-  constructor(kvOf: (reader: string | undefined) => KV | Promise<KV>, desired: (item: string) => string | undefined, stored: ReadonlyMap<string, StoredValue>, log: Logger, options: PublisherOptions) {
+  constructor(
+    kvOf: (reader: string | undefined) => KV | Promise<KV>,
+    desired: (item: string) => string | undefined,
+    stored: ReadonlyMap<string, StoredValue>,
+    log: Logger,
+    options: PublisherOptions,
+  ) {
     this.#kvOf = kvOf;
     this.#desired = desired;
     for (const [key, held] of stored) this.#held.set(key, held);
@@ -138,7 +144,10 @@ export class CatalogPublisher {
     this.#held.set(key, { value: read?.value, revision });
     if (read?.value === held?.value || this.#desired(key) === read?.value) return;
     this.#repairs++;
-    this.#log.warn({ key, revision, operation: value === undefined ? 'delete' : 'put' }, 'catalog key changed by someone other than this leader; repairing it');
+    this.#log.warn(
+      { key, revision, operation: value === undefined ? 'delete' : 'put' },
+      'catalog key changed by someone other than this leader; repairing it',
+    );
     if (read?.entry) this.#queue.addAfter(key, this.#conflictRetryMs);
     else this.enqueue([key]);
   }
@@ -206,7 +215,8 @@ export class CatalogPublisher {
       await this.#write(key);
     } catch (err) {
       if (isWrongRevision(err)) return this.#refused(key);
-      if (!this.#failing) this.#log.warn({ key, err: describeError(err) }, 'catalog writes to NATS are failing; retrying with backoff');
+      if (!this.#failing)
+        this.#log.warn({ key, err: describeError(err) }, 'catalog writes to NATS are failing; retrying with backoff');
       this.#failing = true;
       throw err;
     }
@@ -234,7 +244,15 @@ export class CatalogPublisher {
     } else if (desired === held.value) {
       this.#unchanged++;
     } else if (Buffer.byteLength(desired) > this.#maxEntryBytes) {
-      this.#log.error({ key: item, bytes: Buffer.byteLength(desired), limit: this.#maxEntryBytes, code: 'ISTHMUS_CATALOG_ENTRY_TOO_LARGE' }, 'catalog entry too large to publish; the bucket keeps its previous value');
+      this.#log.error(
+        {
+          key: item,
+          bytes: Buffer.byteLength(desired),
+          limit: this.#maxEntryBytes,
+          code: 'ISTHMUS_CATALOG_ENTRY_TOO_LARGE',
+        },
+        'catalog entry too large to publish; the bucket keeps its previous value',
+      );
     } else {
       await this.#put(item, held, desired);
       this.#puts++;
@@ -261,13 +279,18 @@ export class CatalogPublisher {
     } catch (err) {
       this.#log.warn({ key, err: describeError(err) }, 'could not read a catalog key after a refused write');
     }
-    this.#log.warn({ key: item, retryInMs: this.#conflictRetryMs }, 'catalog write refused: the key changed since this leader read it (another writer); looking again later');
+    this.#log.warn(
+      { key: item, retryInMs: this.#conflictRetryMs },
+      'catalog write refused: the key changed since this leader read it (another writer); looking again later',
+    );
     return { requeueAfterMs: this.#conflictRetryMs };
   }
 
   #tombstoneExpired(item: string, value: string): boolean {
     const tombstone = parseTombstone(parseItem(item).key, value);
-    return tombstone !== undefined && this.#now().getTime() - Date.parse(tombstone.deletedAt) >= this.#tombstoneRetentionMs;
+    return (
+      tombstone !== undefined && this.#now().getTime() - Date.parse(tombstone.deletedAt) >= this.#tombstoneRetentionMs
+    );
   }
 
   #markHandled(key: string, sequence: number): void {
@@ -293,5 +316,9 @@ function parseTombstone(key: string, value: string): ReturnType<typeof parseCata
 
 /** JetStream refused a write whose expected last revision did not match (the key changed). */
 function isWrongRevision(err: unknown): boolean {
-  return err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
+  return (
+    err instanceof JetStreamApiError &&
+    (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
+      err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+  );
 }

@@ -82,7 +82,9 @@ function normalizeExport(service: ExportedService): ExportedService {
     sessionAffinity: service.sessionAffinity,
     sessionAffinityTimeoutSeconds: service.sessionAffinityTimeoutSeconds,
     exportCreatedAt: service.exportCreatedAt,
-    endpoints: service.endpoints.map((e) => ({ zone: e.zone, ready: e.ready, total: e.total })).sort((a, b) => (a.zone < b.zone ? -1 : a.zone > b.zone ? 1 : 0)),
+    endpoints: service.endpoints
+      .map((e) => ({ zone: e.zone, ready: e.ready, total: e.total }))
+      .sort((a, b) => (a.zone < b.zone ? -1 : a.zone > b.zone ? 1 : 0)),
     allowedClusters: [...new Set(service.allowedClusters)].sort(),
     ipFamilies: [...service.ipFamilies],
     internalTrafficPolicy: service.internalTrafficPolicy,
@@ -147,17 +149,29 @@ export class CatalogState {
       return { applied: false, appliedGeneration: cluster.generation ?? 0, dirty: [] };
     }
     if (request.services.length > this.#limits.exportsPerCluster) {
-      throw new IsthmusError('ISTHMUS_EXPORT_QUOTA_EXCEEDED', `${clusterId} reported ${request.services.length} exported services; each cluster may export at most ${this.#limits.exportsPerCluster} (hub limits.exportsPerCluster). Nothing of this report was applied`);
+      throw new IsthmusError(
+        'ISTHMUS_EXPORT_QUOTA_EXCEEDED',
+        `${clusterId} reported ${request.services.length} exported services; each cluster may export at most ${this.#limits.exportsPerCluster} (hub limits.exportsPerCluster). Nothing of this report was applied`,
+      );
     }
     const seenAt = this.#now().toISOString();
     const next = new Map<string, ExportedService>();
     for (const service of request.services) {
       const key = catalogKey(service.namespace, service.name);
-      if (next.has(key)) throw new IsthmusError('ISTHMUS_INPUT_INVALID', `ReportExports lists ${service.namespace}/${service.name} twice`);
+      if (next.has(key))
+        throw new IsthmusError(
+          'ISTHMUS_INPUT_INVALID',
+          `ReportExports lists ${service.namespace}/${service.name} twice`,
+        );
       const firstSeen = cluster?.services.get(key)?.exportCreatedAt ?? seenAt;
       next.set(key, normalizeExport({ ...service, exportCreatedAt: later(service.exportCreatedAt, firstSeen) }));
     }
-    const state: ClusterState = cluster ?? { generation: undefined, services: new Map(), locality: JSON.stringify(locality), rejected: new Map() };
+    const state: ClusterState = cluster ?? {
+      generation: undefined,
+      services: new Map(),
+      locality: JSON.stringify(locality),
+      rejected: new Map(),
+    };
     this.#clusters.set(clusterId, state);
     const touched = this.#relocate(state, locality);
     for (const [key, service] of next) {
@@ -180,7 +194,12 @@ export class CatalogState {
   }
 
   /** Puts back the previous export (or none) of every touched entry that grew too large. */
-  #refuseOversized(clusterId: string, state: ClusterState, previous: ReadonlyMap<string, ExportedService>, touched: readonly string[]): Map<string, string> {
+  #refuseOversized(
+    clusterId: string,
+    state: ClusterState,
+    previous: ReadonlyMap<string, ExportedService>,
+    touched: readonly string[],
+  ): Map<string, string> {
     const rejected = new Map<string, string>();
     const limit = this.#limits.entryMaxBytes;
     for (const key of touched) {
@@ -242,7 +261,9 @@ export class CatalogState {
    * scoped service (a member named by it may have joined or left).
    */
   syncMembers(): string[] {
-    const touched = [...this.#exporters.keys()].filter((key) => this.hasScopedExport(key) || this.#entries.get(key)?.scoped.size);
+    const touched = [...this.#exporters.keys()].filter(
+      (key) => this.hasScopedExport(key) || this.#entries.get(key)?.scoped.size,
+    );
     for (const [clusterId, state] of this.#clusters) {
       const locality = this.#memberLocality(clusterId);
       if (locality) {
@@ -299,7 +320,8 @@ export class CatalogState {
     }
     for (const [key, service] of services) {
       for (const c of this.#entry(key)?.conflicts ?? []) {
-        if (c.clusters.includes(clusterId)) found.push({ namespace: service.namespace, name: service.name, type: c.type, message: c.message });
+        if (c.clusters.includes(clusterId))
+          found.push({ namespace: service.namespace, name: service.name, type: c.type, message: c.message });
       }
     }
     return found;
@@ -371,16 +393,25 @@ export class CatalogState {
       return;
     }
     const fullJson = JSON.stringify(full);
-    const readers = new Set(exports.flatMap((e) => e.service.allowedClusters).filter((reader) => this.#memberLocality(reader) !== undefined));
+    const readers = new Set(
+      exports.flatMap((e) => e.service.allowedClusters).filter((reader) => this.#memberLocality(reader) !== undefined),
+    );
     if (readers.size === 0 && exports.every((e) => e.service.allowedClusters.length === 0)) {
       this.#entries.set(key, { json: fullJson, fullJson, conflicts: full.conflicts, scoped: NO_SCOPED_VIEWS });
       return;
     }
     const scoped = new Map<string, string>();
     for (const reader of [...readers].sort()) {
-      const json = view(exports.filter((e) => e.service.allowedClusters.length === 0 || e.service.allowedClusters.includes(reader)));
+      const json = view(
+        exports.filter((e) => e.service.allowedClusters.length === 0 || e.service.allowedClusters.includes(reader)),
+      );
       if (json) scoped.set(reader, json);
     }
-    this.#entries.set(key, { json: view(exports.filter((e) => e.service.allowedClusters.length === 0)), fullJson, conflicts: full.conflicts, scoped });
+    this.#entries.set(key, {
+      json: view(exports.filter((e) => e.service.allowedClusters.length === 0)),
+      fullJson,
+      conflicts: full.conflicts,
+      scoped,
+    });
   }
 }

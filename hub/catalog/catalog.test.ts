@@ -5,7 +5,13 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CATALOG_BUCKET, catalogEntrySchema, parseCatalogTombstone, scopedCatalogBucket, type CatalogEntry } from '../../common/catalog.ts';
+import {
+  CATALOG_BUCKET,
+  catalogEntrySchema,
+  parseCatalogTombstone,
+  scopedCatalogBucket,
+  type CatalogEntry,
+} from '../../common/catalog.ts';
 import { isIsthmusError } from '../../common/errors.ts';
 import type { ExportedService } from '../../common/hub-api/index.ts';
 import { createLogger } from '../../common/logger.ts';
@@ -41,9 +47,10 @@ async function settled(catalog: Catalog): Promise<void> {
 
 async function read(kv: KV, key: string): Promise<CatalogEntry | undefined> {
   const entry = await kv.get(key);
-  return entry?.operation === 'PUT' && !parseCatalogTombstone(key, entry.json()) ? catalogEntrySchema.parse(entry.json()) : undefined;
+  return entry?.operation === 'PUT' && !parseCatalogTombstone(key, entry.json())
+    ? catalogEntrySchema.parse(entry.json())
+    : undefined;
 }
-
 
 const cart = (overrides: Partial<ExportedService> = {}): ExportedService => exported({ name: 'cart', ...overrides });
 const shelf = (overrides: Partial<ExportedService> = {}): ExportedService => exported({ name: 'shelf', ...overrides });
@@ -65,15 +72,26 @@ describe('service catalog on NATS JetStream KV', () => {
 
   it('refuses reports while not leading', async () => {
     const standby = createCatalog({ nc, memberCache: members, log, now: () => new Date(0) });
-    await expect(standby.sink.report('a', { generation: 1, services: [cart()] })).rejects.toSatisfy((err) => isIsthmusError(err, 'ISTHMUS_NOT_LEADER'));
+    await expect(standby.sink.report('a', { generation: 1, services: [cart()] })).rejects.toSatisfy((err) =>
+      isIsthmusError(err, 'ISTHMUS_NOT_LEADER'),
+    );
   });
 
   it('publishes the entries of three clusters with their localities, creating the bucket', async () => {
     leader = lead(nc, members);
     const reports = await Promise.all([
-      leader.catalog.sink.report('a', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z' }), shelf()] }),
-      leader.catalog.sink.report('b', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z', endpoints: [{ zone: 'z9', ready: 7, total: 7 }] })] }),
-      leader.catalog.sink.report('c', { generation: 1, services: [shelf({ exportCreatedAt: '2024-12-01T00:00:00Z' })] }),
+      leader.catalog.sink.report('a', {
+        generation: 1,
+        services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z' }), shelf()],
+      }),
+      leader.catalog.sink.report('b', {
+        generation: 1,
+        services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z', endpoints: [{ zone: 'z9', ready: 7, total: 7 }] })],
+      }),
+      leader.catalog.sink.report('c', {
+        generation: 1,
+        services: [shelf({ exportCreatedAt: '2024-12-01T00:00:00Z' })],
+      }),
     ]);
     expect(reports).toEqual([1, 1, 1].map((appliedGeneration) => ({ appliedGeneration, conflicts: [] })));
     kv = await new Kvm(nc).open(CATALOG_BUCKET);
@@ -87,38 +105,80 @@ describe('service catalog on NATS JetStream KV', () => {
   });
 
   it('records a conflict in the entry and answers the clusters involved with it', async () => {
-    const response = await leader.catalog.sink.report('b', { generation: 2, services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z', ports: [{ name: 'http', protocol: 'TCP', port: 8080, appProtocol: '' }] })] });
-    const conflict = { type: 'PortConflict', message: 'port http: a (oldest export) has http 80/TCP, which applies; b has http 8080/TCP' };
+    const response = await leader.catalog.sink.report('b', {
+      generation: 2,
+      services: [
+        cart({
+          exportCreatedAt: '2025-01-02T00:00:00Z',
+          ports: [{ name: 'http', protocol: 'TCP', port: 8080, appProtocol: '' }],
+        }),
+      ],
+    });
+    const conflict = {
+      type: 'PortConflict',
+      message: 'port http: a (oldest export) has http 80/TCP, which applies; b has http 8080/TCP',
+    };
     expect(response).toEqual({ appliedGeneration: 2, conflicts: [{ namespace: 'shop', name: 'cart', ...conflict }] });
     expect((await read(kv, 'shop.cart'))?.conflicts).toEqual([{ ...conflict, clusters: ['a', 'b'] }]);
-    expect((await leader.catalog.sink.report('a', { generation: 2, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z' }), shelf()] })).conflicts).toHaveLength(1);
-    expect((await leader.catalog.sink.report('c', { generation: 2, services: [shelf({ exportCreatedAt: '2024-12-01T00:00:00Z' })] })).conflicts).toEqual([]);
+    expect(
+      (
+        await leader.catalog.sink.report('a', {
+          generation: 2,
+          services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z' }), shelf()],
+        })
+      ).conflicts,
+    ).toHaveLength(1);
+    expect(
+      (
+        await leader.catalog.sink.report('c', {
+          generation: 2,
+          services: [shelf({ exportCreatedAt: '2024-12-01T00:00:00Z' })],
+        })
+      ).conflicts,
+    ).toEqual([]);
   });
 
   it('ignores a stale report (a retry or a late delivery of an applied generation)', async () => {
     const before = await lastSequence(kv);
-    expect(await leader.catalog.sink.report('b', { generation: 2, services: [] })).toMatchObject({ appliedGeneration: 2 });
+    expect(await leader.catalog.sink.report('b', { generation: 2, services: [] })).toMatchObject({
+      appliedGeneration: 2,
+    });
     expect((await read(kv, 'shop.cart'))?.clusters).toHaveLength(2);
     expect(await lastSequence(kv)).toBe(before);
   });
 
   it('updates an entry when an exporter withdraws and writes a tombstone when the last one does', async () => {
-    await leader.catalog.sink.report('a', { generation: 3, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z' })] });
+    await leader.catalog.sink.report('a', {
+      generation: 3,
+      services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z' })],
+    });
     expect((await read(kv, 'shop.shelf'))?.clusters.map((c) => c.clusterId)).toEqual(['c']);
     await leader.catalog.sink.report('c', { generation: 3, services: [] });
     expect(await read(kv, 'shop.shelf')).toBeUndefined();
-    expect(parseCatalogTombstone('shop.shelf', (await kv.get('shop.shelf'))?.json())).toMatchObject({ namespace: 'shop', name: 'shelf', tombstone: true });
+    expect(parseCatalogTombstone('shop.shelf', (await kv.get('shop.shelf'))?.json())).toMatchObject({
+      namespace: 'shop',
+      name: 'shelf',
+      tombstone: true,
+    });
   });
 
   it('drops the exports of a cluster removed from the federation', async () => {
     members.members.delete('b');
     leader.catalog.onMembersChanged();
-    await waitFor('b gone from the cart entry', async () => (await read(kv, 'shop.cart'))?.clusters.length === 1, 10_000, 20);
+    await waitFor(
+      'b gone from the cart entry',
+      async () => (await read(kv, 'shop.cart'))?.clusters.length === 1,
+      10_000,
+      20,
+    );
     const entry = await read(kv, 'shop.cart');
     expect(entry?.clusters.map((c) => c.clusterId)).toEqual(['a']);
     expect(entry?.conflicts).toEqual([]);
     members.members.set('b', memberCluster('b'));
-    await leader.catalog.sink.report('b', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z' }), shelf({ namespace: 'garden' })] });
+    await leader.catalog.sink.report('b', {
+      generation: 1,
+      services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z' }), shelf({ namespace: 'garden' })],
+    });
   });
 
   it('lets a new leader recover from the bucket without a single write, then carry on', async () => {
@@ -132,13 +192,22 @@ describe('service catalog on NATS JetStream KV', () => {
     await settled(leader.catalog);
     expect(leader.catalog.stats()).toMatchObject({ recovered: 2, puts: 0, tombstones: 0 });
     // A new leader knows no generation yet: the agents' unchanged sets write nothing.
-    await leader.catalog.sink.report('a', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z' })] });
-    await leader.catalog.sink.report('b', { generation: 1, services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z' }), shelf({ namespace: 'garden' })] });
+    await leader.catalog.sink.report('a', {
+      generation: 1,
+      services: [cart({ exportCreatedAt: '2025-01-01T00:00:00Z' })],
+    });
+    await leader.catalog.sink.report('b', {
+      generation: 1,
+      services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z' }), shelf({ namespace: 'garden' })],
+    });
     await leader.catalog.sink.report('c', { generation: 1, services: [] });
     expect(await lastSequence(kv)).toBe(sequence);
     for (const [key, value] of entriesBefore) expect((await kv.get(key))?.string()).toBe(value);
 
-    await leader.catalog.sink.report('c', { generation: 2, services: [shelf({ namespace: 'garden', exportCreatedAt: '2020-01-01T00:00:00Z' })] });
+    await leader.catalog.sink.report('c', {
+      generation: 2,
+      services: [shelf({ namespace: 'garden', exportCreatedAt: '2020-01-01T00:00:00Z' })],
+    });
     expect((await read(kv, 'garden.shelf'))?.clusters.map((c) => c.clusterId)).toEqual(['c', 'b']);
     expect(leader.catalog.stats()).toMatchObject({ puts: 1, tombstones: 0 });
   });
@@ -159,7 +228,10 @@ describe('service catalog on NATS JetStream KV', () => {
   it('asks a cluster for its export set until it reported to this leader, and whenever the counts disagree', async () => {
     // Recovered from the bucket, not reported: b's two exports are known, but b is asked anyway (a new leader).
     expect(leader.catalog.sink.wantsReport('b', 2)).toBe(true);
-    await leader.catalog.sink.report('b', { generation: 5, services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z' }), shelf({ namespace: 'garden' })] });
+    await leader.catalog.sink.report('b', {
+      generation: 5,
+      services: [cart({ exportCreatedAt: '2025-01-02T00:00:00Z' }), shelf({ namespace: 'garden' })],
+    });
     expect(leader.catalog.sink.wantsReport('b', 2)).toBe(false);
     expect(leader.catalog.sink.wantsReport('b', 3)).toBe(true); // an export this leader never got
     expect(leader.catalog.sink.wantsReport('a', 1)).toBe(true);
@@ -170,7 +242,14 @@ describe('service catalog on NATS JetStream KV', () => {
     const shelfBefore = (await kv.get('garden.shelf'))?.string();
     await kv.delete('shop.cart');
     await kv.purge('garden.shelf');
-    await waitFor('both keys written back', async () => (await kv.get('shop.cart'))?.string() === cartBefore && (await kv.get('garden.shelf'))?.string() === shelfBefore, 10_000, 20);
+    await waitFor(
+      'both keys written back',
+      async () =>
+        (await kv.get('shop.cart'))?.string() === cartBefore &&
+        (await kv.get('garden.shelf'))?.string() === shelfBefore,
+      10_000,
+      20,
+    );
     expect(leader.catalog.stats()).toMatchObject({ repairs: 2 });
   });
 
@@ -179,7 +258,9 @@ describe('service catalog on NATS JetStream KV', () => {
     leader.controller.abort();
     leader.catalog.onStoppedLeading();
     await leader.term;
-    await expect(leader.catalog.sink.report('a', { generation: 9, services: [] })).rejects.toSatisfy((err) => isIsthmusError(err, 'ISTHMUS_NOT_LEADER'));
+    await expect(leader.catalog.sink.report('a', { generation: 9, services: [] })).rejects.toSatisfy((err) =>
+      isIsthmusError(err, 'ISTHMUS_NOT_LEADER'),
+    );
   });
 });
 
@@ -226,11 +307,15 @@ describe('exports scoped to some clusters', () => {
     // A raw delete in b's bucket is written back; b's removal from the federation ends its view with a tombstone.
     const before = (await ofB.get('shop.cart'))?.string();
     await ofB.delete('shop.cart');
-    await waitFor('b\'s key written back', async () => (await ofB.get('shop.cart'))?.string() === before, 10_000, 20);
+    await waitFor("b's key written back", async () => (await ofB.get('shop.cart'))?.string() === before, 10_000, 20);
     members.members.delete('b');
     leader.catalog.onMembersChanged();
-    await waitFor('b\'s view tombstoned', async () => parseCatalogTombstone('shop.cart', (await ofB.get('shop.cart'))?.json()) !== undefined, 10_000, 20);
+    await waitFor(
+      "b's view tombstoned",
+      async () => parseCatalogTombstone('shop.cart', (await ofB.get('shop.cart'))?.json()) !== undefined,
+      10_000,
+      20,
+    );
     await stepDown(leader);
   });
 });
-

@@ -54,7 +54,17 @@ export function memberCluster(clusterId: string, where: ClusterLocality = locali
       labels: { ...where.labels },
       gatewayAddresses: where.gatewayAddresses.map((g) => ({ ...g })),
     },
-    status: { conditions: [{ type: 'Joined', status: 'True', reason: 'Joined', message: 'joined', lastTransitionTime: '2025-01-01T00:00:00Z' }] },
+    status: {
+      conditions: [
+        {
+          type: 'Joined',
+          status: 'True',
+          reason: 'Joined',
+          message: 'joined',
+          lastTransitionTime: '2025-01-01T00:00:00Z',
+        },
+      ],
+    },
   };
 }
 

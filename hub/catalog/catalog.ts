@@ -55,7 +55,13 @@ export interface CatalogOptions {
   readonly buckets?: BucketSettings;
 }
 
-export const CATALOG_DEFAULTS = { publishConcurrency: 64, publishTimeoutMs: 5_000, rereadIntervalMs: 60_000, tombstoneRetentionMs: 24 * 60 * 60 * 1000, conflictRetryMs: 2_000 } as const;
+export const CATALOG_DEFAULTS = {
+  publishConcurrency: 64,
+  publishTimeoutMs: 5_000,
+  rereadIntervalMs: 60_000,
+  tombstoneRetentionMs: 24 * 60 * 60 * 1000,
+  conflictRetryMs: 2_000,
+} as const;
 
 export interface CatalogStats extends PublisherStats {
   /** Entries recovered from the bucket at the start of this term. */
@@ -103,7 +109,10 @@ class CatalogBuckets {
   #follower: BucketFollower | undefined;
 
   /** `create` opens or creates a bucket; `existing`: the buckets read at recovery, with their last revision then. */
-  constructor(create: (bucket: string) => Promise<KV>, existing: ReadonlyMap<string | undefined, { readonly kv: KV; readonly revision: number }>) {
+  constructor(
+    create: (bucket: string) => Promise<KV>,
+    existing: ReadonlyMap<string | undefined, { readonly kv: KV; readonly revision: number }>,
+  ) {
     this.#create = create;
     for (const [reader, ready] of existing) {
       this.#ready.set(reader, ready);
@@ -143,13 +152,17 @@ class CatalogBuckets {
 async function openBuckets(create: (bucket: string) => Promise<KV>, kvm: Kvm): Promise<Map<string | undefined, KV>> {
   const buckets = new Map<string | undefined, KV>([[undefined, await create(CATALOG_BUCKET)]]);
   for await (const status of kvm.list()) {
-    if (status.bucket.startsWith(SCOPED_CATALOG_BUCKET_PREFIX)) buckets.set(status.bucket.slice(SCOPED_CATALOG_BUCKET_PREFIX.length), await kvm.open(status.bucket));
+    if (status.bucket.startsWith(SCOPED_CATALOG_BUCKET_PREFIX))
+      buckets.set(status.bucket.slice(SCOPED_CATALOG_BUCKET_PREFIX.length), await kvm.open(status.bucket));
   }
   return buckets;
 }
 
 /** Every bucket's values by item (catalog-items.ts), and the valid entries. */
-async function readAll(buckets: ReadonlyMap<string | undefined, KV>, log: Logger): Promise<{ entries: CatalogEntry[]; values: Map<string, StoredValue> }> {
+async function readAll(
+  buckets: ReadonlyMap<string | undefined, KV>,
+  log: Logger,
+): Promise<{ entries: CatalogEntry[]; values: Map<string, StoredValue> }> {
   const entries: CatalogEntry[] = [];
   const values = new Map<string, StoredValue>();
   for (const [reader, kv] of buckets) {
@@ -169,11 +182,19 @@ interface Term {
 
 function localityOf(member: MemberCluster): ClusterLocality {
   const { region, zone, network, labels, gatewayAddresses } = member.spec;
-  return { region: region ?? '', zone: zone ?? '', network: network ?? '', labels: labels ?? {}, gatewayAddresses: gatewayAddresses ?? [] };
+  return {
+    region: region ?? '',
+    zone: zone ?? '',
+    network: network ?? '',
+    labels: labels ?? {},
+    gatewayAddresses: gatewayAddresses ?? [],
+  };
 }
 
 function untilAborted(signal: AbortSignal): Promise<void> {
-  return signal.aborted ? Promise.resolve() : new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+  return signal.aborted
+    ? Promise.resolve()
+    : new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
 }
 
 export function createCatalog(options: CatalogOptions): Catalog {
@@ -230,7 +251,8 @@ export function createCatalog(options: CatalogOptions): Catalog {
       try {
         const all = await openBuckets(createBucket, new Kvm(nc));
         const existing = new Map<string | undefined, { kv: KV; revision: number }>();
-        for (const [reader, kv] of all) existing.set(reader, { kv, revision: (await kv.status()).streamInfo.state.last_seq });
+        for (const [reader, kv] of all)
+          existing.set(reader, { kv, revision: (await kv.status()).streamInfo.state.last_seq });
         const stored = await readAll(all, log);
         const state = new CatalogState(memberLocality, { limits, ...(options.now ? { now: options.now } : {}) });
         const keys = state.restore(stored.entries);
@@ -242,13 +264,25 @@ export function createCatalog(options: CatalogOptions): Catalog {
           readers.set(key, forKey.add(reader));
         }
         const buckets = new CatalogBuckets(createBucket, existing);
-        const publisher = new CatalogPublisher((reader) => buckets.get(reader), (item) => desiredOf(state, item), stored.values, log, publisherOptions);
+        const publisher = new CatalogPublisher(
+          (reader) => buckets.get(reader),
+          (item) => desiredOf(state, item),
+          stored.values,
+          log,
+          publisherOptions,
+        );
         publisher.enqueue(new Set([...itemsOf({ state, readers }, keys), ...stored.values.keys()]));
-        log.info({ entries: stored.entries.length, items: stored.values.size, scopedBuckets: all.size - 1 }, 'service catalog recovered from the buckets');
+        log.info(
+          { entries: stored.entries.length, items: stored.values.size, scopedBuckets: all.size - 1 },
+          'service catalog recovered from the buckets',
+        );
         return { buckets, state, publisher, recovered: stored.entries.length, readers };
       } catch (err) {
         const retryInMs = backoffDelay(attempt, CATALOG_READ_BACKOFF);
-        log.warn({ err: describeError(err), attempt, retryInMs }, 'could not read the service catalog from NATS; retrying');
+        log.warn(
+          { err: describeError(err), attempt, retryInMs },
+          'could not read the service catalog from NATS; retrying',
+        );
         await sleep(retryInMs, undefined, { signal }).catch(() => undefined);
       }
     }
@@ -264,9 +298,15 @@ export function createCatalog(options: CatalogOptions): Catalog {
   }
 
   /** Follows one bucket for the whole term (re-watching after a watch ends), handing every change to the publisher. */
-  async function watchOwnBucket(publisher: CatalogPublisher, kv: KV, reader: string | undefined, from: number, signal: AbortSignal): Promise<void> {
+  async function watchOwnBucket(
+    publisher: CatalogPublisher,
+    kv: KV,
+    reader: string | undefined,
+    from: number,
+    signal: AbortSignal,
+  ): Promise<void> {
     let revision = from;
-    for (let failures = 0; !signal.aborted; ) {
+    for (let failures = 0; !signal.aborted;) {
       try {
         const watch = await kv.watch({ resumeFromRevision: revision + 1 });
         const stop = (): void => watch.stop();
@@ -275,24 +315,43 @@ export function createCatalog(options: CatalogOptions): Catalog {
           for await (const change of watch) {
             failures = 0;
             revision = Math.max(revision, change.revision);
-            publisher.observe(reader === undefined ? change.key : scopedItem(reader, change.key), change.operation === 'PUT' ? change.string() : undefined, change.revision);
+            publisher.observe(
+              reader === undefined ? change.key : scopedItem(reader, change.key),
+              change.operation === 'PUT' ? change.string() : undefined,
+              change.revision,
+            );
           }
         } finally {
           signal.removeEventListener('abort', stop);
         }
       } catch (err) {
-        log.warn({ err: describeError(err), bucket: bucketOf(reader), revision }, 'watch of a catalog bucket failed; watching again');
+        log.warn(
+          { err: describeError(err), bucket: bucketOf(reader), revision },
+          'watch of a catalog bucket failed; watching again',
+        );
       }
-      if (!signal.aborted) await sleep(backoffDelay(++failures, { initialMs: 250, maxMs: 5_000 }), undefined, { signal }).catch(() => undefined);
+      if (!signal.aborted)
+        await sleep(backoffDelay(++failures, { initialMs: 250, maxMs: 5_000 }), undefined, { signal }).catch(
+          () => undefined,
+        );
     }
   }
 
   /** The current term's catalog once recovered; refuses when not leading. */
   async function activeCatalog(): Promise<Active> {
     const current = term;
-    if (!current || current.signal.aborted) throw new IsthmusError('ISTHMUS_NOT_LEADER', 'the service catalog is not active on this replica; try another hub endpoint');
-    const active = current.active ?? (await Promise.race([current.ready, sleep(publishTimeoutMs, undefined, { ref: false })]));
-    if (!active || current !== term) throw new IsthmusError('ISTHMUS_HUB_UNAVAILABLE', 'the service catalog is still being recovered from NATS; report again shortly');
+    if (!current || current.signal.aborted)
+      throw new IsthmusError(
+        'ISTHMUS_NOT_LEADER',
+        'the service catalog is not active on this replica; try another hub endpoint',
+      );
+    const active =
+      current.active ?? (await Promise.race([current.ready, sleep(publishTimeoutMs, undefined, { ref: false })]));
+    if (!active || current !== term)
+      throw new IsthmusError(
+        'ISTHMUS_HUB_UNAVAILABLE',
+        'the service catalog is still being recovered from NATS; report again shortly',
+      );
     return active;
   }
 
@@ -306,14 +365,19 @@ export function createCatalog(options: CatalogOptions): Catalog {
       // A repeated report waits for whatever of the cluster's entries is still unpublished.
       const items = result.applied ? dirty : itemsOf(active, state.exportsOf(clusterId));
       if (!(await publisher.published(items, publishTimeoutMs))) {
-        throw new IsthmusError('ISTHMUS_HUB_UNAVAILABLE', `the catalog did not reach NATS within ${publishTimeoutMs} ms; report again`);
+        throw new IsthmusError(
+          'ISTHMUS_HUB_UNAVAILABLE',
+          `the catalog did not reach NATS within ${publishTimeoutMs} ms; report again`,
+        );
       }
       return { appliedGeneration: result.appliedGeneration, conflicts: state.conflictsOf(clusterId) };
     },
 
     wantsReport(clusterId, exportCount) {
       const state = term?.active?.state;
-      return state !== undefined && (!state.reportedThisTerm(clusterId) || state.exportCount(clusterId) !== exportCount);
+      return (
+        state !== undefined && (!state.reportedThisTerm(clusterId) || state.exportCount(clusterId) !== exportCount)
+      );
     },
   };
 
@@ -341,7 +405,9 @@ export function createCatalog(options: CatalogOptions): Catalog {
       active.publisher.enqueue(membersChanged(active)); // members may have changed while recovering
       const timer = setInterval(() => void reread(active), rereadIntervalMs);
       const watches: Promise<void>[] = [];
-      active.buckets.follow((reader, kv, from) => watches.push(watchOwnBucket(active.publisher, kv, reader, from, signal)));
+      active.buckets.follow((reader, kv, from) =>
+        watches.push(watchOwnBucket(active.publisher, kv, reader, from, signal)),
+      );
       await untilAborted(signal);
       clearInterval(timer);
       await Promise.all(watches);

@@ -42,12 +42,25 @@ function samePort(a: CatalogPort, b: CatalogPort): boolean {
   return a.name === b.name && a.port === b.port && a.protocol === b.protocol && a.appProtocol === b.appProtocol;
 }
 
-type ConflictReason = Exclude<ServiceExportReason, 'Valid' | 'NoService' | 'InvalidServiceType' | 'Exported' | 'Ready' | 'Pending' | 'Failed' | 'NoConflicts'>;
+type ConflictReason = Exclude<
+  ServiceExportReason,
+  'Valid' | 'NoService' | 'InvalidServiceType' | 'Exported' | 'Ready' | 'Pending' | 'Failed' | 'NoConflicts'
+>;
 
 /** One conflict: the value that applies (the oldest export's) against each that differs, raised on `everyone`. */
-function conflict(type: ConflictReason, subject: string, winner: { clusterId: string; value: string }, dissenters: ReadonlyMap<string, string>, everyone: readonly string[]): CatalogConflict {
+function conflict(
+  type: ConflictReason,
+  subject: string,
+  winner: { clusterId: string; value: string },
+  dissenters: ReadonlyMap<string, string>,
+  everyone: readonly string[],
+): CatalogConflict {
   const others = [...dissenters].map(([clusterId, value]) => `${clusterId} has ${value}`).join(', ');
-  return { type, message: `${subject}: ${winner.clusterId} (oldest export) has ${winner.value}, which applies; ${others}`, clusters: [...everyone] };
+  return {
+    type,
+    message: `${subject}: ${winner.clusterId} (oldest export) has ${winner.value}, which applies; ${others}`,
+    clusters: [...everyone],
+  };
 }
 
 /**
@@ -65,8 +78,12 @@ function propertyConflict(
   const [oldest, ...rest] = exports;
   if (!oldest) return [];
   const winning = identity(oldest.service);
-  const dissenters = new Map(rest.filter((e) => identity(e.service) !== winning).map((e) => [e.clusterId, describe(e.service)] as const));
-  return dissenters.size === 0 ? [] : [conflict(type, subject, { clusterId: oldest.clusterId, value: describe(oldest.service) }, dissenters, everyone)];
+  const dissenters = new Map(
+    rest.filter((e) => identity(e.service) !== winning).map((e) => [e.clusterId, describe(e.service)] as const),
+  );
+  return dissenters.size === 0
+    ? []
+    : [conflict(type, subject, { clusterId: oldest.clusterId, value: describe(oldest.service) }, dissenters, everyone)];
 }
 
 /** A label or annotation map as a conflict message shows it: sorted, long values cut. */
@@ -102,7 +119,10 @@ function portsIdentity(ports: readonly CatalogPort[]): string {
  * out, a PortConflict naming it; when nothing is left out but the exports' ports still differ,
  * the union applies and that is a PortConflict too.
  */
-function unionPorts(ordered: readonly ClusterExport[], everyone: readonly string[]): { ports: CatalogPort[]; conflicts: CatalogConflict[] } {
+function unionPorts(
+  ordered: readonly ClusterExport[],
+  everyone: readonly string[],
+): { ports: CatalogPort[]; conflicts: CatalogConflict[] } {
   const byName = new Map<string, PortClaim>();
   const byNumber = new Map<string, PortClaim>();
   const claims: PortClaim[] = [];
@@ -111,7 +131,8 @@ function unionPorts(ordered: readonly ClusterExport[], everyone: readonly string
       const numberKey = `${port.port}/${port.protocol}`;
       const existing = byName.get(port.name) ?? byNumber.get(numberKey);
       if (existing) {
-        if (!samePort(existing.port, port) && clusterId !== existing.owner && !existing.dissenters.has(clusterId)) existing.dissenters.set(clusterId, describePort(port));
+        if (!samePort(existing.port, port) && clusterId !== existing.owner && !existing.dissenters.has(clusterId))
+          existing.dissenters.set(clusterId, describePort(port));
         continue;
       }
       const claim: PortClaim = { port, owner: clusterId, dissenters: new Map() };
@@ -122,9 +143,20 @@ function unionPorts(ordered: readonly ClusterExport[], everyone: readonly string
   }
   const dropped = claims
     .filter((c) => c.dissenters.size > 0)
-    .map((c) => conflict(ServiceExportReason.PortConflict, `port ${c.port.name || `${c.port.port}/${c.port.protocol}`}`, { clusterId: c.owner, value: describePort(c.port) }, c.dissenters, everyone));
+    .map((c) =>
+      conflict(
+        ServiceExportReason.PortConflict,
+        `port ${c.port.name || `${c.port.port}/${c.port.protocol}`}`,
+        { clusterId: c.owner, value: describePort(c.port) },
+        c.dissenters,
+        everyone,
+      ),
+    );
   const [oldest, ...rest] = ordered;
-  const differing = oldest && dropped.length === 0 ? rest.filter((e) => portsIdentity(e.service.ports) !== portsIdentity(oldest.service.ports)) : [];
+  const differing =
+    oldest && dropped.length === 0
+      ? rest.filter((e) => portsIdentity(e.service.ports) !== portsIdentity(oldest.service.ports))
+      : [];
   const differ =
     oldest && differing.length > 0
       ? [
@@ -136,7 +168,12 @@ function unionPorts(ordered: readonly ClusterExport[], everyone: readonly string
         ]
       : [];
   return {
-    ports: claims.map((c) => ({ name: c.port.name, protocol: c.port.protocol, port: c.port.port, appProtocol: c.port.appProtocol })),
+    ports: claims.map((c) => ({
+      name: c.port.name,
+      protocol: c.port.protocol,
+      port: c.port.port,
+      appProtocol: c.port.appProtocol,
+    })),
     conflicts: [...dropped, ...differ],
   };
 }
@@ -163,7 +200,12 @@ function clusterRecord(clusterExport: ClusterExport, locality: ClusterLocality):
 }
 
 /** The whole-service properties beyond type and affinity, in catalog key order. */
-function serviceWideProperties(service: ExportedService): Pick<CatalogEntry, 'ipFamilies' | 'internalTrafficPolicy' | 'trafficDistribution' | 'exportedLabels' | 'exportedAnnotations'> {
+function serviceWideProperties(
+  service: ExportedService,
+): Pick<
+  CatalogEntry,
+  'ipFamilies' | 'internalTrafficPolicy' | 'trafficDistribution' | 'exportedLabels' | 'exportedAnnotations'
+> {
   return {
     ipFamilies: [...service.ipFamilies],
     internalTrafficPolicy: service.internalTrafficPolicy,
@@ -195,7 +237,13 @@ export function resolveEntry(
   const reportedPolicy = ordered.filter((e) => e.service.internalTrafficPolicy !== '');
   const conflicts = [
     ...propertyConflict(ServiceExportReason.TypeConflict, 'type', ordered, everyone, (s) => s.type),
-    ...propertyConflict(ServiceExportReason.SessionAffinityConflict, 'sessionAffinity', ordered, everyone, (s) => s.sessionAffinity),
+    ...propertyConflict(
+      ServiceExportReason.SessionAffinityConflict,
+      'sessionAffinity',
+      ordered,
+      everyone,
+      (s) => s.sessionAffinity,
+    ),
     // The timeout only means something where the affinity is ClientIP on both sides.
     ...(clientIp
       ? propertyConflict(
@@ -208,11 +256,39 @@ export function resolveEntry(
       : []),
     ...portConflicts,
     // Families compared as sets: a family some exporters lack reaches only part of the backends; the primary's order does not.
-    ...propertyConflict(ServiceExportReason.IPFamilyConflict, 'ipFamilies', reportedFamilies, everyone, (s) => [...s.ipFamilies].sort().join(',')),
-    ...propertyConflict(ServiceExportReason.InternalTrafficPolicyConflict, 'internalTrafficPolicy', reportedPolicy, everyone, (s) => s.internalTrafficPolicy),
-    ...propertyConflict(ServiceExportReason.TrafficDistributionConflict, 'trafficDistribution', ordered, everyone, (s) => s.trafficDistribution || 'none'),
-    ...propertyConflict(ServiceExportReason.LabelsConflict, 'exportedLabels', ordered, everyone, (s) => mapIdentity(s.exportedLabels), (s) => describeMap(s.exportedLabels)),
-    ...propertyConflict(ServiceExportReason.AnnotationsConflict, 'exportedAnnotations', ordered, everyone, (s) => mapIdentity(s.exportedAnnotations), (s) => describeMap(s.exportedAnnotations)),
+    ...propertyConflict(ServiceExportReason.IPFamilyConflict, 'ipFamilies', reportedFamilies, everyone, (s) =>
+      [...s.ipFamilies].sort().join(','),
+    ),
+    ...propertyConflict(
+      ServiceExportReason.InternalTrafficPolicyConflict,
+      'internalTrafficPolicy',
+      reportedPolicy,
+      everyone,
+      (s) => s.internalTrafficPolicy,
+    ),
+    ...propertyConflict(
+      ServiceExportReason.TrafficDistributionConflict,
+      'trafficDistribution',
+      ordered,
+      everyone,
+      (s) => s.trafficDistribution || 'none',
+    ),
+    ...propertyConflict(
+      ServiceExportReason.LabelsConflict,
+      'exportedLabels',
+      ordered,
+      everyone,
+      (s) => mapIdentity(s.exportedLabels),
+      (s) => describeMap(s.exportedLabels),
+    ),
+    ...propertyConflict(
+      ServiceExportReason.AnnotationsConflict,
+      'exportedAnnotations',
+      ordered,
+      everyone,
+      (s) => mapIdentity(s.exportedAnnotations),
+      (s) => describeMap(s.exportedAnnotations),
+    ),
   ];
   const families = reportedFamilies[0]?.service ?? winner;
   const policy = reportedPolicy[0]?.service ?? winner;
@@ -231,4 +307,3 @@ export function resolveEntry(
     internalTrafficPolicy: policy.internalTrafficPolicy,
   };
 }
-

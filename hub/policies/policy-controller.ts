@@ -24,7 +24,14 @@ import {
   type FailoverPolicyStatus,
 } from '../../common/api/isthmus.ts';
 import { describeError } from '../../common/errors.ts';
-import { POLICIES_BUCKET, failoverPolicyResource, parsePolicyKey, policyKey, policyRecordSchema, type PolicyRecord } from '../../common/failover-policy.ts';
+import {
+  POLICIES_BUCKET,
+  failoverPolicyResource,
+  parsePolicyKey,
+  policyKey,
+  policyRecordSchema,
+  type PolicyRecord,
+} from '../../common/failover-policy.ts';
 import type { AppliedPolicy } from '../../common/hub-api/messages.ts';
 import { Informer, WorkQueue, isNotFound, mergePatchCustomObjectStatus, objectKey } from '../../common/kube/index.ts';
 import { whenAborted, type Runnable } from '../../common/lifecycle.ts';
@@ -68,7 +75,10 @@ function serviceOf(object: KubernetesObject): string | undefined {
 
 function sameClusters(a: readonly AppliedCluster[] | undefined, b: readonly AppliedCluster[]): boolean {
   const left = a ?? [];
-  return left.length === b.length && left.every((c, i) => c.cluster === b[i]?.cluster && c.appliedGeneration === b[i]?.appliedGeneration);
+  return (
+    left.length === b.length &&
+    left.every((c, i) => c.cluster === b[i]?.cluster && c.appliedGeneration === b[i]?.appliedGeneration)
+  );
 }
 
 export class PolicyController implements Runnable {
@@ -94,7 +104,11 @@ export class PolicyController implements Runnable {
     this.#options = options;
     this.#log = options.log;
     this.#queue = new WorkQueue<string>({ name: 'failover-policies', logger: this.#log, maxDelayMs: 30_000 });
-    this.#informer = new Informer({ kubeConfig: options.kc, resource: failoverPolicyResource, logger: this.#log.child({ informer: 'failoverpolicies' }) });
+    this.#informer = new Informer({
+      kubeConfig: options.kc,
+      resource: failoverPolicyResource,
+      logger: this.#log.child({ informer: 'failoverpolicies' }),
+    });
     this.#informer.addEventHandler((type, object) => this.#onPolicyEvent(type, object));
   }
 
@@ -124,7 +138,9 @@ export class PolicyController implements Runnable {
   /** What a member's agent holds (its heartbeat); services whose copy there changed are reconciled. */
   reportApplied(clusterId: string, applied: readonly AppliedPolicy[]): void {
     if (this.#stopped) return;
-    const next = new Map<string, AppliedCopy>(applied.map((a) => [policyKey(a.namespace, a.service), { policyName: a.policyName, generation: a.generation }]));
+    const next = new Map<string, AppliedCopy>(
+      applied.map((a) => [policyKey(a.namespace, a.service), { policyName: a.policyName, generation: a.generation }]),
+    );
     const previous = this.#reports.get(clusterId) ?? new Map<string, AppliedCopy>();
     this.#reports.set(clusterId, next);
     this.#reported.add(clusterId);
@@ -144,8 +160,13 @@ export class PolicyController implements Runnable {
     this.#seedReports();
     this.#members = this.#memberIds();
     this.#enqueueAll();
-    this.#workers = this.#queue.run(this.#options.workers ?? POLICY_CONTROLLER_DEFAULTS.workers, (key) => this.#reconcile(key));
-    this.#resync = setInterval(() => void this.#reread(), this.#options.resyncMs ?? POLICY_CONTROLLER_DEFAULTS.resyncMs);
+    this.#workers = this.#queue.run(this.#options.workers ?? POLICY_CONTROLLER_DEFAULTS.workers, (key) =>
+      this.#reconcile(key),
+    );
+    this.#resync = setInterval(
+      () => void this.#reread(),
+      this.#options.resyncMs ?? POLICY_CONTROLLER_DEFAULTS.resyncMs,
+    );
     this.#log.info({ policies: this.#informer.list().length }, 'failover policies: reconciling');
   }
 
@@ -180,7 +201,8 @@ export class PolicyController implements Runnable {
         if (this.#reported.has(applied.cluster)) continue;
         let report = this.#reports.get(applied.cluster);
         if (!report) this.#reports.set(applied.cluster, (report = new Map<string, AppliedCopy>()));
-        if (!report.has(key)) report.set(key, { policyName: policy.metadata.name, generation: applied.appliedGeneration });
+        if (!report.has(key))
+          report.set(key, { policyName: policy.metadata.name, generation: applied.appliedGeneration });
       }
     }
   }
@@ -188,7 +210,12 @@ export class PolicyController implements Runnable {
   /** The bucket (created if missing) and what it holds; retried by the queue while NATS fails. */
   async #kv(): Promise<KV> {
     this.#bucket ??= (async () => {
-      const kv = await openBucket(this.#options.nc, POLICIES_BUCKET, this.#options.buckets ?? SINGLE_SERVER_BUCKETS, this.#options.log);
+      const kv = await openBucket(
+        this.#options.nc,
+        POLICIES_BUCKET,
+        this.#options.buckets ?? SINGLE_SERVER_BUCKETS,
+        this.#options.log,
+      );
       this.#published = await this.#readBucket(kv);
       for (const key of this.#published.keys()) this.#queue.add(key);
       return kv;
@@ -211,7 +238,8 @@ export class PolicyController implements Runnable {
       let content = '';
       try {
         const parsed = policyRecordSchema.safeParse(entry.json());
-        if (parsed.success && policyKey(parsed.data.namespace, parsed.data.service) === entry.key) content = contentOf(parsed.data);
+        if (parsed.success && policyKey(parsed.data.namespace, parsed.data.service) === entry.key)
+          content = contentOf(parsed.data);
       } catch {
         // not JSON: rewritten or deleted by the next reconcile of the key
       }
@@ -226,7 +254,10 @@ export class PolicyController implements Runnable {
       this.#published = await this.#readBucket(kv);
       this.#enqueueAll();
     } catch (err) {
-      this.#log.warn({ err: describeError(err) }, 'could not read the failover policy bucket; retrying at the next resync');
+      this.#log.warn(
+        { err: describeError(err) },
+        'could not read the failover policy bucket; retrying at the next resync',
+      );
     }
   }
 
@@ -242,13 +273,35 @@ export class PolicyController implements Runnable {
     const members = currentMemberIds(this.#options.memberCache.list());
     const verdict = winner && validatePolicySpec(winner.spec, members);
     const record =
-      winner && verdict?.valid ? { namespace, service, policyName: winner.metadata.name, generation: winner.metadata.generation ?? 1, spec: verdict.spec } : undefined;
+      winner && verdict?.valid
+        ? {
+            namespace,
+            service,
+            policyName: winner.metadata.name,
+            generation: winner.metadata.generation ?? 1,
+            spec: verdict.spec,
+          }
+        : undefined;
     await this.#publish(kv, key, record);
     if (winner && verdict) {
       const ready: ConditionUpdate = verdict.valid
-        ? { type: FailoverPolicyConditionType.Ready, status: 'True', reason: FailoverPolicyReason.Distributed, message: `published to the member clusters (${POLICIES_BUCKET} key ${key})` }
-        : { type: FailoverPolicyConditionType.Ready, status: 'False', reason: FailoverPolicyReason.InvalidPolicy, message: verdict.message };
-      await this.#writeStatus(winner, ready, verdict.valid ? this.#appliedClusters(key, winner.metadata.name, members) : []);
+        ? {
+            type: FailoverPolicyConditionType.Ready,
+            status: 'True',
+            reason: FailoverPolicyReason.Distributed,
+            message: `published to the member clusters (${POLICIES_BUCKET} key ${key})`,
+          }
+        : {
+            type: FailoverPolicyConditionType.Ready,
+            status: 'False',
+            reason: FailoverPolicyReason.InvalidPolicy,
+            message: verdict.message,
+          };
+      await this.#writeStatus(
+        winner,
+        ready,
+        verdict.valid ? this.#appliedClusters(key, winner.metadata.name, members) : [],
+      );
     }
     for (const loser of losers) {
       const ready: ConditionUpdate = {
@@ -294,7 +347,11 @@ export class PolicyController implements Runnable {
     if (this.#stopped) return; // leadership is gone: the next leader writes
     const generation = policy.metadata.generation;
     const current = policy.status;
-    const { conditions, changed } = setCondition(current?.conditions, { ...ready, observedGeneration: generation }, new Date());
+    const { conditions, changed } = setCondition(
+      current?.conditions,
+      { ...ready, observedGeneration: generation },
+      new Date(),
+    );
     if (!changed && current?.observedGeneration === generation && sameClusters(current?.clusters, clusters)) return;
     const status: FailoverPolicyStatus = { conditions, observedGeneration: generation, clusters };
     const { name, namespace } = policy.metadata;
@@ -311,7 +368,10 @@ export class PolicyController implements Runnable {
     }
     const before = current?.conditions?.find((c) => c.type === ready.type);
     if (before?.status !== ready.status || before.reason !== ready.reason || before.message !== ready.message) {
-      this.#log[ready.status === 'True' ? 'info' : 'warn']({ namespace, name, generation, reason: ready.reason, message: ready.message }, `failover policy Ready=${ready.status}`);
+      this.#log[ready.status === 'True' ? 'info' : 'warn'](
+        { namespace, name, generation, reason: ready.reason, message: ready.message },
+        `failover policy Ready=${ready.status}`,
+      );
     }
   }
 }

@@ -26,12 +26,28 @@ describe('fieldPath', () => {
 describe('findRegionLoop', () => {
   it('finds no loop in a chain or a tree', () => {
     expect(findRegionLoop([])).toBeUndefined();
-    expect(findRegionLoop([{ from: 'r1', to: ['r2'] }, { from: 'r2', to: ['r3'] }])).toBeUndefined();
-    expect(findRegionLoop([{ from: 'r1', to: ['r2', 'r3'] }, { from: 'r2', to: ['r3'] }, { from: 'r4', to: ['r3', 'r1'] }])).toBeUndefined();
+    expect(
+      findRegionLoop([
+        { from: 'r1', to: ['r2'] },
+        { from: 'r2', to: ['r3'] },
+      ]),
+    ).toBeUndefined();
+    expect(
+      findRegionLoop([
+        { from: 'r1', to: ['r2', 'r3'] },
+        { from: 'r2', to: ['r3'] },
+        { from: 'r4', to: ['r3', 'r1'] },
+      ]),
+    ).toBeUndefined();
   });
 
   it('finds a two-region loop', () => {
-    expect(findRegionLoop([{ from: 'r1', to: ['r2'] }, { from: 'r2', to: ['r1'] }])).toEqual(['r1', 'r2', 'r1']);
+    expect(
+      findRegionLoop([
+        { from: 'r1', to: ['r2'] },
+        { from: 'r2', to: ['r1'] },
+      ]),
+    ).toEqual(['r1', 'r2', 'r1']);
   });
 
   it('finds a longer loop reached through a later entry of a to list, named from where it closes', () => {
@@ -45,11 +61,23 @@ describe('findRegionLoop', () => {
   });
 
   it('finds the loop of a later mapping after earlier ones were explored without one', () => {
-    expect(findRegionLoop([{ from: 'x', to: ['y'] }, { from: 'p', to: ['q'] }, { from: 'q', to: ['p'] }])).toEqual(['p', 'q', 'p']);
+    expect(
+      findRegionLoop([
+        { from: 'x', to: ['y'] },
+        { from: 'p', to: ['q'] },
+        { from: 'q', to: ['p'] },
+      ]),
+    ).toEqual(['p', 'q', 'p']);
   });
 
   it('does not take a diamond (two paths to one region) for a loop', () => {
-    expect(findRegionLoop([{ from: 'a', to: ['b', 'c'] }, { from: 'b', to: ['d'] }, { from: 'c', to: ['d'] }])).toBeUndefined();
+    expect(
+      findRegionLoop([
+        { from: 'a', to: ['b', 'c'] },
+        { from: 'b', to: ['d'] },
+        { from: 'c', to: ['d'] },
+      ]),
+    ).toBeUndefined();
   });
 });
 
@@ -60,7 +88,12 @@ describe('validatePolicySpec', () => {
       valid: true,
       spec: {
         service: 'cart',
-        outlierDetection: { consecutiveFailures: FAILOVER_DEFAULTS.consecutiveFailures, interval: FAILOVER_DEFAULTS.interval, baseEjectionTime: FAILOVER_DEFAULTS.baseEjectionTime, maxEjectionPercent: FAILOVER_DEFAULTS.maxEjectionPercent },
+        outlierDetection: {
+          consecutiveFailures: FAILOVER_DEFAULTS.consecutiveFailures,
+          interval: FAILOVER_DEFAULTS.interval,
+          baseEjectionTime: FAILOVER_DEFAULTS.baseEjectionTime,
+          maxEjectionPercent: FAILOVER_DEFAULTS.maxEjectionPercent,
+        },
         minHealthyPercent: FAILOVER_DEFAULTS.minHealthyPercent,
         failback: { enabled: FAILOVER_DEFAULTS.failbackEnabled, delay: FAILOVER_DEFAULTS.failbackDelay },
       },
@@ -68,22 +101,68 @@ describe('validatePolicySpec', () => {
   });
 
   it('accepts weights for members and a mapping without loops', () => {
-    const verdict = validatePolicySpec({ service: 'cart', weights: [{ cluster: 'a', weight: 90 }, { cluster: 'c', weight: 10 }], regionMapping: [{ from: 'r1', to: ['r2'] }] }, members);
+    const verdict = validatePolicySpec(
+      {
+        service: 'cart',
+        weights: [
+          { cluster: 'a', weight: 90 },
+          { cluster: 'c', weight: 10 },
+        ],
+        regionMapping: [{ from: 'r1', to: ['r2'] }],
+      },
+      members,
+    );
     expect(verdict.valid).toBe(true);
   });
 
   it('names each weight whose cluster is not a member', () => {
-    const verdict = validatePolicySpec({ service: 'cart', weights: [{ cluster: 'a', weight: 1 }, { cluster: 'zz', weight: 2 }, { cluster: 'yy', weight: 3 }] }, members);
-    expect(verdict).toEqual({ valid: false, message: 'spec.weights[1].cluster: cluster "zz" is not a member; spec.weights[2].cluster: cluster "yy" is not a member' });
+    const verdict = validatePolicySpec(
+      {
+        service: 'cart',
+        weights: [
+          { cluster: 'a', weight: 1 },
+          { cluster: 'zz', weight: 2 },
+          { cluster: 'yy', weight: 3 },
+        ],
+      },
+      members,
+    );
+    expect(verdict).toEqual({
+      valid: false,
+      message:
+        'spec.weights[1].cluster: cluster "zz" is not a member; spec.weights[2].cluster: cluster "yy" is not a member',
+    });
   });
 
   it('refuses a looping region mapping, naming spec.regionMapping and the loop', () => {
-    const verdict = validatePolicySpec({ service: 'cart', regionMapping: [{ from: 'r1', to: ['r2'] }, { from: 'r2', to: ['r1'] }] }, members);
-    expect(verdict).toEqual({ valid: false, message: 'spec.regionMapping: regions fail over in a loop (r1 → r2 → r1)' });
+    const verdict = validatePolicySpec(
+      {
+        service: 'cart',
+        regionMapping: [
+          { from: 'r1', to: ['r2'] },
+          { from: 'r2', to: ['r1'] },
+        ],
+      },
+      members,
+    );
+    expect(verdict).toEqual({
+      valid: false,
+      message: 'spec.regionMapping: regions fail over in a loop (r1 → r2 → r1)',
+    });
   });
 
   it('reports both problems at once', () => {
-    const verdict = validatePolicySpec({ service: 'cart', weights: [{ cluster: 'zz', weight: 1 }], regionMapping: [{ from: 'r1', to: ['r2'] }, { from: 'r2', to: ['r1'] }] }, members);
+    const verdict = validatePolicySpec(
+      {
+        service: 'cart',
+        weights: [{ cluster: 'zz', weight: 1 }],
+        regionMapping: [
+          { from: 'r1', to: ['r2'] },
+          { from: 'r2', to: ['r1'] },
+        ],
+      },
+      members,
+    );
     expect(verdict.valid).toBe(false);
     expect(!verdict.valid && verdict.message).toMatch(/^spec\.weights\[0\]\.cluster: .*; spec\.regionMapping: /);
   });

@@ -5,9 +5,15 @@
 // (creationTimestamp, then name), whatever its validity, so fixing or breaking a policy never
 // moves the service to another one. Every refusal is one message naming the field.
 import type { z } from 'zod';
-import { failoverPolicySpecSchema, type FailoverPolicy, type FailoverPolicySpec, type RegionMapping } from '../../common/api/isthmus.ts';
+import {
+  failoverPolicySpecSchema,
+  type FailoverPolicy,
+  type FailoverPolicySpec,
+  type RegionMapping,
+} from '../../common/api/isthmus.ts';
 
-export type PolicyVerdict = { readonly valid: true; readonly spec: FailoverPolicySpec } | { readonly valid: false; readonly message: string };
+export type PolicyVerdict =
+  { readonly valid: true; readonly spec: FailoverPolicySpec } | { readonly valid: false; readonly message: string };
 
 /** A field path as Kubernetes prints it: `spec.weights[1].cluster`. */
 export function fieldPath(path: readonly PropertyKey[]): string {
@@ -58,7 +64,8 @@ export function validatePolicySpec(spec: unknown, members: ReadonlySet<string>):
   if (!parsed.success) return { valid: false, message: zodProblems(parsed.error).join('; ') };
   const problems: string[] = [];
   parsed.data.weights?.forEach((weight, i) => {
-    if (!members.has(weight.cluster)) problems.push(`${fieldPath(['spec', 'weights', i, 'cluster'])}: cluster "${weight.cluster}" is not a member`);
+    if (!members.has(weight.cluster))
+      problems.push(`${fieldPath(['spec', 'weights', i, 'cluster'])}: cluster "${weight.cluster}" is not a member`);
   });
   const loop = findRegionLoop(parsed.data.regionMapping ?? []);
   if (loop) problems.push(`spec.regionMapping: regions fail over in a loop (${loop.join(' → ')})`);
@@ -73,7 +80,9 @@ export function comparePolicyAge(a: FailoverPolicy, b: FailoverPolicy): number {
 }
 
 /** The policies of one service in one namespace: the one that applies, and the others, oldest first. */
-export function resolveServicePolicies<P extends FailoverPolicy>(policies: readonly P[]): { readonly winner: P | undefined; readonly losers: readonly P[] } {
+export function resolveServicePolicies<P extends FailoverPolicy>(
+  policies: readonly P[],
+): { readonly winner: P | undefined; readonly losers: readonly P[] } {
   const [winner, ...losers] = [...policies].sort(comparePolicyAge);
   return { winner, losers };
 }

@@ -19,7 +19,14 @@ import { certificateToPem, generateKeyPair, issueCertificate, privateKeyToPem } 
 import { freePort } from '../testbed/ports.ts';
 import { httpOk } from '../testbed/probe.ts';
 import { GATEWAY_INBOUND_PORT } from '../../common/gateway-contract.ts';
-import { NetworkLab, startTestbed, waitForProcess, type LocalCluster, type ManagedProcess, type Testbed } from '../testbed/index.ts';
+import {
+  NetworkLab,
+  startTestbed,
+  waitForProcess,
+  type LocalCluster,
+  type ManagedProcess,
+  type Testbed,
+} from '../testbed/index.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const day = 24 * 3600_000;
@@ -119,14 +126,27 @@ export class Federation implements AsyncDisposable {
     const trustDomain = options.trustDomain ?? 'isthmus.local';
     const rootKeys = await generateKeyPair();
     const root = await issueCertificate(
-      { subject: `CN=isthmus test root,O=isthmus,OU=${trustDomain}`, publicKey: rootKeys.publicKey, notAfter: new Date(Date.now() + 30 * day), isCa: true, pathLength: 1 },
+      {
+        subject: `CN=isthmus test root,O=isthmus,OU=${trustDomain}`,
+        publicKey: rootKeys.publicKey,
+        notAfter: new Date(Date.now() + 30 * day),
+        isCa: true,
+        pathLength: 1,
+      },
       rootKeys,
     );
     const rootPem = certificateToPem(root);
     // NATS's identity is spiffe://<td>/nats from the root (what Isthmus clients check); the host
     // names are for the test bed's own clients, which check those.
-    const rootAuthority = await RootAuthority.load({ trustDomain, certificatePem: certificateToPem(root), privateKeyPem: await privateKeyToPem(rootKeys.privateKey) });
-    const natsSvid = await rootAuthority.issueNatsSvid({ lifetimeMs: 30 * day, hostNames: { ip: ['127.0.0.1'], dns: ['localhost'] } });
+    const rootAuthority = await RootAuthority.load({
+      trustDomain,
+      certificatePem: certificateToPem(root),
+      privateKeyPem: await privateKeyToPem(rootKeys.privateKey),
+    });
+    const natsSvid = await rootAuthority.issueNatsSvid({
+      lifetimeMs: 30 * day,
+      hostNames: { ip: ['127.0.0.1'], dns: ['localhost'] },
+    });
     // The hub writes to NATS with an nkey; agents are admitted read-only one member at a time by
     // the hub (auth callout, signed with the issuer's key), and removed ones disconnected through
     // a system account user.
@@ -139,7 +159,11 @@ export class Federation implements AsyncDisposable {
       natsTrustedCas: [rootPem],
       natsServerCertificate: { certPem: natsSvid.certificateChainPem, keyPem: natsSvid.privateKeyPem, caPem: rootPem },
       natsNodes: options.natsCluster ? 3 : 1,
-      natsAuthorization: (adminNkey) => federationNatsAccounts([hubNkey.getPublicKey(), adminNkey], { issuer: calloutIssuer.getPublicKey(), systemNkey: systemNkey.getPublicKey() }),
+      natsAuthorization: (adminNkey) =>
+        federationNatsAccounts([hubNkey.getPublicKey(), adminNkey], {
+          issuer: calloutIssuer.getPublicKey(),
+          systemNkey: systemNkey.getPublicKey(),
+        }),
     });
     let lab: NetworkLab | undefined;
     try {
@@ -168,7 +192,9 @@ export class Federation implements AsyncDisposable {
       writeFileSync(files.natsKey, hubNats.key, { mode: 0o600 });
 
       const replicas = options.hubReplicas ?? 1;
-      const ports = await Promise.all(Array.from({ length: replicas }, async () => ({ grpc: await freePort(), status: await freePort() })));
+      const ports = await Promise.all(
+        Array.from({ length: replicas }, async () => ({ grpc: await freePort(), status: await freePort() })),
+      );
       const endpoints = ports.map((p) => `127.0.0.1:${p.grpc}`);
       const hubs: HubReplica[] = ports.map((p, i) => {
         const configFile = join(dir, `hub-${i}.yaml`);
@@ -182,7 +208,11 @@ export class Federation implements AsyncDisposable {
             advertiseEndpoints: endpoints,
             status: { host: '127.0.0.1', port: p.status },
             autoAccept: options.autoAccept ?? true,
-            heartbeat: { interval: options.heartbeatInterval ?? '1s', missedBeforeUnknown: options.missedBeforeUnknown ?? 3, ...(options.staleAfter ? { staleAfter: options.staleAfter } : {}) },
+            heartbeat: {
+              interval: options.heartbeatInterval ?? '1s',
+              missedBeforeUnknown: options.missedBeforeUnknown ?? 3,
+              ...(options.staleAfter ? { staleAfter: options.staleAfter } : {}),
+            },
             certificates: { rootCertFile: files.rootCert, rootKeyFile: files.rootKey },
             nats: {
               urls: nats.urls,
@@ -192,14 +222,22 @@ export class Federation implements AsyncDisposable {
               keyFile: files.natsKey,
               nkeySeedFile: files.natsSeed,
               authCallout: { issuerSeedFile: files.calloutIssuerSeed, systemNkeySeedFile: files.systemSeed },
-              ...(options.natsTlsFromHub ? { serverTlsSecret: { ...NATS_TLS_SECRET, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] } } : {}),
+              ...(options.natsTlsFromHub
+                ? { serverTlsSecret: { ...NATS_TLS_SECRET, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] } }
+                : {}),
             },
             ...(options.rotationStageTimeout ? { rotation: { stageTimeout: options.rotationStageTimeout } } : {}),
             ...(options.leaderElection ? { leaderElection: options.leaderElection } : {}),
             ...options.hubSettings,
           }),
         );
-        return { name: `hub-${i}`, configFile, endpoint: endpoints[i] as string, statusPort: p.status, process: undefined };
+        return {
+          name: `hub-${i}`,
+          configFile,
+          endpoint: endpoints[i] as string,
+          statusPort: p.status,
+          process: undefined,
+        };
       });
       const federation = new Federation(bed, hubs, dir, lab);
       for (const [i, member] of federation.members.entries()) {
@@ -291,9 +329,19 @@ export class Federation implements AsyncDisposable {
   async startHub(name: string): Promise<void> {
     const hub = this.hubs.find((h) => h.name === name);
     if (!hub) throw new Error(`no hub replica ${name}`);
-    hub.process = await this.bed.startProcess({ name, command: process.execPath, args: [join(repo, 'hub/main.ts'), '--config', hub.configFile] });
+    hub.process = await this.bed.startProcess({
+      name,
+      command: process.execPath,
+      args: [join(repo, 'hub/main.ts'), '--config', hub.configFile],
+    });
     const started = hub.process;
-    await waitForProcess(started, `${name} /readyz`, () => httpOk(`http://127.0.0.1:${hub.statusPort}/readyz`), 60_000, 100);
+    await waitForProcess(
+      started,
+      `${name} /readyz`,
+      () => httpOk(`http://127.0.0.1:${hub.statusPort}/readyz`),
+      60_000,
+      100,
+    );
   }
 
   async stopHub(name: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
@@ -307,7 +355,11 @@ export class Federation implements AsyncDisposable {
   async startAgent(cluster: string): Promise<ManagedProcess> {
     const configFile = this.#agentConfigs.get(cluster);
     if (!configFile) throw new Error(`no agent configured for ${cluster}`);
-    const agent = await this.bed.startProcess({ name: `agent-${cluster}`, command: process.execPath, args: [join(repo, 'spoke-agent/main.ts'), '--config', configFile] });
+    const agent = await this.bed.startProcess({
+      name: `agent-${cluster}`,
+      command: process.execPath,
+      args: [join(repo, 'spoke-agent/main.ts'), '--config', configFile],
+    });
     this.#agents.set(cluster, agent);
     return agent;
   }
@@ -331,10 +383,17 @@ export class Federation implements AsyncDisposable {
   async startGateway(cluster: string): Promise<ManagedProcess> {
     const configFile = this.#gatewayConfigs.get(cluster);
     const lab = this.lab;
-    if (!configFile || !lab) throw new Error(`no gateway configured for ${cluster} (start the federation with gateways: true)`);
+    if (!configFile || !lab)
+      throw new Error(`no gateway configured for ${cluster} (start the federation with gateways: true)`);
     const member = this.bed.cluster(cluster);
     await lab.cluster(cluster).portal(Number(new URL(member.server).port));
-    const gateway = await lab.cluster(cluster).startProcess({ name: `gateway-${cluster}`, command: process.execPath, args: [join(repo, 'east-west-gateway/main.ts'), '--config', configFile] });
+    const gateway = await lab
+      .cluster(cluster)
+      .startProcess({
+        name: `gateway-${cluster}`,
+        command: process.execPath,
+        args: [join(repo, 'east-west-gateway/main.ts'), '--config', configFile],
+      });
     this.#gateways.set(cluster, gateway);
     return gateway;
   }
@@ -355,7 +414,11 @@ export class Federation implements AsyncDisposable {
   async inCluster(cluster: string, args: readonly string[], timeoutMs = 120_000): Promise<string> {
     const lab = this.lab;
     if (!lab) throw new Error('no network namespaces (start the federation with gateways: true)');
-    return (await lab.cluster(cluster).run(process.execPath, [join(repo, 'local/workloads/netns-tool.ts'), ...args], { timeoutMs })).stdout;
+    return (
+      await lab
+        .cluster(cluster)
+        .run(process.execPath, [join(repo, 'local/workloads/netns-tool.ts'), ...args], { timeoutMs })
+    ).stdout;
   }
 
   /** Where a member agent answers the clusterset.local zone (UDP and TCP), as `127.0.0.1:<port>`. */
@@ -383,25 +446,57 @@ export class Federation implements AsyncDisposable {
   async gatewayReady(cluster: string, timeoutMs = 60_000): Promise<void> {
     const gateway = this.#gateways.get(cluster);
     if (!gateway) throw new Error(`no gateway running in ${cluster}`);
-    await waitForProcess(gateway, `gateway ${cluster} ready`, async () => (await this.inCluster(cluster, ['get', `http://127.0.0.1:${GATEWAY_STATUS_PORT}/readyz`])).trim() === 'ready', timeoutMs, 250);
+    await waitForProcess(
+      gateway,
+      `gateway ${cluster} ready`,
+      async () =>
+        (await this.inCluster(cluster, ['get', `http://127.0.0.1:${GATEWAY_STATUS_PORT}/readyz`])).trim() === 'ready',
+      timeoutMs,
+      250,
+    );
   }
 
   /** Starts a test backend (local/workloads/backend.ts) in a member's namespace, on a new address unless one is given (a restart). */
-  async startBackend(cluster: string, id: string, port = 8080, at?: string): Promise<{ address: string; port: number; process: ManagedProcess }> {
+  async startBackend(
+    cluster: string,
+    id: string,
+    port = 8080,
+    at?: string,
+  ): Promise<{ address: string; port: number; process: ManagedProcess }> {
     const lab = this.lab;
     if (!lab) throw new Error('no network namespaces (start the federation with gateways: true)');
     const address = at ?? (await lab.cluster(cluster).allocateAddress());
-    const backend = await lab.cluster(cluster).startProcess({ name: `backend-${id}`, command: process.execPath, args: [join(repo, 'local/workloads/backend.ts'), address, String(port), id] });
-    await waitForProcess(backend, `backend ${id} listening`, async () => (await lab.cluster(cluster).tcpProbe(address, port, 2_000)) === 'connected', 30_000, 100);
+    const backend = await lab
+      .cluster(cluster)
+      .startProcess({
+        name: `backend-${id}`,
+        command: process.execPath,
+        args: [join(repo, 'local/workloads/backend.ts'), address, String(port), id],
+      });
+    await waitForProcess(
+      backend,
+      `backend ${id} listening`,
+      async () => (await lab.cluster(cluster).tcpProbe(address, port, 2_000)) === 'connected',
+      30_000,
+      100,
+    );
     return { address, port, process: backend };
   }
 
   /** Runs `isthmus <args>` as a process; `kubeconfig` is 'hub' or a member's name. */
   async cli(args: readonly string[], kubeconfig: string): Promise<CliResult> {
     const cluster = this.bed.cluster(kubeconfig);
-    return promisify(execFile)(process.execPath, [join(repo, 'cli/isthmus.ts'), ...args, '--kubeconfig', cluster.kubeconfigPath], { timeout: 180_000 }).then(
+    return promisify(execFile)(
+      process.execPath,
+      [join(repo, 'cli/isthmus.ts'), ...args, '--kubeconfig', cluster.kubeconfigPath],
+      { timeout: 180_000 },
+    ).then(
       ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-      (err: { code?: number; stdout?: string; stderr?: string }) => ({ code: typeof err.code === 'number' ? err.code : 1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' }),
+      (err: { code?: number; stdout?: string; stderr?: string }) => ({
+        code: typeof err.code === 'number' ? err.code : 1,
+        stdout: err.stdout ?? '',
+        stderr: err.stderr ?? '',
+      }),
     );
   }
 
@@ -412,8 +507,15 @@ export class Federation implements AsyncDisposable {
     return JSON.parse(result.stdout) as { token: string; caPin: string; hubEndpoints: string[] };
   }
 
-  async join(cluster: string, token: { token: string; caPin: string; hubEndpoints: string[] }, wait = '60s'): Promise<CliResult> {
-    return this.cli(['join', '--hub', token.hubEndpoints.join(','), '--token', token.token, '--ca-pin', token.caPin, '--wait', wait], cluster);
+  async join(
+    cluster: string,
+    token: { token: string; caPin: string; hubEndpoints: string[] },
+    wait = '60s',
+  ): Promise<CliResult> {
+    return this.cli(
+      ['join', '--hub', token.hubEndpoints.join(','), '--token', token.token, '--ca-pin', token.caPin, '--wait', wait],
+      cluster,
+    );
   }
 
   /** Joins every member with one token (creating `namespace` in each first, when given); throws naming a join that failed. */
@@ -428,7 +530,12 @@ export class Federation implements AsyncDisposable {
 
   async memberCluster(id: string): Promise<MemberCluster> {
     const api = this.hubCluster.kubeConfig().makeApiClient(CustomObjectsApi);
-    return (await api.getClusterCustomObject({ group: ISTHMUS_GROUP, version: ISTHMUS_VERSION, plural: MEMBER_CLUSTER_PLURAL, name: id })) as MemberCluster;
+    return (await api.getClusterCustomObject({
+      group: ISTHMUS_GROUP,
+      version: ISTHMUS_VERSION,
+      plural: MEMBER_CLUSTER_PLURAL,
+      name: id,
+    })) as MemberCluster;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -30,10 +30,16 @@ export function resolveBinaries(): Promise<Binaries> {
     );
     const pick = (name: string): string => {
       const path = found.get(name);
-      if (!path) throw new IsthmusError('ISTHMUS_BINARY_MISSING', `${name} (scripts/ensure-binaries.sh printed no path for it)`);
+      if (!path)
+        throw new IsthmusError('ISTHMUS_BINARY_MISSING', `${name} (scripts/ensure-binaries.sh printed no path for it)`);
       return path;
     };
-    return { kubeApiserver: pick('kube-apiserver'), etcd: pick('etcd'), natsServer: pick('nats-server'), coredns: pick('coredns') };
+    return {
+      kubeApiserver: pick('kube-apiserver'),
+      etcd: pick('etcd'),
+      natsServer: pick('nats-server'),
+      coredns: pick('coredns'),
+    };
   })();
   return resolved;
 }
@@ -43,6 +49,8 @@ async function runScript(): Promise<string> {
     const { stdout } = await promisify(execFile)('bash', [script], { maxBuffer: 1 << 20, timeout: 60 * 60_000 });
     return stdout;
   } catch (err) {
-    throw new IsthmusError('ISTHMUS_BINARY_MISSING', `scripts/ensure-binaries.sh failed: ${describeError(err)}`, { cause: err });
+    throw new IsthmusError('ISTHMUS_BINARY_MISSING', `scripts/ensure-binaries.sh failed: ${describeError(err)}`, {
+      cause: err,
+    });
   }
 }

@@ -37,7 +37,13 @@ export class TestCa {
   static async create(dir: string, name: string): Promise<TestCa> {
     const keys = await generateKeyPair();
     const certificate = await issueCertificate(
-      { subject: `CN=${name} test CA,O=isthmus-testbed`, publicKey: keys.publicKey, notAfter: new Date(Date.now() + 7 * day), isCa: true, pathLength: 0 },
+      {
+        subject: `CN=${name} test CA,O=isthmus-testbed`,
+        publicKey: keys.publicKey,
+        notAfter: new Date(Date.now() + 7 * day),
+        isCa: true,
+        pathLength: 0,
+      },
       keys,
     );
     const caPem = certificateToPem(certificate);
@@ -47,7 +53,11 @@ export class TestCa {
   }
 
   /** Issues a certificate for `subject` and writes cert and key next to the CA. */
-  async issue(fileStem: string, subject: string, options: { dns?: string[]; ip?: string[]; server?: boolean; client?: boolean }): Promise<PemFiles> {
+  async issue(
+    fileStem: string,
+    subject: string,
+    options: { dns?: string[]; ip?: string[]; server?: boolean; client?: boolean },
+  ): Promise<PemFiles> {
     const keys = await generateKeyPair();
     const certificate = await issueCertificate(
       {
@@ -60,11 +70,18 @@ export class TestCa {
       },
       this.#issuer,
     );
-    return writePem(this.#dir, fileStem, { certPem: certificateToPem(certificate), keyPem: await privateKeyToPem(keys.privateKey) });
+    return writePem(this.#dir, fileStem, {
+      certPem: certificateToPem(certificate),
+      keyPem: await privateKeyToPem(keys.privateKey),
+    });
   }
 }
 
-export async function writePem(dir: string, fileStem: string, pem: { certPem: string; keyPem: string }): Promise<PemFiles> {
+export async function writePem(
+  dir: string,
+  fileStem: string,
+  pem: { certPem: string; keyPem: string },
+): Promise<PemFiles> {
   const certFile = join(dir, `${fileStem}.crt`);
   const keyFile = join(dir, `${fileStem}.key`);
   await Promise.all([writeFile(certFile, pem.certPem), writeFile(keyFile, pem.keyPem, { mode: 0o600 })]);

@@ -32,7 +32,15 @@ export class LocalCluster {
   readonly apiserver: ManagedProcess;
   readonly #tls: { ca: string; cert: string; key: string };
 
-  private constructor(init: { name: string; server: string; kubeconfigPath: string; kubeconfigYaml: string; etcd: ManagedProcess; apiserver: ManagedProcess; tls: { ca: string; cert: string; key: string } }) {
+  private constructor(init: {
+    name: string;
+    server: string;
+    kubeconfigPath: string;
+    kubeconfigYaml: string;
+    etcd: ManagedProcess;
+    apiserver: ManagedProcess;
+    tls: { ca: string; cert: string; key: string };
+  }) {
     this.name = init.name;
     this.server = init.server;
     this.kubeconfigPath = init.kubeconfigPath;
@@ -47,24 +55,51 @@ export class LocalCluster {
     return kubeConfigFromYaml(this.kubeconfigYaml);
   }
 
-  static async start(supervisor: ProcessSupervisor, binaries: Binaries, options: LocalClusterOptions): Promise<LocalCluster> {
+  static async start(
+    supervisor: ProcessSupervisor,
+    binaries: Binaries,
+    options: LocalClusterOptions,
+  ): Promise<LocalCluster> {
     const dir = join(supervisor.dir, options.name);
     await mkdir(dir, { recursive: true });
     const etcd = await startEtcd(supervisor, binaries, dir, options);
     const ca = await TestCa.create(dir, `${options.name}-apiserver`);
     const [serving, admin, sa] = await Promise.all([
-      ca.issue('apiserver', 'CN=kube-apiserver', { dns: ['localhost', 'kubernetes', 'kubernetes.default.svc'], ip: ['127.0.0.1'], server: true }),
+      ca.issue('apiserver', 'CN=kube-apiserver', {
+        dns: ['localhost', 'kubernetes', 'kubernetes.default.svc'],
+        ip: ['127.0.0.1'],
+        server: true,
+      }),
       ca.issue('admin', 'CN=isthmus-admin,O=system:masters', { client: true }),
       writeServiceAccountKeys(dir),
     ]);
-    const { process: apiserver, port } = await startApiserver(supervisor, binaries, dir, options, { etcd: etcd.url, ca, serving, sa });
+    const { process: apiserver, port } = await startApiserver(supervisor, binaries, dir, options, {
+      etcd: etcd.url,
+      ca,
+      serving,
+      sa,
+    });
     const server = `https://127.0.0.1:${port}`;
     const kubeconfigYaml = renderKubeconfig(options.name, server, ca.caPem, admin);
     const kubeconfigPath = join(dir, 'kubeconfig');
     await writeFile(kubeconfigPath, kubeconfigYaml, { mode: 0o600 });
     const tls = { ca: ca.caPem, cert: admin.certPem, key: admin.keyPem };
-    await waitForProcess(apiserver, `${options.name}: kube-apiserver /readyz`, () => httpOk(`${server}/readyz`, tls), options.startTimeoutMs, 200);
-    const cluster = new LocalCluster({ name: options.name, server, kubeconfigPath, kubeconfigYaml, etcd: etcd.process, apiserver, tls });
+    await waitForProcess(
+      apiserver,
+      `${options.name}: kube-apiserver /readyz`,
+      () => httpOk(`${server}/readyz`, tls),
+      options.startTimeoutMs,
+      200,
+    );
+    const cluster = new LocalCluster({
+      name: options.name,
+      server,
+      kubeconfigPath,
+      kubeconfigYaml,
+      etcd: etcd.process,
+      apiserver,
+      tls,
+    });
     if (options.installCrds) await cluster.installCrds(options.startTimeoutMs);
     return cluster;
   }
@@ -76,13 +111,19 @@ export class LocalCluster {
    */
   async installCrds(timeoutMs: number): Promise<void> {
     const files = (await readdir(crdDir)).filter((f) => f.endsWith('.yaml')).sort();
-    const crds = await Promise.all(files.map(async (f) => parseYaml(await readFile(join(crdDir, f), 'utf8')) as V1CustomResourceDefinition));
-    await Promise.all(crds.map((body) => this.rawRequest('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', body)));
+    const crds = await Promise.all(
+      files.map(async (f) => parseYaml(await readFile(join(crdDir, f), 'utf8')) as V1CustomResourceDefinition),
+    );
+    await Promise.all(
+      crds.map((body) => this.rawRequest('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', body)),
+    );
     const api = this.kubeConfig().makeApiClient(ApiextensionsV1Api);
     await waitFor(
       `${this.name}: CRDs Established`,
       async () => {
-        const states = await Promise.all(crds.map((c) => api.readCustomResourceDefinition({ name: c.metadata?.name ?? '' })));
+        const states = await Promise.all(
+          crds.map((c) => api.readCustomResourceDefinition({ name: c.metadata?.name ?? '' })),
+        );
         return states.every((s) => s.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True'));
       },
       timeoutMs,
@@ -93,16 +134,26 @@ export class LocalCluster {
   /** An admin request with a JSON body, bypassing client-node's typed (de)serialisation. */
   rawRequest(method: string, path: string, body?: unknown): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const req = httpsRequest(`${this.server}${path}`, { method, ...this.#tls, headers: { 'content-type': 'application/json' } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          const parsed = text ? (JSON.parse(text) as { message?: string }) : undefined;
-          if ((res.statusCode ?? 500) < 300) resolve(parsed);
-          else reject(new IsthmusError('ISTHMUS_KUBE_REQUEST_FAILED', `${method} ${path}: ${res.statusCode} ${parsed?.message ?? text}`));
-        });
-      });
+      const req = httpsRequest(
+        `${this.server}${path}`,
+        { method, ...this.#tls, headers: { 'content-type': 'application/json' } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            const parsed = text ? (JSON.parse(text) as { message?: string }) : undefined;
+            if ((res.statusCode ?? 500) < 300) resolve(parsed);
+            else
+              reject(
+                new IsthmusError(
+                  'ISTHMUS_KUBE_REQUEST_FAILED',
+                  `${method} ${path}: ${res.statusCode} ${parsed?.message ?? text}`,
+                ),
+              );
+          });
+        },
+      );
       req.once('error', reject);
       req.end(body === undefined ? undefined : JSON.stringify(body));
     });
@@ -114,7 +165,12 @@ export class LocalCluster {
   }
 }
 
-async function startEtcd(supervisor: ProcessSupervisor, binaries: Binaries, dir: string, options: LocalClusterOptions): Promise<{ process: ManagedProcess; url: string }> {
+async function startEtcd(
+  supervisor: ProcessSupervisor,
+  binaries: Binaries,
+  dir: string,
+  options: LocalClusterOptions,
+): Promise<{ process: ManagedProcess; url: string }> {
   for (let attempt = 1; ; attempt++) {
     const [clientPort, peerPort] = [await freePort(), await freePort()];
     const url = `http://127.0.0.1:${clientPort}`;
@@ -137,7 +193,13 @@ async function startEtcd(supervisor: ProcessSupervisor, binaries: Binaries, dir:
       ],
     });
     try {
-      await waitForProcess(process, `${options.name}: etcd /health`, () => httpOk(`${url}/health`), options.startTimeoutMs, 50);
+      await waitForProcess(
+        process,
+        `${options.name}: etcd /health`,
+        () => httpOk(`${url}/health`),
+        options.startTimeoutMs,
+        50,
+      );
       return { process, url };
     } catch (err) {
       await process.stop();
@@ -185,7 +247,8 @@ async function startApiserver(
       new Promise<false>((resolve) => setTimeout(() => resolve(false), 1_500)),
     ]);
     if (!lostRace) return { process, port };
-    if (attempt >= 3) throw new IsthmusError('ISTHMUS_PROCESS_FAILED', `kube-apiserver could not bind a port:\n${process.logTail()}`);
+    if (attempt >= 3)
+      throw new IsthmusError('ISTHMUS_PROCESS_FAILED', `kube-apiserver could not bind a port:\n${process.logTail()}`);
   }
 }
 
@@ -195,7 +258,12 @@ function renderKubeconfig(name: string, server: string, caPem: string, admin: Pe
     apiVersion: 'v1',
     kind: 'Config',
     clusters: [{ name, cluster: { server, 'certificate-authority-data': b64(caPem) } }],
-    users: [{ name: `${name}-admin`, user: { 'client-certificate-data': b64(admin.certPem), 'client-key-data': b64(admin.keyPem) } }],
+    users: [
+      {
+        name: `${name}-admin`,
+        user: { 'client-certificate-data': b64(admin.certPem), 'client-key-data': b64(admin.keyPem) },
+      },
+    ],
     contexts: [{ name, context: { cluster: name, user: `${name}-admin` } }],
     'current-context': name,
   });

@@ -32,7 +32,17 @@ export async function startCoreDns(options: CoreDnsOptions): Promise<LocalCoreDn
   // Plus bind (loopback only) and ready (the start barrier).
   const lines = ['bind 127.0.0.1', ...options.plugins, `ready 127.0.0.1:${readyPort}`, 'errors'];
   await writeFile(corefile, `${options.zone}:${port} {\n${lines.map((line) => `  ${line}\n`).join('')}}\n`);
-  const process = await options.startProcess({ name: options.name, command: binaries.coredns, args: ['-conf', corefile] });
-  await waitForProcess(process, `${options.name} ready`, () => httpOk(`http://127.0.0.1:${readyPort}/ready`), 30_000, 100);
+  const process = await options.startProcess({
+    name: options.name,
+    command: binaries.coredns,
+    args: ['-conf', corefile],
+  });
+  await waitForProcess(
+    process,
+    `${options.name} ready`,
+    () => httpOk(`http://127.0.0.1:${readyPort}/ready`),
+    30_000,
+    100,
+  );
   return { address: `127.0.0.1:${port}`, process };
 }

@@ -14,7 +14,16 @@ export { LocalCluster } from './cluster.ts';
 export { LocalNats, NatsNode, type NatsAuthorization, type NatsClientCredentials } from './nats.ts';
 export { ProcessSupervisor, type ManagedProcess, type StartOptions } from './processes.ts';
 export { alive, reapAbandonedNetns, reapAbandonedTestbeds, testbedRoot } from './reaper.ts';
-export { LabCluster, NetworkLab, labNetwork, netnsAvailable, type ConnectOutcome, type Fault, type NetworkLabOptions, type Portal } from './netns.ts';
+export {
+  LabCluster,
+  NetworkLab,
+  labNetwork,
+  netnsAvailable,
+  type ConnectOutcome,
+  type Fault,
+  type NetworkLabOptions,
+  type Portal,
+} from './netns.ts';
 export { resolveBinaries, type Binaries } from './binaries.ts';
 export { startCoreDns, type CoreDnsOptions, type LocalCoreDns } from './coredns.ts';
 export { waitFor, waitForProcess } from './wait.ts';
@@ -44,7 +53,12 @@ export class Testbed implements AsyncDisposable {
   readonly startupMs: number;
   readonly #supervisor: ProcessSupervisor;
 
-  constructor(init: { supervisor: ProcessSupervisor; clusters: LocalCluster[]; nats: LocalNats | undefined; startupMs: number }) {
+  constructor(init: {
+    supervisor: ProcessSupervisor;
+    clusters: LocalCluster[];
+    nats: LocalNats | undefined;
+    startupMs: number;
+  }) {
     this.#supervisor = init.supervisor;
     this.dir = init.supervisor.dir;
     this.clusters = init.clusters;
@@ -54,7 +68,8 @@ export class Testbed implements AsyncDisposable {
 
   cluster(name: string): LocalCluster {
     const found = this.clusters.find((c) => c.name === name);
-    if (!found) throw new Error(`no cluster named ${name} in this test bed (${this.clusters.map((c) => c.name).join(', ')})`);
+    if (!found)
+      throw new Error(`no cluster named ${name} in this test bed (${this.clusters.map((c) => c.name).join(', ')})`);
     return found;
   }
 
@@ -95,8 +110,21 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
   const timeoutMs = options.startTimeoutMs ?? 90_000;
   try {
     const [nats, ...clusters] = await Promise.all([
-      options.nats === false ? Promise.resolve(undefined) : LocalNats.start(supervisor, binaries, timeoutMs, { trustedCas: options.natsTrustedCas ?? [], serverCertificate: options.natsServerCertificate, authorization: options.natsAuthorization, nodes: options.natsNodes }),
-      ...names.map((name) => LocalCluster.start(supervisor, binaries, { name, installCrds: options.installCrds ?? true, startTimeoutMs: timeoutMs })),
+      options.nats === false
+        ? Promise.resolve(undefined)
+        : LocalNats.start(supervisor, binaries, timeoutMs, {
+            trustedCas: options.natsTrustedCas ?? [],
+            serverCertificate: options.natsServerCertificate,
+            authorization: options.natsAuthorization,
+            nodes: options.natsNodes,
+          }),
+      ...names.map((name) =>
+        LocalCluster.start(supervisor, binaries, {
+          name,
+          installCrds: options.installCrds ?? true,
+          startTimeoutMs: timeoutMs,
+        }),
+      ),
     ]);
     const startupMs = Math.round(performance.now() - started);
     log.info({ clusters: names, nats: nats?.urls, startupMs, dir: supervisor.dir }, 'test bed ready');

@@ -28,7 +28,14 @@ export class NatsNode {
   readonly #timeoutMs: number;
   #process: ManagedProcess | undefined;
 
-  constructor(init: { name: string; url: string; monitorUrl: string; launch: () => Promise<ManagedProcess>; clustered: boolean; timeoutMs: number }) {
+  constructor(init: {
+    name: string;
+    url: string;
+    monitorUrl: string;
+    launch: () => Promise<ManagedProcess>;
+    clustered: boolean;
+    timeoutMs: number;
+  }) {
     this.name = init.name;
     this.url = init.url;
     this.monitorUrl = init.monitorUrl;
@@ -52,7 +59,13 @@ export class NatsNode {
   async start(): Promise<void> {
     if (this.#process?.running) await this.#process.stop();
     this.#process = await this.#launch();
-    await waitForProcess(this.#process, `nats-server ${this.name} ${this.#healthz}`, () => httpOk(this.#healthz), this.#timeoutMs, 50);
+    await waitForProcess(
+      this.#process,
+      `nats-server ${this.name} ${this.#healthz}`,
+      () => httpOk(this.#healthz),
+      this.#timeoutMs,
+      50,
+    );
   }
 
   /** Stops the server (an outage; SIGKILL for a crash); its JetStream data stays. */
@@ -80,7 +93,14 @@ export class LocalNats {
   /** The files every node's nats.conf names for its serving certificate and the client CAs it trusts. */
   readonly #tlsFiles: { serving: PemFiles; clientCaFile: string };
 
-  private constructor(init: { nodes: NatsNode[]; ca: TestCa; serverCaPem: string; timeoutMs: number; adminSeed: string | undefined; tlsFiles: { serving: PemFiles; clientCaFile: string } }) {
+  private constructor(init: {
+    nodes: NatsNode[];
+    ca: TestCa;
+    serverCaPem: string;
+    timeoutMs: number;
+    adminSeed: string | undefined;
+    tlsFiles: { serving: PemFiles; clientCaFile: string };
+  }) {
     const first = init.nodes[0] as NatsNode;
     this.nodes = init.nodes;
     this.url = first.url;
@@ -130,22 +150,58 @@ export class LocalNats {
     await writeFile(clientCaFile, [ca.caPem, ...tls.trustedCas].join('\n'));
     const count = tls.nodes ?? 1;
     // Routes dial each other, so a route certificate serves and authenticates as a client.
-    const route = count > 1 ? await ca.issue('nats-route', 'CN=nats-route', { dns: ['localhost'], ip: ['127.0.0.1'], server: true, client: true }) : undefined;
+    const route =
+      count > 1
+        ? await ca.issue('nats-route', 'CN=nats-route', {
+            dns: ['localhost'],
+            ip: ['127.0.0.1'],
+            server: true,
+            client: true,
+          })
+        : undefined;
     for (let attempt = 1; ; attempt++) {
-      const ports = await Promise.all(Array.from({ length: count }, async () => ({ client: await freePort(), monitor: await freePort(), route: route ? await freePort() : 0 })));
+      const ports = await Promise.all(
+        Array.from({ length: count }, async () => ({
+          client: await freePort(),
+          monitor: await freePort(),
+          route: route ? await freePort() : 0,
+        })),
+      );
       const nodes = await Promise.all(
         ports.map(async (p, i) => {
           const name = count > 1 ? `isthmus-testbed-${i}` : 'isthmus-testbed';
           const nodeDir = count > 1 ? join(dir, name) : dir;
           await mkdir(nodeDir, { recursive: true });
           const configFile = join(nodeDir, 'nats.conf');
-          const cluster = route && { port: p.route, peers: ports.filter((_, j) => j !== i).map((q) => q.route), route, caFile: ca.caFile };
-          await writeFile(configFile, renderConfig({ name, port: p.client, monitorPort: p.monitor, dir: nodeDir, clientCaFile, serving, authorization, cluster }));
+          const cluster = route && {
+            port: p.route,
+            peers: ports.filter((_, j) => j !== i).map((q) => q.route),
+            route,
+            caFile: ca.caFile,
+          };
+          await writeFile(
+            configFile,
+            renderConfig({
+              name,
+              port: p.client,
+              monitorPort: p.monitor,
+              dir: nodeDir,
+              clientCaFile,
+              serving,
+              authorization,
+              cluster,
+            }),
+          );
           return new NatsNode({
             name,
             url: `tls://127.0.0.1:${p.client}`,
             monitorUrl: `http://127.0.0.1:${p.monitor}`,
-            launch: () => supervisor.start({ name: count > 1 ? `nats-server-${i}` : 'nats-server', command: binaries.natsServer, args: ['-c', configFile] }),
+            launch: () =>
+              supervisor.start({
+                name: count > 1 ? `nats-server-${i}` : 'nats-server',
+                command: binaries.natsServer,
+                args: ['-c', configFile],
+              }),
             clustered: count > 1,
             timeoutMs,
           });
@@ -201,7 +257,13 @@ export class LocalNats {
     await Promise.all(
       running.map(async (node, i) => {
         node.process.child.kill('SIGHUP');
-        await waitForProcess(node.process, `nats-server ${node.name} reloaded its TLS files`, async () => (await configLoadTime(node)) !== before[i], this.#timeoutMs, 50);
+        await waitForProcess(
+          node.process,
+          `nats-server ${node.name} reloaded its TLS files`,
+          async () => (await configLoadTime(node)) !== before[i],
+          this.#timeoutMs,
+          50,
+        );
       }),
     );
     this.serverCaPem = tls.caPem;

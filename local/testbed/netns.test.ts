@@ -11,7 +11,17 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { alive, NetworkLab, netnsAvailable, reapAbandonedNetns, waitFor, waitForProcess, type ConnectOutcome, type LabCluster, type ManagedProcess } from './index.ts';
+import {
+  alive,
+  NetworkLab,
+  netnsAvailable,
+  reapAbandonedNetns,
+  waitFor,
+  waitForProcess,
+  type ConnectOutcome,
+  type LabCluster,
+  type ManagedProcess,
+} from './index.ts';
 
 const execFileAsync = promisify(execFile);
 const availability = await netnsAvailable();
@@ -21,7 +31,10 @@ const dropTimeoutMs = 1_000;
 
 async function netnsNames(): Promise<string[]> {
   const { stdout } = await execFileAsync('ip', ['netns', 'list']);
-  return stdout.split('\n').map((line) => line.split(' ')[0] ?? '').filter(Boolean);
+  return stdout
+    .split('\n')
+    .map((line) => line.split(' ')[0] ?? '')
+    .filter(Boolean);
 }
 
 /**
@@ -33,8 +46,18 @@ async function startGreeter(cluster: LabCluster, host: string, port: number): Pr
     const [host, port] = process.argv.slice(1);
     require('node:net').createServer((s) => { console.log('accepted ' + s.remoteAddress); s.on('error', () => {}); s.end('hello from ' + s.localAddress + ' to ' + s.remoteAddress); })
       .listen(Number(port), host, () => console.log('listening'));`;
-  const server = await cluster.startProcess({ name: `greeter-${cluster.name}-${host}-${port}`, command: process.execPath, args: ['-e', script, host, String(port)] });
-  await waitForProcess(server, `greeter on ${host}:${port} listening`, () => Promise.resolve(server.logTail().includes('listening')), 30_000, 50);
+  const server = await cluster.startProcess({
+    name: `greeter-${cluster.name}-${host}-${port}`,
+    command: process.execPath,
+    args: ['-e', script, host, String(port)],
+  });
+  await waitForProcess(
+    server,
+    `greeter on ${host}:${port} listening`,
+    () => Promise.resolve(server.logTail().includes('listening')),
+    30_000,
+    50,
+  );
   return server;
 }
 
@@ -66,7 +89,15 @@ function rootConnect(host: string, port: number, timeoutMs: number): Promise<Con
     };
     const timer = setTimeout(() => done('timeout'), timeoutMs);
     socket.once('connect', () => done('connected'));
-    socket.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED' ? 'refused' : err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH' ? 'unreachable' : `error:${err.code ?? err.message}`));
+    socket.once('error', (err: NodeJS.ErrnoException) =>
+      done(
+        err.code === 'ECONNREFUSED'
+          ? 'refused'
+          : err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH'
+            ? 'unreachable'
+            : `error:${err.code ?? err.message}`,
+      ),
+    );
   });
 }
 
@@ -122,7 +153,11 @@ describe.skipIf(!availability.ok)(`network lab${availability.ok ? '' : ` (skippe
     const portal = await c.portal(httpPort);
     expect(portal.port).toBe(httpPort);
     expect((await c.portal(httpPort)).pids).toEqual(portal.pids);
-    const fetched = await c.run(process.execPath, ['-e', `fetch('http://127.0.0.1:${httpPort}/').then((r) => r.text()).then((t) => process.stdout.write(t))`], { timeoutMs: 30_000 });
+    const fetched = await c.run(
+      process.execPath,
+      ['-e', `fetch('http://127.0.0.1:${httpPort}/').then((r) => r.text()).then((t) => process.stdout.write(t))`],
+      { timeoutMs: 30_000 },
+    );
     expect(fetched.stdout).toBe('served from the root namespace');
 
     await c.portal(counterPort);
@@ -133,7 +168,9 @@ describe.skipIf(!availability.ok)(`network lab${availability.ok ? '' : ` (skippe
       const pump = () => { while (sent < 128) { sent++; if (!socket.write(chunk)) return socket.once('drain', pump); } socket.end(); };
       let answer = '';
       socket.on('connect', pump).on('data', (d) => (answer += d)).on('end', () => process.stdout.write(answer));`;
-    expect((await c.run(process.execPath, ['-e', upload], { timeoutMs: 60_000 })).stdout).toBe(`received ${128 * 64 * 1024}`);
+    expect((await c.run(process.execPath, ['-e', upload], { timeoutMs: 60_000 })).stdout).toBe(
+      `received ${128 * 64 * 1024}`,
+    );
   });
 
   it('blackhole makes connects to the gateway address hang rather than be refused, and heal restores them', async () => {
@@ -225,7 +262,9 @@ describe.skipIf(!availability.ok)(`network lab${availability.ok ? '' : ` (skippe
       const portal = await lab.cluster('cluster-a').portal(1);
       console.log(JSON.stringify({ namespaces: lab.namespaces(), pids: portal.pids, dir: lab.dir }));
       setInterval(() => undefined, 60_000);`;
-    const owner = spawn(process.execPath, ['--input-type=module', '-e', ownerScript], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const owner = spawn(process.execPath, ['--input-type=module', '-e', ownerScript], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     try {
       const [line] = (await once(createInterface({ input: owner.stdout }), 'line')) as [string];
       const made = JSON.parse(line) as { namespaces: string[]; pids: number[]; dir: string };
@@ -238,7 +277,11 @@ describe.skipIf(!availability.ok)(`network lab${availability.ok ? '' : ` (skippe
         'watchdog cleaned up after the killed owner',
         async () => {
           const present = await netnsNames();
-          return made.namespaces.every((n) => !present.includes(n)) && made.pids.every((p) => !alive(p)) && !existsSync(made.dir);
+          return (
+            made.namespaces.every((n) => !present.includes(n)) &&
+            made.pids.every((p) => !alive(p)) &&
+            !existsSync(made.dir)
+          );
         },
         30_000,
         200,

@@ -58,12 +58,18 @@ export interface Portal {
 }
 
 /** Runs a command to completion; a non-zero exit or a timeout becomes an IsthmusError with its stderr. */
-async function runCommand(command: string, args: readonly string[], timeoutMs = 30_000): Promise<{ stdout: string; stderr: string }> {
+async function runCommand(
+  command: string,
+  args: readonly string[],
+  timeoutMs = 30_000,
+): Promise<{ stdout: string; stderr: string }> {
   try {
     return await execFileAsync(command, [...args], { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 16 << 20 });
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr?.trim();
-    throw new IsthmusError('ISTHMUS_PROCESS_FAILED', `${command} ${args.join(' ')}: ${stderr || describeError(err)}`, { cause: err });
+    throw new IsthmusError('ISTHMUS_PROCESS_FAILED', `${command} ${args.join(' ')}: ${stderr || describeError(err)}`, {
+      cause: err,
+    });
   }
 }
 
@@ -84,7 +90,8 @@ let availability: Promise<{ ok: boolean; reason?: string }> | undefined;
  */
 export function netnsAvailable(): Promise<{ ok: boolean; reason?: string }> {
   availability ??= (async () => {
-    if (process.platform !== 'linux') return { ok: false, reason: `network namespaces need Linux (this is ${process.platform})` };
+    if (process.platform !== 'linux')
+      return { ok: false, reason: `network namespaces need Linux (this is ${process.platform})` };
     if (process.getuid?.() !== 0) return { ok: false, reason: 'network namespaces need root (uid 0)' };
     const tools: [string, string[], string][] = [
       ['ip', ['-V'], 'iproute2'],
@@ -105,7 +112,10 @@ export function netnsAvailable(): Promise<{ ok: boolean; reason?: string }> {
       await runCommand('ip', ['netns', 'exec', probe, 'nft', 'add', 'table', 'inet', 'isthmus']);
       return { ok: true };
     } catch (err) {
-      return { ok: false, reason: `cannot make a network namespace with a bridge and an nftables table: ${describeError(err)}` };
+      return {
+        ok: false,
+        reason: `cannot make a network namespace with a bridge and an nftables table: ${describeError(err)}`,
+      };
     } finally {
       await runCommand('ip', ['netns', 'del', probe]).catch(() => undefined);
     }
@@ -162,7 +172,8 @@ export class LabCluster {
   /** Adds the next free address of this cluster (10.250.<index+1>.10, .11, …) to eth0 and returns it. */
   async allocateAddress(): Promise<string> {
     const host = this.#nextHost++;
-    if (host > lastHost) throw new IsthmusError('ISTHMUS_INPUT_INVALID', `cluster ${this.name} has no free lab address left`);
+    if (host > lastHost)
+      throw new IsthmusError('ISTHMUS_INPUT_INVALID', `cluster ${this.name} has no free lab address left`);
     const address = `10.250.${this.index + 1}.${host}`;
     await runCommand('ip', ['-n', this.netns, 'addr', 'add', `${address}/16`, 'dev', 'eth0']);
     return address;
@@ -179,14 +190,20 @@ export class LabCluster {
   }
 
   /** Runs a short command to completion inside this namespace; rejects on a non-zero exit. */
-  run(command: string, args: readonly string[], options: { timeoutMs?: number } = {}): Promise<{ stdout: string; stderr: string }> {
+  run(
+    command: string,
+    args: readonly string[],
+    options: { timeoutMs?: number } = {},
+  ): Promise<{ stdout: string; stderr: string }> {
     const line = this.inNamespace(command, args);
     return runCommand(line.command, line.args, options.timeoutMs);
   }
 
   /** Tries one TCP connect from inside this namespace and says how it ended. */
   async tcpProbe(host: string, port: number, timeoutMs = 1_000): Promise<ConnectOutcome> {
-    const { stdout } = await this.run(process.execPath, ['-e', tcpProbeScript, host, String(port), String(timeoutMs)], { timeoutMs: timeoutMs + 30_000 });
+    const { stdout } = await this.run(process.execPath, ['-e', tcpProbeScript, host, String(port), String(timeoutMs)], {
+      timeoutMs: timeoutMs + 30_000,
+    });
     return stdout.trim() as ConnectOutcome;
   }
 
@@ -208,23 +225,39 @@ export class LabCluster {
     const name = `portal-${this.#lab.index}-c${this.index}-${port}`;
     const socketPath = join(this.#lab.dir, `${name}.sock`);
     if (Buffer.byteLength(socketPath) > maxUnixSocketPath) {
-      throw new IsthmusError('ISTHMUS_INPUT_INVALID', `portal socket path ${socketPath} is longer than a unix socket allows (${maxUnixSocketPath} bytes): use a shorter TMPDIR`);
+      throw new IsthmusError(
+        'ISTHMUS_INPUT_INVALID',
+        `portal socket path ${socketPath} is longer than a unix socket allows (${maxUnixSocketPath} bytes): use a shorter TMPDIR`,
+      );
     }
-    const listening = (p: ManagedProcess) => (): Promise<boolean> => Promise.resolve(p.logTail().includes('portal listening'));
+    const listening = (p: ManagedProcess) => (): Promise<boolean> =>
+      Promise.resolve(p.logTail().includes('portal listening'));
     const processes: ManagedProcess[] = [];
     const close = async (): Promise<void> => {
       this.#portals.delete(port);
       await Promise.all(processes.map((p) => p.stop(1_000)));
     };
     try {
-      const rootSide = await this.#lab.start({ name: `${name}-root`, command: process.execPath, args: [portalScript, `unix:${socketPath}`, `tcp:127.0.0.1:${port}`] });
+      const rootSide = await this.#lab.start({
+        name: `${name}-root`,
+        command: process.execPath,
+        args: [portalScript, `unix:${socketPath}`, `tcp:127.0.0.1:${port}`],
+      });
       processes.push(rootSide);
       await waitForProcess(rootSide, `${rootSide.name} listening`, listening(rootSide), 30_000, 50);
-      const namespaceSide = await this.startProcess({ name: `${name}-netns`, command: process.execPath, args: [portalScript, `tcp:127.0.0.1:${port}`, `unix:${socketPath}`] });
+      const namespaceSide = await this.startProcess({
+        name: `${name}-netns`,
+        command: process.execPath,
+        args: [portalScript, `tcp:127.0.0.1:${port}`, `unix:${socketPath}`],
+      });
       processes.push(namespaceSide);
       await waitForProcess(namespaceSide, `${namespaceSide.name} listening`, listening(namespaceSide), 30_000, 50);
       const outcome = await this.tcpProbe('127.0.0.1', port, 10_000);
-      if (outcome !== 'connected') throw new IsthmusError('ISTHMUS_PROCESS_FAILED', `portal ${name}: connect to 127.0.0.1:${port} inside ${this.netns} ended ${outcome}`);
+      if (outcome !== 'connected')
+        throw new IsthmusError(
+          'ISTHMUS_PROCESS_FAILED',
+          `portal ${name}: connect to 127.0.0.1:${port} inside ${this.netns} ended ${outcome}`,
+        );
     } catch (err) {
       await close();
       throw err;
@@ -236,20 +269,33 @@ export class LabCluster {
   async addInputRule(rule: readonly string[]): Promise<number> {
     this.#filterChain ??= (async () => {
       await this.run('nft', ['add', 'table', 'inet', 'isthmus']);
-      await this.run('nft', ['add', 'chain', 'inet', 'isthmus', 'input', '{ type filter hook input priority 0; policy accept; }']);
+      await this.run('nft', [
+        'add',
+        'chain',
+        'inet',
+        'isthmus',
+        'input',
+        '{ type filter hook input priority 0; policy accept; }',
+      ]);
     })();
     await this.#filterChain;
     const { stdout } = await this.run('nft', ['-a', '-e', 'add', 'rule', 'inet', 'isthmus', 'input', ...rule]);
     const handle = Number(/# handle (\d+)/.exec(stdout)?.[1] ?? NaN);
-    if (!Number.isInteger(handle)) throw new IsthmusError('ISTHMUS_PROCESS_FAILED', `nft printed no rule handle for "${rule.join(' ')}" in ${this.netns}: ${stdout}`);
+    if (!Number.isInteger(handle))
+      throw new IsthmusError(
+        'ISTHMUS_PROCESS_FAILED',
+        `nft printed no rule handle for "${rule.join(' ')}" in ${this.netns}: ${stdout}`,
+      );
     return handle;
   }
 
   /** Removes a rule addInputRule added (a no-op once the namespace is gone). */
   async deleteInputRule(handle: number): Promise<void> {
-    await this.run('nft', ['delete', 'rule', 'inet', 'isthmus', 'input', 'handle', String(handle)]).catch((err: unknown) => {
-      if (!this.#gone(err)) throw err;
-    });
+    await this.run('nft', ['delete', 'rule', 'inet', 'isthmus', 'input', 'handle', String(handle)]).catch(
+      (err: unknown) => {
+        if (!this.#gone(err)) throw err;
+      },
+    );
   }
 
   #gone(err: unknown): boolean {
@@ -274,7 +320,12 @@ export class NetworkLab implements AsyncDisposable {
   #disposed: Promise<void> | undefined;
 
   /** Use NetworkLab.create. */
-  constructor(init: { index: number; supervisor: ProcessSupervisor; ownsSupervisor: boolean; clusters: readonly string[] }) {
+  constructor(init: {
+    index: number;
+    supervisor: ProcessSupervisor;
+    ownsSupervisor: boolean;
+    clusters: readonly string[];
+  }) {
     this.index = init.index;
     this.#supervisor = init.supervisor;
     this.#ownsSupervisor = init.ownsSupervisor;
@@ -290,8 +341,10 @@ export class NetworkLab implements AsyncDisposable {
     const available = await netnsAvailable();
     if (!available.ok) throw new IsthmusError('ISTHMUS_NETNS_UNAVAILABLE', available.reason ?? 'unknown reason');
     const names = options.clusters;
-    if (names.length === 0 || names.length > 254) throw new IsthmusError('ISTHMUS_INPUT_INVALID', `a network lab needs 1 to 254 clusters, got ${names.length}`);
-    if (new Set(names).size !== names.length) throw new IsthmusError('ISTHMUS_INPUT_INVALID', `cluster names repeat: ${names.join(', ')}`);
+    if (names.length === 0 || names.length > 254)
+      throw new IsthmusError('ISTHMUS_INPUT_INVALID', `a network lab needs 1 to 254 clusters, got ${names.length}`);
+    if (new Set(names).size !== names.length)
+      throw new IsthmusError('ISTHMUS_INPUT_INVALID', `cluster names repeat: ${names.join(', ')}`);
     // Skip indexes a dead process with our (reused) pid left behind; the reaper removes those.
     const existing = await listNetns();
     let index = labsMade++;
@@ -324,7 +377,20 @@ export class NetworkLab implements AsyncDisposable {
         await runCommand('ip', ['netns', 'add', ns]);
         // Made inside the bridge namespace with the peer moved straight into the cluster's: no
         // interface of the lab ever appears in the root namespace.
-        await runCommand('ip', ['-n', bridge, 'link', 'add', cluster.bridgePort, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+        await runCommand('ip', [
+          '-n',
+          bridge,
+          'link',
+          'add',
+          cluster.bridgePort,
+          'type',
+          'veth',
+          'peer',
+          'name',
+          'eth0',
+          'netns',
+          ns,
+        ]);
         await runCommand('ip', ['-n', bridge, 'link', 'set', cluster.bridgePort, 'master', 'br0', 'up']);
         await runCommand('ip', ['-n', ns, 'addr', 'add', `${cluster.gatewayAddress}/16`, 'dev', 'eth0']);
         await runCommand('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
@@ -335,7 +401,8 @@ export class NetworkLab implements AsyncDisposable {
 
   cluster(name: string): LabCluster {
     const found = this.clusters.find((c) => c.name === name);
-    if (!found) throw new Error(`no cluster named ${name} in this network lab (${this.clusters.map((c) => c.name).join(', ')})`);
+    if (!found)
+      throw new Error(`no cluster named ${name} in this network lab (${this.clusters.map((c) => c.name).join(', ')})`);
     return found;
   }
 
@@ -357,7 +424,15 @@ export class NetworkLab implements AsyncDisposable {
     const target = this.cluster(cluster);
     const match = options.port === undefined ? ['meta', 'l4proto', 'tcp'] : ['tcp', 'dport', String(options.port)];
     const description = `blackhole TCP to ${target.gatewayAddress}${options.port === undefined ? '' : `:${options.port}`} in ${cluster}`;
-    const handle = await target.addInputRule(['ip', 'daddr', target.gatewayAddress, ...match, 'drop', 'comment', `"${description}"`]);
+    const handle = await target.addInputRule([
+      'ip',
+      'daddr',
+      target.gatewayAddress,
+      ...match,
+      'drop',
+      'comment',
+      `"${description}"`,
+    ]);
     return this.#track(description, [{ cluster: target, handle }]);
   }
 
@@ -367,8 +442,12 @@ export class NetworkLab implements AsyncDisposable {
     if (left === right) throw new IsthmusError('ISTHMUS_INPUT_INVALID', `cannot partition ${a} from itself`);
     const description = `partition ${a} | ${b}`;
     const rules = await Promise.all([
-      left.addInputRule(['ip', 'saddr', right.addressRange, 'drop', 'comment', `"${description}"`]).then((handle) => ({ cluster: left, handle })),
-      right.addInputRule(['ip', 'saddr', left.addressRange, 'drop', 'comment', `"${description}"`]).then((handle) => ({ cluster: right, handle })),
+      left
+        .addInputRule(['ip', 'saddr', right.addressRange, 'drop', 'comment', `"${description}"`])
+        .then((handle) => ({ cluster: left, handle })),
+      right
+        .addInputRule(['ip', 'saddr', left.addressRange, 'drop', 'comment', `"${description}"`])
+        .then((handle) => ({ cluster: right, handle })),
     ]);
     return this.#track(description, rules);
   }
@@ -376,7 +455,9 @@ export class NetworkLab implements AsyncDisposable {
   /** Heals every fault involving `cluster` (every fault when omitted). Links set down stay down: see linkUp. */
   async heal(cluster?: string): Promise<void> {
     if (cluster !== undefined) this.cluster(cluster); // a typo must not silently heal nothing
-    await Promise.all([...this.#faults].filter((f) => cluster === undefined || f.clusters.includes(cluster)).map((f) => f.heal()));
+    await Promise.all(
+      [...this.#faults].filter((f) => cluster === undefined || f.clusters.includes(cluster)).map((f) => f.heal()),
+    );
   }
 
   /** Sets the bridge side of the cluster's veth down: like a pulled cable, the cluster keeps its addresses and routes. */
@@ -406,7 +487,8 @@ export class NetworkLab implements AsyncDisposable {
   }
 
   async #start(options: StartOptions): Promise<ManagedProcess> {
-    if (this.#disposed) throw new IsthmusError('ISTHMUS_STOPPED', `network lab ${this.index} is disposed; cannot start ${options.name}`);
+    if (this.#disposed)
+      throw new IsthmusError('ISTHMUS_STOPPED', `network lab ${this.index} is disposed; cannot start ${options.name}`);
     const started = await this.#supervisor.start(options);
     this.#processes.add(started);
     void started.exited().then(() => this.#processes.delete(started));
@@ -429,7 +511,8 @@ export class NetworkLab implements AsyncDisposable {
         rmSync(this.dir, { recursive: true, force: true });
       }
       const failures = deleted.filter((r) => r.status === 'rejected').map((r) => r.reason as unknown);
-      if (failures.length > 0) throw new AggregateError(failures, `network lab ${this.index}: ${failures.length} namespace(s) not deleted`);
+      if (failures.length > 0)
+        throw new AggregateError(failures, `network lab ${this.index}: ${failures.length} namespace(s) not deleted`);
     })();
     return this.#disposed;
   }

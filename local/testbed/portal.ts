@@ -12,13 +12,17 @@
 import { connect, createServer, type Socket } from 'node:net';
 import { rmSync } from 'node:fs';
 
-type Endpoint = { readonly kind: 'tcp'; readonly host: string; readonly port: number } | { readonly kind: 'unix'; readonly path: string };
+type Endpoint =
+  | { readonly kind: 'tcp'; readonly host: string; readonly port: number }
+  | { readonly kind: 'unix'; readonly path: string };
 
 function parseEndpoint(spec: string | undefined): Endpoint {
   const tcp = /^tcp:(.+):(\d+)$/.exec(spec ?? '');
   if (tcp) return { kind: 'tcp', host: tcp[1] ?? '', port: Number(tcp[2]) };
   if (spec?.startsWith('unix:')) return { kind: 'unix', path: spec.slice('unix:'.length) };
-  console.error(`usage: node portal.ts <listen> <connect>; endpoints are tcp:<host>:<port> or unix:<path> (got ${spec})`);
+  console.error(
+    `usage: node portal.ts <listen> <connect>; endpoints are tcp:<host>:<port> or unix:<path> (got ${spec})`,
+  );
   process.exit(2);
 }
 
@@ -35,7 +39,10 @@ const listenOn = parseEndpoint(process.argv[2]);
 const connectTo = parseEndpoint(process.argv[3]);
 
 const server = createServer({ allowHalfOpen: true }, (near) => {
-  const far = connectTo.kind === 'tcp' ? connect({ host: connectTo.host, port: connectTo.port, allowHalfOpen: true }) : connect({ path: connectTo.path, allowHalfOpen: true });
+  const far =
+    connectTo.kind === 'tcp'
+      ? connect({ host: connectTo.host, port: connectTo.port, allowHalfOpen: true })
+      : connect({ path: connectTo.path, allowHalfOpen: true });
   near.on('error', () => abort(far));
   far.on('error', () => abort(near));
   // pipe() applies backpressure and, on `end`, ends the other side's writable half only.

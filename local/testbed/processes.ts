@@ -51,7 +51,8 @@ export class ManagedProcess {
   memory(): { rss: number; peak: number } {
     try {
       const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
-      const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
+      const kb = (key: string): number =>
+        Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
       return { rss: kb('VmRSS'), peak: kb('VmHWM') };
     } catch {
       return { rss: 0, peak: 0 };
@@ -114,7 +115,9 @@ export class ProcessSupervisor {
     try {
       await Promise.race([once(child, 'spawn'), once(child, 'error').then(([err]) => Promise.reject(err as Error))]);
     } catch (err) {
-      throw new IsthmusError('ISTHMUS_PROCESS_FAILED', `cannot start ${options.name} (${options.command})`, { cause: err });
+      throw new IsthmusError('ISTHMUS_PROCESS_FAILED', `cannot start ${options.name} (${options.command})`, {
+        cause: err,
+      });
     }
     appendFileSync(this.#pidFile, `${child.pid}\n`);
     const managed = new ManagedProcess(options.name, logFile, child);

@@ -29,7 +29,9 @@ describe('local test bed', () => {
             metadata: { name: object.metadata.name, namespace: object.metadata.namespace },
           });
           expect(read.metadata?.uid).toBe(created.metadata?.uid);
-          expect(read.spec, `${cluster.name}: ${object.kind}/${object.metadata.name} read back`).toMatchObject(object.spec as object);
+          expect(read.spec, `${cluster.name}: ${object.kind}/${object.metadata.name} read back`).toMatchObject(
+            object.spec as object,
+          );
         }
       }
 
@@ -48,13 +50,17 @@ describe('local test bed', () => {
       await nats.restart();
       const again = await nats.connect('testbed-test-after-restart');
       try {
-        expect((await (await new Kvm(again).open('isthmus_testbed')).get('default.echo'))?.json()).toEqual({ ports: [80] });
+        expect((await (await new Kvm(again).open('isthmus_testbed')).get('default.echo'))?.json()).toEqual({
+          ports: [80],
+        });
       } finally {
         await again.close();
       }
       pids = [...new Set([...pids, ...bed.pids()])];
       // The server requires a client certificate: TLS alone is not enough.
-      await expect(connect({ servers: nats.url, tls: { ca: nats.serverCaPem }, reconnect: false, timeout: 3_000 })).rejects.toThrow();
+      await expect(
+        connect({ servers: nats.url, tls: { ca: nats.serverCaPem }, reconnect: false, timeout: 3_000 }),
+      ).rejects.toThrow();
     }
     expect(pids.filter(alive)).toEqual([]);
     expect(existsSync(dir)).toBe(false);
@@ -80,14 +86,24 @@ describe('local test bed', () => {
         // Writes go on with one node of three down, once the others have elected a new leader
         // (and the client has reconnected, if it was on the dead node).
         let revision = 0;
-        await waitFor('a write with the leader down', async () => (revision = await kv.put('default.echo', 'two')) > 0, 30_000, 200);
+        await waitFor(
+          'a write with the leader down',
+          async () => (revision = await kv.put('default.echo', 'two')) > 0,
+          30_000,
+          200,
+        );
         await victim.start();
         // Back on its port with its store, the node catches up: its own copy reaches the write.
         await waitFor(
           `${victim.name} holds revision ${revision}`,
           async () => {
-            const jsz = (await (await fetch(`${victim.monitorUrl}/jsz?streams=true`)).json()) as { account_details?: Array<{ stream_detail?: Array<{ name: string; state?: { last_seq?: number } }> }> };
-            return jsz.account_details?.flatMap((a) => a.stream_detail ?? []).find((d) => d.name === 'KV_isthmus_testbed')?.state?.last_seq === revision;
+            const jsz = (await (await fetch(`${victim.monitorUrl}/jsz?streams=true`)).json()) as {
+              account_details?: Array<{ stream_detail?: Array<{ name: string; state?: { last_seq?: number } }> }>;
+            };
+            return (
+              jsz.account_details?.flatMap((a) => a.stream_detail ?? []).find((d) => d.name === 'KV_isthmus_testbed')
+                ?.state?.last_seq === revision
+            );
           },
           10_000,
         );

@@ -3,7 +3,12 @@ import { IsthmusError, describeError } from '../../common/errors.ts';
 import type { ManagedProcess } from './processes.ts';
 
 /** Polls `probe` until it returns true; the last probe error is named when time runs out. */
-export async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs: number, intervalMs = 100): Promise<void> {
+export async function waitFor(
+  what: string,
+  probe: () => Promise<boolean>,
+  timeoutMs: number,
+  intervalMs = 100,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 'not ready';
   while (Date.now() < deadline) {
@@ -18,7 +23,13 @@ export async function waitFor(what: string, probe: () => Promise<boolean>, timeo
 }
 
 /** waitFor a process to become ready: fails at once, with its log, if the process exits first. */
-export async function waitForProcess(process: ManagedProcess, what: string, probe: () => Promise<boolean>, timeoutMs: number, intervalMs = 100): Promise<void> {
+export async function waitForProcess(
+  process: ManagedProcess,
+  what: string,
+  probe: () => Promise<boolean>,
+  timeoutMs: number,
+  intervalMs = 100,
+): Promise<void> {
   const exited = process.exited().then(() => {
     throw new IsthmusError('ISTHMUS_PROCESS_FAILED', `${process.name} exited before ${what}:\n${process.logTail()}`);
   });

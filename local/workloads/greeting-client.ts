@@ -10,7 +10,11 @@ export function dialGreeting(host: string, port: number, timeoutMs: number): Pro
     let text = '';
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`timeout after ${timeoutMs} ms (${text.includes('\n') ? `greeted by ${text.split('\n')[0]}` : 'no greeting'})`));
+      reject(
+        new Error(
+          `timeout after ${timeoutMs} ms (${text.includes('\n') ? `greeted by ${text.split('\n')[0]}` : 'no greeting'})`,
+        ),
+      );
     }, timeoutMs);
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {

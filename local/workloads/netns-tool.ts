@@ -21,7 +21,6 @@ import { dialGreeting as once } from './greeting-client.ts';
 
 const [mode, ...args] = process.argv.slice(2);
 
-
 async function connectMany(host: string, port: number, count: number, timeoutMs: number): Promise<void> {
   const served: Record<string, number> = {};
   const errors: string[] = [];
@@ -58,7 +57,7 @@ async function stream(host: string, port: number, seconds: number, rateKiB: numb
   });
   socket.on('error', (err: Error) => (error = err.message));
   await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-  const chunk = Buffer.alloc(1024 * rateKiB / 10, 7);
+  const chunk = Buffer.alloc((1024 * rateKiB) / 10, 7);
   const deadline = Date.now() + seconds * 1000;
   while (Date.now() < deadline && !socket.destroyed) {
     const piece = Buffer.from(chunk.map((_, i) => (sent + i) % 251));
@@ -69,7 +68,15 @@ async function stream(host: string, port: number, seconds: number, rateKiB: numb
   }
   socket.end();
   if (!socket.closed) await new Promise<void>((resolve) => socket.once('close', () => resolve()));
-  console.log(JSON.stringify({ id, sent, received, intact: sent === received && sentHash.digest('hex') === receivedHash.digest('hex'), error }));
+  console.log(
+    JSON.stringify({
+      id,
+      sent,
+      received,
+      intact: sent === received && sentHash.digest('hex') === receivedHash.digest('hex'),
+      error,
+    }),
+  );
 }
 
 async function tls(host: string, port: number, sni: string, certFile?: string, keyFile?: string): Promise<void> {
@@ -136,7 +143,9 @@ function loop(host: string, port: number, perSecond: number, timeoutMs: number):
       });
   }, 1000 / perSecond);
   setInterval(() => {
-    console.log(JSON.stringify({ at: Date.now(), served, failed, failedStarts, errors, open, maxMs: Math.round(maxMs) }));
+    console.log(
+      JSON.stringify({ at: Date.now(), served, failed, failedStarts, errors, open, maxMs: Math.round(maxMs) }),
+    );
     served = {};
     failed = 0;
     failedStarts = [];

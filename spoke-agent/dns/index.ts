@@ -26,7 +26,8 @@ export function zoneOf(cache: ServiceImportCache): ZoneData {
       const object = cache.get(namespace, name);
       if (!object) return undefined;
       const spec = serviceImportSpecSchema.safeParse((object as { spec?: unknown }).spec);
-      if (!spec.success) throw new IsthmusError('ISTHMUS_INPUT_INVALID', `ServiceImport ${namespace}/${name}: ${spec.error.message}`);
+      if (!spec.success)
+        throw new IsthmusError('ISTHMUS_INPUT_INVALID', `ServiceImport ${namespace}/${name}: ${spec.error.message}`);
       return { type: spec.data.type, ips: spec.data.ips ?? [], ports: spec.data.ports };
     },
     hasServices: (namespace) => cache.list(namespace).length > 0,
@@ -44,7 +45,12 @@ export interface ClustersetDnsOptions {
 
 export async function startClustersetDns(options: ClustersetDnsOptions): Promise<DnsServer> {
   const responses = options.registry
-    ? new Counter({ name: 'isthmus_agent_dns_responses_total', help: 'Responses of the clusterset.local responder, by DNS response code and transport.', labelNames: ['rcode', 'transport'], registers: [options.registry] })
+    ? new Counter({
+        name: 'isthmus_agent_dns_responses_total',
+        help: 'Responses of the clusterset.local responder, by DNS response code and transport.',
+        labelNames: ['rcode', 'transport'],
+        registers: [options.registry],
+      })
     : undefined;
   return startDnsServer({
     host: options.host,

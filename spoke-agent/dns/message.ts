@@ -27,14 +27,35 @@ function header(request: Buffer): { id: number; flags: number } | undefined {
   return request.length >= 12 ? { id: request.readUInt16BE(0), flags: request.readUInt16BE(2) } : undefined;
 }
 
-function encode(id: number, requestFlags: number, rcode: Rcode, resolution: Omit<Resolution, 'rcode'>, questions: DecodedPacket['questions'], opt: OptAnswer | undefined, truncated = false): Buffer {
+function encode(
+  id: number,
+  requestFlags: number,
+  rcode: Rcode,
+  resolution: Omit<Resolution, 'rcode'>,
+  questions: DecodedPacket['questions'],
+  opt: OptAnswer | undefined,
+  truncated = false,
+): Buffer {
   const flags =
     (requestFlags & (0xf << 11)) | // the opcode, echoed
     (requestFlags & packet.RECURSION_DESIRED) |
     (resolution.authoritative ? packet.AUTHORITATIVE_ANSWER : 0) |
     (truncated ? packet.TRUNCATED_RESPONSE : 0) |
     rcode;
-  const ednsAnswer: Answer[] = opt ? [{ type: 'OPT', name: '.', udpPayloadSize: EDNS_UDP_SIZE, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] }] : [];
+  const ednsAnswer: Answer[] = opt
+    ? [
+        {
+          type: 'OPT',
+          name: '.',
+          udpPayloadSize: EDNS_UDP_SIZE,
+          extendedRcode: 0,
+          ednsVersion: 0,
+          flags: 0,
+          flag_do: false,
+          options: [],
+        },
+      ]
+    : [];
   return packet.encode({
     type: 'response',
     id,
@@ -76,5 +97,16 @@ export function respond(request: Buffer, zone: ZoneData | undefined, options: Re
   const response = reply(resolution.rcode, resolution);
   const limit = opt ? Math.max(CLASSIC_UDP_SIZE, Math.min(opt.udpPayloadSize, EDNS_UDP_SIZE)) : CLASSIC_UDP_SIZE;
   if (!options.udp || response.bytes.length <= limit) return response;
-  return { bytes: encode(head.id, head.flags, resolution.rcode, { ...empty, authoritative: resolution.authoritative }, query.questions, opt, true), rcode: resolution.rcode };
+  return {
+    bytes: encode(
+      head.id,
+      head.flags,
+      resolution.rcode,
+      { ...empty, authoritative: resolution.authoritative },
+      query.questions,
+      opt,
+      true,
+    ),
+    rcode: resolution.rcode,
+  };
 }

@@ -39,7 +39,9 @@ async function createServiceImport(namespace: string, name: string, spec: Record
 }
 
 /** A responder on a free port of 127.0.0.1 answering from `informer`, and a resolver that asks it. */
-async function responder(informer: Informer<KubernetesObject>): Promise<{ dns: DnsServer; resolver: Resolver } & AsyncDisposable> {
+async function responder(
+  informer: Informer<KubernetesObject>,
+): Promise<{ dns: DnsServer; resolver: Resolver } & AsyncDisposable> {
   const dns = await startClustersetDns({ host: '127.0.0.1', port: 0, serviceImports: () => informer, log });
   const resolver = resolverFor(`127.0.0.1:${dns.port}`);
   return {
@@ -53,10 +55,15 @@ async function responder(informer: Informer<KubernetesObject>): Promise<{ dns: D
 }
 
 /** Length-prefixed queries written at once on one TCP connection, and the responses read back in order. */
-async function overTcp(port: number, questions: readonly { name: string; type: 'A' | 'SRV' }[]): Promise<DecodedPacket[]> {
+async function overTcp(
+  port: number,
+  questions: readonly { name: string; type: 'A' | 'SRV' }[],
+): Promise<DecodedPacket[]> {
   const socket = connect(port, '127.0.0.1');
   try {
-    socket.write(Buffer.concat(questions.map((question, id) => packet.streamEncode({ type: 'query', id, questions: [question] }))));
+    socket.write(
+      Buffer.concat(questions.map((question, id) => packet.streamEncode({ type: 'query', id, questions: [question] }))),
+    );
     const responses: DecodedPacket[] = [];
     let pending = Buffer.alloc(0);
     for await (const chunk of socket) {
@@ -74,7 +81,7 @@ async function overTcp(port: number, questions: readonly { name: string; type: '
 }
 
 describe('clusterset DNS responder', () => {
-  it('answers SERVFAIL until the cache has synced, then the ServiceImport\'s IP, and NXDOMAIN once it is deleted', async () => {
+  it("answers SERVFAIL until the cache has synced, then the ServiceImport's IP, and NXDOMAIN once it is deleted", async () => {
     const informer = new Informer({ kubeConfig: kc, resource: serviceImportResource, namespace: 'sync', logger: log });
     await using server = await responder(informer);
     expect(await dnsOutcome(server.resolver.resolve4('cart.sync.svc.clusterset.local'))).toBe('ESERVFAIL');
@@ -84,13 +91,35 @@ describe('clusterset DNS responder', () => {
     informer.start();
     await informer.synced();
     expect(await dnsOutcome(server.resolver.resolve4('cart.sync.svc.clusterset.local'))).toBe('ENOTFOUND');
-    await createServiceImport('sync', 'cart', { type: 'ClusterSetIP', ips: ['10.96.0.20'], ports: [{ name: 'http', protocol: 'TCP', port: 80 }] });
-    await waitFor('cart resolves', async () => (await server.resolver.resolve4('cart.sync.svc.clusterset.local')).join() === '10.96.0.20', 20_000);
-    expect(await server.resolver.resolveSrv('_http._tcp.cart.sync.svc.clusterset.local')).toMatchObject([{ name: 'cart.sync.svc.clusterset.local', port: 80, priority: 0, weight: 100 }]);
+    await createServiceImport('sync', 'cart', {
+      type: 'ClusterSetIP',
+      ips: ['10.96.0.20'],
+      ports: [{ name: 'http', protocol: 'TCP', port: 80 }],
+    });
+    await waitFor(
+      'cart resolves',
+      async () => (await server.resolver.resolve4('cart.sync.svc.clusterset.local')).join() === '10.96.0.20',
+      20_000,
+    );
+    expect(await server.resolver.resolveSrv('_http._tcp.cart.sync.svc.clusterset.local')).toMatchObject([
+      { name: 'cart.sync.svc.clusterset.local', port: 80, priority: 0, weight: 100 },
+    ]);
     expect(await dnsOutcome(server.resolver.resolve6('cart.sync.svc.clusterset.local'))).toBe('ENODATA');
 
-    await kc.makeApiClient(CustomObjectsApi).deleteNamespacedCustomObject({ group: MCS_GROUP, version: MCS_VERSION, namespace: 'sync', plural: SERVICE_IMPORT_PLURAL, name: 'cart' });
-    await waitFor('cart is NXDOMAIN', async () => (await dnsOutcome(server.resolver.resolve4('cart.sync.svc.clusterset.local'))) === 'ENOTFOUND', 20_000);
+    await kc
+      .makeApiClient(CustomObjectsApi)
+      .deleteNamespacedCustomObject({
+        group: MCS_GROUP,
+        version: MCS_VERSION,
+        namespace: 'sync',
+        plural: SERVICE_IMPORT_PLURAL,
+        name: 'cart',
+      });
+    await waitFor(
+      'cart is NXDOMAIN',
+      async () => (await dnsOutcome(server.resolver.resolve4('cart.sync.svc.clusterset.local'))) === 'ENOTFOUND',
+      20_000,
+    );
   });
 
   it('serves several queries on one TCP connection, and what UDP cannot carry through the TCP retry', async () => {
@@ -110,9 +139,16 @@ describe('clusterset DNS responder', () => {
     expect(a).toMatchObject({ id: 0, flag_aa: true, answers: [{ type: 'A', data: '10.96.0.30' }] });
     expect(srv?.answers).toHaveLength(60);
     // A Headless import: the name exists, with no address to give (NODATA, not NXDOMAIN).
-    expect(headless).toMatchObject({ id: 2, rcode: 'NOERROR', answers: [], authorities: [{ type: 'SOA', name: 'clusterset.local' }] });
+    expect(headless).toMatchObject({
+      id: 2,
+      rcode: 'NOERROR',
+      answers: [],
+      authorities: [{ type: 'SOA', name: 'clusterset.local' }],
+    });
 
     // 60 SRV records do not fit 512 bytes of UDP: truncated, and c-ares asks again over TCP.
-    expect((await server.resolver.resolveSrv('_grpc._tcp.big.tcp.svc.clusterset.local')).map((r) => r.port).sort()).toEqual(ports.map((p) => p.port));
+    expect(
+      (await server.resolver.resolveSrv('_grpc._tcp.big.tcp.svc.clusterset.local')).map((r) => r.port).sort(),
+    ).toEqual(ports.map((p) => p.port));
   });
 });

@@ -66,7 +66,8 @@ export async function startDnsServer(options: DnsServerOptions): Promise<DnsServ
 
   const answer = (request: Buffer, udp: boolean): Response | undefined => {
     const response = respond(request, options.zone(), { serial, udp });
-    if (response?.error !== undefined) log.warn({ err: response.error }, 'clusterset DNS: cannot read the imported services; answered SERVFAIL');
+    if (response?.error !== undefined)
+      log.warn({ err: response.error }, 'clusterset DNS: cannot read the imported services; answered SERVFAIL');
     if (response) options.onResponse?.(response.rcode, udp ? 'udp' : 'tcp');
     return response;
   };
@@ -102,7 +103,8 @@ export async function startDnsServer(options: DnsServerOptions): Promise<DnsServ
       await listenTcp(tcp, host, port);
     } catch (err) {
       udp.close();
-      if (options.port !== 0 || attempt >= ANY_PORT_ATTEMPTS || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      if (options.port !== 0 || attempt >= ANY_PORT_ATTEMPTS || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE')
+        throw err;
       continue;
     }
     udp.on('message', (request, peer) => {
@@ -117,7 +119,10 @@ export async function startDnsServer(options: DnsServerOptions): Promise<DnsServ
       port,
       close: async () => {
         for (const socket of connections) socket.destroy();
-        await Promise.all([new Promise<void>((resolve) => udp.close(() => resolve())), new Promise<void>((resolve) => tcp.close(() => resolve()))]);
+        await Promise.all([
+          new Promise<void>((resolve) => udp.close(() => resolve())),
+          new Promise<void>((resolve) => tcp.close(() => resolve())),
+        ]);
       },
     };
   }

@@ -17,7 +17,11 @@ export const RECORD_TTL = 5;
 export interface ImportedService {
   readonly type: 'ClusterSetIP' | 'Headless';
   readonly ips: readonly string[];
-  readonly ports: readonly { readonly name?: string | undefined; readonly protocol?: string | undefined; readonly port: number }[];
+  readonly ports: readonly {
+    readonly name?: string | undefined;
+    readonly protocol?: string | undefined;
+    readonly port: number;
+  }[];
 }
 
 /** The imported services of this cluster, read at the moment of the query. */
@@ -51,12 +55,32 @@ function soaRecord(serial: number): SoaAnswer {
     ttl: RECORD_TTL,
     class: 'IN',
     // The values of CoreDNS's kubernetes plugin; `minimum` bounds negative caching (RFC 2308).
-    data: { mname: `ns.dns.${CLUSTERSET_ZONE}`, rname: `hostmaster.${CLUSTERSET_ZONE}`, serial, refresh: 7200, retry: 1800, expire: 86400, minimum: RECORD_TTL },
+    data: {
+      mname: `ns.dns.${CLUSTERSET_ZONE}`,
+      rname: `hostmaster.${CLUSTERSET_ZONE}`,
+      serial,
+      refresh: 7200,
+      retry: 1800,
+      expire: 86400,
+      minimum: RECORD_TTL,
+    },
   };
 }
 
-const refused: Resolution = { rcode: Rcode.REFUSED, authoritative: false, answers: [], authorities: [], additionals: [] };
-const notSynced: Resolution = { rcode: Rcode.SERVFAIL, authoritative: false, answers: [], authorities: [], additionals: [] };
+const refused: Resolution = {
+  rcode: Rcode.REFUSED,
+  authoritative: false,
+  answers: [],
+  authorities: [],
+  additionals: [],
+};
+const notSynced: Resolution = {
+  rcode: Rcode.SERVFAIL,
+  authoritative: false,
+  answers: [],
+  authorities: [],
+  additionals: [],
+};
 
 /** The labels of `name` below the zone apex (outermost last), or undefined when it is outside the zone. */
 function labelsInZone(name: string): string[] | undefined {
@@ -71,8 +95,18 @@ function protocolLabel(protocol: string | undefined): string {
 }
 
 function addressRecords(owner: string, service: ImportedService, type: 'A' | 'AAAA' | 'ANY'): Answer[] {
-  const v4 = type !== 'AAAA' ? service.ips.filter((ip) => isIPv4(ip)).map((ip): Answer => ({ type: 'A', name: owner, ttl: RECORD_TTL, class: 'IN', data: ip })) : [];
-  const v6 = type !== 'A' ? service.ips.filter((ip) => isIPv6(ip)).map((ip): Answer => ({ type: 'AAAA', name: owner, ttl: RECORD_TTL, class: 'IN', data: ip })) : [];
+  const v4 =
+    type !== 'AAAA'
+      ? service.ips
+          .filter((ip) => isIPv4(ip))
+          .map((ip): Answer => ({ type: 'A', name: owner, ttl: RECORD_TTL, class: 'IN', data: ip }))
+      : [];
+  const v6 =
+    type !== 'A'
+      ? service.ips
+          .filter((ip) => isIPv6(ip))
+          .map((ip): Answer => ({ type: 'AAAA', name: owner, ttl: RECORD_TTL, class: 'IN', data: ip }))
+      : [];
   return [...v4, ...v6];
 }
 
@@ -82,17 +116,27 @@ function addressRecords(owner: string, service: ImportedService, type: 'A' | 'AA
  */
 export function resolve(question: Question, zone: ZoneData | undefined, serial: number): Resolution {
   const labels = labelsInZone(question.name);
-  if (labels === undefined || (question.class !== undefined && question.class !== 'IN' && question.class !== 'ANY')) return refused;
+  if (labels === undefined || (question.class !== undefined && question.class !== 'IN' && question.class !== 'ANY'))
+    return refused;
   if (!zone) return notSynced;
   const soa = soaRecord(serial);
   const found = (answers: Answer[], additionals: Answer[] = []): Resolution =>
-    answers.length > 0 ? { rcode: Rcode.NOERROR, authoritative: true, answers, authorities: [], additionals } : { rcode: Rcode.NOERROR, authoritative: true, answers: [], authorities: [soa], additionals: [] };
+    answers.length > 0
+      ? { rcode: Rcode.NOERROR, authoritative: true, answers, authorities: [], additionals }
+      : { rcode: Rcode.NOERROR, authoritative: true, answers: [], authorities: [soa], additionals: [] };
   const noData = (): Resolution => found([]);
-  const nxDomain: Resolution = { rcode: Rcode.NXDOMAIN, authoritative: true, answers: [], authorities: [soa], additionals: [] };
+  const nxDomain: Resolution = {
+    rcode: Rcode.NXDOMAIN,
+    authoritative: true,
+    answers: [],
+    authorities: [soa],
+    additionals: [],
+  };
   const type = question.type as string;
 
   // Apex and the empty non-terminals above the services.
-  if (labels.length === 0) return type === 'SOA' || type === 'ANY' ? found([{ ...soa, name: question.name }]) : noData();
+  if (labels.length === 0)
+    return type === 'SOA' || type === 'ANY' ? found([{ ...soa, name: question.name }]) : noData();
   if (labels.at(-1) !== 'svc') return nxDomain;
   if (labels.length === 1) return zone.hasServices() ? noData() : nxDomain;
   const namespace = labels.at(-2) as string;
@@ -109,12 +153,20 @@ export function resolve(question: Question, zone: ZoneData | undefined, serial: 
   }
 
   // `_<proto>` is an empty non-terminal while a named port of that protocol exists below it.
-  const protocolPorts = published ? service.ports.filter((p) => p.name && protocolLabel(p.protocol) === labels.at(-4)) : [];
+  const protocolPorts = published
+    ? service.ports.filter((p) => p.name && protocolLabel(p.protocol) === labels.at(-4))
+    : [];
   if (labels.length === 4) return protocolPorts.length > 0 ? noData() : nxDomain;
   if (labels.length > 5) return nxDomain;
   const ports = protocolPorts.filter((p) => `_${(p.name ?? '').toLowerCase()}` === labels[0]);
   if (ports.length === 0) return nxDomain;
   if (type !== 'SRV' && type !== 'ANY') return noData();
-  const srv = ports.map((p): Answer => ({ type: 'SRV', name: question.name, ttl: RECORD_TTL, class: 'IN', data: { priority: 0, weight: 100, port: p.port, target } }));
+  const srv = ports.map((p): Answer => ({
+    type: 'SRV',
+    name: question.name,
+    ttl: RECORD_TTL,
+    class: 'IN',
+    data: { priority: 0, weight: 100, port: p.port, target },
+  }));
   return found(srv, addressRecords(target, service, 'ANY'));
 }

@@ -30,15 +30,50 @@ export function exportConditions(
   let dropConflict = false;
 
   if (!verdict.valid) {
-    updates.push(withGeneration({ type: ServiceExportConditionType.Valid, status: ConditionStatus.False, reason: verdict.reason, message: verdict.message }));
-    updates.push(withGeneration({ type: ServiceExportConditionType.Ready, status: ConditionStatus.False, reason: ServiceExportReason.Pending, message: `not exported: ${verdict.message}` }));
+    updates.push(
+      withGeneration({
+        type: ServiceExportConditionType.Valid,
+        status: ConditionStatus.False,
+        reason: verdict.reason,
+        message: verdict.message,
+      }),
+    );
+    updates.push(
+      withGeneration({
+        type: ServiceExportConditionType.Ready,
+        status: ConditionStatus.False,
+        reason: ServiceExportReason.Pending,
+        message: `not exported: ${verdict.message}`,
+      }),
+    );
     dropConflict = true; // an export that takes no part in the clusterset cannot conflict
   } else {
-    updates.push(withGeneration({ type: ServiceExportConditionType.Valid, status: ConditionStatus.True, reason: ServiceExportReason.Valid, message: 'the Service can be exported' }));
+    updates.push(
+      withGeneration({
+        type: ServiceExportConditionType.Valid,
+        status: ConditionStatus.True,
+        reason: ServiceExportReason.Valid,
+        message: 'the Service can be exported',
+      }),
+    );
     if (hub?.exported) {
-      updates.push(withGeneration({ type: ServiceExportConditionType.Ready, status: ConditionStatus.True, reason: ServiceExportReason.Exported, message: 'the hub has accepted the export' }));
+      updates.push(
+        withGeneration({
+          type: ServiceExportConditionType.Ready,
+          status: ConditionStatus.True,
+          reason: ServiceExportReason.Exported,
+          message: 'the hub has accepted the export',
+        }),
+      );
     } else if (findCondition(stored, ServiceExportConditionType.Ready)?.status !== ConditionStatus.True) {
-      updates.push(withGeneration({ type: ServiceExportConditionType.Ready, status: ConditionStatus.False, reason: ServiceExportReason.Pending, message: 'waiting for the hub to accept the export' }));
+      updates.push(
+        withGeneration({
+          type: ServiceExportConditionType.Ready,
+          status: ConditionStatus.False,
+          reason: ServiceExportReason.Pending,
+          message: 'waiting for the hub to accept the export',
+        }),
+      );
     }
     const conflicts = hub?.conflicts;
     if (conflicts && conflicts.length > 0) {
@@ -47,11 +82,21 @@ export function exportConditions(
           type: ServiceExportConditionType.Conflict,
           status: ConditionStatus.True,
           reason: conflictReason(conflicts.map((c) => c.type)),
-          message: conflicts.map((c) => c.message).join('; ').slice(0, MAX_CONDITION_MESSAGE),
+          message: conflicts
+            .map((c) => c.message)
+            .join('; ')
+            .slice(0, MAX_CONDITION_MESSAGE),
         }),
       );
     } else if (conflicts) {
-      updates.push(withGeneration({ type: ServiceExportConditionType.Conflict, status: ConditionStatus.False, reason: ServiceExportReason.NoConflicts, message: 'no conflict with the exports of other clusters' }));
+      updates.push(
+        withGeneration({
+          type: ServiceExportConditionType.Conflict,
+          status: ConditionStatus.False,
+          reason: ServiceExportReason.NoConflicts,
+          message: 'no conflict with the exports of other clusters',
+        }),
+      );
     }
   }
 

@@ -9,7 +9,10 @@ import { createLogger } from '../../common/logger.ts';
 import { ExportReporter, REPORT_TIMING_DEFAULTS, type ReportTiming } from './export-reporter.ts';
 import { RecordingHub } from './recording-hub.testkit.ts';
 
-const log = createLogger({ component: 'export-reporter-test', level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent' });
+const log = createLogger({
+  component: 'export-reporter-test',
+  level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent',
+});
 
 function service(name: string, ready = 1): ExportedService {
   return {
@@ -35,7 +38,11 @@ afterEach(async () => {
   await Promise.all(reporters.splice(0).map((r) => r.close()));
 });
 
-function setUp(timing: Partial<ReportTiming> = {}): { hub: RecordingHub; reporter: ExportReporter; changedViews: string[] } {
+function setUp(timing: Partial<ReportTiming> = {}): {
+  hub: RecordingHub;
+  reporter: ExportReporter;
+  changedViews: string[];
+} {
   const hub = new RecordingHub();
   const changedViews: string[] = [];
   const reporter = new ExportReporter({ sink: hub, log, timing, onHubViewChange: (key) => changedViews.push(key) });
@@ -43,7 +50,8 @@ function setUp(timing: Partial<ReportTiming> = {}): { hub: RecordingHub; reporte
   return { hub, reporter, changedViews };
 }
 
-const names = (report: { request: { services: ExportedService[] } } | undefined): string[] => report?.request.services.map((s) => s.name) ?? [];
+const names = (report: { request: { services: ExportedService[] } } | undefined): string[] =>
+  report?.request.services.map((s) => s.name) ?? [];
 
 describe('ExportReporter', () => {
   describe('timing, on a fake clock', () => {
@@ -88,7 +96,9 @@ describe('ExportReporter', () => {
         expect(hub.reports.length, `change ${i} reported before the quiet period`).toBe(from);
         await advance(1);
         // Exactly when the quiet period ends: a debounce that waited for maxDelayMs would not have sent yet.
-        expect(hub.reports.slice(from).map((r) => [r.request.services[0]?.endpoints[0]?.ready, r.at - changedAt])).toEqual([[i, quietMs]]);
+        expect(
+          hub.reports.slice(from).map((r) => [r.request.services[0]?.endpoints[0]?.ready, r.at - changedAt]),
+        ).toEqual([[i, quietMs]]);
       }
     });
 
@@ -127,7 +137,9 @@ describe('ExportReporter', () => {
       // The first change after a report comes at most spacingMs later and leaves at most maxDelayMs after that.
       const times = [streamStart, ...during.map((r) => r.at)];
       const gaps = times.slice(1).map((t, i) => t - (times[i] as number));
-      expect(gaps.length).toBeGreaterThanOrEqual(Math.floor((streamEnd - streamStart) / (timing.maxDelayMs + spacingMs)));
+      expect(gaps.length).toBeGreaterThanOrEqual(
+        Math.floor((streamEnd - streamStart) / (timing.maxDelayMs + spacingMs)),
+      );
       for (const gap of gaps) expect(gap).toBeLessThanOrEqual(timing.maxDelayMs + spacingMs);
       expect(during.length).toBeLessThan(changes / 5); // still coalescing
     });
@@ -244,7 +256,9 @@ describe('ExportReporter', () => {
     reporter.applyConflicts('ns/b', [{ type: 'SessionAffinityConflict', message: 'ClientIP elsewhere' }]);
     reporter.applyConflicts('ns/b', [{ type: 'not a reason', message: 'x' }]);
     reporter.applyConflicts('ns/gone', [{ type: 'PortConflict', message: 'x' }]);
-    expect(reporter.hubView('ns/b')?.conflicts).toEqual([{ type: 'SessionAffinityConflict', message: 'ClientIP elsewhere' }]);
+    expect(reporter.hubView('ns/b')?.conflicts).toEqual([
+      { type: 'SessionAffinityConflict', message: 'ClientIP elsewhere' },
+    ]);
     expect(reporter.hubView('ns/gone')).toBeUndefined();
     expect(changedViews).toEqual(['ns/b']);
   });

@@ -9,7 +9,12 @@ import { describeError, IsthmusError } from '../../common/errors.ts';
 import { formatIssues } from '../../common/config.ts';
 import type { ExportedService } from '../../common/hub-api/index.ts';
 import type { Logger } from '../../common/logger.ts';
-import { exportConflictSchema, reportResponseSchema, type ExportConflictVerdict, type ReportSink } from './report-sink.ts';
+import {
+  exportConflictSchema,
+  reportResponseSchema,
+  type ExportConflictVerdict,
+  type ReportSink,
+} from './report-sink.ts';
 
 export interface ReportTiming {
   /** A report leaves once no change arrived for this long. */
@@ -21,7 +26,12 @@ export interface ReportTiming {
   readonly retryMaxMs: number;
 }
 
-export const REPORT_TIMING_DEFAULTS: ReportTiming = { quietMs: 5, maxDelayMs: 100, retryInitialMs: 200, retryMaxMs: 30_000 };
+export const REPORT_TIMING_DEFAULTS: ReportTiming = {
+  quietMs: 5,
+  maxDelayMs: 100,
+  retryInitialMs: 200,
+  retryMaxMs: 30_000,
+};
 
 /** What the hub said about one export. */
 export interface HubView {
@@ -104,7 +114,10 @@ export class ExportReporter {
   hubView(key: string): HubView | undefined {
     const entry = this.#entries.get(key);
     if (!entry) return undefined;
-    return { exported: entry.firstReported !== undefined && entry.firstReported <= this.#applied, conflicts: entry.conflicts };
+    return {
+      exported: entry.firstReported !== undefined && entry.firstReported <= this.#applied,
+      conflicts: entry.conflicts,
+    };
   }
 
   /** A conflict verdict that reached this cluster another way (the catalog); ignored for keys not exported. */
@@ -186,20 +199,37 @@ export class ExportReporter {
     });
   }
 
-  async #send(generation: number, keys: readonly string[], services: ExportedService[], waitedMs: number): Promise<void> {
+  async #send(
+    generation: number,
+    keys: readonly string[],
+    services: ExportedService[],
+    waitedMs: number,
+  ): Promise<void> {
     const started = performance.now();
     try {
       const parsed = reportResponseSchema.safeParse(await this.#sink.report({ generation, services }));
-      if (!parsed.success) throw new IsthmusError('ISTHMUS_INPUT_INVALID', `ReportExports answer: ${formatIssues(parsed.error)}`);
+      if (!parsed.success)
+        throw new IsthmusError('ISTHMUS_INPUT_INVALID', `ReportExports answer: ${formatIssues(parsed.error)}`);
       const { appliedGeneration, conflicts } = parsed.data;
       if (appliedGeneration !== generation) {
         // The hub holds a newer report (an earlier agent process with a clock ahead): go past it.
         this.#generation = Math.max(this.#generation, appliedGeneration);
-        throw new IsthmusError('ISTHMUS_STALE_REPORT', `generation ${generation} not applied, the hub is at ${appliedGeneration}`);
+        throw new IsthmusError(
+          'ISTHMUS_STALE_REPORT',
+          `generation ${generation} not applied, the hub is at ${appliedGeneration}`,
+        );
       }
       this.#failures = 0;
       this.#acknowledged(generation, keys, conflicts);
-      this.#log.debug({ generation, services: services.length, debounceMs: round(waitedMs), roundTripMs: round(performance.now() - started) }, 'exports reported');
+      this.#log.debug(
+        {
+          generation,
+          services: services.length,
+          debounceMs: round(waitedMs),
+          roundTripMs: round(performance.now() - started),
+        },
+        'exports reported',
+      );
     } catch (err) {
       if (this.#closed) return;
       this.#failures++;
@@ -207,14 +237,21 @@ export class ExportReporter {
       this.#firstChangeAt ??= performance.now();
       const { retryInitialMs, retryMaxMs } = this.#timing;
       const retryInMs = backoffDelay(this.#failures, { initialMs: retryInitialMs, maxMs: retryMaxMs, jitter: 0.5 });
-      this.#log.warn({ generation, failures: this.#failures, retryInMs, err: describeError(err) }, 'reporting exports failed; keeping them and retrying');
+      this.#log.warn(
+        { generation, failures: this.#failures, retryInMs, err: describeError(err) },
+        'reporting exports failed; keeping them and retrying',
+      );
       this.#backingOff = true;
       clearTimeout(this.#timer);
       this.#timer = setTimeout(() => this.#flush(), retryInMs);
     }
   }
 
-  #acknowledged(generation: number, keys: readonly string[], conflicts: readonly (ExportConflictVerdict & { namespace: string; name: string })[]): void {
+  #acknowledged(
+    generation: number,
+    keys: readonly string[],
+    conflicts: readonly (ExportConflictVerdict & { namespace: string; name: string })[],
+  ): void {
     const byKey = new Map<string, ExportConflictVerdict[]>();
     for (const { namespace, name, type, message } of conflicts) {
       const key = `${namespace}/${name}`;
@@ -233,7 +270,10 @@ export class ExportReporter {
   }
 }
 
-function sameConflicts(a: readonly ExportConflictVerdict[] | undefined, b: readonly ExportConflictVerdict[] | undefined): boolean {
+function sameConflicts(
+  a: readonly ExportConflictVerdict[] | undefined,
+  b: readonly ExportConflictVerdict[] | undefined,
+): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 

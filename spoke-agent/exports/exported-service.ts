@@ -32,14 +32,26 @@ export interface ExportSource {
 // Kubernetes defaults spec.sessionAffinityConfig.clientIP.timeoutSeconds to 3 h for ClientIP.
 const DEFAULT_CLIENT_IP_TIMEOUT_SECONDS = 10_800;
 
-export function evaluateExport(source: ExportSource, service: V1Service | undefined, slices: readonly V1EndpointSlice[]): ExportVerdict {
+export function evaluateExport(
+  source: ExportSource,
+  service: V1Service | undefined,
+  slices: readonly V1EndpointSlice[],
+): ExportVerdict {
   const { namespace, name } = source;
   if (!service) {
-    return { valid: false, reason: ServiceExportReason.NoService, message: `Service ${namespace}/${name} does not exist` };
+    return {
+      valid: false,
+      reason: ServiceExportReason.NoService,
+      message: `Service ${namespace}/${name} does not exist`,
+    };
   }
   const spec = service.spec ?? {};
   if (spec.type === 'ExternalName') {
-    return { valid: false, reason: ServiceExportReason.InvalidServiceType, message: `Service ${namespace}/${name} is of type ExternalName, which cannot be exported` };
+    return {
+      valid: false,
+      reason: ServiceExportReason.InvalidServiceType,
+      message: `Service ${namespace}/${name} is of type ExternalName, which cannot be exported`,
+    };
   }
   const allowed = allowedClusters(source.annotations[ALLOWED_CLUSTERS_ANNOTATION]);
   if (!allowed.ok) {
@@ -54,13 +66,22 @@ export function evaluateExport(source: ExportSource, service: V1Service | undefi
     namespace,
     name,
     type: spec.clusterIP === 'None' ? 'Headless' : 'ClusterSetIP',
-    ports: (spec.ports ?? []).map((p) => ({ name: p.name ?? '', protocol: p.protocol ?? 'TCP', port: p.port, appProtocol: p.appProtocol ?? '' })),
+    ports: (spec.ports ?? []).map((p) => ({
+      name: p.name ?? '',
+      protocol: p.protocol ?? 'TCP',
+      port: p.port,
+      appProtocol: p.appProtocol ?? '',
+    })),
     sessionAffinity: clientIp ? 'ClientIP' : 'None',
-    sessionAffinityTimeoutSeconds: clientIp ? (spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_CLIENT_IP_TIMEOUT_SECONDS) : 0,
+    sessionAffinityTimeoutSeconds: clientIp
+      ? (spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_CLIENT_IP_TIMEOUT_SECONDS)
+      : 0,
     exportCreatedAt: source.creationTimestamp,
     endpoints: readyEndpointsPerZone(slices),
     allowedClusters: allowed.clusters,
-    ipFamilies: spec.ipFamilies ?? (spec.clusterIPs ?? []).filter((ip) => ip !== 'None').map((ip) => (isIPv6(ip) ? 'IPv6' : 'IPv4')),
+    ipFamilies:
+      spec.ipFamilies ??
+      (spec.clusterIPs ?? []).filter((ip) => ip !== 'None').map((ip) => (isIPv6(ip) ? 'IPv6' : 'IPv4')),
     internalTrafficPolicy: spec.internalTrafficPolicy ?? '',
     trafficDistribution: spec.trafficDistribution ?? '',
     exportedLabels: source.exportedLabels,
@@ -69,14 +90,27 @@ export function evaluateExport(source: ExportSource, service: V1Service | undefi
   // The hub refuses a whole report over one bad service: keep such a service out of it.
   const parsed = exportedServiceSchema.safeParse(candidate);
   if (!parsed.success) {
-    return { valid: false, reason: EXTRA_INVALID_REASONS.UnsupportedService, message: `Service ${namespace}/${name} cannot be exported: ${formatIssues(parsed.error)}` };
+    return {
+      valid: false,
+      reason: EXTRA_INVALID_REASONS.UnsupportedService,
+      message: `Service ${namespace}/${name} cannot be exported: ${formatIssues(parsed.error)}`,
+    };
   }
   return { valid: true, service: parsed.data };
 }
 
 /** "b, c" → ['b', 'c'] (sorted, unique); absent or empty: every member may import. */
-function allowedClusters(annotation: string | undefined): { ok: true; clusters: string[] } | { ok: false; invalid: string[] } {
-  const names = [...new Set((annotation ?? '').split(',').map((c) => c.trim()).filter((c) => c !== ''))].sort();
+function allowedClusters(
+  annotation: string | undefined,
+): { ok: true; clusters: string[] } | { ok: false; invalid: string[] } {
+  const names = [
+    ...new Set(
+      (annotation ?? '')
+        .split(',')
+        .map((c) => c.trim())
+        .filter((c) => c !== ''),
+    ),
+  ].sort();
   const invalid = names.filter((c) => !dns1123LabelSchema.safeParse(c).success);
   return invalid.length > 0 ? { ok: false, invalid } : { ok: true, clusters: names };
 }

@@ -12,7 +12,15 @@ import {
   type V1ServiceSpec,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findCondition, MCS_GROUP, MCS_VERSION, SERVICE_EXPORT_PLURAL, serviceExportSchema, type Condition, type ServiceExportSpec } from '../../common/api/index.ts';
+import {
+  findCondition,
+  MCS_GROUP,
+  MCS_VERSION,
+  SERVICE_EXPORT_PLURAL,
+  serviceExportSchema,
+  type Condition,
+  type ServiceExportSpec,
+} from '../../common/api/index.ts';
 import { ALLOWED_CLUSTERS_ANNOTATION } from '../../common/catalog.ts';
 import { ensureNamespace } from '../../common/kube/index.ts';
 import { createLogger } from '../../common/logger.ts';
@@ -20,7 +28,10 @@ import { startTestbed, waitFor, type Testbed } from '../../local/testbed/index.t
 import { createExporter, type Exporter } from './exporter.ts';
 import { RecordingHub } from './recording-hub.testkit.ts';
 
-const log = createLogger({ component: 'exporter-test', level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent' });
+const log = createLogger({
+  component: 'exporter-test',
+  level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent',
+});
 const CLUSTER_ID = 'cluster-a';
 
 let bed: Testbed;
@@ -64,7 +75,13 @@ function endpoint(ip: string, zone?: string, ready?: boolean): V1Endpoint {
   return { addresses: [ip], zone, conditions: ready === undefined ? {} : { ready } };
 }
 
-async function createSlice(namespace: string, name: string, service: string, endpoints: V1Endpoint[], options: { addressType?: string; labels?: Record<string, string> } = {}): Promise<void> {
+async function createSlice(
+  namespace: string,
+  name: string,
+  service: string,
+  endpoints: V1Endpoint[],
+  options: { addressType?: string; labels?: Record<string, string> } = {},
+): Promise<void> {
   await discovery.createNamespacedEndpointSlice({
     namespace,
     body: {
@@ -77,41 +94,72 @@ async function createSlice(namespace: string, name: string, service: string, end
 }
 
 async function setSliceEndpoints(namespace: string, name: string, endpoints: V1Endpoint[]): Promise<void> {
-  await discovery.patchNamespacedEndpointSlice({ namespace, name, body: { endpoints } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+  await discovery.patchNamespacedEndpointSlice(
+    { namespace, name, body: { endpoints } },
+    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+  );
 }
 
 /** Creates a ServiceExport; returns its creationTimestamp. */
-async function createExport(namespace: string, name: string, annotations?: Record<string, string>, spec?: ServiceExportSpec): Promise<string> {
+async function createExport(
+  namespace: string,
+  name: string,
+  annotations?: Record<string, string>,
+  spec?: ServiceExportSpec,
+): Promise<string> {
   await ensureNamespace(kc, namespace);
   const created: unknown = await custom.createNamespacedCustomObject({
     group: MCS_GROUP,
     version: MCS_VERSION,
     namespace,
     plural: SERVICE_EXPORT_PLURAL,
-    body: { apiVersion: `${MCS_GROUP}/${MCS_VERSION}`, kind: 'ServiceExport', metadata: { name, namespace, annotations }, ...(spec ? { spec } : {}) },
+    body: {
+      apiVersion: `${MCS_GROUP}/${MCS_VERSION}`,
+      kind: 'ServiceExport',
+      metadata: { name, namespace, annotations },
+      ...(spec ? { spec } : {}),
+    },
   });
   return serviceExportSchema.parse(created).metadata.creationTimestamp as string;
 }
 
 async function deleteExport(namespace: string, name: string): Promise<void> {
-  await custom.deleteNamespacedCustomObject({ group: MCS_GROUP, version: MCS_VERSION, namespace, plural: SERVICE_EXPORT_PLURAL, name });
+  await custom.deleteNamespacedCustomObject({
+    group: MCS_GROUP,
+    version: MCS_VERSION,
+    namespace,
+    plural: SERVICE_EXPORT_PLURAL,
+    name,
+  });
 }
 
 async function conditionsOf(namespace: string, name: string): Promise<Condition[]> {
-  const object: unknown = await custom.getNamespacedCustomObject({ group: MCS_GROUP, version: MCS_VERSION, namespace, plural: SERVICE_EXPORT_PLURAL, name });
+  const object: unknown = await custom.getNamespacedCustomObject({
+    group: MCS_GROUP,
+    version: MCS_VERSION,
+    namespace,
+    plural: SERVICE_EXPORT_PLURAL,
+    name,
+  });
   return serviceExportSchema.parse(object).status?.conditions ?? [];
 }
 
 type Expected = Partial<Pick<Condition, 'status' | 'reason' | 'message'>>;
 
 /** Waits until each named condition matches; returns the conditions then. */
-async function waitForConditions(namespace: string, name: string, expected: Record<string, Expected | 'absent'>): Promise<Condition[]> {
+async function waitForConditions(
+  namespace: string,
+  name: string,
+  expected: Record<string, Expected | 'absent'>,
+): Promise<Condition[]> {
   let conditions: Condition[] = [];
   const matches = (): boolean =>
     Object.entries(expected).every(([type, want]) => {
       const got = findCondition(conditions, type);
       if (want === 'absent') return got === undefined;
-      return got !== undefined && Object.entries(want).every(([field, value]) => got[field as keyof Condition] === value);
+      return (
+        got !== undefined && Object.entries(want).every(([field, value]) => got[field as keyof Condition] === value)
+      );
     });
   await waitFor(
     `conditions of ${namespace}/${name}: ${JSON.stringify(expected)}`,
@@ -131,8 +179,10 @@ function median(values: readonly number[]): number {
   return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 }
 
-const reported = (namespace: string, name: string) => (r: { ok: boolean; request: { services: { namespace: string; name: string }[] } }) =>
-  r.ok && r.request.services.some((s) => s.namespace === namespace && s.name === name);
+const reported =
+  (namespace: string, name: string) =>
+  (r: { ok: boolean; request: { services: { namespace: string; name: string }[] } }) =>
+    r.ok && r.request.services.some((s) => s.namespace === namespace && s.name === name);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -147,17 +197,33 @@ describe('exporter on a real kube-apiserver', () => {
       sessionAffinity: 'ClientIP',
       sessionAffinityConfig: { clientIP: { timeoutSeconds: 600 } },
     });
-    await createSlice(ns, 'cart-v4-1', 'cart', [endpoint('10.1.0.1', 'zone-a', true), endpoint('10.1.0.2', 'zone-a'), endpoint('10.1.0.3', 'zone-a', false), endpoint('10.1.0.4', 'zone-b', true)]);
+    await createSlice(ns, 'cart-v4-1', 'cart', [
+      endpoint('10.1.0.1', 'zone-a', true),
+      endpoint('10.1.0.2', 'zone-a'),
+      endpoint('10.1.0.3', 'zone-a', false),
+      endpoint('10.1.0.4', 'zone-b', true),
+    ]);
     await createSlice(ns, 'cart-v4-2', 'cart', [endpoint('10.1.0.5', 'zone-b', true), endpoint('10.1.0.6')]);
     // Dual stack: the same pods through IPv6 must not count twice.
     await createSlice(ns, 'cart-v6', 'cart', [endpoint('fd00::1', 'zone-a', true)], { addressType: 'IPv6' });
     // A slice this agent wrote for an import is no local endpoint.
-    await createSlice(ns, 'cart-imported', 'cart', [endpoint('10.9.0.1', 'zone-c', true)], { labels: { 'endpointslice.kubernetes.io/managed-by': 'agent.isthmus.dev' } });
+    await createSlice(ns, 'cart-imported', 'cart', [endpoint('10.9.0.1', 'zone-c', true)], {
+      labels: { 'endpointslice.kubernetes.io/managed-by': 'agent.isthmus.dev' },
+    });
 
     const release = hub.hold();
     const from = hub.reports.length;
-    const createdAt = await createExport(ns, 'cart', { [ALLOWED_CLUSTERS_ANNOTATION]: 'cluster-c, cluster-b' }, { exportedLabels: { tier: 'web' }, exportedAnnotations: { note: 'cart' } });
-    const report = await hub.waitForReport('cart reported', (r) => r.request.services.some((s) => s.name === 'cart'), from);
+    const createdAt = await createExport(
+      ns,
+      'cart',
+      { [ALLOWED_CLUSTERS_ANNOTATION]: 'cluster-c, cluster-b' },
+      { exportedLabels: { tier: 'web' }, exportedAnnotations: { note: 'cart' } },
+    );
+    const report = await hub.waitForReport(
+      'cart reported',
+      (r) => r.request.services.some((s) => s.name === 'cart'),
+      from,
+    );
     expect(report.request.services.find((s) => s.name === 'cart')).toEqual({
       namespace: ns,
       name: 'cart',
@@ -183,10 +249,20 @@ describe('exporter on a real kube-apiserver', () => {
     });
 
     // The hub has not answered yet.
-    const pending = await waitForConditions(ns, 'cart', { Valid: { status: 'True', reason: 'Valid' }, Ready: { status: 'False', reason: 'Pending' }, Conflict: 'absent' });
+    const pending = await waitForConditions(ns, 'cart', {
+      Valid: { status: 'True', reason: 'Valid' },
+      Ready: { status: 'False', reason: 'Pending' },
+      Conflict: 'absent',
+    });
     release();
-    const exported = await waitForConditions(ns, 'cart', { Valid: { status: 'True' }, Ready: { status: 'True', reason: 'Exported' }, Conflict: { status: 'False', reason: 'NoConflicts' } });
-    expect(findCondition(exported, 'Valid')?.lastTransitionTime).toBe(findCondition(pending, 'Valid')?.lastTransitionTime);
+    const exported = await waitForConditions(ns, 'cart', {
+      Valid: { status: 'True' },
+      Ready: { status: 'True', reason: 'Exported' },
+      Conflict: { status: 'False', reason: 'NoConflicts' },
+    });
+    expect(findCondition(exported, 'Valid')?.lastTransitionTime).toBe(
+      findCondition(pending, 'Valid')?.lastTransitionTime,
+    );
     expect(exporter.exportCount()).toBeGreaterThanOrEqual(1);
   });
 
@@ -195,24 +271,44 @@ describe('exporter on a real kube-apiserver', () => {
     const from = hub.reports.length;
     await createExport('headless', 'db');
     await hub.waitForReport('db reported', reported('headless', 'db'), from);
-    expect(hub.service('headless', 'db')).toMatchObject({ type: 'Headless', sessionAffinity: 'None', sessionAffinityTimeoutSeconds: 0, endpoints: [], allowedClusters: [] });
+    expect(hub.service('headless', 'db')).toMatchObject({
+      type: 'Headless',
+      sessionAffinity: 'None',
+      sessionAffinityTimeoutSeconds: 0,
+      endpoints: [],
+      allowedClusters: [],
+    });
   });
 
   it('a ServiceExport without a Service is Valid=False/NoService and not reported, until the Service comes', async () => {
     const ns = 'ghosts';
     await createExport(ns, 'ghost');
-    await waitForConditions(ns, 'ghost', { Valid: { status: 'False', reason: 'NoService', message: `Service ${ns}/ghost does not exist` }, Ready: { status: 'False', reason: 'Pending' } });
+    await waitForConditions(ns, 'ghost', {
+      Valid: { status: 'False', reason: 'NoService', message: `Service ${ns}/ghost does not exist` },
+      Ready: { status: 'False', reason: 'Pending' },
+    });
     const from = hub.reports.length;
     await createService(ns, 'ghost', httpService);
     await hub.waitForReport('ghost reported once its Service exists', reported(ns, 'ghost'), from);
     for (const r of hub.reports.slice(0, from)) expect(r.request.services.some((s) => s.namespace === ns)).toBe(false);
-    await waitForConditions(ns, 'ghost', { Valid: { status: 'True', reason: 'Valid' }, Ready: { status: 'True', reason: 'Exported' } });
+    await waitForConditions(ns, 'ghost', {
+      Valid: { status: 'True', reason: 'Valid' },
+      Ready: { status: 'True', reason: 'Exported' },
+    });
 
     // The Service goes: unexported, and says why.
     const before = hub.reports.length;
     await core.deleteNamespacedService({ namespace: ns, name: 'ghost' });
-    await hub.waitForReport('ghost unexported', (r) => r.ok && !r.request.services.some((s) => s.namespace === ns), before);
-    await waitForConditions(ns, 'ghost', { Valid: { status: 'False', reason: 'NoService' }, Ready: { status: 'False', reason: 'Pending' }, Conflict: 'absent' });
+    await hub.waitForReport(
+      'ghost unexported',
+      (r) => r.ok && !r.request.services.some((s) => s.namespace === ns),
+      before,
+    );
+    await waitForConditions(ns, 'ghost', {
+      Valid: { status: 'False', reason: 'NoService' },
+      Ready: { status: 'False', reason: 'Pending' },
+      Conflict: 'absent',
+    });
   });
 
   it('an ExternalName Service is Valid=False/InvalidServiceType and not reported', async () => {
@@ -220,7 +316,10 @@ describe('exporter on a real kube-apiserver', () => {
     await createService(ns, 'legacy', { type: 'ExternalName', externalName: 'legacy.example.com' });
     await createService(ns, 'fine', httpService);
     await createExport(ns, 'legacy');
-    await waitForConditions(ns, 'legacy', { Valid: { status: 'False', reason: 'InvalidServiceType' }, Ready: { status: 'False', reason: 'Pending' } });
+    await waitForConditions(ns, 'legacy', {
+      Valid: { status: 'False', reason: 'InvalidServiceType' },
+      Ready: { status: 'False', reason: 'Pending' },
+    });
     const from = hub.reports.length;
     await createExport(ns, 'fine');
     const report = await hub.waitForReport('fine reported', reported(ns, 'fine'), from);
@@ -239,29 +338,53 @@ describe('exporter on a real kube-apiserver', () => {
     const ns = 'conflicts';
     await createService(ns, 'api', httpService);
     await createSlice(ns, 'api-1', 'api', [endpoint('10.2.0.1', 'zone-a', true)]);
-    hub.conflicts = [{ namespace: ns, name: 'api', type: 'PortConflict', message: 'port 80/TCP is 8080/TCP in cluster-b (older export wins)' }];
+    hub.conflicts = [
+      {
+        namespace: ns,
+        name: 'api',
+        type: 'PortConflict',
+        message: 'port 80/TCP is 8080/TCP in cluster-b (older export wins)',
+      },
+    ];
     await createExport(ns, 'api');
     const conflicted = await waitForConditions(ns, 'api', {
       Ready: { status: 'True', reason: 'Exported' },
-      Conflict: { status: 'True', reason: 'PortConflict', message: 'port 80/TCP is 8080/TCP in cluster-b (older export wins)' },
+      Conflict: {
+        status: 'True',
+        reason: 'PortConflict',
+        message: 'port 80/TCP is 8080/TCP in cluster-b (older export wins)',
+      },
     });
 
     // Two conflicts at once: reasons joined with commas, as upstream does.
-    hub.conflicts = [...hub.conflicts, { namespace: ns, name: 'api', type: 'SessionAffinityConflict', message: 'ClientIP in cluster-b' }];
+    hub.conflicts = [
+      ...hub.conflicts,
+      { namespace: ns, name: 'api', type: 'SessionAffinityConflict', message: 'ClientIP in cluster-b' },
+    ];
     await setSliceEndpoints(ns, 'api-1', [endpoint('10.2.0.1', 'zone-a', true), endpoint('10.2.0.2', 'zone-a', true)]);
-    await waitForConditions(ns, 'api', { Conflict: { status: 'True', reason: 'PortConflict,SessionAffinityConflict', message: 'port 80/TCP is 8080/TCP in cluster-b (older export wins); ClientIP in cluster-b' } });
+    await waitForConditions(ns, 'api', {
+      Conflict: {
+        status: 'True',
+        reason: 'PortConflict,SessionAffinityConflict',
+        message: 'port 80/TCP is 8080/TCP in cluster-b (older export wins); ClientIP in cluster-b',
+      },
+    });
 
     hub.conflicts = [];
     await setSliceEndpoints(ns, 'api-1', [endpoint('10.2.0.1', 'zone-a', true)]);
     const cleared = await waitForConditions(ns, 'api', { Conflict: { status: 'False', reason: 'NoConflicts' } });
-    expect(findCondition(cleared, 'Ready')?.lastTransitionTime).toBe(findCondition(conflicted, 'Ready')?.lastTransitionTime);
+    expect(findCondition(cleared, 'Ready')?.lastTransitionTime).toBe(
+      findCondition(conflicted, 'Ready')?.lastTransitionTime,
+    );
 
     // Discovered later from another cluster's export, through the catalog.
     exporter.applyCatalogConflicts(ns, 'api', [
       { type: 'TypeConflict', message: 'Headless in cluster-c', clusters: ['cluster-c', CLUSTER_ID] },
       { type: 'PortConflict', message: 'between cluster-b and cluster-c', clusters: ['cluster-b', 'cluster-c'] },
     ]);
-    await waitForConditions(ns, 'api', { Conflict: { status: 'True', reason: 'TypeConflict', message: 'Headless in cluster-c' } });
+    await waitForConditions(ns, 'api', {
+      Conflict: { status: 'True', reason: 'TypeConflict', message: 'Headless in cluster-c' },
+    });
     exporter.applyCatalogConflicts(ns, 'api', []);
     await waitForConditions(ns, 'api', { Conflict: { status: 'False', reason: 'NoConflicts' } });
   });
@@ -292,11 +415,17 @@ describe('exporter on a real kube-apiserver', () => {
     const from = hub.reports.length;
     const started = performance.now();
     await Promise.all(names.map((name) => createExport(ns, name)));
-    const all = await hub.waitForReport('all 50 reported', (r) => r.ok && r.request.services.filter((s) => s.namespace === ns).length === 50, from);
+    const all = await hub.waitForReport(
+      'all 50 reported',
+      (r) => r.ok && r.request.services.filter((s) => s.namespace === ns).length === 50,
+      from,
+    );
     await sleep(100);
     const reports = hub.reports.slice(from);
     const carrying = reports.filter((r) => r.request.services.some((s) => s.namespace === ns));
-    console.log(`exporter: 50 ServiceExports created concurrently → ${carrying.length} report(s); all 50 in a report ${(all.at - started).toFixed(1)} ms after the burst began`);
+    console.log(
+      `exporter: 50 ServiceExports created concurrently → ${carrying.length} report(s); all 50 in a report ${(all.at - started).toFixed(1)} ms after the burst began`,
+    );
     // Coalesced: fewer reports than exports (one each would be 50), however long the 50 creates take.
     expect(carrying.length).toBeLessThan(names.length);
     expect(hub.last()?.request.services.filter((s) => s.namespace === ns)).toHaveLength(50);
@@ -320,15 +449,23 @@ describe('exporter on a real kube-apiserver', () => {
       const started = performance.now();
       await setSliceEndpoints(ns, 'web-1', endpoints);
       const written = performance.now();
-      const report = await hub.waitForReport(`web with ${ready} endpoints`, (r) => r.request.services.find((s) => s.namespace === ns)?.endpoints[0]?.ready === ready, from);
+      const report = await hub.waitForReport(
+        `web with ${ready} endpoints`,
+        (r) => r.request.services.find((s) => s.namespace === ns)?.endpoints[0]?.ready === ready,
+        from,
+      );
       sinceWrite.push(report.at - started);
       sinceWritten.push(report.at - written);
       await sleep(30);
     }
     const p50 = median(sinceWrite);
     const show = (list: number[]): string => list.map((l) => l.toFixed(1)).join(', ');
-    console.log(`exporter: lone EndpointSlice change → report, from sending the PATCH (PATCH + watch + debounce): p50 ${p50.toFixed(1)} ms [${show(sinceWrite)}]`);
-    console.log(`exporter: ... from the PATCH's answer (watch + debounce, the event may beat the answer): p50 ${median(sinceWritten).toFixed(1)} ms [${show(sinceWritten)}]`);
+    console.log(
+      `exporter: lone EndpointSlice change → report, from sending the PATCH (PATCH + watch + debounce): p50 ${p50.toFixed(1)} ms [${show(sinceWrite)}]`,
+    );
+    console.log(
+      `exporter: ... from the PATCH's answer (watch + debounce, the event may beat the answer): p50 ${median(sinceWritten).toFixed(1)} ms [${show(sinceWritten)}]`,
+    );
     expect(sinceWrite).toHaveLength(10);
     expect(hub.last()?.request.services.find((s) => s.namespace === ns)?.endpoints[0]?.ready).toBe(11);
   });
@@ -343,7 +480,10 @@ describe('exporter on a real kube-apiserver', () => {
     await createExport(ns, 'orders');
     await hub.waitForReport('first failed attempt', (r) => !r.ok, from);
     await createExport(ns, 'billing'); // arrives while the hub is down
-    await waitForConditions(ns, 'billing', { Valid: { status: 'True' }, Ready: { status: 'False', reason: 'Pending' } });
+    await waitForConditions(ns, 'billing', {
+      Valid: { status: 'True' },
+      Ready: { status: 'False', reason: 'Pending' },
+    });
     const ok = await hub.waitForReport('accepted report', (r) => r.ok, from);
     const attempts = hub.reports.slice(from, hub.reports.indexOf(ok) + 1);
     expect(attempts.map((r) => r.ok)).toEqual([false, false, false, false, false, true]);

@@ -8,14 +8,27 @@ import { ENDPOINTSLICE_MANAGED_BY_AGENT, LABEL_ENDPOINTSLICE_MANAGED_BY } from '
 import type { CatalogConflict } from '../../common/catalog.ts';
 import { formatIssues } from '../../common/config.ts';
 import { IsthmusError } from '../../common/errors.ts';
-import { Informer, WorkQueue, isConflict, isNotFound, kinds, objectKey, type WorkResult } from '../../common/kube/index.ts';
+import {
+  Informer,
+  WorkQueue,
+  isConflict,
+  isNotFound,
+  kinds,
+  objectKey,
+  type WorkResult,
+} from '../../common/kube/index.ts';
 import { whenAborted, type Runnable } from '../../common/lifecycle.ts';
 import type { Logger } from '../../common/logger.ts';
 import { exportConditions } from './export-conditions.ts';
 import { ExportReporter, type ReportTiming } from './export-reporter.ts';
 import { evaluateExport, type ExportVerdict } from './exported-service.ts';
 import type { ReportSink } from './report-sink.ts';
-import { readServiceExport, serviceExportResource, writeServiceExportConditions, type ServiceExportView } from './service-exports.ts';
+import {
+  readServiceExport,
+  serviceExportResource,
+  writeServiceExportConditions,
+  type ServiceExportView,
+} from './service-exports.ts';
 
 /** The label the EndpointSlice controller puts on a Service's slices. */
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
@@ -61,20 +74,36 @@ export function createExporter(options: ExporterOptions): Exporter {
   const { kc, clusterId, hub, log } = options;
   const exportsQueue = new WorkQueue<string>({ name: 'exports', logger: log });
   const statusQueue = new WorkQueue<string>({ name: 'export-status', logger: log });
-  const reporter = new ExportReporter({ sink: hub, log, timing: options.timing, onHubViewChange: (key) => statusQueue.add(key) });
+  const reporter = new ExportReporter({
+    sink: hub,
+    log,
+    timing: options.timing,
+    onHubViewChange: (key) => statusQueue.add(key),
+  });
 
-  const serviceExports = new Informer<KubernetesObject>({ kubeConfig: kc, resource: serviceExportResource, logger: log, onEvent: (_type, object) => exportsQueue.add(objectKey(object)) });
+  const serviceExports = new Informer<KubernetesObject>({
+    kubeConfig: kc,
+    resource: serviceExportResource,
+    logger: log,
+    onEvent: (_type, object) => exportsQueue.add(objectKey(object)),
+  });
   // Services and slices matter only for keys that are exported; the export's own events cover the rest.
   const enqueueIfExported = (key: string): void => {
     if (serviceExports.getByKey(key)) exportsQueue.add(key);
   };
-  const services = new Informer<V1Service>({ kubeConfig: kc, resource: kinds.services, logger: log, onEvent: (_type, service) => enqueueIfExported(objectKey(service)) });
+  const services = new Informer<V1Service>({
+    kubeConfig: kc,
+    resource: kinds.services,
+    logger: log,
+    onEvent: (_type, service) => enqueueIfExported(objectKey(service)),
+  });
   const slices = new Informer<V1EndpointSlice>({
     kubeConfig: kc,
     resource: kinds.endpointSlices,
     labelSelector: LOCAL_SLICES_SELECTOR,
     logger: log,
-    onEvent: (_type, slice) => enqueueIfExported(`${slice.metadata?.namespace ?? ''}/${slice.metadata?.labels?.[SERVICE_NAME_LABEL] ?? ''}`),
+    onEvent: (_type, slice) =>
+      enqueueIfExported(`${slice.metadata?.namespace ?? ''}/${slice.metadata?.labels?.[SERVICE_NAME_LABEL] ?? ''}`),
   });
   const informers = [serviceExports, services, slices] as const;
 
@@ -114,7 +143,13 @@ export function createExporter(options: ExporterOptions): Exporter {
     const now = current(key);
     if (!now) return;
     const { view, verdict } = now;
-    const { conditions, changed } = exportConditions(view.conditions, verdict, reporter.hubView(key), view.generation, new Date());
+    const { conditions, changed } = exportConditions(
+      view.conditions,
+      verdict,
+      reporter.hubView(key),
+      view.generation,
+      new Date(),
+    );
     if (!changed) return;
     try {
       await writeServiceExportConditions(kc, view, conditions);
@@ -130,7 +165,10 @@ export function createExporter(options: ExporterOptions): Exporter {
     for (const informer of informers) informer.start();
     const workers: Promise<void>[] = [];
     try {
-      const synced = await Promise.race([Promise.all(informers.map((i) => i.synced())).then(() => true), aborted.then(() => false)]);
+      const synced = await Promise.race([
+        Promise.all(informers.map((i) => i.synced())).then(() => true),
+        aborted.then(() => false),
+      ]);
       if (!synced) return;
       // Report nothing before the whole set is known: a partial report would unexport the rest.
       for (const object of serviceExports.list()) refreshExport(objectKey(object));
@@ -157,7 +195,9 @@ export function createExporter(options: ExporterOptions): Exporter {
     synced: () => syncedPromise,
     exportCount: () => reporter.size,
     applyCatalogConflicts(namespace, name, conflicts) {
-      const mine = conflicts.filter((c) => c.clusters.includes(clusterId)).map(({ type, message }) => ({ type, message }));
+      const mine = conflicts
+        .filter((c) => c.clusters.includes(clusterId))
+        .map(({ type, message }) => ({ type, message }));
       reporter.applyConflicts(`${namespace}/${name}`, mine);
     },
   };

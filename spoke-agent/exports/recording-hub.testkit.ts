@@ -1,7 +1,12 @@
 // An in-test hub for the exporter: records every ReportExports request with its arrival time and
 // answers as the hub does (applied = the request's generation). Tests can make it fail, hold its
 // answers, or report conflicts.
-import type { ExportConflict, ExportedService, ReportExportsRequest, ReportExportsResponse } from '../../common/hub-api/index.ts';
+import type {
+  ExportConflict,
+  ExportedService,
+  ReportExportsRequest,
+  ReportExportsResponse,
+} from '../../common/hub-api/index.ts';
 import { waitFor } from '../../local/testbed/index.ts';
 import type { ReportSink } from './report-sink.ts';
 
@@ -27,7 +32,8 @@ export class RecordingHub implements ReportSink {
     this.reports.push({ at: performance.now(), request: structuredClone(request), ok: !failing });
     if (failing) throw new Error('hub unavailable (test)');
     await this.#held;
-    const reported = (c: ExportConflict): boolean => request.services.some((s) => s.namespace === c.namespace && s.name === c.name);
+    const reported = (c: ExportConflict): boolean =>
+      request.services.some((s) => s.namespace === c.namespace && s.name === c.name);
     return { appliedGeneration: request.generation, conflicts: this.conflicts.filter(reported) };
   }
 
@@ -61,7 +67,12 @@ export class RecordingHub implements ReportSink {
   }
 
   /** The first report from index `from` on that satisfies `match`. */
-  async waitForReport(what: string, match: (report: RecordedReport) => boolean, from = 0, timeoutMs = 10_000): Promise<RecordedReport> {
+  async waitForReport(
+    what: string,
+    match: (report: RecordedReport) => boolean,
+    from = 0,
+    timeoutMs = 10_000,
+  ): Promise<RecordedReport> {
     let found: RecordedReport | undefined;
     await waitFor(
       what,

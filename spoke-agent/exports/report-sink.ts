@@ -14,7 +14,10 @@ export interface ReportSink {
 
 /** The agent's sink: ReportExports over the mTLS session, failing over across hub replicas. */
 export function hubReportSink(session: Pick<HubSession, 'call' | 'onReachable'>): ReportSink {
-  return { report: (request) => session.call('ReportExports', request), onReachable: (listener) => session.onReachable(listener) };
+  return {
+    report: (request) => session.call('ReportExports', request),
+    onReachable: (listener) => session.onReachable(listener),
+  };
 }
 
 // A condition reason is a CamelCase identifier; anything else would make the status write fail.

@@ -42,7 +42,12 @@ export async function lastRevision(nc: NatsConnection, bucket: string): Promise<
  * Calls `onMessage` for every message of the bucket from revision `from` on, in order, until the
  * end of the stream as it was when the last batch was served.
  */
-export async function readFrom(nc: NatsConnection, bucket: string, from: number, onMessage: (message: BucketMessage) => void): Promise<void> {
+export async function readFrom(
+  nc: NatsConnection,
+  bucket: string,
+  from: number,
+  onMessage: (message: BucketMessage) => void,
+): Promise<void> {
   let next = Math.max(1, from);
   for (;;) {
     const { last, more } = await readBatch(nc, bucket, next, onMessage);
@@ -55,21 +60,46 @@ export async function readFrom(nc: NatsConnection, bucket: string, from: number,
  * One batch direct get, through the connection's own request inboxes (an agent may subscribe only
  * under its own inbox prefix): ends at its end-of-batch marker (or "no results").
  */
-async function readBatch(nc: NatsConnection, bucket: string, from: number, onMessage: (message: BucketMessage) => void): Promise<{ last: number; more: boolean }> {
+async function readBatch(
+  nc: NatsConnection,
+  bucket: string,
+  from: number,
+  onMessage: (message: BucketMessage) => void,
+): Promise<{ last: number; more: boolean }> {
   const prefix = `$KV.${bucket}.`;
   let last = from - 1;
-  const replies = await nc.requestMany(bucketReadRequests(bucket).directGet, JSON.stringify({ seq: from, next_by_subj: `${prefix}>`, batch: BATCH }), { strategy: 'sentinel', maxWait: REQUEST_TIMEOUT_MS, noMux: true });
+  const replies = await nc.requestMany(
+    bucketReadRequests(bucket).directGet,
+    JSON.stringify({ seq: from, next_by_subj: `${prefix}>`, batch: BATCH }),
+    { strategy: 'sentinel', maxWait: REQUEST_TIMEOUT_MS, noMux: true },
+  );
   for await (const msg of replies) {
     const headers = msg.headers;
     if (headers?.code === 404) return { last, more: false };
     if (headers?.code === 204) return { last, more: Number(headers.get('Nats-Num-Pending') || '0') > 0 };
-    if (!headers || headers.hasError) throw new IsthmusError('ISTHMUS_NATS_READ_FAILED', `bucket ${bucket}: direct get failed: ${headers?.code ?? ''} ${headers?.description ?? 'no headers'}`);
+    if (!headers || headers.hasError)
+      throw new IsthmusError(
+        'ISTHMUS_NATS_READ_FAILED',
+        `bucket ${bucket}: direct get failed: ${headers?.code ?? ''} ${headers?.description ?? 'no headers'}`,
+      );
     const subject = headers.last('Nats-Subject');
     const revision = Number(headers.last('Nats-Sequence'));
-    if (!subject.startsWith(prefix) || !Number.isSafeInteger(revision)) throw new IsthmusError('ISTHMUS_NATS_READ_FAILED', `bucket ${bucket}: direct get returned ${subject} #${revision}`);
+    if (!subject.startsWith(prefix) || !Number.isSafeInteger(revision))
+      throw new IsthmusError(
+        'ISTHMUS_NATS_READ_FAILED',
+        `bucket ${bucket}: direct get returned ${subject} #${revision}`,
+      );
     const operation = headers.last('KV-Operation');
     last = revision;
-    onMessage({ key: subject.slice(prefix.length), revision, operation: operation === 'DEL' || operation === 'PURGE' ? operation : 'PUT', value: msg.data });
+    onMessage({
+      key: subject.slice(prefix.length),
+      revision,
+      operation: operation === 'DEL' || operation === 'PURGE' ? operation : 'PUT',
+      value: msg.data,
+    });
   }
-  throw new IsthmusError('ISTHMUS_NATS_READ_FAILED', `bucket ${bucket}: the direct get did not finish within ${REQUEST_TIMEOUT_MS} ms`);
+  throw new IsthmusError(
+    'ISTHMUS_NATS_READ_FAILED',
+    `bucket ${bucket}: the direct get did not finish within ${REQUEST_TIMEOUT_MS} ms`,
+  );
 }

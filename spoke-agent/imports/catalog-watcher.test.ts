@@ -15,7 +15,10 @@ import { runInBackground } from '../../common/lifecycle.testkit.ts';
 import { CatalogWatcher } from './catalog-watcher.ts';
 import { putEntry, putTombstone, reconnectAttempts } from './catalog.testkit.ts';
 
-const log = createLogger({ component: 'catalog-watcher-test', level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent' });
+const log = createLogger({
+  component: 'catalog-watcher-test',
+  level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent',
+});
 
 let bed: Testbed;
 let hub: NatsConnection;
@@ -66,10 +69,21 @@ function until(what: string, condition: () => boolean, timeoutMs = 10_000): Prom
 }
 
 /** A watcher over the proxied connection, stopped after the test body. */
-async function withWatcher(body: (watcher: CatalogWatcher, changes: string[]) => Promise<void>, vanishedGraceMs?: number): Promise<void> {
-  const watcher = new CatalogWatcher({ nc: agent, log, retry: { initialMs: 50, maxMs: 500 }, progressCheckMs: 300, ...(vanishedGraceMs ? { vanishedGraceMs } : {}) });
+async function withWatcher(
+  body: (watcher: CatalogWatcher, changes: string[]) => Promise<void>,
+  vanishedGraceMs?: number,
+): Promise<void> {
+  const watcher = new CatalogWatcher({
+    nc: agent,
+    log,
+    retry: { initialMs: 50, maxMs: 500 },
+    progressCheckMs: 300,
+    ...(vanishedGraceMs ? { vanishedGraceMs } : {}),
+  });
   const changes: string[] = [];
-  watcher.onChange((key, value) => changes.push(`${value ? 'set' : 'removed'} ${key}${value ? `:${value.ports[0]?.port}` : ''}`));
+  watcher.onChange((key, value) =>
+    changes.push(`${value ? 'set' : 'removed'} ${key}${value ? `:${value.ports[0]?.port}` : ''}`),
+  );
   await using _running = runInBackground(watcher);
   await body(watcher, changes);
 }
@@ -80,7 +94,14 @@ beforeAll(async () => {
   hub = await nats.connect('hub');
   proxy = await TcpProxy.start(nats.url);
   const creds = await nats.clientCredentials('agent', AGENT_CERTIFICATE_SUBJECT);
-  agent = await connect({ servers: `tls://127.0.0.1:${proxy.port}`, name: 'agent', tls: creds, maxReconnectAttempts: -1, reconnectTimeWait: 100, reconnectJitter: 0 });
+  agent = await connect({
+    servers: `tls://127.0.0.1:${proxy.port}`,
+    name: 'agent',
+    tls: creds,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 100,
+    reconnectJitter: 0,
+  });
 });
 
 afterAll(async () => {
@@ -123,8 +144,17 @@ describe('CatalogWatcher', () => {
       await putTombstone(kv, 'a.three');
       // Reads are level-based (batch direct get of what the bucket holds): a value replaced before
       // it was read is never seen, so intermediate states may be skipped, never the final one.
-      await until('tombstones seen', () => watcher.get('a.one') === undefined && watcher.get('a.three') === undefined && watcher.malformed === 3 && changes.includes('removed a.one'));
-      expect(changes.every((c) => ['set a.one:81', 'removed a.one', 'set a.three:80', 'removed a.three'].includes(c))).toBe(true);
+      await until(
+        'tombstones seen',
+        () =>
+          watcher.get('a.one') === undefined &&
+          watcher.get('a.three') === undefined &&
+          watcher.malformed === 3 &&
+          changes.includes('removed a.one'),
+      );
+      expect(
+        changes.every((c) => ['set a.one:81', 'removed a.one', 'set a.three:80', 'removed a.three'].includes(c)),
+      ).toBe(true);
       expect(watcher.get('a.two')?.ports[0]?.port).toBe(80);
       expect(watcher.malformed).toBe(3);
     });
@@ -219,7 +249,10 @@ describe('CatalogWatcher', () => {
       await (await kvm.open(CATALOG_BUCKET)).destroy();
       const kv = await kvm.create(CATALOG_BUCKET);
       await putEntry(kv, entry('e', 'fresh'));
-      await until('recreated bucket read', () => watcher.get('e.fresh') !== undefined && watcher.vanished === before.length);
+      await until(
+        'recreated bucket read',
+        () => watcher.get('e.fresh') !== undefined && watcher.vanished === before.length,
+      );
       expect(watcher.keys().sort()).toEqual([...before, 'e.fresh'].sort());
       expect(changes).toEqual(['set e.fresh:80']); // nothing removed
       await putEntry(kv, entry('c', 'stays'));

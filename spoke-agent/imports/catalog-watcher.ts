@@ -12,7 +12,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ZodError } from 'zod';
-import { CATALOG_BUCKET, catalogEntrySchema, catalogKey, parseCatalogTombstone, type CatalogEntry } from '../../common/catalog.ts';
+import {
+  CATALOG_BUCKET,
+  catalogEntrySchema,
+  catalogKey,
+  parseCatalogTombstone,
+  type CatalogEntry,
+} from '../../common/catalog.ts';
 import { IsthmusError, describeError, isIsthmusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import { backoffDelay } from '../../common/backoff.ts';
@@ -41,7 +47,8 @@ export const catalogSource: KvSource<CatalogEntry> = {
   bucket: CATALOG_BUCKET,
   parse: (key, value) => {
     const entry = catalogEntrySchema.parse(value);
-    if (catalogKey(entry.namespace, entry.name) !== key) throw new Error(`entry names ${entry.namespace}/${entry.name}`);
+    if (catalogKey(entry.namespace, entry.name) !== key)
+      throw new Error(`entry names ${entry.namespace}/${entry.name}`);
     return entry;
   },
   isTombstone: (key, value) => parseCatalogTombstone(key, value) !== undefined,
@@ -136,7 +143,8 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
       stop();
       for (const { timer } of this.#vanished.values()) clearTimeout(timer);
       this.#vanished.clear();
-      if (!this.#synced) this.#rejectSynced(new IsthmusError('ISTHMUS_STOPPED', 'catalog watcher stopped before its first snapshot'));
+      if (!this.#synced)
+        this.#rejectSynced(new IsthmusError('ISTHMUS_STOPPED', 'catalog watcher stopped before its first snapshot'));
     }
   }
 
@@ -190,7 +198,9 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
   removalDelayMs(key: string): number {
     if (!this.#source.isTombstone || this.#tombstoned.has(key)) return 0;
     const since = this.#vanished.get(key)?.at ?? this.#syncedAt;
-    return since === undefined ? this.#vanishedGraceMs : Math.max(0, Math.ceil(since + this.#vanishedGraceMs - performance.now()));
+    return since === undefined
+      ? this.#vanishedGraceMs
+      : Math.max(0, Math.ceil(since + this.#vanishedGraceMs - performance.now()));
   }
 
   keyState(key: string): KeyState {
@@ -213,7 +223,8 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
         await this.#watchOnce();
         if (!this.#stopped) this.#log.info({ revision: this.#revision }, 'catalog watch ended; watching again');
       } catch (err) {
-        if (!this.#stopped) this.#log.warn({ err: describeError(err), revision: this.#revision }, 'catalog watch failed; watching again');
+        if (!this.#stopped)
+          this.#log.warn({ err: describeError(err), revision: this.#revision }, 'catalog watch failed; watching again');
       }
       if (this.#stopped) return;
       this.#restarts++;
@@ -261,16 +272,20 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
   async #readOnce(): Promise<void> {
     const lastSeq = await this.#lastRevision();
     if (lastSeq < this.#revision) {
-      this.#log.warn({ revision: this.#revision, lastSeq }, 'catalog bucket was recreated; reading it again from the start');
+      this.#log.warn(
+        { revision: this.#revision, lastSeq },
+        'catalog bucket was recreated; reading it again from the start',
+      );
       this.#snapshotComplete = false;
       this.#revision = 0;
     }
     const snapshot: Set<string> | undefined = this.#snapshotComplete ? undefined : new Set();
-    if (lastSeq > 0) await readFrom(this.#nc, this.#source.bucket, snapshot ? 1 : this.#revision + 1, (message) => {
-      if (this.#stopped) return;
-      this.#apply(message);
-      snapshot?.add(message.key);
-    });
+    if (lastSeq > 0)
+      await readFrom(this.#nc, this.#source.bucket, snapshot ? 1 : this.#revision + 1, (message) => {
+        if (this.#stopped) return;
+        this.#apply(message);
+        snapshot?.add(message.key);
+      });
     if (this.#stopped) return;
     if (snapshot) {
       this.#completeSnapshot(snapshot, lastSeq);
@@ -352,12 +367,18 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
     if (!this.#entries.has(key) || this.#vanished.has(key)) return;
     const timer = setTimeout(() => {
       this.#vanished.delete(key);
-      this.#log.warn({ key, graceMs: this.#vanishedGraceMs }, 'catalog key still missing after the grace period; removing it');
+      this.#log.warn(
+        { key, graceMs: this.#vanishedGraceMs },
+        'catalog key still missing after the grace period; removing it',
+      );
       this.#remove(key, this.#revision);
     }, this.#vanishedGraceMs);
     timer.unref();
     this.#vanished.set(key, { at: performance.now(), timer });
-    this.#log.warn({ key, revision, graceMs: this.#vanishedGraceMs }, 'catalog key vanished without a tombstone; kept until the hub writes it again or the grace period ends');
+    this.#log.warn(
+      { key, revision, graceMs: this.#vanishedGraceMs },
+      'catalog key vanished without a tombstone; kept until the hub writes it again or the grace period ends',
+    );
   }
 
   /** The key was written again (or ended by a tombstone): it is no longer held. */
@@ -381,7 +402,10 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
     try {
       return this.#source.parse(key, JSON.parse(new TextDecoder().decode(message.value)));
     } catch (err) {
-      problem = err instanceof ZodError ? err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : describeError(err);
+      problem =
+        err instanceof ZodError
+          ? err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')
+          : describeError(err);
     }
     this.#malformed++;
     this.#log.error({ bucket: this.#source.bucket, key, revision, problem }, 'malformed entry skipped');

@@ -79,7 +79,10 @@ export interface ImportPlan {
    * its IP families) and the ServiceImport as stored, whose exported labels and annotations that
    * the export no longer names are removed.
    */
-  serviceImport(clusterIps: readonly string[], local?: { readonly ipFamilies?: readonly string[]; readonly stored?: KubernetesObject }): DesiredObject;
+  serviceImport(
+    clusterIps: readonly string[],
+    local?: { readonly ipFamilies?: readonly string[]; readonly stored?: KubernetesObject },
+  ): DesiredObject;
 }
 
 const ENDPOINT_SLICE_API_VERSION = 'discovery.k8s.io/v1';
@@ -91,7 +94,12 @@ const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10_800;
  * `isStale` says which source clusters the hub marked unavailable past its staleness bound: their
  * slices stay, with endpoints not ready, until the cluster is back.
  */
-export function planImport(entry: CatalogEntry, clusterId: string, outboundListener?: OutboundListener, isStale?: (clusterId: string) => boolean): ImportPlan | undefined {
+export function planImport(
+  entry: CatalogEntry,
+  clusterId: string,
+  outboundListener?: OutboundListener,
+  isStale?: (clusterId: string) => boolean,
+): ImportPlan | undefined {
   const sources = entry.clusters.filter((cluster) => mayImport(cluster, clusterId));
   if (sources.length === 0) return undefined;
   const { namespace, name } = entry;
@@ -107,7 +115,11 @@ export function planImport(entry: CatalogEntry, clusterId: string, outboundListe
       metadata: { name: derivedName, namespace, labels: ownedLabels(name), annotations: {} },
       spec: { type: 'ClusterIP', ...(headless ? { clusterIP: 'None' } : {}), ports },
     }),
-    slices: headless ? [] : sources.map((cluster) => sourceSlice(entry, derivedName, cluster, ports, listeners, isStale?.(cluster.clusterId) ?? false)),
+    slices: headless
+      ? []
+      : sources.map((cluster) =>
+          sourceSlice(entry, derivedName, cluster, ports, listeners, isStale?.(cluster.clusterId) ?? false),
+        ),
     status: { clusters: sources.map((cluster) => ({ cluster: cluster.clusterId })) },
     ready: headless ? HEADLESS_REFUSED : readiness(entry, listeners),
     refusedAddresses: [...new Set(refusedAddresses)],
@@ -118,17 +130,33 @@ export function planImport(entry: CatalogEntry, clusterId: string, outboundListe
         metadata: {
           name,
           namespace,
-          ...exportedMetadata(entry, local?.stored, { labels: ownedLabels(name), annotations: { [ANNOTATION_DERIVED_SERVICE]: derivedName } }),
+          ...exportedMetadata(entry, local?.stored, {
+            labels: ownedLabels(name),
+            annotations: { [ANNOTATION_DERIVED_SERVICE]: derivedName },
+          }),
         },
         spec: {
           type: entry.type,
-          ports: entry.ports.map((port) => ({ name: port.name || undefined, protocol: port.protocol, appProtocol: port.appProtocol || undefined, port: port.port })),
+          ports: entry.ports.map((port) => ({
+            name: port.name || undefined,
+            protocol: port.protocol,
+            appProtocol: port.appProtocol || undefined,
+            port: port.port,
+          })),
           ips: entry.type === ServiceImportType.ClusterSetIP && clusterIps.length > 0 ? [...clusterIps] : null,
           sessionAffinity: entry.sessionAffinity,
           sessionAffinityConfig:
-            entry.sessionAffinity === 'ClientIP' ? { clientIP: { timeoutSeconds: entry.sessionAffinityTimeoutSeconds || DEFAULT_AFFINITY_TIMEOUT_SECONDS } } : null,
+            entry.sessionAffinity === 'ClientIP'
+              ? {
+                  clientIP: { timeoutSeconds: entry.sessionAffinityTimeoutSeconds || DEFAULT_AFFINITY_TIMEOUT_SECONDS },
+                }
+              : null,
           // The families of this cluster's clusterset IPs, in their order (upstream: one IP per family).
-          ipFamilies: nonEmpty(entry.type === ServiceImportType.ClusterSetIP ? clusterIps.map((ip) => (isIPv6(ip) ? 'IPv6' : 'IPv4')) : (local?.ipFamilies ?? [])),
+          ipFamilies: nonEmpty(
+            entry.type === ServiceImportType.ClusterSetIP
+              ? clusterIps.map((ip) => (isIPv6(ip) ? 'IPv6' : 'IPv4'))
+              : (local?.ipFamilies ?? []),
+          ),
           internalTrafficPolicy: entry.internalTrafficPolicy || null,
           trafficDistribution: entry.trafficDistribution || null,
         },
@@ -151,7 +179,8 @@ function storedExportedKeys(stored: KubernetesObject | undefined): ExportedKeys 
   if (!raw) return { labels: [], annotations: [] };
   try {
     const parsed = JSON.parse(raw) as Partial<ExportedKeys>;
-    const strings = (list: unknown): string[] => (Array.isArray(list) ? list.filter((k): k is string => typeof k === 'string') : []);
+    const strings = (list: unknown): string[] =>
+      Array.isArray(list) ? list.filter((k): k is string => typeof k === 'string') : [];
     return { labels: strings(parsed.labels), annotations: strings(parsed.annotations) };
   } catch {
     return { labels: [], annotations: [] };
@@ -169,17 +198,29 @@ function exportedMetadata(
   own: { readonly labels: Record<string, string>; readonly annotations: Record<string, string> },
 ): { labels: Record<string, string | null>; annotations: Record<string, string | null> } {
   const labels = Object.keys(entry.exportedLabels).filter((k) => !(k in own.labels));
-  const annotations = Object.keys(entry.exportedAnnotations).filter((k) => !(k in own.annotations) && k !== ANNOTATION_EXPORTED_KEYS && k !== ANNOTATION_INTENT_HASH);
+  const annotations = Object.keys(entry.exportedAnnotations).filter(
+    (k) => !(k in own.annotations) && k !== ANNOTATION_EXPORTED_KEYS && k !== ANNOTATION_INTENT_HASH,
+  );
   const before = storedExportedKeys(stored);
-  const removed = (previous: readonly string[], now: readonly string[], ownKeys: Record<string, string>): Record<string, null> =>
+  const removed = (
+    previous: readonly string[],
+    now: readonly string[],
+    ownKeys: Record<string, string>,
+  ): Record<string, null> =>
     Object.fromEntries(previous.filter((k) => !now.includes(k) && !(k in ownKeys)).map((k) => [k, null]));
   return {
-    labels: { ...removed(before.labels, labels, own.labels), ...Object.fromEntries(labels.map((k) => [k, entry.exportedLabels[k] ?? ''])), ...own.labels },
+    labels: {
+      ...removed(before.labels, labels, own.labels),
+      ...Object.fromEntries(labels.map((k) => [k, entry.exportedLabels[k] ?? ''])),
+      ...own.labels,
+    },
     annotations: {
       ...removed(before.annotations, annotations, own.annotations),
       ...Object.fromEntries(annotations.map((k) => [k, entry.exportedAnnotations[k] ?? ''])),
       ...own.annotations,
-      ...(labels.length > 0 || annotations.length > 0 ? { [ANNOTATION_EXPORTED_KEYS]: JSON.stringify({ labels, annotations }) } : { [ANNOTATION_EXPORTED_KEYS]: null }),
+      ...(labels.length > 0 || annotations.length > 0
+        ? { [ANNOTATION_EXPORTED_KEYS]: JSON.stringify({ labels, annotations }) }
+        : { [ANNOTATION_EXPORTED_KEYS]: null }),
     },
   };
 }
@@ -209,11 +250,20 @@ function slicePorts(ports: readonly CatalogPort[]): SlicePort[] {
  * ready when it reports a ready endpoint, in its zone. Annotations carry what the gateway needs to
  * reach it: its gateway addresses, locality and ready endpoints per zone.
  */
-function sourceSlice(entry: CatalogEntry, derivedName: string, cluster: CatalogCluster, ports: readonly SlicePort[], listeners: readonly (OutboundAddress | undefined)[], stale: boolean): DesiredObject {
+function sourceSlice(
+  entry: CatalogEntry,
+  derivedName: string,
+  cluster: CatalogCluster,
+  ports: readonly SlicePort[],
+  listeners: readonly (OutboundAddress | undefined)[],
+  stale: boolean,
+): DesiredObject {
   const exported = new Set(cluster.ports.map((p) => `${p.protocol}/${p.port}`));
   const listening = ports.flatMap((port, index) => {
     const listener = listeners[index];
-    return listener && isEndpointAddress(listener.address) && exported.has(`${port.protocol}/${port.port}`) ? [{ port: { ...port, port: listener.port }, address: listener.address }] : [];
+    return listener && isEndpointAddress(listener.address) && exported.has(`${port.protocol}/${port.port}`)
+      ? [{ port: { ...port, port: listener.port }, address: listener.address }]
+      : [];
   });
   // The gateway has one outbound address; should listeners differ, the first one's address is named.
   const address = listening[0]?.address;
@@ -240,7 +290,9 @@ function sourceSlice(entry: CatalogEntry, derivedName: string, cluster: CatalogC
       },
     },
     addressType: address ? addressTypeOf(address) : 'IPv4',
-    endpoints: address ? [{ addresses: [address], conditions: { ready, serving: ready }, zone: zone || undefined }] : [],
+    endpoints: address
+      ? [{ addresses: [address], conditions: { ready, serving: ready }, zone: zone || undefined }]
+      : [],
     ports: sameAddress.map((l) => l.port),
   });
 }
@@ -256,15 +308,34 @@ const HEADLESS_REFUSED: ConditionUpdate = {
 function readiness(entry: CatalogEntry, listeners: readonly (OutboundAddress | undefined)[]): ConditionUpdate {
   const missing = entry.ports.filter((_, index) => !listeners[index]).map((p) => `${p.protocol}/${p.port}`);
   if (missing.length > 0) {
-    return { type: ServiceImportConditionType.Ready, status: 'False', reason: ServiceImportReason.ListenerPending, message: `the east-west gateway has no outbound listener for ${missing.join(', ')} yet` };
+    return {
+      type: ServiceImportConditionType.Ready,
+      status: 'False',
+      reason: ServiceImportReason.ListenerPending,
+      message: `the east-west gateway has no outbound listener for ${missing.join(', ')} yet`,
+    };
   }
   const unhealthy = listeners.find((l) => l?.healthy === false);
-  if (unhealthy) return { type: ServiceImportConditionType.Ready, status: 'False', reason: ServiceImportReason.NoHealthyCandidate, message: unhealthy.reason || 'no local endpoint or remote cluster can serve it' };
-  return { type: ServiceImportConditionType.Ready, status: 'True', reason: ServiceImportReason.Ready, message: 'the east-west gateway listens on every port and can reach a ready endpoint' };
+  if (unhealthy)
+    return {
+      type: ServiceImportConditionType.Ready,
+      status: 'False',
+      reason: ServiceImportReason.NoHealthyCandidate,
+      message: unhealthy.reason || 'no local endpoint or remote cluster can serve it',
+    };
+  return {
+    type: ServiceImportConditionType.Ready,
+    status: 'True',
+    reason: ServiceImportReason.Ready,
+    message: 'the east-west gateway listens on every port and can reach a ready endpoint',
+  };
 }
 
 /** Stamps the hash of the whole intent, so a changed intent is told from server-side defaults. */
 export function withIntentHash(object: DesiredObject): DesiredObject {
   const hash = createHash('sha256').update(JSON.stringify(object)).digest('base64url').slice(0, 22);
-  return { ...object, metadata: { ...object.metadata, annotations: { ...object.metadata.annotations, [ANNOTATION_INTENT_HASH]: hash } } };
+  return {
+    ...object,
+    metadata: { ...object.metadata, annotations: { ...object.metadata.annotations, [ANNOTATION_INTENT_HASH]: hash } },
+  };
 }

@@ -3,7 +3,14 @@
 // proxy the test can cut. Deletions come as the hub makes them (tombstones); a key that vanishes
 // without one keeps its import.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  DiscoveryV1Api,
+  type KubeConfig,
+  type V1EndpointSlice,
+  type V1Service,
+} from '@kubernetes/client-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Registry } from 'prom-client';
@@ -18,9 +25,18 @@ import { createLogger } from '../../common/logger.ts';
 import { federationNatsAccounts } from '../../common/nats-authorization.ts';
 import { AGENT_CERTIFICATE_SUBJECT } from '../../common/pki/index.ts';
 import { putEntry, putTombstone, reconnectAttempts } from './catalog.testkit.ts';
-import { createImporter, derivedServiceName, registerImporterMetrics, type Importer, type OutboundListener } from './index.ts';
+import {
+  createImporter,
+  derivedServiceName,
+  registerImporterMetrics,
+  type Importer,
+  type OutboundListener,
+} from './index.ts';
 
-const log = createLogger({ component: 'importer-test', level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent' });
+const log = createLogger({
+  component: 'importer-test',
+  level: process.env.ISTHMUS_TEST_LOG === '1' ? 'debug' : 'silent',
+});
 const CLUSTER_ID = 'east';
 // Only data here: an EndpointSlice may not name a loopback address.
 const OUTBOUND_ADDRESS = '10.255.0.10';
@@ -41,7 +57,13 @@ let registry: Registry;
 let outboundListener: OutboundListener = () => undefined;
 
 interface ServiceImportObject {
-  metadata: { name: string; uid: string; resourceVersion: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  metadata: {
+    name: string;
+    uid: string;
+    resourceVersion: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
   spec: Record<string, unknown>;
   status?: { clusters?: { cluster: string }[]; conditions?: { type: string; status: string; reason: string }[] };
 }
@@ -60,8 +82,20 @@ function cluster(clusterId: string, overrides: Record<string, unknown> = {}): Re
   };
 }
 
-function entry(namespace: string, name: string, clusters: Record<string, unknown>[], overrides: Record<string, unknown> = {}): CatalogEntry {
-  return catalogEntrySchema.parse({ namespace, name, type: 'ClusterSetIP', ports: [{ name: 'http', port: 80 }], clusters, ...overrides });
+function entry(
+  namespace: string,
+  name: string,
+  clusters: Record<string, unknown>[],
+  overrides: Record<string, unknown> = {},
+): CatalogEntry {
+  return catalogEntrySchema.parse({
+    namespace,
+    name,
+    type: 'ClusterSetIP',
+    ports: [{ name: 'http', port: 80 }],
+    clusters,
+    ...overrides,
+  });
 }
 
 const put = (value: CatalogEntry): Promise<number> => putEntry(kv, value);
@@ -69,7 +103,12 @@ const tombstone = (key: string): Promise<number> => putTombstone(kv, key);
 
 /** The importer has processed the bucket up to `revision`, and its queue is idle. */
 async function caughtUp(revision: number): Promise<void> {
-  await waitFor(`catalog revision ${revision} seen`, () => Promise.resolve(importer.status().revision >= revision), 10_000, 20);
+  await waitFor(
+    `catalog revision ${revision} seen`,
+    () => Promise.resolve(importer.status().revision >= revision),
+    10_000,
+    20,
+  );
   await settled();
 }
 
@@ -83,7 +122,15 @@ async function orUndefined<T>(read: Promise<T>): Promise<T | undefined> {
 }
 
 async function serviceImport(namespace: string, name: string): Promise<ServiceImportObject | undefined> {
-  return (await orUndefined(custom.getNamespacedCustomObject({ group: MCS_GROUP, version: MCS_VERSION, namespace, plural: SERVICE_IMPORT_PLURAL, name }))) as ServiceImportObject | undefined;
+  return (await orUndefined(
+    custom.getNamespacedCustomObject({
+      group: MCS_GROUP,
+      version: MCS_VERSION,
+      namespace,
+      plural: SERVICE_IMPORT_PLURAL,
+      name,
+    }),
+  )) as ServiceImportObject | undefined;
 }
 
 async function derivedService(namespace: string, name: string): Promise<V1Service | undefined> {
@@ -91,7 +138,10 @@ async function derivedService(namespace: string, name: string): Promise<V1Servic
 }
 
 async function slices(namespace: string, name: string): Promise<V1EndpointSlice[]> {
-  const list = await discovery.listNamespacedEndpointSlice({ namespace, labelSelector: `multicluster.kubernetes.io/service-name=${name}` });
+  const list = await discovery.listNamespacedEndpointSlice({
+    namespace,
+    labelSelector: `multicluster.kubernetes.io/service-name=${name}`,
+  });
   return list.items.sort((a, b) => (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''));
 }
 
@@ -101,33 +151,56 @@ function sourceSlice(all: V1EndpointSlice[], clusterId: string): V1EndpointSlice
 
 /** Everything the importer holds for one service, as versions: equal means nothing was written. */
 async function versions(namespace: string, name: string): Promise<string[]> {
-  const [si, service, all] = await Promise.all([serviceImport(namespace, name), derivedService(namespace, name), slices(namespace, name)]);
+  const [si, service, all] = await Promise.all([
+    serviceImport(namespace, name),
+    derivedService(namespace, name),
+    slices(namespace, name),
+  ]);
   return [si, service, ...all].map((o) => `${o?.metadata?.name}@${o?.metadata?.uid}/${o?.metadata?.resourceVersion}`);
 }
 
 async function imported(namespace: string, name: string, clusters: number): Promise<ServiceImportObject> {
   let found: ServiceImportObject | undefined;
-  await waitFor(`ServiceImport ${namespace}/${name} with ${clusters} clusters`, async () => {
-    found = await serviceImport(namespace, name);
-    return found?.status?.clusters?.length === clusters && (await slices(namespace, name)).length >= clusters;
-  }, 10_000, 50);
+  await waitFor(
+    `ServiceImport ${namespace}/${name} with ${clusters} clusters`,
+    async () => {
+      found = await serviceImport(namespace, name);
+      return found?.status?.clusters?.length === clusters && (await slices(namespace, name)).length >= clusters;
+    },
+    10_000,
+    50,
+  );
   return found as ServiceImportObject;
 }
 
 async function goneEntirely(namespace: string, name: string): Promise<void> {
-  await waitFor(`everything of ${namespace}/${name} deleted`, async () => {
-    const [si, service, all] = await Promise.all([serviceImport(namespace, name), derivedService(namespace, name), slices(namespace, name)]);
-    return !si && !service && all.length === 0;
-  }, 10_000, 50);
+  await waitFor(
+    `everything of ${namespace}/${name} deleted`,
+    async () => {
+      const [si, service, all] = await Promise.all([
+        serviceImport(namespace, name),
+        derivedService(namespace, name),
+        slices(namespace, name),
+      ]);
+      return !si && !service && all.length === 0;
+    },
+    10_000,
+    50,
+  );
 }
 
 /** The work queue is empty twice, 200 ms apart. */
 async function settled(): Promise<void> {
-  await waitFor('importer idle', async () => {
-    if (importer.status().pending > 0) return false;
-    await sleep(200);
-    return importer.status().pending === 0;
-  }, 10_000, 20);
+  await waitFor(
+    'importer idle',
+    async () => {
+      if (importer.status().pending > 0) return false;
+      await sleep(200);
+      return importer.status().pending === 0;
+    },
+    10_000,
+    20,
+  );
 }
 
 beforeAll(async () => {
@@ -140,7 +213,14 @@ beforeAll(async () => {
   hub = await nats.connect('hub');
   kv = await new Kvm(hub).create(CATALOG_BUCKET);
   proxy = await TcpProxy.start(nats.url);
-  agent = await connect({ servers: `tls://127.0.0.1:${proxy.port}`, name: 'agent', tls: await nats.clientCredentials('agent', AGENT_CERTIFICATE_SUBJECT), maxReconnectAttempts: -1, reconnectTimeWait: 100, reconnectJitter: 0 });
+  agent = await connect({
+    servers: `tls://127.0.0.1:${proxy.port}`,
+    name: 'agent',
+    tls: await nats.clientCredentials('agent', AGENT_CERTIFICATE_SUBJECT),
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 100,
+    reconnectJitter: 0,
+  });
   await ensureNamespace(kc, 'shop');
   await startImporter();
 });
@@ -173,22 +253,64 @@ afterAll(async () => {
 describe('importer', () => {
   it('imports an entry: ServiceImport, one slice per source cluster and the clusterset Service', async () => {
     await put(
-      entry('shop', 'web', [
-        cluster('west', { gatewayAddresses: [{ address: '10.1.0.1', port: 15443 }, { address: '10.1.0.2', port: 15443 }], endpoints: [{ zone: 'west-1a', ready: 2 }], ports: [{ name: 'http', port: 80 }, { name: 'grpc', port: 9090, appProtocol: 'grpc' }] }),
-        cluster(CLUSTER_ID, { gatewayAddresses: [{ address: '10.2.0.1', port: 15443 }], endpoints: [] }),
-      ], { ports: [{ name: 'http', port: 80 }, { name: 'grpc', port: 9090, appProtocol: 'grpc' }], sessionAffinity: 'ClientIP', sessionAffinityTimeoutSeconds: 300 }),
+      entry(
+        'shop',
+        'web',
+        [
+          cluster('west', {
+            gatewayAddresses: [
+              { address: '10.1.0.1', port: 15443 },
+              { address: '10.1.0.2', port: 15443 },
+            ],
+            endpoints: [{ zone: 'west-1a', ready: 2 }],
+            ports: [
+              { name: 'http', port: 80 },
+              { name: 'grpc', port: 9090, appProtocol: 'grpc' },
+            ],
+          }),
+          cluster(CLUSTER_ID, { gatewayAddresses: [{ address: '10.2.0.1', port: 15443 }], endpoints: [] }),
+        ],
+        {
+          ports: [
+            { name: 'http', port: 80 },
+            { name: 'grpc', port: 9090, appProtocol: 'grpc' },
+          ],
+          sessionAffinity: 'ClientIP',
+          sessionAffinityTimeoutSeconds: 300,
+        },
+      ),
     );
     const si = await imported('shop', 'web', 2);
     const service = await derivedService('shop', 'web');
-    expect(service?.spec).toMatchObject({ type: 'ClusterIP', ports: [{ name: 'http', protocol: 'TCP', port: 80 }, { name: 'grpc', protocol: 'TCP', port: 9090, appProtocol: 'grpc' }] });
-    expect(service?.metadata?.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'isthmus-agent', 'multicluster.kubernetes.io/service-name': 'web' });
+    expect(service?.spec).toMatchObject({
+      type: 'ClusterIP',
+      ports: [
+        { name: 'http', protocol: 'TCP', port: 80 },
+        { name: 'grpc', protocol: 'TCP', port: 9090, appProtocol: 'grpc' },
+      ],
+    });
+    expect(service?.metadata?.labels).toMatchObject({
+      'app.kubernetes.io/managed-by': 'isthmus-agent',
+      'multicluster.kubernetes.io/service-name': 'web',
+    });
     expect(service?.spec?.clusterIP).toMatch(/^10\.96\./);
-    await waitFor('ServiceImport IPs', async () => ((await serviceImport('shop', 'web'))?.spec['ips'] as string[] | undefined)?.[0] === service?.spec?.clusterIP, 5_000, 50);
+    await waitFor(
+      'ServiceImport IPs',
+      async () =>
+        ((await serviceImport('shop', 'web'))?.spec['ips'] as string[] | undefined)?.[0] === service?.spec?.clusterIP,
+      5_000,
+      50,
+    );
     expect(si.metadata.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'isthmus-agent' });
-    expect(si.metadata.annotations).toMatchObject({ 'multicluster.kubernetes.io/derived-service': derivedServiceName('shop', 'web') });
+    expect(si.metadata.annotations).toMatchObject({
+      'multicluster.kubernetes.io/derived-service': derivedServiceName('shop', 'web'),
+    });
     expect(si.spec).toMatchObject({
       type: 'ClusterSetIP',
-      ports: [{ name: 'http', protocol: 'TCP', port: 80 }, { name: 'grpc', protocol: 'TCP', port: 9090, appProtocol: 'grpc' }],
+      ports: [
+        { name: 'http', protocol: 'TCP', port: 80 },
+        { name: 'grpc', protocol: 'TCP', port: 9090, appProtocol: 'grpc' },
+      ],
       sessionAffinity: 'ClientIP',
       sessionAffinityConfig: { clientIP: { timeoutSeconds: 300 } },
     });
@@ -205,25 +327,51 @@ describe('importer', () => {
       'kubernetes.io/service-name': derivedServiceName('shop', 'web'),
     });
     expect(west?.endpoints ?? []).toEqual([]);
-    expect(JSON.parse(west?.metadata?.annotations?.['isthmus.dev/gateway-addresses'] ?? '[]')).toEqual([{ address: '10.1.0.1', port: 15443 }, { address: '10.1.0.2', port: 15443 }]);
-    expect(JSON.parse(west?.metadata?.annotations?.['isthmus.dev/locality'] ?? '{}')).toMatchObject({ region: 'region-west', zone: 'west-1a' });
-    expect(si.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'ListenerPending' });
+    expect(JSON.parse(west?.metadata?.annotations?.['isthmus.dev/gateway-addresses'] ?? '[]')).toEqual([
+      { address: '10.1.0.1', port: 15443 },
+      { address: '10.1.0.2', port: 15443 },
+    ]);
+    expect(JSON.parse(west?.metadata?.annotations?.['isthmus.dev/locality'] ?? '{}')).toMatchObject({
+      region: 'region-west',
+      zone: 'west-1a',
+    });
+    expect(si.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
+      status: 'False',
+      reason: 'ListenerPending',
+    });
   });
 
   it('points every source slice at the outbound listener once the gateway has one, and turns Ready', async () => {
-    outboundListener = (_namespace, name, port) => (name === 'web' ? { address: OUTBOUND_ADDRESS, port: 20_000 + port.port } : undefined);
+    outboundListener = (_namespace, name, port) =>
+      name === 'web' ? { address: OUTBOUND_ADDRESS, port: 20_000 + port.port } : undefined;
     importer.resync();
     let west: V1EndpointSlice | undefined;
-    await waitFor('source slice names the listener', async () => {
-      west = sourceSlice(await slices('shop', 'web'), 'west');
-      return (west?.endpoints?.length ?? 0) > 0;
-    }, 10_000, 50);
-    expect(west?.endpoints?.map((e) => [e.addresses[0], e.zone, e.conditions?.ready])).toEqual([[OUTBOUND_ADDRESS, 'west-1a', true]]);
-    expect(west?.ports?.map((p) => [p.name, p.port])).toEqual([['http', 20_080], ['grpc', 29_090]]);
+    await waitFor(
+      'source slice names the listener',
+      async () => {
+        west = sourceSlice(await slices('shop', 'web'), 'west');
+        return (west?.endpoints?.length ?? 0) > 0;
+      },
+      10_000,
+      50,
+    );
+    expect(west?.endpoints?.map((e) => [e.addresses[0], e.zone, e.conditions?.ready])).toEqual([
+      [OUTBOUND_ADDRESS, 'west-1a', true],
+    ]);
+    expect(west?.ports?.map((p) => [p.name, p.port])).toEqual([
+      ['http', 20_080],
+      ['grpc', 29_090],
+    ]);
     const local = sourceSlice(await slices('shop', 'web'), CLUSTER_ID);
     expect(local?.endpoints?.map((e) => [e.addresses[0], e.conditions?.ready])).toEqual([[OUTBOUND_ADDRESS, false]]);
     expect(local?.ports?.map((p) => p.port)).toEqual([20_080]); // the local export serves http only
-    await waitFor('Ready=True', async () => (await serviceImport('shop', 'web'))?.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True', 10_000, 50);
+    await waitFor(
+      'Ready=True',
+      async () =>
+        (await serviceImport('shop', 'web'))?.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True',
+      10_000,
+      50,
+    );
   });
 
   it('writes nothing for an unchanged entry, re-put or resynced', async () => {
@@ -245,7 +393,9 @@ describe('importer', () => {
   });
 
   it('refuses a Headless import without slices, recreates the clusterset Service when it turns ClusterSetIP, and deletes the slices when it turns back', async () => {
-    const refused = async (): Promise<boolean> => (await serviceImport('shop', 'switch'))?.status?.conditions?.find((c) => c.type === 'Ready')?.reason === 'HeadlessNotSupported';
+    const refused = async (): Promise<boolean> =>
+      (await serviceImport('shop', 'switch'))?.status?.conditions?.find((c) => c.type === 'Ready')?.reason ===
+      'HeadlessNotSupported';
     await put(entry('shop', 'switch', [cluster('west', { type: 'Headless' })], { type: 'Headless' }));
     // The condition is written after the slices in the same reconcile: none were written.
     await waitFor('Headless import refused', refused, 10_000, 50);
@@ -254,17 +404,35 @@ describe('importer', () => {
     expect(headless?.spec?.clusterIP).toBe('None');
     expect((await serviceImport('shop', 'switch'))?.spec['ips']).toBeUndefined();
     await put(entry('shop', 'switch', [cluster('west')]));
-    await waitFor('ServiceImport with an IP', async () => ((await serviceImport('shop', 'switch'))?.spec['ips'] as string[] | undefined)?.length === 1, 10_000, 50);
+    await waitFor(
+      'ServiceImport with an IP',
+      async () => ((await serviceImport('shop', 'switch'))?.spec['ips'] as string[] | undefined)?.length === 1,
+      10_000,
+      50,
+    );
     await imported('shop', 'switch', 1);
     const service = await derivedService('shop', 'switch');
     expect(service?.metadata?.uid).not.toBe(headless?.metadata?.uid);
-    expect((await serviceImport('shop', 'switch'))?.spec).toMatchObject({ type: 'ClusterSetIP', ips: [service?.spec?.clusterIP] });
+    expect((await serviceImport('shop', 'switch'))?.spec).toMatchObject({
+      type: 'ClusterSetIP',
+      ips: [service?.spec?.clusterIP],
+    });
     await put(entry('shop', 'switch', [cluster('west', { type: 'Headless' })], { type: 'Headless' }));
-    await waitFor('refused again, its slice deleted', async () => (await refused()) && (await slices('shop', 'switch')).length === 0, 10_000, 50);
+    await waitFor(
+      'refused again, its slice deleted',
+      async () => (await refused()) && (await slices('shop', 'switch')).length === 0,
+      10_000,
+      50,
+    );
   });
 
   it('deletes the slice of a cluster that left the entry, and nothing else', async () => {
-    await put(entry('shop', 'api', [cluster('west'), cluster('north', { gatewayAddresses: [{ address: '10.3.0.1', port: 15443 }] })]));
+    await put(
+      entry('shop', 'api', [
+        cluster('west'),
+        cluster('north', { gatewayAddresses: [{ address: '10.3.0.1', port: 15443 }] }),
+      ]),
+    );
     const si = await imported('shop', 'api', 2);
     await put(entry('shop', 'api', [cluster('west')]));
     await waitFor('north slice deleted', async () => !sourceSlice(await slices('shop', 'api'), 'north'), 10_000, 50);
@@ -324,18 +492,38 @@ describe('importer', () => {
       version: MCS_VERSION,
       namespace: 'shop',
       plural: SERVICE_IMPORT_PLURAL,
-      body: { apiVersion: MCS_API_VERSION, kind: 'ServiceImport', metadata: { name: 'legacy', labels: { owner: 'someone-else' } }, spec: { type: 'Headless', ports: [{ port: 1 }] } },
+      body: {
+        apiVersion: MCS_API_VERSION,
+        kind: 'ServiceImport',
+        metadata: { name: 'legacy', labels: { owner: 'someone-else' } },
+        spec: { type: 'Headless', ports: [{ port: 1 }] },
+      },
     });
     const foreign = await serviceImport('shop', 'legacy');
     await put(entry('shop', 'legacy', [cluster('west')]));
-    await waitFor('conflict reported', () => Promise.resolve(importer.status().conflicts.some((c) => c.kind === 'ServiceImport' && c.name === 'legacy')), 10_000, 50);
+    await waitFor(
+      'conflict reported',
+      () => Promise.resolve(importer.status().conflicts.some((c) => c.kind === 'ServiceImport' && c.name === 'legacy')),
+      10_000,
+      50,
+    );
     await waitFor('slices of legacy', async () => (await slices('shop', 'legacy')).length === 1, 10_000, 50);
     const reconciled = importer.status().reconciles;
-    await waitFor('three conflict retries', () => Promise.resolve(importer.status().reconciles >= reconciled + 3), 10_000, 50);
+    await waitFor(
+      'three conflict retries',
+      () => Promise.resolve(importer.status().reconciles >= reconciled + 3),
+      10_000,
+      50,
+    );
     expect((await serviceImport('shop', 'legacy'))?.metadata.resourceVersion).toBe(foreign?.metadata.resourceVersion);
 
     await tombstone('shop.legacy');
-    await waitFor('owned objects of legacy deleted', async () => (await slices('shop', 'legacy')).length === 0 && !(await derivedService('shop', 'legacy')), 10_000, 50);
+    await waitFor(
+      'owned objects of legacy deleted',
+      async () => (await slices('shop', 'legacy')).length === 0 && !(await derivedService('shop', 'legacy')),
+      10_000,
+      50,
+    );
     await settled();
     expect((await serviceImport('shop', 'legacy'))?.metadata.resourceVersion).toBe(foreign?.metadata.resourceVersion);
     expect(importer.status().conflicts).toEqual([]);
@@ -365,7 +553,12 @@ describe('importer', () => {
     proxy.restore();
     await goneEntirely('shop', 'drop');
     await imported('shop', 'fresh', 1);
-    await waitFor('north slice of shrink deleted', async () => !sourceSlice(await slices('shop', 'shrink'), 'north'), 10_000, 50);
+    await waitFor(
+      'north slice of shrink deleted',
+      async () => !sourceSlice(await slices('shop', 'shrink'), 'north'),
+      10_000,
+      50,
+    );
     await settled();
     expect(await versions('shop', 'keep')).toEqual(keep);
   });

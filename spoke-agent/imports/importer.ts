@@ -3,7 +3,13 @@
 // this cluster. Changes to the importer's own objects and new namespaces queue their keys too.
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { LABEL_SERVICE_NAME, MCS_GROUP, MCS_VERSION, SERVICE_IMPORT_KIND, SERVICE_IMPORT_PLURAL } from '../../common/api/mcs.ts';
+import {
+  LABEL_SERVICE_NAME,
+  MCS_GROUP,
+  MCS_VERSION,
+  SERVICE_IMPORT_KIND,
+  SERVICE_IMPORT_PLURAL,
+} from '../../common/api/mcs.ts';
 import { catalogKey, parseCatalogKey, scopedCatalogBucket, type CatalogEntry } from '../../common/catalog.ts';
 import { IsthmusError } from '../../common/errors.ts';
 import { Informer, WorkQueue, customResource, kinds } from '../../common/kube/index.ts';
@@ -92,8 +98,18 @@ export function createImporter(options: ImporterOptions): Importer {
   const queue = new WorkQueue<string>({ name: 'imports', logger: log, maxDelayMs: 30_000 });
   const namespaces = new Informer({ kubeConfig: kc, resource: kinds.namespaces, logger: log });
   const serviceImports = options.serviceImports ?? ownedServiceImports(kc, log);
-  const services = new Informer({ kubeConfig: kc, resource: kinds.services, labelSelector: OWNED_SELECTOR, logger: log });
-  const slices = new Informer({ kubeConfig: kc, resource: kinds.endpointSlices, labelSelector: OWNED_SLICE_SELECTOR, logger: log });
+  const services = new Informer({
+    kubeConfig: kc,
+    resource: kinds.services,
+    labelSelector: OWNED_SELECTOR,
+    logger: log,
+  });
+  const slices = new Informer({
+    kubeConfig: kc,
+    resource: kinds.endpointSlices,
+    labelSelector: OWNED_SLICE_SELECTOR,
+    logger: log,
+  });
   const owned = [serviceImports, services, slices] as const;
   let writes = 0;
   let reconciles = 0;
@@ -132,7 +148,11 @@ export function createImporter(options: ImporterOptions): Importer {
     for (const informer of owned) for (const object of informer.list()) enqueueOwner(object);
   };
 
-  const syncedPromise = Promise.all([watcher.synced(), namespaces.synced(), ...owned.map((informer) => informer.synced())]).then(() => undefined);
+  const syncedPromise = Promise.all([
+    watcher.synced(),
+    namespaces.synced(),
+    ...owned.map((informer) => informer.synced()),
+  ]).then(() => undefined);
   syncedPromise.catch(() => undefined); // callers that never ask must not see an unhandled rejection
   let started = false;
   let synced = false;
@@ -174,7 +194,11 @@ export function createImporter(options: ImporterOptions): Importer {
     await watching;
     await queue.shutDown();
     for (const remove of removeHandlers) remove();
-    await Promise.all([namespaces, ...owned].filter((informer) => informer !== options.serviceImports).map((informer) => informer.stop()));
+    await Promise.all(
+      [namespaces, ...owned]
+        .filter((informer) => informer !== options.serviceImports)
+        .map((informer) => informer.stop()),
+    );
   }
 
   return {

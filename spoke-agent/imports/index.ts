@@ -1,6 +1,12 @@
 // The importing side of the spoke agent: catalog entries from the hub's NATS KV become
 // ServiceImports, per-cluster EndpointSlices and clusterset Services in this cluster.
-export { createImporter, IMPORTER_DEFAULTS, ownedServiceImports, type Importer, type ImporterOptions } from './importer.ts';
+export {
+  createImporter,
+  IMPORTER_DEFAULTS,
+  ownedServiceImports,
+  type Importer,
+  type ImporterOptions,
+} from './importer.ts';
 export { registerImporterMetrics, type ImporterStatus } from './metrics.ts';
 export type { ImportConflict } from './reconciler.ts';
 export type { CatalogListener } from './catalog-watcher.ts';

@@ -25,9 +25,17 @@ export class MemberCatalog implements Runnable {
   readonly #own: CatalogWatcher;
 
   constructor(options: MemberCatalogOptions) {
-    const common = { nc: options.nc, retry: options.retry, ...(options.vanishedGraceMs ? { vanishedGraceMs: options.vanishedGraceMs } : {}) };
+    const common = {
+      nc: options.nc,
+      retry: options.retry,
+      ...(options.vanishedGraceMs ? { vanishedGraceMs: options.vanishedGraceMs } : {}),
+    };
     this.#shared = new CatalogWatcher({ ...common, log: options.log.child({ bucket: CATALOG_BUCKET }) });
-    this.#own = new CatalogWatcher({ ...common, source: { ...catalogSource, bucket: options.scopedBucket, mayBeAbsent: true }, log: options.log.child({ bucket: options.scopedBucket }) });
+    this.#own = new CatalogWatcher({
+      ...common,
+      source: { ...catalogSource, bucket: options.scopedBucket, mayBeAbsent: true },
+      log: options.log.child({ bucket: options.scopedBucket }),
+    });
   }
 
   /** Watches both buckets until `signal` aborts. */

@@ -44,12 +44,49 @@ function mirroredGauge(registry: Registry, name: string, help: string, read: () 
 
 export function registerImporterMetrics(registry: Registry, status: () => ImporterStatus): void {
   mirroredGauge(registry, 'isthmus_agent_catalog_entries', 'Catalog entries the agent knows.', () => status().entries);
-  mirroredGauge(registry, 'isthmus_agent_catalog_revision', 'Highest catalog bucket revision processed.', () => status().revision);
-  mirroredGauge(registry, 'isthmus_agent_catalog_synced', '1 once the first catalog snapshot is applied.', () => (status().synced ? 1 : 0));
-  mirroredCounter(registry, 'isthmus_agent_catalog_watch_restarts_total', 'Catalog watches started again after they ended or failed.', () => status().watchRestarts);
-  mirroredCounter(registry, 'isthmus_agent_catalog_malformed_entries_total', 'Catalog entries skipped as malformed.', () => status().malformedEntries);
-  mirroredCounter(registry, 'isthmus_agent_import_writes_total', 'Kubernetes API writes made by the importer.', () => status().writes);
-  mirroredCounter(registry, 'isthmus_agent_import_reconciles_total', 'Import reconciles run, retries included.', () => status().reconciles);
-  mirroredGauge(registry, 'isthmus_agent_import_pending', 'Catalog keys waiting for or in reconcile.', () => status().pending);
-  mirroredGauge(registry, 'isthmus_agent_import_conflicts', 'Objects not imported because one of that name exists that the agent does not own.', () => status().conflicts.length);
+  mirroredGauge(
+    registry,
+    'isthmus_agent_catalog_revision',
+    'Highest catalog bucket revision processed.',
+    () => status().revision,
+  );
+  mirroredGauge(registry, 'isthmus_agent_catalog_synced', '1 once the first catalog snapshot is applied.', () =>
+    status().synced ? 1 : 0,
+  );
+  mirroredCounter(
+    registry,
+    'isthmus_agent_catalog_watch_restarts_total',
+    'Catalog watches started again after they ended or failed.',
+    () => status().watchRestarts,
+  );
+  mirroredCounter(
+    registry,
+    'isthmus_agent_catalog_malformed_entries_total',
+    'Catalog entries skipped as malformed.',
+    () => status().malformedEntries,
+  );
+  mirroredCounter(
+    registry,
+    'isthmus_agent_import_writes_total',
+    'Kubernetes API writes made by the importer.',
+    () => status().writes,
+  );
+  mirroredCounter(
+    registry,
+    'isthmus_agent_import_reconciles_total',
+    'Import reconciles run, retries included.',
+    () => status().reconciles,
+  );
+  mirroredGauge(
+    registry,
+    'isthmus_agent_import_pending',
+    'Catalog keys waiting for or in reconcile.',
+    () => status().pending,
+  );
+  mirroredGauge(
+    registry,
+    'isthmus_agent_import_conflicts',
+    'Objects not imported because one of that name exists that the agent does not own.',
+    () => status().conflicts.length,
+  );
 }

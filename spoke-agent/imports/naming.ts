@@ -2,7 +2,11 @@
 // are deterministic, so a restarted agent finds its objects again, and always fit 63 characters.
 import { createHash } from 'node:crypto';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
-import { ENDPOINTSLICE_MANAGED_BY_AGENT, LABEL_ENDPOINTSLICE_MANAGED_BY, LABEL_SERVICE_NAME } from '../../common/api/mcs.ts';
+import {
+  ENDPOINTSLICE_MANAGED_BY_AGENT,
+  LABEL_ENDPOINTSLICE_MANAGED_BY,
+  LABEL_SERVICE_NAME,
+} from '../../common/api/mcs.ts';
 
 /** Field manager of every write, and the value of the ownership label. */
 export const FIELD_MANAGER = 'isthmus-agent';

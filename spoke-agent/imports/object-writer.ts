@@ -23,7 +23,11 @@ export function satisfies(actual: unknown, desired: unknown): boolean {
   if (desired === null) return actual === undefined || actual === null;
   if (Array.isArray(desired)) {
     if (actual === undefined || actual === null) return desired.length === 0;
-    return Array.isArray(actual) && actual.length === desired.length && desired.every((item, i) => satisfies(actual[i], item));
+    return (
+      Array.isArray(actual) &&
+      actual.length === desired.length &&
+      desired.every((item, i) => satisfies(actual[i], item))
+    );
   }
   if (typeof desired === 'object') {
     if (actual !== undefined && actual !== null && typeof actual !== 'object') return false;
@@ -35,7 +39,10 @@ export function satisfies(actual: unknown, desired: unknown): boolean {
 
 /** Up to date: written for this very intent, and nobody changed a field of it since. */
 export function upToDate(current: KubernetesObject, desired: DesiredObject): boolean {
-  return current.metadata?.annotations?.[ANNOTATION_INTENT_HASH] === desired.metadata.annotations[ANNOTATION_INTENT_HASH] && satisfies(current, desired);
+  return (
+    current.metadata?.annotations?.[ANNOTATION_INTENT_HASH] === desired.metadata.annotations[ANNOTATION_INTENT_HASH] &&
+    satisfies(current, desired)
+  );
 }
 
 export function isOwned(object: KubernetesObject): boolean {
@@ -46,7 +53,11 @@ export function isOwned(object: KubernetesObject): boolean {
 function withoutNulls(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(withoutNulls);
   if (value === null || typeof value !== 'object') return value;
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null).map(([k, v]) => [k, withoutNulls(v)]));
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([, v]) => v !== null)
+      .map(([k, v]) => [k, withoutNulls(v)]),
+  );
 }
 
 export class ObjectWriter {
@@ -63,7 +74,11 @@ export class ObjectWriter {
    * Makes the object match `desired`. `current` is the owned object the caller knows of (its
    * cache), undefined if none; `mustRecreate` says an immutable field differs.
    */
-  async ensure(desired: DesiredObject, current: KubernetesObject | undefined, mustRecreate?: (current: KubernetesObject) => boolean): Promise<EnsureResult> {
+  async ensure(
+    desired: DesiredObject,
+    current: KubernetesObject | undefined,
+    mustRecreate?: (current: KubernetesObject) => boolean,
+  ): Promise<EnsureResult> {
     if (!current) return this.#create(desired, mustRecreate);
     if (upToDate(current, desired)) return { owned: current };
     if (mustRecreate?.(current)) {
@@ -71,8 +86,18 @@ export class ObjectWriter {
       return this.#create(desired);
     }
     // A merge patch: its nulls (labels and annotations among them) remove what they name.
-    const patch = { ...desired, metadata: { ...desired.metadata, resourceVersion: current.metadata?.resourceVersion } } as KubernetesObject;
-    const patched = await objectApiClient(this.#kc).patch(patch, undefined, undefined, FIELD_MANAGER, undefined, PatchStrategy.MergePatch);
+    const patch = {
+      ...desired,
+      metadata: { ...desired.metadata, resourceVersion: current.metadata?.resourceVersion },
+    } as KubernetesObject;
+    const patched = await objectApiClient(this.#kc).patch(
+      patch,
+      undefined,
+      undefined,
+      FIELD_MANAGER,
+      undefined,
+      PatchStrategy.MergePatch,
+    );
     this.#onWrite('patch', desired.kind);
     return { owned: patched };
   }
@@ -83,10 +108,16 @@ export class ObjectWriter {
   }
 
   /** Sets status fields of an owned custom object unless they already hold these values. */
-  async ensureStatus(current: KubernetesObject, resource: { readonly group: string; readonly version: string; readonly plural: string }, status: object): Promise<void> {
+  async ensureStatus(
+    current: KubernetesObject,
+    resource: { readonly group: string; readonly version: string; readonly plural: string },
+    status: object,
+  ): Promise<void> {
     if (satisfies((current as { status?: unknown }).status, status)) return;
     const { name = '', namespace } = current.metadata ?? {};
-    await mergePatchCustomObjectStatus(this.#kc, { ...resource, name, namespace }, status, { fieldManager: FIELD_MANAGER });
+    await mergePatchCustomObjectStatus(this.#kc, { ...resource, name, namespace }, status, {
+      fieldManager: FIELD_MANAGER,
+    });
     this.#onWrite('status', current.kind ?? '');
   }
 
@@ -94,7 +125,9 @@ export class ObjectWriter {
   async remove(current: KubernetesObject): Promise<void> {
     const { uid, resourceVersion } = current.metadata ?? {};
     try {
-      await objectApiClient(this.#kc).delete(current, undefined, undefined, undefined, undefined, 'Background', { preconditions: { uid, resourceVersion } });
+      await objectApiClient(this.#kc).delete(current, undefined, undefined, undefined, undefined, 'Background', {
+        preconditions: { uid, resourceVersion },
+      });
       this.#onWrite('delete', current.kind ?? '');
     } catch (err) {
       if (!isNotFound(err)) throw err;
@@ -111,7 +144,11 @@ export class ObjectWriter {
       if (!isAlreadyExists(err)) throw err;
     }
     // Either someone else's, or the caller's cache has not seen the importer's own create yet.
-    const existing = await api.read({ apiVersion: desired.apiVersion, kind: desired.kind, metadata: { name: desired.metadata.name, namespace: desired.metadata.namespace } });
+    const existing = await api.read({
+      apiVersion: desired.apiVersion,
+      kind: desired.kind,
+      metadata: { name: desired.metadata.name, namespace: desired.metadata.namespace },
+    });
     return isOwned(existing) ? this.ensure(desired, existing, mustRecreate) : { foreign: existing };
   }
 }

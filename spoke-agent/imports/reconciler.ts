@@ -84,12 +84,16 @@ export class ImportReconciler {
       return undefined;
     }
     const entry = this.#options.catalog.get(key);
-    const plan = entry && planImport(entry, this.#options.clusterId, this.#options.outboundListener, this.#options.isStale);
+    const plan =
+      entry && planImport(entry, this.#options.clusterId, this.#options.outboundListener, this.#options.isStale);
     const owned = this.#owned(namespace, name);
     if (!entry && (owned.serviceImport || owned.service || owned.slices.length > 0)) {
       const delayMs = this.#options.catalog.removalDelayMs(key);
       if (delayMs > 0) {
-        this.#options.log.warn({ key, delayMs }, 'no catalog entry and no tombstone: the import is kept until the grace period ends');
+        this.#options.log.warn(
+          { key, delayMs },
+          'no catalog entry and no tombstone: the import is kept until the grace period ends',
+        );
         return { requeueAfterMs: delayMs };
       }
     }
@@ -109,7 +113,11 @@ export class ImportReconciler {
    */
   async #apply(key: string, plan: ImportPlan, owned: OwnedObjects, conflicts: ImportConflict[]): Promise<void> {
     const { writer, log } = this.#options;
-    if (plan.refusedAddresses.length > 0) log.warn({ key, addresses: plan.refusedAddresses }, 'addresses an EndpointSlice may not name (loopback, link-local) left out');
+    if (plan.refusedAddresses.length > 0)
+      log.warn(
+        { key, addresses: plan.refusedAddresses },
+        'addresses an EndpointSlice may not name (loopback, link-local) left out',
+      );
     const failures: unknown[] = [];
     const attempt = async <T>(write: () => Promise<T>): Promise<T | undefined> => {
       try {
@@ -122,22 +130,51 @@ export class ImportReconciler {
     // The Service and the slices are independent writes: in parallel, one round trip.
     const wanted = new Set(plan.slices.map((slice) => slice.metadata.name));
     const [service] = await Promise.all([
-      attempt(() => this.#ensure(key, plan.service, owned.service, conflicts, (current) => isHeadless(current) !== isHeadless(plan.service))),
+      attempt(() =>
+        this.#ensure(
+          key,
+          plan.service,
+          owned.service,
+          conflicts,
+          (current) => isHeadless(current) !== isHeadless(plan.service),
+        ),
+      ),
       ...plan.slices.map((slice) => {
         const current = owned.slices.find((s) => s.metadata?.name === slice.metadata.name);
-        return attempt(() => this.#ensure(key, slice, current, conflicts, (stored) => (stored as V1EndpointSlice).addressType !== slice['addressType']));
+        return attempt(() =>
+          this.#ensure(
+            key,
+            slice,
+            current,
+            conflicts,
+            (stored) => (stored as V1EndpointSlice).addressType !== slice['addressType'],
+          ),
+        );
       }),
-      ...owned.slices.filter((slice) => !wanted.has(slice.metadata?.name ?? '')).map((slice) => attempt(() => writer.remove(slice))),
+      ...owned.slices
+        .filter((slice) => !wanted.has(slice.metadata?.name ?? ''))
+        .map((slice) => attempt(() => writer.remove(slice))),
     ]);
     const local = { ipFamilies: service ? ipFamiliesOf(service) : [], stored: owned.serviceImport };
-    const serviceImport = await attempt(() => this.#ensure(key, plan.serviceImport(service ? clusterIpsOf(service) : [], local), owned.serviceImport, conflicts));
+    const serviceImport = await attempt(() =>
+      this.#ensure(
+        key,
+        plan.serviceImport(service ? clusterIpsOf(service) : [], local),
+        owned.serviceImport,
+        conflicts,
+      ),
+    );
     if (serviceImport) {
       const current = (serviceImport as { status?: { conditions?: Condition[] } }).status?.conditions;
       const { conditions } = setCondition(current, plan.ready, new Date());
       await attempt(() => writer.ensureServiceImportStatus(serviceImport, { ...plan.status, conditions }));
     }
     if (failures.length > 0) {
-      throw new IsthmusError('ISTHMUS_KUBE_REQUEST_FAILED', `import of ${key}: ${failures.map(describeKubeError).join('; ')}`, { cause: failures[0] });
+      throw new IsthmusError(
+        'ISTHMUS_KUBE_REQUEST_FAILED',
+        `import of ${key}: ${failures.map(describeKubeError).join('; ')}`,
+        { cause: failures[0] },
+      );
     }
   }
 
@@ -175,7 +212,10 @@ export class ImportReconciler {
     const known = new Set((this.#conflicts.get(key) ?? []).map((c) => `${c.kind}/${c.name}`));
     for (const conflict of conflicts) {
       if (!known.has(`${conflict.kind}/${conflict.name}`)) {
-        this.#options.log.warn(conflict, 'an object of that name exists and is not managed by isthmus-agent; left alone, not imported');
+        this.#options.log.warn(
+          conflict,
+          'an object of that name exists and is not managed by isthmus-agent; left alone, not imported',
+        );
       }
     }
     if (conflicts.length > 0) this.#conflicts.set(key, conflicts);
