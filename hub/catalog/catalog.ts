@@ -19,6 +19,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { MemberCluster } from '../../common/api/isthmus.ts';
 import { CATALOG_BUCKET, SCOPED_CATALOG_BUCKET_PREFIX, type CatalogEntry } from '../../common/catalog.ts';
 import { IsthmusError, describeError } from '../../common/errors.ts';
+import { whenAborted } from '../../common/lifecycle.ts';
 import type { ReportExportsRequest, ReportExportsResponse } from '../../common/hub-api/index.ts';
 import type { Logger } from '../../common/logger.ts';
 import type { ExportsSink } from '../hub-service.ts';
@@ -191,12 +192,6 @@ function localityOf(member: MemberCluster): ClusterLocality {
   };
 }
 
-function untilAborted(signal: AbortSignal): Promise<void> {
-  return signal.aborted
-    ? Promise.resolve()
-    : new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-}
-
 export function createCatalog(options: CatalogOptions): Catalog {
   const { nc, memberCache, log } = options;
   const concurrency = options.publishConcurrency ?? CATALOG_DEFAULTS.publishConcurrency;
@@ -311,6 +306,7 @@ export function createCatalog(options: CatalogOptions): Catalog {
         const watch = await kv.watch({ resumeFromRevision: revision + 1 });
         const stop = (): void => watch.stop();
         signal.addEventListener('abort', stop, { once: true });
+        if (signal.aborted) stop(); // aborted while the watch was being set up: the listener never fires
         try {
           for await (const change of watch) {
             failures = 0;
@@ -408,7 +404,7 @@ export function createCatalog(options: CatalogOptions): Catalog {
       active.buckets.follow((reader, kv, from) =>
         watches.push(watchOwnBucket(active.publisher, kv, reader, from, signal)),
       );
-      await untilAborted(signal);
+      await whenAborted(signal);
       clearInterval(timer);
       await Promise.all(watches);
       if (current === term) await active.publisher.drain();
