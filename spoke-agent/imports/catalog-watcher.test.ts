@@ -2,7 +2,7 @@
 // test plays the hub and writes the bucket; the watcher reads as an agent does (AGENTS account),
 // its connection running through a TCP proxy that can be cut. Deletions come as the hub makes them
 // (tombstones); keys that vanish without one are held.
-import { Kvm, type Bucket } from '@nats-io/kv';
+import { Kvm, type Bucket, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestbed, waitFor, type Testbed } from '../../local/testbed/index.ts';
@@ -68,6 +68,18 @@ function until(what: string, condition: () => boolean, timeoutMs = 10_000): Prom
   return waitFor(what, () => Promise.resolve(condition()), timeoutMs, 20);
 }
 
+/**
+ * The catalog bucket as a test starts it: gone (`absent`) or empty, whatever an earlier test left,
+ * so no test depends on another.
+ */
+async function catalogBucket(): Promise<KV>;
+async function catalogBucket(absent: 'absent'): Promise<undefined>;
+async function catalogBucket(absent?: 'absent'): Promise<KV | undefined> {
+  const kvm = new Kvm(hub);
+  await (await kvm.create(CATALOG_BUCKET)).destroy();
+  return absent ? undefined : kvm.create(CATALOG_BUCKET);
+}
+
 /** A watcher over the proxied connection, stopped after the test body. */
 async function withWatcher(
   body: (watcher: CatalogWatcher, changes: string[]) => Promise<void>,
@@ -85,7 +97,11 @@ async function withWatcher(
     changes.push(`${value ? 'set' : 'removed'} ${key}${value ? `:${value.ports[0]?.port}` : ''}`),
   );
   await using _running = runInBackground(watcher);
-  await body(watcher, changes);
+  try {
+    await body(watcher, changes);
+  } finally {
+    proxy.restore(); // a test that failed while NATS was cut
+  }
 }
 
 beforeAll(async () => {
@@ -113,6 +129,7 @@ afterAll(async () => {
 
 describe('CatalogWatcher', () => {
   it('waits for the bucket to exist, then syncs on an empty bucket', async () => {
+    await catalogBucket('absent');
     await withWatcher(async (watcher) => {
       await until('two attempts to open the missing bucket', () => watcher.restarts >= 2);
       expect(watcher.hasSynced).toBe(false);
@@ -123,7 +140,7 @@ describe('CatalogWatcher', () => {
   });
 
   it('applies the snapshot and the latest state of every later change, skipping malformed values', async () => {
-    const kv = await new Kvm(hub).open(CATALOG_BUCKET);
+    const kv = await catalogBucket();
     await putEntry(kv, entry('a', 'one'));
     await putEntry(kv, entry('a', 'two'));
     await putEntry(kv, entry('a', 'gone'));
@@ -158,11 +175,10 @@ describe('CatalogWatcher', () => {
       expect(watcher.get('a.two')?.ports[0]?.port).toBe(80);
       expect(watcher.malformed).toBe(3);
     });
-    await kv.delete('a.two');
   });
 
   it('keeps everything while NATS is unreachable and catches up from its last revision after', async () => {
-    const kv = await new Kvm(hub).open(CATALOG_BUCKET);
+    const kv = await catalogBucket();
     await putEntry(kv, entry('c', 'stays'));
     await putEntry(kv, entry('c', 'changes'));
     await putEntry(kv, entry('c', 'leaves'));
@@ -187,7 +203,7 @@ describe('CatalogWatcher', () => {
   });
 
   it('resumes after a forced reconnect without replaying what it has', async () => {
-    const kv = await new Kvm(hub).open(CATALOG_BUCKET);
+    const kv = await catalogBucket();
     await withWatcher(async (watcher, changes) => {
       await watcher.synced();
       changes.length = 0;
@@ -200,7 +216,7 @@ describe('CatalogWatcher', () => {
   });
 
   it('removes a key at once on a tombstone, holds one deleted without, and lets it go when it is written again', async () => {
-    const kv = await new Kvm(hub).open(CATALOG_BUCKET);
+    const kv = await catalogBucket();
     await putEntry(kv, entry('g', 'ended'));
     await putEntry(kv, entry('g', 'deleted'));
     await withWatcher(async (watcher, changes) => {
@@ -220,8 +236,9 @@ describe('CatalogWatcher', () => {
   });
 
   it('reads the bucket again when a deletion it missed left no marker, and removes the key after the grace period', async () => {
-    const kv = await new Kvm(hub).open(CATALOG_BUCKET);
+    const kv = await catalogBucket();
     await putEntry(kv, entry('f', 'vanishes'));
+    await putEntry(kv, entry('f', 'stays'));
     await withWatcher(async (watcher, changes) => {
       await watcher.synced();
       expect(watcher.get('f.vanishes')).toBeDefined();
@@ -235,16 +252,18 @@ describe('CatalogWatcher', () => {
       await until('grace period over', () => watcher.get('f.vanishes') === undefined);
       expect(changes).toEqual(['removed f.vanishes']);
       expect(watcher.removalDelayMs('f.vanishes')).toBe(0);
-      expect(watcher.get('c.stays')).toBeDefined();
+      expect(watcher.get('f.stays')).toBeDefined();
     }, 1_000);
   });
 
   it('reads a recreated bucket from the start and holds the keys it lost until the hub writes them again', async () => {
     const kvm = new Kvm(hub);
+    const lost = await catalogBucket();
+    for (const name of ['stays', 'changes', 'leaves']) await putEntry(lost, entry('c', name));
     await withWatcher(async (watcher, changes) => {
       await watcher.synced();
       const before = watcher.keys().sort();
-      expect(before.length).toBeGreaterThan(1);
+      expect(before).toEqual(['c.changes', 'c.leaves', 'c.stays']);
       changes.length = 0;
       await (await kvm.open(CATALOG_BUCKET)).destroy();
       const kv = await kvm.create(CATALOG_BUCKET);
