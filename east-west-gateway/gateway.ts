@@ -70,6 +70,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       listeners.republish();
     },
   });
+  const stopProbing = new AbortController();
+  /** The prober's run, once the inbound listener is open (it probes with the same credentials). */
+  let probing: Promise<void> | undefined;
   const router = new OutboundRouter({
     clusterId: config.clusterId,
     state,
@@ -144,7 +147,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
         { host: config.inbound.host, port: inboundPort, spiffeId: identity.svid.spiffeId },
         'inbound listener open',
       );
-      prober.start();
+      probing = prober.run(stopProbing.signal);
       return;
     }
     if (credentials.svid.certificateChainPem !== identity.svid.certificateChainPem) {
@@ -258,9 +261,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       draining = true;
       clearInterval(healthRefresh);
       clearInterval(ejectionChecks);
-      prober.stop();
+      stopProbing.abort();
       inbound?.close();
-      await Promise.all([listeners.close(), routesQueue.shutDown()]);
+      await Promise.all([listeners.close(), routesQueue.shutDown(), probing]);
       const { closedAtDeadline } = await connections.drain(config.drainTimeout);
       log.info({ closedAtDeadline }, 'drained');
       await Promise.all([state.stop(), policies.stop()]);

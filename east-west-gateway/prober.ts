@@ -11,6 +11,7 @@ import type { MtlsCredentials, VerifiedPeer } from '../common/pki/index.ts';
 import { gatewayMetrics } from './metrics.ts';
 import type { SessionCache } from './tls-sessions.ts';
 import { openTunnel } from './tunnel.ts';
+import { whenAborted } from '../common/lifecycle.ts';
 
 export interface ProbeSettings {
   readonly interval: number;
@@ -38,7 +39,7 @@ export class RemoteProber {
   readonly #onChange: (clusterId: string, up: boolean) => void;
   readonly #states = new Map<string, ProbeState>();
   #targets = new Map<string, readonly GatewayAddress[]>();
-  #timer: NodeJS.Timeout | undefined;
+  readonly #inFlight = new Set<Promise<void>>();
 
   constructor(options: {
     settings: ProbeSettings;
@@ -69,14 +70,13 @@ export class RemoteProber {
     return this.#states.get(clusterId)?.lastError ?? '';
   }
 
-  start(): void {
-    this.#timer ??= setInterval(() => this.#round(), this.#settings.interval);
+  /** Probes every interval until `signal` aborts; resolves once the probes in flight have ended. */
+  async run(signal: AbortSignal): Promise<void> {
+    const timer = setInterval(() => this.#round(), this.#settings.interval);
     this.#round();
-  }
-
-  stop(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+    await whenAborted(signal);
+    clearInterval(timer);
+    await Promise.all(this.#inFlight);
   }
 
   #round(): void {
@@ -88,7 +88,7 @@ export class RemoteProber {
       const [address] = addresses;
       if (state.inFlight >= MAX_IN_FLIGHT || address === undefined) continue;
       state.inFlight++;
-      void openTunnel({
+      const probe = openTunnel({
         address,
         sni: PROBE_SNI,
         expectCluster: clusterId,
@@ -101,6 +101,8 @@ export class RemoteProber {
         if (this.#states.get(clusterId) !== state) return;
         this.#record(clusterId, state, result.ok ? undefined : result.reason);
       });
+      this.#inFlight.add(probe);
+      void probe.finally(() => this.#inFlight.delete(probe));
     }
   }
 
