@@ -1,0 +1,85 @@
+// Runs the pinned helm (scripts/ensure-binaries.sh) on the chart in deploy/helm/isthmus: lint and
+// template with given values, the rendered manifests parsed into objects. Values go to helm on
+// stdin (`--values -`), so nothing is written to disk.
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import { parseAllDocuments, stringify as stringifyYaml } from 'yaml';
+import { IsthmusError, describeError } from '../../common/errors.ts';
+import { resolveBinaries } from '../../local/testbed/binaries.ts';
+
+export const chartDir = fileURLToPath(new URL('./isthmus/', import.meta.url));
+
+export interface HelmResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** A rendered object: apiVersion, kind and metadata are always there. */
+export type RenderedObject = KubernetesObject & {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; annotations?: Record<string, string> };
+  [field: string]: unknown;
+};
+
+async function helmPath(): Promise<string> {
+  const { helm } = await resolveBinaries();
+  if (!helm)
+    throw new IsthmusError('ISTHMUS_BINARY_MISSING', 'helm (scripts/ensure-binaries.sh printed no path for it)');
+  return helm;
+}
+
+/** `helm <args> --values -` with `values` as YAML on stdin; never throws on a non-zero exit. */
+export async function runHelm(args: readonly string[], values: Record<string, unknown>): Promise<HelmResult> {
+  const helm = await helmPath();
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      helm,
+      [...args, '--values', '-'],
+      { maxBuffer: 16 << 20, timeout: 120_000 },
+      (err, stdout, stderr) => {
+        if (err && typeof err.code !== 'number')
+          reject(new IsthmusError('ISTHMUS_PROCESS_FAILED', `helm ${args[0]}: ${describeError(err)}`, { cause: err }));
+        else resolve({ code: err ? Number(err.code) : 0, stdout, stderr });
+      },
+    );
+    child.stdin?.end(stringifyYaml(values));
+  });
+}
+
+/** `helm lint --strict` of the chart with these values. */
+export function lintChart(values: Record<string, unknown>): Promise<HelmResult> {
+  return runHelm(['lint', '--strict', chartDir], values);
+}
+
+export interface RenderOptions {
+  readonly release?: string;
+  readonly namespace?: string;
+  /** Also render the chart's crds/ (`--include-crds`). */
+  readonly includeCrds?: boolean;
+}
+
+/** `helm template`: every rendered object, CRDs included when asked. Throws with helm's message on failure. */
+export async function renderChart(
+  values: Record<string, unknown>,
+  options: RenderOptions = {},
+): Promise<RenderedObject[]> {
+  const result = await runHelm(
+    [
+      'template',
+      options.release ?? 'isthmus',
+      chartDir,
+      '--namespace',
+      options.namespace ?? 'isthmus-system',
+      ...(options.includeCrds ? ['--include-crds'] : []),
+    ],
+    values,
+  );
+  if (result.code !== 0)
+    throw new IsthmusError('ISTHMUS_PROCESS_FAILED', `helm template exited ${result.code}: ${result.stderr.trim()}`);
+  return parseAllDocuments(result.stdout)
+    .map((doc) => doc.toJS() as RenderedObject | null)
+    .filter((o): o is RenderedObject => o !== null);
+}
