@@ -31,13 +31,13 @@ async function helmPath(): Promise<string> {
   return helm;
 }
 
-/** `helm <args> --values -` with `values` as YAML on stdin; never throws on a non-zero exit. */
-export async function runHelm(args: readonly string[], values: Record<string, unknown>): Promise<HelmResult> {
+/** `helm <args>`, with `values` as YAML on stdin (`--values -`) when given; never throws on a non-zero exit. */
+export async function runHelm(args: readonly string[], values?: Record<string, unknown>): Promise<HelmResult> {
   const helm = await helmPath();
   return new Promise((resolve, reject) => {
     const child = execFile(
       helm,
-      [...args, '--values', '-'],
+      values ? [...args, '--values', '-'] : args,
       { maxBuffer: 16 << 20, timeout: 120_000 },
       (err, stdout, stderr) => {
         if (err && typeof err.code !== 'number')
@@ -45,7 +45,7 @@ export async function runHelm(args: readonly string[], values: Record<string, un
         else resolve({ code: err ? Number(err.code) : 0, stdout, stderr });
       },
     );
-    child.stdin?.end(stringifyYaml(values));
+    child.stdin?.end(values ? stringifyYaml(values) : undefined);
   });
 }
 

@@ -131,12 +131,15 @@ export class LocalCluster {
     );
   }
 
-  /** An admin request with a JSON body, bypassing client-node's typed (de)serialisation. */
-  rawRequest(method: string, path: string, body?: unknown): Promise<unknown> {
+  /**
+   * An admin request with a JSON body, bypassing client-node's typed (de)serialisation.
+   * `contentType` names the body's meaning, e.g. application/apply-patch+yaml (JSON is YAML).
+   */
+  rawRequest(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const req = httpsRequest(
         `${this.server}${path}`,
-        { method, ...this.#tls, headers: { 'content-type': 'application/json' } },
+        { method, ...this.#tls, headers: { 'content-type': contentType } },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
