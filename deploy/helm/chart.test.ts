@@ -14,7 +14,7 @@ import { agentConfigSchema } from '../../spoke-agent/config.ts';
 import { bootstrapSchema } from '../../spoke-agent/credentials.ts';
 import { gatewayConfigSchema } from '../../east-west-gateway/config.ts';
 import { startTestbed, type LocalCluster, type Testbed } from '../../local/testbed/index.ts';
-import { chartDir, lintChart, renderChart, runHelm, type RenderedObject } from './chart.ts';
+import { applyRendered, chartDir, lintChart, renderChart, runHelm, type RenderedObject } from './chart.ts';
 
 const repoCrds = fileURLToPath(new URL('../../crds/', import.meta.url));
 const namespace = 'isthmus-system';
@@ -235,44 +235,18 @@ describe('Helm chart deploy/helm/isthmus', () => {
       await bed?.[Symbol.asyncDispose]();
     });
 
-    /** The collection path of a kind, from the apiserver's discovery. */
-    async function collectionPath(object: RenderedObject): Promise<string> {
-      const base = object.apiVersion.includes('/') ? `/apis/${object.apiVersion}` : `/api/${object.apiVersion}`;
-      const list = (await cluster.rawRequest('GET', base)) as {
-        resources: { name: string; kind: string; namespaced: boolean }[];
-      };
-      const resource = list.resources.find((r) => r.kind === object.kind && !r.name.includes('/'));
-      if (!resource) throw new Error(`the apiserver serves no ${object.kind} in ${object.apiVersion}`);
-      return resource.namespaced
-        ? `${base}/namespaces/${object.metadata.namespace}/${resource.name}`
-        : `${base}/${resource.name}`;
-    }
-
     it.each(roles)(
       'accepts every object rendered for %s (server-side apply, dry run, strict fields)',
       async (_role, values) => {
         const objects = await renderChart(values);
         // A namespace the chart creates must exist for a dry run of what goes into it.
-        for (const ns of objects.filter((o) => o.kind === 'Namespace'))
-          await cluster.rawRequest(
-            'PATCH',
-            `/api/v1/namespaces/${ns.metadata.name}?fieldManager=chart-test`,
-            ns,
-            'application/apply-patch+yaml',
-          );
-        const accepted: string[] = [];
-        for (const object of objects) {
-          const path = `${await collectionPath(object)}/${object.metadata.name}?fieldManager=chart-test&dryRun=All&fieldValidation=Strict`;
-          const stored = (await cluster.rawRequest(
-            'PATCH',
-            path,
-            object,
-            'application/apply-patch+yaml',
-          )) as RenderedObject;
-          expect(stored.kind).toBe(object.kind);
-          accepted.push(`${object.kind}/${object.metadata.name}`);
-        }
-        expect(accepted.length).toBe(objects.length);
+        await applyRendered(
+          cluster,
+          objects.filter((o) => o.kind === 'Namespace'),
+        );
+        const stored = await applyRendered(cluster, objects, { dryRun: true });
+        const accepted = stored.map((o) => `${o.kind}/${o.metadata.name}`);
+        expect(accepted).toEqual(objects.map((o) => `${o.kind}/${o.metadata.name}`));
         expect(accepted).toContain('Deployment/' + (values.role === 'hub' ? 'isthmus-hub' : 'isthmus-agent'));
       },
     );

@@ -1,12 +1,13 @@
 // Runs the pinned helm (scripts/ensure-binaries.sh) on the chart in deploy/helm/isthmus: lint and
-// template with given values, the rendered manifests parsed into objects. Values go to helm on
-// stdin (`--values -`), so nothing is written to disk.
+// template with given values, the rendered manifests parsed into objects, and applies them to a
+// test bed cluster. Values go to helm on stdin (`--values -`), so nothing is written to disk.
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { parseAllDocuments, stringify as stringifyYaml } from 'yaml';
 import { IsthmusError, describeError } from '../../common/errors.ts';
 import { resolveBinaries } from '../../local/testbed/binaries.ts';
+import type { LocalCluster } from '../../local/testbed/cluster.ts';
 
 export const chartDir = fileURLToPath(new URL('./isthmus/', import.meta.url));
 
@@ -82,4 +83,36 @@ export async function renderChart(
   return parseAllDocuments(result.stdout)
     .map((doc) => doc.toJS() as RenderedObject | null)
     .filter((o): o is RenderedObject => o !== null);
+}
+
+/** The collection path of an object's kind, from the apiserver's discovery. */
+async function collectionPath(cluster: LocalCluster, object: RenderedObject): Promise<string> {
+  const base = object.apiVersion.includes('/') ? `/apis/${object.apiVersion}` : `/api/${object.apiVersion}`;
+  const list = (await cluster.rawRequest('GET', base)) as {
+    resources: { name: string; kind: string; namespaced: boolean }[];
+  };
+  const resource = list.resources.find((r) => r.kind === object.kind && !r.name.includes('/'));
+  if (!resource) throw new Error(`the apiserver serves no ${object.kind} in ${object.apiVersion}`);
+  return resource.namespaced
+    ? `${base}/namespaces/${object.metadata.namespace}/${resource.name}`
+    : `${base}/${resource.name}`;
+}
+
+/**
+ * Server-side applies rendered objects one by one, as `helm install` would create them; with
+ * `dryRun`, the apiserver validates (strictly: unknown fields are errors) and stores nothing.
+ * Returns what the apiserver answered for each.
+ */
+export async function applyRendered(
+  cluster: LocalCluster,
+  objects: readonly RenderedObject[],
+  options: { dryRun?: boolean } = {},
+): Promise<RenderedObject[]> {
+  const stored: RenderedObject[] = [];
+  const query = `fieldManager=helm&fieldValidation=Strict${options.dryRun ? '&dryRun=All' : ''}`;
+  for (const object of objects) {
+    const path = `${await collectionPath(cluster, object)}/${object.metadata.name}?${query}`;
+    stored.push((await cluster.rawRequest('PATCH', path, object, 'application/apply-patch+yaml')) as RenderedObject);
+  }
+  return stored;
 }
