@@ -116,3 +116,16 @@ export async function applyRendered(
   }
   return stored;
 }
+
+const RBAC_KINDS = new Set(['Namespace', 'ServiceAccount', 'Role', 'ClusterRole', 'RoleBinding', 'ClusterRoleBinding']);
+
+/**
+ * What the chart gives its components to run as: its namespaces, ServiceAccounts, Roles,
+ * ClusterRoles and bindings, applied as `helm install` would (pods do not run in the test bed).
+ */
+export async function installChartRbac(cluster: LocalCluster, objects: readonly RenderedObject[]): Promise<void> {
+  await applyRendered(
+    cluster,
+    objects.filter((o) => RBAC_KINDS.has(o.kind)),
+  );
+}

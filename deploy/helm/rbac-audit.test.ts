@@ -24,14 +24,13 @@ import {
   connect,
   exportWithBackends,
 } from '../../e2e/gateway/scenario.ts';
-import { applyRendered, renderChart, type RenderedObject } from './chart.ts';
+import { installChartRbac, renderChart, type RenderedObject } from './chart.ts';
 import { compareUsage, describePermission, describeRequest, parseAuditLog, type AuditRequest } from './rbac-usage.ts';
 
 const SYSTEM_NS = 'isthmus-system';
 const NS = 'shop';
 const WAIT_MS = 60_000;
 const policyRef = { group: 'isthmus.dev', version: 'v1alpha1', plural: 'failoverpolicies' } as const;
-const RBAC_KINDS = new Set(['Namespace', 'ServiceAccount', 'Role', 'ClusterRole', 'RoleBinding', 'ClusterRoleBinding']);
 
 const serviceAccount = (component: FederationComponent): string => `isthmus-${component}`;
 const userOf = (component: FederationComponent): string =>
@@ -54,13 +53,10 @@ const EXEMPT: ReadonlySet<string> = new Set([
   ].map((resource) => `${userOf('agent')} (ClusterRole/isthmus-agent): get ${resource} cluster-wide`),
 ]);
 
-/** The chart's RBAC objects (and the namespaces they live in), applied as an installer would. */
+/** The release namespace (helm install --create-namespace), then the chart's RBAC. */
 async function installRbac(cluster: LocalCluster, objects: readonly RenderedObject[]): Promise<void> {
   await ensureNamespace(cluster.kubeConfig(), SYSTEM_NS);
-  await applyRendered(
-    cluster,
-    objects.filter((o) => RBAC_KINDS.has(o.kind)),
-  );
+  await installChartRbac(cluster, objects);
 }
 
 async function absent(read: () => Promise<unknown>): Promise<boolean> {

@@ -83,11 +83,13 @@ export class LocalCluster {
     return kubeConfigFromYaml(this.kubeconfigYaml);
   }
 
-  /**
-   * Writes a kubeconfig that authenticates as a service account (which must exist) with a token
-   * from the TokenRequest API, valid for a day; returns its path.
-   */
-  async serviceAccountKubeconfig(namespace: string, name: string): Promise<string> {
+  /** The CA that signed the apiserver's serving certificate (what a pod finds in its ca.crt). */
+  get caPem(): string {
+    return this.#tls.ca;
+  }
+
+  /** A token for a service account (which must exist) from the TokenRequest API, valid for a day. */
+  async serviceAccountToken(namespace: string, name: string): Promise<string> {
     const request = {
       apiVersion: 'authentication.k8s.io/v1',
       kind: 'TokenRequest',
@@ -98,8 +100,13 @@ export class LocalCluster {
       `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`,
       request,
     )) as { status: { token: string } };
+    return answer.status.token;
+  }
+
+  /** Writes a kubeconfig that authenticates as a service account (serviceAccountToken); returns its path. */
+  async serviceAccountKubeconfig(namespace: string, name: string): Promise<string> {
     const path = join(dirname(this.kubeconfigPath), `kubeconfig-${namespace}-${name}`);
-    const user = { name: `${namespace}-${name}`, user: { token: answer.status.token } };
+    const user = { name: `${namespace}-${name}`, user: { token: await this.serviceAccountToken(namespace, name) } };
     await writeFile(path, renderKubeconfig(this.name, this.server, this.#tls.ca, user), { mode: 0o600 });
     return path;
   }
