@@ -6,9 +6,23 @@
 // component did: the test fails on any refusal, on any request the chart's rules do not allow,
 // and on any permission the chart grants that nothing used.
 import { readFile } from 'node:fs/promises';
-import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  DiscoveryV1Api,
+  PatchStrategy,
+  type V1EndpointSlice,
+  setHeaderOptions,
+  type KubeConfig,
+} from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANNOTATION_HUB_GENERATION } from '../../common/failover-policy.ts';
+import {
+  DEFAULT_GATEWAY_NAME,
+  gatewayListenersConfigMapName,
+  listenersDocumentSchema,
+} from '../../common/gateway-contract.ts';
+import { derivedServiceName } from '../../spoke-agent/imports/naming.ts';
 import { isConditionTrue, type Condition } from '../../common/api/conditions.ts';
 import { HubClient, hubChannelCredentials } from '../../common/hub-api/index.ts';
 import { ensureNamespace, isNotFound } from '../../common/kube/index.ts';
@@ -127,6 +141,7 @@ describe.skipIf(!available.ok)('the chart RBAC is least privilege for the full s
 
     // Export from a, import in b, connections from b's namespace through both gateways.
     await exportWithBackends(fed, a, NS, 'cart', ['a1']);
+    const custom = (kc: KubeConfig): CustomObjectsApi => kc.makeApiClient(CustomObjectsApi);
     // Both agents wrote status: the export's conditions in a, the import's Ready in b.
     const mcs = { group: MCS_GROUP, version: MCS_VERSION, namespace: NS, name: 'cart' };
     const readyIn = async (cluster: LocalCluster, plural: string): Promise<boolean> => {
@@ -160,17 +175,37 @@ describe.skipIf(!available.ok)('the chart RBAC is least privilege for the full s
         },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       );
-    await waitFor(
-      'ServiceImport in cluster-b with both ports',
-      async () => {
-        const imported = (await b
+    // ... and b's gateway listens on both, published in its listeners ConfigMap and the derived slice.
+    const derived = derivedServiceName(NS, 'cart');
+    const coreB = b.kubeConfig().makeApiClient(CoreV1Api);
+    const slicesB = async (): Promise<V1EndpointSlice[]> =>
+      (
+        await b
           .kubeConfig()
-          .makeApiClient(CustomObjectsApi)
-          .getNamespacedCustomObject({ ...mcs, plural: SERVICE_IMPORT_PLURAL })) as { spec: { ports: unknown[] } };
-        return imported.spec.ports.length === 2;
-      },
-      WAIT_MS,
-    );
+          .makeApiClient(DiscoveryV1Api)
+          .listNamespacedEndpointSlice({ namespace: NS, labelSelector: `kubernetes.io/service-name=${derived}` })
+      ).items;
+    const portsEverywhere = async (): Promise<boolean> => {
+      const imported = (await custom(b.kubeConfig()).getNamespacedCustomObject({
+        ...mcs,
+        plural: SERVICE_IMPORT_PLURAL,
+      })) as { spec: { ports: unknown[] } };
+      const service = await coreB.readNamespacedService({ name: derived, namespace: NS });
+      const listeners = await coreB.readNamespacedConfigMap({
+        name: gatewayListenersConfigMapName(DEFAULT_GATEWAY_NAME),
+        namespace: SYSTEM_NS,
+      });
+      const published = listenersDocumentSchema
+        .parse(JSON.parse(listeners.data?.['listeners.json'] ?? '{"listeners":[]}'))
+        .listeners.filter((l) => l.namespace === NS && l.name === 'cart');
+      return (
+        imported.spec.ports.length === 2 &&
+        service.spec?.ports?.length === 2 &&
+        published.length === 2 &&
+        (await slicesB()).some((slice) => slice.ports?.length === 2)
+      );
+    };
+    await waitFor('both ports imported and listened on in cluster-b', portsEverywhere, WAIT_MS);
 
     // A FailoverPolicy on the hub: copied into every member, changed, deleted.
     type Policy = {
@@ -220,11 +255,15 @@ describe.skipIf(!available.ok)('the chart RBAC is least privilege for the full s
     );
 
     // Unexport: b's agent removes the import.
-    const custom = (kc: KubeConfig): CustomObjectsApi => kc.makeApiClient(CustomObjectsApi);
     await custom(a.kubeConfig()).deleteNamespacedCustomObject({ ...mcs, plural: SERVICE_EXPORT_PLURAL });
     await waitFor(
-      'ServiceImport removed in cluster-b',
-      () => absent(() => custom(b.kubeConfig()).getNamespacedCustomObject({ ...mcs, plural: SERVICE_IMPORT_PLURAL })),
+      'ServiceImport, derived Service and EndpointSlices removed in cluster-b',
+      async () =>
+        (await absent(() =>
+          custom(b.kubeConfig()).getNamespacedCustomObject({ ...mcs, plural: SERVICE_IMPORT_PLURAL }),
+        )) &&
+        (await absent(() => coreB.readNamespacedService({ name: derived, namespace: NS }))) &&
+        (await slicesB()).length === 0,
       WAIT_MS,
     );
 
