@@ -299,6 +299,15 @@ describe.skipIf(!available.ok)('the chart RBAC is least privilege for the full s
       notGranted: reports.flatMap((r) => r.notGranted.map(describeRequest)),
       unused: reports.flatMap((r) => r.unused.map(describePermission)),
     }).toEqual({ refused: [], notGranted: [], unused: [] });
+    // Not vacuous: on the same audit data, one more rule (the gateway reading every Secret) is caught.
+    const widened = memberObjects.map((o) =>
+      o.kind === 'ClusterRole' && o.metadata.name === 'isthmus-gateway'
+        ? { ...o, rules: [...(o.rules as unknown[]), { apiGroups: [''], resources: ['secrets'], verbs: ['get'] }] }
+        : o,
+    );
+    expect(compareUsage(widened, memberRequests, [userOf('gateway')]).unused.map(describePermission)).toEqual([
+      `${userOf('gateway')} (ClusterRole/isthmus-gateway): get secrets cluster-wide`,
+    ]);
     // Each component did run on its own token.
     for (const [component, requests] of [
       ['hub', hubRequests],
