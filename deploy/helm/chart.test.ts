@@ -14,10 +14,18 @@ import { agentConfigSchema } from '../../spoke-agent/config.ts';
 import { bootstrapSchema } from '../../spoke-agent/credentials.ts';
 import { gatewayConfigSchema } from '../../east-west-gateway/config.ts';
 import { startTestbed, type LocalCluster, type Testbed } from '../../local/testbed/index.ts';
-import { applyRendered, chartDir, lintChart, renderChart, runHelm, type RenderedObject } from './chart.ts';
+import {
+  RELEASE_NAMESPACE,
+  applyRendered,
+  chartDir,
+  lintChart,
+  renderChart,
+  runHelm,
+  type RenderedObject,
+} from './chart.ts';
 
 const repoCrds = fileURLToPath(new URL('../../crds/', import.meta.url));
-const namespace = 'isthmus-system';
+const namespace = RELEASE_NAMESPACE;
 
 const hubValues = {
   role: 'hub',

@@ -10,6 +10,8 @@ import { resolveBinaries } from '../../local/testbed/binaries.ts';
 import type { LocalCluster } from '../../local/testbed/cluster.ts';
 
 export const chartDir = fileURLToPath(new URL('./isthmus/', import.meta.url));
+/** The namespace the tests install the chart into: the components' default namespace. */
+export const RELEASE_NAMESPACE = 'isthmus-system';
 
 export interface HelmResult {
   readonly code: number;
@@ -55,29 +57,12 @@ export function lintChart(values: Record<string, unknown>): Promise<HelmResult> 
   return runHelm(['lint', '--strict', chartDir], values);
 }
 
-export interface RenderOptions {
-  readonly release?: string;
-  readonly namespace?: string;
-  /** Also render the chart's crds/ (`--include-crds`). */
-  readonly includeCrds?: boolean;
-}
-
-/** `helm template`: every rendered object, CRDs included when asked. Throws with helm's message on failure. */
-export async function renderChart(
-  values: Record<string, unknown>,
-  options: RenderOptions = {},
-): Promise<RenderedObject[]> {
-  const result = await runHelm(
-    [
-      'template',
-      options.release ?? 'isthmus',
-      chartDir,
-      '--namespace',
-      options.namespace ?? 'isthmus-system',
-      ...(options.includeCrds ? ['--include-crds'] : []),
-    ],
-    values,
-  );
+/**
+ * `helm template` as release `isthmus` in RELEASE_NAMESPACE (where the components' namespace
+ * defaults put them): every rendered object, hooks included. Throws with helm's message on failure.
+ */
+export async function renderChart(values: Record<string, unknown>): Promise<RenderedObject[]> {
+  const result = await runHelm(['template', 'isthmus', chartDir, '--namespace', RELEASE_NAMESPACE], values);
   if (result.code !== 0)
     throw new IsthmusError('ISTHMUS_PROCESS_FAILED', `helm template exited ${result.code}: ${result.stderr.trim()}`);
   return parseAllDocuments(result.stdout)

@@ -11,11 +11,11 @@ import { stringify as stringifyYaml } from 'yaml';
 import { ensureNamespace } from '../../common/kube/index.ts';
 import { freePort } from '../../local/testbed/ports.ts';
 import { startTestbed, waitForProcess, type LocalCluster, type Testbed } from '../../local/testbed/index.ts';
-import { installChartRbac, renderChart } from './chart.ts';
+import { RELEASE_NAMESPACE, installChartRbac, renderChart } from './chart.ts';
 import { parseAuditLog } from './rbac-usage.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
-const SYSTEM_NS = 'isthmus-system';
+const SYSTEM_NS = RELEASE_NAMESPACE;
 
 // Inside its own mount namespace: an empty /run (so nothing of the host's shows), the service
 // account directory bound where client-node looks, then the component itself.

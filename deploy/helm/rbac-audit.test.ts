@@ -38,10 +38,10 @@ import {
   connect,
   exportWithBackends,
 } from '../../e2e/gateway/scenario.ts';
-import { installChartRbac, renderChart, type RenderedObject } from './chart.ts';
+import { RELEASE_NAMESPACE, installChartRbac, renderChart, type RenderedObject } from './chart.ts';
 import { compareUsage, describePermission, describeRequest, parseAuditLog, type AuditRequest } from './rbac-usage.ts';
 
-const SYSTEM_NS = 'isthmus-system';
+const SYSTEM_NS = RELEASE_NAMESPACE;
 const NS = 'shop';
 const WAIT_MS = 60_000;
 const policyRef = { group: 'isthmus.dev', version: 'v1alpha1', plural: 'failoverpolicies' } as const;
