@@ -259,6 +259,15 @@ describe('Helm chart deploy/helm/isthmus', () => {
       },
     );
 
+    it('refuses, in the same dry run, an object with a field the API does not know', async () => {
+      const [deployment] = deployments(await renderChart(hubValues));
+      const container = deployment?.spec.template.spec.containers[0] as Container & { readOnlyRoot?: boolean };
+      container.readOnlyRoot = true;
+      await expect(applyRendered(cluster, [deployment as Deployment], { dryRun: true })).rejects.toThrow(
+        /containers\[name="hub"\]\.readOnlyRoot: field not declared in schema/,
+      );
+    });
+
     it.each([
       [
         'a role that does not exist',
