@@ -5,5 +5,11 @@ import { reapAbandonedTestbeds, resolveBinaries } from '../local/testbed/index.t
 export default async function setup(): Promise<void> {
   reapAbandonedTestbeds();
   const b = await resolveBinaries();
-  process.env.ISTHMUS_BINARIES = `kube-apiserver=${b.kubeApiserver}\netcd=${b.etcd}\nnats-server=${b.natsServer}\ncoredns=${b.coredns}`;
+  process.env.ISTHMUS_BINARIES = [
+    `kube-apiserver=${b.kubeApiserver}`,
+    `etcd=${b.etcd}`,
+    `nats-server=${b.natsServer}`,
+    `coredns=${b.coredns}`,
+    ...(b.helm ? [`helm=${b.helm}`] : []),
+  ].join('\n');
 }

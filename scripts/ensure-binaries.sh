@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Finds the pinned kube-apiserver, etcd, nats-server and coredns on PATH or in the cache, and
+# Finds the pinned kube-apiserver, etcd, nats-server, coredns and helm on PATH or in the cache, and
 # otherwise builds them with Go from the module proxy into the cache (outside the repo).
 # Idempotent and safe to run concurrently: each binary is built under its own flock and moved
 # into place atomically. On success prints one line per binary: NAME=/absolute/path.
@@ -19,9 +19,11 @@ minor_of() { local v="${1#v}"; echo "${v%.*}"; }
 
 # found_on_path NAME VERSION_REGEX: prints the path if NAME on PATH reports a matching version.
 found_on_path() {
-  local name="$1" want="$2" path out
+  local name="$1" want="$2" path out version_args=(--version)
+  # helm has a `version` subcommand and no --version flag.
+  [[ "$name" == helm ]] && version_args=(version)
   path="$(command -v "$name" 2>/dev/null)" || return 1
-  out="$("$path" --version 2>&1 | head -n 3)" || return 1
+  out="$("$path" "${version_args[@]}" 2>&1 | head -n 3)" || return 1
   grep -Eq "$want" <<<"$out" || return 1
   echo "$path"
 }
@@ -95,3 +97,8 @@ kube_minor="$(minor_of "$KUBE_VERSION")"
 ensure kube-apiserver "$KUBE_VERSION" "v${kube_minor//./\\.}\." \
   k8s.io/kubernetes k8s.io/kubernetes/cmd/kube-apiserver \
   "-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${kube_minor#*.} -X k8s.io/component-base/version.gitTreeState=clean"
+# helm's version lives in internal/version; without -X it reports only "v4.3".
+helm_minor="$(minor_of "$HELM_VERSION")"
+ensure helm "$HELM_VERSION" "Version:\"v${helm_minor//./\\.}\." \
+  helm.sh/helm/v4 helm.sh/helm/v4/cmd/helm \
+  "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean"

@@ -183,10 +183,20 @@ export async function serverSideApply<T extends KubernetesObject>(
   );
 }
 
-/** Creates the namespace unless it exists; true if this call created it. */
+/**
+ * Creates the namespace unless it exists; true if this call created it. It looks first, so a
+ * component whose namespaces an installer created (the Helm chart) needs no right to create any.
+ */
 export async function ensureNamespace(kc: KubeConfig, name: string, labels?: Record<string, string>): Promise<boolean> {
+  const api = apiClient(kc, CoreV1Api);
   try {
-    await apiClient(kc, CoreV1Api).createNamespace({
+    await api.readNamespace({ name });
+    return false;
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+  try {
+    await api.createNamespace({
       body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } },
     });
     return true;

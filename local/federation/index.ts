@@ -60,7 +60,17 @@ export interface FederationOptions {
   readonly natsCluster?: boolean;
   /** Extra top-level settings for every hub replica's configuration (e.g. `limits`). */
   readonly hubSettings?: Record<string, unknown>;
+  /** Every apiserver writes an audit log (LocalCluster.auditLogPath). */
+  readonly audit?: boolean;
+  /**
+   * The kubeconfig (path) a component runs with in a cluster, e.g. its service account's
+   * (LocalCluster.serviceAccountKubeconfig); the cluster's admin kubeconfig otherwise. Called once
+   * per component and cluster, before any component starts.
+   */
+  readonly componentKubeconfig?: (cluster: LocalCluster, component: FederationComponent) => Promise<string>;
 }
+
+export type FederationComponent = 'hub' | 'agent' | 'gateway';
 
 /** Where the hub keeps NATS's TLS material when the federation runs with natsTlsFromHub. */
 export const NATS_TLS_SECRET = { namespace: 'isthmus-system', name: 'isthmus-nats-tls' } as const;
@@ -159,6 +169,7 @@ export class Federation implements AsyncDisposable {
       natsTrustedCas: [rootPem],
       natsServerCertificate: { certPem: natsSvid.certificateChainPem, keyPem: natsSvid.privateKeyPem, caPem: rootPem },
       natsNodes: options.natsCluster ? 3 : 1,
+      audit: options.audit,
       natsAuthorization: (adminNkey) =>
         federationNatsAccounts([hubNkey.getPublicKey(), adminNkey], {
           issuer: calloutIssuer.getPublicKey(),
@@ -191,6 +202,9 @@ export class Federation implements AsyncDisposable {
       writeFileSync(files.natsCert, hubNats.cert);
       writeFileSync(files.natsKey, hubNats.key, { mode: 0o600 });
 
+      const kubeconfigFor = (cluster: LocalCluster, component: FederationComponent): Promise<string> =>
+        options.componentKubeconfig?.(cluster, component) ?? Promise.resolve(cluster.kubeconfigPath);
+      const hubKubeconfig = await kubeconfigFor(bed.cluster('hub'), 'hub');
       const replicas = options.hubReplicas ?? 1;
       const ports = await Promise.all(
         Array.from({ length: replicas }, async () => ({ grpc: await freePort(), status: await freePort() })),
@@ -202,7 +216,7 @@ export class Federation implements AsyncDisposable {
           configFile,
           stringifyYaml({
             trustDomain,
-            kubeconfig: bed.cluster('hub').kubeconfigPath,
+            kubeconfig: hubKubeconfig,
             replicaId: `hub-${i}`,
             grpc: { host: '127.0.0.1', port: p.grpc },
             advertiseEndpoints: endpoints,
@@ -255,7 +269,7 @@ export class Federation implements AsyncDisposable {
             gatewayConfig,
             stringifyYaml({
               clusterId: member.name,
-              kubeconfig: member.kubeconfigPath,
+              kubeconfig: await kubeconfigFor(member, 'gateway'),
               inbound: { host: gatewayAddress, port: GATEWAY_INBOUND_PORT },
               outbound: { address: gatewayAddress },
               status: { host: '127.0.0.1', port: GATEWAY_STATUS_PORT },
@@ -274,7 +288,7 @@ export class Federation implements AsyncDisposable {
             // Without gateways, RFC 5737 documentation addresses: they only travel through the
             // catalog (nothing dials them); with gateways, the member's real namespace address.
             gatewayAddresses: [{ address: gatewayAddress ?? `192.0.2.${10 + i}`, port: GATEWAY_INBOUND_PORT }],
-            kubeconfig: member.kubeconfigPath,
+            kubeconfig: await kubeconfigFor(member, 'agent'),
             status: { host: '127.0.0.1', port: agentStatusPort },
             dns: { host: '127.0.0.1', port: agentDnsPort },
             joinPollInterval: '200ms',
@@ -387,13 +401,11 @@ export class Federation implements AsyncDisposable {
       throw new Error(`no gateway configured for ${cluster} (start the federation with gateways: true)`);
     const member = this.bed.cluster(cluster);
     await lab.cluster(cluster).portal(Number(new URL(member.server).port));
-    const gateway = await lab
-      .cluster(cluster)
-      .startProcess({
-        name: `gateway-${cluster}`,
-        command: process.execPath,
-        args: [join(repo, 'east-west-gateway/main.ts'), '--config', configFile],
-      });
+    const gateway = await lab.cluster(cluster).startProcess({
+      name: `gateway-${cluster}`,
+      command: process.execPath,
+      args: [join(repo, 'east-west-gateway/main.ts'), '--config', configFile],
+    });
     this.#gateways.set(cluster, gateway);
     return gateway;
   }
@@ -466,13 +478,11 @@ export class Federation implements AsyncDisposable {
     const lab = this.lab;
     if (!lab) throw new Error('no network namespaces (start the federation with gateways: true)');
     const address = at ?? (await lab.cluster(cluster).allocateAddress());
-    const backend = await lab
-      .cluster(cluster)
-      .startProcess({
-        name: `backend-${id}`,
-        command: process.execPath,
-        args: [join(repo, 'local/workloads/backend.ts'), address, String(port), id],
-      });
+    const backend = await lab.cluster(cluster).startProcess({
+      name: `backend-${id}`,
+      command: process.execPath,
+      args: [join(repo, 'local/workloads/backend.ts'), address, String(port), id],
+    });
     await waitForProcess(
       backend,
       `backend ${id} listening`,

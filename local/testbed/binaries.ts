@@ -9,6 +9,8 @@ export interface Binaries {
   readonly natsServer: string;
   /** Stock CoreDNS, for the DNS e2e (the cluster DNS that forwards clusterset.local to the agent). */
   readonly coredns: string;
+  /** The pinned helm, for the chart's tests (deploy/helm); absent when the script printed none. */
+  readonly helm?: string;
 }
 
 const script = fileURLToPath(new URL('../../scripts/ensure-binaries.sh', import.meta.url));
@@ -39,6 +41,7 @@ export function resolveBinaries(): Promise<Binaries> {
       etcd: pick('etcd'),
       natsServer: pick('nats-server'),
       coredns: pick('coredns'),
+      helm: found.get('helm'),
     };
   })();
   return resolved;

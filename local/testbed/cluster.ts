@@ -1,8 +1,9 @@
 // One simulated member cluster: its own etcd and kube-apiserver (no kubelet, no controllers),
-// with an admin kubeconfig that authenticates by client certificate.
+// with an admin kubeconfig that authenticates by client certificate, and on request an audit log
+// (every request, metadata level) and kubeconfigs of service accounts (TokenRequest API).
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiextensionsV1Api, type KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { kubeConfigFromYaml } from '../../common/kubeconfig.ts';
@@ -21,6 +22,29 @@ export interface LocalClusterOptions {
   readonly name: string;
   readonly installCrds: boolean;
   readonly startTimeoutMs: number;
+  /** Write an audit log (JSON lines, audit.k8s.io/v1, Metadata level, every request) to auditLogPath. */
+  readonly audit?: boolean;
+}
+
+/** Every request at Metadata level (who, verb, resource, name, response code), once it is answered or streaming. */
+const AUDIT_POLICY = stringifyYaml({
+  apiVersion: 'audit.k8s.io/v1',
+  kind: 'Policy',
+  omitStages: ['RequestReceived'],
+  rules: [{ level: 'Metadata' }],
+});
+
+function auditArgs(dir: string): string[] {
+  return [
+    `--audit-policy-file=${join(dir, 'audit-policy.yaml')}`,
+    `--audit-log-path=${join(dir, 'audit.log')}`,
+    '--audit-log-format=json',
+    // Blocking: an event is written before its response is sent, so a reader after the fact misses none.
+    '--audit-log-mode=blocking',
+    '--audit-log-maxage=1',
+    '--audit-log-maxbackup=1',
+    '--audit-log-maxsize=512',
+  ];
 }
 
 export class LocalCluster {
@@ -30,6 +54,8 @@ export class LocalCluster {
   readonly kubeconfigYaml: string;
   readonly etcd: ManagedProcess;
   readonly apiserver: ManagedProcess;
+  /** The apiserver's audit log (JSON lines), when started with `audit`. */
+  readonly auditLogPath: string | undefined;
   readonly #tls: { ca: string; cert: string; key: string };
 
   private constructor(init: {
@@ -39,6 +65,7 @@ export class LocalCluster {
     kubeconfigYaml: string;
     etcd: ManagedProcess;
     apiserver: ManagedProcess;
+    auditLogPath: string | undefined;
     tls: { ca: string; cert: string; key: string };
   }) {
     this.name = init.name;
@@ -47,12 +74,41 @@ export class LocalCluster {
     this.kubeconfigYaml = init.kubeconfigYaml;
     this.etcd = init.etcd;
     this.apiserver = init.apiserver;
+    this.auditLogPath = init.auditLogPath;
     this.#tls = init.tls;
   }
 
   /** A fresh client configuration with admin rights on this cluster. */
   kubeConfig(): KubeConfig {
     return kubeConfigFromYaml(this.kubeconfigYaml);
+  }
+
+  /** The CA that signed the apiserver's serving certificate (what a pod finds in its ca.crt). */
+  get caPem(): string {
+    return this.#tls.ca;
+  }
+
+  /** A token for a service account (which must exist) from the TokenRequest API, valid for a day. */
+  async serviceAccountToken(namespace: string, name: string): Promise<string> {
+    const request = {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenRequest',
+      spec: { expirationSeconds: 86_400 },
+    };
+    const answer = (await this.rawRequest(
+      'POST',
+      `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`,
+      request,
+    )) as { status: { token: string } };
+    return answer.status.token;
+  }
+
+  /** Writes a kubeconfig that authenticates as a service account (serviceAccountToken); returns its path. */
+  async serviceAccountKubeconfig(namespace: string, name: string): Promise<string> {
+    const path = join(dirname(this.kubeconfigPath), `kubeconfig-${namespace}-${name}`);
+    const user = { name: `${namespace}-${name}`, user: { token: await this.serviceAccountToken(namespace, name) } };
+    await writeFile(path, renderKubeconfig(this.name, this.server, this.#tls.ca, user), { mode: 0o600 });
+    return path;
   }
 
   static async start(
@@ -73,6 +129,7 @@ export class LocalCluster {
       ca.issue('admin', 'CN=isthmus-admin,O=system:masters', { client: true }),
       writeServiceAccountKeys(dir),
     ]);
+    if (options.audit) await writeFile(join(dir, 'audit-policy.yaml'), AUDIT_POLICY);
     const { process: apiserver, port } = await startApiserver(supervisor, binaries, dir, options, {
       etcd: etcd.url,
       ca,
@@ -80,7 +137,11 @@ export class LocalCluster {
       sa,
     });
     const server = `https://127.0.0.1:${port}`;
-    const kubeconfigYaml = renderKubeconfig(options.name, server, ca.caPem, admin);
+    const b64 = (s: string): string => Buffer.from(s).toString('base64');
+    const kubeconfigYaml = renderKubeconfig(options.name, server, ca.caPem, {
+      name: `${options.name}-admin`,
+      user: { 'client-certificate-data': b64(admin.certPem), 'client-key-data': b64(admin.keyPem) },
+    });
     const kubeconfigPath = join(dir, 'kubeconfig');
     await writeFile(kubeconfigPath, kubeconfigYaml, { mode: 0o600 });
     const tls = { ca: ca.caPem, cert: admin.certPem, key: admin.keyPem };
@@ -98,6 +159,7 @@ export class LocalCluster {
       kubeconfigYaml,
       etcd: etcd.process,
       apiserver,
+      auditLogPath: options.audit ? join(dir, 'audit.log') : undefined,
       tls,
     });
     if (options.installCrds) await cluster.installCrds(options.startTimeoutMs);
@@ -131,12 +193,15 @@ export class LocalCluster {
     );
   }
 
-  /** An admin request with a JSON body, bypassing client-node's typed (de)serialisation. */
-  rawRequest(method: string, path: string, body?: unknown): Promise<unknown> {
+  /**
+   * An admin request with a JSON body, bypassing client-node's typed (de)serialisation.
+   * `contentType` names the body's meaning, e.g. application/apply-patch+yaml (JSON is YAML).
+   */
+  rawRequest(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const req = httpsRequest(
         `${this.server}${path}`,
-        { method, ...this.#tls, headers: { 'content-type': 'application/json' } },
+        { method, ...this.#tls, headers: { 'content-type': contentType } },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
@@ -239,6 +304,7 @@ async function startApiserver(
         '--enable-priority-and-fairness=false',
         '--profiling=false',
         '--v=0',
+        ...(options.audit ? auditArgs(dir) : []),
       ],
     });
     // A lost port race shows up as an early exit with "address already in use": try another port.
@@ -252,19 +318,18 @@ async function startApiserver(
   }
 }
 
-function renderKubeconfig(name: string, server: string, caPem: string, admin: PemFiles): string {
-  const b64 = (s: string): string => Buffer.from(s).toString('base64');
+function renderKubeconfig(
+  name: string,
+  server: string,
+  caPem: string,
+  user: { name: string; user: Record<string, string> },
+): string {
   return stringifyYaml({
     apiVersion: 'v1',
     kind: 'Config',
-    clusters: [{ name, cluster: { server, 'certificate-authority-data': b64(caPem) } }],
-    users: [
-      {
-        name: `${name}-admin`,
-        user: { 'client-certificate-data': b64(admin.certPem), 'client-key-data': b64(admin.keyPem) },
-      },
-    ],
-    contexts: [{ name, context: { cluster: name, user: `${name}-admin` } }],
+    clusters: [{ name, cluster: { server, 'certificate-authority-data': Buffer.from(caPem).toString('base64') } }],
+    users: [user],
+    contexts: [{ name, context: { cluster: name, user: user.name } }],
     'current-context': name,
   });
 }

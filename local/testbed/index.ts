@@ -43,6 +43,8 @@ export interface TestbedOptions {
   readonly natsAuthorization?: (adminNkey: string) => NatsAuthorization;
   /** NATS servers: 1 (the default) or a JetStream cluster of that many, on loopback. */
   readonly natsNodes?: number;
+  /** Every apiserver writes an audit log (LocalCluster.auditLogPath). */
+  readonly audit?: boolean;
 }
 
 export class Testbed implements AsyncDisposable {
@@ -123,6 +125,7 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
           name,
           installCrds: options.installCrds ?? true,
           startTimeoutMs: timeoutMs,
+          audit: options.audit,
         }),
       ),
     ]);
