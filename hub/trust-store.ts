@@ -148,16 +148,14 @@ export class TrustStore {
 
   /** Asks the leader for a root rotation (what `isthmus trust rotate` does). */
   static async requestRotation(kc: KubeConfig, namespace: string, now = new Date()): Promise<void> {
-    await kc
-      .makeApiClient(CoreV1Api)
-      .patchNamespacedSecret(
-        {
-          name: TRUST_SECRET,
-          namespace,
-          body: { metadata: { annotations: { [ROTATION_REQUEST_ANNOTATION]: now.toISOString() } } },
-        },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      );
+    await kc.makeApiClient(CoreV1Api).patchNamespacedSecret(
+      {
+        name: TRUST_SECRET,
+        namespace,
+        body: { metadata: { annotations: { [ROTATION_REQUEST_ANNOTATION]: now.toISOString() } } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
   }
 
   /** Reads the trust state without creating anything (for the CLI). */

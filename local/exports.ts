@@ -98,27 +98,23 @@ export async function createServiceExport(
 }
 
 export async function unexportService(kc: KubeConfig, namespace: string, name: string): Promise<void> {
-  await kc
-    .makeApiClient(CustomObjectsApi)
-    .deleteNamespacedCustomObject({
-      group: MCS_GROUP,
-      version: MCS_VERSION,
-      namespace,
-      plural: SERVICE_EXPORT_PLURAL,
-      name,
-    });
+  await kc.makeApiClient(CustomObjectsApi).deleteNamespacedCustomObject({
+    group: MCS_GROUP,
+    version: MCS_VERSION,
+    namespace,
+    plural: SERVICE_EXPORT_PLURAL,
+    name,
+  });
 }
 
 export async function readServiceExport(kc: KubeConfig, namespace: string, name: string): Promise<ServiceExport> {
-  return (await kc
-    .makeApiClient(CustomObjectsApi)
-    .getNamespacedCustomObject({
-      group: MCS_GROUP,
-      version: MCS_VERSION,
-      namespace,
-      plural: SERVICE_EXPORT_PLURAL,
-      name,
-    })) as ServiceExport;
+  return (await kc.makeApiClient(CustomObjectsApi).getNamespacedCustomObject({
+    group: MCS_GROUP,
+    version: MCS_VERSION,
+    namespace,
+    plural: SERVICE_EXPORT_PLURAL,
+    name,
+  })) as ServiceExport;
 }
 
 export async function readServiceImport(
@@ -127,15 +123,13 @@ export async function readServiceImport(
   name: string,
 ): Promise<ServiceImport | undefined> {
   try {
-    return (await kc
-      .makeApiClient(CustomObjectsApi)
-      .getNamespacedCustomObject({
-        group: MCS_GROUP,
-        version: MCS_VERSION,
-        namespace,
-        plural: SERVICE_IMPORT_PLURAL,
-        name,
-      })) as ServiceImport;
+    return (await kc.makeApiClient(CustomObjectsApi).getNamespacedCustomObject({
+      group: MCS_GROUP,
+      version: MCS_VERSION,
+      namespace,
+      plural: SERVICE_IMPORT_PLURAL,
+      name,
+    })) as ServiceImport;
   } catch (err) {
     if (isNotFound(err)) return undefined;
     throw err;

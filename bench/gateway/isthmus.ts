@@ -105,12 +105,10 @@ async function writeIdentity(kc: KubeConfig, svid: X509Svid, certs: BenchCertifi
 
 async function exportBackend(kc: KubeConfig, backend: Endpoint): Promise<void> {
   await ensureNamespace(kc, SERVICE_NS);
-  await kc
-    .makeApiClient(CoreV1Api)
-    .createNamespacedService({
-      namespace: SERVICE_NS,
-      body: { metadata: { name: SERVICE }, spec: { ports: [{ name: 'tcp', port: SERVICE_PORT }] } },
-    });
+  await kc.makeApiClient(CoreV1Api).createNamespacedService({
+    namespace: SERVICE_NS,
+    body: { metadata: { name: SERVICE }, spec: { ports: [{ name: 'tcp', port: SERVICE_PORT }] } },
+  });
   await kc.makeApiClient(DiscoveryV1Api).createNamespacedEndpointSlice({
     namespace: SERVICE_NS,
     body: {
@@ -120,15 +118,13 @@ async function exportBackend(kc: KubeConfig, backend: Endpoint): Promise<void> {
       endpoints: [{ addresses: [backend.host], conditions: { ready: true } }],
     },
   });
-  await kc
-    .makeApiClient(CustomObjectsApi)
-    .createNamespacedCustomObject({
-      group: MCS_GROUP,
-      version: MCS_VERSION,
-      namespace: SERVICE_NS,
-      plural: 'serviceexports',
-      body: { apiVersion: MCS_API_VERSION, kind: 'ServiceExport', metadata: { name: SERVICE } },
-    });
+  await kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+    group: MCS_GROUP,
+    version: MCS_VERSION,
+    namespace: SERVICE_NS,
+    plural: 'serviceexports',
+    body: { apiVersion: MCS_API_VERSION, kind: 'ServiceExport', metadata: { name: SERVICE } },
+  });
 }
 
 async function importFrom(kc: KubeConfig, source: string, gateway: Endpoint): Promise<void> {

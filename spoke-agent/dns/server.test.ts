@@ -106,15 +106,13 @@ describe('clusterset DNS responder', () => {
     ]);
     expect(await dnsOutcome(server.resolver.resolve6('cart.sync.svc.clusterset.local'))).toBe('ENODATA');
 
-    await kc
-      .makeApiClient(CustomObjectsApi)
-      .deleteNamespacedCustomObject({
-        group: MCS_GROUP,
-        version: MCS_VERSION,
-        namespace: 'sync',
-        plural: SERVICE_IMPORT_PLURAL,
-        name: 'cart',
-      });
+    await kc.makeApiClient(CustomObjectsApi).deleteNamespacedCustomObject({
+      group: MCS_GROUP,
+      version: MCS_VERSION,
+      namespace: 'sync',
+      plural: SERVICE_IMPORT_PLURAL,
+      name: 'cart',
+    });
     await waitFor(
       'cart is NXDOMAIN',
       async () => (await dnsOutcome(server.resolver.resolve4('cart.sync.svc.clusterset.local'))) === 'ENOTFOUND',
