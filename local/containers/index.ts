@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { nkeys } from '@nats-io/transport-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { GenericContainer, getContainerRuntimeClient, type StartedTestContainer } from 'testcontainers';
 import { stringify as stringifyYaml } from 'yaml';
 import { kubeConfigFromYaml } from '../../common/kubeconfig.ts';
@@ -123,13 +124,45 @@ class PlacedContainer extends GenericContainer {
 }
 
 /** One simulated cluster's control plane in containers, and its admin view from the host. */
-export interface ContainerCluster extends AdminTarget {
+export class ContainerCluster implements AdminTarget {
+  readonly name: string;
+  /** The third octet of its network's /24. */
   readonly net: number;
   readonly network: string;
   readonly apiserverAddress: string;
+  readonly server: string;
   readonly kubeconfigPath: string;
   /** Its service-account directory (token, ca.crt, namespace), mounted into its components. */
   readonly serviceAccountDir: string;
+  #admin: { kubeconfigYaml: string; tls: AdminTarget['tls'] } | undefined;
+
+  constructor(dir: string, name: string, net: number, network: string) {
+    this.name = name;
+    this.net = net;
+    this.network = network;
+    this.apiserverAddress = ip(net, HOST.apiserver);
+    this.server = `https://${this.apiserverAddress}:${PORT.apiserver}`;
+    mkdirSync(join(dir, name), { recursive: true });
+    this.kubeconfigPath = join(dir, name, 'kubeconfig');
+    this.serviceAccountDir = join(dir, name, 'serviceaccount');
+  }
+
+  get tls(): AdminTarget['tls'] {
+    if (!this.#admin) throw new Error(`${this.name} is not started`);
+    return this.#admin.tls;
+  }
+
+  /** A fresh client configuration with admin rights on this cluster. */
+  kubeConfig(): KubeConfig {
+    if (!this.#admin) throw new Error(`${this.name} is not started`);
+    return kubeConfigFromYaml(this.#admin.kubeconfigYaml);
+  }
+
+  /** Its admin credentials, once its apiserver container runs; also written to kubeconfigPath for the CLI. */
+  setAdmin(kubeconfigYaml: string, tls: AdminTarget['tls']): void {
+    writeFileSync(this.kubeconfigPath, kubeconfigYaml, { mode: 0o600 });
+    this.#admin = { kubeconfigYaml, tls };
+  }
 }
 
 type Component = 'agent' | 'gateway';
@@ -171,23 +204,8 @@ export class ContainerFederation implements AsyncDisposable {
     const prefix = `isth-${process.pid}`;
     const memberCount = options.members ?? 3;
     const networks: string[] = [];
-    const clusterOf = (name: string, net: number, network: string): ContainerCluster => {
-      const dir = join(supervisor.dir, name);
-      mkdirSync(dir, { recursive: true });
-      return {
-        name,
-        net,
-        network,
-        apiserverAddress: ip(net, HOST.apiserver),
-        server: `https://${ip(net, HOST.apiserver)}:${PORT.apiserver}`,
-        kubeconfigPath: join(dir, 'kubeconfig'),
-        serviceAccountDir: join(dir, 'serviceaccount'),
-        tls: { ca: '', cert: '', key: '' },
-        kubeConfig: () => {
-          throw new Error(`${name} is not started`);
-        },
-      };
-    };
+    const clusterOf = (name: string, net: number, network: string): ContainerCluster =>
+      new ContainerCluster(supervisor.dir, name, net, network);
     const federation = new ContainerFederation({
       image: options.image,
       base: options.base,
@@ -218,8 +236,8 @@ export class ContainerFederation implements AsyncDisposable {
       chmodSync(supervisor.dir, 0o755);
       const clusters = [federation.hubCluster, ...federation.members];
       await Promise.all(clusters.map((c) => federation.#startControlPlane(c)));
-      await federation.#startNats();
-      await federation.#startHub();
+      const { secrets, natsCa } = await federation.#startNats();
+      await federation.#startHub(secrets, natsCa);
       await Promise.all(federation.members.map((m, i) => federation.#startMember(m, i)));
       return federation;
     } catch (err) {
@@ -310,14 +328,11 @@ export class ContainerFederation implements AsyncDisposable {
           }),
         ),
     );
-    const kubeconfigYaml = renderKubeconfig(cluster.name, cluster.server, ca.caPem, admin);
-    writeFileSync(cluster.kubeconfigPath, kubeconfigYaml, { mode: 0o600 });
-    const ready: ContainerCluster = {
-      ...cluster,
-      tls: { ca: ca.caPem, cert: admin.certPem, key: admin.keyPem },
-      kubeConfig: () => kubeConfigFromYaml(kubeconfigYaml),
-    };
-    Object.assign(cluster, { tls: ready.tls, kubeConfig: ready.kubeConfig });
+    cluster.setAdmin(renderKubeconfig(cluster.name, cluster.server, ca.caPem, admin), {
+      ca: ca.caPem,
+      cert: admin.certPem,
+      key: admin.keyPem,
+    });
     await waitFor(
       `${cluster.name}: kube-apiserver /readyz`,
       () => httpOk(`${cluster.server}/readyz`, cluster.tls),
@@ -352,23 +367,21 @@ export class ContainerFederation implements AsyncDisposable {
     writeFileSync(join(cluster.serviceAccountDir, 'namespace'), namespace);
   }
 
-  #secrets: FederationSecrets | undefined;
-  #natsCa: TestCa | undefined;
-
   get natsUrl(): string {
     return `tls://${ip(CONTROL_NET, HOST.nats)}:${PORT.nats}`;
   }
 
-  async #startNats(): Promise<void> {
+  /** NATS with the federation's accounts; returns the federation's secrets and the CA of NATS's own clients (the hub). */
+  async #startNats(): Promise<{ secrets: FederationSecrets; natsCa: TestCa }> {
     const binaries = await resolveBinaries();
     const dir = join(this.dir, 'nats');
     mkdirSync(dir, { recursive: true });
     const address = ip(CONTROL_NET, HOST.nats);
-    this.#secrets = await FederationSecrets.create('isthmus.local', { ip: [address], dns: [] });
-    this.#natsCa = await TestCa.create(dir, 'nats');
-    const serving = await writePem(dir, 'nats-server', this.#secrets.natsServing);
+    const secrets = await FederationSecrets.create('isthmus.local', { ip: [address], dns: [] });
+    const natsCa = await TestCa.create(dir, 'nats');
+    const serving = await writePem(dir, 'nats-server', secrets.natsServing);
     const clientCaFile = join(dir, 'client-cas.pem');
-    writeFileSync(clientCaFile, [this.#natsCa.caPem, this.#secrets.rootPem].join('\n'));
+    writeFileSync(clientCaFile, [natsCa.caPem, secrets.rootPem].join('\n'));
     const configFile = join(dir, 'nats.conf');
     writeFileSync(
       configFile,
@@ -380,7 +393,7 @@ export class ContainerFederation implements AsyncDisposable {
         dir: '/var/lib/nats',
         clientCaFile,
         serving,
-        authorization: this.#secrets.natsAuthorization(nkeys.createUser().getPublicKey()),
+        authorization: secrets.natsAuthorization(nkeys.createUser().getPublicKey()),
         cluster: undefined,
       }),
     );
@@ -400,6 +413,7 @@ export class ContainerFederation implements AsyncDisposable {
       START_TIMEOUT_MS,
       250,
     );
+    return { secrets, natsCa };
   }
 
   /** A component container from the image: read-only, non-root, in-cluster configuration of `cluster`. */
@@ -417,9 +431,7 @@ export class ContainerFederation implements AsyncDisposable {
       .withCommand(args);
   }
 
-  async #startHub(): Promise<void> {
-    const secrets = this.#secrets as FederationSecrets;
-    const natsCa = this.#natsCa as TestCa;
+  async #startHub(secrets: FederationSecrets, natsCa: TestCa): Promise<void> {
     const dir = join(this.dir, 'hub-config');
     mkdirSync(dir, { recursive: true });
     const natsClient = await natsCa.issue('hub-nats-client', 'CN=isthmus-hub', { client: true });
