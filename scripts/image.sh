@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the Isthmus container image (deploy/image/Dockerfile) from a context staged in .image/:
-# app/ holds the component, CLI and CRD files (deploy/image/.dockerignore keeps tests out) and
-# node_modules/ a copy of the project's node_modules pruned to production dependencies. The real
-# node_modules is never touched; the pruned copy is rebuilt only when package-lock.json changes.
+# Builds the Isthmus container image (deploy/image/Dockerfile) from a context staged outside the
+# repository (in the cache, so no linter, formatter or test runner sees a second copy of the
+# code): app/ holds the component, CLI and CRD files (deploy/image/.dockerignore keeps tests out)
+# and node_modules/ a copy of the project's node_modules pruned to production dependencies. The
+# real node_modules is never touched; the pruned copy is rebuilt only when package-lock.json changes.
 #
 #   scripts/image.sh build [--base IMAGE] [--tag TAG]   # prints the tag (default isthmus:dev)
 #
@@ -11,7 +12,9 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-stage="$repo/.image"
+cache="${ISTHMUS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/isthmus}"
+# One staging area per checkout (worktrees build side by side).
+stage="$cache/image-context/$(printf '%s' "$repo" | sha256sum | cut -c1-12)"
 context="$stage/context"
 log() { printf '[image %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
