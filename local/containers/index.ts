@@ -71,8 +71,9 @@ const START_TIMEOUT_MS = 120_000;
 
 const ip = (net: number, host: number): string => `${SUBNET_PREFIX}.${net}.${host}`;
 
-/** Why containers cannot run here, or undefined when a Docker engine answers. */
+/** Why containers cannot run here, or undefined when a Docker engine answers and the base image can be built. */
 export async function dockerUnavailable(): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) return 'not root (the local base image is built with debootstrap)';
   try {
     await promisify(execFile)('docker', ['info', '--format', '{{.ServerVersion}}'], { timeout: 15_000 });
     return undefined;
