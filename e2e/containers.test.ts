@@ -6,13 +6,16 @@
 // A's and B's gateways, failover to C when B's gateway is cut off the shared network and failback
 // with no failed request, and a graceful `docker stop` (exit 0) of a component as PID 1.
 // Without a Docker engine it says so in one line and skips.
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { promisify } from 'node:util';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ISTHMUS_GROUP, ISTHMUS_VERSION, MEMBER_CLUSTER_PLURAL, type MemberCluster } from '../common/api/isthmus.ts';
 import { ensureNamespace } from '../common/kube/index.ts';
 import { BACKEND_PORT, ContainerFederation, buildImage, dockerUnavailable } from '../local/containers/index.ts';
 import { exportService } from '../local/exports.ts';
-import { waitFor } from '../local/testbed/index.ts';
+import { DOCKER_OWNER_LABEL, reapAbandonedContainers, waitFor } from '../local/testbed/index.ts';
 import { clustersetEndpoint, type ConnectReport } from './gateway/scenario.ts';
 
 const NS = 'shop';
@@ -103,5 +106,22 @@ describe.skipIf(unavailable !== undefined)('the federation in containers', () =>
     await fed.startComponent('cluster-c', 'agent');
     await fed.startComponent('cluster-c', 'gateway');
     await fed.gatewayReady('cluster-c');
+  });
+});
+
+describe.skipIf(unavailable !== undefined)('leftovers of a dead test run', () => {
+  it('are swept: a network labelled with an owner pid that is gone is removed', async () => {
+    const docker = async (...args: string[]): Promise<string> =>
+      (await promisify(execFile)('docker', args)).stdout.trim();
+    const exited = spawn('true');
+    await once(exited, 'exit');
+    const name = `isth-sweep-${exited.pid}`;
+    const id = await docker('network', 'create', '--label', `${DOCKER_OWNER_LABEL}=${exited.pid}`, name);
+    try {
+      expect(reapAbandonedContainers()).toBeGreaterThanOrEqual(1);
+      expect(await docker('network', 'ls', '-q', '--filter', `id=${id}`)).toBe('');
+    } finally {
+      await docker('network', 'rm', name).catch(() => undefined);
+    }
   });
 });
