@@ -19,6 +19,8 @@ import { DOCKER_OWNER_LABEL, reapAbandonedContainers, waitFor } from '../local/t
 import { clustersetEndpoint, type ConnectReport } from './gateway/scenario.ts';
 
 const NS = 'shop';
+/** Room for the waits inside a test on a loaded machine (each wait has its own, shorter bound). */
+const WAITING_TEST_TIMEOUT_MS = 600_000;
 const unavailable = await dockerUnavailable();
 if (unavailable) console.info(`container e2e skipped: ${unavailable}`);
 
@@ -70,43 +72,60 @@ describe.skipIf(unavailable !== undefined)('the federation in containers', () =>
     expect(joined).toEqual(['cluster-a', 'cluster-b', 'cluster-c']);
   });
 
-  it('imports into A what B and C export, and serves requests from A through A’s and B’s gateways', async () => {
-    await exportFrom('cart', ['cluster-b', 'cluster-c']);
-    const vip = await clustersetEndpoint(fed.member('cluster-a'), NS, 'cart');
-    // B shares A's region: it serves while healthy (C is in another region).
-    await waitFor('A reaches B for cart', async () => (await connect(vip, 1)).served['backend-b'] === 1, 60_000, 500);
-    expect(await connect(vip, 5)).toEqual({ served: { 'backend-b': 5 }, failed: 0, errors: [] });
-  });
+  it(
+    'imports into A what B and C export, and serves requests from A through A’s and B’s gateways',
+    async () => {
+      await exportFrom('cart', ['cluster-b', 'cluster-c']);
+      const vip = await clustersetEndpoint(fed.member('cluster-a'), NS, 'cart');
+      // B shares A's region: it serves while healthy (C is in another region).
+      await waitFor('A reaches B for cart', async () => (await connect(vip, 1)).served['backend-b'] === 1, 60_000, 500);
+      expect(await connect(vip, 5)).toEqual({ served: { 'backend-b': 5 }, failed: 0, errors: [] });
+    },
+    WAITING_TEST_TIMEOUT_MS,
+  );
 
-  it('fails over to C while B’s gateway is cut off the shared network, and back, with no failed request', async () => {
-    await exportFrom('basket', ['cluster-b', 'cluster-c']);
-    const vip = await clustersetEndpoint(fed.member('cluster-a'), NS, 'basket');
-    await waitFor('A reaches B for basket', async () => (await connect(vip, 1)).served['backend-b'] === 1, 60_000, 500);
-    let failed = 0;
-    const errors: string[] = [];
-    const servedOnlyBy = async (backend: string): Promise<boolean> => {
-      const report = await connect(vip, 5);
-      failed += report.failed;
-      errors.push(...report.errors);
-      return report.served[backend] === 5;
-    };
-    await fed.setSharedLink('cluster-b', false);
-    try {
-      await waitFor('C serves while B is cut off', () => servedOnlyBy('backend-c'), 120_000, 250);
-    } finally {
-      await fed.setSharedLink('cluster-b', true);
-    }
-    await waitFor('B serves again', () => servedOnlyBy('backend-b'), 120_000, 250);
-    expect({ failed, errors }).toEqual({ failed: 0, errors: [] });
-  });
+  it(
+    'fails over to C while B’s gateway is cut off the shared network, and back, with no failed request',
+    async () => {
+      await exportFrom('basket', ['cluster-b', 'cluster-c']);
+      const vip = await clustersetEndpoint(fed.member('cluster-a'), NS, 'basket');
+      await waitFor(
+        'A reaches B for basket',
+        async () => (await connect(vip, 1)).served['backend-b'] === 1,
+        60_000,
+        500,
+      );
+      let failed = 0;
+      const errors: string[] = [];
+      const servedOnlyBy = async (backend: string): Promise<boolean> => {
+        const report = await connect(vip, 5);
+        failed += report.failed;
+        errors.push(...report.errors);
+        return report.served[backend] === 5;
+      };
+      await fed.setSharedLink('cluster-b', false);
+      try {
+        await waitFor('C serves while B is cut off', () => servedOnlyBy('backend-c'), 120_000, 250);
+      } finally {
+        await fed.setSharedLink('cluster-b', true);
+      }
+      await waitFor('B serves again', () => servedOnlyBy('backend-b'), 120_000, 250);
+      expect({ failed, errors }).toEqual({ failed: 0, errors: [] });
+    },
+    WAITING_TEST_TIMEOUT_MS,
+  );
 
-  it('stops a component gracefully on docker stop (PID 1 handles SIGTERM, exit 0), and it comes back', async () => {
-    expect(await fed.stopComponent('cluster-c', 'gateway')).toBe(0);
-    expect(await fed.stopComponent('cluster-c', 'agent')).toBe(0);
-    await fed.startComponent('cluster-c', 'agent');
-    await fed.startComponent('cluster-c', 'gateway');
-    await fed.gatewayReady('cluster-c');
-  });
+  it(
+    'stops a component gracefully on docker stop (PID 1 handles SIGTERM, exit 0), and it comes back',
+    async () => {
+      expect(await fed.stopComponent('cluster-c', 'gateway')).toBe(0);
+      expect(await fed.stopComponent('cluster-c', 'agent')).toBe(0);
+      await fed.startComponent('cluster-c', 'agent');
+      await fed.startComponent('cluster-c', 'gateway');
+      await fed.gatewayReady('cluster-c');
+    },
+    WAITING_TEST_TIMEOUT_MS,
+  );
 });
 
 describe.skipIf(unavailable !== undefined)('leftovers of a dead test run', () => {
