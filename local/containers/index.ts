@@ -26,7 +26,7 @@ import { GenericContainer, getContainerRuntimeClient, type StartedTestContainer 
 import { stringify as stringifyYaml } from 'yaml';
 import { kubeConfigFromYaml } from '../../common/kubeconfig.ts';
 import { ensureNamespace } from '../../common/kube/index.ts';
-import { createToken, joinMember, runCli, type CliResult } from '../federation/cli.ts';
+import { createToken, joinMember } from '../federation/cli.ts';
 import {
   FederationSecrets,
   agentConfig,
@@ -55,7 +55,10 @@ import { waitFor } from '../testbed/wait.ts';
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const workloads = join(repo, 'local/workloads');
 
-/** Fixed /24s inside the engine's pool (scripts/docker-engine.sh): control, shared, then one per member. */
+/**
+ * Fixed /24s in 172.29.128.0/17, beside the pool the engine allocates from (172.29.0.0/17,
+ * scripts/docker-engine.sh): control, shared, then one per member.
+ */
 const SUBNET_PREFIX = '172.29';
 const CONTROL_NET = 128;
 const SHARED_NET = 129;
@@ -220,7 +223,7 @@ export class ContainerFederation implements AsyncDisposable {
     try {
       const nets: [string, number][] = [
         [federation.hubCluster.network, CONTROL_NET],
-        [`${prefix}-shared`, SHARED_NET],
+        [federation.sharedNetwork, SHARED_NET],
         ...federation.members.map((m): [string, number] => [m.network, m.net]),
       ];
       for (const [name, net] of nets) {
@@ -368,10 +371,6 @@ export class ContainerFederation implements AsyncDisposable {
     writeFileSync(join(cluster.serviceAccountDir, 'namespace'), namespace);
   }
 
-  get natsUrl(): string {
-    return `tls://${ip(CONTROL_NET, HOST.nats)}:${PORT.nats}`;
-  }
-
   /** NATS with the federation's accounts; returns the federation's secrets and the CA of NATS's own clients (the hub). */
   async #startNats(): Promise<{ secrets: FederationSecrets; natsCa: TestCa }> {
     const binaries = await resolveBinaries();
@@ -452,7 +451,7 @@ export class ContainerFederation implements AsyncDisposable {
           grpc: { host: '0.0.0.0', port: PORT.hubGrpc },
           advertiseEndpoints: [`${address}:${PORT.hubGrpc}`],
           status: { host: '0.0.0.0', port: STATUS_PORT.hub },
-          natsUrls: [this.natsUrl],
+          natsUrls: [`tls://${ip(CONTROL_NET, HOST.nats)}:${PORT.nats}`],
           files,
         }),
       ),
@@ -579,12 +578,6 @@ export class ContainerFederation implements AsyncDisposable {
     const recipe = this.#recipes.get(name);
     if (!recipe) throw new Error(`no container ${name} was ever started`);
     await this.#run(name, recipe);
-  }
-
-  /** Runs `isthmus <args>` on the host; `kubeconfig` is 'hub' or a member's name. */
-  cli(args: readonly string[], kubeconfig: string): Promise<CliResult> {
-    const cluster = kubeconfig === 'hub' ? this.hubCluster : this.member(kubeconfig);
-    return runCli(args, cluster.kubeconfigPath);
   }
 
   /** Joins every member with one token (creating `namespace` in each first); throws naming a join that failed. */
