@@ -26,6 +26,25 @@ ensure_network_tools() {
   return 0
 }
 step "network tools" ensure_network_tools
+
+# The container e2e runs the federation as containers (DESIGN §7): an engine that already answers
+# is used as it is; otherwise, as root, the test command starts its own (Debian's docker.io, own
+# data root and socket), stopped again when this script ends. Without one, that suite skips.
+ensure_docker_engine() {
+  if docker info >/dev/null 2>&1; then echo "using the Docker engine at ${DOCKER_HOST:-the default socket}"; return 0; fi
+  if [ "$(id -u)" != 0 ]; then echo "no Docker engine and not root: the container e2e will say so and skip"; return 0; fi
+  local host
+  if host="$(bash scripts/docker-engine.sh start --owner $$)"; then
+    export "${host?}"
+    trap 'bash scripts/docker-engine.sh stop' EXIT
+  else
+    echo "could not start a Docker engine; the container e2e will say so and skip"
+  fi
+  return 0
+}
+step "docker engine" ensure_docker_engine
+# testcontainers' reaper container needs a registry; the test bed removes what it starts itself.
+export TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1
 step "pinned binaries" bash scripts/ensure-binaries.sh
 step "typecheck" tsc -p tsconfig.json
 step "lint" eslint .

@@ -85,7 +85,7 @@ export async function reviveBackends(fed: Federation, cluster: LocalCluster, bac
 
 /** The clusterset Service's endpoint in `cluster` once its gateway listens: what kube-proxy would DNAT the VIP to. */
 export async function clustersetEndpoint(
-  cluster: LocalCluster,
+  cluster: Pick<LocalCluster, 'name' | 'kubeConfig'>,
   namespace: string,
   name: string,
 ): Promise<{ address: string; port: number }> {

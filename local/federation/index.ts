@@ -2,23 +2,18 @@
 // members), hub replicas and one agent per member, each a real process; the isthmus CLI runs
 // as a process too. The federation root is generated here and plugged into the hub, so NATS can
 // trust it from the start (NATS's serving certificate, spiffe://<td>/nats, is issued by it as well).
-import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
-import { nkeys } from '@nats-io/transport-node';
 import { stringify as stringifyYaml } from 'yaml';
-import { federationNatsAccounts } from '../../common/nats-authorization.ts';
 import { ensureNamespace, isNotFound } from '../../common/kube/index.ts';
 import { ISTHMUS_GROUP, ISTHMUS_VERSION, MEMBER_CLUSTER_PLURAL, type MemberCluster } from '../../common/api/isthmus.ts';
-import { RootAuthority } from '../../common/pki/index.ts';
-import { certificateToPem, generateKeyPair, issueCertificate, privateKeyToPem } from '../../common/pki/x509.ts';
 import { freePort } from '../testbed/ports.ts';
 import { httpOk } from '../testbed/probe.ts';
-import { GATEWAY_INBOUND_PORT } from '../../common/gateway-contract.ts';
+import { createToken, joinMember, runCli, type CliResult, type JoinToken } from './cli.ts';
+import { FederationSecrets, agentConfig, gatewayConfig, hubConfig, memberLocality, memberName } from './config.ts';
 import {
   NetworkLab,
   startTestbed,
@@ -29,7 +24,6 @@ import {
 } from '../testbed/index.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
-const day = 24 * 3600_000;
 
 export interface FederationOptions {
   readonly members?: number;
@@ -75,23 +69,7 @@ export type FederationComponent = 'hub' | 'agent' | 'gateway';
 /** Where the hub keeps NATS's TLS material when the federation runs with natsTlsFromHub. */
 export const NATS_TLS_SECRET = { namespace: 'isthmus-system', name: 'isthmus-nats-tls' } as const;
 
-export interface CliResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-interface Locality {
-  readonly region: string;
-  readonly zone: string;
-}
-
-const localities: readonly Locality[] = [
-  { region: 'eu-west', zone: 'eu-west-1a' },
-  { region: 'eu-west', zone: 'eu-west-1b' },
-  { region: 'us-east', zone: 'us-east-1a' },
-  { region: 'us-east', zone: 'us-east-1b' },
-];
+export type { CliResult, JoinToken } from './cli.ts';
 
 export interface HubReplica {
   readonly name: string;
@@ -133,48 +111,18 @@ export class Federation implements AsyncDisposable {
 
   static async start(options: FederationOptions = {}): Promise<Federation> {
     const memberCount = options.members ?? 3;
-    const trustDomain = options.trustDomain ?? 'isthmus.local';
-    const rootKeys = await generateKeyPair();
-    const root = await issueCertificate(
-      {
-        subject: `CN=isthmus test root,O=isthmus,OU=${trustDomain}`,
-        publicKey: rootKeys.publicKey,
-        notAfter: new Date(Date.now() + 30 * day),
-        isCa: true,
-        pathLength: 1,
-      },
-      rootKeys,
-    );
-    const rootPem = certificateToPem(root);
-    // NATS's identity is spiffe://<td>/nats from the root (what Isthmus clients check); the host
-    // names are for the test bed's own clients, which check those.
-    const rootAuthority = await RootAuthority.load({
-      trustDomain,
-      certificatePem: certificateToPem(root),
-      privateKeyPem: await privateKeyToPem(rootKeys.privateKey),
+    const secrets = await FederationSecrets.create(options.trustDomain ?? 'isthmus.local', {
+      ip: ['127.0.0.1'],
+      dns: ['localhost'],
     });
-    const natsSvid = await rootAuthority.issueNatsSvid({
-      lifetimeMs: 30 * day,
-      hostNames: { ip: ['127.0.0.1'], dns: ['localhost'] },
-    });
-    // The hub writes to NATS with an nkey; agents are admitted read-only one member at a time by
-    // the hub (auth callout, signed with the issuer's key), and removed ones disconnected through
-    // a system account user.
-    const hubNkey = nkeys.createUser();
-    const calloutIssuer = nkeys.createAccount();
-    const systemNkey = nkeys.createUser();
-    const names = ['hub', ...Array.from({ length: memberCount }, (_, i) => `cluster-${String.fromCharCode(97 + i)}`)];
+    const names = ['hub', ...Array.from({ length: memberCount }, (_, i) => memberName(i))];
     const bed = await startTestbed({
       names,
-      natsTrustedCas: [rootPem],
-      natsServerCertificate: { certPem: natsSvid.certificateChainPem, keyPem: natsSvid.privateKeyPem, caPem: rootPem },
+      natsTrustedCas: [secrets.rootPem],
+      natsServerCertificate: secrets.natsServing,
       natsNodes: options.natsCluster ? 3 : 1,
       audit: options.audit,
-      natsAuthorization: (adminNkey) =>
-        federationNatsAccounts([hubNkey.getPublicKey(), adminNkey], {
-          issuer: calloutIssuer.getPublicKey(),
-          systemNkey: systemNkey.getPublicKey(),
-        }),
+      natsAuthorization: (adminNkey) => secrets.natsAuthorization(adminNkey),
     });
     let lab: NetworkLab | undefined;
     try {
@@ -182,25 +130,7 @@ export class Federation implements AsyncDisposable {
       const dir = join(bed.dir, 'federation');
       mkdirSync(dir, { recursive: true });
       const nats = bed.nats as NonNullable<Testbed['nats']>;
-      const hubNats = await nats.clientCredentials('isthmus-hub');
-      const files = {
-        rootCert: join(dir, 'root.crt'),
-        rootKey: join(dir, 'root.key'),
-        natsCa: join(dir, 'nats-ca.crt'),
-        natsCert: join(dir, 'hub-nats.crt'),
-        natsKey: join(dir, 'hub-nats.key'),
-        natsSeed: join(dir, 'hub-nats.nk'),
-        calloutIssuerSeed: join(dir, 'hub-nats-issuer.nk'),
-        systemSeed: join(dir, 'hub-nats-system.nk'),
-      };
-      writeFileSync(files.natsSeed, new TextDecoder().decode(hubNkey.getSeed()), { mode: 0o600 });
-      writeFileSync(files.calloutIssuerSeed, new TextDecoder().decode(calloutIssuer.getSeed()), { mode: 0o600 });
-      writeFileSync(files.systemSeed, new TextDecoder().decode(systemNkey.getSeed()), { mode: 0o600 });
-      writeFileSync(files.rootCert, rootPem);
-      writeFileSync(files.rootKey, await privateKeyToPem(rootKeys.privateKey), { mode: 0o600 });
-      writeFileSync(files.natsCa, rootPem);
-      writeFileSync(files.natsCert, hubNats.cert);
-      writeFileSync(files.natsKey, hubNats.key, { mode: 0o600 });
+      const files = secrets.writeHubFiles(dir, await nats.clientCredentials('isthmus-hub'));
 
       const kubeconfigFor = (cluster: LocalCluster, component: FederationComponent): Promise<string> =>
         options.componentKubeconfig?.(cluster, component) ?? Promise.resolve(cluster.kubeconfigPath);
@@ -214,36 +144,35 @@ export class Federation implements AsyncDisposable {
         const configFile = join(dir, `hub-${i}.yaml`);
         writeFileSync(
           configFile,
-          stringifyYaml({
-            trustDomain,
-            kubeconfig: hubKubeconfig,
-            replicaId: `hub-${i}`,
-            grpc: { host: '127.0.0.1', port: p.grpc },
-            advertiseEndpoints: endpoints,
-            status: { host: '127.0.0.1', port: p.status },
-            autoAccept: options.autoAccept ?? true,
-            heartbeat: {
-              interval: options.heartbeatInterval ?? '1s',
-              missedBeforeUnknown: options.missedBeforeUnknown ?? 3,
-              ...(options.staleAfter ? { staleAfter: options.staleAfter } : {}),
-            },
-            certificates: { rootCertFile: files.rootCert, rootKeyFile: files.rootKey },
-            nats: {
-              urls: nats.urls,
-              replicas: options.natsCluster ? 3 : 1,
-              caFile: files.natsCa,
-              certFile: files.natsCert,
-              keyFile: files.natsKey,
-              nkeySeedFile: files.natsSeed,
-              authCallout: { issuerSeedFile: files.calloutIssuerSeed, systemNkeySeedFile: files.systemSeed },
-              ...(options.natsTlsFromHub
-                ? { serverTlsSecret: { ...NATS_TLS_SECRET, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] } }
-                : {}),
-            },
-            ...(options.rotationStageTimeout ? { rotation: { stageTimeout: options.rotationStageTimeout } } : {}),
-            ...(options.leaderElection ? { leaderElection: options.leaderElection } : {}),
-            ...options.hubSettings,
-          }),
+          stringifyYaml(
+            hubConfig({
+              trustDomain: secrets.trustDomain,
+              kubeconfig: hubKubeconfig,
+              replicaId: `hub-${i}`,
+              grpc: { host: '127.0.0.1', port: p.grpc },
+              advertiseEndpoints: endpoints,
+              status: { host: '127.0.0.1', port: p.status },
+              natsUrls: nats.urls,
+              files,
+              natsSettings: {
+                replicas: options.natsCluster ? 3 : 1,
+                ...(options.natsTlsFromHub
+                  ? { serverTlsSecret: { ...NATS_TLS_SECRET, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] } }
+                  : {}),
+              },
+              settings: {
+                autoAccept: options.autoAccept ?? true,
+                heartbeat: {
+                  interval: options.heartbeatInterval ?? '1s',
+                  missedBeforeUnknown: options.missedBeforeUnknown ?? 3,
+                  ...(options.staleAfter ? { staleAfter: options.staleAfter } : {}),
+                },
+                ...(options.rotationStageTimeout ? { rotation: { stageTimeout: options.rotationStageTimeout } } : {}),
+                ...(options.leaderElection ? { leaderElection: options.leaderElection } : {}),
+                ...options.hubSettings,
+              },
+            }),
+          ),
         );
         return {
           name: `hub-${i}`,
@@ -256,7 +185,6 @@ export class Federation implements AsyncDisposable {
       const federation = new Federation(bed, hubs, dir, lab);
       for (const [i, member] of federation.members.entries()) {
         const configFile = join(dir, `agent-${member.name}.yaml`);
-        const locality = localities[i % localities.length] as Locality;
         const gatewayAddress = lab?.cluster(member.name).gatewayAddress;
         const agentStatusPort = await freePort();
         federation.#agentStatusPorts.set(member.name, agentStatusPort);
@@ -264,35 +192,36 @@ export class Federation implements AsyncDisposable {
         const agentDnsPort = await freePort();
         federation.#agentDnsPorts.set(member.name, agentDnsPort);
         if (gatewayAddress) {
-          const gatewayConfig = join(dir, `gateway-${member.name}.yaml`);
+          const gatewayConfigFile = join(dir, `gateway-${member.name}.yaml`);
           writeFileSync(
-            gatewayConfig,
-            stringifyYaml({
-              clusterId: member.name,
-              kubeconfig: await kubeconfigFor(member, 'gateway'),
-              inbound: { host: gatewayAddress, port: GATEWAY_INBOUND_PORT },
-              outbound: { address: gatewayAddress },
-              status: { host: '127.0.0.1', port: GATEWAY_STATUS_PORT },
-              drainTimeout: '5s',
-              ...options.gatewaySettings,
-            }),
+            gatewayConfigFile,
+            stringifyYaml(
+              gatewayConfig({
+                clusterId: member.name,
+                kubeconfig: await kubeconfigFor(member, 'gateway'),
+                inboundHost: gatewayAddress,
+                outboundAddress: gatewayAddress,
+                status: { host: '127.0.0.1', port: GATEWAY_STATUS_PORT },
+                settings: options.gatewaySettings,
+              }),
+            ),
           );
-          federation.#gatewayConfigs.set(member.name, gatewayConfig);
+          federation.#gatewayConfigs.set(member.name, gatewayConfigFile);
         }
         writeFileSync(
           configFile,
-          stringifyYaml({
-            clusterId: member.name,
-            ...locality,
-            network: 'loopback',
-            // Without gateways, RFC 5737 documentation addresses: they only travel through the
-            // catalog (nothing dials them); with gateways, the member's real namespace address.
-            gatewayAddresses: [{ address: gatewayAddress ?? `192.0.2.${10 + i}`, port: GATEWAY_INBOUND_PORT }],
-            kubeconfig: await kubeconfigFor(member, 'agent'),
-            status: { host: '127.0.0.1', port: agentStatusPort },
-            dns: { host: '127.0.0.1', port: agentDnsPort },
-            joinPollInterval: '200ms',
-          }),
+          stringifyYaml(
+            agentConfig({
+              clusterId: member.name,
+              locality: memberLocality(i),
+              // Without gateways, RFC 5737 documentation addresses: they only travel through the
+              // catalog (nothing dials them); with gateways, the member's real namespace address.
+              gatewayAddress: gatewayAddress ?? `192.0.2.${10 + i}`,
+              kubeconfig: await kubeconfigFor(member, 'agent'),
+              status: { host: '127.0.0.1', port: agentStatusPort },
+              dns: { host: '127.0.0.1', port: agentDnsPort },
+            }),
+          ),
         );
         federation.#agentConfigs.set(member.name, configFile);
       }
@@ -494,38 +423,17 @@ export class Federation implements AsyncDisposable {
   }
 
   /** Runs `isthmus <args>` as a process; `kubeconfig` is 'hub' or a member's name. */
-  async cli(args: readonly string[], kubeconfig: string): Promise<CliResult> {
-    const cluster = this.bed.cluster(kubeconfig);
-    return promisify(execFile)(
-      process.execPath,
-      [join(repo, 'cli/isthmus.ts'), ...args, '--kubeconfig', cluster.kubeconfigPath],
-      { timeout: 180_000 },
-    ).then(
-      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-      (err: { code?: number; stdout?: string; stderr?: string }) => ({
-        code: typeof err.code === 'number' ? err.code : 1,
-        stdout: err.stdout ?? '',
-        stderr: err.stderr ?? '',
-      }),
-    );
+  cli(args: readonly string[], kubeconfig: string): Promise<CliResult> {
+    return runCli(args, this.bed.cluster(kubeconfig).kubeconfigPath);
   }
 
   /** Creates a token on the hub and returns its join flags. */
-  async createToken(flags: readonly string[] = []): Promise<{ token: string; caPin: string; hubEndpoints: string[] }> {
-    const result = await this.cli(['token', 'create', ...flags, '-o', 'json'], 'hub');
-    if (result.code !== 0) throw new Error(`token create failed: ${result.stderr}`);
-    return JSON.parse(result.stdout) as { token: string; caPin: string; hubEndpoints: string[] };
+  createToken(flags: readonly string[] = []): Promise<JoinToken> {
+    return createToken(this.hubCluster.kubeconfigPath, flags);
   }
 
-  async join(
-    cluster: string,
-    token: { token: string; caPin: string; hubEndpoints: string[] },
-    wait = '60s',
-  ): Promise<CliResult> {
-    return this.cli(
-      ['join', '--hub', token.hubEndpoints.join(','), '--token', token.token, '--ca-pin', token.caPin, '--wait', wait],
-      cluster,
-    );
+  join(cluster: string, token: JoinToken, wait = '60s'): Promise<CliResult> {
+    return joinMember(this.bed.cluster(cluster).kubeconfigPath, token, wait);
   }
 
   /** Joins every member with one token (creating `namespace` in each first, when given); throws naming a join that failed. */

@@ -47,6 +47,78 @@ function auditArgs(dir: string): string[] {
   ];
 }
 
+/** The names a simulated apiserver's serving certificate carries besides its IP addresses. */
+export const APISERVER_DNS_NAMES = ['localhost', 'kubernetes', 'kubernetes.default.svc'] as const;
+
+/** An apiserver and the admin client credentials for it (TLS client certificate). */
+export interface AdminTarget {
+  readonly name: string;
+  readonly server: string;
+  readonly tls: { readonly ca: string; readonly cert: string; readonly key: string };
+  kubeConfig(): KubeConfig;
+}
+
+/**
+ * Creates every CRD in crds/ and waits until each is Established. The YAML goes to the API
+ * server as it is: client-node's typed serializer would drop `default`, `enum` and
+ * `x-kubernetes-*` keys inside `properties`.
+ */
+export async function installCrds(target: AdminTarget, timeoutMs: number): Promise<void> {
+  const files = (await readdir(crdDir)).filter((f) => f.endsWith('.yaml')).sort();
+  const crds = await Promise.all(
+    files.map(async (f) => parseYaml(await readFile(join(crdDir, f), 'utf8')) as V1CustomResourceDefinition),
+  );
+  await Promise.all(
+    crds.map((body) => adminRequest(target, 'POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', body)),
+  );
+  const api = target.kubeConfig().makeApiClient(ApiextensionsV1Api);
+  await waitFor(
+    `${target.name}: CRDs Established`,
+    async () => {
+      const states = await Promise.all(
+        crds.map((c) => api.readCustomResourceDefinition({ name: c.metadata?.name ?? '' })),
+      );
+      return states.every((s) => s.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True'));
+    },
+    timeoutMs,
+    100,
+  );
+}
+
+/** An admin request with a JSON body (or `contentType`), bypassing client-node's typed (de)serialisation. */
+export function adminRequest(
+  target: AdminTarget,
+  method: string,
+  path: string,
+  body?: unknown,
+  contentType = 'application/json',
+): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      `${target.server}${path}`,
+      { method, ...target.tls, headers: { 'content-type': contentType } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          const parsed = text ? (JSON.parse(text) as { message?: string }) : undefined;
+          if ((res.statusCode ?? 500) < 300) resolve(parsed);
+          else
+            reject(
+              new IsthmusError(
+                'ISTHMUS_KUBE_REQUEST_FAILED',
+                `${method} ${path}: ${res.statusCode} ${parsed?.message ?? text}`,
+              ),
+            );
+        });
+      },
+    );
+    req.once('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
 export class LocalCluster {
   readonly name: string;
   readonly server: string;
@@ -122,7 +194,7 @@ export class LocalCluster {
     const ca = await TestCa.create(dir, `${options.name}-apiserver`);
     const [serving, admin, sa] = await Promise.all([
       ca.issue('apiserver', 'CN=kube-apiserver', {
-        dns: ['localhost', 'kubernetes', 'kubernetes.default.svc'],
+        dns: [...APISERVER_DNS_NAMES],
         ip: ['127.0.0.1'],
         server: true,
       }),
@@ -137,11 +209,12 @@ export class LocalCluster {
       sa,
     });
     const server = `https://127.0.0.1:${port}`;
-    const b64 = (s: string): string => Buffer.from(s).toString('base64');
-    const kubeconfigYaml = renderKubeconfig(options.name, server, ca.caPem, {
-      name: `${options.name}-admin`,
-      user: { 'client-certificate-data': b64(admin.certPem), 'client-key-data': b64(admin.keyPem) },
-    });
+    const kubeconfigYaml = renderKubeconfig(
+      options.name,
+      server,
+      ca.caPem,
+      certificateUser(`${options.name}-admin`, admin),
+    );
     const kubeconfigPath = join(dir, 'kubeconfig');
     await writeFile(kubeconfigPath, kubeconfigYaml, { mode: 0o600 });
     const tls = { ca: ca.caPem, cert: admin.certPem, key: admin.keyPem };
@@ -166,68 +239,77 @@ export class LocalCluster {
     return cluster;
   }
 
-  /**
-   * Creates every CRD in crds/ and waits until each is Established. The YAML goes to the API
-   * server as it is: client-node's typed serializer would drop `default`, `enum` and
-   * `x-kubernetes-*` keys inside `properties`.
-   */
-  async installCrds(timeoutMs: number): Promise<void> {
-    const files = (await readdir(crdDir)).filter((f) => f.endsWith('.yaml')).sort();
-    const crds = await Promise.all(
-      files.map(async (f) => parseYaml(await readFile(join(crdDir, f), 'utf8')) as V1CustomResourceDefinition),
-    );
-    await Promise.all(
-      crds.map((body) => this.rawRequest('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', body)),
-    );
-    const api = this.kubeConfig().makeApiClient(ApiextensionsV1Api);
-    await waitFor(
-      `${this.name}: CRDs Established`,
-      async () => {
-        const states = await Promise.all(
-          crds.map((c) => api.readCustomResourceDefinition({ name: c.metadata?.name ?? '' })),
-        );
-        return states.every((s) => s.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True'));
-      },
-      timeoutMs,
-      100,
-    );
+  /** Creates every CRD in crds/ and waits until each is Established. */
+  installCrds(timeoutMs: number): Promise<void> {
+    return installCrds(this.#admin(), timeoutMs);
   }
 
   /**
    * An admin request with a JSON body, bypassing client-node's typed (de)serialisation.
    * `contentType` names the body's meaning, e.g. application/apply-patch+yaml (JSON is YAML).
    */
-  rawRequest(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const req = httpsRequest(
-        `${this.server}${path}`,
-        { method, ...this.#tls, headers: { 'content-type': contentType } },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            const parsed = text ? (JSON.parse(text) as { message?: string }) : undefined;
-            if ((res.statusCode ?? 500) < 300) resolve(parsed);
-            else
-              reject(
-                new IsthmusError(
-                  'ISTHMUS_KUBE_REQUEST_FAILED',
-                  `${method} ${path}: ${res.statusCode} ${parsed?.message ?? text}`,
-                ),
-              );
-          });
-        },
-      );
-      req.once('error', reject);
-      req.end(body === undefined ? undefined : JSON.stringify(body));
-    });
+  rawRequest(method: string, path: string, body?: unknown, contentType?: string): Promise<unknown> {
+    return adminRequest(this.#admin(), method, path, body, contentType);
+  }
+
+  #admin(): AdminTarget {
+    return { name: this.name, server: this.server, tls: this.#tls, kubeConfig: () => this.kubeConfig() };
   }
 
   memory(): { rss: number; peak: number } {
     const [a, b] = [this.etcd.memory(), this.apiserver.memory()];
     return { rss: a.rss + b.rss, peak: a.peak + b.peak };
   }
+}
+
+/** A single-member etcd for a simulated cluster, serving plain HTTP at `url`. */
+export function etcdArgs(o: { name: string; dataDir: string; url: string; peer: string }): string[] {
+  return [
+    `--name=${o.name}`,
+    `--data-dir=${o.dataDir}`,
+    `--listen-client-urls=${o.url}`,
+    `--advertise-client-urls=${o.url}`,
+    `--listen-peer-urls=${o.peer}`,
+    `--initial-advertise-peer-urls=${o.peer}`,
+    `--initial-cluster=${o.name}=${o.peer}`,
+    // Test data is disposable: skipping fsync makes a cold start and every write much faster.
+    '--unsafe-no-fsync',
+    '--quota-backend-bytes=1073741824',
+    '--log-level=warn',
+  ];
+}
+
+/** A simulated cluster's kube-apiserver: RBAC, client certificates and service-account tokens, no controllers. */
+export function apiserverArgs(o: {
+  etcd: string;
+  /** Where it binds and what it advertises (kube-apiserver needs an advertise address on loopback). */
+  address: string;
+  port: number;
+  certDir: string;
+  serving: { certFile: string; keyFile: string };
+  clientCaFile: string;
+  sa: { publicFile: string; privateFile: string };
+}): string[] {
+  return [
+    `--etcd-servers=${o.etcd}`,
+    `--bind-address=${o.address}`,
+    `--advertise-address=${o.address}`,
+    `--secure-port=${o.port}`,
+    `--cert-dir=${o.certDir}`,
+    `--tls-cert-file=${o.serving.certFile}`,
+    `--tls-private-key-file=${o.serving.keyFile}`,
+    `--client-ca-file=${o.clientCaFile}`,
+    `--service-account-key-file=${o.sa.publicFile}`,
+    `--service-account-signing-key-file=${o.sa.privateFile}`,
+    '--service-account-issuer=https://kubernetes.default.svc',
+    // Only used to allocate ClusterIPs for Service objects; nothing routes to this range.
+    '--service-cluster-ip-range=10.96.0.0/16',
+    '--authorization-mode=RBAC',
+    '--endpoint-reconciler-type=none',
+    '--enable-priority-and-fairness=false',
+    '--profiling=false',
+    '--v=0',
+  ];
 }
 
 async function startEtcd(
@@ -243,19 +325,7 @@ async function startEtcd(
     const process = await supervisor.start({
       name: `${options.name}-etcd`,
       command: binaries.etcd,
-      args: [
-        `--name=${options.name}`,
-        `--data-dir=${join(dir, `etcd-${attempt}`)}`,
-        `--listen-client-urls=${url}`,
-        `--advertise-client-urls=${url}`,
-        `--listen-peer-urls=${peer}`,
-        `--initial-advertise-peer-urls=${peer}`,
-        `--initial-cluster=${options.name}=${peer}`,
-        // Test data is disposable: skipping fsync makes a cold start and every write much faster.
-        '--unsafe-no-fsync',
-        '--quota-backend-bytes=1073741824',
-        '--log-level=warn',
-      ],
+      args: etcdArgs({ name: options.name, dataDir: join(dir, `etcd-${attempt}`), url, peer }),
     });
     try {
       await waitForProcess(
@@ -286,24 +356,15 @@ async function startApiserver(
       name: `${options.name}-kube-apiserver`,
       command: binaries.kubeApiserver,
       args: [
-        `--etcd-servers=${inputs.etcd}`,
-        '--bind-address=127.0.0.1',
-        '--advertise-address=127.0.0.1',
-        `--secure-port=${port}`,
-        `--cert-dir=${join(dir, 'apiserver-certs')}`,
-        `--tls-cert-file=${inputs.serving.certFile}`,
-        `--tls-private-key-file=${inputs.serving.keyFile}`,
-        `--client-ca-file=${inputs.ca.caFile}`,
-        `--service-account-key-file=${inputs.sa.publicFile}`,
-        `--service-account-signing-key-file=${inputs.sa.privateFile}`,
-        '--service-account-issuer=https://kubernetes.default.svc',
-        // Only used to allocate ClusterIPs for Service objects; nothing routes to this range.
-        '--service-cluster-ip-range=10.96.0.0/16',
-        '--authorization-mode=RBAC',
-        '--endpoint-reconciler-type=none',
-        '--enable-priority-and-fairness=false',
-        '--profiling=false',
-        '--v=0',
+        ...apiserverArgs({
+          etcd: inputs.etcd,
+          address: '127.0.0.1',
+          port,
+          certDir: join(dir, 'apiserver-certs'),
+          serving: inputs.serving,
+          clientCaFile: inputs.ca.caFile,
+          sa: inputs.sa,
+        }),
         ...(options.audit ? auditArgs(dir) : []),
       ],
     });
@@ -318,12 +379,20 @@ async function startApiserver(
   }
 }
 
-function renderKubeconfig(
-  name: string,
-  server: string,
-  caPem: string,
-  user: { name: string; user: Record<string, string> },
-): string {
+/** A kubeconfig user entry: a client certificate, or a token. */
+export interface KubeconfigUser {
+  readonly name: string;
+  readonly user: Record<string, string>;
+}
+
+/** The user entry of a client certificate. */
+export function certificateUser(name: string, pem: PemFiles): KubeconfigUser {
+  const b64 = (s: string): string => Buffer.from(s).toString('base64');
+  return { name, user: { 'client-certificate-data': b64(pem.certPem), 'client-key-data': b64(pem.keyPem) } };
+}
+
+/** A kubeconfig for a simulated cluster, as `user`. */
+export function renderKubeconfig(name: string, server: string, caPem: string, user: KubeconfigUser): string {
   return stringifyYaml({
     apiVersion: 'v1',
     kind: 'Config',

@@ -12,8 +12,8 @@ import { testbedRoot } from './reaper.ts';
 
 export { LocalCluster } from './cluster.ts';
 export { LocalNats, NatsNode, type NatsAuthorization, type NatsClientCredentials } from './nats.ts';
-export { ProcessSupervisor, type ManagedProcess, type StartOptions } from './processes.ts';
-export { alive, reapAbandonedNetns, reapAbandonedTestbeds, testbedRoot } from './reaper.ts';
+export { DOCKER_OWNER_LABEL, ProcessSupervisor, type ManagedProcess, type StartOptions } from './processes.ts';
+export { alive, reapAbandonedContainers, reapAbandonedNetns, reapAbandonedTestbeds, testbedRoot } from './reaper.ts';
 export {
   LabCluster,
   NetworkLab,

@@ -181,8 +181,9 @@ export class LocalNats {
           };
           await writeFile(
             configFile,
-            renderConfig({
+            natsServerConfig({
               name,
+              host: '127.0.0.1',
               port: p.client,
               monitorPort: p.monitor,
               dir: nodeDir,
@@ -299,8 +300,11 @@ export interface NatsAuthorization {
   readonly mapCertificates: boolean;
 }
 
-function renderConfig(c: {
+/** A nats-server configuration: JetStream, client TLS that requires a certificate, optional cluster routes. */
+export function natsServerConfig(c: {
   name: string;
+  /** The address it listens on (clients, monitoring, routes). */
+  host: string;
   port: number;
   monitorPort: number;
   dir: string;
@@ -310,8 +314,8 @@ function renderConfig(c: {
   cluster: { port: number; peers: readonly number[]; route: PemFiles; caFile: string } | undefined;
 }): string {
   return [
-    `listen: "127.0.0.1:${c.port}"`,
-    `http: "127.0.0.1:${c.monitorPort}"`,
+    `listen: "${c.host}:${c.port}"`,
+    `http: "${c.host}:${c.monitorPort}"`,
     `server_name: ${c.name}`,
     `jetstream { store_dir: "${join(c.dir, 'jetstream')}", max_memory_store: 268435456, max_file_store: 1073741824 }`,
     `tls { cert_file: "${c.serving.certFile}", key_file: "${c.serving.keyFile}", ca_file: "${c.clientCaFile}", ${c.authorization?.mapCertificates ? 'verify_and_map' : 'verify'}: true, timeout: 2 }`,
@@ -319,7 +323,7 @@ function renderConfig(c: {
       ? [
           'cluster {',
           '  name: isthmus-testbed',
-          `  listen: "127.0.0.1:${c.cluster.port}"`,
+          `  listen: "${c.host}:${c.cluster.port}"`,
           `  routes: [ ${c.cluster.peers.map((p) => `"nats-route://127.0.0.1:${p}"`).join(', ')} ]`,
           `  tls { cert_file: "${c.cluster.route.certFile}", key_file: "${c.cluster.route.keyFile}", ca_file: "${c.cluster.caFile}", verify: true, timeout: 2 }`,
           '}',

@@ -1,11 +1,15 @@
 // Every process the test bed starts is recorded in its directory and watched by a detached
 // watchdog, so that even a test runner killed with SIGKILL leaves no kube-apiserver behind.
-// Network namespaces recorded with recordNetns are deleted by the same watchdog.
+// Network namespaces recorded with recordNetns are deleted by the same watchdog, and so are Docker
+// containers and networks labelled with the owner's pid (ownerLabel) once recordDocker was called.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { IsthmusError } from '../../common/errors.ts';
+
+/** The Docker label whose value is the pid of the test run that owns a container or network. */
+export const DOCKER_OWNER_LABEL = 'isthmus.dev/testbed-owner';
 
 export interface StartOptions {
   readonly name: string;
@@ -93,7 +97,11 @@ export class ProcessSupervisor {
         '-c',
         'while kill -0 "$1" 2>/dev/null; do sleep 0.5; done; ' +
           'for p in $(cat "$2/pids" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done; ' +
-          'for n in $(cat "$2/netns" 2>/dev/null); do ip netns del "$n" 2>/dev/null; done; rm -rf "$2"',
+          'for n in $(cat "$2/netns" 2>/dev/null); do ip netns del "$n" 2>/dev/null; done; ' +
+          'if [ -e "$2/docker" ]; then ' +
+          `docker ps -aq --filter "label=${DOCKER_OWNER_LABEL}=$1" | xargs -r docker rm -f >/dev/null 2>&1; ` +
+          `docker network ls -q --filter "label=${DOCKER_OWNER_LABEL}=$1" | xargs -r docker network rm >/dev/null 2>&1; ` +
+          'fi; rm -rf "$2"',
         'isthmus-testbed-watchdog',
         String(process.pid),
         dir,
@@ -124,6 +132,12 @@ export class ProcessSupervisor {
     this.#processes.add(managed);
     void managed.exited().then(() => this.#processes.delete(managed));
     return managed;
+  }
+
+  /** Docker labels that mark a container or network as this test bed's, for the watchdog and the sweep. */
+  get ownerLabels(): Record<string, string> {
+    appendFileSync(join(this.dir, 'docker'), '');
+    return { [DOCKER_OWNER_LABEL]: String(process.pid) };
   }
 
   /** Records a network namespace (before it is made) for the watchdog to delete if we die. */

@@ -1,0 +1,48 @@
+// The isthmus CLI run as a process against a kubeconfig, and the join flow built on it (a token
+// from the hub, `isthmus join` in each member), for local federations of processes or containers.
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const cliEntry = fileURLToPath(new URL('../../cli/isthmus.ts', import.meta.url));
+
+export interface CliResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export interface JoinToken {
+  readonly token: string;
+  readonly caPin: string;
+  readonly hubEndpoints: string[];
+}
+
+/** Runs `isthmus <args> --kubeconfig <kubeconfigPath>`; a non-zero exit is a result, not an error. */
+export function runCli(args: readonly string[], kubeconfigPath: string): Promise<CliResult> {
+  return promisify(execFile)(process.execPath, [cliEntry, ...args, '--kubeconfig', kubeconfigPath], {
+    timeout: 180_000,
+  }).then(
+    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+    (err: { code?: number; stdout?: string; stderr?: string }) => ({
+      code: typeof err.code === 'number' ? err.code : 1,
+      stdout: err.stdout ?? '',
+      stderr: err.stderr ?? '',
+    }),
+  );
+}
+
+/** Creates a token on the hub (its kubeconfig) and returns its join flags. */
+export async function createToken(hubKubeconfig: string, flags: readonly string[] = []): Promise<JoinToken> {
+  const result = await runCli(['token', 'create', ...flags, '-o', 'json'], hubKubeconfig);
+  if (result.code !== 0) throw new Error(`token create failed: ${result.stderr}`);
+  return JSON.parse(result.stdout) as JoinToken;
+}
+
+/** `isthmus join` in a member (its kubeconfig); waits for the outcome up to `wait`. */
+export function joinMember(memberKubeconfig: string, token: JoinToken, wait = '60s'): Promise<CliResult> {
+  return runCli(
+    ['join', '--hub', token.hubEndpoints.join(','), '--token', token.token, '--ca-pin', token.caPin, '--wait', wait],
+    memberKubeconfig,
+  );
+}
