@@ -8,7 +8,6 @@ import { nkeys } from '@nats-io/transport-node';
 import { GATEWAY_INBOUND_PORT } from '../../common/gateway-contract.ts';
 import { federationNatsAccounts } from '../../common/nats-authorization.ts';
 import { RootAuthority } from '../../common/pki/index.ts';
-import { certificateToPem, generateKeyPair, issueCertificate, privateKeyToPem } from '../../common/pki/x509.ts';
 import type { NatsAuthorization } from '../testbed/index.ts';
 
 const day = 24 * 3600_000;
@@ -80,20 +79,8 @@ export class FederationSecrets {
    * the test bed's own clients, which check those.
    */
   static async create(trustDomain: string, natsHostNames: { ip: string[]; dns: string[] }): Promise<FederationSecrets> {
-    const rootKeys = await generateKeyPair();
-    const root = await issueCertificate(
-      {
-        subject: `CN=isthmus test root,O=isthmus,OU=${trustDomain}`,
-        publicKey: rootKeys.publicKey,
-        notAfter: new Date(Date.now() + 30 * day),
-        isCa: true,
-        pathLength: 1,
-      },
-      rootKeys,
-    );
-    const rootPem = certificateToPem(root);
-    const rootKeyPem = await privateKeyToPem(rootKeys.privateKey);
-    const authority = await RootAuthority.load({ trustDomain, certificatePem: rootPem, privateKeyPem: rootKeyPem });
+    const authority = await RootAuthority.generate({ trustDomain, lifetimeMs: 30 * day });
+    const [rootPem, rootKeyPem] = [authority.certificatePem, await authority.exportPrivateKeyPem()];
     const svid = await authority.issueNatsSvid({ lifetimeMs: 30 * day, hostNames: natsHostNames });
     return new FederationSecrets({
       trustDomain,
