@@ -6,8 +6,10 @@ import { fileURLToPath } from 'node:url';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { parseAllDocuments, stringify as stringifyYaml } from 'yaml';
 import { IsthmusError, describeError } from '../../common/errors.ts';
+import { ensureNamespace } from '../../common/kube/index.ts';
 import { resolveBinaries } from '../../local/testbed/binaries.ts';
-import type { LocalCluster } from '../../local/testbed/cluster.ts';
+import type { FederationComponent } from '../../local/federation/index.ts';
+import { adminRequest, type AdminTarget } from '../../local/testbed/cluster.ts';
 
 export const chartDir = fileURLToPath(new URL('./isthmus/', import.meta.url));
 /** The namespace the tests install the chart into: the components' default namespace. */
@@ -71,9 +73,9 @@ export async function renderChart(values: Record<string, unknown>): Promise<Rend
 }
 
 /** The collection path of an object's kind, from the apiserver's discovery. */
-async function collectionPath(cluster: LocalCluster, object: RenderedObject): Promise<string> {
+async function collectionPath(cluster: AdminTarget, object: RenderedObject): Promise<string> {
   const base = object.apiVersion.includes('/') ? `/apis/${object.apiVersion}` : `/api/${object.apiVersion}`;
-  const list = (await cluster.rawRequest('GET', base)) as {
+  const list = (await adminRequest(cluster, 'GET', base)) as {
     resources: { name: string; kind: string; namespaced: boolean }[];
   };
   const resource = list.resources.find((r) => r.kind === object.kind && !r.name.includes('/'));
@@ -89,7 +91,7 @@ async function collectionPath(cluster: LocalCluster, object: RenderedObject): Pr
  * Returns what the apiserver answered for each.
  */
 export async function applyRendered(
-  cluster: LocalCluster,
+  cluster: AdminTarget,
   objects: readonly RenderedObject[],
   options: { dryRun?: boolean } = {},
 ): Promise<RenderedObject[]> {
@@ -97,7 +99,7 @@ export async function applyRendered(
   const query = `fieldManager=helm&fieldValidation=Strict${options.dryRun ? '&dryRun=All' : ''}`;
   for (const object of objects) {
     const path = `${await collectionPath(cluster, object)}/${object.metadata.name}?${query}`;
-    stored.push((await cluster.rawRequest('PATCH', path, object, 'application/apply-patch+yaml')) as RenderedObject);
+    stored.push((await adminRequest(cluster, 'PATCH', path, object, 'application/apply-patch+yaml')) as RenderedObject);
   }
   return stored;
 }
@@ -105,12 +107,23 @@ export async function applyRendered(
 const RBAC_KINDS = new Set(['Namespace', 'ServiceAccount', 'Role', 'ClusterRole', 'RoleBinding', 'ClusterRoleBinding']);
 
 /**
- * What the chart gives its components to run as: its namespaces, ServiceAccounts, Roles,
- * ClusterRoles and bindings, applied as `helm install` would (pods do not run in the test bed).
+ * What the chart gives its components to run as: the release namespace (`helm install
+ * --create-namespace`), then its namespaces, ServiceAccounts, Roles, ClusterRoles and bindings,
+ * applied as `helm install` would (pods do not run in the test bed).
  */
-export async function installChartRbac(cluster: LocalCluster, objects: readonly RenderedObject[]): Promise<void> {
+export async function installChartRbac(cluster: AdminTarget, objects: readonly RenderedObject[]): Promise<void> {
+  await ensureNamespace(cluster.kubeConfig(), RELEASE_NAMESPACE);
   await applyRendered(
     cluster,
     objects.filter((o) => RBAC_KINDS.has(o.kind)),
   );
 }
+
+/** The chart's service account for `component` (each has its own), in RELEASE_NAMESPACE. */
+export const chartServiceAccount = (component: FederationComponent): string => `isthmus-${component}`;
+
+/** The fewest values each role renders with (its RBAC does not depend on them). */
+export const MINIMAL_VALUES = {
+  hub: { role: 'hub', hub: { nats: { urls: ['tls://127.0.0.1:4222'], existingSecret: 'hub-nats' } } },
+  member: { role: 'member', agent: { clusterId: 'cluster-a' } },
+} as const satisfies Record<'hub' | 'member', Record<string, unknown>>;

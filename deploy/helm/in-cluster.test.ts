@@ -8,10 +8,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify as stringifyYaml } from 'yaml';
-import { ensureNamespace } from '../../common/kube/index.ts';
 import { freePort } from '../../local/testbed/ports.ts';
 import { startTestbed, waitForProcess, type LocalCluster, type Testbed } from '../../local/testbed/index.ts';
-import { RELEASE_NAMESPACE, installChartRbac, renderChart } from './chart.ts';
+import { MINIMAL_VALUES, RELEASE_NAMESPACE, installChartRbac, renderChart } from './chart.ts';
 import { parseAuditLog } from './rbac-usage.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
@@ -37,9 +36,7 @@ describe.skipIf(!isRoot)('components in a pod-like environment', () => {
   beforeAll(async () => {
     bed = await startTestbed({ clusters: 1, nats: false, audit: true });
     cluster = bed.clusters[0] as LocalCluster;
-    await ensureNamespace(cluster.kubeConfig(), SYSTEM_NS);
-    const hub = { role: 'hub', hub: { nats: { urls: ['tls://127.0.0.1:4222'], existingSecret: 'hub-nats' } } };
-    for (const values of [hub, { role: 'member', agent: { clusterId: 'cluster-a' } }])
+    for (const values of [MINIMAL_VALUES.hub, MINIMAL_VALUES.member])
       await installChartRbac(cluster, await renderChart(values));
   });
   afterAll(async () => {

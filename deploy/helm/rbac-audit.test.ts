@@ -38,7 +38,14 @@ import {
   connect,
   exportWithBackends,
 } from '../../e2e/gateway/scenario.ts';
-import { RELEASE_NAMESPACE, installChartRbac, renderChart, type RenderedObject } from './chart.ts';
+import {
+  MINIMAL_VALUES,
+  RELEASE_NAMESPACE,
+  chartServiceAccount,
+  installChartRbac,
+  renderChart,
+  type RenderedObject,
+} from './chart.ts';
 import { compareUsage, describePermission, describeRequest, parseAuditLog, type AuditRequest } from './rbac-usage.ts';
 
 const SYSTEM_NS = RELEASE_NAMESPACE;
@@ -46,9 +53,8 @@ const NS = 'shop';
 const WAIT_MS = 60_000;
 const policyRef = { group: 'isthmus.dev', version: 'v1alpha1', plural: 'failoverpolicies' } as const;
 
-const serviceAccount = (component: FederationComponent): string => `isthmus-${component}`;
 const userOf = (component: FederationComponent): string =>
-  `system:serviceaccount:${SYSTEM_NS}:${serviceAccount(component)}`;
+  `system:serviceaccount:${SYSTEM_NS}:${chartServiceAccount(component)}`;
 
 /**
  * Permissions the chart grants for what the scenario cannot reasonably do; each says why.
@@ -66,12 +72,6 @@ const EXEMPT: ReadonlySet<string> = new Set([
     'isthmus.dev/failoverpolicies',
   ].map((resource) => `${userOf('agent')} (ClusterRole/isthmus-agent): get ${resource} cluster-wide`),
 ]);
-
-/** The release namespace (helm install --create-namespace), then the chart's RBAC. */
-async function installRbac(cluster: LocalCluster, objects: readonly RenderedObject[]): Promise<void> {
-  await ensureNamespace(cluster.kubeConfig(), SYSTEM_NS);
-  await installChartRbac(cluster, objects);
-}
 
 async function absent(read: () => Promise<unknown>): Promise<boolean> {
   try {
@@ -93,8 +93,8 @@ describe.skipIf(!available.ok)('the chart RBAC is least privilege for the full s
 
   beforeAll(async () => {
     [hubObjects, memberObjects] = await Promise.all([
-      renderChart({ role: 'hub', hub: { nats: { urls: ['tls://127.0.0.1:4222'], existingSecret: 'hub-nats' } } }),
-      renderChart({ role: 'member', agent: { clusterId: 'cluster-a' } }),
+      renderChart(MINIMAL_VALUES.hub),
+      renderChart(MINIMAL_VALUES.member),
     ]);
     const installed = new Map<string, Promise<void>>();
     fed = await Federation.start({
@@ -105,9 +105,9 @@ describe.skipIf(!available.ok)('the chart RBAC is least privilege for the full s
       componentKubeconfig: async (cluster, component) => {
         const objects = component === 'hub' ? hubObjects : memberObjects;
         let install = installed.get(cluster.name);
-        if (!install) installed.set(cluster.name, (install = installRbac(cluster, objects)));
+        if (!install) installed.set(cluster.name, (install = installChartRbac(cluster, objects)));
         await install;
-        return cluster.serviceAccountKubeconfig(SYSTEM_NS, serviceAccount(component));
+        return cluster.serviceAccountKubeconfig(SYSTEM_NS, chartServiceAccount(component));
       },
     });
   });

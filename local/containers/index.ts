@@ -3,7 +3,8 @@
 // a network of its own with its etcd, kube-apiserver, agent, gateway, a test backend and a client;
 // the gateways also on one shared network, the agents also on the control network. Components run
 // from the Isthmus image, read-only, as its non-root user, configured in-cluster (service-account
-// token, CA and namespace mounted where client-node looks, KUBERNETES_SERVICE_HOST/PORT). Every
+// token, CA and namespace mounted where client-node looks, KUBERNETES_SERVICE_HOST/PORT), each on
+// the Helm chart's service account for it with the chart's RBAC. Every
 // container and network carries the owner's pid label: disposal removes them, and if the test run
 // dies, the test bed's watchdog and the next run's sweep do.
 import { execFile } from 'node:child_process';
@@ -25,8 +26,16 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { GenericContainer, getContainerRuntimeClient, type StartedTestContainer } from 'testcontainers';
 import { stringify as stringifyYaml } from 'yaml';
 import { kubeConfigFromYaml } from '../../common/kubeconfig.ts';
+import {
+  MINIMAL_VALUES,
+  RELEASE_NAMESPACE,
+  chartServiceAccount,
+  installChartRbac,
+  renderChart,
+} from '../../deploy/helm/chart.ts';
 import { ensureNamespace } from '../../common/kube/index.ts';
 import { createToken, joinMember } from '../federation/cli.ts';
+import type { FederationComponent } from '../federation/index.ts';
 import {
   FederationSecrets,
   agentConfig,
@@ -137,8 +146,7 @@ export class ContainerCluster implements AdminTarget {
   readonly apiserverAddress: string;
   readonly server: string;
   readonly kubeconfigPath: string;
-  /** Its service-account directory (token, ca.crt, namespace), mounted into its components. */
-  readonly serviceAccountDir: string;
+  readonly #dir: string;
   #admin: { kubeconfigYaml: string; tls: AdminTarget['tls'] } | undefined;
 
   constructor(dir: string, name: string, net: number, network: string) {
@@ -149,7 +157,12 @@ export class ContainerCluster implements AdminTarget {
     this.server = `https://${this.apiserverAddress}:${PORT.apiserver}`;
     mkdirSync(join(dir, name), { recursive: true });
     this.kubeconfigPath = join(dir, name, 'kubeconfig');
-    this.serviceAccountDir = join(dir, name, 'serviceaccount');
+    this.#dir = join(dir, name);
+  }
+
+  /** The service-account directory (token, ca.crt, namespace) mounted into `component`'s container. */
+  serviceAccountDir(component: FederationComponent): string {
+    return join(this.#dir, `serviceaccount-${component}`);
   }
 
   get tls(): AdminTarget['tls'] {
@@ -285,7 +298,7 @@ export class ContainerFederation implements AsyncDisposable {
     return started;
   }
 
-  /** etcd and kube-apiserver containers, CRDs, and a service account bound to cluster-admin for the components. */
+  /** etcd and kube-apiserver containers, CRDs, and the chart's service accounts and RBAC for the components. */
   async #startControlPlane(cluster: ContainerCluster): Promise<void> {
     const binaries = await resolveBinaries();
     const dir = join(this.dir, cluster.name);
@@ -348,31 +361,30 @@ export class ContainerFederation implements AsyncDisposable {
       250,
     );
     await installCrds(cluster, START_TIMEOUT_MS);
-    await this.#serviceAccount(cluster, ca.caPem);
+    await this.#serviceAccounts(cluster, ca.caPem);
   }
 
-  /** The components' in-cluster identity: isthmus-system/isthmus (cluster-admin here), its token, CA and namespace. */
-  async #serviceAccount(cluster: ContainerCluster, caPem: string): Promise<void> {
-    const namespace = 'isthmus-system';
-    await ensureNamespace(cluster.kubeConfig(), namespace);
-    await adminRequest(cluster, 'POST', `/api/v1/namespaces/${namespace}/serviceaccounts`, {
-      metadata: { name: 'isthmus' },
-    });
-    await adminRequest(cluster, 'POST', '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
-      metadata: { name: 'isthmus-cluster-admin' },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
-      subjects: [{ kind: 'ServiceAccount', name: 'isthmus', namespace }],
-    });
-    const request = (await adminRequest(
-      cluster,
-      'POST',
-      `/api/v1/namespaces/${namespace}/serviceaccounts/isthmus/token`,
-      { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 24 * 3600 } },
-    )) as { status: { token: string } };
-    mkdirSync(cluster.serviceAccountDir, { recursive: true });
-    writeFileSync(join(cluster.serviceAccountDir, 'token'), request.status.token);
-    writeFileSync(join(cluster.serviceAccountDir, 'ca.crt'), caPem);
-    writeFileSync(join(cluster.serviceAccountDir, 'namespace'), namespace);
+  /**
+   * The components' in-cluster identities, as the Helm chart gives them: its ServiceAccounts,
+   * Roles, ClusterRoles and bindings for the cluster's role (the least privilege its RBAC audit
+   * proves), and per component its service account's token, the CA and the namespace.
+   */
+  async #serviceAccounts(cluster: ContainerCluster, caPem: string): Promise<void> {
+    const role = cluster === this.hubCluster ? 'hub' : 'member';
+    await installChartRbac(cluster, await renderChart(MINIMAL_VALUES[role]));
+    for (const component of role === 'hub' ? (['hub'] as const) : (['agent', 'gateway'] as const)) {
+      const request = (await adminRequest(
+        cluster,
+        'POST',
+        `/api/v1/namespaces/${RELEASE_NAMESPACE}/serviceaccounts/${chartServiceAccount(component)}/token`,
+        { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 24 * 3600 } },
+      )) as { status: { token: string } };
+      const dir = cluster.serviceAccountDir(component);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'token'), request.status.token);
+      writeFileSync(join(dir, 'ca.crt'), caPem);
+      writeFileSync(join(dir, 'namespace'), RELEASE_NAMESPACE);
+    }
   }
 
   /** NATS with the federation's accounts; returns the federation's secrets and the CA of NATS's own clients (the hub). */
@@ -421,7 +433,13 @@ export class ContainerFederation implements AsyncDisposable {
   }
 
   /** A component container from the image: read-only, non-root, in-cluster configuration of `cluster`. */
-  #component(cluster: ContainerCluster, address: string, configDir: string, args: string[]): PlacedContainer {
+  #component(
+    cluster: ContainerCluster,
+    component: FederationComponent,
+    address: string,
+    configDir: string,
+    args: string[],
+  ): PlacedContainer {
     return new PlacedContainer(this.image, cluster.network, address)
       .readOnlyRoot()
       .withEnvironment({
@@ -429,7 +447,7 @@ export class ContainerFederation implements AsyncDisposable {
         KUBERNETES_SERVICE_PORT: String(PORT.apiserver),
       })
       .withBindMounts([
-        { source: cluster.serviceAccountDir, target: SA_MOUNT, mode: 'ro' },
+        { source: cluster.serviceAccountDir(component), target: SA_MOUNT, mode: 'ro' },
         { source: configDir, target: configDir, mode: 'ro' },
       ])
       .withCommand(args);
@@ -461,7 +479,9 @@ export class ContainerFederation implements AsyncDisposable {
       ),
     );
     readableByAll(dir);
-    await this.#run('hub', () => this.#component(this.hubCluster, address, dir, ['hub', '--config', configFile]));
+    await this.#run('hub', () =>
+      this.#component(this.hubCluster, 'hub', address, dir, ['hub', '--config', configFile]),
+    );
     await waitFor('hub /readyz', () => httpOk(`http://${address}:${STATUS_PORT.hub}/readyz`), START_TIMEOUT_MS, 250);
   }
 
@@ -498,16 +518,18 @@ export class ContainerFederation implements AsyncDisposable {
     );
     readableByAll(dir);
     await this.#run(`${member.name}-agent`, () =>
-      this.#component(member, ip(member.net, HOST.agent), dir, ['agent', '--config', join(dir, 'agent.yaml')]).alsoOn(
-        this.hubCluster.network,
-        ip(CONTROL_NET, 10 + index),
-      ),
+      this.#component(member, 'agent', ip(member.net, HOST.agent), dir, [
+        'agent',
+        '--config',
+        join(dir, 'agent.yaml'),
+      ]).alsoOn(this.hubCluster.network, ip(CONTROL_NET, 10 + index)),
     );
     await this.#run(`${member.name}-gateway`, () =>
-      this.#component(member, gatewayAddress, dir, ['gateway', '--config', join(dir, 'gateway.yaml')]).alsoOn(
-        this.sharedNetwork,
-        shared,
-      ),
+      this.#component(member, 'gateway', gatewayAddress, dir, [
+        'gateway',
+        '--config',
+        join(dir, 'gateway.yaml'),
+      ]).alsoOn(this.sharedNetwork, shared),
     );
     await this.#run(`${member.name}-client`, () =>
       new PlacedContainer(this.#base, member.network, ip(member.net, HOST.client))

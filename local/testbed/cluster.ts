@@ -119,7 +119,7 @@ export function adminRequest(
   });
 }
 
-export class LocalCluster {
+export class LocalCluster implements AdminTarget {
   readonly name: string;
   readonly server: string;
   readonly kubeconfigPath: string;
@@ -153,6 +153,11 @@ export class LocalCluster {
   /** A fresh client configuration with admin rights on this cluster. */
   kubeConfig(): KubeConfig {
     return kubeConfigFromYaml(this.kubeconfigYaml);
+  }
+
+  /** The admin's client credentials and the apiserver's CA. */
+  get tls(): AdminTarget['tls'] {
+    return this.#tls;
   }
 
   /** The CA that signed the apiserver's serving certificate (what a pod finds in its ca.crt). */
@@ -241,7 +246,7 @@ export class LocalCluster {
 
   /** Creates every CRD in crds/ and waits until each is Established. */
   installCrds(timeoutMs: number): Promise<void> {
-    return installCrds(this.#admin(), timeoutMs);
+    return installCrds(this, timeoutMs);
   }
 
   /**
@@ -249,11 +254,7 @@ export class LocalCluster {
    * `contentType` names the body's meaning, e.g. application/apply-patch+yaml (JSON is YAML).
    */
   rawRequest(method: string, path: string, body?: unknown, contentType?: string): Promise<unknown> {
-    return adminRequest(this.#admin(), method, path, body, contentType);
-  }
-
-  #admin(): AdminTarget {
-    return { name: this.name, server: this.server, tls: this.#tls, kubeConfig: () => this.kubeConfig() };
+    return adminRequest(this, method, path, body, contentType);
   }
 
   memory(): { rss: number; peak: number } {
