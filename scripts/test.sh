@@ -36,6 +36,7 @@ ensure_docker_engine() {
   local host
   if host="$(bash scripts/docker-engine.sh start --owner $$)"; then
     export "${host?}"
+    started_engine=1
     trap 'bash scripts/docker-engine.sh stop' EXIT
   else
     echo "could not start a Docker engine; the container e2e will say so and skip"
@@ -52,6 +53,12 @@ step "format" prettier --check --log-level=warn "**/*.{ts,js}"
 echo "== tests"
 vitest run --reporter=default --reporter=json --outputFile.json="$results" "$@"
 vitest_rc=$?
+
+# Stopped here rather than only on exit, so the summary below stays the last line of output.
+if [ "${started_engine:-0}" = 1 ]; then
+  bash scripts/docker-engine.sh stop
+  trap - EXIT
+fi
 
 node -e '
   const fs = require("node:fs");
