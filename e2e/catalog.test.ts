@@ -93,34 +93,38 @@ describe('service catalog', () => {
   });
 
   it("reports a port conflict on both exports, and the older export's port wins", async () => {
+    await exportService(a.kubeConfig(), { namespace: NS, name: 'basket', ports: [{ name: 'http', port: 8080 }] });
+    await importedEverywhere('basket'); // A's export is the older one
     await exportService(b.kubeConfig(), {
       namespace: NS,
-      name: 'cart',
+      name: 'basket',
       ports: [{ name: 'http', port: 9090 }],
       endpoints: [{ ip: '198.51.100.11', zone: 'eu-west-1b' }],
     });
     for (const cluster of [a, b]) {
       await waitFor(
         `${cluster.name}: Conflict=True`,
-        async () => (await conditionOf(cluster, 'cart', 'Conflict'))?.status === 'True',
+        async () => (await conditionOf(cluster, 'basket', 'Conflict'))?.status === 'True',
         20_000,
       );
-      expect(await conditionOf(cluster, 'cart', 'Conflict')).toMatchObject({
+      expect(await conditionOf(cluster, 'basket', 'Conflict')).toMatchObject({
         status: 'True',
         reason: expect.stringContaining('PortConflict') as string,
       });
     }
     await waitFor(
       'C imports from both',
-      async () => (await readServiceImport(c.kubeConfig(), NS, 'cart'))?.status?.clusters?.length === 2,
+      async () => (await readServiceImport(c.kubeConfig(), NS, 'basket'))?.status?.clusters?.length === 2,
       20_000,
     );
-    const imported = await readServiceImport(c.kubeConfig(), NS, 'cart');
+    const imported = await readServiceImport(c.kubeConfig(), NS, 'basket');
     expect(imported?.spec?.ports.map((p) => p.port)).toEqual([8080]);
-    expect((await importedSlices(c.kubeConfig(), NS, 'cart')).has('cluster-b')).toBe(true);
+    expect((await importedSlices(c.kubeConfig(), NS, 'basket')).has('cluster-b')).toBe(true);
   });
 
   it('lets agents read the catalog from NATS but never write it', async () => {
+    await exportService(a.kubeConfig(), { namespace: NS, name: 'shelf', ports: [{ name: 'http', port: 80 }] });
+    await importedEverywhere('shelf');
     const nc = await connectAsAgent(a.name, await agentCredentialsOf(a.kubeConfig(), a.name));
     try {
       // Agents read with batch direct get through their account's imports (no JetStream of their own).
@@ -128,7 +132,7 @@ describe('service catalog', () => {
       await readFrom(nc, CATALOG_BUCKET, 1, (m) =>
         values.set(m.key, m.operation === 'PUT' ? JSON.parse(new TextDecoder().decode(m.value)) : undefined),
       );
-      expect(values.get(`${NS}.cart`)).toMatchObject({ namespace: NS, name: 'cart' });
+      expect(values.get(`${NS}.shelf`)).toMatchObject({ namespace: NS, name: 'shelf' });
       await expect(new Kvm(nc).open(CATALOG_BUCKET).then((kv) => kv.put(`${NS}.forged`, '{}'))).rejects.toThrow();
       await expect(new Kvm(nc).create('isthmus_forged')).rejects.toThrow();
     } finally {
@@ -152,14 +156,21 @@ describe('service catalog', () => {
   });
 
   it('removes the imports everywhere once the service is unexported', async () => {
-    await unexportService(a.kubeConfig(), NS, 'cart');
-    await unexportService(b.kubeConfig(), NS, 'cart');
+    for (const cluster of [a, b])
+      await exportService(cluster.kubeConfig(), {
+        namespace: NS,
+        name: 'wishlist',
+        ports: [{ name: 'http', port: 80 }],
+      });
+    await importedEverywhere('wishlist');
+    await unexportService(a.kubeConfig(), NS, 'wishlist');
+    await unexportService(b.kubeConfig(), NS, 'wishlist');
     for (const cluster of [a, b, c]) {
       await waitFor(
-        `${cluster.name}: cart gone`,
+        `${cluster.name}: wishlist gone`,
         async () =>
-          (await readServiceImport(cluster.kubeConfig(), NS, 'cart')) === undefined &&
-          (await importedSlices(cluster.kubeConfig(), NS, 'cart')).size === 0,
+          (await readServiceImport(cluster.kubeConfig(), NS, 'wishlist')) === undefined &&
+          (await importedSlices(cluster.kubeConfig(), NS, 'wishlist')).size === 0,
         20_000,
       );
     }
@@ -223,21 +234,22 @@ describe('service catalog', () => {
   });
 
   it('converges back after the catalog bucket is wiped and the hub restarted, with nothing recreated', async () => {
-    await importedEverywhere('ledger');
-    const before = await importIdentities('ledger');
+    await exportService(a.kubeConfig(), { namespace: NS, name: 'journal', ports: [{ name: 'http', port: 8082 }] });
+    await importedEverywhere('journal');
+    const before = await importIdentities('journal');
     for (const hub of fed.hubs) await fed.stopHub(hub.name);
     await withAdminKv((kv) => kv.destroy());
     for (const hub of fed.hubs) await fed.startHub(hub.name);
     const restarted = performance.now();
     // The hub asks every agent for its export set: the entry comes back as it was.
-    const ledgerStored = (): Promise<boolean> =>
-      withAdminKv(async (kv) => (await kv.get(`${NS}.ledger`))?.operation === 'PUT').catch(() => false); // no bucket yet
-    await waitFor('ledger back in the catalog', ledgerStored, 20_000, 200);
+    const journalStored = (): Promise<boolean> =>
+      withAdminKv(async (kv) => (await kv.get(`${NS}.journal`))?.operation === 'PUT').catch(() => false); // no bucket yet
+    await waitFor('journal back in the catalog', journalStored, 20_000, 200);
     console.log(
-      `ledger back in the wiped catalog ${Math.round(performance.now() - restarted)} ms after the hub was ready again`,
+      `journal back in the wiped catalog ${Math.round(performance.now() - restarted)} ms after the hub was ready again`,
     );
     await agentsCaughtUp('after-wipe');
-    expect(await importIdentities('ledger')).toEqual(before);
+    expect(await importIdentities('journal')).toEqual(before);
   });
 
   it('deletes nothing while the hub and NATS are down for 30 s, and converges after', async () => {
