@@ -13,16 +13,15 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  ClusterAuthority,
   RootAuthority,
   bundleToPem,
-  createIntermediateRequest,
   createTrustBundle,
   formatSpiffeId,
-  generateKeyPair,
+  type ClusterAuthority,
   type TrustBundle,
   type X509Svid,
 } from '../../common/pki/index.ts';
+import { joinCluster } from '../../common/pki/test-support.ts';
 
 export interface Endpoint {
   readonly host: string;
@@ -87,21 +86,6 @@ export const INBOUND_CLUSTER = 'bench-b';
 /** The membership epoch of both bench clusters (the members list the gateways get says the same). */
 export const BENCH_MEMBERSHIP_EPOCH = 1;
 
-async function joinCluster(root: RootAuthority, clusterId: string): Promise<ClusterAuthority> {
-  const keys = await generateKeyPair('P-256');
-  const { certificatePem } = await root.signIntermediate(
-    clusterId,
-    BENCH_MEMBERSHIP_EPOCH,
-    await createIntermediateRequest(keys, clusterId),
-  );
-  return ClusterAuthority.create({
-    trustDomain: root.trustDomain,
-    clusterId,
-    privateKey: keys.privateKey,
-    intermediatePem: certificatePem,
-  });
-}
-
 async function gatewayIdentity(dir: string, cluster: ClusterAuthority): Promise<BenchIdentity> {
   const spiffeId = formatSpiffeId({
     kind: 'gateway',
@@ -130,8 +114,8 @@ async function gatewayIdentity(dir: string, cluster: ClusterAuthority): Promise<
 export async function createBenchCertificates(dir: string): Promise<BenchCertificates> {
   const root = await RootAuthority.generate({ trustDomain: BENCH_TRUST_DOMAIN, algorithm: 'P-256' });
   const [outboundCluster, inboundCluster] = await Promise.all([
-    joinCluster(root, OUTBOUND_CLUSTER),
-    joinCluster(root, INBOUND_CLUSTER),
+    joinCluster(root, OUTBOUND_CLUSTER, BENCH_MEMBERSHIP_EPOCH),
+    joinCluster(root, INBOUND_CLUSTER, BENCH_MEMBERSHIP_EPOCH),
   ]);
   const bundle = createTrustBundle({ trustDomain: BENCH_TRUST_DOMAIN, sequence: 1, roots: [root.certificatePem] });
   const rootCaFile = join(dir, 'root-ca.pem');
