@@ -3,6 +3,7 @@
 // which NATS refuses the replies its reads need).
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { KubeConfig } from '@kubernetes/client-node';
+import type { ClusterFacts } from '../common/hub-api/index.ts';
 import { agentInboxPrefix } from '../common/nats-authorization.ts';
 import { AgentSecrets, type AgentCredentials } from '../spoke-agent/credentials.ts';
 
@@ -34,4 +35,18 @@ export function connectAsAgent(
       ? { maxReconnectAttempts: -1, reconnectTimeWait: 100, reconnectJitter: 0 }
       : { reconnect: false }),
   });
+}
+
+/** What an agent tells the hub about its cluster at Join, for a cluster the test joins by hand. */
+export function clusterFacts(clusterId: string, overrides: Partial<ClusterFacts> = {}): ClusterFacts {
+  return {
+    clusterId,
+    region: 'eu-west',
+    zone: 'eu-west-1a',
+    network: 'loopback',
+    gatewayAddresses: [],
+    labels: {},
+    agentVersion: 'e2e',
+    ...overrides,
+  };
 }

@@ -4,11 +4,9 @@
 // it is unexported; a (refused) Headless import has a name and no address; an agent restarted
 // while NATS is down still answers. CoreDNS's own MCS support (the kubernetes plugin's
 // `multicluster`), reading the same ServiceImports, agrees.
-import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureNamespace } from '../common/kube/index.ts';
 import { dnsOutcome, resolverFor } from '../spoke-agent/dns/dns.testkit.ts';
-import { createServiceExport, exportService, readServiceImport, unexportService } from '../local/exports.ts';
+import { exportService, exportServiceSpec, readServiceImport, unexportService } from '../local/exports.ts';
 import { Federation } from '../local/federation/index.ts';
 import { startCoreDns, waitFor, type LocalCluster, type LocalCoreDns } from '../local/testbed/index.ts';
 
@@ -134,18 +132,11 @@ describe('clusterset DNS through stock CoreDNS', () => {
   it("answers a Headless import with no address (NODATA), never a gateway's", async () => {
     const resolver = resolverFor(coredns.address);
     const name = `ledger.${NS}.svc.clusterset.local`;
-    await ensureNamespace(a.kubeConfig(), NS);
-    await a
-      .kubeConfig()
-      .makeApiClient(CoreV1Api)
-      .createNamespacedService({
-        namespace: NS,
-        body: {
-          metadata: { name: 'ledger' },
-          spec: { clusterIP: 'None', ports: [{ name: 'pg', port: 5432 }], selector: { app: 'ledger' } },
-        },
-      });
-    await createServiceExport(a.kubeConfig(), NS, 'ledger');
+    await exportServiceSpec(a.kubeConfig(), NS, 'ledger', {
+      clusterIP: 'None',
+      ports: [{ name: 'pg', port: 5432 }],
+      selector: { app: 'ledger' },
+    });
     await waitFor(
       `${name} exists with no address`,
       async () => (await dnsOutcome(resolver.resolve4(name))) === 'ENODATA',

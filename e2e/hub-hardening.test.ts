@@ -23,6 +23,7 @@ import { HubSession, hubIdentityCheck } from '../spoke-agent/hub-session.ts';
 import { generateKeyPair } from '../common/pki/index.ts';
 import { join as joinHub, type JoinKeyPairs } from '../spoke-agent/join.ts';
 import { TokenStore } from '../hub/tokens.ts';
+import { clusterFacts } from './agent-identity.ts';
 import { Federation, type CliResult } from '../local/federation/index.ts';
 import { waitFor } from '../local/testbed/index.ts';
 
@@ -33,18 +34,8 @@ async function generateJoinKeys(): Promise<JoinKeyPairs> {
   return { intermediate, agent };
 }
 
-function facts(clusterId: string, overrides: Partial<ClusterFacts> = {}): ClusterFacts {
-  return {
-    clusterId,
-    region: 'eu-west',
-    zone: 'eu-west-1a',
-    network: 'loopback',
-    gatewayAddresses: [],
-    labels: {},
-    agentVersion: 'attacker',
-    ...overrides,
-  };
-}
+const facts = (clusterId: string, overrides: Partial<ClusterFacts> = {}): ClusterFacts =>
+  clusterFacts(clusterId, { agentVersion: 'attacker', ...overrides });
 
 /** SHA-256 SPKI fingerprint of a CryptoKey pair's public half, as the hub pins it. */
 async function fingerprintOf(keys: JoinKeyPairs['agent']): Promise<string> {

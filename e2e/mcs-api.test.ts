@@ -4,13 +4,12 @@
 // the ServiceImport names the IP family of each clusterset IP and carries the export's
 // internalTrafficPolicy and trafficDistribution; a Headless export is refused in every importing
 // cluster (Ready=False, HeadlessNotSupported) with no EndpointSlice naming a gateway.
-import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findCondition } from '../common/api/conditions.ts';
-import { ensureNamespace } from '../common/kube/index.ts';
 import {
   createBackend,
   createServiceExport,
+  exportServiceSpec,
   importedSlices,
   readServiceExport,
   readServiceImport,
@@ -90,23 +89,12 @@ describe('MCS API details', () => {
   });
 
   it('names the IP family of each clusterset IP and copies internalTrafficPolicy and trafficDistribution onto the ServiceImport', async () => {
-    await ensureNamespace(a.kubeConfig(), NS);
-    await a
-      .kubeConfig()
-      .makeApiClient(CoreV1Api)
-      .createNamespacedService({
-        namespace: NS,
-        body: {
-          metadata: { name: 'search' },
-          spec: {
-            ports: [{ name: 'http', port: 80 }],
-            selector: { app: 'search' },
-            internalTrafficPolicy: 'Local',
-            trafficDistribution: 'PreferClose',
-          },
-        },
-      });
-    await createServiceExport(a.kubeConfig(), NS, 'search');
+    await exportServiceSpec(a.kubeConfig(), NS, 'search', {
+      ports: [{ name: 'http', port: 80 }],
+      selector: { app: 'search' },
+      internalTrafficPolicy: 'Local',
+      trafficDistribution: 'PreferClose',
+    });
     for (const cluster of [a, b]) {
       await waitFor(
         `${cluster.name}: ServiceImport with a clusterset IP`,
@@ -121,18 +109,11 @@ describe('MCS API details', () => {
   });
 
   it('refuses a Headless export in every importing cluster: Ready=False HeadlessNotSupported, and no EndpointSlice', async () => {
-    await ensureNamespace(a.kubeConfig(), NS);
-    await a
-      .kubeConfig()
-      .makeApiClient(CoreV1Api)
-      .createNamespacedService({
-        namespace: NS,
-        body: {
-          metadata: { name: 'ledger' },
-          spec: { clusterIP: 'None', ports: [{ name: 'pg', port: 5432 }], selector: { app: 'ledger' } },
-        },
-      });
-    await createServiceExport(a.kubeConfig(), NS, 'ledger');
+    await exportServiceSpec(a.kubeConfig(), NS, 'ledger', {
+      clusterIP: 'None',
+      ports: [{ name: 'pg', port: 5432 }],
+      selector: { app: 'ledger' },
+    });
     for (const cluster of [a, b]) {
       // The Ready condition is written after the slices in the same reconcile: none were written.
       await waitFor(

@@ -10,7 +10,7 @@ import { Kvm } from '@nats-io/kv';
 import { connect as connectNatsServer } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MEMBERS_BUCKET, memberRecordSchema } from '../common/catalog.ts';
-import type { ClusterFacts, HeartbeatRequest } from '../common/hub-api/index.ts';
+import type { HeartbeatRequest } from '../common/hub-api/index.ts';
 import { natsTlsOptions } from '../common/nats.ts';
 import { ClusterAuthority, formatSpiffeId, parseBundlePem, verifyPeer } from '../common/pki/index.ts';
 import {
@@ -26,22 +26,11 @@ import {
 import { HubSession } from '../spoke-agent/hub-session.ts';
 import type { AgentCredentials } from '../spoke-agent/credentials.ts';
 import { join as joinHub } from '../spoke-agent/join.ts';
+import { clusterFacts } from './agent-identity.ts';
 import { Federation } from '../local/federation/index.ts';
 import { startTestbed, waitFor } from '../local/testbed/index.ts';
 
 type Token = Awaited<ReturnType<Federation['createToken']>>;
-
-function facts(clusterId: string): ClusterFacts {
-  return {
-    clusterId,
-    region: 'eu-west',
-    zone: 'eu-west-1a',
-    network: 'loopback',
-    gatewayAddresses: [],
-    labels: {},
-    agentVersion: 'e2e',
-  };
-}
 
 function sessionOf(credentials: AgentCredentials): HubSession {
   const { trustDomain, trustBundlePem, agentCertificate, agentKey } = credentials;
@@ -87,7 +76,7 @@ describe('membership epoch and server identities (issue 8, holes 1 and 4)', () =
   });
 
   it('refuses the certificates of a removed membership after the same cluster id joined again: at the hub on every call, and at a verifier', async () => {
-    const first = await joinHub(bootstrap(), facts('epoch-c'));
+    const first = await joinHub(bootstrap(), clusterFacts('epoch-c'));
     const firstSession = sessionOf(first);
     expect(await outcomeOf(firstSession.call('Heartbeat', heartbeat))).toBe('ok');
 
@@ -99,7 +88,7 @@ describe('membership epoch and server identities (issue 8, holes 1 and 4)', () =
       100,
     );
 
-    const second = await joinHub(bootstrap(), facts('epoch-c'));
+    const second = await joinHub(bootstrap(), clusterFacts('epoch-c'));
     const secondSession = sessionOf(second);
     await waitFor(
       'the hub knows the new membership',
@@ -168,7 +157,7 @@ describe('membership epoch and server identities (issue 8, holes 1 and 4)', () =
   });
 
   it("refuses a NATS server presenting a certificate a member's intermediate minted, for the NATS host name or as spiffe://<td>/nats", async () => {
-    const forger = await joinHub(bootstrap(), facts('forger'));
+    const forger = await joinHub(bootstrap(), clusterFacts('forger'));
     const intermediate = new x509.X509Certificate(forger.intermediateCertificate);
     const stolen = { certificate: intermediate, keys: await importKeyPair(forger.intermediateKey, intermediate) };
     const natsId = `spiffe://${forger.trustDomain}/nats`;

@@ -6,6 +6,7 @@ import {
   DiscoveryV1Api,
   type KubeConfig,
   type V1EndpointSlice,
+  type V1ServiceSpec,
 } from '@kubernetes/client-node';
 import {
   LABEL_SERVICE_NAME,
@@ -34,6 +35,18 @@ export interface BackendSpec {
 export async function exportService(kc: KubeConfig, spec: BackendSpec): Promise<void> {
   await createBackend(kc, spec);
   await createServiceExport(kc, spec.namespace, spec.name, spec.annotations);
+}
+
+/** A Service with exactly `spec` (no EndpointSlice is written for it) and its ServiceExport. */
+export async function exportServiceSpec(
+  kc: KubeConfig,
+  namespace: string,
+  name: string,
+  spec: V1ServiceSpec,
+): Promise<void> {
+  await ensureNamespace(kc, namespace);
+  await kc.makeApiClient(CoreV1Api).createNamespacedService({ namespace, body: { metadata: { name }, spec } });
+  await createServiceExport(kc, namespace, name);
 }
 
 /** The Service and its EndpointSlice, not yet exported. */
