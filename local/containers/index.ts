@@ -46,12 +46,12 @@ import {
 } from '../federation/config.ts';
 import {
   APISERVER_DNS_NAMES,
-  adminRequest,
   apiserverArgs,
   etcdArgs,
   installCrds,
   certificateUser,
   renderKubeconfig,
+  serviceAccountToken,
   type AdminTarget,
 } from '../testbed/cluster.ts';
 import { TestCa, writePem, writeServiceAccountKeys } from '../testbed/certs.ts';
@@ -373,15 +373,10 @@ export class ContainerFederation implements AsyncDisposable {
     const role = cluster === this.hubCluster ? 'hub' : 'member';
     await installChartRbac(cluster, await renderChart(MINIMAL_VALUES[role]));
     for (const component of role === 'hub' ? (['hub'] as const) : (['agent', 'gateway'] as const)) {
-      const request = (await adminRequest(
-        cluster,
-        'POST',
-        `/api/v1/namespaces/${RELEASE_NAMESPACE}/serviceaccounts/${chartServiceAccount(component)}/token`,
-        { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 24 * 3600 } },
-      )) as { status: { token: string } };
+      const token = await serviceAccountToken(cluster, RELEASE_NAMESPACE, chartServiceAccount(component));
       const dir = cluster.serviceAccountDir(component);
       mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, 'token'), request.status.token);
+      writeFileSync(join(dir, 'token'), token);
       writeFileSync(join(dir, 'ca.crt'), caPem);
       writeFileSync(join(dir, 'namespace'), RELEASE_NAMESPACE);
     }

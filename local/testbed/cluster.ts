@@ -119,6 +119,16 @@ export function adminRequest(
   });
 }
 
+/** A token for a service account (which must exist) from the TokenRequest API, valid for a day. */
+export async function serviceAccountToken(target: AdminTarget, namespace: string, name: string): Promise<string> {
+  const answer = (await adminRequest(target, 'POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
+    apiVersion: 'authentication.k8s.io/v1',
+    kind: 'TokenRequest',
+    spec: { expirationSeconds: 86_400 },
+  })) as { status: { token: string } };
+  return answer.status.token;
+}
+
 export class LocalCluster implements AdminTarget {
   readonly name: string;
   readonly server: string;
@@ -166,18 +176,8 @@ export class LocalCluster implements AdminTarget {
   }
 
   /** A token for a service account (which must exist) from the TokenRequest API, valid for a day. */
-  async serviceAccountToken(namespace: string, name: string): Promise<string> {
-    const request = {
-      apiVersion: 'authentication.k8s.io/v1',
-      kind: 'TokenRequest',
-      spec: { expirationSeconds: 86_400 },
-    };
-    const answer = (await this.rawRequest(
-      'POST',
-      `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`,
-      request,
-    )) as { status: { token: string } };
-    return answer.status.token;
+  serviceAccountToken(namespace: string, name: string): Promise<string> {
+    return serviceAccountToken(this, namespace, name);
   }
 
   /** Writes a kubeconfig that authenticates as a service account (serviceAccountToken); returns its path. */
@@ -249,12 +249,9 @@ export class LocalCluster implements AdminTarget {
     return installCrds(this, timeoutMs);
   }
 
-  /**
-   * An admin request with a JSON body, bypassing client-node's typed (de)serialisation.
-   * `contentType` names the body's meaning, e.g. application/apply-patch+yaml (JSON is YAML).
-   */
-  rawRequest(method: string, path: string, body?: unknown, contentType?: string): Promise<unknown> {
-    return adminRequest(this, method, path, body, contentType);
+  /** An admin request with a JSON body, bypassing client-node's typed (de)serialisation. */
+  rawRequest(method: string, path: string, body?: unknown): Promise<unknown> {
+    return adminRequest(this, method, path, body);
   }
 
   memory(): { rss: number; peak: number } {
