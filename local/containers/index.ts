@@ -33,8 +33,7 @@ import {
   installChartRbac,
   renderChart,
 } from '../../deploy/helm/chart.ts';
-import { ensureNamespace } from '../../common/kube/index.ts';
-import { createToken, joinMember } from '../federation/cli.ts';
+import { joinAllMembers } from '../federation/cli.ts';
 import type { FederationComponent } from '../federation/index.ts';
 import {
   FederationSecrets,
@@ -602,13 +601,8 @@ export class ContainerFederation implements AsyncDisposable {
   }
 
   /** Joins every member with one token (creating `namespace` in each first); throws naming a join that failed. */
-  async joinAll(namespace: string): Promise<void> {
-    const token = await createToken(this.hubCluster.kubeconfigPath, ['--usages', String(this.members.length)]);
-    for (const m of this.members) {
-      await ensureNamespace(m.kubeConfig(), namespace);
-      const result = await joinMember(m.kubeconfigPath, token, '90s');
-      if (result.code !== 0) throw new Error(`join of ${m.name} exited ${result.code}: ${result.stderr}`);
-    }
+  joinAll(namespace: string): Promise<void> {
+    return joinAllMembers(this.hubCluster.kubeconfigPath, this.members, { namespace, wait: '90s' });
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -3,6 +3,8 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { ensureNamespace } from '../../common/kube/index.ts';
 
 const cliEntry = fileURLToPath(new URL('../../cli/isthmus.ts', import.meta.url));
 
@@ -45,4 +47,28 @@ export function joinMember(memberKubeconfig: string, token: JoinToken, wait = '6
     ['join', '--hub', token.hubEndpoints.join(','), '--token', token.token, '--ca-pin', token.caPin, '--wait', wait],
     memberKubeconfig,
   );
+}
+
+/** A member as the join flow needs it: its name, and its admin kubeconfig as a file and a client. */
+export interface JoiningMember {
+  readonly name: string;
+  readonly kubeconfigPath: string;
+  kubeConfig(): KubeConfig;
+}
+
+/**
+ * Joins every member with one token (creating `namespace` in each first, when given); throws
+ * naming a join that failed.
+ */
+export async function joinAllMembers(
+  hubKubeconfig: string,
+  members: readonly JoiningMember[],
+  options: { namespace?: string; wait?: string } = {},
+): Promise<void> {
+  const token = await createToken(hubKubeconfig, ['--usages', String(members.length)]);
+  for (const m of members) {
+    if (options.namespace) await ensureNamespace(m.kubeConfig(), options.namespace);
+    const result = await joinMember(m.kubeconfigPath, token, options.wait);
+    if (result.code !== 0) throw new Error(`join of ${m.name} exited ${result.code}: ${result.stderr}`);
+  }
 }

@@ -8,11 +8,11 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { stringify as stringifyYaml } from 'yaml';
-import { ensureNamespace, isNotFound } from '../../common/kube/index.ts';
+import { isNotFound } from '../../common/kube/index.ts';
 import { ISTHMUS_GROUP, ISTHMUS_VERSION, MEMBER_CLUSTER_PLURAL, type MemberCluster } from '../../common/api/isthmus.ts';
 import { freePort } from '../testbed/ports.ts';
 import { httpOk } from '../testbed/probe.ts';
-import { createToken, joinMember, runCli, type CliResult, type JoinToken } from './cli.ts';
+import { createToken, joinAllMembers, joinMember, runCli, type CliResult, type JoinToken } from './cli.ts';
 import { FederationSecrets, agentConfig, gatewayConfig, hubConfig, memberLocality, memberName } from './config.ts';
 import {
   NetworkLab,
@@ -437,13 +437,8 @@ export class Federation implements AsyncDisposable {
   }
 
   /** Joins every member with one token (creating `namespace` in each first, when given); throws naming a join that failed. */
-  async joinAll(namespace?: string): Promise<void> {
-    const token = await this.createToken(['--usages', String(this.members.length)]);
-    for (const m of this.members) {
-      if (namespace) await ensureNamespace(m.kubeConfig(), namespace);
-      const result = await this.join(m.name, token);
-      if (result.code !== 0) throw new Error(`join of ${m.name} exited ${result.code}: ${result.stderr}`);
-    }
+  joinAll(namespace?: string): Promise<void> {
+    return joinAllMembers(this.hubCluster.kubeconfigPath, this.members, namespace ? { namespace } : {});
   }
 
   async memberCluster(id: string): Promise<MemberCluster> {
