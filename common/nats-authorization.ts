@@ -46,6 +46,14 @@ export function bucketSubjects(bucket: string): string {
 
 const q = (s: string): string => JSON.stringify(s);
 
+/**
+ * nats-server's authorization timeout with auth callout, in seconds: while no hub replica answers
+ * (an outage), every agent connect waits this long before it can try again, so it bounds how late
+ * agents are back once the hub is. The server's default with TLS is 3 s; a handshake and the
+ * hub's verdict take milliseconds.
+ */
+const AUTH_TIMEOUT_S = 2;
+
 /** Where an agent's inboxes live (nats.js `inboxPrefix`): only that member may subscribe under it. */
 export function agentInboxPrefix(clusterId: string): string {
   return `_INBOX.${clusterId}`;
@@ -120,7 +128,7 @@ export function federationNatsAccounts(
     ...(callout
       ? [
           'system_account: SYS',
-          `authorization { auth_callout { issuer: ${q(callout.issuer)}, account: ${HUB_ACCOUNT}, auth_users: [ ${[...hubNkeys, callout.systemNkey].map(q).join(', ')} ] } }`,
+          `authorization { timeout: ${AUTH_TIMEOUT_S}, auth_callout { issuer: ${q(callout.issuer)}, account: ${HUB_ACCOUNT}, auth_users: [ ${[...hubNkeys, callout.systemNkey].map(q).join(', ')} ] } }`,
         ]
       : []),
   ].join('\n');

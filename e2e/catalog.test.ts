@@ -281,7 +281,9 @@ describe('service catalog', () => {
     await fed.bed.nats!.restart();
     for (const hub of fed.hubs) await fed.startHub(hub.name);
     // Back: the agents see the hub at their next heartbeat (≤ 1 s while it was unreachable, plus ≤ 1 s of gRPC reconnect backoff) and
-    // send what is pending then, instead of after a report backoff of up to 30 s.
+    // send what is pending then, instead of after a report backoff of up to 30 s; they are back on NATS once the hub answers
+    // the auth callout (a connect made before waits out NATS's 2 s authorization timeout) and read on at once, not after a
+    // read sent during the outage timed out.
     const back = performance.now();
     await Promise.all(
       [b, c].map((cluster) =>

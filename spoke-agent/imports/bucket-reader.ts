@@ -20,16 +20,20 @@ const streamInfoSchema = z.union([
   z.object({ error: z.object({ code: z.number(), err_code: z.number().optional(), description: z.string() }) }),
 ]);
 
-/** How long one request may wait for its (first or next) reply. */
-const REQUEST_TIMEOUT_MS = 5_000;
+/** How long one request may wait for its (first or next) reply, unless the caller says otherwise. */
+export const REQUEST_TIMEOUT_MS = 5_000;
 const BATCH = 256;
 
 /** JetStream's error code for a stream that does not exist. */
 const STREAM_NOT_FOUND = 10059;
 
 /** The bucket's last revision; throws ISTHMUS_NATS_BUCKET_MISSING if the bucket does not exist (yet). */
-export async function lastRevision(nc: NatsConnection, bucket: string): Promise<number> {
-  const reply = await nc.request(bucketReadRequests(bucket).streamInfo, '', { timeout: REQUEST_TIMEOUT_MS });
+export async function lastRevision(
+  nc: NatsConnection,
+  bucket: string,
+  timeoutMs = REQUEST_TIMEOUT_MS,
+): Promise<number> {
+  const reply = await nc.request(bucketReadRequests(bucket).streamInfo, '', { timeout: timeoutMs });
   const info = streamInfoSchema.parse(reply.json());
   if ('error' in info) {
     const code = info.error.err_code === STREAM_NOT_FOUND ? 'ISTHMUS_NATS_BUCKET_MISSING' : 'ISTHMUS_NATS_READ_FAILED';
@@ -47,10 +51,11 @@ export async function readFrom(
   bucket: string,
   from: number,
   onMessage: (message: BucketMessage) => void,
+  timeoutMs = REQUEST_TIMEOUT_MS,
 ): Promise<void> {
   let next = Math.max(1, from);
   for (;;) {
-    const { last, more } = await readBatch(nc, bucket, next, onMessage);
+    const { last, more } = await readBatch(nc, bucket, next, onMessage, timeoutMs);
     if (!more) return;
     next = last + 1;
   }
@@ -65,13 +70,14 @@ async function readBatch(
   bucket: string,
   from: number,
   onMessage: (message: BucketMessage) => void,
+  timeoutMs: number,
 ): Promise<{ last: number; more: boolean }> {
   const prefix = `$KV.${bucket}.`;
   let last = from - 1;
   const replies = await nc.requestMany(
     bucketReadRequests(bucket).directGet,
     JSON.stringify({ seq: from, next_by_subj: `${prefix}>`, batch: BATCH }),
-    { strategy: 'sentinel', maxWait: REQUEST_TIMEOUT_MS, noMux: true },
+    { strategy: 'sentinel', maxWait: timeoutMs, noMux: true },
   );
   for await (const msg of replies) {
     const headers = msg.headers;
@@ -100,6 +106,6 @@ async function readBatch(
   }
   throw new IsthmusError(
     'ISTHMUS_NATS_READ_FAILED',
-    `bucket ${bucket}: the direct get did not finish within ${REQUEST_TIMEOUT_MS} ms`,
+    `bucket ${bucket}: the direct get did not finish within ${timeoutMs} ms`,
   );
 }

@@ -12,7 +12,7 @@ import { createLogger } from '../../common/logger.ts';
 import { federationNatsAccounts } from '../../common/nats-authorization.ts';
 import { AGENT_CERTIFICATE_SUBJECT } from '../../common/pki/index.ts';
 import { runInBackground } from '../../common/lifecycle.testkit.ts';
-import { CatalogWatcher } from './catalog-watcher.ts';
+import { CatalogWatcher, type CatalogWatcherOptions } from './catalog-watcher.ts';
 import { putEntry, putTombstone, reconnectAttempts } from './catalog.testkit.ts';
 
 const log = createLogger({
@@ -83,14 +83,14 @@ async function catalogBucket(absent?: 'absent'): Promise<KV | undefined> {
 /** A watcher over the proxied connection, stopped after the test body. */
 async function withWatcher(
   body: (watcher: CatalogWatcher, changes: string[]) => Promise<void>,
-  vanishedGraceMs?: number,
+  options: Pick<CatalogWatcherOptions, 'vanishedGraceMs' | 'progressCheckMs' | 'requestTimeoutMs'> = {},
 ): Promise<void> {
   const watcher = new CatalogWatcher({
     nc: agent,
     log,
     retry: { initialMs: 50, maxMs: 500 },
     progressCheckMs: 300,
-    ...(vanishedGraceMs ? { vanishedGraceMs } : {}),
+    ...options,
   });
   const changes: string[] = [];
   watcher.onChange((key, value) =>
@@ -202,6 +202,27 @@ describe('CatalogWatcher', () => {
     });
   });
 
+  it('drops a read left hanging by an outage as soon as the connection is back, and reads again at once', async () => {
+    const kv = await catalogBucket();
+    await putEntry(kv, entry('h', 'before'));
+    // Reads that never time out in this test: only the reconnect can end one that the outage left waiting.
+    await withWatcher(
+      async (watcher, changes) => {
+        await watcher.synced();
+        changes.length = 0;
+        const attempts = reconnectAttempts(agent, 5);
+        proxy.cut();
+        await putEntry(kv, entry('h', 'during'));
+        // Meanwhile the watcher's periodic check (every 20 ms) sent a read that gets no reply.
+        await attempts;
+        proxy.restore();
+        await until('the change made during the outage seen', () => watcher.get('h.during') !== undefined);
+        expect(changes).toEqual(['set h.during:80']);
+      },
+      { progressCheckMs: 20, requestTimeoutMs: 10 * 60_000 },
+    );
+  });
+
   it('resumes after a forced reconnect without replaying what it has', async () => {
     const kv = await catalogBucket();
     await withWatcher(async (watcher, changes) => {
@@ -239,21 +260,24 @@ describe('CatalogWatcher', () => {
     const kv = await catalogBucket();
     await putEntry(kv, entry('f', 'vanishes'));
     await putEntry(kv, entry('f', 'stays'));
-    await withWatcher(async (watcher, changes) => {
-      await watcher.synced();
-      expect(watcher.get('f.vanishes')).toBeDefined();
-      changes.length = 0;
-      proxy.cut();
-      await kv.delete('f.vanishes');
-      await (kv as Bucket).purgeDeletes(-1); // every delete marker, however young
-      proxy.restore();
-      await until('missed deletion noticed', () => watcher.vanished === 1);
-      expect(watcher.get('f.vanishes')).toBeDefined();
-      await until('grace period over', () => watcher.get('f.vanishes') === undefined);
-      expect(changes).toEqual(['removed f.vanishes']);
-      expect(watcher.removalDelayMs('f.vanishes')).toBe(0);
-      expect(watcher.get('f.stays')).toBeDefined();
-    }, 1_000);
+    await withWatcher(
+      async (watcher, changes) => {
+        await watcher.synced();
+        expect(watcher.get('f.vanishes')).toBeDefined();
+        changes.length = 0;
+        proxy.cut();
+        await kv.delete('f.vanishes');
+        await (kv as Bucket).purgeDeletes(-1); // every delete marker, however young
+        proxy.restore();
+        await until('missed deletion noticed', () => watcher.vanished === 1);
+        expect(watcher.get('f.vanishes')).toBeDefined();
+        await until('grace period over', () => watcher.get('f.vanishes') === undefined);
+        expect(changes).toEqual(['removed f.vanishes']);
+        expect(watcher.removalDelayMs('f.vanishes')).toBe(0);
+        expect(watcher.get('f.stays')).toBeDefined();
+      },
+      { vanishedGraceMs: 1_000 },
+    );
   });
 
   it('reads a recreated bucket from the start and holds the keys it lost until the hub writes them again', async () => {

@@ -22,9 +22,9 @@ import {
 import { IsthmusError, describeError, isIsthmusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import { backoffDelay } from '../../common/backoff.ts';
-import type { Runnable } from '../../common/lifecycle.ts';
+import { whenAborted, type Runnable } from '../../common/lifecycle.ts';
 import { bucketSubjects } from '../../common/nats-authorization.ts';
-import { lastRevision, readFrom, type BucketMessage } from './bucket-reader.ts';
+import { REQUEST_TIMEOUT_MS, lastRevision, readFrom, type BucketMessage } from './bucket-reader.ts';
 
 /** Called after a key's entry changed; `entry` is undefined once the key is gone. Must not block. */
 export type CatalogListener<T = CatalogEntry> = (key: string, entry: T | undefined) => void;
@@ -65,6 +65,8 @@ export interface CatalogWatcherOptions<T = CatalogEntry> {
   readonly progressCheckMs?: number;
   /** How long a key that vanished without a tombstone is kept (sources with tombstones only). */
   readonly vanishedGraceMs?: number;
+  /** How long one read request may wait for its reply (default bucket-reader's REQUEST_TIMEOUT_MS). */
+  readonly requestTimeoutMs?: number;
 }
 
 export const CATALOG_WATCHER_DEFAULTS = {
@@ -82,6 +84,7 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
   readonly #retry: { readonly initialMs: number; readonly maxMs: number };
   readonly #progressCheckMs: number;
   readonly #vanishedGraceMs: number;
+  readonly #requestTimeoutMs: number;
   /** Keys whose last value was a tombstone (or that were deleted after one): removable at once. */
   readonly #tombstoned = new Set<string>();
   /** Keys held after vanishing without a tombstone: when they vanished, and the timer that removes them. */
@@ -97,14 +100,18 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
   /** Highest revision applied. Once a full snapshot is complete, reads resume after it. */
   #revision = 0;
   #snapshotComplete = false;
-  /** Wakes the current watch: the bucket changed, the connection came back, or stop. */
-  #nudge: ((reason: 'changed' | 'reconnected') => void) | undefined;
+  /** Aborted to end the current watch: the connection came back, or stop. A read in flight is dropped, not awaited. */
+  #watch: AbortController | undefined;
+  /** Ends the current watch's wait for a change: the bucket changed. */
+  #nudge: (() => void) | undefined;
   /** Aborted to cut a retry delay short (a reconnect) or on stop. */
   #wake = new AbortController();
   #started = false;
   #stopped = false;
   #synced = false;
   #restarts = 0;
+  /** Watches in a row that ended early (set back by a healthy watch or a reconnect): the retry delay grows with it. */
+  #shortLived = 0;
   #malformed = 0;
 
   constructor(options: CatalogWatcherOptions<T>) {
@@ -114,6 +121,7 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
     this.#retry = { ...CATALOG_WATCHER_DEFAULTS.retry, ...options.retry };
     this.#progressCheckMs = options.progressCheckMs ?? CATALOG_WATCHER_DEFAULTS.progressCheckMs;
     this.#vanishedGraceMs = options.vanishedGraceMs ?? CATALOG_WATCHER_DEFAULTS.vanishedGraceMs;
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
     this.#syncedPromise = new Promise<void>((resolve, reject) => {
       this.#resolveSynced = resolve;
       this.#rejectSynced = reject;
@@ -130,7 +138,7 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
     this.#started = true;
     const stop = (): void => {
       this.#stopped = true;
-      this.#nudge?.('reconnected');
+      this.#watch?.abort();
       this.#wake.abort();
     };
     if (signal.aborted) stop();
@@ -216,7 +224,6 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
   }
 
   async #run(): Promise<void> {
-    let shortLived = 0;
     while (!this.#stopped) {
       const began = Date.now();
       try {
@@ -228,49 +235,61 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
       }
       if (this.#stopped) return;
       this.#restarts++;
-      shortLived = Date.now() - began >= CATALOG_WATCHER_DEFAULTS.healthyAfterMs ? 0 : shortLived + 1;
-      await this.#pause(backoffDelay(shortLived, this.#retry));
+      this.#shortLived = Date.now() - began >= CATALOG_WATCHER_DEFAULTS.healthyAfterMs ? 0 : this.#shortLived + 1;
+      await this.#pause(backoffDelay(this.#shortLived, this.#retry));
     }
   }
 
   /**
    * One watch, until the connection comes back from an interruption (or an error): reads the
    * bucket on from the last revision (in full first, and whenever the bucket lost what it had
-   * held), then waits for a live message or the periodic check.
+   * held), then waits for a live message or the periodic check. A reconnect ends the watch at
+   * once, even mid-read: a request sent while the connection was down may never be answered, and
+   * waiting out its timeout would delay the catch-up by as much.
    */
   async #watchOnce(): Promise<void> {
-    let wake: 'changed' | 'reconnected' | 'timer' = 'timer';
+    const watch = (this.#watch = new AbortController());
+    const ended = whenAborted(watch.signal);
     let changed = false;
     const live = this.#nc.subscribe(bucketSubjects(this.#source.bucket), {
       callback: () => {
         changed = true;
-        this.#nudge?.('changed');
+        this.#nudge?.();
       },
     });
     try {
-      while (!this.#stopped) {
+      while (!watch.signal.aborted) {
         changed = false;
-        await this.#readOnce();
-        if (this.#stopped || changed) continue;
-        wake = await new Promise<'changed' | 'reconnected' | 'timer'>((resolve) => {
-          const timer = setTimeout(() => resolve('timer'), this.#progressCheckMs);
-          this.#nudge = (reason) => {
-            clearTimeout(timer);
-            resolve(reason);
-          };
-        });
+        const read = this.#readOnce(watch.signal);
+        read.catch(() => undefined); // dropped when the watch ends first
+        await Promise.race([read, ended]);
+        if (watch.signal.aborted || changed) continue;
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, this.#progressCheckMs);
+            this.#nudge = resolve;
+          }),
+          ended,
+        ]);
+        clearTimeout(timer);
         this.#nudge = undefined;
-        if (wake === 'reconnected') return;
       }
     } finally {
       this.#nudge = undefined;
+      watch.abort(); // a read still in flight applies nothing more
+      if (this.#watch === watch) this.#watch = undefined;
       live.unsubscribe();
     }
   }
 
-  /** Reads what the bucket holds beyond the last revision applied (all of it for a snapshot). */
-  async #readOnce(): Promise<void> {
+  /**
+   * Reads what the bucket holds beyond the last revision applied (all of it for a snapshot);
+   * applies nothing once `signal` aborted (the watch ended and another may be reading).
+   */
+  async #readOnce(signal: AbortSignal): Promise<void> {
     const lastSeq = await this.#lastRevision();
+    if (signal.aborted) return;
     if (lastSeq < this.#revision) {
       this.#log.warn(
         { revision: this.#revision, lastSeq },
@@ -281,26 +300,32 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
     }
     const snapshot: Set<string> | undefined = this.#snapshotComplete ? undefined : new Set();
     if (lastSeq > 0)
-      await readFrom(this.#nc, this.#source.bucket, snapshot ? 1 : this.#revision + 1, (message) => {
-        if (this.#stopped) return;
-        this.#apply(message);
-        snapshot?.add(message.key);
-      });
-    if (this.#stopped) return;
+      await readFrom(
+        this.#nc,
+        this.#source.bucket,
+        snapshot ? 1 : this.#revision + 1,
+        (message) => {
+          if (signal.aborted) return;
+          this.#apply(message);
+          snapshot?.add(message.key);
+        },
+        this.#requestTimeoutMs,
+      );
+    if (signal.aborted) return;
     if (snapshot) {
       this.#completeSnapshot(snapshot, lastSeq);
     } else if (this.#revision < lastSeq) {
       // The revisions up to lastSeq existed but are gone without a marker: only a full read tells what remains.
       this.#log.warn({ revision: this.#revision, lastSeq }, 'catalog bucket lost messages; reading it again');
       this.#snapshotComplete = false;
-      await this.#readOnce();
+      await this.#readOnce(signal);
     }
   }
 
   /** The bucket's last revision; 0 for a bucket that may be absent and is. */
   async #lastRevision(): Promise<number> {
     try {
-      return await lastRevision(this.#nc, this.#source.bucket);
+      return await lastRevision(this.#nc, this.#source.bucket, this.#requestTimeoutMs);
     } catch (err) {
       if (this.#source.mayBeAbsent && isIsthmusError(err, 'ISTHMUS_NATS_BUCKET_MISSING')) return 0;
       throw err;
@@ -428,7 +453,8 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
       if (this.#stopped) return;
       if (status.type !== 'reconnect') continue;
       this.#log.info({ revision: this.#revision }, 'NATS reconnected; resuming the catalog watch');
-      this.#nudge?.('reconnected');
+      this.#shortLived = 0; // failures during the outage say nothing about the new connection
+      this.#watch?.abort();
       this.#wake.abort();
     }
   }
