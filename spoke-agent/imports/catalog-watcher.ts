@@ -22,7 +22,7 @@ import {
 import { IsthmusError, describeError, isIsthmusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import { backoffDelay } from '../../common/backoff.ts';
-import { whenAborted, type Runnable } from '../../common/lifecycle.ts';
+import { unlessAborted, type Runnable } from '../../common/lifecycle.ts';
 import { bucketSubjects } from '../../common/nats-authorization.ts';
 import { REQUEST_TIMEOUT_MS, lastRevision, readFrom, type BucketMessage } from './bucket-reader.ts';
 
@@ -249,7 +249,7 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
    */
   async #watchOnce(): Promise<void> {
     const watch = (this.#watch = new AbortController());
-    const ended = whenAborted(watch.signal);
+    const { signal } = watch;
     let changed = false;
     const live = this.#nc.subscribe(bucketSubjects(this.#source.bucket), {
       callback: () => {
@@ -258,22 +258,21 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
       },
     });
     try {
-      while (!watch.signal.aborted) {
+      while (!signal.aborted) {
         changed = false;
-        const read = this.#readOnce(watch.signal);
-        read.catch(() => undefined); // dropped when the watch ends first
-        await Promise.race([read, ended]);
-        if (watch.signal.aborted || changed) continue;
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          new Promise<void>((resolve) => {
-            timer = setTimeout(resolve, this.#progressCheckMs);
-            this.#nudge = resolve;
-          }),
-          ended,
-        ]);
-        clearTimeout(timer);
-        this.#nudge = undefined;
+        await unlessAborted(this.#readOnce(signal), signal);
+        if (signal.aborted || changed) continue;
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            clearTimeout(timer);
+            signal.removeEventListener('abort', done);
+            this.#nudge = undefined;
+            resolve();
+          };
+          const timer = setTimeout(done, this.#progressCheckMs);
+          signal.addEventListener('abort', done, { once: true });
+          this.#nudge = done;
+        });
       }
     } finally {
       this.#nudge = undefined;
