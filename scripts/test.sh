@@ -68,11 +68,14 @@ node -e '
     const r = JSON.parse(fs.readFileSync(file, "utf8"));
     passed = r.numPassedTests; failed = r.numFailedTests;
     skipped = r.numPendingTests + r.numTodoTests;
-    // A suite that failed to load has no tests in the counts: count it as a failure.
-    failed += r.testResults.filter((f) => f.status === "failed" && f.assertionResults.length === 0).length;
-  } else if (Number(rc) !== 0) {
-    failed += 1;
+    // A file that failed outside its tests (it did not load, or a beforeAll/afterAll hook threw and its
+    // tests were skipped) has no failed test in the counts: count the file as a failure.
+    failed += r.testResults.filter(
+      (f) => f.status === "failed" && !f.assertionResults.some((t) => t.status === "failed"),
+    ).length;
   }
+  // Whatever vitest saw and the counts above did not (e.g. an unhandled error): never a green summary.
+  if (Number(rc) !== 0 && failed === 0) failed += 1;
   failed += Number(steps);
   console.log(`${passed} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ""));
   process.exit(failed > 0 || passed === 0 ? 1 : 0);
