@@ -163,6 +163,10 @@ export async function startAgent(
         continue;
       }
       await publishStatus({ phase: 'Joining' });
+      // `isthmus join` shows this while the hub is asked (a Join call may wait up to its deadline).
+      await secrets
+        .reportJoin('Pending', `asking the hub (${bootstrap.hubEndpoints.join(', ')}) to admit this cluster`)
+        .catch(() => undefined);
       try {
         const joined = await join(bootstrap, factsOf(config), await loadJoinKeys(secrets));
         await secrets.saveCredentials(joined);

@@ -58,17 +58,22 @@ export interface JoiningMember {
 
 /**
  * Joins every member with one token (creating `namespace` in each first, when given); throws
- * naming a join that failed.
+ * naming a join that failed, with what `agentLog` says of that member's agent.
  */
 export async function joinAllMembers(
   hubKubeconfig: string,
   members: readonly JoiningMember[],
-  options: { namespace?: string; wait?: string } = {},
+  options: { namespace?: string; wait?: string; agentLog?: (member: string) => string } = {},
 ): Promise<void> {
   const token = await createToken(hubKubeconfig, ['--usages', String(members.length)]);
   for (const m of members) {
     if (options.namespace) await ensureNamespace(m.kubeConfig(), options.namespace);
     const result = await joinMember(m.kubeconfigPath, token, options.wait);
-    if (result.code !== 0) throw new Error(`join of ${m.name} exited ${result.code}: ${result.stderr}`);
+    if (result.code !== 0) {
+      const log = options.agentLog?.(m.name);
+      throw new Error(
+        `join of ${m.name} exited ${result.code}: ${result.stderr}${log ? `\nits agent's last log lines:\n${log}` : ''}`,
+      );
+    }
   }
 }

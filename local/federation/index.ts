@@ -438,7 +438,10 @@ export class Federation implements AsyncDisposable {
 
   /** Joins every member with one token (creating `namespace` in each first, when given); throws naming a join that failed. */
   joinAll(namespace?: string): Promise<void> {
-    return joinAllMembers(this.hubCluster.kubeconfigPath, this.members, namespace ? { namespace } : {});
+    return joinAllMembers(this.hubCluster.kubeconfigPath, this.members, {
+      ...(namespace ? { namespace } : {}),
+      agentLog: (member) => this.agent(member)?.logTail(20) ?? '(no agent process)',
+    });
   }
 
   async memberCluster(id: string): Promise<MemberCluster> {
