@@ -21,7 +21,7 @@ const streamInfoSchema = z.union([
 ]);
 
 /** How long one request may wait for its (first or next) reply, unless the caller says otherwise. */
-export const REQUEST_TIMEOUT_MS = 5_000;
+const REQUEST_TIMEOUT_MS = 5_000;
 const BATCH = 256;
 
 /** JetStream's error code for a stream that does not exist. */

@@ -24,7 +24,7 @@ import type { Logger } from '../../common/logger.ts';
 import { backoffDelay } from '../../common/backoff.ts';
 import { unlessAborted, type Runnable } from '../../common/lifecycle.ts';
 import { bucketSubjects } from '../../common/nats-authorization.ts';
-import { REQUEST_TIMEOUT_MS, lastRevision, readFrom, type BucketMessage } from './bucket-reader.ts';
+import { lastRevision, readFrom, type BucketMessage } from './bucket-reader.ts';
 
 /** Called after a key's entry changed; `entry` is undefined once the key is gone. Must not block. */
 export type CatalogListener<T = CatalogEntry> = (key: string, entry: T | undefined) => void;
@@ -65,7 +65,7 @@ export interface CatalogWatcherOptions<T = CatalogEntry> {
   readonly progressCheckMs?: number;
   /** How long a key that vanished without a tombstone is kept (sources with tombstones only). */
   readonly vanishedGraceMs?: number;
-  /** How long one read request may wait for its reply (default bucket-reader's REQUEST_TIMEOUT_MS). */
+  /** How long one read request may wait for its reply (default: bucket-reader's). */
   readonly requestTimeoutMs?: number;
 }
 
@@ -84,7 +84,7 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
   readonly #retry: { readonly initialMs: number; readonly maxMs: number };
   readonly #progressCheckMs: number;
   readonly #vanishedGraceMs: number;
-  readonly #requestTimeoutMs: number;
+  readonly #requestTimeoutMs: number | undefined;
   /** Keys whose last value was a tombstone (or that were deleted after one): removable at once. */
   readonly #tombstoned = new Set<string>();
   /** Keys held after vanishing without a tombstone: when they vanished, and the timer that removes them. */
@@ -121,7 +121,7 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
     this.#retry = { ...CATALOG_WATCHER_DEFAULTS.retry, ...options.retry };
     this.#progressCheckMs = options.progressCheckMs ?? CATALOG_WATCHER_DEFAULTS.progressCheckMs;
     this.#vanishedGraceMs = options.vanishedGraceMs ?? CATALOG_WATCHER_DEFAULTS.vanishedGraceMs;
-    this.#requestTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    this.#requestTimeoutMs = options.requestTimeoutMs;
     this.#syncedPromise = new Promise<void>((resolve, reject) => {
       this.#resolveSynced = resolve;
       this.#rejectSynced = reject;
@@ -276,7 +276,6 @@ export class CatalogWatcher<T = CatalogEntry> implements Runnable {
       }
     } finally {
       this.#nudge = undefined;
-      watch.abort(); // a read still in flight applies nothing more
       if (this.#watch === watch) this.#watch = undefined;
       live.unsubscribe();
     }
